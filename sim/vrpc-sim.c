@@ -1,0 +1,406 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vrpc-sim: bring up, use and tear down an emulated Xen host (dom0 plus
+ * named guests) on which unmodified Xen userspace runs: the real C
+ * xenstored, libxenvchan, vchan-socket-proxy, xenstore-utils and vrpc.
+ */
+#include "sim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define VERSION "0.1.0"
+
+static const char usage_text[] =
+    "usage: vrpc-sim COMMAND [--ns NAME] ...\n"
+    "\n"
+    "Emulated Xen host for vrpc: the real xenstored plus drop-in grant-table and\n"
+    "event-channel libraries. Instances with different --ns names are independent.\n"
+    "\n"
+    "commands:\n"
+    "  up [--ns NAME] DOMAIN...        start xenstored for dom0 and introduce each guest\n"
+    "                                  (domids 1, 2, ... in order); returns when ready\n"
+    "  exec [--ns NAME] DOMAIN -- CMD [ARG...]\n"
+    "                                  run CMD as DOMAIN (dom0 or a guest name)\n"
+    "  destroy [--ns NAME] DOMAIN      kill one guest; fires @releaseDomain\n"
+    "  status [--ns NAME]              show the instance and its domains\n"
+    "  down [--ns NAME]                stop everything and remove all its files\n"
+    "\n"
+    "options:\n"
+    "  --ns NAME      instance name, [A-Za-z0-9_-]{1,32} (default: $VRPCSIM_NS or 'default')\n"
+    "  -h, --help     show this help\n"
+    "  --version      show the version\n"
+    "\n"
+    "environment: VRPCSIM_ROOT (default /dev/shm/vrpc-sim), VRPCSIM_XENSTORED, VRPCSIM_LIBDIR\n";
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "vrpc-sim: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (try 'vrpc-sim --help')\n");
+    return 2;
+}
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "vrpc-sim: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+static const char *ns;
+
+/* Parse [--ns NAME] and --help; returns index of the first operand or -2/-1. */
+static int parse_common(int argc, char **argv, bool stop_at_operand)
+{
+    static const struct option opts[] = {
+        {"ns", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, stop_at_operand ? "+h" : "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'n':
+            ns = optarg;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return -1;
+        case 'V':
+            printf("vrpc-sim %s\n", VERSION);
+            return -1;
+        default:
+            if (optopt == 'n')
+                usage_error("--ns needs a NAME");
+            else
+                usage_error("unknown option '%s'", argv[optind - 1]);
+            return -2;
+        }
+    }
+    if (!sim_ns_valid(ns)) {
+        usage_error("invalid instance name '%s': use [A-Za-z0-9_-], 1 to 32 characters", ns);
+        return -2;
+    }
+    return optind;
+}
+
+static int select_instance(void)
+{
+    char dir[PATH_MAX];
+
+    if (sim_instance_for(ns, dir, sizeof(dir)) < 0)
+        return fail("instance path for '%s' is too long (VRPCSIM_ROOT)", ns);
+    setenv("VRPCSIM_INSTANCE", dir, 1);
+    return 0;
+}
+
+static int mkdir_p(const char *path)
+{
+    char tmp[PATH_MAX];
+
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+                return -errno;
+            *p = '/';
+        }
+    }
+    return mkdir(tmp, 0700) < 0 && errno != EEXIST ? -errno : 0;
+}
+
+static void cleanup_stale(void)
+{
+    sim_kill_instance_procs(SIM_DOMID_INVALID, SIGKILL, getpid());
+    for (int i = 0; i < 100 && sim_count_instance_procs(SIM_DOMID_INVALID) > 0; i++)
+        usleep(10000);
+    sim_remove_tree(sim_instance_dir());
+}
+
+static int cmd_up(int argc, char **argv)
+{
+    int first = parse_common(argc, argv, false), p[2];
+    char buf[512];
+    ssize_t n;
+    size_t got = 0;
+    pid_t pid;
+
+    if (first < 0)
+        return first == -1 ? 0 : 2;
+    if (first >= argc)
+        return usage_error("up needs at least one DOMAIN name");
+    if (argc - first > (int)SIM_MAX_DOMAINS - 1)
+        return usage_error("too many domains");
+    for (int i = first; i < argc; i++) {
+        if (!sim_name_valid(argv[i]))
+            return usage_error("invalid domain name '%s': use [A-Za-z0-9_.-], 1 to 64 "
+                               "characters, not dom0 and not only digits", argv[i]);
+        for (int j = first; j < i; j++)
+            if (strcmp(argv[i], argv[j]) == 0)
+                return usage_error("duplicate domain name '%s'", argv[i]);
+    }
+    if (select_instance())
+        return 1;
+    if (sim_instance_up())
+        return fail("instance '%s' is already up (vrpc-sim down first)", ns);
+    if (access(sim_instance_dir(), F_OK) == 0)
+        cleanup_stale();
+    if (mkdir_p(sim_instance_dir()) < 0)
+        return fail("cannot create %s", sim_instance_dir());
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return fail("pipe: %s", strerror(errno));
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0)
+        return fail("fork: %s", strerror(errno));
+    if (pid == 0) {
+        char logf[PATH_MAX];
+        int fd;
+
+        close(p[0]);
+        setsid();
+        fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (fd >= 0)
+            dup2(fd, 0);
+        if (sim_path(logf, sizeof(logf), "daemon.log") == 0 &&
+            (fd = open(logf, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        _exit(sim_daemon_main(argv + first, (unsigned int)(argc - first), p[1]));
+    }
+    close(p[1]);
+    while (got < sizeof(buf) - 1 && (n = read(p[0], buf + got, sizeof(buf) - 1 - got)) > 0) {
+        got += (size_t)n;
+        if (memchr(buf, '\n', got))
+            break;
+    }
+    close(p[0]);
+    buf[got] = '\0';
+    if (strncmp(buf, "ok\n", 3) != 0) {
+        char *nl = strchr(buf, '\n');
+        if (nl)
+            *nl = '\0';
+        waitpid(pid, NULL, 0);
+        return fail("up failed: %s", got ? buf : "the daemon exited");
+    }
+    printf("vrpc-sim: instance '%s' up:", ns);
+    printf(" dom0 (0)");
+    for (int i = first; i < argc; i++)
+        printf(", %s (%d)", argv[i], i - first + 1);
+    printf("\n");
+    return 0;
+}
+
+static int load_running(SimTable *t)
+{
+    if (!sim_instance_up() || sim_table_load(t) < 0) {
+        fail("instance '%s' is not running (vrpc-sim up first)", ns);
+        return -1;
+    }
+    return 0;
+}
+
+static int prepend_env(const char *var, const char *val, char sep)
+{
+    const char *old = getenv(var);
+    char *buf;
+    int r;
+
+    if (!old || !*old)
+        return setenv(var, val, 1);
+    if (asprintf(&buf, "%s%c%s", val, sep, old) < 0)
+        return -1;
+    r = setenv(var, buf, 1);
+    free(buf);
+    return r;
+}
+
+static int cmd_exec(int argc, char **argv)
+{
+    int first = parse_common(argc, argv, true);
+    char path[PATH_MAX], id[16];
+    SimTable t;
+    SimDomain *d;
+
+    if (first < 0)
+        return first == -1 ? 0 : 2;
+    if (first >= argc)
+        return usage_error("exec needs a DOMAIN and a command");
+    if (select_instance() || load_running(&t) < 0)
+        return 1;
+    d = sim_table_find(&t, argv[first]);
+    if (!d)
+        return fail("unknown domain '%s'", argv[first]);
+    if (d->state != SIM_DOM_RUNNING)
+        return fail("domain '%s' was destroyed", argv[first]);
+    first++;
+    if (first < argc && strcmp(argv[first], "--") == 0)
+        first++;
+    if (first >= argc)
+        return usage_error("missing command after DOMAIN --");
+
+    snprintf(id, sizeof(id), "%u", d->domid);
+    setenv("VRPCSIM_DOMID", id, 1);
+    if (d->domid == 0)
+        sim_path(path, sizeof(path), "xenstored/socket");
+    else
+        sim_path(path, sizeof(path), "dom%u/xenbus.sock", d->domid);
+    setenv("XENSTORED_PATH", path, 1);
+    if (d->domid == 0)
+        sim_path(path, sizeof(path), "xenstored");
+    else
+        sim_path(path, sizeof(path), "dom%u", d->domid);
+    setenv("XENSTORED_RUNDIR", path, 1);
+    prepend_env("LD_LIBRARY_PATH", sim_libdir(), ':');
+    snprintf(path, sizeof(path), "%s/libvrpcsim-xc.so", sim_libdir());
+    prepend_env("LD_PRELOAD", path, ':');
+    /* ASan-built programs must tolerate the preload ahead of their runtime */
+    prepend_env("ASAN_OPTIONS", "verify_asan_link_order=0", ':');
+    execvp(argv[first], argv + first);
+    fprintf(stderr, "vrpc-sim: cannot run '%s': %s\n", argv[first], strerror(errno));
+    return errno == ENOENT ? 127 : 126;
+}
+
+static int cmd_destroy(int argc, char **argv)
+{
+    int first = parse_common(argc, argv, false), r;
+    char msg[1024];
+    SimTable t;
+    SimDomain *d;
+
+    if (first < 0)
+        return first == -1 ? 0 : 2;
+    if (argc - first != 1)
+        return usage_error("destroy needs exactly one DOMAIN");
+    if (select_instance() || load_running(&t) < 0)
+        return 1;
+    d = sim_table_find(&t, argv[first]);
+    if (!d)
+        return fail("unknown domain '%s'", argv[first]);
+    if (d->domid == 0)
+        return fail("cannot destroy dom0 (use vrpc-sim down)");
+    if (d->state != SIM_DOM_RUNNING)
+        return fail("domain '%s' is already destroyed", argv[first]);
+    r = sim_control(SIM_MSG_CMD_DESTROY, d->domid, 0, msg, sizeof(msg));
+    if (r < 0)
+        return fail("destroy failed: %s", msg[0] ? msg : strerror(-r));
+    printf("vrpc-sim: %s\n", msg);
+    return 0;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+    int first = parse_common(argc, argv, false), r;
+    char msg[1024];
+    SimTable t;
+
+    if (first < 0)
+        return first == -1 ? 0 : 2;
+    if (argc != first)
+        return usage_error("status takes no operands ('%s')", argv[first]);
+    if (select_instance() || load_running(&t) < 0)
+        return 1;
+    r = sim_control(SIM_MSG_CMD_STATUS, 0, 0, msg, sizeof(msg));
+    if (r < 0)
+        return fail("status failed: %s", strerror(-r));
+    printf("instance %s: up at %s\n", ns, sim_instance_dir());
+    printf("%-6s %-20s %-10s %s\n", "DOMID", "NAME", "STATE", "PROCESSES");
+    for (unsigned int i = 0; i < t.n; i++) {
+        SimDomain *d = &t.dom[i];
+        printf("%-6u %-20s %-10s %d\n", d->domid, d->name,
+               d->state == SIM_DOM_RUNNING ? "running" : "destroyed",
+               d->state == SIM_DOM_RUNNING ? sim_count_instance_procs(d->domid) : 0);
+    }
+    return 0;
+}
+
+static int cmd_down(int argc, char **argv)
+{
+    int first = parse_common(argc, argv, false), r;
+    char msg[256];
+
+    if (first < 0)
+        return first == -1 ? 0 : 2;
+    if (argc != first)
+        return usage_error("down takes no operands ('%s')", argv[first]);
+    if (select_instance())
+        return 1;
+    if (!sim_instance_up()) {
+        if (access(sim_instance_dir(), F_OK) == 0) {
+            cleanup_stale();
+            printf("vrpc-sim: removed the remains of instance '%s'\n", ns);
+            return 0;
+        }
+        return fail("instance '%s' is not running", ns);
+    }
+    r = sim_control(SIM_MSG_CMD_DOWN, 0, 0, msg, sizeof(msg));
+    if (r < 0)
+        return fail("down failed: %s", strerror(-r));
+    for (int i = 0; i < 1000 && access(sim_instance_dir(), F_OK) == 0; i++)
+        usleep(10000);
+    if (access(sim_instance_dir(), F_OK) == 0) {
+        cleanup_stale();
+    }
+    printf("vrpc-sim: instance '%s' down\n", ns);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {
+        {"up", cmd_up}, {"exec", cmd_exec}, {"destroy", cmd_destroy},
+        {"status", cmd_status}, {"down", cmd_down},
+    };
+
+    ns = getenv("VRPCSIM_NS");
+    if (!ns || !*ns)
+        ns = "default";
+    if (argc < 2)
+        return usage_error("missing COMMAND");
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("vrpc-sim %s\n", VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "__xenbus") == 0 && argc == 4)
+        return sim_xenbus_main((uint32_t)strtoul(argv[2], NULL, 10), atoi(argv[3]));
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        if (strcmp(argv[1], cmds[i].name) == 0)
+            return cmds[i].fn(argc - 1, argv + 1);
+    return usage_error("unknown command '%s'", argv[1]);
+}
