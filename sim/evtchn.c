@@ -23,6 +23,7 @@ struct xenevtchn_handle {
     int sock;
     int hv;
     uint32_t dom;
+    uint32_t pid;           /* the pid in the socket's name (not getpid() after a fork) */
     uint32_t serial;
     pthread_mutex_t lock;
     uint32_t *ports;        /* ports bound through this handle */
@@ -91,6 +92,7 @@ xenevtchn_handle *xenevtchn_open(struct xentoollog_logger *logger, unsigned int 
     xce->sock = xce->hv = -1;
     xce->dom = sim_self_domid();
     xce->serial = sim_next_serial();
+    xce->pid = (uint32_t)getpid();
     r = sim_hv_connect(SIM_KIND_EVTCHN, xce->serial);
     if (r < 0)
         goto fail;
@@ -101,7 +103,7 @@ xenevtchn_handle *xenevtchn_open(struct xentoollog_logger *logger, unsigned int 
         r = -errno;
         goto fail;
     }
-    if ((r = sim_evtchn_addr((uint32_t)getpid(), xce->serial, &sun, &len)) < 0)
+    if ((r = sim_evtchn_addr(xce->pid, xce->serial, &sun, &len)) < 0)
         goto fail;
     if (bind(xce->sock, (struct sockaddr *)&sun, len) < 0) {
         r = -errno;
@@ -173,7 +175,7 @@ int xenevtchn_notify(xenevtchn_handle *xce, evtchn_port_t port)
 
 static void claim(xenevtchn_handle *xce, SimPort *p)
 {
-    atomic_store(&p->owner_pid, (uint32_t)getpid());
+    atomic_store(&p->owner_pid, xce->pid);
     atomic_store(&p->owner_serial, xce->serial);
     atomic_store(&p->flags, 0);
 }

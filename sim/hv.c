@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -179,7 +180,7 @@ static void wait_pids_gone(uint32_t domid, uint64_t deadline)
         pump(10);
 }
 
-static int destroy_domain(uint32_t domid, char *msg, size_t len)
+static int destroy_domain(uint32_t domid, pid_t requester, char *msg, size_t len)
 {
     SimDomain *d = NULL;
     char path[64];
@@ -201,7 +202,7 @@ static int destroy_domain(uint32_t domid, char *msg, size_t len)
     hv.dead_dom[domid] = true;
     d->state = SIM_DOM_DEAD;
     sim_table_save(&hv.table);
-    sim_kill_instance_procs(domid, SIGKILL, 0);
+    sim_kill_instance_procs(domid, SIGKILL, requester);
     if (hv.xenbus[domid] > 0)
         kill(hv.xenbus[domid], SIGKILL);
     wait_pids_gone(domid, now_ms() + 3000);
@@ -299,11 +300,12 @@ static void handle_msg(Conn *c, const SimMsg *m, size_t n)
         reply(c->fd, 0, "%s", text);
         break;
     case SIM_MSG_CMD_DESTROY:
-        err = destroy_domain(m->a, text, sizeof(text));
+        err = destroy_domain(m->a, (pid_t)c->pid, text, sizeof(text));
         reply(c->fd, err, "%s", text);
         break;
     case SIM_MSG_CMD_DOWN:
         sim_log("down requested by pid %u", c->pid);
+        hv.quit = true;     /* from now on a dying xenbus is no domain death */
         sim_kill_instance_procs(SIM_DOMID_INVALID, SIGTERM, (pid_t)c->pid);
         {
             uint64_t deadline = now_ms() + 1000;
@@ -312,7 +314,6 @@ static void handle_msg(Conn *c, const SimMsg *m, size_t n)
                 pump(10);
         }
         sim_kill_instance_procs(SIM_DOMID_INVALID, SIGKILL, (pid_t)c->pid);
-        hv.quit = true;
         reply(c->fd, 0, "down");
         break;
     default:
@@ -357,7 +358,7 @@ static void reap_children(void)
                 if (!hv.dead_dom[d] && !hv.quit) {
                     char msg[256];
                     sim_log("xenbus of domain %u died: destroying it", d);
-                    destroy_domain(d, msg, sizeof(msg));
+                    destroy_domain(d, 0, msg, sizeof(msg));
                 }
             }
         }
@@ -445,6 +446,7 @@ static pid_t spawn_xenstored(void)
     pid = fork();
     if (pid != 0)
         return pid;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     child_env(0);
     snprintf(preload, sizeof(preload), "%s/libvrpcsim-xsd.so", sim_libdir());
     setenv("LD_PRELOAD", preload, 1);
@@ -534,6 +536,7 @@ static pid_t spawn_xenbus(uint32_t domid, int *ready_rd)
     }
     if (pid == 0) {
         char fdarg[16], domarg[16];
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         child_env(domid);
         setenv("XENSTORED_PATH", hv.xs_socket, 1);
         dup2(p[1], 3);
@@ -638,7 +641,7 @@ static int start(char **guests, unsigned int nguests, int ready_fd)
     for (unsigned int i = 1; i < hv.table.n; i++) {
         SimDomain *d = &hv.table.dom[i];
         char dir[PATH_MAX];
-        int rd;
+        int rd = -1;
 
         if ((r = write_domain_nodes(d->domid, d->name)) < 0)
             return say(ready_fd, "cannot write nodes of %s: %s\n", d->name, strerror(-r)), -1;
@@ -692,18 +695,44 @@ static void shutdown_all(void)
         sim_remove_tree(sim_instance_dir());
 }
 
+static void write_pidfile(void)
+{
+    char path[PATH_MAX];
+    FILE *f;
+
+    if (sim_path(path, sizeof(path), "daemon.pid") == 0 && (f = fopen(path, "we"))) {
+        fprintf(f, "%d\n", (int)getpid());
+        fclose(f);
+    }
+}
+
+/* Someone removed the instance under us: nothing left to serve. */
+static bool instance_gone(void)
+{
+    char path[PATH_MAX];
+
+    return sim_path(path, sizeof(path), "hv.sock") < 0 || access(path, F_OK) != 0;
+}
+
 int sim_daemon_main(char **guests, unsigned int nguests, int ready_fd)
 {
     hv.listen_fd = -1;
     signal(SIGPIPE, SIG_IGN);
+    fcntl(ready_fd, F_SETFD, FD_CLOEXEC);
+    write_pidfile();
     if (start(guests, nguests, ready_fd) < 0) {
         close(ready_fd);
         shutdown_all();
         return 1;
     }
     close(ready_fd);
-    while (!hv.quit)
+    while (!hv.quit) {
         pump(1000);
+        if (instance_gone()) {
+            sim_log("instance folder removed: shutting down");
+            hv.quit = true;
+        }
+    }
     shutdown_all();
     sim_log("instance down");
     return 0;

@@ -139,6 +139,16 @@ static int mkdir_p(const char *path)
 
 static void cleanup_stale(void)
 {
+    char path[PATH_MAX];
+    long pid;
+    FILE *f;
+
+    /* a daemon that lost its socket; its children die with it */
+    if (sim_path(path, sizeof(path), "daemon.pid") == 0 && (f = fopen(path, "re"))) {
+        if (fscanf(f, "%ld", &pid) == 1 && pid > 1)
+            kill((pid_t)pid, SIGKILL);
+        fclose(f);
+    }
     sim_kill_instance_procs(SIM_DOMID_INVALID, SIGKILL, getpid());
     for (int i = 0; i < 100 && sim_count_instance_procs(SIM_DOMID_INVALID) > 0; i++)
         usleep(10000);
@@ -182,8 +192,11 @@ static int cmd_up(int argc, char **argv)
     if (pid < 0)
         return fail("fork: %s", strerror(errno));
     if (pid == 0) {
-        char logf[PATH_MAX];
-        int fd;
+        /* re-exec so that /proc/PID/environ names this instance */
+        char logf[PATH_MAX], fdarg[16], self[PATH_MAX];
+        const char **args = calloc((size_t)(argc - first) + 4, sizeof(*args));
+        ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        int fd, k = 0;
 
         close(p[0]);
         setsid();
@@ -195,7 +208,18 @@ static int cmd_up(int argc, char **argv)
             dup2(fd, 1);
             dup2(fd, 2);
         }
-        _exit(sim_daemon_main(argv + first, (unsigned int)(argc - first), p[1]));
+        if (!args || sl <= 0 || dup2(p[1], 3) < 0)
+            _exit(1);
+        self[sl] = '\0';
+        snprintf(fdarg, sizeof(fdarg), "3");
+        args[k++] = "vrpc-sim";
+        args[k++] = "__daemon";
+        args[k++] = fdarg;
+        for (int i = first; i < argc; i++)
+            args[k++] = argv[i];
+        args[k] = NULL;
+        execv(self, (char *const *)args);
+        _exit(127);
     }
     close(p[1]);
     while (got < sizeof(buf) - 1 && (n = read(p[0], buf + got, sizeof(buf) - 1 - got)) > 0) {
@@ -397,6 +421,25 @@ int main(int argc, char **argv)
         printf("vrpc-sim %s\n", VERSION);
         return 0;
     }
+    if (strcmp(argv[1], "__ports") == 0 && argc == 4) {
+        /* debugging aid: dump a domain's event-channel table */
+        ns = argv[2];
+        if (select_instance())
+            return 1;
+        SimDomFile *df = sim_domfile((uint32_t)strtoul(argv[3], NULL, 10));
+        for (uint32_t p = 1; df && p < SIM_MAX_PORTS; p++) {
+            SimPort *sp = &df->ports[p];
+            if (atomic_load(&sp->state) != SIM_PORT_FREE)
+                printf("port %u state %u flags %#x remote %u:%u virq %u owner %u.%u\n", p,
+                       atomic_load(&sp->state), atomic_load(&sp->flags),
+                       atomic_load(&sp->remote_dom), atomic_load(&sp->remote_port),
+                       atomic_load(&sp->virq), atomic_load(&sp->owner_pid),
+                       atomic_load(&sp->owner_serial));
+        }
+        return df ? 0 : 1;
+    }
+    if (strcmp(argv[1], "__daemon") == 0 && argc >= 3)
+        return sim_daemon_main(argv + 3, (unsigned int)(argc - 3), atoi(argv[2]));
     if (strcmp(argv[1], "__xenbus") == 0 && argc == 4)
         return sim_xenbus_main((uint32_t)strtoul(argv[2], NULL, 10), atoi(argv[3]));
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)

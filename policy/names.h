@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * Name and token syntax shared by the loader, the evaluator and import-qubes.
+ * Every function takes an explicit length so that scalars holding NUL bytes
+ * are rejected rather than silently truncated.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum PolicyTokenKind {
+    POLICY_TOKEN_ANY,     /* "*": every domain, dom0 included */
+    POLICY_TOKEN_ANYVM,   /* @anyvm: every domain but dom0 */
+    POLICY_TOKEN_ADMINVM, /* @adminvm or the name dom0 */
+    POLICY_TOKEN_NAME,    /* a domain name */
+    POLICY_TOKEN_TAG,     /* @tag:T */
+    POLICY_TOKEN_TYPE,    /* @type:T */
+    POLICY_TOKEN_DEFAULT, /* @default: the caller named no target */
+} PolicyTokenKind;
+
+/* A parsed token; VALUE points into the parsed text (NAME, TAG, TYPE only). */
+typedef struct PolicyToken {
+    PolicyTokenKind kind;
+    const char *value;
+    size_t len;
+} PolicyToken;
+
+bool policy_service_valid(const char *s, size_t len);
+bool policy_argument_valid(const char *s, size_t len);
+bool policy_domain_valid(const char *s, size_t len);
+bool policy_label_valid(const char *s, size_t len); /* tag and type names */
+bool policy_user_valid(const char *s, size_t len);
+bool policy_is_dom0(const char *s);
+
+/*
+ * policy_service_pattern_parse() - a rule's service: an exact name, a prefix
+ * ending in '*' ("demo.*"), or "*". On success *prefix_lenp is the length of
+ * the part before '*' and *is_prefixp tells whether there was a '*'.
+ * Returns 0, or -EINVAL with a static message in *errp.
+ */
+int policy_service_pattern_parse(const char *s, size_t len, size_t *prefix_lenp, bool *is_prefixp,
+                                 const char **errp);
+
+/*
+ * policy_token_parse() - name | dom0 | * | @anyvm | @adminvm | @tag:T |
+ * @type:T | @default. Which tokens fit which column is the caller's business.
+ * Returns 0, or -EINVAL with a static message in *errp.
+ */
+int policy_token_parse(const char *s, size_t len, PolicyToken *tokenp, const char **errp);
+
+/* policy_token_kind_to_string() - "*", "@anyvm", ... ("name" for NAME). */
+const char *policy_token_kind_to_string(PolicyTokenKind kind);
+
+/*
+ * policy_quote() - write S (LEN bytes, untrusted) into BUF as a double-quoted,
+ * printable string for a message, escaping anything unusual and shortening
+ * long strings with "...". Returns BUF.
+ */
+char *policy_quote(char *buf, size_t size, const char *s, size_t len);
+
+/* Enough room for policy_quote() of anything: 48 visible chars, escaped. */
+#define POLICY_QUOTE_MAX (48 * 4 + 8)

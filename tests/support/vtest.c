@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vtest: process and vrpc-sim helpers for vrpc's Check-based integration
+ * tests. Paths of the programs under test come from compile definitions
+ * (VRPC_SIM_BIN) so that tests run from any folder.
+ */
+#include "vtest.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int decode(int st)
+{
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    if (WIFSIGNALED(st))
+        return 128 + WTERMSIG(st);
+    return -1;
+}
+
+int vt_wait(pid_t pid, int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    int st;
+
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return decode(st);
+        if (r < 0)
+            return -1;
+        if (now_ms() >= end)
+            return -1;
+        usleep(2000);
+    }
+}
+
+/* Children start clean of any instance identity this process took on. */
+static void scrub_env(void)
+{
+    unsetenv("VRPCSIM_INSTANCE");
+    unsetenv("VRPCSIM_DOMID");
+    unsetenv("XENSTORED_PATH");
+    unsetenv("XENSTORED_RUNDIR");
+}
+
+static void append(char **buf, size_t *len, const char *data, size_t n)
+{
+    char *p = realloc(*buf, *len + n + 1);
+    if (!p)
+        return;
+    memcpy(p + *len, data, n);
+    *len += n;
+    p[*len] = '\0';
+    *buf = p;
+}
+
+VtResult vt_run(const char *const *argv, int timeout_s)
+{
+    VtResult r = {.status = -1};
+    int po[2], pe[2];
+    size_t lo = 0, le = 0;
+    long long end = now_ms() + (long long)timeout_s * 1000;
+    pid_t pid;
+
+    r.out = calloc(1, 1);
+    r.err = calloc(1, 1);
+    if (pipe2(po, O_CLOEXEC) < 0 || pipe2(pe, O_CLOEXEC) < 0)
+        return r;
+    pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDONLY);
+        dup2(devnull, 0);
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        scrub_env();
+        execvp(argv[0], (char *const *)argv);
+        fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(po[1]);
+    close(pe[1]);
+    struct pollfd pfd[2] = {{.fd = po[0], .events = POLLIN}, {.fd = pe[0], .events = POLLIN}};
+    int open_fds = 2;
+    while (open_fds > 0 && now_ms() < end) {
+        if (poll(pfd, 2, 100) <= 0)
+            continue;
+        for (int i = 0; i < 2; i++) {
+            char buf[4096];
+            ssize_t n;
+            if (pfd[i].fd < 0 || !pfd[i].revents)
+                continue;
+            n = read(pfd[i].fd, buf, sizeof(buf));
+            if (n > 0) {
+                append(i ? &r.err : &r.out, i ? &le : &lo, buf, (size_t)n);
+            } else {
+                close(pfd[i].fd);
+                pfd[i].fd = -1;
+                open_fds--;
+            }
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        if (pfd[i].fd >= 0)
+            close(pfd[i].fd);
+    r.status = vt_wait(pid, (int)(end - now_ms() > 0 ? end - now_ms() : 0) + 100);
+    if (r.status < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        r.status = -1;
+    }
+    return r;
+}
+
+void vt_result_free(VtResult *r)
+{
+    free(r->out);
+    free(r->err);
+    r->out = r->err = NULL;
+}
+
+pid_t vt_spawn(const char *const *argv, const char *logfile)
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        int log = logfile ? open(logfile, O_WRONLY | O_CREAT | O_TRUNC, 0600) : devnull;
+        dup2(devnull, 0);
+        dup2(log, 1);
+        dup2(log, 2);
+        scrub_env();
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+const char *vt_ns(const char *tag)
+{
+    static char buf[64];
+    snprintf(buf, sizeof(buf), "t%d-%s", (int)getpid(), tag);
+    return buf;
+}
+
+const char *vt_instance_dir(const char *ns)
+{
+    static char buf[512];
+    const char *root = getenv("VRPCSIM_ROOT");
+    snprintf(buf, sizeof(buf), "%s/%s", root && *root ? root : "/dev/shm/vrpc-sim", ns);
+    return buf;
+}
+
+void vt_sim_up(const char *ns, const char *const *guests)
+{
+    const char *argv[64] = {VRPC_SIM_BIN, "up", "--ns", ns};
+    int n = 4;
+    VtResult r;
+
+    for (; guests && *guests && n < 62; guests++)
+        argv[n++] = *guests;
+    argv[n] = NULL;
+    r = vt_run(argv, 60);
+    ck_assert_msg(r.status == 0, "vrpc-sim up failed (%d): %s", r.status, r.err);
+    vt_result_free(&r);
+}
+
+int vt_instance_procs(const char *ns)
+{
+    char want[600];
+    const char *inst = vt_instance_dir(ns);
+    struct dirent *de;
+    int count = 0;
+    DIR *d = opendir("/proc");
+
+    snprintf(want, sizeof(want), "VRPCSIM_INSTANCE=%s", inst);
+    while (d && (de = readdir(d))) {
+        char path[300], buf[65536], *end;
+        long pid = strtol(de->d_name, &end, 10);
+        ssize_t n;
+        int fd;
+
+        if (*end || pid <= 1 || pid == getpid())
+            continue;
+        snprintf(path, sizeof(path), "/proc/%ld/environ", pid);
+        fd = open(path, O_RDONLY);
+        if (fd < 0)
+            continue;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        for (ssize_t off = 0; off < n; off += (ssize_t)strlen(buf + off) + 1)
+            if (strcmp(buf + off, want) == 0) {
+                /* zombies of our own children are not running processes */
+                char st[300], sbuf[512];
+                snprintf(st, sizeof(st), "/proc/%ld/stat", pid);
+                int sfd = open(st, O_RDONLY);
+                ssize_t sn = sfd >= 0 ? read(sfd, sbuf, sizeof(sbuf) - 1) : -1;
+                if (sfd >= 0)
+                    close(sfd);
+                if (sn > 0) {
+                    sbuf[sn] = '\0';
+                    char *p = strrchr(sbuf, ')');
+                    if (p && p[1] && p[2] != 'Z')
+                        count++;
+                }
+                break;
+            }
+    }
+    if (d)
+        closedir(d);
+    return count;
+}
+
+void vt_sim_down(const char *ns)
+{
+    const char *argv[] = {VRPC_SIM_BIN, "down", "--ns", ns, NULL};
+    VtResult r = vt_run(argv, 60);
+    struct stat st;
+
+    ck_assert_msg(r.status == 0, "vrpc-sim down failed (%d): %s", r.status, r.err);
+    vt_result_free(&r);
+    ck_assert_msg(stat(vt_instance_dir(ns), &st) < 0 && errno == ENOENT,
+                  "instance folder %s left behind", vt_instance_dir(ns));
+    ck_assert_int_eq(vt_instance_procs(ns), 0);
+}
+
+bool vt_wait_path(const char *path, int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    while (access(path, F_OK) != 0) {
+        if (now_ms() >= end)
+            return false;
+        usleep(5000);
+    }
+    return true;
+}
+
+char *vt_read_file(const char *path)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    char tmp[4096];
+    ssize_t n;
+    int fd = open(path, O_RDONLY);
+
+    if (fd < 0)
+        return NULL;
+    buf = calloc(1, 1);
+    while ((n = read(fd, tmp, sizeof(tmp))) > 0)
+        append(&buf, &len, tmp, (size_t)n);
+    close(fd);
+    return buf;
+}

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vtest: helpers shared by vrpc's integration tests: run a program and
+ * capture its output, bring a private vrpc-sim instance up and down, and
+ * check that nothing of an instance is left behind.
+ */
+#ifndef VRPC_TESTS_VTEST_H
+#define VRPC_TESTS_VTEST_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+typedef struct VtResult {
+    int status;         /* exit code, 128+signal, or -1 if it could not run */
+    char *out;          /* NUL-terminated captured stdout */
+    char *err;          /* NUL-terminated captured stderr */
+} VtResult;
+
+/* Run argv (NULL-terminated) with a timeout; captures output. */
+VtResult vt_run(const char *const *argv, int timeout_s);
+void vt_result_free(VtResult *r);
+/* Start argv in the background with stdout/stderr to @logfile (or NULL). */
+pid_t vt_spawn(const char *const *argv, const char *logfile);
+/* Wait for @pid up to @timeout_ms; returns exit code / 128+sig, -1 timeout. */
+int vt_wait(pid_t pid, int timeout_ms);
+
+/* A namespace unique to this process and @tag. Static buffer. */
+const char *vt_ns(const char *tag);
+/* vrpc-sim up --ns NS GUESTS... ; aborts the test on failure. */
+void vt_sim_up(const char *ns, const char *const *guests);
+/* vrpc-sim down --ns NS, then checks that nothing is left; aborts on failure. */
+void vt_sim_down(const char *ns);
+/* Instance folder of @ns. Static buffer. */
+const char *vt_instance_dir(const char *ns);
+/* Processes whose environment names the instance of @ns. */
+int vt_instance_procs(const char *ns);
+/* Poll until @path exists (true) or @timeout_ms passes (false). */
+bool vt_wait_path(const char *path, int timeout_ms);
+/* Read a whole file; NULL on error. Caller frees. */
+char *vt_read_file(const char *path);
+
+#endif
