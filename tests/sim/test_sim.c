@@ -754,7 +754,10 @@ START_TEST(libxenvchan_kill_client_seen_closed)
 }
 END_TEST
 
-/* A Unix-socket echo server process for the proxy tests. */
+/*
+ * A Unix-socket echo server process for the proxy tests. It creates
+ * PATH.accepted once it has accepted a connection.
+ */
 static pid_t unix_echo_server(const char *path)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -774,6 +777,9 @@ static pid_t unix_echo_server(const char *path)
             ssize_t n;
             if (c < 0)
                 _exit(1);
+            char flag[300];
+            snprintf(flag, sizeof(flag), "%s.accepted", path);
+            close(open(flag, O_WRONLY | O_CREAT, 0600));
             while ((n = read(c, buf, sizeof(buf))) > 0)
                 if (write(c, buf, (size_t)n) != n)
                     break;
@@ -798,8 +804,18 @@ START_TEST(vchan_socket_proxy_server_mode)
     const char *pargv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "work", "--", VCHAN_SOCKET_PROXY,
                            "-m", "server", "0", "data/vchan/0/p", sock, NULL};
     proxy = vt_spawn(pargv, NULL);
+    /*
+     * vchan-socket-proxy (4.17) strands data that a client sends before the
+     * proxy has connected its socket: the event is consumed while it waits
+     * for the client and its select() loop never looks at the ring. So the
+     * client sends only once the echo server has accepted the proxy.
+     */
+    char accepted[300];
+    snprintf(accepted, sizeof(accepted), "%s.accepted", sock);
+    unlink(accepted);
     const char *cargv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "dom0", "--", XVCHAN_PEER, "client",
-                           "1", "/local/domain/1/data/vchan/0/p", "ping", "1048576", NULL};
+                           "1", "/local/domain/1/data/vchan/0/p", "ping", "1048576",
+                           "--after", accepted, NULL};
     wait_server_keys(ns, "/local/domain/1/data/vchan/0/p");
     r = vt_run(cargv, 60);
     ck_assert_msg(r.status == 0, "ping through vchan-socket-proxy failed (%d): %s %s", r.status,
@@ -811,6 +827,7 @@ START_TEST(vchan_socket_proxy_server_mode)
     kill(echo, SIGKILL);
     vt_wait(echo, 5000);
     unlink(sock);
+    unlink(accepted);
     vt_sim_down(ns);
 }
 END_TEST

@@ -12,6 +12,7 @@
  * ping: send BYTES in 512-byte chunks, expect each echoed back; "echoed N".
  * echo: copy whatever arrives back until the peer closes.
  * hold: print "ready", then wait until the peer closes; print "closed".
+ * --after FILE: connect, then wait for FILE to exist before the first byte.
  * Exit 0 on success, 1 on failure, 2 on usage errors.
  */
 #include <errno.h>
@@ -44,7 +45,7 @@ static void fill(uint8_t *buf, size_t n, uint64_t *state)
 static int usage(void)
 {
     fprintf(stderr, "usage: xvchan-peer server|client DOMID PATH send|recv|ping|echo|hold [BYTES] "
-                    "[--ring N]\n");
+                    "[--ring N] [--after FILE]\n");
     return 2;
 }
 
@@ -55,7 +56,7 @@ int main(int argc, char **argv)
     unsigned long long total = 0, want = 0;
     uint64_t h = 0xcbf29ce484222325ull, st = 42;
     size_t ring = 65536;
-    const char *mode;
+    const char *mode, *after = NULL;
     int domid, server;
 
     if (argc < 5)
@@ -68,6 +69,8 @@ int main(int argc, char **argv)
     for (int i = 5; i < argc; i++) {
         if (strcmp(argv[i], "--ring") == 0 && i + 1 < argc)
             ring = strtoull(argv[++i], NULL, 0);
+        else if (strcmp(argv[i], "--after") == 0 && i + 1 < argc)
+            after = argv[++i];
         else
             want = strtoull(argv[i], NULL, 0);
     }
@@ -85,6 +88,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "xvchan-peer: wait failed\n");
         return 1;
     }
+    /* hold back the first byte until the peer says it is ready for it */
+    for (int i = 0; after && i < 2000 && access(after, F_OK) != 0; i++)
+        usleep(5000);
     if (strcmp(mode, "send") == 0) {
         while (total < want) {
             size_t n = sizeof(buf);
