@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vrpc-bench: vrpc's benchmarks, one subcommand each. Benchmarks print
+ * figures and ratios measured in the same run; they assert nothing.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench_policy.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *what;
+} benches[] = {
+    {"policy", bench_policy_main, "policy evaluation latency at 10, 1,000 and 100,000 rules"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: vrpc-bench BENCHMARK [OPTIONS]   (vrpc-bench BENCHMARK --help)\n\n");
+    for (size_t i = 0; i < sizeof(benches) / sizeof(benches[0]); i++)
+        fprintf(f, "  %-8s %s\n", benches[i].name, benches[i].what);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("vrpc-bench %s\n", VRPC_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(benches) / sizeof(benches[0]); i++)
+        if (strcmp(argv[1], benches[i].name) == 0)
+            return benches[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "vrpc-bench: unknown benchmark '%s' (try 'vrpc-bench --help')\n", argv[1]);
+    return 2;
+}
