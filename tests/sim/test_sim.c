@@ -913,19 +913,26 @@ static Suite *sim_suite(void)
     tcase_add_test(real, libxenvchan_kill_client_seen_closed);
     tcase_add_test(proxy, vchan_socket_proxy_server_mode);
     tcase_add_test(proxy, vchan_socket_proxy_client_mode);
+    tcase_add_unchecked_fixture(cli, NULL, vt_cleanup_instances);
     suite_add_tcase(s, cli);
+    tcase_add_unchecked_fixture(xs, NULL, vt_cleanup_instances);
     suite_add_tcase(s, xs);
+    tcase_add_unchecked_fixture(hv, NULL, vt_cleanup_instances);
     suite_add_tcase(s, hv);
+    tcase_add_unchecked_fixture(real, NULL, vt_cleanup_instances);
     suite_add_tcase(s, real);
+    tcase_add_unchecked_fixture(proxy, NULL, vt_cleanup_instances);
     suite_add_tcase(s, proxy);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(sim_suite());
+    SRunner *sr;
     int failed;
 
+    vt_init();
+    sr = srunner_create(sim_suite());
     signal(SIGPIPE, SIG_IGN);
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);

@@ -156,11 +156,44 @@ pid_t vt_spawn(const char *const *argv, const char *logfile)
     return pid;
 }
 
+/* The test runner's pid: Check forks each test, the runner outlives them. */
+static int run_id(void)
+{
+    const char *s = getenv("VT_RUN_ID");
+    return s && *s ? atoi(s) : (int)getpid();
+}
+
+void vt_init(void)
+{
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%d", (int)getpid());
+    setenv("VT_RUN_ID", buf, 1);
+}
+
 const char *vt_ns(const char *tag)
 {
     static char buf[64];
-    snprintf(buf, sizeof(buf), "t%d-%s", (int)getpid(), tag);
+    snprintf(buf, sizeof(buf), "t%d-%s", run_id(), tag);
     return buf;
+}
+
+void vt_cleanup_instances(void)
+{
+    char prefix[32];
+    const char *root = getenv("VRPCSIM_ROOT");
+    struct dirent *de;
+    DIR *d = opendir(root && *root ? root : "/dev/shm/vrpc-sim");
+
+    snprintf(prefix, sizeof(prefix), "t%d-", run_id());
+    while (d && (de = readdir(d))) {
+        if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        const char *argv[] = {VRPC_SIM_BIN, "down", "--ns", de->d_name, NULL};
+        VtResult r = vt_run(argv, 60);
+        vt_result_free(&r);
+    }
+    if (d)
+        closedir(d);
 }
 
 const char *vt_instance_dir(const char *ns)

@@ -24,7 +24,11 @@ pid_t vt_spawn(const char *const *argv, const char *logfile);
 /* Wait for @pid up to @timeout_ms; returns exit code / 128+sig, -1 timeout. */
 int vt_wait(pid_t pid, int timeout_ms);
 
-/* A namespace unique to this process and @tag. Static buffer. */
+/* Call first in main(): names this test run (instances are t<run>-<tag>). */
+void vt_init(void);
+/* Down every instance this test run left behind (a failed or timed-out test). */
+void vt_cleanup_instances(void);
+/* A namespace unique to this test run and @tag. Static buffer. */
 const char *vt_ns(const char *tag);
 /* vrpc-sim up --ns NS GUESTS... ; aborts the test on failure. */
 void vt_sim_up(const char *ns, const char *const *guests);
