@@ -277,6 +277,9 @@ void vt_sim_down(const char *ns)
     vt_result_free(&r);
     ck_assert_msg(stat(vt_instance_dir(ns), &st) < 0 && errno == ENOENT,
                   "instance folder %s left behind", vt_instance_dir(ns));
+    /* the daemon removes the folder last, then exits: give it a moment */
+    for (int i = 0; i < 250 && vt_instance_procs(ns) > 0; i++)
+        usleep(20000);
     ck_assert_int_eq(vt_instance_procs(ns), 0);
 }
 
