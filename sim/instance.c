@@ -241,11 +241,8 @@ static bool proc_matches(pid_t pid, const char *inst, uint32_t domid, bool *is_d
             in = true;
         else if (strcmp(e, want_dom) == 0)
             dom = true;
-        else if (domid == 0 && strncmp(e, "VRPCSIM_DOMID=", 14) == 0 && strcmp(e + 14, "0") == 0)
-            dom = true;
     }
     free(buf);
-    /* dom0 processes may lack VRPCSIM_DOMID: the default is 0 */
     *is_dom = dom;
     return in;
 }
