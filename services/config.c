@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Per-service configuration, SERVICE.yaml. The file is tokenized by the
+ * policy library's bounded YAML reader (no anchors, aliases or tags; depth
+ * and node counts capped), read in one bounded slurp that never blocks on a
+ * FIFO, and checked strictly: unknown keys, wrong types, duplicate keys,
+ * non-mapping documents and extra documents are errors reported as
+ * "FILE:LINE:COL: message". The settings only ever come from the trusted
+ * services folder, but a typo in them must refuse calls clearly rather than
+ * run a handler with half its settings (qrexec issue #9073 hung the call).
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "config.h"
+#include "diag.h"
+#include "errbuf.h"
+#include "names.h"
+#include "yaml-reader.h"
+
+DEFINE_CLEANUP_FUNC(PolicyNode, policy_node_free)
+#define _cleanup_node_ __attribute__((cleanup(policy_node_freep)))
+
+enum {
+    KEY_USER,
+    KEY_EXIT_ON_CLIENT_EOF,
+    KEY_EXIT_ON_SERVICE_EOF,
+    KEY_TIMEOUT,
+    KEY_SKIP_SERVICE_DESCRIPTOR,
+    KEY_COUNT,
+};
+
+static const char *const key_names[KEY_COUNT] = {
+    [KEY_USER] = "user",
+    [KEY_EXIT_ON_CLIENT_EOF] = "exit-on-client-eof",
+    [KEY_EXIT_ON_SERVICE_EOF] = "exit-on-service-eof",
+    [KEY_TIMEOUT] = "timeout",
+    [KEY_SKIP_SERVICE_DESCRIPTOR] = "skip-service-descriptor",
+};
+
+typedef struct ConfigParser {
+    const char *file;
+    PolicyDiag diag;
+    VrpcServiceConfig config;
+    const PolicyNode *seen[KEY_COUNT];
+} ConfigParser;
+
+#define node_error(p, node, ...)                                                                  \
+    policy_diag_add(&(p)->diag, (p)->file, (node)->line, (node)->col, __VA_ARGS__)
+
+static int key_lookup(const PolicyNode *key) {
+    if (key->kind != POLICY_NODE_SCALAR || strlen(key->value) != key->len)
+        return -1;
+    for (int i = 0; i < KEY_COUNT; i++)
+        if (strcmp(key->value, key_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+/* A YAML number for timeout: plain decimal digits with an optional fraction
+ * and exponent; no sign, hex, inf or nan, which strtod() would take. */
+static int parse_timeout(const PolicyNode *value, double *secondsp) {
+    char *end = NULL;
+    double v;
+
+    if (value->kind != POLICY_NODE_SCALAR || !value->plain || value->len == 0 ||
+        strlen(value->value) != value->len || value->len > 32)
+        return -EINVAL;
+    for (size_t i = 0; i < value->len; i++) {
+        char c = value->value[i];
+
+        if (!((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' ||
+              c == '-'))
+            return -EINVAL;
+    }
+    if (value->value[0] < '0' || value->value[0] > '9')
+        return -EINVAL;
+    errno = 0;
+    v = strtod(value->value, &end);
+    if (errno != 0 || end != value->value + value->len || !isfinite(v))
+        return -EINVAL;
+    *secondsp = v;
+    return 0;
+}
+
+static void set_value(ConfigParser *p, int key, const PolicyNode *value) {
+    char q[POLICY_QUOTE_MAX];
+    bool flag;
+
+    switch (key) {
+    case KEY_USER:
+        if (value->kind != POLICY_NODE_SCALAR || policy_node_is_null(value) ||
+            policy_node_get_bool(value, &flag) == 0) {
+            node_error(p, value, "user: expected a string, got %s", policy_node_describe(value));
+        } else if (!policy_user_valid(value->value, value->len)) {
+            node_error(p, value,
+                       "user: %s is not a user name ([A-Za-z0-9._-], 1 to %d characters, not "
+                       "starting with '-')",
+                       policy_quote(q, sizeof(q), value->value, value->len),
+                       VRPC_SERVICES_USER_MAX);
+        } else {
+            memcpy(p->config.user, value->value, value->len);
+            p->config.user[value->len] = '\0';
+        }
+        return;
+    case KEY_TIMEOUT: {
+        double seconds = 0;
+
+        if (parse_timeout(value, &seconds) < 0)
+            node_error(p, value, "timeout: expected a number of seconds, got %s%s%s",
+                       policy_node_describe(value), value->kind == POLICY_NODE_SCALAR ? " " : "",
+                       value->kind == POLICY_NODE_SCALAR
+                           ? policy_quote(q, sizeof(q), value->value, value->len)
+                           : "");
+        else if (!(seconds > 0) || seconds > VRPC_SERVICES_TIMEOUT_MAX)
+            node_error(p, value, "timeout: must be more than 0 and at most %.0f seconds",
+                       VRPC_SERVICES_TIMEOUT_MAX);
+        else
+            p->config.timeout = seconds;
+        return;
+    }
+    default:
+        if (policy_node_get_bool(value, &flag) < 0) {
+            node_error(p, value, "%s: expected true or false, got %s", key_names[key],
+                       policy_node_describe(value));
+            return;
+        }
+        if (key == KEY_EXIT_ON_CLIENT_EOF)
+            p->config.exit_on_client_eof = flag;
+        else if (key == KEY_EXIT_ON_SERVICE_EOF)
+            p->config.exit_on_service_eof = flag;
+        else
+            p->config.skip_service_descriptor = flag;
+        return;
+    }
+}
+
+static void parse_root(ConfigParser *p, const PolicyNode *root) {
+    char q[POLICY_QUOTE_MAX];
+
+    if (policy_node_is_null(root))
+        return; /* "---" alone: an empty configuration */
+    if (root->kind != POLICY_NODE_MAPPING) {
+        node_error(p, root, "expected a mapping of settings, got %s", policy_node_describe(root));
+        return;
+    }
+    for (size_t i = 0; i + 1 < root->n_children; i += 2) {
+        const PolicyNode *key = root->children[i], *value = root->children[i + 1];
+        int k = key_lookup(key);
+
+        if (key->kind != POLICY_NODE_SCALAR) {
+            node_error(p, key, "keys must be strings, got %s", policy_node_describe(key));
+        } else if (k < 0) {
+            node_error(p, key,
+                       "unknown key %s (expected user, exit-on-client-eof, exit-on-service-eof, "
+                       "timeout or skip-service-descriptor)",
+                       policy_quote(q, sizeof(q), key->value, key->len));
+        } else if (p->seen[k]) {
+            node_error(p, key, "duplicate key \"%s\" (first at %u:%u)", key_names[k],
+                       p->seen[k]->line, p->seen[k]->col);
+        } else {
+            p->seen[k] = key;
+            set_value(p, k, value);
+        }
+    }
+}
+
+static int parse_stream(ConfigParser *p, PolicyYaml *y) {
+    _cleanup_node_ PolicyNode *root = NULL;
+    int r;
+
+    r = policy_yaml_next(y); /* stream start */
+    if (r < 0)
+        return r;
+    r = policy_yaml_next(y);
+    if (r < 0 || policy_yaml_type(y) == YAML_STREAM_END_EVENT)
+        return r; /* an empty file (or only comments) */
+    r = policy_yaml_next(y); /* the root node */
+    if (r < 0)
+        return r;
+    r = policy_yaml_read_node(y, &root);
+    if (r < 0)
+        return r;
+    parse_root(p, root);
+    r = policy_yaml_next(y); /* document end */
+    if (r < 0)
+        return r;
+    r = policy_yaml_next(y);
+    if (r < 0)
+        return r;
+    if (policy_yaml_type(y) == YAML_DOCUMENT_START_EVENT)
+        policy_diag_add(&p->diag, p->file, policy_yaml_line(y), policy_yaml_col(y),
+                        "only one YAML document is allowed per file");
+    return 0;
+}
+
+int service_config_parse(const char *file, const char *data, size_t size,
+                         VrpcServiceConfig *configp, char *err) {
+    ConfigParser p = {.file = file};
+    PolicyYaml y;
+    int r;
+
+    policy_diag_init(&p.diag);
+    r = policy_yaml_init(&y, file, data, size, &p.diag);
+    if (r < 0) {
+        policy_diag_deinit(&p.diag);
+        services_err(err, "%s: out of memory", file);
+        return r;
+    }
+    r = parse_stream(&p, &y);
+    policy_yaml_deinit(&y);
+    if (r == -ENOMEM) {
+        services_err(err, "%s: out of memory", file);
+    } else if (policy_diag_has_errors(&p.diag)) {
+        /* The first error is the one to fix; the rest are often its echoes. */
+        if (p.diag.n_lines > 0)
+            services_err(err, "%s", p.diag.lines[0]);
+        else
+            services_err(err, "%s: invalid configuration (out of memory reporting why)", file);
+        r = VRPC_SERVICES_E_CONFIG;
+    } else if (r < 0) {
+        services_err(err, "%s: cannot parse: %s", file, strerror(-r));
+        r = VRPC_SERVICES_E_CONFIG;
+    } else {
+        *configp = p.config;
+        r = 0;
+    }
+    policy_diag_deinit(&p.diag);
+    return r;
+}
+
+/* Read NAME in DIRFD: -ENOENT when absent, VRPC_SERVICES_E_CONFIG with a
+ * reason for anything but a readable regular file of bounded size. */
+static int read_config(int dirfd, const char *path, const char *name, char **datap,
+                       size_t *sizep, char *err) {
+    _cleanup_close_ int fd = -1;
+    _cleanup_free_ char *data = NULL;
+    struct stat st;
+    size_t size = 0;
+
+    /* O_NONBLOCK: a FIFO planted under this name must not hang the call. */
+    fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return -ENOENT;
+        services_err(err, "%s: cannot open: %s", path, strerror(errno));
+        return VRPC_SERVICES_E_CONFIG;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        services_err(err, "%s: not a regular file", path);
+        return VRPC_SERVICES_E_CONFIG;
+    }
+    data = malloc(VRPC_SERVICES_CONFIG_MAX + 1);
+    if (!data)
+        return -ENOMEM;
+    /* Read one byte past the limit to tell "exactly at" from "over". */
+    while (size < VRPC_SERVICES_CONFIG_MAX + 1) {
+        ssize_t n = read(fd, data + size, VRPC_SERVICES_CONFIG_MAX + 1 - size);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            services_err(err, "%s: cannot read: %s", path, strerror(errno));
+            return VRPC_SERVICES_E_CONFIG;
+        }
+        if (n == 0)
+            break;
+        size += (size_t)n;
+    }
+    if (size > VRPC_SERVICES_CONFIG_MAX) {
+        services_err(err, "%s: file too large (over %d bytes)", path, VRPC_SERVICES_CONFIG_MAX);
+        return VRPC_SERVICES_E_CONFIG;
+    }
+    *datap = TAKE_PTR(data);
+    *sizep = size;
+    return 0;
+}
+
+int service_config_load(int dirfd, const char *dir, const char *entry, const char *service,
+                        VrpcServiceConfig *configp, char **pathp, char *err) {
+    const char *bases[2] = {entry, service};
+    size_t n_bases = strcmp(entry, service) == 0 ? 1 : 2;
+
+    *configp = (VrpcServiceConfig){0};
+    *pathp = NULL;
+    for (size_t i = 0; i < n_bases; i++) {
+        _cleanup_free_ char *name = NULL, *path = NULL, *data = NULL;
+        size_t size = 0;
+        int r;
+
+        if (asprintf(&name, "%s.yaml", bases[i]) < 0) {
+            name = NULL;
+            return -ENOMEM;
+        }
+        if (asprintf(&path, "%s/%s", dir, name) < 0) {
+            path = NULL;
+            return -ENOMEM;
+        }
+        r = read_config(dirfd, path, name, &data, &size, err);
+        if (r == -ENOENT)
+            continue;
+        if (r != 0)
+            return r;
+        r = service_config_parse(path, data, size, configp, err);
+        if (r != 0)
+            return r;
+        *pathp = TAKE_PTR(path);
+        return 0;
+    }
+    return 0;
+}

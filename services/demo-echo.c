@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * demo.Echo: copy stdin to stdout until EOF, byte for byte, then exit 0. When
+ * both ends are pipes (as vrpc wires them) the bytes move with splice(2), so
+ * they never pass through user space; otherwise a 256 KiB read/write loop.
+ * Exits 1 on a read or write error (or dies of SIGPIPE when the reader left).
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "io-util.h"
+#include "service-cli.h"
+
+#define CHUNK (256 * 1024)
+
+/* Returns 1 when done (EOF), 0 when splice does not apply, -1 on error. */
+static int copy_splice(void) {
+    for (;;) {
+        ssize_t n = splice(STDIN_FILENO, NULL, STDOUT_FILENO, NULL, 1 << 20, SPLICE_F_MOVE);
+
+        if (n > 0)
+            continue;
+        if (n == 0)
+            return 1;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            /* Non-blocking fds: wait for whichever side is not ready. */
+            struct pollfd p[2] = {{.fd = STDIN_FILENO, .events = POLLIN},
+                                  {.fd = STDOUT_FILENO, .events = POLLOUT}};
+
+            if (poll(p, 2, -1) < 0 && errno != EINTR)
+                return -1;
+            continue;
+        }
+        if (errno == EINVAL || errno == ESPIPE || errno == EBADF)
+            return 0;
+        return -1;
+    }
+}
+
+static int copy_rw(void) {
+    static char buf[CHUNK];
+
+    for (;;) {
+        ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN && wait_fd(STDIN_FILENO, POLLIN))
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            return 0;
+        if (write_all(STDOUT_FILENO, buf, (size_t)n) < 0)
+            return -1;
+    }
+}
+
+int main(int argc, char **argv) {
+    int r;
+
+    service_cli(argc, argv, "demo.Echo", "Copy stdin to stdout until EOF.");
+    r = copy_splice();
+    if (r == 0)
+        r = copy_rw() == 0 ? 1 : -1;
+    if (r < 0) {
+        fprintf(stderr, "demo.Echo: %s\n", strerror(errno));
+        return 1;
+    }
+    return 0;
+}

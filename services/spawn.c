@@ -1,0 +1,667 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Starting handlers. Executables are started with posix_spawn() (glibc's
+ * clone(CLONE_VM|CLONE_VFORK) path: cheap even from a large daemon, and exec
+ * errors come back as its return value), or with fork() when the handler must
+ * run as another user, which posix_spawn() cannot do; the forked child then
+ * reports a failed setgroups/setgid/setuid/exec through a CLOEXEC pipe, so
+ * both paths give the same clean error. Either way there is no shell, the
+ * child leads a new session (its own process group, no controlling terminal),
+ * its signal mask is empty and every disposition is the default, it keeps no
+ * fd but 0, 1 and 2, and its environment is built here, in the parent, from
+ * trusted values only. Socket services are connected without blocking and
+ * sent their descriptor. Nothing here waits for the handler.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "errbuf.h"
+#include "names.h"
+#include "vrpc-services.h"
+
+extern char **environ;
+
+#define ENV_PREFIX "VRPC_"
+
+/* Take an fd out of a _cleanup_close_ variable, leaving -1 behind. */
+static inline int take_fd(int *fdp) {
+    int fd = *fdp;
+
+    *fdp = -1;
+    return fd;
+}
+#define TAKE_FD(fd) take_fd(&(fd))
+#define TARGET_MAX 80
+
+/* ---- environment ------------------------------------------------------- */
+
+typedef struct Env {
+    char **vec;    /* NULL-terminated; points into the base and into extra */
+    char *extra[8];
+    size_t n_extra;
+} Env;
+
+static void env_deinit(Env *env) {
+    for (size_t i = 0; i < env->n_extra; i++)
+        free(env->extra[i]);
+    free(env->vec);
+    *env = (Env){0};
+}
+
+static bool env_is_name(const char *entry, const char *name) {
+    size_t len = strlen(name);
+
+    return strncmp(entry, name, len) == 0 && entry[len] == '=';
+}
+
+static int env_add(Env *env, size_t *np, const char *name, const char *value) {
+    char *s;
+
+    if (env->n_extra == sizeof(env->extra) / sizeof(env->extra[0]))
+        return -ENOBUFS; /* a bug: more variables than planned for */
+    if (asprintf(&s, "%s=%s", name, value) < 0)
+        return -ENOMEM;
+    env->extra[env->n_extra++] = s;
+    env->vec[(*np)++] = s;
+    return 0;
+}
+
+/* The handler's environment: BASE minus every VRPC_* variable (and minus
+ * HOME, USER and LOGNAME when PW switches users), plus the call's variables. */
+static int env_build(Env *env, char *const *base, const VrpcService *s,
+                     const VrpcServiceCall *call, const struct passwd *pw) {
+    size_t n_base = 0, n = 0;
+    int r = 0;
+
+    while (base[n_base])
+        n_base++;
+    env->vec = calloc(n_base + 8, sizeof(*env->vec));
+    if (!env->vec)
+        return -ENOMEM;
+    for (size_t i = 0; i < n_base; i++) {
+        const char *e = base[i];
+
+        /* Only names that really start with "VRPC_": VRPCSIM_* stays. */
+        if (strncmp(e, ENV_PREFIX, strlen(ENV_PREFIX)) == 0)
+            continue;
+        if (pw && (env_is_name(e, "HOME") || env_is_name(e, "USER") ||
+                   env_is_name(e, "LOGNAME")))
+            continue;
+        env->vec[n++] = (char *)e;
+    }
+    r = r ?: env_add(env, &n, "VRPC_REMOTE_DOMAIN", call->source);
+    r = r ?: env_add(env, &n, "VRPC_SERVICE_NAME", s->service);
+    r = r ?: env_add(env, &n, "VRPC_SERVICE_ARGUMENT", s->argument);
+    r = r ?: env_add(env, &n, "VRPC_REQUESTED_TARGET",
+                     call->requested_target ? call->requested_target : "");
+    if (pw) {
+        r = r ?: env_add(env, &n, "HOME", pw->pw_dir);
+        r = r ?: env_add(env, &n, "USER", pw->pw_name);
+        r = r ?: env_add(env, &n, "LOGNAME", pw->pw_name);
+    }
+    env->vec[n] = NULL;
+    return r;
+}
+
+/* ---- user -------------------------------------------------------------- */
+
+typedef struct User {
+    bool switch_user;
+    struct passwd pw;
+    char *buf;
+    gid_t *groups;
+    int n_groups;
+} User;
+
+static void user_deinit(User *u) {
+    free(u->buf);
+    free(u->groups);
+    *u = (User){0};
+}
+
+/* Decide who runs the handler: the configuration's user, else the call's,
+ * else the daemon's own. Only root may switch to someone else. */
+static int user_resolve(User *u, const VrpcService *s, const VrpcServiceCall *call, char *err) {
+    const char *name = s->config.user[0] ? s->config.user
+                       : call->user && call->user[0] ? call->user
+                                                      : NULL;
+    struct passwd *found = NULL;
+    size_t size = 16384;
+    int r;
+
+    *u = (User){0};
+    if (!name)
+        return 0;
+    if (!policy_user_valid(name, strlen(name))) {
+        services_err(err, "cannot run %s: invalid user name", s->service);
+        return VRPC_SERVICES_E_USER;
+    }
+    for (;;) {
+        free(u->buf);
+        u->buf = malloc(size);
+        if (!u->buf)
+            return -ENOMEM;
+        r = getpwnam_r(name, &u->pw, u->buf, size, &found);
+        if (r != ERANGE || size >= (1u << 20))
+            break;
+        size *= 2;
+    }
+    if (r != 0 || !found) {
+        services_err(err, "cannot run %s as user %s: %s", s->service, name,
+                     r ? strerror(r) : "no such user");
+        return VRPC_SERVICES_E_USER;
+    }
+    if (u->pw.pw_uid == geteuid())
+        return 0; /* already that user */
+    if (geteuid() != 0) {
+        services_err(err, "cannot run %s as user %s: vrpc does not run as root", s->service,
+                     name);
+        return VRPC_SERVICES_E_USER;
+    }
+    u->n_groups = 32;
+    for (;;) {
+        int n = u->n_groups;
+
+        free(u->groups);
+        u->groups = calloc((size_t)n, sizeof(*u->groups));
+        if (!u->groups)
+            return -ENOMEM;
+        if (getgrouplist(u->pw.pw_name, u->pw.pw_gid, u->groups, &n) >= 0) {
+            u->n_groups = n;
+            break;
+        }
+        if (n <= u->n_groups || n > 65536) {
+            services_err(err, "cannot run %s as user %s: cannot list its groups", s->service,
+                         name);
+            return VRPC_SERVICES_E_USER;
+        }
+        u->n_groups = n;
+    }
+    u->switch_user = true;
+    return 0;
+}
+
+/* ---- pipes ------------------------------------------------------------- */
+
+/* Move FD to 3 or above (keeping O_CLOEXEC), so that dup2() onto 0, 1 and 2
+ * in the child cannot clobber another of the child's ends. */
+static int fd_above_stdio(int *fdp) {
+    int fd;
+
+    if (*fdp > 2)
+        return 0;
+    fd = fcntl(*fdp, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0)
+        return -errno;
+    close(*fdp);
+    *fdp = fd;
+    return 0;
+}
+
+static int set_nonblock(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -errno;
+    return 0;
+}
+
+/* A pipe whose child end is blocking and >= 3 and whose parent end is
+ * non-blocking; CHILD_READS tells the direction. Both ends O_CLOEXEC. */
+static int make_pipe(bool child_reads, int *childp, int *parentp) {
+    int p[2], r;
+
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -errno;
+    *childp = child_reads ? p[0] : p[1];
+    *parentp = child_reads ? p[1] : p[0];
+    r = fd_above_stdio(childp);
+    if (r == 0)
+        r = set_nonblock(*parentp);
+    if (r < 0) {
+        close(*childp);
+        close(*parentp);
+        *childp = *parentp = -1;
+    }
+    return r;
+}
+
+static void close_fd(int *fdp) {
+    if (*fdp >= 0) {
+        int saved = errno;
+
+        close(*fdp);
+        errno = saved;
+    }
+    *fdp = -1;
+}
+
+/* ---- executables ------------------------------------------------------- */
+
+static bool is_resource_error(int e) {
+    return e == ENOMEM || e == EAGAIN || e == EMFILE || e == ENFILE;
+}
+
+/*
+ * glibc's sigfillset() leaves out its internal signals (32 and 33 on Linux),
+ * and its posix_spawn() child sets every internal signal that is not in the
+ * SETSIGDEF set to SIG_IGN, which exec keeps: handlers would start with two
+ * signals ignored. Linux's sigset_t is a plain bit array (bit SIG - 1), so
+ * the internal signals go into the set by hand.
+ */
+static void sigset_add_internal(sigset_t *set) {
+    unsigned long *words = (unsigned long *)set;
+    const int bits = (int)(8 * sizeof(unsigned long));
+
+    for (int sig = 32; sig < SIGRTMIN; sig++)
+        words[(sig - 1) / bits] |= 1UL << ((sig - 1) % bits);
+}
+
+static int spawn_plain(const char *path, char *const argv[], char *const envp[],
+                       const int child[3], pid_t *pidp) {
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none, all;
+    int r;
+
+    sigemptyset(&none);
+    sigfillset(&all);
+    sigset_add_internal(&all);
+    r = posix_spawnattr_init(&attr);
+    if (r != 0)
+        return -r;
+    r = posix_spawn_file_actions_init(&fa);
+    if (r != 0) {
+        posix_spawnattr_destroy(&attr);
+        return -r;
+    }
+    r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+                                            POSIX_SPAWN_SETSIGDEF);
+    r = r ?: posix_spawnattr_setsigmask(&attr, &none);
+    r = r ?: posix_spawnattr_setsigdefault(&attr, &all);
+    for (int i = 0; i < 3 && r == 0; i++)
+        r = posix_spawn_file_actions_adddup2(&fa, child[i], i);
+    r = r ?: posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+    r = r ?: posix_spawn_file_actions_addchdir_np(&fa, "/");
+    r = r ?: posix_spawn(pidp, path, &fa, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    return -r;
+}
+
+/* What the forked child reports when it fails before exec. */
+typedef struct ChildFailure {
+    int32_t stage;
+    int32_t error;
+} ChildFailure;
+
+enum { STAGE_SETUP, STAGE_GROUPS, STAGE_GID, STAGE_UID, STAGE_EXEC };
+
+/* The kernel's struct sigaction for rt_sigaction(2), which glibc's
+ * sigaction() will not pass on for its internal signals. */
+struct kernel_sigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    unsigned long mask;
+};
+
+static void close_from(int from, int to, int max_fd) {
+    if (from > to)
+        return;
+    if (syscall(SYS_close_range, (unsigned)from, (unsigned)to, 0) == 0)
+        return;
+    for (int fd = from; fd <= to && fd < max_fd; fd++)
+        close(fd);
+}
+
+/* In the forked child: only async-signal-safe calls from here to exec. */
+__attribute__((noreturn)) static void child_run(const char *path, char *const argv[],
+                                                char *const envp[], const int child[3],
+                                                int report_fd, int max_fd, const User *u) {
+    ChildFailure f = {STAGE_SETUP, 0};
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigset_t none;
+
+    if (setsid() < 0)
+        goto fail;
+    for (int sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &dfl, NULL); /* fails harmlessly for SIGKILL, SIGSTOP */
+    for (int sig = 32; sig < SIGRTMIN; sig++) {
+        /* glibc's internal signals, possibly ignored since our own start. */
+        struct kernel_sigaction ksa = {.handler = SIG_DFL};
+
+        syscall(SYS_rt_sigaction, sig, &ksa, NULL, sizeof(ksa.mask));
+    }
+    for (int i = 0; i < 3; i++)
+        if (dup2(child[i], i) < 0)
+            goto fail;
+    close_from(3, report_fd - 1, max_fd);
+    close_from(report_fd + 1, INT32_MAX, max_fd);
+    f.stage = STAGE_GROUPS;
+    if (setgroups((size_t)u->n_groups, u->groups) < 0)
+        goto fail;
+    f.stage = STAGE_GID;
+    if (setgid(u->pw.pw_gid) < 0)
+        goto fail;
+    f.stage = STAGE_UID;
+    if (setuid(u->pw.pw_uid) < 0)
+        goto fail;
+    f.stage = STAGE_SETUP;
+    if (chdir("/") < 0)
+        goto fail;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    f.stage = STAGE_EXEC;
+    execve(path, argv, envp);
+fail:
+    f.error = errno;
+    (void)!write(report_fd, &f, sizeof(f));
+    _exit(127);
+}
+
+static int spawn_as_user(const char *path, char *const argv[], char *const envp[],
+                         const int child[3], const User *u, pid_t *pidp, char *err) {
+    static const char *const stages[] = {
+        [STAGE_SETUP] = "set up", [STAGE_GROUPS] = "setgroups", [STAGE_GID] = "setgid",
+        [STAGE_UID] = "setuid",   [STAGE_EXEC] = "exec",
+    };
+    int report[2], r = 0;
+    int max_fd = (int)sysconf(_SC_OPEN_MAX);
+    sigset_t all, saved;
+    ChildFailure f;
+    ssize_t n;
+    pid_t pid;
+
+    if (max_fd < 0 || max_fd > 65536)
+        max_fd = 65536;
+    if (pipe2(report, O_CLOEXEC) < 0)
+        return -errno;
+    if ((r = fd_above_stdio(&report[1])) < 0) {
+        close(report[0]);
+        close(report[1]);
+        return r;
+    }
+    /* No daemon signal handler may run in the child before it resets them. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    pid = fork();
+    if (pid == 0)
+        child_run(path, argv, envp, child, report[1], max_fd, u);
+    r = pid < 0 ? -errno : 0;
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    close(report[1]);
+    if (r < 0) {
+        close(report[0]);
+        return r;
+    }
+    /* EOF: exec succeeded (the CLOEXEC end closed). A record: it failed. */
+    do
+        n = read(report[0], &f, sizeof(f));
+    while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == (ssize_t)sizeof(f)) {
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        if (f.stage < STAGE_SETUP || f.stage > STAGE_EXEC)
+            f.stage = STAGE_SETUP;
+        services_err(err, "cannot %s %s as user %s: %s", stages[f.stage], path, u->pw.pw_name,
+                     strerror(f.error));
+        if (f.stage == STAGE_EXEC)
+            return VRPC_SERVICES_E_EXEC;
+        if (f.stage == STAGE_SETUP || is_resource_error(f.error))
+            return f.error > 0 ? -f.error : -EIO;
+        return VRPC_SERVICES_E_USER;
+    }
+    *pidp = pid;
+    return 0;
+}
+
+static int start_executable(const VrpcService *s, const VrpcServiceCall *call,
+                            VrpcServiceProcess *proc, char *err) {
+    char *const *base = call->base_env ? call->base_env : environ;
+    char *argv[3] = {(char *)s->service, s->argument[0] ? (char *)s->argument : NULL, NULL};
+    int child[3] = {-1, -1, -1}, ours[3] = {-1, -1, -1};
+    Env env = {0};
+    User user = {0};
+    pid_t pid = 0;
+    int r;
+
+    r = user_resolve(&user, s, call, err);
+    if (r != 0)
+        goto out;
+    r = env_build(&env, base, s, call, user.switch_user ? &user.pw : NULL);
+    if (r < 0) {
+        services_err(err, "cannot build the environment: %s", strerror(-r));
+        goto out;
+    }
+    r = make_pipe(true, &child[0], &ours[0]);
+    r = r ?: make_pipe(false, &child[1], &ours[1]);
+    r = r ?: make_pipe(false, &child[2], &ours[2]);
+    if (r < 0) {
+        services_err(err, "cannot create pipes: %s", strerror(-r));
+        goto out;
+    }
+    if (user.switch_user) {
+        r = spawn_as_user(s->path, argv, env.vec, child, &user, &pid, err);
+    } else {
+        r = spawn_plain(s->path, argv, env.vec, child, &pid);
+        if (r < 0 && !is_resource_error(-r)) {
+            services_err(err, "cannot execute %s: %s", s->path, strerror(-r));
+            r = VRPC_SERVICES_E_EXEC;
+        } else if (r < 0) {
+            services_err(err, "cannot start %s: %s", s->path, strerror(-r));
+        }
+    }
+    if (r != 0)
+        goto out;
+    proc->pid = pid;
+    proc->stdin_fd = ours[0];
+    proc->stdout_fd = ours[1];
+    proc->stderr_fd = ours[2];
+    ours[0] = ours[1] = ours[2] = -1;
+out:
+    for (int i = 0; i < 3; i++) {
+        close_fd(&child[i]);
+        close_fd(&ours[i]);
+    }
+    env_deinit(&env);
+    user_deinit(&user);
+    return r;
+}
+
+/* ---- sockets ----------------------------------------------------------- */
+
+int vrpc_service_descriptor_format(const char *service, const char *argument, const char *source,
+                                   char *buf, size_t size) {
+    int n;
+
+    if (!service || !source || !buf ||
+        vrpc_services_validate(service, strlen(service), argument,
+                               argument ? strlen(argument) : 0, NULL) != 0 ||
+        !policy_domain_valid(source, strlen(source)))
+        return -EINVAL;
+    n = snprintf(buf, size, "%s+%s %s\n", service, argument ? argument : "", source);
+    if (n < 0 || (size_t)n >= size)
+        return -ENOBUFS;
+    return n;
+}
+
+static int start_socket(const VrpcService *s, const VrpcServiceCall *call,
+                        VrpcServiceProcess *proc, char *err) {
+    _cleanup_close_ int fd = -1, path_fd = -1, out_fd = -1;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char line[VRPC_SERVICES_DESCRIPTOR_MAX + 1];
+    int n = 0;
+
+    if (!s->config.skip_service_descriptor) {
+        n = vrpc_service_descriptor_format(s->service, s->argument, call->source, line,
+                                           sizeof(line));
+        if (n < 0) {
+            services_err(err, "cannot format the service descriptor");
+            return n;
+        }
+    }
+    if (strlen(s->path) < sizeof(sa.sun_path)) {
+        memcpy(sa.sun_path, s->path, strlen(s->path) + 1);
+    } else {
+        /* Too long for sun_path: reach the socket through an O_PATH fd. */
+        path_fd = open(s->path, O_PATH | O_CLOEXEC);
+        if (path_fd < 0) {
+            services_err(err, "%s: %s", s->path, strerror(errno));
+            return VRPC_SERVICES_E_CONNECT;
+        }
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d", path_fd);
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        services_err(err, "cannot create a socket: %s", strerror(errno));
+        return -errno;
+    }
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        /* A Unix stream connect never completes later: EAGAIN means the
+         * listen queue is full, and waiting for room would block the call. */
+        services_err(err, "cannot connect to %s: %s", s->path,
+                     errno == EAGAIN ? "its listen queue is full" : strerror(errno));
+        return VRPC_SERVICES_E_CONNECT;
+    }
+    if (n > 0) {
+        ssize_t w;
+
+        do
+            w = send(fd, line, (size_t)n, MSG_NOSIGNAL);
+        while (w < 0 && errno == EINTR);
+        if (w != n) {
+            services_err(err, "cannot write the descriptor to %s: %s", s->path,
+                         w < 0 ? strerror(errno) : "short write");
+            return VRPC_SERVICES_E_CONNECT;
+        }
+    }
+    out_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (out_fd < 0) {
+        services_err(err, "cannot duplicate a socket: %s", strerror(errno));
+        return -errno;
+    }
+    proc->is_socket = true;
+    proc->stdin_fd = TAKE_FD(fd);
+    proc->stdout_fd = TAKE_FD(out_fd);
+    return 0;
+}
+
+/* ---- public ------------------------------------------------------------ */
+
+static bool target_valid(const char *s) {
+    size_t len = strlen(s);
+
+    if (len > TARGET_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-' || c == '@' || c == ':'))
+            return false;
+    }
+    return true;
+}
+
+int vrpc_service_start(const VrpcService *service, const VrpcServiceCall *call,
+                       VrpcServiceProcess *procp, char *err) {
+    VrpcServiceProcess proc = {.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
+    int r;
+
+    if (procp)
+        *procp = proc;
+    if (!service || !call || !procp || !call->source ||
+        !policy_domain_valid(call->source, strlen(call->source)) ||
+        (call->requested_target && !target_valid(call->requested_target))) {
+        services_err(err, "invalid arguments");
+        return -EINVAL;
+    }
+    if (service->kind == VRPC_SERVICE_SOCKET)
+        r = start_socket(service, call, &proc, err);
+    else
+        r = start_executable(service, call, &proc, err);
+    if (r == 0)
+        *procp = proc;
+    return r;
+}
+
+void vrpc_service_process_close_stdin(VrpcServiceProcess *proc) {
+    if (!proc || proc->stdin_fd < 0)
+        return;
+    if (proc->is_socket)
+        shutdown(proc->stdin_fd, SHUT_WR);
+    close_fd(&proc->stdin_fd);
+}
+
+void vrpc_service_process_deinit(VrpcServiceProcess *proc) {
+    if (!proc)
+        return;
+    close_fd(&proc->stdin_fd);
+    close_fd(&proc->stdout_fd);
+    close_fd(&proc->stderr_fd);
+}
+
+int vrpc_service_process_kill(const VrpcServiceProcess *proc, int sig) {
+    if (!proc || proc->pid <= 0)
+        return -EINVAL;
+    if (kill(-proc->pid, sig) < 0)
+        return -errno;
+    return 0;
+}
+
+int vrpc_service_pidfd_open(pid_t pid) {
+#ifdef SYS_pidfd_open
+    int fd;
+
+    if (pid <= 0)
+        return -EINVAL;
+    fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    return fd < 0 ? -errno : fd;
+#else
+    (void)pid;
+    return -ENOSYS;
+#endif
+}
+
+int vrpc_service_exit_code(int wait_status) {
+    if (WIFEXITED(wait_status))
+        return WEXITSTATUS(wait_status);
+    if (WIFSIGNALED(wait_status))
+        return 128 + WTERMSIG(wait_status);
+    return VRPC_SERVICES_EXIT_FRAMEWORK; /* stopped/continued: not an exit */
+}
+
+int vrpc_service_reap(pid_t pid, int *exit_codep) {
+    int status = 0;
+    pid_t r;
+
+    if (pid <= 0)
+        return -EINVAL;
+    do
+        r = waitpid(pid, &status, WNOHANG);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return -errno;
+    if (r == 0)
+        return -EAGAIN;
+    if (exit_codep)
+        *exit_codep = vrpc_service_exit_code(status);
+    return 0;
+}
