@@ -62,6 +62,13 @@ int sim_daemon_main(char **guests, unsigned int nguests, int ready_fd);
 /* The per-guest xenbus process. */
 int sim_xenbus_main(uint32_t domid, int ready_fd);
 
+/* vrpcd.c: `up --vrpc`: start vrpc-dispatcher in dom0 and vrpc-agent in each of the @n
+ * guests of instance @ns (already up), configured from @etc (NULL: the shipped example),
+ * and wait until every agent is connected. Returns 0, or -1 with a one-line reason in
+ * @err. */
+int sim_vrpc_start(const char *ns, const char *etc, const char *const *guests, int n,
+                   char *err, size_t errlen);
+
 /* Folder holding the drop-in libraries and shims. */
 const char *sim_libdir(void);
 /* Path of the real xenstored to run. */

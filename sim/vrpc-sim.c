@@ -29,8 +29,13 @@ static const char usage_text[] =
     "event-channel libraries. Instances with different --ns names are independent.\n"
     "\n"
     "commands:\n"
-    "  up [--ns NAME] DOMAIN...        start xenstored for dom0 and introduce each guest\n"
-    "                                  (domids 1, 2, ... in order); returns when ready\n"
+    "  up [--ns NAME] [--vrpc [--etc DIR]] DOMAIN...\n"
+    "                                  start xenstored for dom0 and introduce each guest\n"
+    "                                  (domids 1, 2, ... in order); returns when ready.\n"
+    "                                  --vrpc also starts vrpc-dispatcher in dom0 and\n"
+    "                                  vrpc-agent in every guest, configured from DIR\n"
+    "                                  (default: the shipped example configuration), and\n"
+    "                                  returns when every agent is connected\n"
     "  exec [--ns NAME] DOMAIN -- CMD [ARG...]\n"
     "                                  run CMD as DOMAIN (dom0 or a guest name)\n"
     "  destroy [--ns NAME] DOMAIN      kill one guest; fires @releaseDomain\n"
@@ -71,14 +76,19 @@ static int fail(const char *fmt, ...)
 }
 
 static const char *ns;
+static bool opt_vrpc;          /* up --vrpc */
+static const char *opt_etc;    /* up --etc DIR */
 
-/* Parse [--ns NAME] and --help; returns index of the first operand or -2/-1. */
-static int parse_common(int argc, char **argv, bool stop_at_operand)
+/* Parse [--ns NAME] and --help (plus --vrpc and --etc DIR when @up_opts); returns index of
+ * the first operand or -2/-1. */
+static int parse_common_ex(int argc, char **argv, bool stop_at_operand, bool up_opts)
 {
     static const struct option opts[] = {
         {"ns", required_argument, NULL, 'n'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
+        {"vrpc", no_argument, NULL, 'v'},
+        {"etc", required_argument, NULL, 'e'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -96,9 +106,22 @@ static int parse_common(int argc, char **argv, bool stop_at_operand)
         case 'V':
             printf("vrpc-sim %s\n", VERSION);
             return -1;
+        case 'v':
+        case 'e':
+            if (!up_opts) {
+                usage_error("option '%s' is only valid for 'up'", argv[optind - 1]);
+                return -2;
+            }
+            if (c == 'v')
+                opt_vrpc = true;
+            else
+                opt_etc = optarg;
+            break;
         default:
             if (optopt == 'n')
                 usage_error("--ns needs a NAME");
+            else if (optopt == 'e')
+                usage_error("--etc needs a DIR");
             else
                 usage_error("unknown option '%s'", argv[optind - 1]);
             return -2;
@@ -108,7 +131,16 @@ static int parse_common(int argc, char **argv, bool stop_at_operand)
         usage_error("invalid instance name '%s': use [A-Za-z0-9_-], 1 to 32 characters", ns);
         return -2;
     }
+    if (opt_etc && !opt_vrpc) {
+        usage_error("--etc needs --vrpc");
+        return -2;
+    }
     return optind;
+}
+
+static int parse_common(int argc, char **argv, bool stop_at_operand)
+{
+    return parse_common_ex(argc, argv, stop_at_operand, false);
 }
 
 static int select_instance(void)
@@ -155,9 +187,11 @@ static void cleanup_stale(void)
     sim_remove_tree(sim_instance_dir());
 }
 
+static int cmd_down(int argc, char **argv);
+
 static int cmd_up(int argc, char **argv)
 {
-    int first = parse_common(argc, argv, false), p[2];
+    int first = parse_common_ex(argc, argv, false, true), p[2];
     char buf[512];
     ssize_t n;
     size_t got = 0;
@@ -236,11 +270,36 @@ static int cmd_up(int argc, char **argv)
         waitpid(pid, NULL, 0);
         return fail("up failed: %s", got ? buf : "the daemon exited");
     }
+    if (opt_vrpc) {
+        char err[512];
+
+        if (sim_vrpc_start(ns, opt_etc, (const char *const *)argv + first, argc - first, err,
+                           sizeof(err)) < 0) {
+            char *down_argv[] = {"down", "--ns", (char *)ns, NULL};
+            int saved_stdout = dup(1), devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+            fail("up --vrpc failed: %s", err);
+            /* leave nothing behind; keep the instance for inspection with VRPCSIM_KEEP=1 */
+            if (!getenv("VRPCSIM_KEEP") || strcmp(getenv("VRPCSIM_KEEP"), "1") != 0) {
+                if (devnull >= 0)
+                    dup2(devnull, 1);
+                cmd_down(3, down_argv);
+                fflush(stdout);
+                if (saved_stdout >= 0)
+                    dup2(saved_stdout, 1);
+            }
+            if (devnull >= 0)
+                close(devnull);
+            if (saved_stdout >= 0)
+                close(saved_stdout);
+            return 1;
+        }
+    }
     printf("vrpc-sim: instance '%s' up:", ns);
     printf(" dom0 (0)");
     for (int i = first; i < argc; i++)
         printf(", %s (%d)", argv[i], i - first + 1);
-    printf("\n");
+    printf(opt_vrpc ? "; vrpc dispatcher and agents connected\n" : "\n");
     return 0;
 }
 
@@ -304,6 +363,9 @@ static int cmd_exec(int argc, char **argv)
     else
         sim_path(path, sizeof(path), "dom%u", d->domid);
     setenv("XENSTORED_RUNDIR", path, 1);
+    /* the local vrpc socket of this domain (agent in a guest, dispatcher in dom0) */
+    sim_path(path, sizeof(path), "dom%u/vrpc.sock", d->domid);
+    setenv("VRPC_SOCKET", path, 1);
     prepend_env("LD_LIBRARY_PATH", sim_libdir(), ':');
     snprintf(path, sizeof(path), "%s/libvrpcsim-xc.so", sim_libdir());
     prepend_env("LD_PRELOAD", path, ':');

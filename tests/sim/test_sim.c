@@ -106,6 +106,19 @@ START_TEST(cli_errors)
     ck_assert_int_eq(r.status, 2);
     ck_assert_ptr_nonnull(strstr(r.err, "invalid instance name"));
     vt_result_free(&r);
+    r = sim("up", "--ns", ns, "--etc", "/tmp", "work", NULL);
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_ptr_nonnull(strstr(r.err, "--etc needs --vrpc"));
+    vt_result_free(&r);
+    r = sim("exec", "--ns", ns, "--vrpc", "work", "true", NULL);
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_ptr_nonnull(strstr(r.err, "only valid for 'up'"));
+    vt_result_free(&r);
+    r = sim("up", "--ns", ns, "--vrpc", "--etc", "/nonexistent/etc", "work");
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_ptr_nonnull(strstr(r.err, "up --vrpc failed"));
+    vt_result_free(&r);
+    ck_assert_int_ne(access(vt_instance_dir(ns), F_OK), 0); /* a failed up leaves nothing */
     r = sim("frobnicate", NULL, NULL, NULL, NULL, NULL, NULL);
     ck_assert_int_eq(r.status, 2);
     ck_assert_ptr_nonnull(strstr(r.err, "unknown command"));
@@ -178,6 +191,18 @@ START_TEST(cli_exec_xenstore_tools)
     r = sim("exec", "--ns", ns, "work", "--", "xenstore-read", "/local/domain/2/name");
     ck_assert_int_ne(r.status, 0);
     vt_result_free(&r);
+    /* each domain's local vrpc socket is named in its environment */
+    {
+        const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "vault", "--", "sh", "-c",
+                              "echo \"$VRPC_SOCKET\"", NULL};
+        char want[700];
+
+        r = vt_run(argv, 60);
+        snprintf(want, sizeof(want), "%s/dom2/vrpc.sock\n", vt_instance_dir(ns));
+        ck_assert_int_eq(r.status, 0);
+        ck_assert_str_eq(r.out, want);
+        vt_result_free(&r);
+    }
     /* the command's exit status comes back */
     {
         const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "work", "--", "sh", "-c",

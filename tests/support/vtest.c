@@ -218,6 +218,24 @@ void vt_sim_up(const char *ns, const char *const *guests)
     vt_result_free(&r);
 }
 
+void vt_sim_up_vrpc(const char *ns, const char *etc, const char *const *guests)
+{
+    const char *argv[64] = {VRPC_SIM_BIN, "up", "--ns", ns, "--vrpc"};
+    int n = 5;
+    VtResult r;
+
+    if (etc) {
+        argv[n++] = "--etc";
+        argv[n++] = etc;
+    }
+    for (; guests && *guests && n < 62; guests++)
+        argv[n++] = *guests;
+    argv[n] = NULL;
+    r = vt_run(argv, 90);
+    ck_assert_msg(r.status == 0, "vrpc-sim up --vrpc failed (%d): %s", r.status, r.err);
+    vt_result_free(&r);
+}
+
 int vt_instance_procs(const char *ns)
 {
     char want[600];

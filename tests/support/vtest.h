@@ -32,6 +32,9 @@ void vt_cleanup_instances(void);
 const char *vt_ns(const char *tag);
 /* vrpc-sim up --ns NS GUESTS... ; aborts the test on failure. */
 void vt_sim_up(const char *ns, const char *const *guests);
+/* vrpc-sim up --ns NS --vrpc [--etc ETC] GUESTS...: also the dispatcher and an agent per
+ * guest, connected when it returns; aborts the test on failure. @etc NULL: the example. */
+void vt_sim_up_vrpc(const char *ns, const char *etc, const char *const *guests);
 /* vrpc-sim down --ns NS, then checks that nothing is left; aborts on failure. */
 void vt_sim_down(const char *ns);
 /* Instance folder of @ns. Static buffer. */
