@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bench_policy.h"
+#include "bench_vchan.h"
 
 static const struct {
     const char *name;
@@ -14,6 +15,7 @@ static const struct {
     const char *what;
 } benches[] = {
     {"policy", bench_policy_main, "policy evaluation latency at 10, 1,000 and 100,000 rules"},
+    {"vchan", bench_vchan_main, "vchan vs libxenvchan, pipe, socketpair on the sim: GB/s, RTT"},
 };
 
 static void usage(FILE *f)

@@ -114,8 +114,10 @@ VCHAN_EXPORT int vchan_client_new(Vchan **cp, int domid, const char *path);
 
 /*
  * vchan_client_new(), but if the server has not published yet, wait for it through a
- * XenStore watch for up to @timeout_ms (-1: forever, 0: no wait).
- * Returns what vchan_client_new() returns, or -ETIMEDOUT.
+ * XenStore watch for up to @timeout_ms (-1: forever, 0: no wait). Keys that read as EACCES
+ * count as not there yet (xenstored hides missing nodes under another domain's directory that
+ * way), and it looks again at least every 100 ms (watch events the caller may not read are
+ * dropped). Returns what vchan_client_new() returns, or -ETIMEDOUT.
  */
 VCHAN_EXPORT int vchan_client_new_wait(Vchan **cp, int domid, const char *path,
                                        int timeout_ms);
@@ -210,7 +212,9 @@ VCHAN_EXPORT const char *vchan_state_name(VchanState state);
  * unmap-notify, so its live byte stays 1: a daemon watches XenStore's @releaseDomain and calls
  * this for its channels when the watch fires. Asks xenstored (XS_IS_DOMAIN_INTRODUCED);
  * where that is refused to an unprivileged caller, a client falls back to whether the
- * server's <path>/ring-ref still exists. A dead peer turns the channel CLOSED for good: its
+ * server's <path>/ring-ref is still readable (xenstored answers EACCES for a vanished node
+ * under an unreadable parent, so ENOENT and EACCES both mean gone); a server in a guest
+ * cannot tell and gets -EACCES. A dead peer turns the channel CLOSED for good: its
  * remaining data can be read, then reads return EOF and writes -EPIPE.
  * Returns 1 (alive), 0 (gone) or -errno (could not tell; -EOPNOTSUPP for vchan_pair_new()).
  */

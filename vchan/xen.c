@@ -27,6 +27,7 @@
 
 #define PUBLISH_ATTEMPTS 64 /* transaction retries on EAGAIN */
 #define CONSUME_MAX 64      /* events consumed per dispatch call */
+#define WATCH_RECHECK_MS 100 /* client wait: longest time between two looks */
 
 const VchanXenOps vchan_xen_real_ops = {
     .xs_open = xs_open,
@@ -207,7 +208,11 @@ static int xen_check_peer(Vchan *c)
         val = xo->xs_read(xs, XBT_NULL, key, &len);
         if (val)
             return 1;
-        if (errno == ENOENT)
+        /* We read this key to connect, so it was readable to us. xenstored hides whether
+         * a node exists: when the toolstack removes the dead domain's whole subtree, the
+         * nearest existing parent (/local/domain) is unreadable to a guest and the answer
+         * is EACCES, not ENOENT. A live server never takes our read permission away. */
+        if (errno == ENOENT || errno == EACCES)
             return 0;
         return neg_errno();
     }
@@ -495,7 +500,9 @@ static int read_server_keys(struct xs_handle *xs, int domid, const char *path, u
         untrusted_port = read_key(xs, path, "event-channel", &port_len);
     if (!untrusted_ref || !untrusted_port) {
         rc = neg_errno();
-        *missingp = rc == -ENOENT;
+        /* xenstored hides whether a node exists: a guest asking for keys not written yet
+         * under another domain's unreadable directory gets EACCES, not ENOENT */
+        *missingp = rc == -ENOENT || rc == -EACCES;
         vchan_log(*missingp ? LOG_DEBUG : LOG_ERR, "vchan dom%d %s: cannot read server keys: %s",
                   domid, path, strerror(-rc));
         return rc;
@@ -722,9 +729,9 @@ int vchan_client_new_wait(Vchan **cp, int domid, const char *path, int timeout_m
             vchan_log(LOG_ERR, "vchan dom%d %s: no server appeared in time", domid, path);
             return -ETIMEDOUT;
         }
-        wait_ms = deadline == UINT64_MAX ? -1
-                  : deadline - now > INT32_MAX ? INT32_MAX
-                                               : (int)(deadline - now);
+        /* xenstored drops watch events for nodes the watcher may not read (the server's
+         * directory is not ours), so look again at least every WATCH_RECHECK_MS */
+        wait_ms = deadline - now > WATCH_RECHECK_MS ? WATCH_RECHECK_MS : (int)(deadline - now);
         if (pfd.fd < 0)
             return neg_errno();
         rc = poll(&pfd, 1, wait_ms);

@@ -559,6 +559,39 @@ START_TEST(test_domain_death_unprivileged)
 }
 END_TEST
 
+/*
+ * Found on the sim: after the server's domain is destroyed its subtree is gone, and real
+ * xenstored answers a guest's read of the vanished ring-ref with EACCES (the nearest existing
+ * parent, /local/domain, is unreadable to it), not ENOENT. The client fallback must still
+ * say "gone". Modelled here by the key turning unreadable to the client.
+ */
+START_TEST(test_domain_death_unprivileged_eacces)
+{
+    Vchan *s = NULL, *c = NULL;
+    const char *path = "/local/domain/3/data/vchan/5/2";
+    char key[128];
+    unsigned len = 0;
+    char *val;
+
+    fake_xen_as(3);
+    ck_assert_int_eq(vchan_server_new(&s, CLI, path, 0, 0), 0);
+    fake_xen_as(CLI);
+    ck_assert_int_eq(vchan_client_new(&c, 3, path), 0);
+    fake_xen_set_unprivileged(true);
+    ck_assert_int_eq(vchan_check_peer(c), 1);
+    snprintf(key, sizeof(key), "%s/ring-ref", path);
+    val = fake_xs_get(key, &len);
+    ck_assert_ptr_nonnull(val);
+    fake_xs_set(key, val, len, 3, 3); /* readable by its owner only: EACCES for us */
+    free(val);
+    ck_assert_int_eq(vchan_check_peer(c), 0);
+    ck_assert_int_eq(vchan_is_open(c), VCHAN_STATE_CLOSED);
+    fake_xen_set_unprivileged(false);
+    free_as(CLI, c);
+    free_as(3, s);
+}
+END_TEST
+
 typedef struct Later {
     int delay_ms;
     Vchan *s;
@@ -713,6 +746,7 @@ int main(void)
     tcase_add_test(tc, test_unmap_notify_on_client_death);
     tcase_add_test(tc, test_domain_death);
     tcase_add_test(tc, test_domain_death_unprivileged);
+    tcase_add_test(tc, test_domain_death_unprivileged_eacces);
     tcase_add_test(tc, test_client_waits_for_server);
     tcase_add_test(tc, test_grant_ordering_in_page);
     tcase_add_test(tc, test_pingpong_event_channel);
