@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bench_calls.h"
 #include "bench_policy.h"
+#include "bench_rpc.h"
 #include "bench_vchan.h"
 
 static const struct {
@@ -16,6 +18,8 @@ static const struct {
 } benches[] = {
     {"policy", bench_policy_main, "policy evaluation latency at 10, 1,000 and 100,000 rules"},
     {"vchan", bench_vchan_main, "vchan vs libxenvchan, pipe, socketpair on the sim: GB/s, RTT"},
+    {"calls", bench_calls_main, "end-to-end vrpc calls on the sim vs spawning the service locally"},
+    {"rpc-mux", bench_rpc_main, "librpc streams vs raw vchan, 1 MiB rings: 1/64 streams GB/s, RTT"},
 };
 
 static void usage(FILE *f)

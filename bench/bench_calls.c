@@ -1,0 +1,688 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench_calls.c - `vrpc-bench calls`: what a whole vrpc call costs, end to end, on the sim.
+ * The benchmark brings up a private instance with vrpc (`vrpc-sim up --vrpc`, guests
+ * bencha and benchb, the shipped example configuration) and re-executes itself inside guest
+ * bencha as a caller that speaks librpc to the local agent, exactly as vrpc-call does, but
+ * without paying a process start per call. Each figure is printed with its ratio to the
+ * floor: spawning the same service binary locally (posix_spawn + wait, stdio on pipes) in
+ * the same run. Measured: call latency p50/p99 of vrpc.Ping and demo.Echo (64 bytes) guest
+ * to dom0, guest to guest, and a denied call; streaming throughput through demo.Echo guest
+ * to dom0 and guest to guest; and N concurrent calls on one connection.
+ */
+#include "bench_calls.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "librpc/rpc.h"
+
+#ifndef VRPC_SIM_BIN
+#define VRPC_SIM_BIN "vrpc-sim"
+#endif
+#ifndef VRPC_EXAMPLE_ETC
+#define VRPC_EXAMPLE_ETC "/etc/vrpc"
+#endif
+
+extern char **environ;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Percentile @p (0..100) of @v[@n], sorting it. */
+static uint64_t pct(uint64_t *v, int n, int p)
+{
+    int i;
+
+    if (n <= 0)
+        return 0;
+    qsort(v, (size_t)n, sizeof(*v), cmp_u64);
+    i = (int)(((int64_t)n * p + 99) / 100) - 1;
+    if (i < 0)
+        i = 0;
+    return v[i < n ? i : n - 1];
+}
+
+/* ---- the floor: the service binary spawned locally ------------------------------------ */
+
+/* posix_spawn @path with stdin from a pipe we close at once (after writing @in_len bytes
+ * of @in), read its stdout to EOF, wait. Returns ns, or 0 on failure. */
+static uint64_t spawn_once(const char *path, const void *in, size_t in_len)
+{
+    int pin[2], pout[2], st;
+    posix_spawn_file_actions_t fa;
+    char *argv[] = {(char *)path, NULL};
+    char buf[4096];
+    uint64_t t0 = now_ns();
+    pid_t pid;
+    ssize_t n;
+
+    if (pipe2(pin, O_CLOEXEC) < 0)
+        return 0;
+    if (pipe2(pout, O_CLOEXEC) < 0) {
+        close(pin[0]);
+        close(pin[1]);
+        return 0;
+    }
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, pin[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, pout[1], 1);
+    if (posix_spawn(&pid, path, &fa, NULL, argv, environ) != 0)
+        pid = -1;
+    posix_spawn_file_actions_destroy(&fa);
+    close(pin[0]);
+    close(pout[1]);
+    if (in_len && pid > 0 && write(pin[1], in, in_len) != (ssize_t)in_len)
+        pid = pid > 0 ? pid : -1;
+    close(pin[1]);
+    while ((n = read(pout[0], buf, sizeof(buf))) > 0)
+        ;
+    close(pout[0]);
+    if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return 0;
+    return now_ns() - t0;
+}
+
+/* Stream @bytes through a locally spawned @path (demo.Echo) over pipes: GB/s, or 0. */
+static double spawn_stream(const char *path, unsigned long long bytes)
+{
+    static uint8_t out[65536], in[65536];
+    int pin[2], pout[2], st;
+    posix_spawn_file_actions_t fa;
+    char *argv[] = {(char *)path, NULL};
+    unsigned long long sent = 0, got = 0;
+    uint64_t t0 = now_ns();
+    pid_t pid;
+
+    if (pipe2(pin, O_CLOEXEC | O_NONBLOCK) < 0)
+        return 0;
+    if (pipe2(pout, O_CLOEXEC | O_NONBLOCK) < 0)
+        return 0;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, pin[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, pout[1], 1);
+    /* the child gets blocking ends */
+    fcntl(pin[0], F_SETFL, 0);
+    fcntl(pout[1], F_SETFL, 0);
+    if (posix_spawn(&pid, path, &fa, NULL, argv, environ) != 0)
+        pid = -1;
+    posix_spawn_file_actions_destroy(&fa);
+    close(pin[0]);
+    close(pout[1]);
+    if (pid < 0)
+        return 0;
+    memset(out, 0x5a, sizeof(out));
+    while (got < bytes) {
+        struct pollfd p[2] = {{pout[0], POLLIN, 0}, {sent < bytes ? pin[1] : -1, POLLOUT, 0}};
+        ssize_t n;
+
+        if (poll(p, 2, 10000) <= 0)
+            break;
+        if (sent < bytes && (p[1].revents & (POLLOUT | POLLERR))) {
+            size_t want = bytes - sent < sizeof(out) ? (size_t)(bytes - sent) : sizeof(out);
+
+            n = write(pin[1], out, want);
+            if (n > 0)
+                sent += (unsigned long long)n;
+            if (sent >= bytes) {
+                close(pin[1]);
+                pin[1] = -1;
+            }
+        }
+        if (p[0].revents & (POLLIN | POLLHUP)) {
+            n = read(pout[0], in, sizeof(in));
+            if (n <= 0)
+                break;
+            got += (unsigned long long)n;
+        }
+    }
+    if (pin[1] >= 0)
+        close(pin[1]);
+    close(pout[0]);
+    if (waitpid(pid, &st, 0) < 0 || got != bytes)
+        return 0;
+    return (double)bytes / (double)(now_ns() - t0);
+}
+
+/* ---- the caller inside the guest (hidden subcommand) ---------------------------------- */
+
+typedef struct Caller {
+    RpcConn *conn;
+    int done;            /* calls finished */
+    int ok;              /* calls that ended with the expected exit code */
+    int expect;          /* expected exit code */
+    unsigned long long received;
+    bool writable;
+    bool closed;
+} Caller;
+
+typedef struct CallState {
+    Caller *c;
+    uint64_t t0;
+    bool finished;
+} CallState;
+
+static size_t cb_data(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len, void *ud)
+{
+    Caller *c = ud;
+
+    (void)s;
+    (void)data;
+    if (ch == RPC_CH_STDOUT)
+        c->received += len;
+    return len;
+}
+
+static void finish(RpcStream *s, Caller *c, int32_t code)
+{
+    CallState *cs = rpc_stream_get_userdata(s);
+
+    if (cs && !cs->finished) {
+        cs->finished = true;
+        c->done++;
+        if (code == c->expect)
+            c->ok++;
+    }
+}
+
+static void cb_exit(RpcStream *s, int32_t code, bool refused, const char *reason, void *ud)
+{
+    (void)refused;
+    (void)reason;
+    finish(s, ud, code);
+}
+
+static void cb_reset(RpcStream *s, uint32_t code, bool local, const char *reason, void *ud)
+{
+    (void)code;
+    (void)local;
+    (void)reason;
+    finish(s, ud, -1);
+}
+
+static void cb_writable(RpcStream *s, void *ud)
+{
+    (void)s;
+    ((Caller *)ud)->writable = true;
+}
+
+static void cb_close(RpcConn *conn, int error, const char *reason, void *ud)
+{
+    (void)conn;
+    fprintf(stderr, "vrpc-bench: connection to the agent closed: %s (%s)\n", reason,
+            rpc_error_name(error));
+    ((Caller *)ud)->closed = true;
+}
+
+/* Run the connection until @c->done reaches @want (or it closes, or 30 s pass). */
+static int drive(Caller *c, int want)
+{
+    uint64_t deadline = now_ns() + 30000000000ull;
+
+    while (c->done < want && !c->closed) {
+        struct pollfd p = {rpc_conn_fd(c->conn), (short)rpc_conn_events(c->conn), 0};
+        int t = rpc_conn_next_timeout_ms(c->conn);
+
+        if (now_ns() > deadline)
+            return -ETIMEDOUT;
+        if (t < 0 || t > 100)
+            t = 100;
+        if (rpc_conn_dispatch(c->conn) != 0)
+            break;
+        if (c->done >= want)
+            break;
+        poll(&p, 1, t);
+    }
+    return c->done >= want ? 0 : -EIO;
+}
+
+static int connect_agent(Caller *c)
+{
+    static const RpcCallbacks cb = {
+        .on_data = cb_data, .on_exit = cb_exit, .on_reset = cb_reset,
+        .on_writable = cb_writable, .on_close = cb_close,
+        .on_stream_free = NULL,
+    };
+    const char *path = getenv("VRPC_SOCKET");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    RpcConnConfig cfg;
+    int fd;
+
+    if (!path || strlen(path) >= sizeof(sa.sun_path)) {
+        fprintf(stderr, "vrpc-bench: VRPC_SOCKET is not set (run under vrpc-sim exec)\n");
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        fprintf(stderr, "vrpc-bench: cannot connect to %s: %s\n", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    rpc_conn_config_init(&cfg);
+    cfg.role = RPC_ROLE_INITIATOR;
+    cfg.max_streams = 4096;
+    cfg.keepalive_ms = 0;
+    if (rpc_conn_new_fd(&c->conn, fd, true, &cfg, &cb, c) < 0)
+        return -1;
+    return 0;
+}
+
+static RpcStream *open_call(Caller *c, const char *target, const char *service, CallState *cs)
+{
+    RpcCall call = {.service = service, .target = target};
+    RpcStream *s = NULL;
+
+    if (rpc_stream_open(c->conn, &call, &s) < 0)
+        return NULL;
+    cs->c = c;
+    cs->finished = false;
+    rpc_stream_set_userdata(s, cs);
+    return s;
+}
+
+/* latency: COUNT sequential calls, each sending @payload bytes on stdin then EOF.
+ * Prints "lat N OK p50_ns p99_ns". */
+static int client_latency(const char *target, const char *service, int count, size_t payload,
+                          int expect)
+{
+    static const uint8_t msg[64] = "0123456789abcdef0123456789abcdef0123456789abcdef012345678\n";
+    Caller c = {.expect = expect};
+    uint64_t *lat = calloc((size_t)count, sizeof(*lat));
+    int n = 0;
+
+    if (!lat || connect_agent(&c) < 0)
+        return 1;
+    for (int i = 0; i < count && !c.closed; i++) {
+        CallState cs;
+        uint64_t t0 = now_ns();
+        RpcStream *s = open_call(&c, target, service, &cs);
+
+        if (!s)
+            break;
+        if (payload)
+            (void)rpc_stream_write(s, RPC_CH_STDIN, msg, payload < sizeof(msg) ? payload : 64);
+        rpc_stream_close_write(s, RPC_CH_STDIN);
+        if (drive(&c, i + 1) < 0)
+            break;
+        lat[n++] = now_ns() - t0;
+    }
+    printf("lat %d %d %" PRIu64 " %" PRIu64 "\n", n, c.ok, pct(lat, n, 50), pct(lat, n, 99));
+    free(lat);
+    rpc_conn_free(c.conn);
+    return 0;
+}
+
+/* concurrent: COUNT calls opened at once on one connection. Prints "conc N OK ns". */
+static int client_concurrent(const char *target, const char *service, int count)
+{
+    Caller c = {.expect = 0};
+    CallState *cs = calloc((size_t)count, sizeof(*cs));
+    uint64_t t0;
+    int opened = 0;
+
+    if (!cs || connect_agent(&c) < 0)
+        return 1;
+    t0 = now_ns();
+    for (int i = 0; i < count; i++) {
+        RpcStream *s = open_call(&c, target, service, &cs[i]);
+
+        if (!s)
+            break;
+        rpc_stream_close_write(s, RPC_CH_STDIN);
+        opened++;
+    }
+    drive(&c, opened);
+    printf("conc %d %d %" PRIu64 "\n", opened, c.ok, now_ns() - t0);
+    free(cs);
+    rpc_conn_free(c.conn);
+    return 0;
+}
+
+/* stream: BYTES through demo.Echo, written and read back at once. Prints "stream BYTES ns". */
+static int client_stream(const char *target, unsigned long long bytes)
+{
+    static uint8_t buf[65536];
+    Caller c = {.expect = 0};
+    unsigned long long sent = 0;
+    CallState cs;
+    RpcStream *s;
+    uint64_t t0;
+
+    if (connect_agent(&c) < 0)
+        return 1;
+    memset(buf, 0xa5, sizeof(buf));
+    t0 = now_ns();
+    s = open_call(&c, target, "demo.Echo", &cs);
+    if (!s)
+        return 1;
+    while (!c.closed && c.done == 0) {
+        while (s && sent < bytes) {
+            size_t want = bytes - sent < sizeof(buf) ? (size_t)(bytes - sent) : sizeof(buf);
+            ssize_t n = rpc_stream_write(s, RPC_CH_STDIN, buf, want);
+
+            if (n <= 0)
+                break;
+            sent += (unsigned long long)n;
+            if (sent == bytes)
+                rpc_stream_close_write(s, RPC_CH_STDIN);
+        }
+        struct pollfd p = {rpc_conn_fd(c.conn), (short)rpc_conn_events(c.conn), 0};
+        if (rpc_conn_dispatch(c.conn) != 0)
+            break;
+        if (c.done)
+            break;
+        if (sent < bytes && c.writable) {
+            c.writable = false;
+            continue;
+        }
+        poll(&p, 1, 100);
+    }
+    printf("stream %llu %" PRIu64 "\n", c.ok && c.received == bytes ? bytes : 0ull,
+           now_ns() - t0);
+    rpc_conn_free(c.conn);
+    return 0;
+}
+
+/* __client lat|conc|stream TARGET SERVICE COUNT PAYLOAD EXPECT */
+static int client_main(int argc, char **argv)
+{
+    if (argc != 8)
+        return 2;
+    const char *mode = argv[2], *target = argv[3], *service = argv[4];
+    unsigned long long count = strtoull(argv[5], NULL, 10);
+    int payload = atoi(argv[6]), expect = atoi(argv[7]);
+
+    signal(SIGPIPE, SIG_IGN);
+    if (strcmp(mode, "lat") == 0)
+        return client_latency(target, service, (int)count, (size_t)payload, expect);
+    if (strcmp(mode, "conc") == 0)
+        return client_concurrent(target, service, (int)count);
+    if (strcmp(mode, "stream") == 0)
+        return client_stream(target, count);
+    return 2;
+}
+
+/* ---- the driver ------------------------------------------------------------------------ */
+
+typedef struct Cfg {
+    const char *sim;
+    const char *etc;
+    char ns[48];
+    char self[PATH_MAX];
+    int calls;
+    int concurrent;
+    int reps;
+    unsigned long long bytes;
+} Cfg;
+
+static char *run_capture(char *const *argv)
+{
+    int p[2], st;
+    char *out = calloc(1, 4096);
+    size_t len = 0;
+    ssize_t n;
+    pid_t pid;
+
+    if (!out || pipe2(p, O_CLOEXEC) < 0) {
+        free(out);
+        return NULL;
+    }
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 1);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    while (len < 4095 && (n = read(p[0], out + len, 4095 - len)) > 0)
+        len += (size_t)n;
+    close(p[0]);
+    if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+static char *in_guest(Cfg *cfg, const char *mode, const char *target, const char *service,
+                      unsigned long long count, int payload, int expect)
+{
+    char scount[24], spayload[16], sexpect[16];
+
+    snprintf(scount, sizeof(scount), "%llu", count);
+    snprintf(spayload, sizeof(spayload), "%d", payload);
+    snprintf(sexpect, sizeof(sexpect), "%d", expect);
+    char *argv[] = {(char *)cfg->sim, "exec", "--ns", cfg->ns, "bencha", "--", cfg->self,
+                    "calls", "__client", (char *)mode, (char *)target, (char *)service,
+                    scount, spayload, sexpect, NULL};
+    return run_capture(argv);
+}
+
+static int sim_up(Cfg *cfg)
+{
+    char *argv[] = {(char *)cfg->sim, "up", "--ns", cfg->ns, "--vrpc", "--etc",
+                    (char *)cfg->etc, "bencha", "benchb", NULL};
+    char *out = run_capture(argv);
+
+    free(out);
+    return out ? 0 : -1;
+}
+
+static void sim_down(Cfg *cfg)
+{
+    char *argv[] = {(char *)cfg->sim, "down", "--ns", cfg->ns, NULL};
+
+    free(run_capture(argv));
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: vrpc-bench calls [--calls N] [--concurrent N] [--bytes N] [--reps N] "
+               "[--etc DIR]\n"
+               "  End-to-end vrpc calls on a private vrpc-sim instance (guests bencha and\n"
+               "  benchb with the dispatcher and agents), each figure with its ratio to\n"
+               "  spawning the same service binary locally (posix_spawn + wait).\n"
+               "  --calls N       sequential calls per latency row (default 1000)\n"
+               "  --concurrent N  calls opened at once on one connection (default 1000)\n"
+               "  --bytes N       bytes streamed through demo.Echo (default 1 GiB)\n"
+               "  --reps N        repetitions; medians are printed (default 3)\n"
+               "  --etc DIR       configuration (default: the build's example etc)\n");
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static double median_d(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(*v), cmp_d);
+    return n ? v[n / 2] : 0;
+}
+
+typedef struct Row {
+    const char *name, *target, *service;
+    int payload, expect;
+} Row;
+
+int bench_calls_main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"calls", required_argument, NULL, 'c'}, {"concurrent", required_argument, NULL, 'C'},
+        {"bytes", required_argument, NULL, 'b'}, {"reps", required_argument, NULL, 'r'},
+        {"etc", required_argument, NULL, 'e'},   {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    static const Row rows[] = {
+        {"vrpc.Ping guest->dom0", "dom0", "vrpc.Ping", 0, 0},
+        {"vrpc.Ping guest->guest", "benchb", "vrpc.Ping", 0, 0},
+        {"demo.Echo 64 B guest->dom0", "dom0", "demo.Echo", 64, 0},
+        {"demo.Echo 64 B guest->guest", "benchb", "demo.Echo", 64, 0},
+        {"denied (demo.Secret)", "benchb", "demo.Secret", 0, 126},
+    };
+    Cfg cfg = {.sim = VRPC_SIM_BIN, .etc = VRPC_EXAMPLE_ETC, .calls = 1000,
+               .concurrent = 1000, .reps = 3, .bytes = 1ull << 30};
+    char ping[PATH_MAX], echo[PATH_MAX];
+    ssize_t sl;
+    int c;
+
+    if (argc >= 2 && strcmp(argv[1], "__client") == 0)
+        return client_main(argc, argv);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': cfg.calls = atoi(optarg); break;
+        case 'C': cfg.concurrent = atoi(optarg); break;
+        case 'b': cfg.bytes = strtoull(optarg, NULL, 10); break;
+        case 'r': cfg.reps = atoi(optarg); break;
+        case 'e': cfg.etc = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc || cfg.calls < 1 || cfg.concurrent < 1 || cfg.reps < 1 ||
+        cfg.bytes == 0) {
+        usage(stderr);
+        return 2;
+    }
+    sl = readlink("/proc/self/exe", cfg.self, sizeof(cfg.self) - 1);
+    if (sl <= 0)
+        return 1;
+    cfg.self[sl] = '\0';
+    snprintf(cfg.ns, sizeof(cfg.ns), "bench-calls-%d", (int)getpid());
+    snprintf(ping, sizeof(ping), "%s/services/vrpc.Ping", cfg.etc);
+    snprintf(echo, sizeof(echo), "%s/services/demo.Echo", cfg.etc);
+
+    /* the floor, measured in this run */
+    uint64_t *fl = calloc((size_t)cfg.calls, sizeof(*fl));
+    uint64_t floor_p50, floor_p99;
+    int nf = 0;
+    if (!fl)
+        return 1;
+    for (int i = 0; i < cfg.calls; i++) {
+        uint64_t t = spawn_once(ping, NULL, 0);
+
+        if (t)
+            fl[nf++] = t;
+    }
+    floor_p50 = pct(fl, nf, 50);
+    floor_p99 = pct(fl, nf, 99);
+    free(fl);
+    if (!nf) {
+        fprintf(stderr, "vrpc-bench: cannot run %s\n", ping);
+        return 1;
+    }
+    double floor_gbs[16];
+    for (int r = 0; r < cfg.reps && r < 16; r++)
+        floor_gbs[r] = spawn_stream(echo, cfg.bytes);
+    double floor_stream = median_d(floor_gbs, cfg.reps < 16 ? cfg.reps : 16);
+
+    if (sim_up(&cfg) < 0) {
+        fprintf(stderr, "vrpc-bench: vrpc-sim up --vrpc failed\n");
+        return 1;
+    }
+    printf("vrpc-bench calls: %d sequential calls per row, medians of %d runs; floor = "
+           "posix_spawn+wait of the service binary locally\n\n", cfg.calls, cfg.reps);
+    printf("%-30s %10s %10s %8s %8s %6s\n", "latency", "p50 us", "p99 us", "p50/flr",
+           "p99/flr", "ok");
+    printf("%-30s %10.1f %10.1f %8s %8s %6d\n", "floor: spawn vrpc.Ping", floor_p50 / 1e3,
+           floor_p99 / 1e3, "1.00", "1.00", nf);
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        double p50[16], p99[16];
+        int ok = 0, n = 0, reps = cfg.reps < 16 ? cfg.reps : 16;
+
+        for (int r = 0; r < reps; r++) {
+            char *out = in_guest(&cfg, "lat", rows[i].target, rows[i].service,
+                                 (unsigned long long)cfg.calls, rows[i].payload,
+                                 rows[i].expect);
+            unsigned long long a, b;
+            int cnt, okc;
+
+            if (out && sscanf(out, "lat %d %d %llu %llu", &cnt, &okc, &a, &b) == 4 && cnt) {
+                p50[n] = (double)a;
+                p99[n] = (double)b;
+                n++;
+                ok += okc;
+            }
+            free(out);
+        }
+        if (!n) {
+            printf("%-30s %10s\n", rows[i].name, "failed");
+            continue;
+        }
+        double m50 = median_d(p50, n), m99 = median_d(p99, n);
+        printf("%-30s %10.1f %10.1f %8.2f %8.2f %6d\n", rows[i].name, m50 / 1e3, m99 / 1e3,
+               m50 / (double)floor_p50, m99 / (double)floor_p99, ok / n);
+    }
+
+    printf("\n%-30s %10s %8s\n", "streaming demo.Echo", "GB/s", "/floor");
+    printf("%-30s %10.2f %8s\n", "floor: local demo.Echo, pipes", floor_stream, "1.00");
+    const char *st[] = {"dom0", "benchb"};
+    const char *stn[] = {"guest->dom0", "guest->guest"};
+    for (int k = 0; k < 2; k++) {
+        double g[16];
+        int n = 0, reps = cfg.reps < 16 ? cfg.reps : 16;
+
+        for (int r = 0; r < reps; r++) {
+            char *out = in_guest(&cfg, "stream", st[k], "demo.Echo", cfg.bytes, 0, 0);
+            unsigned long long b, ns;
+
+            if (out && sscanf(out, "stream %llu %llu", &b, &ns) == 2 && b && ns)
+                g[n++] = (double)b / (double)ns;
+            free(out);
+        }
+        if (n)
+            printf("%-30s %10.2f %8.2f\n", stn[k], median_d(g, n),
+                   median_d(g, n) / floor_stream);
+        else
+            printf("%-30s %10s\n", stn[k], "failed");
+    }
+
+    printf("\n%-30s %10s %10s %12s\n", "concurrent vrpc.Ping", "opened", "ok", "total ms");
+    for (int k = 0; k < 2; k++) {
+        char *out = in_guest(&cfg, "conc", st[k], "vrpc.Ping",
+                             (unsigned long long)cfg.concurrent, 0, 0);
+        unsigned long long ns;
+        int opened, ok;
+
+        if (out && sscanf(out, "conc %d %d %llu", &opened, &ok, &ns) == 3)
+            printf("%-30s %10d %10d %12.1f\n", stn[k], opened, ok, (double)ns / 1e6);
+        else
+            printf("%-30s %10s\n", stn[k], "failed");
+        free(out);
+    }
+    sim_down(&cfg);
+    return 0;
+}

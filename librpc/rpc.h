@@ -1,0 +1,451 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rpc.h - the one public header of librpc: vrpc's framed, multiplexed message layer.
+ *
+ * An RpcConn speaks the vrpc wire protocol (docs/protocol.md) over one byte-stream transport:
+ * a vchan (vchan/vchan.h) or a connected Unix stream socket. Each end has a role (INITIATOR or
+ * ACCEPTOR) that only decides stream-id parity, so both ends may open streams at once. One
+ * stream is one call: the end that opens it (with a CALL) is the CALLER and may send only
+ * stdin; the other end is the HANDLER and may send only stdout, stderr and exactly one exit
+ * status (QSB-087: direction is checked on every frame). Every direction half-closes on its
+ * own. Flow control is per stream and per connection with credit windows; the application
+ * returns credit by consuming delivered bytes, so backpressure reaches its fds and crosses
+ * relays. Quotas, lengths, names and states are validated; a violation by the peer closes
+ * only that connection (or resets only that stream), with a logged reason.
+ *
+ * Everything is non-blocking. Either drive a connection yourself (poll rpc_conn_fd() for
+ * rpc_conn_events(), call rpc_conn_dispatch() when it fires or when rpc_conn_next_timeout_ms()
+ * expires) or attach it to an RpcLoop (librpc/loop.h) with rpc_conn_attach(), which does that.
+ *
+ * Callbacks run only from rpc_conn_dispatch(), rpc_stream_resume() called outside a dispatch,
+ * rpc_conn_close() and rpc_conn_free(); never from the other calls (a transport failure met
+ * while writing is reported by the next dispatch). Inside a callback every API call is
+ * allowed, including rpc_conn_free() of that very connection (the free is deferred until the
+ * dispatch unwinds) and calls on other connections.
+ *
+ * Threading: an RpcConn and its streams are not thread-safe; serialise all calls on one
+ * connection. Distinct connections are independent.
+ *
+ * Return conventions: negative values are -errno (local/system failures or API misuse);
+ * positive RPC_E_* codes are protocol outcomes the caller must handle.
+ *
+ * Changelog of this interface:
+ *   v1 (vrpc 0.1): initial API (wire protocol version 1).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define RPC_EXPORT __attribute__((visibility("default")))
+#else
+#define RPC_EXPORT
+#endif
+
+/* ---- wire constants (see docs/protocol.md) ---------------------------------------------- */
+
+/* Protocol versions this library speaks (negotiated: highest common one). */
+#define RPC_PROTO_VERSION_MIN 1u
+#define RPC_PROTO_VERSION_MAX 1u
+
+/* Frame header size in bytes (little-endian: u8 type, u8 flags, u16 reserved, u32 stream id,
+ * u32 payload length). */
+#define RPC_FRAME_HEADER_SIZE 12u
+/* Hard upper bound on any frame payload, whatever is negotiated; checked before any
+ * allocation. */
+#define RPC_FRAME_MAX_HARD ((uint32_t)1 << 20)
+/* Smallest max-frame an end may announce (every control message fits in it). */
+#define RPC_FRAME_MAX_MIN 4096u
+/* Default max-frame announced in HELLO. */
+#define RPC_FRAME_MAX_DEFAULT ((uint32_t)64 << 10)
+
+/* Field limits, in bytes (all checked on send and on receive). */
+#define RPC_SERVICE_MAX 64u /* service name: [A-Za-z0-9._-]{1,64} */
+#define RPC_ARG_MAX 64u     /* argument: [A-Za-z0-9._+-]{0,64} */
+#define RPC_DOMAIN_MAX 64u  /* target: [A-Za-z0-9._:@-]{0,64}; source: [A-Za-z0-9._-]{0,64} */
+#define RPC_USER_MAX 32u    /* user: [A-Za-z0-9._-]{0,32} */
+#define RPC_REASON_MAX 256u /* reasons: printable ASCII 0x20..0x7e, {0,256} */
+
+/* Feature bits for HELLO. None is defined in protocol v1; unknown bits are ignored and the
+ * negotiated set is the AND of both ends' bits. */
+#define RPC_FEATURES_V1 0u
+
+/* ---- outcome codes ----------------------------------------------------------------------- */
+
+enum {
+    RPC_E_CLOSED = 1,  /* the connection is closed (on_close has been called) */
+    RPC_E_PROTO = 2,   /* the peer violated the protocol */
+    RPC_E_VERSION = 3, /* no protocol version in common, or the peer refused ours */
+    RPC_E_TIMEOUT = 4, /* HELLO never came, or the keepalive found the peer dead */
+    RPC_E_EOF = 5,     /* the transport was closed by the peer without GOAWAY */
+    RPC_E_GOAWAY = 6,  /* the peer closed with GOAWAY (its reason is passed on) */
+    RPC_E_LOCAL = 7,   /* closed locally with rpc_conn_close() */
+    RPC_E_QUOTA = 8,   /* the peer exceeded a connection quota (windows, queue bounds) */
+};
+
+/* Reset codes carried by RESET frames (on_reset's code). Unknown codes from the peer are
+ * passed through unchanged. */
+typedef enum RpcResetCode {
+    RPC_RESET_CANCEL = 1,         /* the application aborted the call */
+    RPC_RESET_PROTOCOL = 2,       /* a stream-level protocol violation */
+    RPC_RESET_REFUSED_STREAM = 3, /* over the receiver's concurrent-stream quota */
+    RPC_RESET_FLOW = 4,           /* the sender overran the stream window */
+    RPC_RESET_INTERNAL = 5,       /* a local failure (e.g. out of memory) */
+    RPC_RESET_CONN_CLOSED = 6,    /* local only: the connection went away */
+} RpcResetCode;
+
+/* Which end of the connection we are; decides stream-id parity (INITIATOR: odd ids,
+ * ACCEPTOR: even ids). The two ends must have different roles (checked in HELLO). By
+ * convention the end that connected (vchan client, socket connect()) is the INITIATOR. */
+typedef enum RpcRole {
+    RPC_ROLE_INITIATOR = 1,
+    RPC_ROLE_ACCEPTOR = 2,
+} RpcRole;
+
+/* The byte channels of a stream. STDIN flows caller -> handler; STDOUT and STDERR flow
+ * handler -> caller. */
+typedef enum RpcChannel {
+    RPC_CH_STDIN = 0,
+    RPC_CH_STDOUT = 1,
+    RPC_CH_STDERR = 2,
+} RpcChannel;
+
+typedef struct RpcConn RpcConn;
+typedef struct RpcStream RpcStream;
+typedef struct RpcLoop RpcLoop; /* librpc/loop.h */
+typedef struct Vchan Vchan;     /* vchan/vchan.h */
+
+/*
+ * A call, as sent in CALL. Strings are NUL-terminated; NULL means "" for the optional ones.
+ * service:  required, [A-Za-z0-9._-]{1,RPC_SERVICE_MAX}.
+ * argument: [A-Za-z0-9._+-]{0,RPC_ARG_MAX} ("" = no argument; the text after '+').
+ * target:   requested target, [A-Za-z0-9._:@-]{0,RPC_DOMAIN_MAX} ("" = none named, i.e.
+ *           @default); e.g. "dom0", "@adminvm", "@dispvm:work".
+ * source:   [A-Za-z0-9._-]{0,RPC_DOMAIN_MAX}; only meaningful from the dispatcher to an agent
+ *           (the calling domain). A dispatcher must take the source from the connection a
+ *           call arrived on, NEVER from this field.
+ * user:     [A-Za-z0-9._-]{0,RPC_USER_MAX}; user to run the service as ("" = default).
+ * call_id:  opaque to the library (e.g. the dispatcher's id for logs).
+ * flags:    opaque to the library (application-defined bits).
+ */
+typedef struct RpcCall {
+    const char *service;
+    const char *argument;
+    const char *target;
+    const char *source;
+    const char *user;
+    uint64_t call_id;
+    uint32_t flags;
+} RpcCall;
+
+/* What the peer announced in HELLO, and what was negotiated. */
+typedef struct RpcPeerInfo {
+    uint32_t version;      /* negotiated protocol version */
+    uint32_t features;     /* negotiated feature bits (AND of both ends) */
+    RpcRole role;          /* the peer's role */
+    uint32_t max_frame;    /* largest payload the peer accepts (we split DATA to fit) */
+    uint32_t max_streams;  /* concurrent streams the peer lets us open */
+    uint32_t stream_window; /* the peer's initial per-stream receive window */
+    uint32_t conn_window;  /* the peer's initial connection receive window */
+} RpcPeerInfo;
+
+/*
+ * Connection configuration; get the defaults from rpc_conn_config_init().
+ * role:           RPC_ROLE_INITIATOR or RPC_ROLE_ACCEPTOR (default INITIATOR).
+ * max_streams:    concurrent streams the PEER may open on this connection (default 1024,
+ *                 1..1<<20). One more is reset with RPC_RESET_REFUSED_STREAM (stream-level).
+ * max_frame:      largest frame payload we accept (default RPC_FRAME_MAX_DEFAULT,
+ *                 RPC_FRAME_MAX_MIN..RPC_FRAME_MAX_HARD).
+ * stream_window:  per-stream, per-direction receive window = the most bytes the peer may have
+ *                 unconsumed on one stream (default 256 KiB, 1 KiB..64 MiB). Overrun: RESET of
+ *                 that stream (RPC_RESET_FLOW).
+ * conn_window:    connection receive window = the most DATA bytes unconsumed on the whole
+ *                 connection (default 16 MiB, >= stream_window, <= 1 GiB). Overrun: the
+ *                 connection is closed (RPC_E_QUOTA).
+ * max_tx_queue:   bound on bytes we queue for sending (our DATA plus control frames, default
+ *                 32 MiB); rpc_stream_write() accepts no more beyond it (-EAGAIN), and control
+ *                 frames that a peer provokes (PONG, WINDOW_UPDATE, RESET) beyond it close the
+ *                 connection (RPC_E_QUOTA): a peer that never reads cannot grow our memory.
+ * keepalive_ms:   send PING after this long without receiving anything (default 10000;
+ *                 0 = no keepalive).
+ * dead_peer_ms:   close with RPC_E_TIMEOUT if nothing is received for this long after a PING
+ *                 (default 30000; ignored without keepalive).
+ * hello_timeout_ms: close with RPC_E_TIMEOUT if the peer's HELLO has not arrived by then
+ *                 (default 10000; 0 = wait forever).
+ * features:       feature bits we offer (default RPC_FEATURES_V1).
+ */
+typedef struct RpcConnConfig {
+    RpcRole role;
+    uint32_t max_streams;
+    uint32_t max_frame;
+    uint32_t stream_window;
+    uint32_t conn_window;
+    size_t max_tx_queue;
+    uint32_t keepalive_ms;
+    uint32_t dead_peer_ms;
+    uint32_t hello_timeout_ms;
+    uint32_t features;
+} RpcConnConfig;
+
+/*
+ * Callbacks. Any may be NULL (then: calls are refused with exit 125 "no handler", data is
+ * consumed and dropped). userdata is the connection's (rpc_conn_new_*, rpc_conn_set_userdata);
+ * per-stream state goes in rpc_stream_set_userdata(). Strings and data pointers are valid
+ * only during the callback.
+ */
+typedef struct RpcCallbacks {
+    /* HELLO exchanged; streams may now carry data. */
+    void (*on_ready)(RpcConn *conn, const RpcPeerInfo *peer, void *userdata);
+
+    /* The peer opened stream @s (we are its HANDLER). The call's fields are validated. Answer
+     * now or later with rpc_stream_accept() or rpc_stream_refuse() (or reset it); until then
+     * stdin data may already arrive (the caller may pipeline it). */
+    void (*on_call)(RpcConn *conn, RpcStream *s, const RpcCall *call, void *userdata);
+
+    /* CALLER side: the handler accepted our call. */
+    void (*on_accept)(RpcStream *s, void *userdata);
+
+    /* Bytes on @ch (STDIN on the handler side, STDOUT/STDERR on the caller side). Return how
+     * many bytes (0..@len) were consumed: their credit goes back to the peer. If fewer than
+     * @len, the rest is kept by the library and delivery on this stream pauses (frames that
+     * follow queue up behind it, within the window) until rpc_stream_resume(s). */
+    size_t (*on_data)(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len,
+                      void *userdata);
+
+    /* The peer half-closed @ch (after all of its data was delivered). */
+    void (*on_eof)(RpcStream *s, RpcChannel ch, void *userdata);
+
+    /* CALLER side: the call ended. refused: the handler answered REFUSE instead of ACCEPT
+     * (then code is its exit code, e.g. 126, and @reason its one-line reason); otherwise
+     * EXIT with the handler's status. Delivered after all stdout/stderr data and EOFs. The
+     * stream is freed right after this callback (on_stream_free follows). */
+    void (*on_exit)(RpcStream *s, int32_t code, bool refused, const char *reason,
+                    void *userdata);
+
+    /* The stream was aborted before completing: by the peer's RESET, by the library
+     * (local == true: e.g. the peer overran the window, over quota) or because the
+     * connection closed (code RPC_RESET_CONN_CLOSED). Not called for streams that completed
+     * (caller: exit delivered; handler: exit/refuse sent). */
+    void (*on_reset)(RpcStream *s, uint32_t code, bool local, const char *reason,
+                     void *userdata);
+
+    /* rpc_stream_write() returned -EAGAIN or a short count on @s earlier, and credit (or
+     * queue space) is available again. */
+    void (*on_writable)(RpcStream *s, void *userdata);
+
+    /* The stream handle is about to be freed: drop every reference to it. Called exactly
+     * once for every stream, also from rpc_conn_free(). */
+    void (*on_stream_free)(RpcStream *s, void *userdata);
+
+    /* The connection closed. error: RPC_E_* (positive) or -errno of the transport; @reason a
+     * one-line description for logs (for RPC_E_GOAWAY the peer's sanitised reason). Called
+     * once; every stream is then reset (on_reset + on_stream_free). Free the connection now
+     * or later with rpc_conn_free(). */
+    void (*on_close)(RpcConn *conn, int error, const char *reason, void *userdata);
+} RpcCallbacks;
+
+/* Counters, for tests and benchmarks. */
+typedef struct RpcConnStats {
+    uint64_t frames_in, frames_out;
+    uint64_t bytes_in, bytes_out;        /* transport bytes, headers included */
+    uint64_t data_in, data_out;          /* DATA payload bytes */
+    uint32_t streams_open;               /* live streams now */
+    uint64_t streams_total;              /* streams ever opened (both ends) */
+    uint64_t resets_in, resets_out;
+    uint64_t pings_out, pongs_in;
+    size_t tx_queued;                    /* bytes queued for the transport now */
+    size_t rx_held;                      /* bytes held for paused streams now */
+} RpcConnStats;
+
+/* Log sink: level is a syslog(3) level; msg is one line without a newline. */
+typedef void (*RpcLogFn)(int level, const char *msg, void *userdata);
+
+/* Install the process-wide log sink (NULL: silent, the default). Call once at start-up.
+ * Every connection close is logged at LOG_WARNING (violations) or LOG_INFO, naming the
+ * connection (rpc_conn_set_name()) and the reason. */
+RPC_EXPORT void rpc_set_log(RpcLogFn fn, void *userdata);
+
+/* ---- connections --------------------------------------------------------------------------- */
+
+/* Fill @cfg with the defaults documented at RpcConnConfig. */
+RPC_EXPORT void rpc_conn_config_init(RpcConnConfig *cfg);
+
+/*
+ * Create a connection over vchan @vc and queue our HELLO. If @own, the connection frees @vc
+ * in rpc_conn_free() (also on failure of this call); otherwise the caller frees it after
+ * rpc_conn_free(). The connection calls vchan_dispatch() itself; do not read or write @vc
+ * behind its back. @cfg NULL = defaults; @cb is copied (NULL = all callbacks NULL).
+ * Returns 0 and sets *@connp, or -EINVAL (bad config), -ENOMEM.
+ */
+RPC_EXPORT int rpc_conn_new_vchan(RpcConn **connp, Vchan *vc, bool own, const RpcConnConfig *cfg,
+                                  const RpcCallbacks *cb, void *userdata);
+
+/*
+ * Create a connection over a connected stream socket (AF_UNIX SOCK_STREAM, or any
+ * stream fd such as one end of a socketpair). @fd is made non-blocking. If @own, it is
+ * closed by rpc_conn_free() (also on failure of this call). Returns 0 and sets *@connp, or
+ * -EINVAL (fd < 0, bad config), -ENOMEM, -errno of fcntl(2).
+ */
+RPC_EXPORT int rpc_conn_new_fd(RpcConn **connp, int fd, bool own, const RpcConnConfig *cfg,
+                               const RpcCallbacks *cb, void *userdata);
+
+/* Free the connection: every live stream gets on_reset (RPC_RESET_CONN_CLOSED, unless it
+ * completed) and on_stream_free; on_close is NOT called if it had not been; nothing more is
+ * sent (use rpc_conn_close() first for a GOAWAY). Detaches from its loop. Accepts NULL.
+ * Allowed inside callbacks (deferred until the dispatch unwinds). Always returns NULL. */
+RPC_EXPORT RpcConn *rpc_conn_free(RpcConn *conn);
+RPC_EXPORT void rpc_conn_freep(RpcConn **connp);
+
+/* A name for log lines (e.g. "guest work"), copied; default "rpc". */
+RPC_EXPORT void rpc_conn_set_name(RpcConn *conn, const char *name);
+RPC_EXPORT const char *rpc_conn_name(const RpcConn *conn);
+
+RPC_EXPORT void rpc_conn_set_userdata(RpcConn *conn, void *userdata);
+RPC_EXPORT void *rpc_conn_get_userdata(const RpcConn *conn);
+
+/* The fd to poll: vchan_fd() or the socket. */
+RPC_EXPORT int rpc_conn_fd(const RpcConn *conn);
+
+/* The epoll events to wait for on rpc_conn_fd(): EPOLLIN always; EPOLLOUT too for a socket
+ * with output queued (a vchan signals write space on its one fd). Re-read after every
+ * dispatch and every API call that may queue output (writes, accept, exit, reset, open). */
+RPC_EXPORT uint32_t rpc_conn_events(const RpcConn *conn);
+
+/* Milliseconds until the connection needs rpc_conn_dispatch() for a timer (keepalive,
+ * dead-peer and HELLO timeouts, or deferred work: 0), or -1 if none. */
+RPC_EXPORT int rpc_conn_next_timeout_ms(const RpcConn *conn);
+
+/*
+ * Do everything that can be done now without blocking: consume transport events, read and
+ * validate frames, deliver callbacks, run due timers, flush queued output in round-robin
+ * over the ready streams. Returns 0 while the connection is open, RPC_E_CLOSED once it is
+ * closed (on_close was called in this or an earlier call). Never returns -errno: transport
+ * failures close the connection.
+ */
+RPC_EXPORT int rpc_conn_dispatch(RpcConn *conn);
+
+/*
+ * Close gracefully from our side: reset every live stream (on_reset local,
+ * RPC_RESET_CONN_CLOSED), queue GOAWAY with @reason (sanitised, truncated to
+ * RPC_REASON_MAX; NULL = ""), try once to flush without blocking, and call on_close with
+ * RPC_E_LOCAL. Returns 0 or RPC_E_CLOSED (already closed).
+ */
+RPC_EXPORT int rpc_conn_close(RpcConn *conn, const char *reason);
+
+/* True once the HELLOs were exchanged and until the connection closes. */
+RPC_EXPORT bool rpc_conn_is_ready(const RpcConn *conn);
+/* True once closed. */
+RPC_EXPORT bool rpc_conn_is_closed(const RpcConn *conn);
+
+/* Copy what the peer announced; -EAGAIN before HELLO arrived, 0 otherwise. */
+RPC_EXPORT int rpc_conn_peer_info(const RpcConn *conn, RpcPeerInfo *peerp);
+
+RPC_EXPORT void rpc_conn_get_stats(const RpcConn *conn, RpcConnStats *statsp);
+
+/*
+ * Register the connection with @loop: its fd (events kept in sync automatically), and a
+ * timer for rpc_conn_next_timeout_ms(). The loop then calls rpc_conn_dispatch(). A
+ * connection is attached to at most one loop; rpc_conn_free() detaches.
+ * Returns 0, -EBUSY (already attached), or -errno of the loop.
+ */
+RPC_EXPORT int rpc_conn_attach(RpcConn *conn, RpcLoop *loop);
+RPC_EXPORT void rpc_conn_detach(RpcConn *conn);
+
+/* ---- streams ------------------------------------------------------------------------------- */
+
+/*
+ * Open a stream (we are its CALLER) by queueing a CALL. Allowed before the HELLO exchange
+ * (the CALL follows our HELLO; stdin credit arrives with the peer's HELLO).
+ * Returns 0 and sets *@sp, or -EINVAL (a field fails its charset/length rule; nothing sent),
+ * -EBUSY (as many streams open as the peer allows), -ENOTCONN (connection closed),
+ * -ERANGE (stream ids exhausted on this connection), -ENOMEM.
+ */
+RPC_EXPORT int rpc_stream_open(RpcConn *conn, const RpcCall *call, RpcStream **sp);
+
+/* HANDLER side: accept the call (once, before any stdout/stderr). Returns 0, -EALREADY
+ * (already answered), -EPERM (we are the caller), -ENOTCONN (stream or connection gone). */
+RPC_EXPORT int rpc_stream_accept(RpcStream *s);
+
+/* HANDLER side: refuse instead of accepting; @exit_code is passed to the caller (e.g. 126)
+ * and @reason (sanitised, truncated to RPC_REASON_MAX) is its one-line reason. The stream
+ * ends (freed once the caller's stdin EOF arrives). Returns 0, -EALREADY, -EPERM,
+ * -ENOTCONN. */
+RPC_EXPORT int rpc_stream_refuse(RpcStream *s, int32_t exit_code, const char *reason);
+
+/*
+ * Send bytes on @ch: STDIN from the caller, STDOUT/STDERR from the handler after accepting.
+ * Accepts at most the credit the peer granted (stream and connection windows) and what our
+ * send queue bound allows; written straight to the transport when possible, else copied
+ * into the stream's queue (sent in frames of at most the peer's max_frame, round-robin with
+ * the other streams). While the transport is busy a stream queues at most one max_frame of
+ * bytes, so a short count or -EAGAIN can come with credit left: wait for on_writable. Returns the bytes accepted (1..@len; 0 only for @len 0), -EAGAIN if
+ * none could be (on_writable fires when some can), -EBADF (@ch is not ours to send on this
+ * side), -EPROTO (handler has not accepted yet), -EPIPE (@ch already half-closed, or the
+ * exit was sent), -ENOTCONN (stream reset or connection closed), -EINVAL (bad @ch).
+ */
+RPC_EXPORT ssize_t rpc_stream_write(RpcStream *s, RpcChannel ch, const void *buf, size_t len);
+
+/* Bytes rpc_stream_write() on @ch would accept now (0 when blocked), or -errno as there. */
+RPC_EXPORT ssize_t rpc_stream_send_window(const RpcStream *s, RpcChannel ch);
+
+/* Half-close @ch (EOF after everything written on it). Idempotent: 0 if already closed.
+ * Returns 0, -EBADF, -EINVAL, -ENOTCONN. */
+RPC_EXPORT int rpc_stream_close_write(RpcStream *s, RpcChannel ch);
+
+/*
+ * HANDLER side: send the exit status (exactly once; implies EOF on stdout and stderr, after
+ * their queued bytes). @reason may be NULL. The stream completes; it is freed once the
+ * caller's stdin EOF arrives (stdin arriving meanwhile is discarded).
+ * Returns 0, -EALREADY (exit or refusal already sent), -EPROTO (not accepted yet: use
+ * rpc_stream_refuse()), -EPERM (we are the caller), -ENOTCONN.
+ */
+RPC_EXPORT int rpc_stream_exit(RpcStream *s, int32_t exit_code, const char *reason);
+
+/* Abort the stream (either side): queue RESET with @code and @reason, drop queued data;
+ * the other streams are untouched. on_reset is NOT called for a reset we asked for;
+ * on_stream_free follows (now or when the peer acknowledges). Returns 0 or -ENOTCONN
+ * (already reset/closed). */
+RPC_EXPORT int rpc_stream_reset(RpcStream *s, uint32_t code, const char *reason);
+
+/* Resume delivery after on_data consumed less than it was given: held bytes are
+ * re-delivered (outside a dispatch: right now, from this call; inside a dispatch of the
+ * same connection: before that dispatch returns). Returns 0, or -ENOTCONN. */
+RPC_EXPORT int rpc_stream_resume(RpcStream *s);
+
+/* True while delivery on @s is paused (on_data consumed less than it was given). */
+RPC_EXPORT bool rpc_stream_is_paused(const RpcStream *s);
+
+RPC_EXPORT uint32_t rpc_stream_id(const RpcStream *s);
+RPC_EXPORT RpcConn *rpc_stream_conn(const RpcStream *s);
+/* True if we opened the stream (we are its CALLER). */
+RPC_EXPORT bool rpc_stream_is_caller(const RpcStream *s);
+/* The call as sent/received (strings live as long as the stream). */
+RPC_EXPORT const RpcCall *rpc_stream_call(const RpcStream *s);
+RPC_EXPORT void rpc_stream_set_userdata(RpcStream *s, void *userdata);
+RPC_EXPORT void *rpc_stream_get_userdata(const RpcStream *s);
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+/* Name checks used by the codec, for applications that validate early. Each returns true if
+ * @s (NUL-terminated) satisfies the rule documented at RpcCall. */
+RPC_EXPORT bool rpc_valid_service(const char *s);
+RPC_EXPORT bool rpc_valid_argument(const char *s);
+RPC_EXPORT bool rpc_valid_target(const char *s);
+RPC_EXPORT bool rpc_valid_domain(const char *s); /* source */
+RPC_EXPORT bool rpc_valid_user(const char *s);
+
+/* Names for logs. */
+RPC_EXPORT const char *rpc_error_name(int error);        /* RPC_E_* or -errno */
+RPC_EXPORT const char *rpc_reset_code_name(uint32_t code);
+RPC_EXPORT const char *rpc_channel_name(RpcChannel ch);  /* "stdin", "stdout", "stderr" */
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-loop.c - librpc's epoll event loop: fd sources and event changes, one-shot timers and
+ * re-arming, signals through signalfd, deferred callbacks, freeing sources from inside
+ * callbacks (their own and others'), quitting, and a connection pair driven by the loop
+ * through rpc_conn_attach().
+ */
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "loop.h"
+#include "rpc.h"
+
+typedef struct Ctx {
+    RpcLoop *loop;
+    int hits;
+    int other_hits;
+    RpcLoopSource *src, *other;
+    uint32_t events;
+    int signo;
+} Ctx;
+
+static void fd_cb(RpcLoopSource *src, int fd, uint32_t events, void *ud)
+{
+    Ctx *c = ud;
+    char b[16];
+    c->hits++;
+    c->events = events;
+    if (events & EPOLLIN)
+        ck_assert_int_gt(read(fd, b, sizeof(b)), 0);
+}
+
+START_TEST(fd_source)
+{
+    Ctx c = {0};
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    ck_assert_int_eq(rpc_loop_new(&c.loop), 0);
+    ck_assert_int_eq(rpc_loop_add_fd(c.loop, sv[0], EPOLLIN, fd_cb, &c, &c.src), 0);
+    ck_assert_int_eq(rpc_loop_add_fd(c.loop, sv[0], EPOLLIN, fd_cb, &c, &c.other), -EEXIST);
+    ck_assert_int_eq(rpc_loop_run_once(c.loop, 0), 0);
+    ck_assert_int_eq(write(sv[1], "x", 1), 1);
+    ck_assert_int_eq(rpc_loop_run_once(c.loop, 1000), 1);
+    ck_assert_int_eq(c.hits, 1);
+    ck_assert_uint_eq(c.events & EPOLLIN, EPOLLIN);
+    ck_assert_int_eq(rpc_loop_fd_set_events(c.src, EPOLLOUT), 0);
+    ck_assert_int_eq(rpc_loop_run_once(c.loop, 1000), 1);
+    ck_assert_uint_eq(c.events & EPOLLOUT, EPOLLOUT);
+    c.src = rpc_loop_source_free(c.src);
+    ck_assert_int_eq(rpc_loop_run_once(c.loop, 0), 0);
+    rpc_loop_free(c.loop);
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
+static void timer_cb(RpcLoopSource *src, void *ud)
+{
+    Ctx *c = ud;
+    c->hits++;
+    if (c->hits < 3)
+        ck_assert_int_eq(rpc_loop_timer_set(src, 1), 0);
+    else
+        rpc_loop_quit(c->loop, 7);
+}
+
+START_TEST(timers)
+{
+    Ctx c = {0};
+    RpcLoopSource *t, *never;
+    ck_assert_int_eq(rpc_loop_new(&c.loop), 0);
+    ck_assert_int_eq(rpc_loop_add_timer(c.loop, 1, timer_cb, &c, &t), 0);
+    ck_assert_int_eq(rpc_loop_add_timer(c.loop, -1, timer_cb, &c, &never), 0);
+    ck_assert_int_eq(rpc_loop_run(c.loop), 7);
+    ck_assert_int_eq(c.hits, 3);
+    ck_assert_int_eq(rpc_loop_timer_set(never, 0), 0);
+    ck_assert_int_eq(rpc_loop_run_once(c.loop, 1000), 1);
+    ck_assert_int_eq(c.hits, 4);
+    ck_assert_int_eq(rpc_loop_fd_set_events(t, 0), -EINVAL);
+    ck_assert_int_eq(rpc_loop_defer_again(t), -EINVAL);
+    rpc_loop_free(c.loop); /* frees t and never */
+}
+END_TEST
+
+static void sig_cb(RpcLoopSource *src, const struct signalfd_siginfo *si, void *ud)
+{
+    Ctx *c = ud;
+    c->hits++;
+    c->signo = (int)si->ssi_signo;
+}
+
+START_TEST(signals)
+{
+    Ctx c = {0};
+    RpcLoopSource *s1, *s2;
+    ck_assert_int_eq(rpc_loop_new(&c.loop), 0);
+    ck_assert_int_eq(rpc_loop_add_signal(c.loop, SIGUSR1, sig_cb, &c, &s1), 0);
+    ck_assert_int_eq(rpc_loop_add_signal(c.loop, SIGUSR1, sig_cb, &c, &s2), -EEXIST);
+    ck_assert_int_eq(rpc_loop_add_signal(c.loop, SIGKILL, sig_cb, &c, &s2), -EINVAL);
+    ck_assert_int_eq(rpc_loop_add_signal(c.loop, SIGUSR2, sig_cb, &c, &s2), 0);
+    ck_assert_int_eq(kill(getpid(), SIGUSR2), 0);
+    for (int i = 0; i < 10 && !c.hits; i++)
+        rpc_loop_run_once(c.loop, 1000);
+    ck_assert_int_eq(c.hits, 1);
+    ck_assert_int_eq(c.signo, SIGUSR2);
+    ck_assert_int_eq(kill(getpid(), SIGUSR1), 0);
+    for (int i = 0; i < 10 && c.hits < 2; i++)
+        rpc_loop_run_once(c.loop, 1000);
+    ck_assert_int_eq(c.signo, SIGUSR1);
+    rpc_loop_source_free(s2);
+    rpc_loop_free(c.loop);
+}
+END_TEST
+
+static void defer_cb(RpcLoopSource *src, void *ud)
+{
+    Ctx *c = ud;
+    c->hits++;
+}
+
+START_TEST(defers)
+{
+    Ctx c = {0};
+    RpcLoopSource *d;
+    ck_assert_int_eq(rpc_loop_new(&c.loop), 0);
+    ck_assert_int_eq(rpc_loop_add_defer(c.loop, defer_cb, &c, &d), 0);
+    ck_assert_int_eq(rpc_loop_add_defer(c.loop, defer_cb, &c, NULL), 0); /* self-freeing */
+    ck_assert_int_eq(rpc_loop_run_once(c.loop, -1), 2);
+    ck_assert_int_eq(c.hits, 2);
+    ck_assert_int_eq(rpc_loop_run_once(c.loop, 0), 0);
+    ck_assert_int_eq(rpc_loop_defer_again(d), 0);
+    ck_assert_int_eq(rpc_loop_run_once(c.loop, -1), 1);
+    ck_assert_int_eq(c.hits, 3);
+    rpc_loop_free(c.loop);
+}
+END_TEST
+
+/* A callback frees its own source and another whose event is in the same batch. */
+static void fd_free_cb(RpcLoopSource *src, int fd, uint32_t events, void *ud)
+{
+    Ctx *c = ud;
+    c->hits++;
+    rpc_loop_source_free(c->src);
+    rpc_loop_source_free(c->other);
+    c->src = c->other = NULL;
+}
+
+START_TEST(free_inside_callback)
+{
+    Ctx c = {0};
+    int a[2], b[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, b), 0);
+    ck_assert_int_eq(rpc_loop_new(&c.loop), 0);
+    ck_assert_int_eq(rpc_loop_add_fd(c.loop, a[0], EPOLLOUT, fd_free_cb, &c, &c.src), 0);
+    ck_assert_int_eq(rpc_loop_add_fd(c.loop, b[0], EPOLLOUT, fd_free_cb, &c, &c.other), 0);
+    ck_assert_int_eq(rpc_loop_run_once(c.loop, 1000), 1);
+    ck_assert_int_eq(c.hits, 1);
+    ck_assert_int_eq(rpc_loop_run_once(c.loop, 0), 0);
+    rpc_loop_free(c.loop);
+    close(a[0]), close(a[1]), close(b[0]), close(b[1]);
+}
+END_TEST
+
+/* Two connections attached to one loop exchange a call without any manual dispatch. */
+typedef struct Pair {
+    RpcLoop *loop;
+    RpcConn *a, *b;
+    int exit_code;
+    char out[64];
+    size_t nout;
+} Pair;
+
+static void p_call(RpcConn *conn, RpcStream *s, const RpcCall *call, void *ud)
+{
+    ck_assert_int_eq(rpc_stream_accept(s), 0);
+    ck_assert_int_eq(rpc_stream_write(s, RPC_CH_STDOUT, call->service, strlen(call->service)),
+                     (ssize_t)strlen(call->service));
+    ck_assert_int_eq(rpc_stream_exit(s, 5, NULL), 0);
+}
+
+static size_t p_data(RpcStream *s, RpcChannel ch, const uint8_t *d, size_t n, void *ud)
+{
+    Pair *p = ud;
+    ck_assert_uint_le(p->nout + n, sizeof(p->out));
+    memcpy(p->out + p->nout, d, n);
+    p->nout += n;
+    return n;
+}
+
+static void p_exit(RpcStream *s, int32_t code, bool refused, const char *reason, void *ud)
+{
+    Pair *p = ud;
+    p->exit_code = code;
+    rpc_loop_quit(p->loop, 0);
+}
+
+START_TEST(attached_connections)
+{
+    Pair p = {0};
+    int sv[2];
+    RpcConnConfig ca, cb;
+    RpcCallbacks cbs = {.on_call = p_call, .on_data = p_data, .on_exit = p_exit};
+    rpc_conn_config_init(&ca);
+    rpc_conn_config_init(&cb);
+    cb.role = RPC_ROLE_ACCEPTOR;
+    ck_assert_int_eq(rpc_loop_new(&p.loop), 0);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    ck_assert_int_eq(rpc_conn_new_fd(&p.a, sv[0], true, &ca, &cbs, &p), 0);
+    ck_assert_int_eq(rpc_conn_new_fd(&p.b, sv[1], true, &cb, &cbs, &p), 0);
+    ck_assert_int_eq(rpc_conn_attach(p.a, p.loop), 0);
+    ck_assert_int_eq(rpc_conn_attach(p.a, p.loop), -EBUSY);
+    ck_assert_int_eq(rpc_conn_attach(p.b, p.loop), 0);
+    RpcStream *s;
+    ck_assert_int_eq(rpc_stream_open(p.a, &(RpcCall){.service = "loop.Test"}, &s), 0);
+    ck_assert_int_eq(rpc_stream_close_write(s, RPC_CH_STDIN), 0);
+    ck_assert_int_eq(rpc_loop_run(p.loop), 0);
+    ck_assert_int_eq(p.exit_code, 5);
+    ck_assert_uint_eq(p.nout, 9);
+    ck_assert_mem_eq(p.out, "loop.Test", 9);
+    rpc_conn_free(p.a);
+    rpc_conn_free(p.b);
+    rpc_loop_free(p.loop);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("librpc-loop");
+    TCase *tc = tcase_create("loop");
+    tcase_add_test(tc, fd_source);
+    tcase_add_test(tc, timers);
+    tcase_add_test(tc, signals);
+    tcase_add_test(tc, defers);
+    tcase_add_test(tc, free_inside_callback);
+    tcase_add_test(tc, attached_connections);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
