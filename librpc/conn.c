@@ -1854,6 +1854,10 @@ int rpc_conn_new_vchan(RpcConn **connp, Vchan *vc, bool own, const RpcConnConfig
     }
     c->vc = vc;
     c->own = own;
+    /* The peer may have written (its HELLO) before we mapped the ring, and the event it
+     * sent then reached nobody: read the ring once at the first dispatch instead of
+     * waiting for an event that will not come. */
+    c->more_rx = true;
     flush_soft(c);
     *connp = c;
     return 0;
