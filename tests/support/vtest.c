@@ -144,8 +144,10 @@ pid_t vt_spawn(const char *const *argv, const char *logfile)
     pid_t pid = fork();
 
     if (pid == 0) {
-        int devnull = open("/dev/null", O_RDWR);
-        int log = logfile ? open(logfile, O_WRONLY | O_CREAT | O_TRUNC, 0600) : devnull;
+        /* CLOEXEC: only the dup2'ed copies reach the program (its fd counts are checked) */
+        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        int log = logfile ? open(logfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)
+                          : devnull;
         dup2(devnull, 0);
         dup2(log, 1);
         dup2(log, 2);
