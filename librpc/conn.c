@@ -32,6 +32,9 @@
 
 /* Largest amount read from the transport in one dispatch before yielding to other work. */
 #define RX_BUDGET ((size_t)8 << 20)
+/* What each frame costs against RX_BUDGET on top of its bytes: at most 16 Ki frames per
+ * dispatch. */
+#define RX_FRAME_COST ((size_t)512)
 /* Smallest data chunk allocation in a stream's send queue (small writes coalesce). */
 #define TX_CHUNK_MIN ((size_t)16 << 10)
 
@@ -1429,9 +1432,11 @@ static void handle_frame(RpcConn *c, const RpcFrameHeader *h, const uint8_t *unt
     }
 }
 
-/* Parse and handle every complete frame in the receive buffer. */
-static void rx_process(RpcConn *c)
+/* Parse and handle every complete frame in the receive buffer; returns how many. */
+static size_t rx_process(RpcConn *c)
 {
+    size_t frames = 0;
+
     while (c->state != CONN_CLOSED && c->rx_fill - c->rx_pos >= RPC_FRAME_HEADER_SIZE) {
         RpcFrameHeader h;
         const char *why;
@@ -1439,13 +1444,14 @@ static void rx_process(RpcConn *c)
 
         if (rpc_frame_header_decode(c->rx + c->rx_pos, max, &h, &why) < 0) {
             conn_fail(c, RPC_E_PROTO, "bad frame header: %s", why);
-            return;
+            return frames;
         }
         if (c->rx_fill - c->rx_pos - RPC_FRAME_HEADER_SIZE < h.length)
             break;
         const uint8_t *untrusted_p = c->rx + c->rx_pos + RPC_FRAME_HEADER_SIZE;
         c->rx_pos += RPC_FRAME_HEADER_SIZE + h.length;
         handle_frame(c, &h, untrusted_p);
+        frames++;
     }
     if (c->rx_pos == c->rx_fill) {
         c->rx_pos = c->rx_fill = 0;
@@ -1455,6 +1461,7 @@ static void rx_process(RpcConn *c)
         c->rx_fill -= c->rx_pos;
         c->rx_pos = 0;
     }
+    return frames;
 }
 
 static void rx_pump(RpcConn *c)
@@ -1499,8 +1506,11 @@ static void rx_pump(RpcConn *c)
             c->ping_outstanding = false;
         }
         c->rx_fill += (size_t)n;
-        budget -= (size_t)n;
-        rx_process(c);
+        /* Each frame also costs a fixed amount, so that a peer sending tiny frames (a PING
+         * flood) gets a bounded number of frames per dispatch, like a bulk sender gets a
+         * bounded number of bytes: the loop's other connections get their turn. */
+        size_t cost = (size_t)n + rx_process(c) * RX_FRAME_COST;
+        budget = cost >= budget ? 0 : budget - cost;
     }
 }
 
