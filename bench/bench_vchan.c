@@ -310,6 +310,17 @@ static int peer_main(int argc, char **argv)
     fflush(stdout);
     if (e.kind == C_OURS) {
         vchan_flush(e.ours, 5000);
+        if (getenv("VRPC_BENCH_STATS")) { /* debugging aid: how the waits went */
+            VchanStats st;
+
+            vchan_get_stats(e.ours, &st);
+            fprintf(stderr,
+                    "bench peer %s %s: events sent %" PRIu64 " consumed %" PRIu64
+                    ", spin wins %" PRIu64 ", sleeps %" PRIu64
+                    " (after a spin %" PRIu64 "), spun %" PRIu64 " us\n",
+                    argv[3], argv[6], st.events_sent, st.events_consumed, st.spin_wins,
+                    st.sleeps, st.spin_losses, st.spin_ns / 1000);
+        }
         vchan_free(e.ours);
     } else {
         libxenvchan_close(e.xen);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,10 +20,12 @@
 
 #include "vchan-internal.h"
 
-#define SPIN_FLOOR_NS 1000u          /* the adaptive budget never drops below this */
+#define SPIN_FLOOR_NS 500u           /* the adaptive budget never drops below this */
 #define SPIN_NS_LIMIT 1000000000u    /* options sanity bound: one second */
 #define SPIN_MISS_RUN 4              /* useless spins in a row before the budget shrinks */
-#define SPIN_PROBE_EVERY 32          /* a full-budget spin this often, whatever the budget */
+#define SPIN_PROBE_MIN 32u           /* a full-budget probe spin at least this many waits apart */
+#define BATCH_NS 50000u              /* a blocking writer lets the reader drain this long at most */
+#define SPIN_PROBE_MAX 1024u         /* ... and at most this many, after lost probes */
 
 static VchanLogFn log_fn;
 static void *log_userdata;
@@ -67,6 +70,7 @@ Vchan *vchan_alloc(const VchanBackend *backend, int domid, const char *path)
     c->domid = domid;
     vchan_options_init(&c->opts);
     c->spin_budget_ns = c->opts.spin_ns;
+    c->probe_gap = SPIN_PROBE_MIN;
     return c;
 }
 
@@ -92,6 +96,7 @@ int vchan_set_options(Vchan *c, const VchanOptions *o)
         return -EINVAL;
     c->opts = *o;
     c->spin_budget_ns = o->spin_ns;
+    c->probe_gap = SPIN_PROBE_MIN;
     return 0;
 }
 
@@ -142,8 +147,10 @@ static ssize_t do_readv(Vchan *c, const struct iovec *iov, int iovcnt, bool pack
         return -EMSGSIZE;
 
     n = vchan_ring_readv(&c->ring, iov, iovcnt, packet ? total : 1, &kick);
-    if (kick)
+    if (kick) {
         vchan_kick(c);
+        c->peer_asleep = true;
+    }
     return check_error(c, n);
 }
 
@@ -168,8 +175,10 @@ static ssize_t do_writev(Vchan *c, const struct iovec *iov, int iovcnt, bool pac
         return -EMSGSIZE;
 
     n = vchan_ring_writev(&c->ring, iov, iovcnt, packet ? total : 1, &kick);
-    if (kick)
+    if (kick) {
         vchan_kick(c);
+        c->peer_asleep = true;
+    }
     return check_error(c, n);
 }
 
@@ -382,13 +391,18 @@ static int wait_check(Vchan *c, WaitKind kind, size_t min)
 }
 
 /*
- * Adapt the spin budget after a wait that took @waited_ns. Only a genuine win counts for
- * spinning: the condition came true within the budget (a "win" after the spinner was
- * descheduled for longer is a loss). A win makes sure the budget covers twice that wait.
- * SPIN_MISS_RUN losses in a row halve it, down to a floor. Whatever the budget, every
- * SPIN_PROBE_EVERY-th wait spins the full spin_ns (see spin_budget()), so that two peers
- * that both fell back to sleeping find each other hot again once CPUs are free: a probe
- * outlasting the peer's wake-up latency wins and re-grows the budget.
+ * Adapt the spin budget after a wait that spun @budget_ns and took @waited_ns. Only a genuine
+ * win counts for spinning: the condition came true within the budget (a "win" after the
+ * spinner was descheduled for longer is a loss). A win makes sure the budget covers twice
+ * that wait. SPIN_MISS_RUN losses in a row halve it, down to a floor. (Dropping to no spin
+ * at all was tried: it saves the floor per sleep when the peer shares our CPU, but a reader
+ * then sleeps between every two small writes of a peer on another CPU, and each of those
+ * writes pays an event: 4 KiB writes ran 2-5x slower.)
+ * Probes (full spin_ns, see spin_budget()) let two peers that both fell back to sleeping
+ * find each other hot again once CPUs are free: a probe outlasting the peer's wake-up wins
+ * and re-grows the budget. A lost probe doubles the gap to the next one (up to
+ * SPIN_PROBE_MAX waits), so that on a machine where the peer shares our CPU, where every
+ * spin is lost, probing costs next to nothing; a won probe resets the gap.
  * Growing on a short *sleep* would be wrong: when the peer shares our CPU it only runs
  * once we sleep, so every sleep looks short.
  */
@@ -398,9 +412,16 @@ static void spin_adapt(Vchan *c, uint64_t waited_ns, uint64_t budget_ns, bool wo
     uint64_t floor = max < SPIN_FLOOR_NS ? max : SPIN_FLOOR_NS;
     uint64_t b = c->spin_budget_ns;
 
-    if (!c->opts.spin_adaptive || max == 0)
+    if (!c->opts.spin_adaptive || max == 0 || budget_ns == 0)
         return;
-    if (won && waited_ns <= budget_ns + floor) {
+    won = won && waited_ns <= budget_ns + floor;
+    if (c->probing) {
+        c->probing = false;
+        c->probe_gap = won ? SPIN_PROBE_MIN
+                           : (c->probe_gap * 2 > SPIN_PROBE_MAX ? SPIN_PROBE_MAX
+                                                                : c->probe_gap * 2);
+    }
+    if (won) {
         if (b < 2 * waited_ns + floor)
             b = 2 * waited_ns + floor;
         c->spin_misses = 0;
@@ -415,15 +436,30 @@ static void spin_adapt(Vchan *c, uint64_t waited_ns, uint64_t budget_ns, bool wo
     c->spin_budget_ns = b;
 }
 
+/*
+ * The spin budget of one wait. If our last read or write had to wake the peer (it had asked
+ * for an event, so it was asleep or about to sleep), the peer is not running: spinning would
+ * wait at least for its wake-up, and if it is woken on our CPU (likely when few CPUs are
+ * free, and the best place for it: the ring data is in our cache) it cannot run before we
+ * sleep, so the spin is pure loss. Such a wait sleeps at once, unless it is a probe. A probe
+ * that wins means the peer answered without being woken, so its next publish finds no
+ * request bit and it spins too.
+ */
 static uint64_t spin_budget(Vchan *c)
 {
+    bool asleep = c->peer_asleep;
+
+    c->peer_asleep = false;
     if (c->opts.spin_ns == 0)
         return 0;
     if (!c->opts.spin_adaptive)
         return c->opts.spin_ns;
-    if (++c->spin_waits % SPIN_PROBE_EVERY == 0)
+    if (++c->waits_since_probe >= c->probe_gap) {
+        c->waits_since_probe = 0;
+        c->probing = true;
         return c->opts.spin_ns;
-    return c->spin_budget_ns;
+    }
+    return asleep ? 0 : c->spin_budget_ns;
 }
 
 static int wait_for(Vchan *c, WaitKind kind, size_t min, uint64_t deadline)
@@ -444,7 +480,11 @@ static int wait_for(Vchan *c, WaitKind kind, size_t min, uint64_t deadline)
 
     /* phase 1: spin on the indices; no notify bit, so the peer sends no events. Not while
      * the server still waits for its client: that can take any time. */
-    budget = vchan_ring_peer_state(&c->ring) == VCHAN_PEER_WAITING ? 0 : spin_budget(c);
+    budget = spin_budget(c);
+    if (vchan_ring_peer_state(&c->ring) == VCHAN_PEER_WAITING) {
+        budget = 0;
+        c->probing = false;
+    }
     if (budget > 0) {
         uint64_t spin_end = start + budget < deadline ? start + budget : deadline;
 
@@ -452,25 +492,42 @@ static int wait_for(Vchan *c, WaitKind kind, size_t min, uint64_t deadline)
             cpu_relax();
             rc = wait_check(c, kind, min);
             if (rc != 0) {
+                uint64_t waited = now_ns() - start;
+
+                c->stats.spin_ns += waited;
                 if (rc > 0) {
                     c->stats.spin_wins++;
-                    spin_adapt(c, now_ns() - start, budget, true);
+                    spin_adapt(c, waited, budget, true);
                 }
                 return rc < 0 ? rc : 0;
             }
-            if ((i & 31) == 0 && now_ns() >= spin_end)
-                break;
+            if ((i & 3) == 0) {
+                uint64_t now = now_ns();
+
+                if (now >= spin_end) {
+                    c->stats.spin_ns += now - start;
+                    break;
+                }
+            }
         }
     }
 
-    /* phase 2: arm, re-check, sleep; events may be merged or spurious, so loop */
+    /* phase 2: arm, re-check, sleep; events may be merged or spurious, so loop. After a
+     * wake-up look before arming again: a bit set for nothing costs the peer an event. */
     c->stats.sleeps++;
-    for (;;) {
+    if (budget > 0)
+        c->stats.spin_losses++;
+    for (bool woken = false;; woken = true) {
         struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
         int timeout;
 
-        vchan_ring_request_notify(&c->ring, bit);
-        rc = wait_check(c, kind, min);
+        rc = woken ? wait_check(c, kind, min) : 0;
+        if (rc == 0) {
+            vchan_ring_request_notify(&c->ring, bit);
+            rc = wait_check(c, kind, min);
+            if (rc > 0)
+                vchan_ring_cancel_notify(&c->ring, bit);
+        }
         if (rc != 0) {
             if (rc > 0)
                 spin_adapt(c, now_ns() - start, budget, false);
@@ -481,13 +538,29 @@ static int wait_for(Vchan *c, WaitKind kind, size_t min, uint64_t deadline)
             spin_adapt(c, UINT64_MAX, budget, false);
             return -ETIMEDOUT;
         }
+        if (timeout < 0 && c->backend->wait_event) {
+            /* no deadline: sleep in the event read itself, one system call per wake-up */
+            rc = c->backend->wait_event(c);
+            if (rc > 0)
+                c->stats.events_consumed += (uint64_t)rc;
+            if (rc >= 0)
+                continue;
+            if (rc != -EOPNOTSUPP)
+                return rc;
+        }
         rc = poll(&pfd, 1, timeout);
         if (rc < 0)
             return -errno;
         if (rc > 0) {
             if (pfd.revents & (POLLERR | POLLNVAL))
                 return -EIO;
-            rc = vchan_dispatch(c);
+            if (pfd.revents & POLLIN) {
+                rc = c->backend->consume_ready(c);
+                if (rc > 0)
+                    c->stats.events_consumed += (uint64_t)rc;
+            } else {
+                rc = vchan_dispatch(c);
+            }
             if (rc < 0)
                 return rc;
         }
@@ -538,6 +611,36 @@ int vchan_read_full(Vchan *c, void *buf, size_t size, size_t *donep, int timeout
     return rc;
 }
 
+/*
+ * A blocking writer that had to sleep on a full ring is woken as soon as the reader frees
+ * anything (the protocol has only a notify bit, no threshold). Writing those few bytes at
+ * once makes writer and reader alternate per read call: two context switches per small
+ * piece when they share a CPU, the reader's cache lines stolen back when they do not. So
+ * first let the reader drain, briefly: yield the CPU (to the reader, if it waits for ours)
+ * until half the ring is free. Never longer than BATCH_NS, and not at all while the
+ * reader waits for data (its request bit is set: it may need more than is in the ring, as
+ * a packet read does) or once the channel is no longer open; the data written is the same,
+ * only when differs. Only here, in the blocking stream helper: vchan_write() and vchan_send()
+ * are unchanged.
+ */
+static void batch_wait(Vchan *c, uint64_t deadline)
+{
+    uint64_t end = now_ns() + BATCH_NS;
+
+    if (end > deadline)
+        end = deadline;
+    for (;;) {
+        ssize_t space = vchan_ring_buffer_space(&c->ring);
+
+        if (space < 0 || (size_t)space >= c->ring.wsize / 2 ||
+            (atomic_load_explicit(c->ring.own_notify, memory_order_relaxed) &
+             VCHAN_NOTIFY_WRITE_BIT) ||
+            vchan_ring_peer_state(&c->ring) != VCHAN_PEER_OPEN || now_ns() >= end)
+            return;
+        sched_yield();
+    }
+}
+
 int vchan_write_full(Vchan *c, const void *buf, size_t size, size_t *donep, int timeout_ms)
 {
     uint64_t deadline = deadline_of(timeout_ms);
@@ -546,11 +649,14 @@ int vchan_write_full(Vchan *c, const void *buf, size_t size, size_t *donep, int 
     int rc = 0;
 
     while (rc == 0 && done < size) {
+        uint64_t slept = c->stats.sleeps;
         ssize_t n;
 
         rc = wait_for(c, WAIT_WRITE, 1, deadline);
         if (rc < 0)
             break;
+        if (c->stats.sleeps != slept)
+            batch_wait(c, deadline);
         n = vchan_write(c, p + done, size - done);
         if (n > 0)
             done += (size_t)n;

@@ -88,6 +88,7 @@ static const VchanBackend local_backend = {
     .name = "local",
     .notify = local_notify,
     .consume = local_consume,
+    .consume_ready = local_consume,
     .check_peer = local_check_peer,
     .destroy = local_destroy,
 };

@@ -140,6 +140,14 @@ void vchan_ring_request_notify(VchanRing *r, uint8_t bit)
     atomic_thread_fence(memory_order_seq_cst);
 }
 
+void vchan_ring_cancel_notify(VchanRing *r, uint8_t bit)
+{
+    /* only our own request in the peer's byte; racing with the peer's test-and-clear at
+     * worst yields one spurious event */
+    if (atomic_load_explicit(r->peer_notify, memory_order_relaxed) & bit)
+        atomic_fetch_and_explicit(r->peer_notify, (uint8_t)~bit, memory_order_relaxed);
+}
+
 /*
  * After publishing our index: did the peer ask to hear about it? The fence orders our
  * index store before the notify-byte load (the peer does the mirror image in

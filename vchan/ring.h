@@ -159,6 +159,13 @@ ssize_t vchan_ring_buffer_space(VchanRing *r);
  */
 void vchan_ring_request_notify(VchanRing *r, uint8_t bit);
 
+/*
+ * Withdraw a request armed by vchan_ring_request_notify() once the re-check found the
+ * condition already met: left set, it would make the peer send an event for nothing (a
+ * system call for it, a spurious wake-up for us).
+ */
+void vchan_ring_cancel_notify(VchanRing *r, uint8_t bit);
+
 /* The peer's state, normalised; an invalid live byte latches -EPROTO. */
 VchanPeer vchan_ring_peer_state(VchanRing *r);
 

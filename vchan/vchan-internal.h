@@ -15,6 +15,11 @@ typedef struct VchanBackend {
     int (*notify)(Vchan *c);
     /* consume pending events without blocking, re-enable delivery: count or -errno */
     int (*consume)(Vchan *c);
+    /* the same when poll(2) just said the fd is readable: may skip checks for that */
+    int (*consume_ready)(Vchan *c);
+    /* optional: sleep until an event comes, consume it: count, -errno, or -EOPNOTSUPP
+     * (then the caller polls the fd) */
+    int (*wait_event)(Vchan *c);
     /* does the peer still exist: 1, 0 or -errno */
     int (*check_peer)(Vchan *c);
     /* full clean close of a possibly half-built channel; frees c->priv */
@@ -32,7 +37,10 @@ struct Vchan {
     VchanOptions opts;
     uint64_t spin_budget_ns; /* adaptive spin budget, <= opts.spin_ns */
     unsigned spin_misses;
-    unsigned spin_waits;
+    unsigned waits_since_probe;
+    unsigned probe_gap; /* waits between full-budget probe spins */
+    bool probing;       /* the current wait is a probe */
+    bool peer_asleep;   /* we sent an event since our last wait: the peer was not running */
     VchanStats stats;
     bool violation_logged;
 };

@@ -78,6 +78,8 @@ typedef struct VchanStats {
     uint64_t events_consumed; /* events consumed by vchan_dispatch() */
     uint64_t spin_wins;       /* waits satisfied while spinning */
     uint64_t sleeps;          /* waits that went to sleep in poll(2) */
+    uint64_t spin_losses;     /* of those, waits that spun first (the spin was wasted) */
+    uint64_t spin_ns;         /* time spent spinning, won or lost */
 } VchanStats;
 
 /* Log sink: level is a syslog(3) level (LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG); msg is

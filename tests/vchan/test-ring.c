@@ -10,6 +10,7 @@
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -417,6 +418,7 @@ END_TEST
 typedef struct Scribbler {
     uint8_t *page;
     atomic_bool stop;
+    atomic_ulong hits; /* stores done so far */
     unsigned seed;
 } Scribbler;
 
@@ -430,6 +432,7 @@ static void *scribble(void *arg)
         /* hit the 24-byte header most of the time, the rest of the page sometimes */
         size_t off = (x >> 8) % ((x & 0x10) ? 4096 : 24);
         __atomic_store_n(&s->page[off], (uint8_t)(x >> 24), __ATOMIC_RELAXED);
+        atomic_fetch_add_explicit(&s->hits, 1, memory_order_relaxed);
         /* pause now and then, so that some I/O gets through between hits */
         for (volatile unsigned i = 0; i < (x >> 20) % 4096; i++)
             ;
@@ -438,7 +441,11 @@ static void *scribble(void *arg)
 }
 
 /* Edge case 11: a thread rewrites every byte of the control page while both ends do I/O.
- * Every result must stay within its bounds; ASan reports any out-of-bounds copy. */
+ * Every result must stay within its bounds; ASan reports any out-of-bounds copy.
+ * On a loaded machine the scribbler may get no CPU for a while (it used to run during only
+ * part of a fixed 200000 operations, or none: a flaky "no violation seen"). So the I/O
+ * starts once the scribbler has, and goes on, bounded, until both a violation and a
+ * transfer were seen alongside it. */
 START_TEST(test_scribbler_thread)
 {
     static uint8_t buf[8192];
@@ -450,7 +457,9 @@ START_TEST(test_scribbler_thread)
     fix_init(&f, 12, 11);
     s.page = f.page;
     ck_assert_int_eq(pthread_create(&th, NULL, scribble, &s), 0);
-    for (int i = 0; i < 200000; i++) {
+    while (atomic_load(&s.hits) == 0)
+        sched_yield();
+    for (int i = 0; i < 200000 || ((violations == 0 || moved == 0) && i < 100000000); i++) {
         VchanRing *r = (i & 1) ? &f.srv : &f.cli;
         size_t n = 1 + ((size_t)i * 7919u) % sizeof(buf);
         ssize_t got;
@@ -470,9 +479,12 @@ START_TEST(test_scribbler_thread)
             moved++;
         if (got == -EPROTO) {
             violations++;
-            /* new endpoint state, same hostile page */
+            /* new endpoints on the same hostile page, its header reset (else garbage
+             * indices left by the scribbler make every later operation a violation) */
+            vchan_ctrl_server_init(f.ctrl, 12, 11);
             vchan_ring_init(&f.srv, f.ctrl, true, f.lbuf, f.lsize, f.rbuf, f.rsize, 0, 0);
             vchan_ring_init(&f.cli, f.ctrl, false, f.lbuf, f.lsize, f.rbuf, f.rsize, 0, 0);
+            vchan_ctrl_client_connect(f.ctrl);
         }
     }
     atomic_store(&s.stop, true);
