@@ -27,9 +27,9 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench-util.h"
 #include "librpc/rpc.h"
 
 #ifndef VRPC_SIM_BIN
@@ -41,46 +41,17 @@
 
 extern char **environ;
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-    return x < y ? -1 : x > y;
-}
-
-/* Percentile @p (0..100) of @v[@n], sorting it. */
-static uint64_t pct(uint64_t *v, int n, int p)
-{
-    int i;
-
-    if (n <= 0)
-        return 0;
-    qsort(v, (size_t)n, sizeof(*v), cmp_u64);
-    i = (int)(((int64_t)n * p + 99) / 100) - 1;
-    if (i < 0)
-        i = 0;
-    return v[i < n ? i : n - 1];
-}
-
 /* ---- the floor: the service binary spawned locally ------------------------------------ */
 
 /* posix_spawn @path with stdin from a pipe we close at once (after writing @in_len bytes
  * of @in), read its stdout to EOF, wait. Returns ns, or 0 on failure. */
 static uint64_t spawn_once(const char *path, const void *in, size_t in_len)
 {
-    int pin[2], pout[2], st;
+    int pin[2], pout[2];
     posix_spawn_file_actions_t fa;
     char *argv[] = {(char *)path, NULL};
     char buf[4096];
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     pid_t pid;
     ssize_t n;
 
@@ -105,9 +76,9 @@ static uint64_t spawn_once(const char *path, const void *in, size_t in_len)
     while ((n = read(pout[0], buf, sizeof(buf))) > 0)
         ;
     close(pout[0]);
-    if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    if (bench_wait_ok(pid) < 0)
         return 0;
-    return now_ns() - t0;
+    return bench_now_ns() - t0;
 }
 
 /* Stream @bytes through a locally spawned @path (demo.Echo) over pipes: GB/s, or 0. */
@@ -118,7 +89,7 @@ static double spawn_stream(const char *path, unsigned long long bytes)
     posix_spawn_file_actions_t fa;
     char *argv[] = {(char *)path, NULL};
     unsigned long long sent = 0, got = 0;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     pid_t pid;
 
     if (pipe2(pin, O_CLOEXEC | O_NONBLOCK) < 0)
@@ -168,7 +139,7 @@ static double spawn_stream(const char *path, unsigned long long bytes)
     close(pout[0]);
     if (waitpid(pid, &st, 0) < 0 || got != bytes)
         return 0;
-    return (double)bytes / (double)(now_ns() - t0);
+    return (double)bytes / (double)(bench_now_ns() - t0);
 }
 
 /* ---- the caller inside the guest (hidden subcommand) ---------------------------------- */
@@ -244,13 +215,13 @@ static void cb_close(RpcConn *conn, int error, const char *reason, void *ud)
 /* Run the connection until @c->done reaches @want (or it closes, or 30 s pass). */
 static int drive(Caller *c, int want)
 {
-    uint64_t deadline = now_ns() + 30000000000ull;
+    uint64_t deadline = bench_now_ns() + 30000000000ull;
 
     while (c->done < want && !c->closed) {
         struct pollfd p = {rpc_conn_fd(c->conn), (short)rpc_conn_events(c->conn), 0};
         int t = rpc_conn_next_timeout_ms(c->conn);
 
-        if (now_ns() > deadline)
+        if (bench_now_ns() > deadline)
             return -ETIMEDOUT;
         if (t < 0 || t > 100)
             t = 100;
@@ -323,7 +294,7 @@ static int client_latency(const char *target, const char *service, int count, si
         return 1;
     for (int i = 0; i < count && !c.closed; i++) {
         CallState cs;
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         RpcStream *s = open_call(&c, target, service, &cs);
 
         if (!s)
@@ -333,9 +304,9 @@ static int client_latency(const char *target, const char *service, int count, si
         rpc_stream_close_write(s, RPC_CH_STDIN);
         if (drive(&c, i + 1) < 0)
             break;
-        lat[n++] = now_ns() - t0;
+        lat[n++] = bench_now_ns() - t0;
     }
-    printf("lat %d %d %" PRIu64 " %" PRIu64 "\n", n, c.ok, pct(lat, n, 50), pct(lat, n, 99));
+    printf("lat %d %d %" PRIu64 " %" PRIu64 "\n", n, c.ok, bench_percentile(lat, n, 50), bench_percentile(lat, n, 99));
     free(lat);
     rpc_conn_free(c.conn);
     return 0;
@@ -351,7 +322,7 @@ static int client_concurrent(const char *target, const char *service, int count)
 
     if (!cs || connect_agent(&c) < 0)
         return 1;
-    t0 = now_ns();
+    t0 = bench_now_ns();
     for (int i = 0; i < count; i++) {
         RpcStream *s = open_call(&c, target, service, &cs[i]);
 
@@ -361,7 +332,7 @@ static int client_concurrent(const char *target, const char *service, int count)
         opened++;
     }
     drive(&c, opened);
-    printf("conc %d %d %" PRIu64 "\n", opened, c.ok, now_ns() - t0);
+    printf("conc %d %d %" PRIu64 "\n", opened, c.ok, bench_now_ns() - t0);
     free(cs);
     rpc_conn_free(c.conn);
     return 0;
@@ -380,7 +351,7 @@ static int client_stream(const char *target, unsigned long long bytes)
     if (connect_agent(&c) < 0)
         return 1;
     memset(buf, 0xa5, sizeof(buf));
-    t0 = now_ns();
+    t0 = bench_now_ns();
     s = open_call(&c, target, "demo.Echo", &cs);
     if (!s)
         return 1;
@@ -407,7 +378,7 @@ static int client_stream(const char *target, unsigned long long bytes)
         poll(&p, 1, 100);
     }
     printf("stream %llu %" PRIu64 "\n", c.ok && c.received == bytes ? bytes : 0ull,
-           now_ns() - t0);
+           bench_now_ns() - t0);
     rpc_conn_free(c.conn);
     return 0;
 }
@@ -444,36 +415,6 @@ typedef struct Cfg {
     unsigned long long bytes;
 } Cfg;
 
-static char *run_capture(char *const *argv)
-{
-    int p[2], st;
-    char *out = calloc(1, 4096);
-    size_t len = 0;
-    ssize_t n;
-    pid_t pid;
-
-    if (!out || pipe2(p, O_CLOEXEC) < 0) {
-        free(out);
-        return NULL;
-    }
-    fflush(NULL);
-    pid = fork();
-    if (pid == 0) {
-        dup2(p[1], 1);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    while (len < 4095 && (n = read(p[0], out + len, 4095 - len)) > 0)
-        len += (size_t)n;
-    close(p[0]);
-    if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        free(out);
-        return NULL;
-    }
-    return out;
-}
-
 static char *in_guest(Cfg *cfg, const char *mode, const char *target, const char *service,
                       unsigned long long count, int payload, int expect)
 {
@@ -485,24 +426,14 @@ static char *in_guest(Cfg *cfg, const char *mode, const char *target, const char
     char *argv[] = {(char *)cfg->sim, "exec", "--ns", cfg->ns, "bencha", "--", cfg->self,
                     "calls", "__client", (char *)mode, (char *)target, (char *)service,
                     scount, spayload, sexpect, NULL};
-    return run_capture(argv);
+    return bench_run_capture(argv);
 }
 
 static int sim_up(Cfg *cfg)
 {
-    char *argv[] = {(char *)cfg->sim, "up", "--ns", cfg->ns, "--vrpc", "--etc",
-                    (char *)cfg->etc, "bencha", "benchb", NULL};
-    char *out = run_capture(argv);
+    const char *args[] = {"--vrpc", "--etc", cfg->etc, "bencha", "benchb", NULL};
 
-    free(out);
-    return out ? 0 : -1;
-}
-
-static void sim_down(Cfg *cfg)
-{
-    char *argv[] = {(char *)cfg->sim, "down", "--ns", cfg->ns, NULL};
-
-    free(run_capture(argv));
+    return bench_sim_up(cfg->sim, cfg->ns, args);
 }
 
 static void usage(FILE *f)
@@ -517,19 +448,6 @@ static void usage(FILE *f)
                "  --bytes N       bytes streamed through demo.Echo (default 1 GiB)\n"
                "  --reps N        repetitions; medians are printed (default 3)\n"
                "  --etc DIR       configuration (default: the build's example etc)\n");
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return x < y ? -1 : x > y;
-}
-
-static double median_d(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_d);
-    return n ? v[n / 2] : 0;
 }
 
 typedef struct Row {
@@ -555,7 +473,6 @@ int bench_calls_main(int argc, char **argv)
     Cfg cfg = {.sim = VRPC_SIM_BIN, .etc = VRPC_EXAMPLE_ETC, .calls = 1000,
                .concurrent = 1000, .reps = 3, .bytes = 1ull << 30};
     char ping[PATH_MAX], echo[PATH_MAX];
-    ssize_t sl;
     int c;
 
     if (argc >= 2 && strcmp(argv[1], "__client") == 0)
@@ -577,10 +494,8 @@ int bench_calls_main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    sl = readlink("/proc/self/exe", cfg.self, sizeof(cfg.self) - 1);
-    if (sl <= 0)
+    if (bench_self_exe(cfg.self, sizeof(cfg.self)) < 0)
         return 1;
-    cfg.self[sl] = '\0';
     snprintf(cfg.ns, sizeof(cfg.ns), "bench-calls-%d", (int)getpid());
     snprintf(ping, sizeof(ping), "%s/services/vrpc.Ping", cfg.etc);
     snprintf(echo, sizeof(echo), "%s/services/demo.Echo", cfg.etc);
@@ -597,8 +512,8 @@ int bench_calls_main(int argc, char **argv)
         if (t)
             fl[nf++] = t;
     }
-    floor_p50 = pct(fl, nf, 50);
-    floor_p99 = pct(fl, nf, 99);
+    floor_p50 = bench_percentile(fl, nf, 50);
+    floor_p99 = bench_percentile(fl, nf, 99);
     free(fl);
     if (!nf) {
         fprintf(stderr, "vrpc-bench: cannot run %s\n", ping);
@@ -607,7 +522,7 @@ int bench_calls_main(int argc, char **argv)
     double floor_gbs[16];
     for (int r = 0; r < cfg.reps && r < 16; r++)
         floor_gbs[r] = spawn_stream(echo, cfg.bytes);
-    double floor_stream = median_d(floor_gbs, cfg.reps < 16 ? cfg.reps : 16);
+    double floor_stream = bench_median_double(floor_gbs, cfg.reps < 16 ? cfg.reps : 16);
 
     if (sim_up(&cfg) < 0) {
         fprintf(stderr, "vrpc-bench: vrpc-sim up --vrpc failed\n");
@@ -642,7 +557,7 @@ int bench_calls_main(int argc, char **argv)
             printf("%-30s %10s\n", rows[i].name, "failed");
             continue;
         }
-        double m50 = median_d(p50, n), m99 = median_d(p99, n);
+        double m50 = bench_median_double(p50, n), m99 = bench_median_double(p99, n);
         printf("%-30s %10.1f %10.1f %8.2f %8.2f %6d\n", rows[i].name, m50 / 1e3, m99 / 1e3,
                m50 / (double)floor_p50, m99 / (double)floor_p99, ok / n);
     }
@@ -664,8 +579,8 @@ int bench_calls_main(int argc, char **argv)
             free(out);
         }
         if (n)
-            printf("%-30s %10.2f %8.2f\n", stn[k], median_d(g, n),
-                   median_d(g, n) / floor_stream);
+            printf("%-30s %10.2f %8.2f\n", stn[k], bench_median_double(g, n),
+                   bench_median_double(g, n) / floor_stream);
         else
             printf("%-30s %10s\n", stn[k], "failed");
     }
@@ -683,6 +598,6 @@ int bench_calls_main(int argc, char **argv)
             printf("%-30s %10s\n", stn[k], "failed");
         free(out);
     }
-    sim_down(&cfg);
+    bench_sim_down(cfg.sim, cfg.ns);
     return 0;
 }

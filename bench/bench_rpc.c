@@ -11,7 +11,6 @@
  * stream). Both ends spin briefly before sleeping, as the vchan blocking helpers do.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -19,10 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench-util.h"
 #include "bench_rpc.h"
 #include "librpc/rpc.h"
 #include "vchan/vchan.h"
@@ -41,19 +39,6 @@
 enum { M_RAW, M_ONE, M_MANY, M_RAW_RTT, M_RPC_RTT, M_COUNT };
 static const char *const mode_names[M_COUNT] = {"raw", "one", "many", "rawrtt", "rpcrtt"};
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* ---- raw vchan ends ------------------------------------------------------------------ */
 
 static int raw_send(Vchan *v, unsigned long long bytes, uint64_t *nsp)
@@ -61,7 +46,7 @@ static int raw_send(Vchan *v, unsigned long long bytes, uint64_t *nsp)
     static uint8_t buf[CHUNK];
     uint8_t ack;
     memset(buf, 0x5a, sizeof(buf));
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     for (unsigned long long done = 0; done < bytes;) {
         size_t n = bytes - done < CHUNK ? (size_t)(bytes - done) : CHUNK;
         if (vchan_write_full(v, buf, n, NULL, 30000) < 0)
@@ -70,7 +55,7 @@ static int raw_send(Vchan *v, unsigned long long bytes, uint64_t *nsp)
     }
     if (vchan_read_full(v, &ack, 1, NULL, 30000) != 0)
         return -1;
-    *nsp = now_ns() - t0;
+    *nsp = bench_now_ns() - t0;
     return 0;
 }
 
@@ -95,11 +80,11 @@ static int raw_ping(Vchan *v, int count, uint64_t *lat)
 {
     uint8_t msg[MSG] = {1}, back[MSG];
     for (int i = 0; i < count; i++) {
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         if (vchan_write_full(v, msg, MSG, NULL, 30000) < 0 ||
             vchan_read_full(v, back, MSG, NULL, 30000) != 0)
             return -1;
-        lat[i] = now_ns() - t0;
+        lat[i] = bench_now_ns() - t0;
     }
     return 0;
 }
@@ -135,14 +120,14 @@ static int pump(Bench *b)
 {
     RpcConnStats st;
     rpc_conn_get_stats(b->conn, &st);
-    uint64_t before = st.bytes_in + st.bytes_out, t0 = now_ns();
+    uint64_t before = st.bytes_in + st.bytes_out, t0 = bench_now_ns();
     for (;;) {
         if (rpc_conn_dispatch(b->conn) != 0)
             return -1;
         rpc_conn_get_stats(b->conn, &st);
         if (st.bytes_in + st.bytes_out != before)
             return 0;
-        if (now_ns() - t0 > SPIN_NS)
+        if (bench_now_ns() - t0 > SPIN_NS)
             break;
     }
     struct pollfd pfd = {.fd = rpc_conn_fd(b->conn), .events = POLLIN};
@@ -221,7 +206,7 @@ static void rpc_cfg(RpcConnConfig *cfg, bool caller)
 static int rpc_send(Bench *b, unsigned long long bytes, uint64_t *nsp)
 {
     int n = b->mode == M_MANY ? NSTREAMS : 1;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     for (int i = 0; i < n; i++) {
         if (rpc_stream_open(b->conn, &(RpcCall){.service = "bench.Sink"}, &b->streams[i]) < 0)
             return -1;
@@ -252,7 +237,7 @@ static int rpc_send(Bench *b, unsigned long long bytes, uint64_t *nsp)
         if (b->failed)
             return -1;
     }
-    *nsp = now_ns() - t0;
+    *nsp = bench_now_ns() - t0;
     return 0;
 }
 
@@ -266,14 +251,14 @@ static int rpc_ping(Bench *b, int count, uint64_t *lat)
         if (pump(b) < 0 || b->failed)
             return -1;
     for (int i = 0; i < count; i++) {
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         b->got = 0;
         if (rpc_stream_write(s, RPC_CH_STDIN, msg, MSG) != MSG)
             return -1;
         while (b->got < MSG)
             if (pump(b) < 0 || b->failed)
                 return -1;
-        lat[i] = now_ns() - t0;
+        lat[i] = bench_now_ns() - t0;
     }
     rpc_stream_close_write(s, RPC_CH_STDIN);
     while (b->exits < 1)
@@ -293,13 +278,6 @@ static int rpc_serve(Bench *b)
 
 /* ---- running one measurement with both ends given ----------------------------------- */
 
-static void print_lat(char *out, size_t len, uint64_t *lat, int count)
-{
-    qsort(lat, (size_t)count, sizeof(*lat), cmp_u64);
-    snprintf(out, len, "rtt %llu %llu\n", (unsigned long long)lat[count / 2],
-             (unsigned long long)lat[(size_t)count * 99 / 100]);
-}
-
 /* One end of one measurement over @v (taken). @sender: the guest side (caller / writer). */
 static int run_end(Vchan *v, int mode, bool sender, unsigned long long bytes, int count,
                    char *out, size_t outlen)
@@ -314,7 +292,7 @@ static int run_end(Vchan *v, int mode, bool sender, unsigned long long bytes, in
             uint64_t *lat = calloc((size_t)count, sizeof(*lat));
             rc = lat ? raw_ping(v, count, lat) : -1;
             if (rc == 0)
-                print_lat(out, outlen, lat, count);
+                bench_format_rtt(out, outlen, lat, count);
             free(lat);
         } else
             rc = raw_echo(v, count);
@@ -335,7 +313,7 @@ static int run_end(Vchan *v, int mode, bool sender, unsigned long long bytes, in
         uint64_t *lat = calloc((size_t)count, sizeof(*lat));
         rc = lat ? rpc_ping(&b, count, lat) : -1;
         if (rc == 0)
-            print_lat(out, outlen, lat, count);
+            bench_format_rtt(out, outlen, lat, count);
         free(lat);
     } else {
         rc = rpc_send(&b, bytes, &ns);
@@ -375,12 +353,8 @@ static int peer_main(int argc, char **argv)
         fprintf(stderr, "rpc-mux peer: vchan %s: %s\n", argv[2], strerror(-rc));
         return 1;
     }
-    while (server && vchan_is_open(v) == VCHAN_STATE_WAITING) {
-        struct pollfd pfd = {.fd = vchan_fd(v), .events = POLLIN};
-        if (poll(&pfd, 1, 20000) <= 0)
-            return 1;
-        vchan_dispatch(v);
-    }
+    if (server && bench_vchan_wait_client(v, 20000) < 0)
+        return 1;
     char out[128] = "";
     rc = run_end(v, mode, server, bytes, count, out, sizeof(out));
     fputs(out, stdout);
@@ -399,69 +373,6 @@ typedef struct Cfg {
     bool local;
     unsigned seq;
 } Cfg;
-
-static pid_t start(char *const *argv, int *fdp)
-{
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0)
-        return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(p[1], 1);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    *fdp = p[0];
-    return pid;
-}
-
-static char *slurp(int fd)
-{
-    size_t len = 0, cap = 4096;
-    char *s = malloc(cap);
-    ssize_t n;
-    if (!s)
-        return NULL;
-    while ((n = read(fd, s + len, cap - len - 1)) > 0) {
-        len += (size_t)n;
-        if (cap - len < 2) {
-            char *t = realloc(s, cap *= 2);
-            if (!t)
-                break;
-            s = t;
-        }
-    }
-    s[len] = '\0';
-    close(fd);
-    return s;
-}
-
-static int wait_ok(pid_t pid)
-{
-    int st;
-    if (pid < 0 || waitpid(pid, &st, 0) < 0)
-        return -1;
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
-}
-
-static int sim_cmd(Cfg *cfg, const char *cmd)
-{
-    char *argv[] = {(char *)cfg->sim, (char *)cmd, "--ns", cfg->ns, "rpcguest", NULL};
-    int st;
-    if (strcmp(cmd, "down") == 0)
-        argv[4] = NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 1);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    if (pid < 0 || waitpid(pid, &st, 0) < 0)
-        return -1;
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
-}
 
 typedef struct LocalEnd {
     Vchan *v;
@@ -510,16 +421,10 @@ static char *one_run(Cfg *cfg, int mode)
     char *cargv[] = {(char *)cfg->sim, "exec", "--ns", cfg->ns, "dom0", "--", cfg->self,
                      "rpc-mux", "__peer", "client", "1", abspath, (char *)mode_names[mode],
                      sbytes, scount, NULL};
-    int sfd = -1, cfd = -1;
-    pid_t sp = start(sargv, &sfd), cp = start(cargv, &cfd);
-    if (sp < 0 || cp < 0)
+    char *so, *co;
+    if (bench_run_pair(sargv, cargv, &so, &co) < 0)
         return NULL;
-    char *so = slurp(sfd), *co = slurp(cfd);
     free(co);
-    if (wait_ok(sp) < 0 || wait_ok(cp) < 0) {
-        free(so);
-        return NULL;
-    }
     return so;
 }
 
@@ -534,6 +439,7 @@ static void usage(FILE *f)
 
 int bench_rpc_main(int argc, char **argv)
 {
+    static const char *const guests[] = {"rpcguest", NULL};
     Cfg cfg = {.sim = VRPC_SIM_BIN, .bytes = 1ull << 30, .reps = 3, .rtt = 10000};
     uint64_t v[M_COUNT][MAX_REPS], w[M_COUNT][MAX_REPS];
     bool failed = false;
@@ -565,15 +471,14 @@ int bench_rpc_main(int argc, char **argv)
                 MAX_REPS);
         return 2;
     }
-    ssize_t sl = readlink("/proc/self/exe", cfg.self, sizeof(cfg.self) - 1);
-    if (sl < 0) {
-        perror("vrpc-bench rpc-mux: /proc/self/exe");
+    int rc = bench_self_exe(cfg.self, sizeof(cfg.self));
+    if (rc < 0) {
+        fprintf(stderr, "vrpc-bench rpc-mux: /proc/self/exe: %s\n", strerror(-rc));
         return 1;
     }
-    cfg.self[sl] = '\0';
     snprintf(cfg.ns, sizeof(cfg.ns), "vrpc-rpcbench-%d", (int)getpid());
     signal(SIGPIPE, SIG_IGN);
-    if (!cfg.local && sim_cmd(&cfg, "up") < 0) {
+    if (!cfg.local && bench_sim_up(cfg.sim, cfg.ns, guests) < 0) {
         fprintf(stderr, "vrpc-bench rpc-mux: cannot bring up a sim instance with %s\n", cfg.sim);
         return 1;
     }
@@ -599,13 +504,11 @@ int bench_rpc_main(int argc, char **argv)
         }
     }
     if (!cfg.local)
-        sim_cmd(&cfg, "down");
+        bench_sim_down(cfg.sim, cfg.ns);
     double med[M_COUNT], med99[M_COUNT];
     for (int m = 0; m < M_COUNT; m++) {
-        qsort(v[m], (size_t)cfg.reps, sizeof(uint64_t), cmp_u64);
-        qsort(w[m], (size_t)cfg.reps, sizeof(uint64_t), cmp_u64);
-        med[m] = (double)v[m][cfg.reps / 2];
-        med99[m] = (double)w[m][cfg.reps / 2];
+        med[m] = (double)bench_median_u64(v[m], cfg.reps);
+        med99[m] = (double)bench_median_u64(w[m], cfg.reps);
     }
     double gb[3];
     for (int m = 0; m < 3; m++)

@@ -20,13 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <libxenvchan.h>
-#include <poll.h>
 
+#include "bench-util.h"
 #include "bench_vchan.h"
 #include "vchan/vchan.h"
 
@@ -43,27 +41,6 @@ static const size_t rings[] = { 2048, 65536, 262144, 1048576 };
 static const size_t wsizes[] = { 4096, 65536 };
 #define NRINGS (sizeof(rings) / sizeof(rings[0]))
 #define NWS (sizeof(wsizes) / sizeof(wsizes[0]))
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-    return x < y ? -1 : x > y;
-}
-
-static uint64_t median(uint64_t *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_u64);
-    return n ? v[n / 2] : 0;
-}
 
 /* ---- one endpoint, abstracted over the four transports ---- */
 
@@ -152,7 +129,7 @@ static uint64_t run_send(End *e, unsigned long long bytes, size_t wsize)
     if (!buf)
         return 0;
     memset(buf, 0x5a, wsize);
-    t0 = now_ns();
+    t0 = bench_now_ns();
     while (done < bytes) {
         size_t n = bytes - done < wsize ? (size_t)(bytes - done) : wsize;
 
@@ -163,9 +140,9 @@ static uint64_t run_send(End *e, unsigned long long bytes, size_t wsize)
         done += n;
     }
     if (end_read_all(e, &ack, 1) < 0)
-        t0 = now_ns() + 1; /* reported as a failure below */
+        t0 = bench_now_ns() + 1; /* reported as a failure below */
     free(buf);
-    return now_ns() - t0;
+    return bench_now_ns() - t0;
 }
 
 /* Receiver: copy @bytes out into a @wsize buffer, then ack. */
@@ -199,11 +176,11 @@ static int run_ping(End *e, int count, uint64_t *lat)
 
     memset(msg, 0x33, sizeof(msg));
     for (int i = 0; i < count; i++) {
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
 
         if (end_write_all(e, msg, sizeof(msg)) < 0 || end_read_all(e, back, sizeof(back)) < 0)
             return -1;
-        lat[i] = now_ns() - t0;
+        lat[i] = bench_now_ns() - t0;
     }
     return 0;
 }
@@ -222,11 +199,12 @@ static int run_echo(End *e, int count)
 static int report_ping(End *e, int count)
 {
     uint64_t *lat = calloc((size_t)count, sizeof(*lat));
+    char line[64];
     int rc = -1;
 
     if (lat && run_ping(e, count, lat) == 0) {
-        qsort(lat, (size_t)count, sizeof(*lat), cmp_u64);
-        printf("rtt %" PRIu64 " %" PRIu64 "\n", lat[count / 2], lat[(size_t)count * 99 / 100]);
+        bench_format_rtt(line, sizeof(line), lat, count);
+        fputs(line, stdout);
         rc = 0;
     }
     free(lat);
@@ -281,13 +259,8 @@ static int peer_main(int argc, char **argv)
             return 1;
         }
         /* the server starts once the client is there */
-        while (server && vchan_is_open(e.ours) == VCHAN_STATE_WAITING) {
-            struct pollfd pfd = { .fd = vchan_fd(e.ours), .events = POLLIN };
-
-            if (poll(&pfd, 1, 20000) <= 0)
-                return 1;
-            vchan_dispatch(e.ours);
-        }
+        if (server && bench_vchan_wait_client(e.ours, 20000) < 0)
+            return 1;
     } else {
         if (server) {
             e.xen = libxenvchan_server_init(NULL, domid, argv[5], ring, ring);
@@ -340,57 +313,6 @@ typedef struct Cfg {
     unsigned path_seq;
 } Cfg;
 
-/* Start argv with stdout to a pipe; *fdp is its read end. */
-static pid_t start(char *const *argv, int *fdp)
-{
-    int p[2];
-    pid_t pid;
-
-    if (pipe2(p, O_CLOEXEC) < 0)
-        return -1;
-    pid = fork();
-    if (pid == 0) {
-        dup2(p[1], 1);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    *fdp = p[0];
-    return pid;
-}
-
-static char *slurp(int fd)
-{
-    size_t len = 0, cap = 4096;
-    char *s = malloc(cap);
-    ssize_t n;
-
-    if (!s)
-        return NULL;
-    while ((n = read(fd, s + len, cap - len - 1)) > 0) {
-        len += (size_t)n;
-        if (cap - len < 2) {
-            char *t = realloc(s, cap *= 2);
-
-            if (!t)
-                break;
-            s = t;
-        }
-    }
-    s[len] = '\0';
-    close(fd);
-    return s;
-}
-
-static int wait_ok(pid_t pid)
-{
-    int st;
-
-    if (waitpid(pid, &st, 0) < 0)
-        return -1;
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
-}
-
 /* One vchan run: server (domain 1) does @smode, client (domain 2) @cmode. Returns the output
  * of the measuring end (@measure_server), or NULL. */
 static char *vchan_run(Cfg *cfg, int kind, const char *smode, const char *cmode,
@@ -398,8 +320,6 @@ static char *vchan_run(Cfg *cfg, int kind, const char *smode, const char *cmode,
 {
     char path[64], abspath[96], sring[24], sws[24], sbytes[24], scount[24];
     const char *impl = kind == C_OURS ? "ours" : "xen";
-    int sfd, cfd;
-    pid_t sp, cp;
     char *so, *co;
 
     snprintf(path, sizeof(path), "data/bench/%u", ++cfg->path_seq);
@@ -416,17 +336,8 @@ static char *vchan_run(Cfg *cfg, int kind, const char *smode, const char *cmode,
                           (char *)cfg->self, "vchan", "__peer", (char *)impl, "client", "1",
                           abspath, (char *)cmode, sring, sws, sbytes, scount, NULL };
 
-        sp = start(sargv, &sfd);
-        cp = start(cargv, &cfd);
-    }
-    if (sp < 0 || cp < 0)
-        return NULL;
-    so = slurp(sfd);
-    co = slurp(cfd);
-    if (wait_ok(sp) < 0 || wait_ok(cp) < 0) {
-        free(so);
-        free(co);
-        return NULL;
+        if (bench_run_pair(sargv, cargv, &so, &co) < 0)
+            return NULL;
     }
     if (measure_server) {
         free(co);
@@ -489,8 +400,8 @@ static char *local_run(Cfg *cfg, int kind, bool rtt, size_t ring, size_t wsize, 
     close(pe.wfd);
     if (pe.rfd != pe.wfd)
         close(pe.rfd);
-    res = slurp(out[0]);
-    if (wait_ok(pid) < 0) {
+    res = bench_slurp(out[0]);
+    if (bench_wait_ok(pid) < 0) {
         free(res);
         return NULL;
     }
@@ -504,27 +415,6 @@ static char *one_run(Cfg *cfg, int kind, bool rtt, size_t ring, size_t wsize)
     if (rtt) /* the client pings and measures */
         return vchan_run(cfg, kind, "echo", "ping", false, ring, wsize, cfg->rtt);
     return vchan_run(cfg, kind, "send", "recv", true, ring, wsize, cfg->rtt);
-}
-
-static int sim_cmd(Cfg *cfg, const char *cmd)
-{
-    char *argv[] = { (char *)cfg->sim, (char *)cmd, "--ns", cfg->ns, "bencha", "benchb", NULL };
-    pid_t pid;
-    int st;
-
-    if (strcmp(cmd, "down") == 0)
-        argv[4] = NULL;
-    pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-
-        dup2(devnull, 1);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    if (pid < 0 || waitpid(pid, &st, 0) < 0)
-        return -1;
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
 static void usage(FILE *f)
@@ -549,8 +439,9 @@ int bench_vchan_main(int argc, char **argv)
 {
     static uint64_t tput[C_COUNT][NRINGS][NWS];
     uint64_t p50[C_COUNT], p99[C_COUNT];
+    static const char *const guests[] = { "bencha", "benchb", NULL };
     char selfbuf[PATH_MAX];
-    ssize_t sl;
+    int rc;
     Cfg cfg = { .sim = VRPC_SIM_BIN, .bytes = 1ull << 30, .reps = 3, .rtt = 20000 };
     bool failed = false;
 
@@ -579,16 +470,15 @@ int bench_vchan_main(int argc, char **argv)
                 MAX_REPS);
         return 2;
     }
-    sl = readlink("/proc/self/exe", selfbuf, sizeof(selfbuf) - 1);
-    if (sl < 0) {
-        perror("vrpc-bench vchan: /proc/self/exe");
+    rc = bench_self_exe(selfbuf, sizeof(selfbuf));
+    if (rc < 0) {
+        fprintf(stderr, "vrpc-bench vchan: /proc/self/exe: %s\n", strerror(-rc));
         return 1;
     }
-    selfbuf[sl] = '\0';
     cfg.self = selfbuf;
     snprintf(cfg.ns, sizeof(cfg.ns), "vrpc-bench-%d", (int)getpid());
     signal(SIGPIPE, SIG_IGN);
-    if (sim_cmd(&cfg, "up") < 0) {
+    if (bench_sim_up(cfg.sim, cfg.ns, guests) < 0) {
         fprintf(stderr, "vrpc-bench vchan: cannot bring up a sim instance with %s\n", cfg.sim);
         return 1;
     }
@@ -615,7 +505,7 @@ int bench_vchan_main(int argc, char **argv)
                     v[rep] = ns;
                     free(out);
                 }
-                tput[k][r][w] = median(v, cfg.reps);
+                tput[k][r][w] = bench_median_u64(v, cfg.reps);
             }
         }
         for (int rep = 0; rep < cfg.reps; rep++) {
@@ -630,10 +520,10 @@ int bench_vchan_main(int argc, char **argv)
             b[rep] = y;
             free(out);
         }
-        p50[k] = median(a, cfg.reps);
-        p99[k] = median(b, cfg.reps);
+        p50[k] = bench_median_u64(a, cfg.reps);
+        p99[k] = bench_median_u64(b, cfg.reps);
     }
-    sim_cmd(&cfg, "down");
+    bench_sim_down(cfg.sim, cfg.ns);
 
     printf("\nthroughput, GB/s (10^9 bytes/s)\n");
     printf("%-5s %-5s %9s %12s %9s %11s %11s\n", "ring", "write", "ours", "libxenvchan", "pipe",
