@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: MIT
+/*
+ * audit.c - the dispatcher's audit log. Each finished call becomes one JSON object on one
+ * line: time (RFC 3339, UTC, microseconds), source, target, resolved_target, service,
+ * argument, decision, rule (FILE:LINE), exit, duration_ms, and at --debug the stage
+ * timings policy_us, spawn_us and first_byte_us. Strings are escaped completely (every byte
+ * outside printable ASCII as \u00XX), so that a line is always valid JSON whatever a name
+ * holds. Lines go to --audit FILE (appended with one write(2) each) or to the stderr log.
+ */
+#include "audit.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+struct Audit {
+    int fd; /* -1: the log */
+    bool failed;
+};
+
+int audit_new(Audit **auditp, const char *path)
+{
+    Audit *a = calloc(1, sizeof(*a));
+
+    if (!a)
+        return -ENOMEM;
+    a->fd = -1;
+    if (path) {
+        a->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+        if (a->fd < 0) {
+            int r = -errno;
+            free(a);
+            return r;
+        }
+    }
+    *auditp = a;
+    return 0;
+}
+
+Audit *audit_free(Audit *a)
+{
+    if (!a)
+        return NULL;
+    if (a->fd >= 0)
+        close(a->fd);
+    free(a);
+    return NULL;
+}
+
+typedef struct Out {
+    char *buf;
+    size_t size, len;
+    bool overflow;
+} Out;
+
+static void out_raw(Out *o, const char *s, size_t n)
+{
+    if (o->overflow || o->size - o->len <= n) {
+        o->overflow = true;
+        return;
+    }
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+    o->buf[o->len] = '\0';
+}
+
+static void out_fmt(Out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out_fmt(Out *o, const char *fmt, ...)
+{
+    char tmp[128];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(tmp)) {
+        o->overflow = true;
+        return;
+    }
+    out_raw(o, tmp, (size_t)n);
+}
+
+static void out_str(Out *o, const char *key, const char *s, bool first)
+{
+    out_fmt(o, "%s\"%s\":\"", first ? "" : ",", key);
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            char e[2] = {'\\', (char)*p};
+            out_raw(o, e, 2);
+        } else if (*p < 0x20 || *p > 0x7e) {
+            out_fmt(o, "\\u%04x", *p);
+        } else {
+            out_raw(o, (const char *)p, 1);
+        }
+    }
+    out_raw(o, "\"", 1);
+}
+
+int audit_format(const AuditRecord *rec, char *buf, size_t size)
+{
+    Out o = {.buf = buf, .size = size};
+    time_t secs = (time_t)(rec->time_us / 1000000);
+    struct tm tm;
+    char ts[64];
+
+    if (size == 0)
+        return -ENOBUFS;
+    buf[0] = '\0';
+    gmtime_r(&secs, &tm);
+    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (int)(rec->time_us % 1000000));
+    out_raw(&o, "{", 1);
+    out_str(&o, "time", ts, true);
+    out_str(&o, "source", rec->source, false);
+    out_str(&o, "target", rec->target, false);
+    out_str(&o, "resolved_target", rec->resolved_target, false);
+    out_str(&o, "service", rec->service, false);
+    out_str(&o, "argument", rec->argument, false);
+    out_str(&o, "decision", rec->decision, false);
+    out_str(&o, "rule", rec->rule, false);
+    out_fmt(&o, ",\"exit\":%d,\"duration_ms\":%.3f", rec->exit_code,
+            rec->duration_ms >= 0 ? rec->duration_ms : 0.0);
+    if (rec->timings) {
+        if (rec->policy_us >= 0)
+            out_fmt(&o, ",\"policy_us\":%lld", (long long)rec->policy_us);
+        if (rec->spawn_us >= 0)
+            out_fmt(&o, ",\"spawn_us\":%lld", (long long)rec->spawn_us);
+        if (rec->first_byte_us >= 0)
+            out_fmt(&o, ",\"first_byte_us\":%lld", (long long)rec->first_byte_us);
+    }
+    out_raw(&o, "}\n", 2);
+    return o.overflow ? -ENOBUFS : (int)o.len;
+}
+
+void audit_write(Audit *a, const AuditRecord *rec)
+{
+    char line[4096];
+    int n = audit_format(rec, line, sizeof(line));
+
+    if (n < 0) {
+        dlog(LOG_ERR, "audit: record too long, dropped");
+        return;
+    }
+    if (!a || a->fd < 0) {
+        line[n - 1] = '\0';
+        dlog(LOG_INFO, "audit %s", line);
+        return;
+    }
+    if (write(a->fd, line, (size_t)n) != n && !a->failed) {
+        a->failed = true;
+        dlog(LOG_ERR, "audit: cannot write the audit log: %s", strerror(errno));
+    }
+}

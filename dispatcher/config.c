@@ -1,0 +1,286 @@
+// SPDX-License-Identifier: MIT
+/*
+ * config.c - dispatcher.yaml: a mapping with the optional keys max-calls-per-guest,
+ * max-buffer-per-guest, keepalive-interval, audit-log and log-level. The file is read with
+ * the policy engine's bounded YAML reader (no anchors, aliases or tags) and checked strictly:
+ * an unknown or duplicate key, a wrong type or an out-of-range value is an error that stops
+ * the dispatcher at start, naming the file, line and column.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "diag.h"
+#include "log.h"
+#include "yaml-reader.h"
+
+enum {
+    KEY_MAX_CALLS,
+    KEY_MAX_BUFFER,
+    KEY_KEEPALIVE,
+    KEY_AUDIT_LOG,
+    KEY_LOG_LEVEL,
+    N_KEYS,
+};
+
+static const char *const key_names[N_KEYS] = {
+    "max-calls-per-guest", "max-buffer-per-guest", "keepalive-interval", "audit-log",
+    "log-level",
+};
+
+void dispatcher_config_init(DispatcherConfig *cfg)
+{
+    *cfg = (DispatcherConfig){
+        .max_calls_per_guest = DISPATCHER_MAX_CALLS_DEFAULT,
+        .keepalive_ms = -1,
+        .log_level = -1,
+    };
+}
+
+void dispatcher_config_deinit(DispatcherConfig *cfg)
+{
+    if (!cfg)
+        return;
+    free(cfg->audit_log);
+    cfg->audit_log = NULL;
+}
+
+static void set_err(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(char *err, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, DISPATCHER_CONFIG_ERROR_MAX, fmt, ap);
+    va_end(ap);
+}
+
+/* A plain decimal integer scalar in [min, max]. */
+static int node_uint(const PolicyNode *n, uint64_t min, uint64_t max, uint64_t *vp)
+{
+    char *end;
+    unsigned long long v;
+
+    if (n->kind != POLICY_NODE_SCALAR || !n->plain || n->len == 0 || n->len > 20 ||
+        strlen(n->value) != n->len || n->value[0] < '0' || n->value[0] > '9')
+        return -EINVAL;
+    errno = 0;
+    v = strtoull(n->value, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return -EINVAL;
+    *vp = v;
+    return 0;
+}
+
+static int node_seconds(const PolicyNode *n, double *vp)
+{
+    char *end;
+    double v;
+
+    if (n->kind != POLICY_NODE_SCALAR || !n->plain || n->len == 0 ||
+        strlen(n->value) != n->len || n->value[0] < '0' || n->value[0] > '9')
+        return -EINVAL;
+    errno = 0;
+    v = strtod(n->value, &end);
+    if (errno || *end || !isfinite(v) || v < 0 || v > 86400)
+        return -EINVAL;
+    *vp = v;
+    return 0;
+}
+
+static int set_value(DispatcherConfig *cfg, int k, const PolicyNode *v, const char *file,
+                     char *err)
+{
+    uint64_t u;
+    double secs;
+
+    switch (k) {
+    case KEY_MAX_CALLS:
+        if (node_uint(v, 1, DISPATCHER_MAX_CALLS_LIMIT, &u) < 0)
+            goto bad;
+        cfg->max_calls_per_guest = (unsigned)u;
+        return 0;
+    case KEY_MAX_BUFFER:
+        if (node_uint(v, DISPATCHER_BUFFER_MIN, DISPATCHER_BUFFER_MAX, &u) < 0)
+            goto bad;
+        cfg->max_buffer_per_guest = u;
+        return 0;
+    case KEY_KEEPALIVE:
+        if (node_seconds(v, &secs) < 0)
+            goto bad;
+        cfg->keepalive_ms = (int64_t)llround(secs * 1000.0);
+        return 0;
+    case KEY_AUDIT_LOG:
+        if (v->kind != POLICY_NODE_SCALAR || v->len == 0 || strlen(v->value) != v->len ||
+            v->value[0] != '/')
+            goto bad;
+        free(cfg->audit_log);
+        cfg->audit_log = strdup(v->value);
+        return cfg->audit_log ? 0 : -ENOMEM;
+    case KEY_LOG_LEVEL: {
+        int level = v->kind == POLICY_NODE_SCALAR ? dlog_level_from_string(v->value) : -EINVAL;
+        if (level < 0)
+            goto bad;
+        cfg->log_level = level;
+        return 0;
+    }
+    default:
+        break;
+    }
+bad:
+    set_err(err, "%s:%u:%u: invalid value for %s (expected %s)", file, v->line, v->col,
+            key_names[k],
+            k == KEY_MAX_CALLS    ? "an integer 1..1048576"
+            : k == KEY_MAX_BUFFER ? "a byte count 262144..1073741824"
+            : k == KEY_KEEPALIVE  ? "seconds 0..86400 (0 = off)"
+            : k == KEY_AUDIT_LOG  ? "an absolute path"
+                                  : "error, warning, info or debug");
+    return -EINVAL;
+}
+
+static int parse_root(DispatcherConfig *cfg, const PolicyNode *root, const char *file,
+                      char *err)
+{
+    const PolicyNode *seen[N_KEYS] = {0};
+
+    if (policy_node_is_null(root))
+        return 0;
+    if (root->kind != POLICY_NODE_MAPPING) {
+        set_err(err, "%s:%u:%u: expected a mapping of settings, got %s", file, root->line,
+                root->col, policy_node_describe(root));
+        return -EINVAL;
+    }
+    for (size_t i = 0; i + 1 < root->n_children; i += 2) {
+        const PolicyNode *key = root->children[i], *value = root->children[i + 1];
+        int k = -1;
+        int r;
+
+        if (key->kind == POLICY_NODE_SCALAR)
+            for (int j = 0; j < N_KEYS; j++)
+                if (strlen(key->value) == key->len && strcmp(key->value, key_names[j]) == 0)
+                    k = j;
+        if (k < 0) {
+            set_err(err,
+                    "%s:%u:%u: unknown key (expected max-calls-per-guest, "
+                    "max-buffer-per-guest, keepalive-interval, audit-log or log-level)",
+                    file, key->line, key->col);
+            return -EINVAL;
+        }
+        if (seen[k]) {
+            set_err(err, "%s:%u:%u: duplicate key %s (first at %u:%u)", file, key->line,
+                    key->col, key_names[k], seen[k]->line, seen[k]->col);
+            return -EINVAL;
+        }
+        seen[k] = key;
+        r = set_value(cfg, k, value, file, err);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int dispatcher_config_parse(DispatcherConfig *cfg, const char *file, const char *data,
+                            size_t size, char *err)
+{
+    PolicyDiag diag;
+    PolicyYaml y;
+    PolicyNode *root = NULL;
+    int r;
+
+    dispatcher_config_deinit(cfg);
+    dispatcher_config_init(cfg);
+    policy_diag_init(&diag);
+    r = policy_yaml_init(&y, file, data, size, &diag);
+    if (r < 0) {
+        policy_diag_deinit(&diag);
+        set_err(err, "%s: out of memory", file);
+        return r;
+    }
+    r = policy_yaml_next(&y); /* stream start */
+    if (r == 0)
+        r = policy_yaml_next(&y);
+    if (r == 0 && policy_yaml_type(&y) != YAML_STREAM_END_EVENT) {
+        r = policy_yaml_next(&y); /* the root node */
+        if (r == 0)
+            r = policy_yaml_read_node(&y, &root);
+        if (r == 0)
+            r = policy_yaml_next(&y); /* document end */
+        if (r == 0)
+            r = policy_yaml_next(&y);
+        if (r == 0 && policy_yaml_type(&y) == YAML_DOCUMENT_START_EVENT) {
+            set_err(err, "%s:%u:%u: only one YAML document is allowed", file,
+                    policy_yaml_line(&y), policy_yaml_col(&y));
+            r = -EINVAL;
+        } else if (r == 0) {
+            r = parse_root(cfg, root, file, err);
+        }
+    }
+    policy_yaml_deinit(&y);
+    policy_node_free(root);
+    if (r == -EBADMSG || (r < 0 && policy_diag_has_errors(&diag))) {
+        set_err(err, "%s", diag.n_lines ? diag.lines[0] : "invalid YAML");
+        r = -EINVAL;
+    } else if (r == -ENOMEM) {
+        set_err(err, "%s: out of memory", file);
+    }
+    policy_diag_deinit(&diag);
+    if (r < 0) {
+        dispatcher_config_deinit(cfg);
+        dispatcher_config_init(cfg);
+    }
+    return r;
+}
+
+int dispatcher_config_load(DispatcherConfig *cfg, const char *etc_dir, char *err)
+{
+    char path[4096];
+    char *data = NULL;
+    struct stat st;
+    ssize_t n;
+    size_t got = 0;
+    int fd, r;
+
+    dispatcher_config_init(cfg);
+    snprintf(path, sizeof(path), "%s/%s", etc_dir, DISPATCHER_CONFIG_FILE);
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        r = -errno;
+        set_err(err, "%s: %s", path, strerror(errno));
+        return r;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > DISPATCHER_CONFIG_SIZE_MAX) {
+        close(fd);
+        set_err(err, "%s: not a regular file of at most %d bytes", path,
+                DISPATCHER_CONFIG_SIZE_MAX);
+        return -EINVAL;
+    }
+    data = malloc(DISPATCHER_CONFIG_SIZE_MAX + 1);
+    if (!data) {
+        close(fd);
+        return -ENOMEM;
+    }
+    while (got <= DISPATCHER_CONFIG_SIZE_MAX &&
+           (n = read(fd, data + got, DISPATCHER_CONFIG_SIZE_MAX + 1 - got)) > 0)
+        got += (size_t)n;
+    close(fd);
+    if (got > DISPATCHER_CONFIG_SIZE_MAX) {
+        free(data);
+        set_err(err, "%s: larger than %d bytes", path, DISPATCHER_CONFIG_SIZE_MAX);
+        return -EINVAL;
+    }
+    r = dispatcher_config_parse(cfg, path, data, got, err);
+    free(data);
+    return r;
+}

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * config.h - the dispatcher's own settings, ETC/dispatcher.yaml (optional; strict keys).
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DISPATCHER_CONFIG_FILE "dispatcher.yaml"
+#define DISPATCHER_MAX_CALLS_DEFAULT 1024u
+#define DISPATCHER_MAX_CALLS_LIMIT (1u << 20)
+#define DISPATCHER_BUFFER_MIN ((uint64_t)256 << 10)
+#define DISPATCHER_BUFFER_MAX ((uint64_t)1 << 30)
+#define DISPATCHER_CONFIG_SIZE_MAX (64 * 1024)
+#define DISPATCHER_CONFIG_ERROR_MAX 512
+
+typedef struct DispatcherConfig {
+    unsigned max_calls_per_guest; /* calls in flight per connection */
+    uint64_t max_buffer_per_guest; /* 0: librpc's defaults; else conn window and tx bound */
+    int64_t keepalive_ms;          /* -1: librpc's default; 0: off */
+    char *audit_log;               /* NULL: audit lines go to the log at info */
+    int log_level;                 /* syslog level; -1: not set */
+} DispatcherConfig;
+
+void dispatcher_config_init(DispatcherConfig *cfg);
+void dispatcher_config_deinit(DispatcherConfig *cfg);
+
+/*
+ * Parse a dispatcher.yaml text (@file names it in messages) into @cfg (defaults first).
+ * Returns 0, or -EINVAL with "FILE:LINE:COL: message" in @err
+ * (DISPATCHER_CONFIG_ERROR_MAX bytes), or -ENOMEM.
+ */
+int dispatcher_config_parse(DispatcherConfig *cfg, const char *file, const char *data,
+                            size_t size, char *err);
+
+/* Load @etc_dir/dispatcher.yaml if it exists (a missing file gives the defaults).
+ * Returns 0, -EINVAL (invalid; reason in @err), or -errno reading it (reason in @err). */
+int dispatcher_config_load(DispatcherConfig *cfg, const char *etc_dir, char *err);

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * control.h - the control socket that vrpc-ctl talks to (mode 0600).
+ *
+ * Line protocol, one command per connection:
+ *   "status\n"                    -> "guest NAME domid N calls-in-flight K calls-total T\n"
+ *                                    per connected guest, then
+ *                                    "total guests G calls-in-flight K calls-total T refused R\n"
+ *   "wait-guests COUNT TIMEOUT_MS\n" -> "ok\n" once COUNT guests are connected,
+ *                                    "timeout\n" after TIMEOUT_MS
+ *   anything else                 -> "error: ...\n"
+ * The server closes the connection after its answer.
+ */
+#pragma once
+
+#include "dispatcher.h"
+
+#define CONTROL_LINE_MAX 128
+#define CONTROL_CLIENTS_MAX 64
+
+/* Listen on @path. Returns 0, or -errno (see unixsock_listen()). */
+int control_new(Control **cp, Dispatcher *d, const char *path);
+/* Stop listening, drop the clients and unlink the socket. */
+Control *control_free(Control *c);
+/* Re-check the wait-guests waiters. */
+void control_guests_changed(Control *c);

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dispatcher.h - private: the state shared by the dispatcher's modules.
+ *
+ *   guests.c   xenstore discovery (watches, scans, @releaseDomain checks)
+ *   peer.c     one librpc connection: a guest's vchan or a dom0 caller's Unix socket
+ *   route.c    one call: policy, dom0 services (vrpc_handler), relay to a guest
+ *   control.c  the control socket of vrpc-ctl
+ *   unixsock.c Unix listening sockets
+ *   audit.c    the audit log;  config.c dispatcher.yaml;  log.c the stderr log
+ *   main.c     options, start-up, the loop, shutdown
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "librpc/loop.h"
+#include "librpc/rpc.h"
+
+typedef struct Audit Audit;
+typedef struct Call Call;
+typedef struct Control Control;
+typedef struct Guests Guests;
+typedef struct Peer Peer;
+typedef struct VrpcHandlerSet VrpcHandlerSet;
+typedef struct VrpcPolicyHolder VrpcPolicyHolder;
+
+typedef struct Dispatcher {
+    RpcLoop *loop;
+    char *etc_dir;
+    char *services_dir;
+    DispatcherConfig config;
+    bool debug;
+    VrpcPolicyHolder *policy;
+    VrpcHandlerSet *handlers;
+    Audit *audit;
+    Guests *guests;
+    Control *control;
+    Peer *peers;  /* every live connection, guests and local callers */
+    Call *calls;  /* every call not yet finished */
+    uint64_t next_call_id;
+    uint64_t calls_total;   /* calls received */
+    uint64_t refused_total; /* calls refused (126) */
+    unsigned calls_in_flight;
+} Dispatcher;
+
+/* The connection configuration for a peer (role given), from dispatcher.yaml. */
+void dispatcher_conn_config(const Dispatcher *d, RpcRole role, RpcConnConfig *cfg);
+
+/* Microseconds of CLOCK_MONOTONIC / CLOCK_REALTIME. */
+int64_t dispatcher_now_us(void);
+int64_t dispatcher_wall_us(void);
+
+/* A guest connection became ready or went away: wake vrpc-ctl wait-guests. */
+void dispatcher_guests_changed(Dispatcher *d);

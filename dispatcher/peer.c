@@ -1,0 +1,325 @@
+// SPDX-License-Identifier: MIT
+/*
+ * peer.c - the dispatcher's connections. A guest peer is the vchan client of the agent's
+ * offer at /local/domain/N/data/vrpc with a librpc connection on top (INITIATOR); a local
+ * peer is a dom0 caller on the Unix socket (ACCEPTOR). Every peer has the per-guest buffer
+ * quotas of dispatcher.yaml (connection window, send-queue bound) and counts its calls in
+ * flight. The connection callbacks route every stream event either to vrpc_handler (dom0
+ * services) or to route.c (calls and relays). A peer that violates the protocol is closed by
+ * librpc; a peer is freed from a deferred loop callback, never inside its own dispatch, so
+ * that the stream callbacks librpc still delivers while closing find it intact.
+ */
+#include "peer.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "handler.h"
+#include "librpc/loop.h"
+#include "log.h"
+#include "route.h"
+#include "vchan/vchan.h"
+
+static void list_add(Dispatcher *d, Peer *p)
+{
+    p->next = d->peers;
+    p->prev = NULL;
+    if (d->peers)
+        d->peers->prev = p;
+    d->peers = p;
+}
+
+static void list_remove(Dispatcher *d, Peer *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else if (d->peers == p)
+        d->peers = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+}
+
+/* ---- callbacks ---------------------------------------------------------------------------- */
+
+static void on_ready(RpcConn *conn, const RpcPeerInfo *info, void *userdata)
+{
+    Peer *p = userdata;
+
+    p->ready = true;
+    if (p->kind == PEER_GUEST) {
+        dlog(LOG_INFO, "guest %s (domid %d) connected, generation %s", p->name, p->domid,
+             p->generation);
+        dispatcher_guests_changed(p->d);
+    }
+}
+
+static void on_call(RpcConn *conn, RpcStream *s, const RpcCall *call, void *userdata)
+{
+    route_call(userdata, s, call);
+}
+
+static void on_accept(RpcStream *s, void *userdata)
+{
+    route_on_accept(s);
+}
+
+static size_t on_data(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len,
+                      void *userdata)
+{
+    if (vrpc_handler_from_stream(s))
+        return vrpc_handler_on_data(s, ch, data, len);
+    return route_on_data(s, ch, data, len);
+}
+
+static void on_eof(RpcStream *s, RpcChannel ch, void *userdata)
+{
+    if (vrpc_handler_from_stream(s))
+        vrpc_handler_on_eof(s, ch);
+    else
+        route_on_eof(s, ch);
+}
+
+static void on_exit_cb(RpcStream *s, int32_t code, bool refused, const char *reason,
+                       void *userdata)
+{
+    route_on_exit(s, code, refused, reason);
+}
+
+static void on_reset(RpcStream *s, uint32_t code, bool local, const char *reason,
+                     void *userdata)
+{
+    if (vrpc_handler_from_stream(s))
+        vrpc_handler_on_reset(s, code, local, reason);
+    else
+        route_on_reset(s, code, local, reason);
+}
+
+static void on_writable(RpcStream *s, void *userdata)
+{
+    if (vrpc_handler_from_stream(s))
+        vrpc_handler_on_writable(s);
+    else
+        route_on_writable(s);
+}
+
+static void on_stream_free(RpcStream *s, void *userdata)
+{
+    /* A handler's stream frees the handler's hold on it; the call (route.c) keeps its own
+     * record of the in-stream and learns of the end through the handler's completion. */
+    if (vrpc_handler_from_stream(s))
+        vrpc_handler_on_stream_free(s);
+    else
+        route_on_stream_free(s);
+}
+
+static void on_close(RpcConn *conn, int error, const char *reason, void *userdata)
+{
+    Peer *p = userdata;
+
+    if (p->kind == PEER_GUEST)
+        dlog(error == RPC_E_PROTO || error == RPC_E_QUOTA ? LOG_WARNING : LOG_INFO,
+             "guest %s (domid %d) disconnected: %s", p->name, p->domid, reason);
+    else
+        dlog(LOG_DEBUG, "local caller disconnected: %s", reason);
+    peer_drop(p, NULL);
+}
+
+static const RpcCallbacks peer_callbacks = {
+    .on_ready = on_ready,
+    .on_call = on_call,
+    .on_accept = on_accept,
+    .on_data = on_data,
+    .on_eof = on_eof,
+    .on_exit = on_exit_cb,
+    .on_reset = on_reset,
+    .on_writable = on_writable,
+    .on_stream_free = on_stream_free,
+    .on_close = on_close,
+};
+
+/* ---- lifetime ----------------------------------------------------------------------------- */
+
+void dispatcher_conn_config(const Dispatcher *d, RpcRole role, RpcConnConfig *cfg)
+{
+    rpc_conn_config_init(cfg);
+    cfg->role = role;
+    /* Streams a peer may open: the calls-in-flight quota refuses politely first (125);
+     * librpc's stream quota (a reset) is the hard stop behind it. */
+    cfg->max_streams = d->config.max_calls_per_guest + 16;
+    if (d->config.max_buffer_per_guest) {
+        uint64_t b = d->config.max_buffer_per_guest;
+        cfg->conn_window = (uint32_t)b;
+        if (cfg->stream_window > cfg->conn_window)
+            cfg->stream_window = cfg->conn_window;
+        cfg->max_tx_queue = (size_t)b;
+    }
+    if (d->config.keepalive_ms >= 0) {
+        cfg->keepalive_ms = (uint32_t)d->config.keepalive_ms;
+        if (cfg->keepalive_ms && cfg->dead_peer_ms < 3 * cfg->keepalive_ms)
+            cfg->dead_peer_ms = 3 * cfg->keepalive_ms;
+    }
+}
+
+/* The agent wrote its HELLO into the ring before we mapped it, and its event went to
+ * nobody: read the ring once without waiting for an event (librpc would otherwise only look
+ * at it when its HELLO timer fires). */
+static void kick_cb(RpcLoopSource *src, void *userdata)
+{
+    Peer *p = userdata;
+
+    if (p->conn && !p->dropped && !rpc_conn_is_closed(p->conn))
+        rpc_conn_dispatch(p->conn);
+}
+
+/* Name the connection, put it on the loop and list the peer; on failure free both. */
+static int peer_start(Dispatcher *d, Peer *p, const char *label, Peer **peerp)
+{
+    int r;
+
+    rpc_conn_set_name(p->conn, label);
+    r = rpc_conn_attach(p->conn, d->loop);
+    if (r == 0 && p->kind == PEER_GUEST)
+        r = rpc_loop_add_defer(d->loop, kick_cb, p, &p->kick);
+    if (r < 0) {
+        rpc_conn_free(p->conn);
+        free(p);
+        return r;
+    }
+    list_add(d, p);
+    if (peerp)
+        *peerp = p;
+    return 0;
+}
+
+static Peer *peer_alloc(Dispatcher *d, PeerKind kind)
+{
+    Peer *p = calloc(1, sizeof(*p));
+
+    if (!p)
+        return NULL;
+    p->d = d;
+    p->kind = kind;
+    return p;
+}
+
+int peer_new_guest(Dispatcher *d, int domid, const char *name, const char *generation,
+                   Peer **peerp)
+{
+    RpcConnConfig cfg;
+    char path[64], label[RPC_DOMAIN_MAX + 16];
+    Vchan *vc = NULL;
+    Peer *p;
+    int r;
+
+    p = peer_alloc(d, PEER_GUEST);
+    if (!p)
+        return -ENOMEM;
+    p->domid = domid;
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    snprintf(p->generation, sizeof(p->generation), "%s", generation);
+    snprintf(path, sizeof(path), "/local/domain/%d/data/vrpc", domid);
+    r = vchan_client_new(&vc, domid, path);
+    if (r < 0) {
+        free(p);
+        return r;
+    }
+    dispatcher_conn_config(d, RPC_ROLE_INITIATOR, &cfg);
+    r = rpc_conn_new_vchan(&p->conn, vc, true, &cfg, &peer_callbacks, p);
+    if (r < 0) {
+        free(p);
+        return r;
+    }
+    p->vchan = vc;
+    snprintf(label, sizeof(label), "guest %s", p->name);
+    return peer_start(d, p, label, peerp);
+}
+
+int peer_new_local(Dispatcher *d, int fd, Peer **peerp)
+{
+    RpcConnConfig cfg;
+    Peer *p;
+    int r;
+
+    p = peer_alloc(d, PEER_LOCAL);
+    if (!p) {
+        close(fd);
+        return -ENOMEM;
+    }
+    snprintf(p->name, sizeof(p->name), "dom0");
+    dispatcher_conn_config(d, RPC_ROLE_ACCEPTOR, &cfg);
+    r = rpc_conn_new_fd(&p->conn, fd, true, &cfg, &peer_callbacks, p);
+    if (r < 0) {
+        free(p);
+        return r;
+    }
+    return peer_start(d, p, "local caller", peerp);
+}
+
+void peer_free(Peer *p)
+{
+    if (!p)
+        return;
+    if (!p->dropped)
+        list_remove(p->d, p);
+    p->dropped = true;
+    p->kick = rpc_loop_source_free(p->kick);
+    dlog(LOG_DEBUG, "%s %s: connection released", p->kind == PEER_GUEST ? "guest" : "local",
+         p->name);
+    /* Outside any dispatch: the stream callbacks run now, while p is intact. */
+    p->conn = rpc_conn_free(p->conn);
+    route_peer_gone(p);
+    free(p);
+}
+
+static void deferred_free(RpcLoopSource *src, void *userdata)
+{
+    peer_free(userdata);
+}
+
+void peer_drop(Peer *p, const char *reason)
+{
+    bool was_ready;
+
+    if (!p || p->dropped)
+        return;
+    was_ready = p->ready;
+    p->dropped = true;
+    p->ready = false;
+    list_remove(p->d, p);
+    if (reason && p->conn && !rpc_conn_is_closed(p->conn))
+        rpc_conn_close(p->conn, reason);
+    if (rpc_loop_add_defer(p->d->loop, deferred_free, p, NULL) < 0) {
+        /* Out of memory: leak the peer rather than free it under a running dispatch. */
+        dlog(LOG_ERR, "cannot schedule the release of connection %s", p->name);
+    }
+    if (p->kind == PEER_GUEST && was_ready)
+        dispatcher_guests_changed(p->d);
+}
+
+Peer *peer_find_guest(Dispatcher *d, const char *name)
+{
+    for (Peer *p = d->peers; p; p = p->next)
+        if (p->kind == PEER_GUEST && p->ready && strcmp(p->name, name) == 0)
+            return p;
+    return NULL;
+}
+
+Peer *peer_find_domid(Dispatcher *d, int domid)
+{
+    for (Peer *p = d->peers; p; p = p->next)
+        if (p->kind == PEER_GUEST && p->domid == domid)
+            return p;
+    return NULL;
+}
+
+unsigned peer_count_ready_guests(const Dispatcher *d)
+{
+    unsigned n = 0;
+    for (const Peer *p = d->peers; p; p = p->next)
+        n += p->kind == PEER_GUEST && p->ready;
+    return n;
+}

@@ -1,0 +1,506 @@
+// SPDX-License-Identifier: MIT
+/*
+ * route.c - the life of one call in the dispatcher.
+ *
+ * The source is the peer the CALL arrived on (its domain name, or dom0 for the local
+ * socket), never a message field: a guest's CALL that carries a non-empty source is a
+ * protocol violation and drops that guest's connection (docs/man/vrpc-dispatcher.8). The
+ * per-peer calls-in-flight quota is checked, then the compiled policy snapshot decides; ask
+ * becomes deny (there is no prompt program). A denial and a target that is not connected
+ * give the same REFUSE 126 text, so a caller learns nothing about what exists. An allowed
+ * call to dom0 resolves the service in ETC/services and hands the stream to vrpc_handler;
+ * an allowed call to a guest (the caller itself included: loopback) opens a stream on that
+ * guest's connection and relays both ways. The relay consumes bytes on one side only when
+ * the other side accepted them (rpc_stream_write), pausing delivery otherwise and resuming
+ * it from the other stream's on_writable, so credit and backpressure cross the dispatcher.
+ * EOFs, the exit status, refusals and resets are mapped across. Every call ends with one
+ * audit record.
+ */
+#include "route.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "handler.h"
+#include "log.h"
+#include "peer.h"
+#include "vrpc-policy.h"
+#include "vrpc-services.h"
+
+enum {
+    LEG_IN = VRPC_STREAM_KIND_USER + 1,  /* the caller's stream: we are its handler */
+    LEG_OUT = VRPC_STREAM_KIND_USER + 2, /* the relayed stream: we are its caller */
+};
+
+typedef struct Leg {
+    VrpcStreamTag tag; /* first: vrpc_handler_from_stream() reads it */
+    Call *call;
+} Leg;
+
+struct Call {
+    Dispatcher *d;
+    Call *prev, *next;
+    uint64_t id;
+    Leg in_leg, out_leg;
+    Peer *src;          /* NULL once freed */
+    Peer *dst;
+    RpcStream *in;      /* relay and refusals: the caller's stream */
+    RpcStream *out;     /* relay: the stream on the target's connection */
+    VrpcHandler *handler;
+    VrpcService *service_entry;
+    bool in_accepted;
+    bool answered;      /* EXIT or REFUSE sent on in (or in aborted) */
+    bool finished;      /* audit written, counters released */
+    char source[RPC_DOMAIN_MAX + 1];
+    char target[RPC_DOMAIN_MAX + 1];
+    char resolved[RPC_DOMAIN_MAX + 1];
+    char service[RPC_SERVICE_MAX + 1];
+    char argument[RPC_ARG_MAX + 1];
+    char user[RPC_USER_MAX + 1];
+    const char *decision;
+    char rule[320];
+    int exit_code;
+    int64_t wall_us, start_us, policy_us, spawn_us, first_byte_us;
+};
+
+static void call_link(Dispatcher *d, Call *c)
+{
+    c->next = d->calls;
+    if (d->calls)
+        d->calls->prev = c;
+    d->calls = c;
+}
+
+static void call_unlink(Call *c)
+{
+    Dispatcher *d = c->d;
+
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (d->calls == c)
+        d->calls = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void call_free(Call *c)
+{
+    call_unlink(c);
+    vrpc_service_free(c->service_entry);
+    free(c);
+}
+
+/* Free the record once nothing refers to it any more. */
+static void call_maybe_free(Call *c)
+{
+    if (c->finished && !c->in && !c->out && !c->handler)
+        call_free(c);
+}
+
+/* The outcome is known: write the audit line and release the quota. */
+static void call_finish(Call *c, int exit_code)
+{
+    Dispatcher *d = c->d;
+    int64_t now = dispatcher_now_us();
+
+    if (c->finished)
+        return;
+    c->finished = true;
+    c->exit_code = exit_code;
+    if (c->src && c->src->calls_in_flight)
+        c->src->calls_in_flight--;
+    if (d->calls_in_flight)
+        d->calls_in_flight--;
+    AuditRecord rec = {
+        .time_us = c->wall_us,
+        .source = c->source,
+        .target = c->target,
+        .resolved_target = c->resolved,
+        .service = c->service,
+        .argument = c->argument,
+        .decision = c->decision,
+        .rule = c->rule,
+        .exit_code = exit_code,
+        .duration_ms = (double)(now - c->start_us) / 1000.0,
+        .timings = d->debug,
+        .policy_us = c->policy_us,
+        .spawn_us = c->spawn_us,
+        .first_byte_us = c->first_byte_us,
+    };
+    audit_write(d->audit, &rec);
+    dlog(LOG_DEBUG, "call %llu: %s -> %s %s%s%s: %s, exit %d", (unsigned long long)c->id,
+         c->source, c->resolved[0] ? c->resolved : c->target, c->service,
+         c->argument[0] ? "+" : "", c->argument, c->decision, exit_code);
+}
+
+/* Answer the caller with REFUSE (no stream of ours is attached to @s). */
+static void call_refuse(Call *c, RpcStream *s, int code, const char *reason)
+{
+    if (code == VRPC_SERVICES_EXIT_REFUSED)
+        c->d->refused_total++;
+    rpc_stream_refuse(s, code, reason);
+    c->answered = true;
+    call_finish(c, code);
+}
+
+static void refusal_text(const Call *c, char *buf, size_t size)
+{
+    snprintf(buf, size, "vrpc: %s%s%s to %s refused", c->service, c->argument[0] ? "+" : "",
+             c->argument, c->target);
+}
+
+/* ---- dom0 services ---------------------------------------------------------------------- */
+
+static void handler_done(VrpcHandler *h, const VrpcHandlerResult *res, void *userdata)
+{
+    Call *c = userdata;
+
+    c->spawn_us = res->spawn_us;
+    c->first_byte_us = res->first_byte_us;
+    c->handler = NULL;
+    call_finish(c, res->aborted ? -1 : res->exit_code);
+    call_maybe_free(c);
+}
+
+static void route_dom0(Call *c, RpcStream *s)
+{
+    char err[VRPC_SERVICES_ERROR_MAX];
+    char reason[RPC_REASON_MAX + 1];
+    int r;
+
+    r = vrpc_service_resolve(c->d->services_dir, c->service, strlen(c->service), c->argument,
+                             strlen(c->argument), &c->service_entry, err);
+    if (r != 0) {
+        int code = r > 0 ? vrpc_services_error_exit_code(r) : VRPC_SERVICES_EXIT_FRAMEWORK;
+        if (code == VRPC_SERVICES_EXIT_NOT_FOUND)
+            snprintf(reason, sizeof(reason), "vrpc: service not found");
+        else
+            snprintf(reason, sizeof(reason), "vrpc: %.240s", r > 0 ? err : strerror(-r));
+        dlog(LOG_INFO, "call %llu: %s: %s", (unsigned long long)c->id, c->service,
+             r > 0 ? err : strerror(-r));
+        call_refuse(c, s, code, reason);
+        return;
+    }
+    VrpcHandlerCall hc = {
+        .source = c->source,
+        .requested_target = c->target,
+        .user = c->user[0] ? c->user : NULL,
+    };
+    r = vrpc_handler_start(c->d->handlers, s, c->service_entry, &hc, handler_done, c,
+                           &c->handler, err);
+    if (r != 0) {
+        /* vrpc_handler_start() has refused the stream itself. */
+        int code = r > 0 ? vrpc_services_error_exit_code(r) : VRPC_SERVICES_EXIT_FRAMEWORK;
+        dlog(LOG_WARNING, "call %llu: cannot start %s: %s", (unsigned long long)c->id,
+             c->service_entry->entry, r > 0 ? err : strerror(-r));
+        c->handler = NULL;
+        c->answered = true;
+        call_finish(c, code);
+    }
+}
+
+/* ---- relay to a guest ------------------------------------------------------------------- */
+
+static void route_guest(Call *c, RpcStream *s, Peer *dst)
+{
+    RpcCall oc = {
+        .service = c->service,
+        .argument = c->argument,
+        .target = c->target,
+        .source = c->source,
+        .user = c->user,
+        .call_id = c->id,
+    };
+    RpcStream *out = NULL;
+    char reason[RPC_REASON_MAX + 1];
+    int r;
+
+    r = rpc_stream_open(dst->conn, &oc, &out);
+    if (r < 0) {
+        snprintf(reason, sizeof(reason), "vrpc: cannot reach %s: %s", dst->name,
+                 r == -EBUSY ? "too many calls" : strerror(-r));
+        call_refuse(c, s, VRPC_SERVICES_EXIT_FRAMEWORK, reason);
+        return;
+    }
+    c->dst = dst;
+    c->in = s;
+    c->out = out;
+    c->in_leg = (Leg){.tag = {LEG_IN}, .call = c};
+    c->out_leg = (Leg){.tag = {LEG_OUT}, .call = c};
+    rpc_stream_set_userdata(s, &c->in_leg);
+    rpc_stream_set_userdata(out, &c->out_leg);
+}
+
+/* ---- a new call --------------------------------------------------------------------------- */
+
+void route_call(Peer *src, RpcStream *s, const RpcCall *untrusted_call)
+{
+    Dispatcher *d = src->d;
+    VrpcPolicyDecision dec;
+    VrpcPolicy *snapshot;
+    char reason[RPC_REASON_MAX + 1];
+    Call *c;
+    int r;
+
+    d->calls_total++;
+    src->calls_total++;
+    /* librpc has checked every field's charset and length. The source field is for the
+     * dispatcher -> agent direction only: a guest that sets it is trying to impersonate. */
+    if (src->kind == PEER_GUEST && untrusted_call->source && untrusted_call->source[0]) {
+        dlog(LOG_WARNING, "guest %s (domid %d): protocol violation: CALL with a source field",
+             src->name, src->domid);
+        peer_drop(src, "protocol violation: CALL with a source field");
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        rpc_stream_refuse(s, VRPC_SERVICES_EXIT_FRAMEWORK, "vrpc: out of memory");
+        return;
+    }
+    c->d = d;
+    c->id = ++d->next_call_id;
+    c->src = src;
+    c->wall_us = dispatcher_wall_us();
+    c->start_us = dispatcher_now_us();
+    c->policy_us = c->spawn_us = c->first_byte_us = -1;
+    c->exit_code = -1;
+    c->decision = "deny";
+    snprintf(c->source, sizeof(c->source), "%s", src->name);
+    snprintf(c->target, sizeof(c->target), "%s",
+             untrusted_call->target && untrusted_call->target[0] ? untrusted_call->target
+                                                                 : "@default");
+    snprintf(c->service, sizeof(c->service), "%s", untrusted_call->service);
+    snprintf(c->argument, sizeof(c->argument), "%s",
+             untrusted_call->argument ? untrusted_call->argument : "");
+    call_link(d, c);
+    src->calls_in_flight++;
+    d->calls_in_flight++;
+
+    if (src->calls_in_flight > d->config.max_calls_per_guest) {
+        c->decision = "quota";
+        call_refuse(c, s, VRPC_SERVICES_EXIT_FRAMEWORK, "vrpc: too many calls");
+        call_maybe_free(c);
+        return;
+    }
+
+    snapshot = vrpc_policy_holder_get(d->policy);
+    VrpcPolicyRequest req = {
+        .source = c->source,
+        .untrusted_target = c->target,
+        .untrusted_service = c->service,
+        .untrusted_argument = c->argument,
+    };
+    r = vrpc_policy_evaluate(snapshot, &req, &dec);
+    if (r != 0)
+        dec.action = VRPC_POLICY_DENY;
+    vrpc_policy_decision_resolve_ask(&dec, NULL); /* no prompt program: ask => deny */
+    c->policy_us = dispatcher_now_us() - c->start_us;
+    if (dec.rule_file)
+        snprintf(c->rule, sizeof(c->rule), "%s:%u", dec.rule_file, dec.rule_line);
+    c->decision = vrpc_policy_action_to_string(dec.action);
+    if (dec.action == VRPC_POLICY_ALLOW) {
+        snprintf(c->resolved, sizeof(c->resolved), "%s", dec.target);
+        if (dec.user)
+            snprintf(c->user, sizeof(c->user), "%s", dec.user);
+    }
+    if (dec.action != VRPC_POLICY_ALLOW && dlog_enabled(LOG_DEBUG))
+        dlog(LOG_DEBUG, "call %llu: denied: %s", (unsigned long long)c->id,
+             dec.reason ? dec.reason : "no reason");
+    vrpc_policy_unref(snapshot);
+
+    refusal_text(c, reason, sizeof(reason));
+    if (dec.action != VRPC_POLICY_ALLOW) {
+        call_refuse(c, s, VRPC_SERVICES_EXIT_REFUSED, reason);
+    } else if (strcmp(c->resolved, "dom0") == 0) {
+        route_dom0(c, s);
+    } else {
+        Peer *dst = rpc_valid_domain(c->resolved) ? peer_find_guest(d, c->resolved) : NULL;
+        if (!dst)
+            call_refuse(c, s, VRPC_SERVICES_EXIT_REFUSED, reason);
+        else
+            route_guest(c, s, dst);
+    }
+    call_maybe_free(c);
+}
+
+/* ---- relay events ----------------------------------------------------------------------- */
+
+static Leg *leg_of(RpcStream *s)
+{
+    Leg *l = rpc_stream_get_userdata(s);
+    if (!l || (l->tag.kind != LEG_IN && l->tag.kind != LEG_OUT))
+        return NULL;
+    return l;
+}
+
+void route_on_accept(RpcStream *s)
+{
+    Leg *l = leg_of(s);
+    Call *c;
+
+    if (!l || l->tag.kind != LEG_OUT)
+        return;
+    c = l->call;
+    c->spawn_us = dispatcher_now_us() - c->start_us;
+    if (c->in && !c->answered && rpc_stream_accept(c->in) == 0)
+        c->in_accepted = true;
+}
+
+size_t route_on_data(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len)
+{
+    Leg *l = leg_of(s);
+    RpcStream *other;
+    ssize_t n;
+    Call *c;
+
+    if (!l)
+        return len; /* a refused call's pipelined stdin: discarded */
+    c = l->call;
+    other = l->tag.kind == LEG_IN ? c->out : (c->answered ? NULL : c->in);
+    if (!other)
+        return len;
+    n = rpc_stream_write(other, ch, data, len);
+    if (n == -EAGAIN)
+        return 0;
+    if (n < 0)
+        return len; /* the other side cannot take it any more: drop */
+    if (l->tag.kind == LEG_OUT && c->first_byte_us < 0)
+        c->first_byte_us = dispatcher_now_us() - c->start_us;
+    return (size_t)n;
+}
+
+void route_on_eof(RpcStream *s, RpcChannel ch)
+{
+    Leg *l = leg_of(s);
+    Call *c;
+
+    if (!l)
+        return;
+    c = l->call;
+    if (l->tag.kind == LEG_IN) {
+        if (c->out)
+            rpc_stream_close_write(c->out, RPC_CH_STDIN);
+    } else if (c->in && !c->answered && c->in_accepted) {
+        rpc_stream_close_write(c->in, ch);
+    }
+}
+
+void route_on_exit(RpcStream *s, int32_t code, bool refused, const char *reason)
+{
+    Leg *l = leg_of(s);
+    Call *c;
+
+    if (!l || l->tag.kind != LEG_OUT)
+        return;
+    c = l->call;
+    if (c->in && !c->answered) {
+        if (c->in_accepted)
+            rpc_stream_exit(c->in, code, reason);
+        else
+            rpc_stream_refuse(c->in, code, reason);
+        c->answered = true;
+    }
+    if (refused && code == VRPC_SERVICES_EXIT_REFUSED)
+        c->d->refused_total++;
+    call_finish(c, code);
+}
+
+void route_on_reset(RpcStream *s, uint32_t code, bool local, const char *reason)
+{
+    Leg *l = leg_of(s);
+    char msg[RPC_REASON_MAX + 1];
+    Call *c;
+
+    if (!l)
+        return;
+    c = l->call;
+    if (l->tag.kind == LEG_IN) {
+        /* The caller went away (or broke the stream): abort the relayed call. */
+        c->answered = true;
+        if (c->out)
+            rpc_stream_reset(c->out, RPC_RESET_CANCEL, "vrpc: the caller went away");
+        call_finish(c, -1);
+        return;
+    }
+    /* The target side failed: the caller gets a framework error with the reason. */
+    snprintf(msg, sizeof(msg), "vrpc: call to %s aborted (%s)", c->resolved,
+             code == RPC_RESET_CONN_CLOSED ? "connection lost" : rpc_reset_code_name(code));
+    if (c->in && !c->answered) {
+        if (c->in_accepted)
+            rpc_stream_exit(c->in, VRPC_SERVICES_EXIT_FRAMEWORK, msg);
+        else
+            rpc_stream_refuse(c->in, VRPC_SERVICES_EXIT_FRAMEWORK, msg);
+        c->answered = true;
+    }
+    call_finish(c, VRPC_SERVICES_EXIT_FRAMEWORK);
+}
+
+void route_on_writable(RpcStream *s)
+{
+    Leg *l = leg_of(s);
+    RpcStream *other;
+    Call *c;
+
+    if (!l)
+        return;
+    c = l->call;
+    other = l->tag.kind == LEG_IN ? c->out : c->in;
+    if (other && rpc_stream_is_paused(other))
+        rpc_stream_resume(other);
+}
+
+void route_on_stream_free(RpcStream *s)
+{
+    Leg *l = leg_of(s);
+    Call *c;
+
+    if (!l)
+        return;
+    c = l->call;
+    rpc_stream_set_userdata(s, NULL);
+    if (l->tag.kind == LEG_IN) {
+        c->in = NULL;
+        if (!c->finished) {
+            /* Freed without an answer or reset seen: the call is over for the caller. */
+            if (c->out)
+                rpc_stream_reset(c->out, RPC_RESET_CANCEL, "vrpc: the caller went away");
+            call_finish(c, -1);
+        }
+    } else {
+        c->out = NULL;
+        if (!c->finished) {
+            if (c->in && !c->answered) {
+                if (c->in_accepted)
+                    rpc_stream_exit(c->in, VRPC_SERVICES_EXIT_FRAMEWORK, "vrpc: call aborted");
+                else
+                    rpc_stream_refuse(c->in, VRPC_SERVICES_EXIT_FRAMEWORK, "vrpc: call aborted");
+                c->answered = true;
+            }
+            call_finish(c, VRPC_SERVICES_EXIT_FRAMEWORK);
+        }
+    }
+    call_maybe_free(c);
+}
+
+void route_peer_gone(Peer *p)
+{
+    for (Call *c = p->d->calls; c; c = c->next) {
+        if (c->src == p)
+            c->src = NULL;
+        if (c->dst == p)
+            c->dst = NULL;
+    }
+}
+
+void route_free_all(Dispatcher *d)
+{
+    while (d->calls) {
+        Call *c = d->calls;
+        c->finished = true;
+        call_free(c);
+    }
+}

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * route.h - one call through the dispatcher: policy, then a dom0 service or a relay to the
+ * target guest's agent. Called from the connection callbacks of peer.c.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dispatcher.h"
+#include "librpc/rpc.h"
+
+/* A CALL arrived on @src's connection (we are the HANDLER of @s). */
+void route_call(Peer *src, RpcStream *s, const RpcCall *untrusted_call);
+
+/* Stream events for streams that are not a vrpc_handler's. */
+void route_on_accept(RpcStream *s);
+size_t route_on_data(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len);
+void route_on_eof(RpcStream *s, RpcChannel ch);
+void route_on_exit(RpcStream *s, int32_t code, bool refused, const char *reason);
+void route_on_reset(RpcStream *s, uint32_t code, bool local, const char *reason);
+void route_on_writable(RpcStream *s);
+void route_on_stream_free(RpcStream *s);
+
+/* @p is being freed: forget it in every call. */
+void route_peer_gone(Peer *p);
+
+/* Shutdown: free every call record left (their streams and handlers are gone). */
+void route_free_all(Dispatcher *d);

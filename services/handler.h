@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * handler.h - vrpc_handler: run a resolved service for one incoming call and bridge it to its
+ * librpc stream. Shared by vrpc-agent (guest services) and vrpc-dispatcher (dom0 services).
+ *
+ * Given an RpcStream we are the HANDLER of (from on_call, not yet answered), a VrpcService
+ * from vrpc_service_resolve() and what the daemon knows about the call, vrpc_handler_start()
+ * spawns the handler (vrpc_service_start()), accepts the stream and then, on the daemon's
+ * RpcLoop, moves bytes both ways:
+ *   - stream STDIN -> handler stdin: written non-blocking; on_data consumes only the bytes
+ *     the pipe took (their credit goes back to the caller); the rest is re-delivered with
+ *     rpc_stream_resume() once the pipe is writable again. Stdin EOF closes the pipe.
+ *   - handler stdout/stderr -> stream: read only while rpc_stream_send_window() > 0;
+ *     reading resumes from on_writable (backpressure reaches the handler's pipes).
+ *   - when the handler exits (pidfd): stop feeding stdin, drain stdout and stderr to EOF,
+ *     then send EXIT with its code or 128+signal. A socket service (pid 0) ends with exit 0
+ *     once the server closes its side (stdout EOF).
+ *   - service config: timeout => SIGKILL of the handler's process group and EXIT 125 with
+ *     reason "vrpc: SERVICE timed out after N s"; exit-on-client-eof => on stdin EOF the call
+ *     ends at once with EXIT 0 and the handler group gets SIGTERM; exit-on-service-eof => on
+ *     stdout EOF the call ends at once (stderr not yet read is dropped) with the handler's
+ *     code if it has already been reaped, else 0, and the handler group gets SIGTERM.
+ *   - vrpc_handler_set_new() sets SIGPIPE to SIG_IGN (a handler closing its stdin must not
+ *     kill the daemon); handlers start with default dispositions anyway.
+ *   - stream reset (by the caller, the library, or the connection closing) => SIGKILL of the
+ *     handler's process group; the handler is reaped in the background.
+ *
+ * Callbacks: RpcCallbacks are per connection, so the daemon's connection callbacks forward
+ * the events of streams the handler owns. vrpc_handler_start() sets the stream's userdata
+ * to an object whose first member is a VrpcStreamTag with kind VRPC_STREAM_KIND_HANDLER.
+ * Daemons that keep their own per-stream objects in the same connection must start them
+ * with a VrpcStreamTag of another kind (>= VRPC_STREAM_KIND_USER) so that
+ * vrpc_handler_from_stream() can tell them apart:
+ *
+ *     static size_t on_data(RpcStream *s, RpcChannel ch, const uint8_t *d, size_t n, void *u)
+ *     {
+ *         if (vrpc_handler_from_stream(s))
+ *             return vrpc_handler_on_data(s, ch, d, n);
+ *         ... the daemon's own streams ...
+ *     }
+ *
+ * Forward on_data, on_eof, on_reset, on_writable and on_stream_free (each vrpc_handler_on_*
+ * returns / does nothing for a stream that is not a handler's; on_data then returns 0).
+ * on_call, on_accept, on_exit and on_close never concern handler streams.
+ *
+ * Lifetime: every handler belongs to a VrpcHandlerSet (one per daemon, bound to its loop).
+ * A handler frees itself once its stream is gone and its process is reaped. The completion
+ * callback runs once per started handler: when EXIT was sent, or when the stream was
+ * aborted. vrpc_handler_set_free() ends everything still running (SIGKILL, blocking reap),
+ * without callbacks: call it at shutdown, before rpc_loop_free(), after or before freeing
+ * the connections (both orders work).
+ *
+ * Threading: single-threaded, like the loop.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "librpc/loop.h"
+#include "librpc/rpc.h"
+#include "vrpc-services.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The first member of every per-stream userdata object in a daemon that uses vrpc_handler. */
+typedef struct VrpcStreamTag {
+    uint32_t kind;
+} VrpcStreamTag;
+
+enum {
+    VRPC_STREAM_KIND_HANDLER = 0x76726831u, /* a VrpcHandler */
+    VRPC_STREAM_KIND_USER = 0x100u,         /* daemons use kinds from here up */
+};
+
+typedef struct VrpcHandler VrpcHandler;
+typedef struct VrpcHandlerSet VrpcHandlerSet;
+
+/* How a call ended, for the completion callback (audit logs, counters). */
+typedef struct VrpcHandlerResult {
+    /* The exit code sent in EXIT (handler's code, 128+signal, 125 on timeout or a framework
+     * failure), or -1 when the stream was aborted (reset, connection closed). */
+    int exit_code;
+    /* True when the stream was aborted instead of completing. */
+    bool aborted;
+    /* True when the service's timeout ended the call. */
+    bool timed_out;
+    /* Microseconds from vrpc_handler_start() to the spawn returning, and to the first byte
+     * of stdout/stderr sent (-1: none was). */
+    int64_t spawn_us;
+    int64_t first_byte_us;
+    /* Microseconds from vrpc_handler_start() to the end. */
+    int64_t duration_us;
+    /* Bytes moved: caller -> handler stdin, handler stdout/stderr -> caller. */
+    uint64_t stdin_bytes, stdout_bytes, stderr_bytes;
+} VrpcHandlerResult;
+
+/* Called once per handler when its call ends. @h is still valid during the call; do not
+ * free it (it frees itself). Its stream may already be gone. */
+typedef void (*VrpcHandlerDoneFn)(VrpcHandler *h, const VrpcHandlerResult *result,
+                                  void *userdata);
+
+/* What the daemon knows about the call. Strings are copied; NULL means "". */
+typedef struct VrpcHandlerCall {
+    /* The calling domain (from the transport, trusted): VRPC_REMOTE_DOMAIN. Required. */
+    const char *source;
+    /* The target the caller named: VRPC_REQUESTED_TARGET. */
+    const char *requested_target;
+    /* Run as this user unless the service config names one (e.g. policy's user=). */
+    const char *user;
+    /* The environment the handler starts from (VRPC_* dropped); NULL: the daemon's. */
+    char *const *base_env;
+} VrpcHandlerCall;
+
+/* Create the set of handlers of a daemon, bound to @loop. Returns 0 and sets *@setp, or
+ * -EINVAL, -ENOMEM. */
+int vrpc_handler_set_new(VrpcHandlerSet **setp, RpcLoop *loop);
+
+/* Kill (SIGKILL to the process group) and reap every handler still running, blocking until
+ * each is reaped; reset the streams still attached (RPC_RESET_CANCEL) and detach from them;
+ * no completion callbacks. Accepts NULL. Returns NULL. */
+VrpcHandlerSet *vrpc_handler_set_free(VrpcHandlerSet *set);
+
+/* Handlers alive in the set (running or not yet reaped). */
+size_t vrpc_handler_set_count(const VrpcHandlerSet *set);
+
+/*
+ * Start @service for the call on @s (we are HANDLER, not yet answered) and bridge it.
+ * On success the stream is accepted, its userdata is the handler, *@hp (may be NULL) is set,
+ * and @done (may be NULL) will be called once. On failure the stream is REFUSED (exit code
+ * vrpc_services_error_exit_code(r), i.e. 125 or 127, with the reason in @err), nothing is
+ * left running, and @done is not called.
+ * Returns 0; VRPC_SERVICES_E_* (positive) with a reason in @err (VRPC_SERVICES_ERROR_MAX
+ * bytes, may be NULL); -EINVAL (NULL argument, invalid source, @s not a fresh handler
+ * stream), -ENOMEM, -EMFILE or another -errno (the stream is refused with 125 then too).
+ */
+int vrpc_handler_start(VrpcHandlerSet *set, RpcStream *s, const VrpcService *service,
+                       const VrpcHandlerCall *call, VrpcHandlerDoneFn done, void *userdata,
+                       VrpcHandler **hp, char *err);
+
+/* The handler owning @s, or NULL when @s's userdata is not a handler (or @s is NULL). */
+VrpcHandler *vrpc_handler_from_stream(const RpcStream *s);
+
+/* Forwarders for the connection's callbacks (see the top of this file). Each is a no-op
+ * (on_data returns 0) for a stream that is not a handler's. */
+size_t vrpc_handler_on_data(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len);
+void vrpc_handler_on_eof(RpcStream *s, RpcChannel ch);
+void vrpc_handler_on_reset(RpcStream *s, uint32_t code, bool local, const char *reason);
+void vrpc_handler_on_writable(RpcStream *s);
+void vrpc_handler_on_stream_free(RpcStream *s);
+
+/* Cancel the call: SIGKILL to the handler's group, RESET of the stream with
+ * RPC_RESET_CANCEL and @reason; @done is called (aborted). No-op once the call ended. */
+void vrpc_handler_cancel(VrpcHandler *h, const char *reason);
+
+/* The handler's pid (0 for a socket service or once reaped). */
+pid_t vrpc_handler_pid(const VrpcHandler *h);
+
+/* The service's entry name ("SERVICE+ARG" or "SERVICE"), for logs. */
+const char *vrpc_handler_service(const VrpcHandler *h);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,1136 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-e2e: end-to-end tests of vrpc calls over the emulated Xen host. Each test case brings
+ * up its own sim instance with `vrpc-sim up --vrpc` (the real vrpc-dispatcher in dom0 and a
+ * vrpc-agent in every guest, from a copy of the example configuration plus test services
+ * and a test policy), runs vrpc-call in a domain, checks what arrives, and finally checks
+ * that no process and no fd of the agent and the dispatcher was left behind. Split into
+ * ctest entries e2e.NAME with CK_RUN_CASE.
+ */
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vtest.h"
+
+#define RUN_TIMEOUT_MS 300000
+
+/* ---- per-test instance ---------------------------------------------------------------- */
+
+typedef struct Out {
+    int status;
+    char *out, *err;
+    size_t out_len, err_len;
+} Out;
+static Out run_call(const char *dom, const char *input, const char *const *args);
+static void out_free(Out *o);
+#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+static char g_ns[64];
+static char g_etc[256];
+static int g_base_procs;
+static pid_t g_agent_pid, g_disp_pid;
+static int g_agent_fds, g_disp_fds;
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void write_file(const char *dir, const char *name, const char *text, mode_t mode)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_msg(f, "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, mode), 0);
+}
+
+/* Test services: tiny scripts (the framework itself never uses a shell). */
+static const struct {
+    const char *name, *text;
+} test_services[] = {
+    {"test.Exit", "#!/bin/sh\nexit \"$1\"\n"},
+    {"test.Signal", "#!/bin/sh\nkill -\"$1\" $$\nsleep 10\n"},
+    {"test.Stderr", "#!/bin/sh\necho out-line\necho err-line >&2\nexit 7\n"},
+    {"test.Count", "#!/bin/sh\nn=$(wc -c | tr -d ' ')\necho \"count=$n\"\n"},
+    {"test.CloseOut",
+     "#!/bin/sh\necho early\nexec 1>&-\nn=$(wc -c | tr -d ' ')\necho \"stdin=$n\" >&2\n"
+     "exit 3\n"},
+    {"test.Env", "#!/bin/sh\necho \"$VRPC_REMOTE_DOMAIN|$VRPC_SERVICE_NAME|"
+                 "$VRPC_SERVICE_ARGUMENT|$VRPC_REQUESTED_TARGET\"\n"},
+    {"test.Sleep", "#!/bin/sh\necho $$\nexec sleep 1000\n"},
+    {"test.Denied", "#!/bin/sh\necho should-never-run\n"},
+    {"test.Slow", "#!/bin/sh\nexec sleep 1000\n"},
+    {"test.Slow.yaml", "timeout: 0.3\n"},
+    {"test.Forever", "#!/bin/sh\nexec sleep 1000\n"},
+    {"test.Forever.yaml", "exit-on-client-eof: true\n"},
+    {"test.Bad", "#!/bin/sh\necho should-never-run\n"},
+    {"test.Bad.yaml", "timeout: soon\n"},
+};
+
+static const char test_policy[] =
+    "rules:\n"
+    "  - service: test.Denied\n    source: \"*\"\n    target: \"*\"\n    action: deny\n"
+    "  - service: \"demo.*\"\n    source: \"*\"\n    target: \"@default\"\n    action: allow\n"
+    "    redirect: \"@adminvm\"\n"
+    "  - service: \"test.*\"\n    source: \"*\"\n    target: \"*\"\n    action: allow\n"
+    "  - service: \"demo.*\"\n    source: \"*\"\n    target: \"*\"\n    action: allow\n";
+
+/* True if socket inode @ino is an unbound AF_UNIX datagram socket: the sim's per-process
+ * event sender, opened lazily at a process's first notify and kept (not a leak). */
+static bool is_sim_sender(unsigned long ino)
+{
+    FILE *f = fopen("/proc/net/unix", "r");
+    char line[512];
+    bool found = false;
+    if (!f)
+        return false;
+    while (!found && fgets(line, sizeof line, f)) {
+        unsigned long refs, proto, flags, type, st, inode;
+        int used = 0;
+        if (sscanf(line, "%*s %lx %lx %lx %lx %lx %lu%n", &refs, &proto, &flags, &type, &st,
+                   &inode, &used) != 6)
+            continue;
+        const char *rest = line + used;
+        while (*rest == ' ')
+            rest++;
+        found = inode == ino && type == 2 && (*rest == '\n' || *rest == '\0');
+    }
+    fclose(f);
+    return found;
+}
+
+static int count_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char link[600], target[300];
+        snprintf(link, sizeof link, "%s/%s", path, de->d_name);
+        ssize_t l = readlink(link, target, sizeof target - 1);
+        unsigned long ino;
+        if (l > 0) {
+            target[l] = '\0';
+            if (sscanf(target, "socket:[%lu]", &ino) == 1 && is_sim_sender(ino))
+                continue;
+        }
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* The pid of the instance's process whose argv[0] ends in @prog (and, for a guest, whose
+ * VRPCSIM_DOMID is @domid; -1: any). */
+static pid_t find_daemon(const char *prog, int domid)
+{
+    char want_inst[600], want_dom[64];
+    snprintf(want_inst, sizeof want_inst, "VRPCSIM_INSTANCE=%s", vt_instance_dir(g_ns));
+    snprintf(want_dom, sizeof want_dom, "VRPCSIM_DOMID=%d", domid);
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    pid_t found = 0;
+    while (d && (de = readdir(d)) && !found) {
+        char *end, path[300];
+        static char buf[65536];
+        long pid = strtol(de->d_name, &end, 10);
+        if (*end || pid <= 1)
+            continue;
+        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+        int fd = open(path, O_RDONLY);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        size_t l = strlen(buf), pl = strlen(prog);
+        if (l < pl || strcmp(buf + l - pl, prog) != 0)
+            continue;
+        snprintf(path, sizeof path, "/proc/%ld/environ", pid);
+        fd = open(path, O_RDONLY);
+        if (fd < 0)
+            continue;
+        n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        bool inst = false, dom = domid < 0;
+        for (ssize_t off = 0; off < n; off += (ssize_t)strlen(buf + off) + 1) {
+            inst = inst || strcmp(buf + off, want_inst) == 0;
+            dom = dom || strcmp(buf + off, want_dom) == 0;
+        }
+        if (inst && dom)
+            found = (pid_t)pid;
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* Take the baseline fd counts (the agent's only when @agent) and process count once they
+ * are steady: connections of earlier calls close asynchronously. */
+static void settle_baseline(bool agent)
+{
+    int stable = 0;
+    for (long long end = now_ms() + 10000; stable < 5 && now_ms() < end; usleep(50000)) {
+        int a = agent ? count_fds(g_agent_pid) : g_agent_fds, d = count_fds(g_disp_pid);
+        int p = vt_instance_procs(g_ns);
+        stable = a == g_agent_fds && d == g_disp_fds && p == g_base_procs ? stable + 1 : 0;
+        g_agent_fds = a;
+        g_disp_fds = d;
+        g_base_procs = p;
+    }
+}
+
+static void setup(const char *tag, const char *const *guests)
+{
+    snprintf(g_ns, sizeof g_ns, "%s", vt_ns(tag));
+    snprintf(g_etc, sizeof g_etc, "/tmp/vrpc-e2e-%s-XXXXXX", g_ns);
+    ck_assert_ptr_nonnull(mkdtemp(g_etc));
+    const char *cp[] = {"cp", "-rL", VRPC_EXAMPLE_ETC_DIR "/.", g_etc, NULL};
+    VtResult r = vt_run(cp, 60);
+    ck_assert_msg(r.status == 0, "cp: %s", r.err);
+    vt_result_free(&r);
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/services", g_etc);
+    for (size_t i = 0; i < sizeof test_services / sizeof test_services[0]; i++)
+        write_file(dir, test_services[i].name, test_services[i].text,
+                   strstr(test_services[i].name, ".yaml") ? 0644 : 0755);
+    snprintf(dir, sizeof dir, "%s/policy.d", g_etc);
+    write_file(dir, "40-test.yaml", test_policy, 0644);
+
+    vt_sim_up_vrpc(g_ns, g_etc, guests);
+    /* One call first: the daemons finish setting up their links (lazily opened fds)
+     * before the baseline is taken. */
+    Out o = run_call("work", NULL, ARGS("dom0", "vrpc.Ping"));
+    ck_assert_msg(o.status == 0, "warm-up call: %d %s", o.status, o.err);
+    out_free(&o);
+    g_base_procs = vt_instance_procs(g_ns);
+    g_agent_pid = find_daemon("vrpc-agent", 1);
+    g_disp_pid = find_daemon("vrpc-dispatcher", -1);
+    ck_assert_msg(g_agent_pid > 0 && g_disp_pid > 0, "daemons not found");
+    settle_baseline(true);
+    if (getenv("E2E_DEBUG")) {
+        char cmd[200];
+        snprintf(cmd, sizeof cmd, "ls -l /proc/%d/fd /proc/%d/fd >&2", (int)g_agent_pid,
+                 (int)g_disp_pid);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot list fds\n");
+    }
+}
+
+/* Nothing left behind: same processes in the instance, same fds in the agent of domain 1
+ * and in the dispatcher (waiting for asynchronous clean-up to finish). Then down. */
+static void teardown_check(void)
+{
+    long long end = now_ms() + 20000;
+    int procs, afds, dfds;
+    for (;;) {
+        procs = vt_instance_procs(g_ns);
+        afds = g_agent_pid ? count_fds(g_agent_pid) : g_agent_fds;
+        dfds = count_fds(g_disp_pid);
+        if ((procs == g_base_procs && afds == g_agent_fds && dfds == g_disp_fds) ||
+            now_ms() > end)
+            break;
+        usleep(50000);
+    }
+    if (afds != g_agent_fds || dfds != g_disp_fds) {
+        char cmd[200];
+        snprintf(cmd, sizeof cmd, "ls -l /proc/%d/fd /proc/%d/fd >&2", (int)g_agent_pid,
+                 (int)g_disp_pid);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot list fds\n");
+    }
+    ck_assert_msg(procs == g_base_procs, "processes: %d, expected %d", procs, g_base_procs);
+    ck_assert_msg(afds == g_agent_fds, "agent fds: %d, expected %d", afds, g_agent_fds);
+    ck_assert_msg(dfds == g_disp_fds, "dispatcher fds: %d, expected %d", dfds, g_disp_fds);
+    vt_sim_down(g_ns);
+    const char *rm[] = {"rm", "-rf", g_etc, NULL};
+    VtResult r = vt_run(rm, 60);
+    vt_result_free(&r);
+}
+
+/* ---- running vrpc-call in a domain --------------------------------------------------------- */
+
+typedef struct Call {
+    pid_t pid;
+    int in, out, err; /* our ends; -1 when not piped */
+} Call;
+
+/* Start `vrpc-sim exec --ns NS DOM -- vrpc-call ARGS...`. @in_fd/@out_fd >= 0: use that fd
+ * as the child's stdin/stdout instead of a pipe. */
+static Call call_start(const char *dom, int in_fd, int out_fd, const char *const *args)
+{
+    const char *argv[32] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, dom, "--", VRPC_CALL_BIN};
+    int n = 7;
+    for (; *args && n < 30; args++)
+        argv[n++] = *args;
+    argv[n] = NULL;
+    int pi[2] = {-1, -1}, po[2] = {-1, -1}, pe[2];
+    if (in_fd < 0)
+        ck_assert_int_eq(pipe2(pi, O_CLOEXEC), 0);
+    if (out_fd < 0)
+        ck_assert_int_eq(pipe2(po, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(pe, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(in_fd >= 0 ? in_fd : pi[0], 0);
+        dup2(out_fd >= 0 ? out_fd : po[1], 1);
+        dup2(pe[1], 2);
+        unsetenv("VRPCSIM_INSTANCE");
+        unsetenv("VRPCSIM_DOMID");
+        unsetenv("XENSTORED_PATH");
+        unsetenv("VRPC_SOCKET");
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    Call c = {.pid = pid, .in = pi[1], .out = po[0], .err = pe[0]};
+    if (pi[0] >= 0)
+        close(pi[0]);
+    if (po[1] >= 0)
+        close(po[1]);
+    close(pe[1]);
+    return c;
+}
+
+static int wait_status(pid_t pid)
+{
+    int st = vt_wait(pid, RUN_TIMEOUT_MS);
+    if (st < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    return st;
+}
+
+
+static void append(char **buf, size_t *len, const void *data, size_t n)
+{
+    char *p = realloc(*buf, *len + n + 1);
+    ck_assert_ptr_nonnull(p);
+    memcpy(p + *len, data, n);
+    *len += n;
+    p[*len] = '\0';
+    *buf = p;
+}
+
+/* Feed @input (then EOF) and collect stdout and stderr until both close. */
+static Out call_finish(Call c, const void *input, size_t in_len)
+{
+    Out o = {.out = calloc(1, 1), .err = calloc(1, 1)};
+    size_t in_off = 0;
+    if (c.in >= 0 && in_len == 0) {
+        close(c.in);
+        c.in = -1;
+    }
+    if (c.in >= 0)
+        fcntl(c.in, F_SETFL, O_NONBLOCK);
+    long long end = now_ms() + RUN_TIMEOUT_MS;
+    while ((c.in >= 0 || c.out >= 0 || c.err >= 0) && now_ms() < end) {
+        struct pollfd p[3] = {{.fd = c.in, .events = POLLOUT},
+                              {.fd = c.out, .events = POLLIN},
+                              {.fd = c.err, .events = POLLIN}};
+        if (poll(p, 3, 200) <= 0)
+            continue;
+        if (c.in >= 0 && p[0].revents) {
+            ssize_t n = write(c.in, (const char *)input + in_off, in_len - in_off);
+            if (n > 0)
+                in_off += (size_t)n;
+            if ((n < 0 && errno != EAGAIN) || in_off == in_len) {
+                close(c.in);
+                c.in = -1;
+            }
+        }
+        for (int i = 1; i < 3; i++) {
+            if (p[i].fd < 0 || !p[i].revents)
+                continue;
+            char buf[65536];
+            ssize_t n = read(p[i].fd, buf, sizeof buf);
+            if (n > 0) {
+                append(i == 1 ? &o.out : &o.err, i == 1 ? &o.out_len : &o.err_len, buf,
+                       (size_t)n);
+            } else {
+                close(p[i].fd);
+                if (i == 1)
+                    c.out = -1;
+                else
+                    c.err = -1;
+            }
+        }
+    }
+    if (c.in >= 0)
+        close(c.in);
+    if (c.out >= 0)
+        close(c.out);
+    if (c.err >= 0)
+        close(c.err);
+    o.status = wait_status(c.pid);
+    return o;
+}
+
+static Out run_call(const char *dom, const char *input, const char *const *args)
+{
+    Call c = call_start(dom, -1, -1, args);
+    return call_finish(c, input, input ? strlen(input) : 0);
+}
+
+static void out_free(Out *o)
+{
+    free(o->out);
+    free(o->err);
+}
+
+/* Run a call and check its status and (unless @out is NULL) its whole stdout. */
+static void expect_call(const char *dom, const char *input, const char *const *args, int status,
+                        const char *out)
+{
+    Out o = run_call(dom, input, args);
+    ck_assert_msg(o.status == status, "%s %s %s: status %d, expected %d (stderr: %s)", dom,
+                  args[0], args[1] ? args[1] : "", o.status, status, o.err);
+    if (out)
+        ck_assert_str_eq(o.out, out);
+    out_free(&o);
+}
+
+/* ---- deterministic data -------------------------------------------------------------------- */
+
+static void prng_fill(uint64_t *state, uint8_t *buf, size_t len)
+{
+    for (size_t i = 0; i < len; i += 8) {
+        uint64_t x = *state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *state = x;
+        size_t n = len - i < 8 ? len - i : 8;
+        memcpy(buf + i, &x, n);
+    }
+}
+
+/* Write a file of @len pseudo-random bytes from @seed. */
+static void make_data_file(const char *path, uint64_t seed, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    static uint8_t buf[1 << 16];
+    uint64_t st = seed;
+    for (size_t done = 0; done < len;) {
+        size_t n = len - done < sizeof buf ? len - done : sizeof buf;
+        prng_fill(&st, buf, n);
+        ck_assert_int_eq(write(fd, buf, n), (ssize_t)n);
+        done += n;
+    }
+    close(fd);
+}
+
+/*
+ * Stream @total pseudo-random bytes through demo.Echo from @dom to @target, generated and
+ * checked on the fly (a child process writes, we read and compare byte for byte and keep
+ * an FNV-1a checksum of both sides). Returns vrpc-call's exit status.
+ */
+static int stream_echo(const char *dom, const char *target, uint64_t total, uint64_t seed)
+{
+    Call c = call_start(dom, -1, -1, ARGS(target, "demo.Echo"));
+    pid_t feeder = fork();
+    ck_assert_int_ge(feeder, 0);
+    if (feeder == 0) {
+        close(c.out);
+        close(c.err);
+        static uint8_t buf[1 << 16];
+        uint64_t st = seed;
+        for (uint64_t done = 0; done < total;) {
+            size_t n = total - done < sizeof buf ? (size_t)(total - done) : sizeof buf;
+            prng_fill(&st, buf, n);
+            for (size_t off = 0; off < n;) {
+                ssize_t w = write(c.in, buf + off, n - off);
+                if (w <= 0)
+                    _exit(1);
+                off += (size_t)w;
+            }
+            done += n;
+        }
+        _exit(0);
+    }
+    close(c.in);
+    static uint8_t got[1 << 16], want[1 << 16];
+    uint64_t st = seed, done = 0, h_in = 1469598103934665603ull, h_out = h_in;
+    size_t want_len = 0, want_off = 0;
+    bool same = true;
+    for (;;) {
+        ssize_t n = read(c.out, got, sizeof got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        for (ssize_t i = 0; i < n; i++) {
+            if (want_off == want_len) {
+                want_len = total - done - (uint64_t)i < sizeof want
+                               ? (size_t)(total - done - (uint64_t)i)
+                               : sizeof want;
+                if (want_len == 0) {
+                    same = false; /* more than was sent */
+                    break;
+                }
+                prng_fill(&st, want, want_len);
+                want_off = 0;
+            }
+            h_in = (h_in ^ want[want_off]) * 1099511628211ull;
+            h_out = (h_out ^ got[i]) * 1099511628211ull;
+            if (got[i] != want[want_off++])
+                same = false;
+        }
+        done += (uint64_t)n;
+        if (!same)
+            break;
+    }
+    close(c.out);
+    char err[4096];
+    ssize_t en = read(c.err, err, sizeof err - 1);
+    err[en > 0 ? en : 0] = '\0';
+    close(c.err);
+    int fst = wait_status(feeder);
+    int st_call = wait_status(c.pid);
+    ck_assert_msg(same, "data differs at byte %llu", (unsigned long long)done);
+    ck_assert_msg(done == total, "got %llu of %llu bytes (stderr: %s)", (unsigned long long)done,
+                  (unsigned long long)total, err);
+    ck_assert_msg(h_in == h_out, "checksums differ");
+    ck_assert_int_eq(fst, 0);
+    fprintf(stderr, "streamed %llu bytes %s -> %s, fnv1a %016llx\n", (unsigned long long)total,
+            dom, target, (unsigned long long)h_out);
+    return st_call;
+}
+
+/* ---- tests --------------------------------------------------------------------------------- */
+
+START_TEST(guest_to_dom0)
+{
+    setup("g2d", ARGS("work", "vault"));
+    Out o = run_call("work", "hello from work\n", ARGS("dom0", "demo.Uppercase"));
+    ck_assert_int_eq(o.status, 0);
+    ck_assert_str_eq(o.out, "HELLO FROM WORK\n");
+    ck_assert_str_eq(o.err, "");
+    out_free(&o);
+    expect_call("work", NULL, ARGS("dom0", "test.Env+arg-1"), 0, "work|test.Env|arg-1|dom0\n");
+    /* @default goes to dom0 through the example policy's redirect */
+    expect_call("work", "x\n", ARGS("@default", "demo.Uppercase"), 0, "X\n");
+    teardown_check();
+}
+END_TEST
+
+START_TEST(dom0_to_guest)
+{
+    setup("d2g", ARGS("work", "vault"));
+    expect_call("dom0", "abc\n", ARGS("work", "demo.Uppercase"), 0, "ABC\n");
+    expect_call("dom0", NULL, ARGS("work", "test.Env"), 0, "dom0|test.Env||work\n");
+    teardown_check();
+}
+END_TEST
+
+START_TEST(guest_to_guest)
+{
+    setup("g2g", ARGS("work", "vault"));
+    expect_call("work", "to vault\n", ARGS("vault", "demo.Uppercase"), 0, "TO VAULT\n");
+    expect_call("work", NULL, ARGS("vault", "test.Env+a+b"), 0, "work|test.Env|a+b|vault\n");
+    expect_call("vault", NULL, ARGS("work", "test.Env"), 0, "vault|test.Env||work\n");
+    teardown_check();
+}
+END_TEST
+
+START_TEST(loopback)
+{
+    setup("loop", ARGS("work"));
+    expect_call("work", "myself\n", ARGS("work", "demo.Uppercase"), 0, "MYSELF\n");
+    expect_call("work", NULL, ARGS("work", "test.Env"), 0, "work|test.Env||work\n");
+    teardown_check();
+}
+END_TEST
+
+START_TEST(not_found_and_refused)
+{
+    setup("nf", ARGS("work", "vault"));
+    const char *targets[] = {"dom0", "vault", "work"};
+    for (int i = 0; i < 3; i++) {
+        Out o = run_call("work", NULL, ARGS(targets[i], "test.Nothing"));
+        ck_assert_msg(o.status == 127, "%s: status %d (%s)", targets[i], o.status, o.err);
+        ck_assert_str_eq(o.out, "");
+        ck_assert_msg(strcmp(o.err, "vrpc-call: vrpc: service not found\n") == 0,
+                      "%s: stderr '%s'", targets[i], o.err);
+        out_free(&o);
+        /* denied by policy although it exists: 126, and the handler never runs */
+        o = run_call("work", NULL, ARGS(targets[i], "test.Denied"));
+        ck_assert_msg(o.status == 126, "%s: status %d", targets[i], o.status);
+        ck_assert_str_eq(o.out, "");
+        ck_assert_ptr_nonnull(strstr(o.err, "vrpc-call: "));
+        ck_assert_ptr_nonnull(strstr(o.err, "refused"));
+        out_free(&o);
+    }
+    /* usage errors: exit 2 */
+    expect_call("work", NULL, ARGS("dom0", "bad/name"), 2, NULL);
+    expect_call("work", NULL, ARGS("dom0"), 2, NULL);
+    teardown_check();
+}
+END_TEST
+
+START_TEST(exit_codes_and_signals)
+{
+    setup("exit", ARGS("work", "vault"));
+    const char *targets[] = {"dom0", "vault"};
+    for (int t = 0; t < 2; t++) {
+        static const char *codes[] = {"0", "1", "42", "255"};
+        for (int i = 0; i < 4; i++) {
+            char svc[64];
+            snprintf(svc, sizeof svc, "test.Exit+%s", codes[i]);
+            Out o = run_call("work", NULL, ARGS(targets[t], svc));
+            ck_assert_msg(o.status == atoi(codes[i]), "%s %s: %d (%s)", targets[t], svc,
+                          o.status, o.err);
+            out_free(&o);
+        }
+        static const int sigs[] = {SIGKILL, SIGTERM, SIGSEGV};
+        for (int i = 0; i < 3; i++) {
+            char svc[64];
+            snprintf(svc, sizeof svc, "test.Signal+%d", sigs[i]);
+            Out o = run_call("work", NULL, ARGS(targets[t], svc));
+            ck_assert_msg(o.status == 128 + sigs[i], "%s %s: %d (%s)", targets[t], svc,
+                          o.status, o.err);
+            out_free(&o);
+        }
+    }
+    teardown_check();
+}
+END_TEST
+
+START_TEST(stdin_eof_semantics)
+{
+    setup("eof", ARGS("work", "vault"));
+    const char *targets[] = {"dom0", "vault"};
+    for (int t = 0; t < 2; t++) {
+        /* caller -> handler: our EOF reaches the handler, which answers after it */
+        expect_call("work", "0123456789", ARGS(targets[t], "test.Count"), 0, "count=10\n");
+        /* empty stdin: EOF at once */
+        expect_call("work", NULL, ARGS(targets[t], "test.Count"), 0, "count=0\n");
+        /* handler -> caller: the handler closes its stdout early; the caller sees EOF on
+         * stdout, the call goes on (stdin still flows), stderr and the status follow */
+        Call c = call_start("work", -1, -1, ARGS(targets[t], "test.CloseOut"));
+        char buf[64];
+        size_t got = 0;
+        for (;;) {
+            ssize_t n = read(c.out, buf + got, sizeof buf - 1 - got);
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+        }
+        buf[got] = '\0';
+        ck_assert_str_eq(buf, "early\n"); /* stdout reached EOF before stdin was sent */
+        Out o = call_finish(c, "abcdefgh", 8);
+        ck_assert_int_eq(o.status, 3);
+        ck_assert_str_eq(o.err, "stdin=8\n");
+        out_free(&o);
+    }
+    teardown_check();
+}
+END_TEST
+
+START_TEST(stderr_separate)
+{
+    setup("stderr", ARGS("work", "vault"));
+    const char *targets[] = {"dom0", "vault", "work"};
+    for (int t = 0; t < 3; t++) {
+        Out o = run_call("work", NULL, ARGS(targets[t], "test.Stderr"));
+        ck_assert_int_eq(o.status, 7);
+        ck_assert_str_eq(o.out, "out-line\n");
+        ck_assert_str_eq(o.err, "err-line\n");
+        out_free(&o);
+    }
+    /* dom0 -> guest as well */
+    Out o = run_call("dom0", NULL, ARGS("work", "test.Stderr"));
+    ck_assert_int_eq(o.status, 7);
+    ck_assert_str_eq(o.out, "out-line\n");
+    ck_assert_str_eq(o.err, "err-line\n");
+    out_free(&o);
+    teardown_check();
+}
+END_TEST
+
+START_TEST(gib_checksummed)
+{
+    setup("gib", ARGS("work", "vault"));
+    ck_assert_int_eq(stream_echo("work", "dom0", 1ull << 30, 0x9e3779b97f4a7c15ull), 0);
+    ck_assert_int_eq(stream_echo("work", "vault", 1ull << 30, 0x243f6a8885a308d3ull), 0);
+    teardown_check();
+}
+END_TEST
+
+/* Binary-safe: every byte value, NULs and newlines included, both directions of a relay. */
+START_TEST(binary_small)
+{
+    setup("bin", ARGS("work", "vault"));
+    ck_assert_int_eq(stream_echo("work", "dom0", 4 << 20, 7), 0);
+    ck_assert_int_eq(stream_echo("dom0", "vault", 4 << 20, 8), 0);
+    ck_assert_int_eq(stream_echo("work", "work", 4 << 20, 9), 0);
+    teardown_check();
+}
+END_TEST
+
+static int ctl_in_flight(void)
+{
+    char control[600];
+    snprintf(control, sizeof control, "%s/dom0/control.sock", vt_instance_dir(g_ns));
+    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "dom0", "--", VRPC_CTL_BIN,
+                          "--control", control, "status", NULL};
+    VtResult r = vt_run(argv, 30);
+    int n = -1;
+    const char *t = strstr(r.out, "total guests");
+    if (t) {
+        const char *k = strstr(t, "calls-in-flight ");
+        if (k)
+            n = atoi(k + strlen("calls-in-flight "));
+    }
+    vt_result_free(&r);
+    return n;
+}
+
+START_TEST(concurrent_200)
+{
+    enum { N = 200 };
+    setup("conc", ARGS("work", "vault"));
+    static Call calls[N];
+    for (int i = 0; i < N; i++) {
+        calls[i] = call_start("work", -1, -1, ARGS(i % 2 ? "vault" : "dom0", "demo.Echo"));
+        char line[64];
+        int n = snprintf(line, sizeof line, "call %d\n", i);
+        ck_assert_int_eq(write(calls[i].in, line, (size_t)n), n);
+    }
+    /* Every call is open at once: stdin is still open on all of them. */
+    int inflight = -1;
+    for (long long end = now_ms() + 120000; now_ms() < end; usleep(100000)) {
+        inflight = ctl_in_flight();
+        if (inflight >= N)
+            break;
+    }
+    ck_assert_msg(inflight >= N, "calls in flight: %d", inflight);
+    for (int i = 0; i < N; i++) {
+        char line[64];
+        snprintf(line, sizeof line, "call %d\n", i);
+        Out o = call_finish(calls[i], NULL, 0);
+        ck_assert_msg(o.status == 0, "call %d: %d %s", i, o.status, o.err);
+        ck_assert_str_eq(o.out, line);
+        out_free(&o);
+    }
+    teardown_check();
+}
+END_TEST
+
+START_TEST(slow_reader)
+{
+    setup("slow", ARGS("work", "vault"));
+    char slow_in[300], fast_in[300];
+    snprintf(slow_in, sizeof slow_in, "%s.slow", g_etc);
+    snprintf(fast_in, sizeof fast_in, "%s.fast", g_etc);
+    const size_t slow_len = 32u << 20, fast_len = 256u << 20;
+    make_data_file(slow_in, 11, slow_len);
+    /* The slow call: nobody reads its stdout until the fast call is done. */
+    int sfd = open(slow_in, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(sfd, 0);
+    Call slow = call_start("work", sfd, -1, ARGS("dom0", "demo.Echo"));
+    close(sfd);
+    /* Let the slow call fill every buffer on its way. */
+    for (long long end = now_ms() + 60000; now_ms() < end; usleep(50000)) {
+        struct pollfd p = {.fd = slow.out, .events = POLLIN};
+        if (poll(&p, 1, 0) == 1)
+            break;
+    }
+    /* Meanwhile a call from the same guest (same vchan) streams at full speed. */
+    ck_assert_int_eq(stream_echo("work", "dom0", fast_len, 12), 0);
+    (void)fast_in;
+    ck_assert_msg(waitpid(slow.pid, NULL, WNOHANG) == 0, "the slow call ended early");
+    /* Now read the slow call: everything arrives, intact. */
+    int fd = open(slow_in, O_RDONLY | O_CLOEXEC);
+    static uint8_t a[1 << 16], b[1 << 16];
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = read(slow.out, a, sizeof a);
+        if (n <= 0)
+            break;
+        ck_assert_int_eq(read(fd, b, (size_t)n), n);
+        ck_assert_msg(memcmp(a, b, (size_t)n) == 0, "slow call data differs near %zu", got);
+        got += (size_t)n;
+    }
+    close(fd);
+    close(slow.out);
+    close(slow.err);
+    ck_assert_int_eq(got, slow_len);
+    ck_assert_int_eq(wait_status(slow.pid), 0);
+    unlink(slow_in);
+    teardown_check();
+}
+END_TEST
+
+START_TEST(handler_killed)
+{
+    setup("kill", ARGS("work", "vault"));
+    const char *targets[] = {"dom0", "vault"};
+    for (int t = 0; t < 2; t++) {
+        Call c = call_start("work", -1, -1, ARGS(targets[t], "test.Sleep"));
+        char buf[32];
+        size_t got = 0;
+        while (got < sizeof buf - 1) {
+            ssize_t n = read(c.out, buf + got, 1);
+            if (n <= 0 || buf[got] == '\n')
+                break;
+            got++;
+        }
+        buf[got] = '\0';
+        pid_t hp = (pid_t)atoi(buf);
+        ck_assert_msg(hp > 1, "no handler pid: '%s'", buf);
+        ck_assert_int_eq(kill(hp, SIGKILL), 0);
+        Out o = call_finish(c, NULL, 0);
+        ck_assert_msg(o.status == 128 + SIGKILL, "%s: status %d (%s)", targets[t], o.status,
+                      o.err);
+        out_free(&o);
+    }
+    /* the caller going away kills the handler too */
+    Call c = call_start("work", -1, -1, ARGS("vault", "test.Sleep"));
+    char buf[32] = "";
+    ssize_t n = read(c.out, buf, sizeof buf - 1);
+    ck_assert_int_gt(n, 0);
+    pid_t hp = (pid_t)atoi(buf);
+    kill(c.pid, SIGKILL);
+    wait_status(c.pid);
+    close(c.in);
+    close(c.out);
+    close(c.err);
+    bool gone = false;
+    for (long long end = now_ms() + 20000; now_ms() < end && !gone; usleep(50000))
+        gone = kill(hp, 0) < 0 && errno == ESRCH;
+    ck_assert_msg(gone, "handler %d still running after its caller died", (int)hp);
+    teardown_check();
+}
+END_TEST
+
+START_TEST(agent_clean_exit)
+{
+    setup("aexit", ARGS("work"));
+    expect_call("work", "x", ARGS("dom0", "demo.Echo"), 0, NULL);
+    teardown_check(); /* also checks fds before the agent goes */
+    /* (vrpc-sim down sends SIGTERM; vt_sim_down checks nothing is left) */
+}
+END_TEST
+
+START_TEST(service_config)
+{
+    setup("svccfg", ARGS("work", "vault"));
+    const char *targets[] = {"dom0", "vault"};
+    for (int t = 0; t < 2; t++) {
+        /* timeout: the handler group is killed, the call fails with 125 and a reason */
+        Out o = run_call("work", NULL, ARGS(targets[t], "test.Slow"));
+        ck_assert_msg(o.status == 125, "%s: %d %s", targets[t], o.status, o.err);
+        ck_assert_msg(strstr(o.err, "vrpc-call: vrpc: test.Slow timed out after 0.3 s"),
+                      "%s: '%s'", targets[t], o.err);
+        out_free(&o);
+        /* exit-on-client-eof: our EOF ends the call although the handler never exits */
+        o = run_call("work", "bye", ARGS(targets[t], "test.Forever"));
+        ck_assert_msg(o.status == 0, "%s: %d %s", targets[t], o.status, o.err);
+        out_free(&o);
+        /* a bad configuration refuses the call with the file's name, never hangs */
+        o = run_call("work", NULL, ARGS(targets[t], "test.Bad"));
+        ck_assert_msg(o.status == 125, "%s: %d %s", targets[t], o.status, o.err);
+        ck_assert_msg(strstr(o.err, "test.Bad.yaml:1:"), "%s: '%s'", targets[t], o.err);
+        ck_assert_str_eq(o.out, "");
+        out_free(&o);
+    }
+    teardown_check();
+}
+END_TEST
+
+START_TEST(call_cli)
+{
+    setup("cli", ARGS("work", "vault"));
+    Out o = run_call("work", NULL, ARGS("--help"));
+    ck_assert_int_eq(o.status, 0);
+    ck_assert_ptr_nonnull(strstr(o.out, "Usage: vrpc-call"));
+    out_free(&o);
+    expect_call("work", NULL, ARGS("--version"), 0, NULL);
+    expect_call("work", NULL, ARGS("--bogus", "dom0", "demo.Echo"), 2, NULL);
+    expect_call("work", NULL, ARGS("--timeout", "-1", "dom0", "demo.Echo"), 2, NULL);
+    /* no daemon there: 125 at once, with a reason */
+    o = run_call("work", NULL, ARGS("--socket", "/nonexistent/vrpc.sock", "dom0", "demo.Echo"));
+    ck_assert_int_eq(o.status, 125);
+    ck_assert_ptr_nonnull(strstr(o.err, "vrpc-call: cannot connect to /nonexistent/vrpc.sock"));
+    out_free(&o);
+    /* --timeout: 125 "timed out", the handler is killed (checked by teardown) */
+    o = run_call("work", NULL, ARGS("--timeout", "0.3", "vault", "test.Sleep"));
+    ck_assert_int_eq(o.status, 125);
+    ck_assert_ptr_nonnull(strstr(o.err, "vrpc-call: timed out"));
+    out_free(&o);
+    /* our stdout is a closed pipe: the call is reset, exit 128+SIGPIPE */
+    int p[2];
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    close(p[0]);
+    int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    Call c = call_start("work", zero, p[1], ARGS("dom0", "demo.Echo"));
+    close(zero);
+    close(p[1]);
+    o = call_finish(c, NULL, 0);
+    ck_assert_int_eq(o.status, 128 + SIGPIPE);
+    out_free(&o);
+    /* --local: the remote output goes to the local command, its output to the remote */
+    char path[300], cmd[320];
+    snprintf(path, sizeof path, "%s.local", g_etc);
+    snprintf(cmd, sizeof cmd, "tee %s", path);
+    expect_call("work", NULL, ARGS("--local", cmd, "vault", "vrpc.Ping+local"), 0, NULL);
+    char *text = vt_read_file(path);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_str_eq(text, "pong local\n");
+    free(text);
+    unlink(path);
+    teardown_check();
+}
+END_TEST
+
+/* A socket service: a server on SERVICES/test.Sock (outside the sim) that answers each of
+ * @n connections with "desc=<descriptor line>|<data read until EOF>" and closes. */
+static pid_t start_socket_service(int n)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/services/test.Sock", g_etc);
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(lfd, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    ck_assert_int_lt(strlen(path), sizeof sa.sun_path);
+    strcpy(sa.sun_path, path);
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(lfd, 16), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        for (int i = 0; i < n; i++) {
+            int c = accept(lfd, NULL, NULL);
+            if (c < 0)
+                _exit(1);
+            char buf[4096];
+            size_t len = 0;
+            ssize_t r;
+            while (len < sizeof buf && (r = read(c, buf + len, sizeof buf - len)) > 0)
+                len += (size_t)r;
+            char *nl = memchr(buf, '\n', len);
+            if (!nl)
+                _exit(2);
+            dprintf(c, "desc=%.*s|%.*s", (int)(nl - buf), buf, (int)(len - (size_t)(nl + 1 - buf)),
+                    nl + 1);
+            close(c);
+        }
+        _exit(0);
+    }
+    close(lfd);
+    return pid;
+}
+
+START_TEST(socket_service)
+{
+    setup("sock", ARGS("work", "vault"));
+    pid_t srv = start_socket_service(3);
+    /* dom0's socket service through the dispatcher, a guest's through its agent */
+    expect_call("work", "data-1", ARGS("dom0", "test.Sock"), 0, "desc=test.Sock+ work|data-1");
+    expect_call("work", "data-2", ARGS("vault", "test.Sock+arg"), 0,
+                "desc=test.Sock+arg work|data-2");
+    expect_call("dom0", "", ARGS("work", "test.Sock"), 0, "desc=test.Sock+ dom0|");
+    ck_assert_int_eq(wait_status(srv), 0);
+    teardown_check();
+}
+END_TEST
+
+/* Start a call of test.Sleep from @dom to @target; returns the handler's pid. */
+static pid_t start_sleeper(const char *dom, const char *target, Call *cp)
+{
+    *cp = call_start(dom, -1, -1, ARGS(target, "test.Sleep"));
+    char buf[32];
+    size_t got = 0;
+    while (got < sizeof buf - 1) {
+        ssize_t n = read(cp->out, buf + got, 1);
+        if (n <= 0 || buf[got] == '\n')
+            break;
+        got++;
+    }
+    buf[got] = '\0';
+    pid_t hp = (pid_t)atoi(buf);
+    ck_assert_msg(hp > 1, "no handler pid: '%s'", buf);
+    return hp;
+}
+
+/* The agent of work dies mid-call: the caller in vault gets 125, the others keep working. */
+START_TEST(agent_killed)
+{
+    setup("akill", ARGS("work", "vault"));
+    Call c;
+    pid_t hp = start_sleeper("vault", "work", &c);
+    ck_assert_int_eq(kill(g_agent_pid, SIGKILL), 0);
+    Out o = call_finish(c, NULL, 0);
+    ck_assert_msg(o.status == 125, "status %d (%s)", o.status, o.err);
+    ck_assert_ptr_nonnull(strstr(o.err, "vrpc-call: "));
+    out_free(&o);
+    /* a handler outlives a SIGKILLed agent (its own session): clean it up */
+    kill(hp, SIGKILL);
+    g_agent_pid = 0;
+    settle_baseline(false);
+    expect_call("vault", "still\n", ARGS("dom0", "demo.Uppercase"), 0, "STILL\n");
+    expect_call("dom0", "y", ARGS("vault", "demo.Echo"), 0, "y");
+    expect_call("vault", "y", ARGS("vault", "demo.Echo"), 0, "y");
+    o = run_call("vault", NULL, ARGS("work", "demo.Echo"));
+    ck_assert_msg(o.status == 126 || o.status == 125, "call to a dead agent: %d", o.status);
+    out_free(&o);
+    teardown_check();
+}
+END_TEST
+
+/* A guest destroyed mid-call: its caller's peer gets 125, the others keep working. */
+START_TEST(guest_destroyed)
+{
+    setup("gdest", ARGS("work", "vault"));
+    Call c;
+    (void)start_sleeper("vault", "work", &c);
+    const char *argv[] = {VRPC_SIM_BIN, "destroy", "--ns", g_ns, "work", NULL};
+    VtResult r = vt_run(argv, 60);
+    ck_assert_msg(r.status == 0, "destroy: %s", r.err);
+    vt_result_free(&r);
+    Out o = call_finish(c, NULL, 0);
+    ck_assert_msg(o.status == 125, "status %d (%s)", o.status, o.err);
+    out_free(&o);
+    g_agent_pid = 0;
+    settle_baseline(false);
+    expect_call("vault", "z\n", ARGS("dom0", "demo.Uppercase"), 0, "Z\n");
+    expect_call("dom0", "z", ARGS("vault", "demo.Echo"), 0, "z");
+    teardown_check();
+}
+END_TEST
+
+static void ctl_wait_guests(int n)
+{
+    char control[600], count[16];
+    snprintf(control, sizeof control, "%s/dom0/control.sock", vt_instance_dir(g_ns));
+    snprintf(count, sizeof count, "%d", n);
+    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "dom0", "--", VRPC_CTL_BIN,
+                          "--control", control, "wait-guests", count, "--timeout", "60", NULL};
+    VtResult r = vt_run(argv, 90);
+    ck_assert_msg(r.status == 0, "wait-guests: %d %s", r.status, r.err);
+    vt_result_free(&r);
+}
+
+START_TEST(dispatcher_restart)
+{
+    setup("drst", ARGS("work", "vault"));
+    ck_assert_int_eq(kill(g_disp_pid, SIGTERM), 0);
+    for (long long end = now_ms() + 20000; now_ms() < end && kill(g_disp_pid, 0) == 0;)
+        usleep(20000);
+    /* while dom0 is away, local calls fail at once with 125 and a reason */
+    Out o = run_call("work", "x", ARGS("dom0", "demo.Echo"));
+    ck_assert_msg(o.status == 125, "status %d", o.status);
+    ck_assert_ptr_nonnull(strstr(o.err, "vrpc-call: vrpc: "));
+    out_free(&o);
+    /* a new dispatcher finds the agents' new offers */
+    char sock[600], control[600], log[600];
+    snprintf(sock, sizeof sock, "%s/dom0/vrpc.sock", vt_instance_dir(g_ns));
+    snprintf(control, sizeof control, "%s/dom0/control.sock", vt_instance_dir(g_ns));
+    snprintf(log, sizeof log, "%s/dispatcher2.log", vt_instance_dir(g_ns));
+    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "dom0", "--", VRPC_DISPATCHER_BIN,
+                          "--etc", g_etc, "--socket", sock, "--control", control, NULL};
+    pid_t d2 = vt_spawn(argv, log);
+    ck_assert_int_gt(d2, 0);
+    ctl_wait_guests(2);
+    /* the new dispatcher's own baseline; the agent keeps its first one (old vchan freed) */
+    g_disp_pid = d2;
+    settle_baseline(false);
+    o = run_call("work", "again\n", ARGS("dom0", "demo.Uppercase"));
+    ck_assert_msg(o.status == 0, "%d %s", o.status, o.err);
+    ck_assert_str_eq(o.out, "AGAIN\n");
+    out_free(&o);
+    expect_call("work", "x", ARGS("vault", "demo.Echo"), 0, "x");
+    expect_call("dom0", "y", ARGS("vault", "demo.Echo"), 0, "y");
+    teardown_check();
+    waitpid(d2, NULL, 0);
+}
+END_TEST
+
+static Suite *e2e_suite(void)
+{
+    Suite *s = suite_create("e2e");
+    const struct {
+        const char *name;
+        const TTest *test;
+        int timeout;
+    } cases[] = {
+        {"guest_to_dom0", guest_to_dom0, 120},
+        {"dom0_to_guest", dom0_to_guest, 120},
+        {"guest_to_guest", guest_to_guest, 120},
+        {"loopback", loopback, 120},
+        {"not_found_and_refused", not_found_and_refused, 120},
+        {"exit_codes_and_signals", exit_codes_and_signals, 180},
+        {"stdin_eof", stdin_eof_semantics, 120},
+        {"stderr", stderr_separate, 120},
+        {"binary", binary_small, 240},
+        {"gib_checksummed", gib_checksummed, 900},
+        {"concurrent_200", concurrent_200, 600},
+        {"slow_reader", slow_reader, 600},
+        {"handler_killed", handler_killed, 120},
+        {"agent_clean_exit", agent_clean_exit, 120},
+        {"service_config", service_config, 120},
+        {"call_cli", call_cli, 120},
+        {"dispatcher_restart", dispatcher_restart, 180},
+        {"socket_service", socket_service, 120},
+        {"agent_killed", agent_killed, 120},
+        {"guest_destroyed", guest_destroyed, 120},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_add_test(tc, cases[i].test);
+        tcase_set_timeout(tc, cases[i].timeout);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void)
+{
+    vt_init();
+    signal(SIGPIPE, SIG_IGN);
+    SRunner *sr = srunner_create(e2e_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    vt_cleanup_instances();
+    /* configuration folders of this run that a failed test left behind */
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf /tmp/vrpc-e2e-%s*", vt_ns(""));
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove /tmp/vrpc-e2e-%s*\n", vt_ns(""));
+    return failed ? 1 : 0;
+}
