@@ -142,6 +142,8 @@ static pid_t spawn_in_domain(const char *ns, const char *domain, const char *log
     }
     if (detach)
         setsid();
+    /* the daemons get stdio only, not whatever our caller (a test runner) left open */
+    close_range(3, ~0u, 0);
     execv(self, (char *const *)args);
     _exit(127);
 }
