@@ -115,6 +115,9 @@ static void conn_cleanup(Conn *c)
     }
 }
 
+static bool accept_conn(void);
+static void drain_conn(Conn *c);
+
 /*
  * A dying process closes its handles one by one. Its event channels must
  * outlive its grant handles so that unmap-notify events still go out:
@@ -124,6 +127,15 @@ static void conn_cleanup(Conn *c)
 static void reap(uint32_t pid)
 {
     bool notifies_live = false;
+
+    /* The dying process's other handles may not have been read yet, or not even accepted
+     * (a loaded host): take in everything pending first, so that every notify
+     * registration it made is known before its event channels go. */
+    while (accept_conn())
+        ;
+    for (size_t i = 0; i < hv.nconns; i++)
+        if (!hv.conns[i]->dead)
+            drain_conn(hv.conns[i]);
 
     for (size_t i = 0; i < hv.nconns; i++) {
         Conn *c = hv.conns[i];
@@ -321,13 +333,14 @@ static void handle_msg(Conn *c, const SimMsg *m, size_t n)
     }
 }
 
-static void accept_conn(void)
+/* Accept one pending handle connection; false when none is pending. */
+static bool accept_conn(void)
 {
     Conn *c, **arr;
     int fd = accept4(hv.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
     if (fd < 0)
-        return;
+        return false;
     c = calloc(1, sizeof(*c));
     arr = realloc(hv.conns, (hv.nconns + 1) * sizeof(*arr));
     if (!c || !arr) {
@@ -335,11 +348,29 @@ static void accept_conn(void)
         if (arr)
             hv.conns = arr;
         close(fd);
-        return;
+        return true;
     }
     hv.conns = arr;
     c->fd = fd;
     hv.conns[hv.nconns++] = c;
+    return true;
+}
+
+/* Handle every message waiting on @c; mark it dead at EOF. */
+static void drain_conn(Conn *c)
+{
+    for (;;) {
+        SimMsg m;
+        ssize_t got = recv(c->fd, &m, sizeof(m), MSG_DONTWAIT);
+        if (got > 0) {
+            handle_msg(c, &m, (size_t)got);
+            continue;
+        }
+        if (got < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        c->dead = true;
+        break;
+    }
 }
 
 static void reap_children(void)
@@ -393,21 +424,11 @@ static void pump(int timeout_ms)
         Conn *c = snap[i];
         if (!pfd[i].revents)
             continue;
-        for (;;) {
-            SimMsg m;
-            ssize_t got = recv(c->fd, &m, sizeof(m), MSG_DONTWAIT);
-            if (got > 0) {
-                handle_msg(c, &m, (size_t)got);
-                continue;
-            }
-            if (got < 0 && (errno == EAGAIN || errno == EINTR))
-                break;
-            c->dead = true;
-            break;
-        }
+        drain_conn(c);
     }
     if (pfd[0].revents & POLLIN)
-        accept_conn();
+        while (accept_conn())
+            ;
 out:
     /* nested rounds (inside a command) only mark: the outer round owns snap */
     if (--depth == 0)
