@@ -252,6 +252,10 @@ static void cb_on_exit(RpcStream *s, int32_t code, bool refused, const char *rea
 {
     Call *c = userdata;
     c->stream = NULL;
+    /* The daemons' reasons start with "vrpc: " (they are written for any client); we
+     * print our own prefix instead of stacking both. */
+    if (reason && strncmp(reason, "vrpc: ", 6) == 0)
+        reason += 6;
     if (reason && reason[0])
         fprintf(stderr, "vrpc-call: %s\n", reason);
     else if (refused)

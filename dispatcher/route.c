@@ -329,6 +329,22 @@ void route_call(Peer *src, RpcStream *s, const RpcCall *untrusted_call)
 
 /* ---- relay events ----------------------------------------------------------------------- */
 
+/* Give the caller the relayed outcome: EXIT once accepted, else REFUSE. answered is set
+ * first: when the caller's stdin EOF has already arrived the answer completes the stream,
+ * and inside a dispatch librpc frees it (on_stream_free) before the call returns; that is
+ * the normal end of the call, not the caller going away. The caller of this function
+ * records the outcome (call_finish) right after. */
+static void answer_in(Call *c, int code, const char *reason)
+{
+    if (!c->in || c->answered)
+        return;
+    c->answered = true;
+    if (c->in_accepted)
+        rpc_stream_exit(c->in, code, reason);
+    else
+        rpc_stream_refuse(c->in, code, reason);
+}
+
 static Leg *leg_of(RpcStream *s)
 {
     Leg *l = rpc_stream_get_userdata(s);
@@ -397,13 +413,7 @@ void route_on_exit(RpcStream *s, int32_t code, bool refused, const char *reason)
     if (!l || l->tag.kind != LEG_OUT)
         return;
     c = l->call;
-    if (c->in && !c->answered) {
-        if (c->in_accepted)
-            rpc_stream_exit(c->in, code, reason);
-        else
-            rpc_stream_refuse(c->in, code, reason);
-        c->answered = true;
-    }
+    answer_in(c, code, reason);
     if (refused && code == VRPC_SERVICES_EXIT_REFUSED)
         c->d->refused_total++;
     call_finish(c, code);
@@ -429,13 +439,7 @@ void route_on_reset(RpcStream *s, uint32_t code, bool local, const char *reason)
     /* The target side failed: the caller gets a framework error with the reason. */
     snprintf(msg, sizeof(msg), "vrpc: call to %s aborted (%s)", c->resolved,
              code == RPC_RESET_CONN_CLOSED ? "connection lost" : rpc_reset_code_name(code));
-    if (c->in && !c->answered) {
-        if (c->in_accepted)
-            rpc_stream_exit(c->in, VRPC_SERVICES_EXIT_FRAMEWORK, msg);
-        else
-            rpc_stream_refuse(c->in, VRPC_SERVICES_EXIT_FRAMEWORK, msg);
-        c->answered = true;
-    }
+    answer_in(c, VRPC_SERVICES_EXIT_FRAMEWORK, msg);
     call_finish(c, VRPC_SERVICES_EXIT_FRAMEWORK);
 }
 
@@ -464,7 +468,7 @@ void route_on_stream_free(RpcStream *s)
     rpc_stream_set_userdata(s, NULL);
     if (l->tag.kind == LEG_IN) {
         c->in = NULL;
-        if (!c->finished) {
+        if (!c->finished && !c->answered) {
             /* Freed without an answer or reset seen: the call is over for the caller. */
             if (c->out)
                 rpc_stream_reset(c->out, RPC_RESET_CANCEL, "vrpc: the caller went away");
@@ -473,13 +477,7 @@ void route_on_stream_free(RpcStream *s)
     } else {
         c->out = NULL;
         if (!c->finished) {
-            if (c->in && !c->answered) {
-                if (c->in_accepted)
-                    rpc_stream_exit(c->in, VRPC_SERVICES_EXIT_FRAMEWORK, "vrpc: call aborted");
-                else
-                    rpc_stream_refuse(c->in, VRPC_SERVICES_EXIT_FRAMEWORK, "vrpc: call aborted");
-                c->answered = true;
-            }
+            answer_in(c, VRPC_SERVICES_EXIT_FRAMEWORK, "vrpc: call aborted");
             call_finish(c, VRPC_SERVICES_EXIT_FRAMEWORK);
         }
     }

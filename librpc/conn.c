@@ -1778,7 +1778,10 @@ void rpc_conn_config_init(RpcConnConfig *cfg)
         .role = RPC_ROLE_INITIATOR,
         .max_streams = 1024,
         .max_frame = RPC_FRAME_MAX_DEFAULT,
-        .stream_window = 256u << 10,
+        /* 1 MiB: a relayed stream (caller -> agent -> dispatcher -> handler) needs about
+         * window / round trip of credit in flight; 256 KiB capped one stream near 1 GB/s on
+         * the sim. The connection window (16 MiB) still bounds what a peer can pin. */
+        .stream_window = 1u << 20,
         .conn_window = 16u << 20,
         .max_tx_queue = (size_t)32 << 20,
         .keepalive_ms = 10000,

@@ -164,7 +164,7 @@ typedef struct RpcPeerInfo {
  * max_frame:      largest frame payload we accept (default RPC_FRAME_MAX_DEFAULT,
  *                 RPC_FRAME_MAX_MIN..RPC_FRAME_MAX_HARD).
  * stream_window:  per-stream, per-direction receive window = the most bytes the peer may have
- *                 unconsumed on one stream (default 256 KiB, 1 KiB..64 MiB). Overrun: RESET of
+ *                 unconsumed on one stream (default 1 MiB, 1 KiB..64 MiB). Overrun: RESET of
  *                 that stream (RPC_RESET_FLOW).
  * conn_window:    connection receive window = the most DATA bytes unconsumed on the whole
  *                 connection (default 16 MiB, >= stream_window, <= 1 GiB). Overrun: the

@@ -50,6 +50,7 @@ struct VrpcHandler {
 
     bool stdin_blocked; /* on_data took less than offered: resume when writable */
     bool reaped;        /* the process is gone (or there never was one) */
+    bool exiting;       /* inside rpc_stream_exit(): a stream free now is completion */
     int exit_code;      /* valid once reaped */
     bool done;          /* EXIT sent or stream aborted; callback called */
     VrpcHandlerResult result;
@@ -163,7 +164,12 @@ static void finish(VrpcHandler *h, int code, const char *reason)
 {
     close_all(h);
     if (h->stream) {
+        /* When the caller's stdin EOF has already arrived, rpc_stream_exit() completes the
+         * stream and, inside a dispatch (e.g. from on_writable), frees it right away: the
+         * on_stream_free that runs before it returns is the normal end, not an abort. */
+        h->exiting = true;
         int r = rpc_stream_exit(h->stream, code, reason);
+        h->exiting = false;
         if (r < 0 && r != -EALREADY) {
             report(h, -1, true);
             return;
@@ -436,7 +442,7 @@ void vrpc_handler_on_stream_free(RpcStream *s)
     rpc_stream_set_userdata(s, NULL);
     h->stream = NULL;
     h->refs++;
-    if (!h->done)
+    if (!h->done && !h->exiting)
         abort_call(h);
     unref(h);
 }

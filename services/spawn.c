@@ -1,16 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Starting handlers. Executables are started with posix_spawn() (glibc's
- * clone(CLONE_VM|CLONE_VFORK) path: cheap even from a large daemon, and exec
- * errors come back as its return value), or with fork() when the handler must
- * run as another user, which posix_spawn() cannot do; the forked child then
- * reports a failed setgroups/setgid/setuid/exec through a CLOEXEC pipe, so
- * both paths give the same clean error. Either way there is no shell, the
- * child leads a new session (its own process group, no controlling terminal),
- * its signal mask is empty and every disposition is the default, it keeps no
- * fd but 0, 1 and 2, and its environment is built here, in the parent, from
- * trusted values only. Socket services are connected without blocking and
- * sent their descriptor. Nothing here waits for the handler.
+ * Starting handlers. Executables are started with fork() + execve() (the
+ * daemons are small, so fork is cheap), not posix_spawn(), because the child
+ * must ask for PR_SET_PDEATHSIG = SIGKILL: a handler dies with the daemon
+ * that started it, even when the daemon is SIGKILLed (docs/services.md). The
+ * child reports a failed setgroups/setgid/setuid/exec through a CLOEXEC pipe,
+ * so exec errors are clean errors of the start. There is no shell, the child
+ * leads a new session (its own process group, no controlling terminal), runs
+ * as another user when the service says so, its signal mask is empty and
+ * every disposition is the default, it keeps no fd but 0, 1 and 2, and its
+ * environment is built here, in the parent, from trusted values only. Socket
+ * services are connected without blocking and sent their descriptor. Nothing
+ * here waits for the handler.
  */
 
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -47,6 +49,54 @@ static inline int take_fd(int *fdp) {
 }
 #define TAKE_FD(fd) take_fd(&(fd))
 #define TARGET_MAX 80
+#ifndef VRPC_SERVICES_PIPE_SIZE
+#define VRPC_SERVICES_PIPE_SIZE (1 << 20)
+#endif
+/* At most this many live handlers get the big stdin/stdout pipes; later ones
+ * keep the kernel's default (64 KiB), so that the extra kernel memory a
+ * caller can pin through handlers that do not read or whose output nobody
+ * reads stays bounded (here 32 * 2 MiB) whatever the number of calls. */
+#define BIG_PIPE_SLOTS 32
+
+/* ---- big-pipe budget ------------------------------------------------------ */
+
+static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;
+static pid_t big_pids[BIG_PIPE_SLOTS]; /* 0: free; -1: reserved, spawn pending */
+
+/* Reserve a slot for a handler about to start: its index, or -1 if none is
+ * free. */
+static int big_reserve(void) {
+    int slot = -1;
+
+    pthread_mutex_lock(&big_lock);
+    for (int i = 0; i < BIG_PIPE_SLOTS && slot < 0; i++)
+        if (big_pids[i] == 0) {
+            big_pids[i] = -1;
+            slot = i;
+        }
+    pthread_mutex_unlock(&big_lock);
+    return slot;
+}
+
+/* Give slot SLOT to PID, or free it when PID is 0 (the start failed). */
+static void big_commit(int slot, pid_t pid) {
+    if (slot < 0)
+        return;
+    pthread_mutex_lock(&big_lock);
+    big_pids[slot] = pid;
+    pthread_mutex_unlock(&big_lock);
+}
+
+/* PID was reaped: its slot, if it had one, is free again. A handler reaped
+ * elsewhere (waitpid at shutdown or after a failed start) keeps its slot;
+ * that only makes later pipes smaller, never bigger than the bound. */
+static void big_release(pid_t pid) {
+    pthread_mutex_lock(&big_lock);
+    for (int i = 0; i < BIG_PIPE_SLOTS; i++)
+        if (big_pids[i] == pid)
+            big_pids[i] = 0;
+    pthread_mutex_unlock(&big_lock);
+}
 
 /* ---- environment ------------------------------------------------------- */
 
@@ -222,12 +272,18 @@ static int set_nonblock(int fd) {
 }
 
 /* A pipe whose child end is blocking and >= 3 and whose parent end is
- * non-blocking; CHILD_READS tells the direction. Both ends O_CLOEXEC. */
-static int make_pipe(bool child_reads, int *childp, int *parentp) {
+ * non-blocking; CHILD_READS tells the direction. Both ends O_CLOEXEC.
+ * BIG asks for a pipe buffer of VRPC_SERVICES_PIPE_SIZE (best effort: the
+ * kernel caps it at fs.pipe-max-size and at the user's pipe quota), so that
+ * a streaming handler and the daemon wake each other per megabyte instead
+ * of per 64 KiB. */
+static int make_pipe(bool child_reads, bool big, int *childp, int *parentp) {
     int p[2], r;
 
     if (pipe2(p, O_CLOEXEC) < 0)
         return -errno;
+    if (big)
+        (void)fcntl(p[0], F_SETPIPE_SZ, VRPC_SERVICES_PIPE_SIZE);
     *childp = child_reads ? p[0] : p[1];
     *parentp = child_reads ? p[1] : p[0];
     r = fd_above_stdio(childp);
@@ -257,53 +313,6 @@ static bool is_resource_error(int e) {
     return e == ENOMEM || e == EAGAIN || e == EMFILE || e == ENFILE;
 }
 
-/*
- * glibc's sigfillset() leaves out its internal signals (32 and 33 on Linux),
- * and its posix_spawn() child sets every internal signal that is not in the
- * SETSIGDEF set to SIG_IGN, which exec keeps: handlers would start with two
- * signals ignored. Linux's sigset_t is a plain bit array (bit SIG - 1), so
- * the internal signals go into the set by hand.
- */
-static void sigset_add_internal(sigset_t *set) {
-    unsigned long *words = (unsigned long *)set;
-    const int bits = (int)(8 * sizeof(unsigned long));
-
-    for (int sig = 32; sig < SIGRTMIN; sig++)
-        words[(sig - 1) / bits] |= 1UL << ((sig - 1) % bits);
-}
-
-static int spawn_plain(const char *path, char *const argv[], char *const envp[],
-                       const int child[3], pid_t *pidp) {
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t none, all;
-    int r;
-
-    sigemptyset(&none);
-    sigfillset(&all);
-    sigset_add_internal(&all);
-    r = posix_spawnattr_init(&attr);
-    if (r != 0)
-        return -r;
-    r = posix_spawn_file_actions_init(&fa);
-    if (r != 0) {
-        posix_spawnattr_destroy(&attr);
-        return -r;
-    }
-    r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-                                            POSIX_SPAWN_SETSIGDEF);
-    r = r ?: posix_spawnattr_setsigmask(&attr, &none);
-    r = r ?: posix_spawnattr_setsigdefault(&attr, &all);
-    for (int i = 0; i < 3 && r == 0; i++)
-        r = posix_spawn_file_actions_adddup2(&fa, child[i], i);
-    r = r ?: posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-    r = r ?: posix_spawn_file_actions_addchdir_np(&fa, "/");
-    r = r ?: posix_spawn(pidp, path, &fa, &attr, argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    return -r;
-}
-
 /* What the forked child reports when it fails before exec. */
 typedef struct ChildFailure {
     int32_t stage;
@@ -330,10 +339,12 @@ static void close_from(int from, int to, int max_fd) {
         close(fd);
 }
 
-/* In the forked child: only async-signal-safe calls from here to exec. */
+/* In the forked child: only async-signal-safe calls from here to exec. @u NULL:
+ * keep the daemon's user. */
 __attribute__((noreturn)) static void child_run(const char *path, char *const argv[],
                                                 char *const envp[], const int child[3],
-                                                int report_fd, int max_fd, const User *u) {
+                                                int report_fd, int max_fd, const User *u,
+                                                pid_t parent) {
     ChildFailure f = {STAGE_SETUP, 0};
     struct sigaction dfl = {.sa_handler = SIG_DFL};
     sigset_t none;
@@ -354,17 +365,23 @@ __attribute__((noreturn)) static void child_run(const char *path, char *const ar
     close_from(3, report_fd - 1, max_fd);
     close_from(report_fd + 1, INT32_MAX, max_fd);
     f.stage = STAGE_GROUPS;
-    if (setgroups((size_t)u->n_groups, u->groups) < 0)
+    if (u && setgroups((size_t)u->n_groups, u->groups) < 0)
         goto fail;
     f.stage = STAGE_GID;
-    if (setgid(u->pw.pw_gid) < 0)
+    if (u && setgid(u->pw.pw_gid) < 0)
         goto fail;
     f.stage = STAGE_UID;
-    if (setuid(u->pw.pw_uid) < 0)
+    if (u && setuid(u->pw.pw_uid) < 0)
         goto fail;
     f.stage = STAGE_SETUP;
     if (chdir("/") < 0)
         goto fail;
+    /* Die with the daemon. After the uid change, which clears the setting; if the
+     * daemon is already gone, the child is not wanted either. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        goto fail;
+    if (getppid() != parent)
+        _exit(127);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     f.stage = STAGE_EXEC;
@@ -375,8 +392,9 @@ fail:
     _exit(127);
 }
 
-static int spawn_as_user(const char *path, char *const argv[], char *const envp[],
-                         const int child[3], const User *u, pid_t *pidp, char *err) {
+/* Fork and exec @path as a handler (as user @u, or NULL: ours). */
+static int spawn_child(const char *path, char *const argv[], char *const envp[],
+                       const int child[3], const User *u, pid_t *pidp, char *err) {
     static const char *const stages[] = {
         [STAGE_SETUP] = "set up", [STAGE_GROUPS] = "setgroups", [STAGE_GID] = "setgid",
         [STAGE_UID] = "setuid",   [STAGE_EXEC] = "exec",
@@ -386,7 +404,7 @@ static int spawn_as_user(const char *path, char *const argv[], char *const envp[
     sigset_t all, saved;
     ChildFailure f;
     ssize_t n;
-    pid_t pid;
+    pid_t pid, parent = getpid();
 
     if (max_fd < 0 || max_fd > 65536)
         max_fd = 65536;
@@ -402,7 +420,7 @@ static int spawn_as_user(const char *path, char *const argv[], char *const envp[
     pthread_sigmask(SIG_SETMASK, &all, &saved);
     pid = fork();
     if (pid == 0)
-        child_run(path, argv, envp, child, report[1], max_fd, u);
+        child_run(path, argv, envp, child, report[1], max_fd, u, parent);
     r = pid < 0 ? -errno : 0;
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     close(report[1]);
@@ -420,8 +438,8 @@ static int spawn_as_user(const char *path, char *const argv[], char *const envp[
             ;
         if (f.stage < STAGE_SETUP || f.stage > STAGE_EXEC)
             f.stage = STAGE_SETUP;
-        services_err(err, "cannot %s %s as user %s: %s", stages[f.stage], path, u->pw.pw_name,
-                     strerror(f.error));
+        services_err(err, "cannot %s %s%s%s: %s", stages[f.stage], path, u ? " as user " : "",
+                     u ? u->pw.pw_name : "", strerror(f.error));
         if (f.stage == STAGE_EXEC)
             return VRPC_SERVICES_E_EXEC;
         if (f.stage == STAGE_SETUP || is_resource_error(f.error))
@@ -440,7 +458,7 @@ static int start_executable(const VrpcService *s, const VrpcServiceCall *call,
     Env env = {0};
     User user = {0};
     pid_t pid = 0;
-    int r;
+    int r, big = -1;
 
     r = user_resolve(&user, s, call, err);
     if (r != 0)
@@ -450,32 +468,30 @@ static int start_executable(const VrpcService *s, const VrpcServiceCall *call,
         services_err(err, "cannot build the environment: %s", strerror(-r));
         goto out;
     }
-    r = make_pipe(true, &child[0], &ours[0]);
-    r = r ?: make_pipe(false, &child[1], &ours[1]);
-    r = r ?: make_pipe(false, &child[2], &ours[2]);
+    big = big_reserve();
+    r = make_pipe(true, big >= 0, &child[0], &ours[0]);
+    r = r ?: make_pipe(false, big >= 0, &child[1], &ours[1]);
+    r = r ?: make_pipe(false, false, &child[2], &ours[2]);
     if (r < 0) {
         services_err(err, "cannot create pipes: %s", strerror(-r));
         goto out;
     }
-    if (user.switch_user) {
-        r = spawn_as_user(s->path, argv, env.vec, child, &user, &pid, err);
-    } else {
-        r = spawn_plain(s->path, argv, env.vec, child, &pid);
-        if (r < 0 && !is_resource_error(-r)) {
-            services_err(err, "cannot execute %s: %s", s->path, strerror(-r));
-            r = VRPC_SERVICES_E_EXEC;
-        } else if (r < 0) {
-            services_err(err, "cannot start %s: %s", s->path, strerror(-r));
-        }
-    }
+    if (err)
+        err[0] = '\0';
+    r = spawn_child(s->path, argv, env.vec, child, user.switch_user ? &user : NULL, &pid, err);
+    if (r < 0 && err && !err[0])
+        services_err(err, "cannot start %s: %s", s->path, strerror(-r));
     if (r != 0)
         goto out;
     proc->pid = pid;
+    big_commit(big, pid);
+    big = -1;
     proc->stdin_fd = ours[0];
     proc->stdout_fd = ours[1];
     proc->stderr_fd = ours[2];
     ours[0] = ours[1] = ours[2] = -1;
 out:
+    big_commit(big, 0);
     for (int i = 0; i < 3; i++) {
         close_fd(&child[i]);
         close_fd(&ours[i]);
@@ -661,6 +677,7 @@ int vrpc_service_reap(pid_t pid, int *exit_codep) {
         return -errno;
     if (r == 0)
         return -EAGAIN;
+    big_release(pid);
     if (exit_codep)
         *exit_codep = vrpc_service_exit_code(status);
     return 0;

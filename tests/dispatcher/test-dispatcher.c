@@ -1138,11 +1138,11 @@ START_TEST(real_agent)
     vt_result_free(&r);
     r = real_call(&e, "work", "", "dom0", "demo.Missing");
     ck_assert_int_eq(r.status, 127);
-    ck_assert_str_eq(r.err, "vrpc-call: vrpc: service not found\n");
+    ck_assert_str_eq(r.err, "vrpc-call: service not found\n");
     vt_result_free(&r);
     r = real_call(&e, "work", "", "vault", "nosuch.Service");
     ck_assert_int_eq(r.status, 126);
-    ck_assert_str_eq(r.err, "vrpc-call: vrpc: nosuch.Service to vault refused\n");
+    ck_assert_str_eq(r.err, "vrpc-call: nosuch.Service to vault refused\n");
     vt_result_free(&r);
 
     /* The agent restarts: the new offer is picked up, work is untouched. */

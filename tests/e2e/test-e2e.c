@@ -45,6 +45,7 @@ static char g_etc[256];
 static int g_base_procs;
 static pid_t g_agent_pid, g_disp_pid;
 static int g_agent_fds, g_disp_fds;
+static char *g_base_grants, *g_base_xs;
 
 static long long now_ms(void)
 {
@@ -196,8 +197,73 @@ static pid_t find_daemon(const char *prog, int domid)
     return found;
 }
 
+/* The sim's grants, as "DOMID:COUNT " for every granting domain (the sim keeps a grant as
+ * the file <instance>/gnt/<owner>/<ref>). A live agent's vchan holds some: compare with the
+ * baseline taken once the agents are connected. */
+static char *grant_counts(void)
+{
+    char path[700], *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ck_assert_ptr_nonnull(f);
+    snprintf(path, sizeof path, "%s/gnt", vt_instance_dir(g_ns));
+    struct dirent **doms = NULL;
+    int nd = scandir(path, &doms, NULL, alphasort);
+    for (int i = 0; i < nd; i++) {
+        if (doms[i]->d_name[0] != '.') {
+            char sub[1000];
+            snprintf(sub, sizeof sub, "%s/%s", path, doms[i]->d_name);
+            DIR *d = opendir(sub);
+            int n = 0;
+            for (struct dirent *de; d && (de = readdir(d));)
+                n += de->d_name[0] != '.';
+            if (d)
+                closedir(d);
+            fprintf(f, "%s:%d ", doms[i]->d_name, n);
+        }
+        free(doms[i]);
+    }
+    free(doms);
+    fclose(f);
+    return buf;
+}
+
+/* Every xenstore node under /local/domain (paths only: values such as an agent's offer
+ * generation may change), as dom0 sees them. */
+static char *xs_nodes(void)
+{
+    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "dom0", "--", "xenstore-ls", "-f",
+                          "/local/domain", NULL};
+    VtResult r = vt_run(argv, 60);
+    ck_assert_msg(r.status == 0, "xenstore-ls: %d %s", r.status, r.err);
+    char *out = strdup(r.out), *w = out;
+    ck_assert_ptr_nonnull(out);
+    for (const char *line = r.out; *line;) {
+        const char *nl = strchr(line, '\n'), *eq = strstr(line, " = ");
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        if (eq && eq < line + n)
+            n = (size_t)(eq - line);
+        memcpy(w, line, n);
+        w += n;
+        *w++ = '\n';
+        line = nl ? nl + 1 : line + strlen(line);
+    }
+    *w = '\0';
+    vt_result_free(&r);
+    return out;
+}
+
+static void take_sim_baseline(void)
+{
+    free(g_base_grants);
+    free(g_base_xs);
+    g_base_grants = grant_counts();
+    g_base_xs = xs_nodes();
+}
+
 /* Take the baseline fd counts (the agent's only when @agent) and process count once they
- * are steady: connections of earlier calls close asynchronously. */
+ * are steady: connections of earlier calls close asynchronously. Then the grants and
+ * xenstore nodes. */
 static void settle_baseline(bool agent)
 {
     int stable = 0;
@@ -209,6 +275,7 @@ static void settle_baseline(bool agent)
         g_disp_fds = d;
         g_base_procs = p;
     }
+    take_sim_baseline();
 }
 
 static void setup(const char *tag, const char *const *guests)
@@ -249,16 +316,23 @@ static void setup(const char *tag, const char *const *guests)
 }
 
 /* Nothing left behind: same processes in the instance, same fds in the agent of domain 1
- * and in the dispatcher (waiting for asynchronous clean-up to finish). Then down. */
+ * and in the dispatcher, same grants per domain and same xenstore nodes (waiting for
+ * asynchronous clean-up to finish). Then down. */
 static void teardown_check(void)
 {
     long long end = now_ms() + 20000;
     int procs, afds, dfds;
+    char *grants = NULL, *xs = NULL;
     for (;;) {
+        free(grants);
+        free(xs);
         procs = vt_instance_procs(g_ns);
         afds = g_agent_pid ? count_fds(g_agent_pid) : g_agent_fds;
         dfds = count_fds(g_disp_pid);
-        if ((procs == g_base_procs && afds == g_agent_fds && dfds == g_disp_fds) ||
+        grants = grant_counts();
+        xs = xs_nodes();
+        if ((procs == g_base_procs && afds == g_agent_fds && dfds == g_disp_fds &&
+             strcmp(grants, g_base_grants) == 0 && strcmp(xs, g_base_xs) == 0) ||
             now_ms() > end)
             break;
         usleep(50000);
@@ -273,6 +347,12 @@ static void teardown_check(void)
     ck_assert_msg(procs == g_base_procs, "processes: %d, expected %d", procs, g_base_procs);
     ck_assert_msg(afds == g_agent_fds, "agent fds: %d, expected %d", afds, g_agent_fds);
     ck_assert_msg(dfds == g_disp_fds, "dispatcher fds: %d, expected %d", dfds, g_disp_fds);
+    ck_assert_msg(strcmp(grants, g_base_grants) == 0, "grants: %s, expected %s", grants,
+                  g_base_grants);
+    ck_assert_msg(strcmp(xs, g_base_xs) == 0, "xenstore nodes:\n%s\nexpected:\n%s", xs,
+                  g_base_xs);
+    free(grants);
+    free(xs);
     vt_sim_down(g_ns);
     const char *rm[] = {"rm", "-rf", g_etc, NULL};
     VtResult r = vt_run(rm, 60);
@@ -583,15 +663,16 @@ START_TEST(not_found_and_refused)
         Out o = run_call("work", NULL, ARGS(targets[i], "test.Nothing"));
         ck_assert_msg(o.status == 127, "%s: status %d (%s)", targets[i], o.status, o.err);
         ck_assert_str_eq(o.out, "");
-        ck_assert_msg(strcmp(o.err, "vrpc-call: vrpc: service not found\n") == 0,
+        ck_assert_msg(strcmp(o.err, "vrpc-call: service not found\n") == 0,
                       "%s: stderr '%s'", targets[i], o.err);
         out_free(&o);
         /* denied by policy although it exists: 126, and the handler never runs */
         o = run_call("work", NULL, ARGS(targets[i], "test.Denied"));
         ck_assert_msg(o.status == 126, "%s: status %d", targets[i], o.status);
         ck_assert_str_eq(o.out, "");
-        ck_assert_ptr_nonnull(strstr(o.err, "vrpc-call: "));
-        ck_assert_ptr_nonnull(strstr(o.err, "refused"));
+        char want[128];
+        snprintf(want, sizeof want, "vrpc-call: test.Denied to %s refused\n", targets[i]);
+        ck_assert_msg(strcmp(o.err, want) == 0, "%s: stderr '%s'", targets[i], o.err);
         out_free(&o);
     }
     /* usage errors: exit 2 */
@@ -854,7 +935,7 @@ START_TEST(service_config)
         /* timeout: the handler group is killed, the call fails with 125 and a reason */
         Out o = run_call("work", NULL, ARGS(targets[t], "test.Slow"));
         ck_assert_msg(o.status == 125, "%s: %d %s", targets[t], o.status, o.err);
-        ck_assert_msg(strstr(o.err, "vrpc-call: vrpc: test.Slow timed out after 0.3 s"),
+        ck_assert_msg(strstr(o.err, "vrpc-call: test.Slow timed out after 0.3 s"),
                       "%s: '%s'", targets[t], o.err);
         out_free(&o);
         /* exit-on-client-eof: our EOF ends the call although the handler never exits */
@@ -969,6 +1050,15 @@ START_TEST(socket_service)
 }
 END_TEST
 
+/* True once process @pid is gone (it is not our child: kill(pid, 0) tells). */
+static bool wait_gone(pid_t pid)
+{
+    for (long long end = now_ms() + 20000; now_ms() < end; usleep(20000))
+        if (kill(pid, 0) < 0 && errno == ESRCH)
+            return true;
+    return false;
+}
+
 /* Start a call of test.Sleep from @dom to @target; returns the handler's pid. */
 static pid_t start_sleeper(const char *dom, const char *target, Call *cp)
 {
@@ -998,8 +1088,8 @@ START_TEST(agent_killed)
     ck_assert_msg(o.status == 125, "status %d (%s)", o.status, o.err);
     ck_assert_ptr_nonnull(strstr(o.err, "vrpc-call: "));
     out_free(&o);
-    /* a handler outlives a SIGKILLed agent (its own session): clean it up */
-    kill(hp, SIGKILL);
+    /* the handler (its own session) dies with its agent: PR_SET_PDEATHSIG */
+    ck_assert_msg(wait_gone(hp), "handler %d outlived its SIGKILLed agent", (int)hp);
     g_agent_pid = 0;
     settle_baseline(false);
     expect_call("vault", "still\n", ARGS("dom0", "demo.Uppercase"), 0, "STILL\n");
@@ -1045,6 +1135,21 @@ static void ctl_wait_guests(int n)
     vt_result_free(&r);
 }
 
+/* Start a new dispatcher in dom0 on the instance's sockets; wait for both guests. */
+static pid_t start_dispatcher(const char *logname)
+{
+    char sock[600], control[600], log[600];
+    snprintf(sock, sizeof sock, "%s/dom0/vrpc.sock", vt_instance_dir(g_ns));
+    snprintf(control, sizeof control, "%s/dom0/control.sock", vt_instance_dir(g_ns));
+    snprintf(log, sizeof log, "%s/%s", vt_instance_dir(g_ns), logname);
+    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "dom0", "--", VRPC_DISPATCHER_BIN,
+                          "--etc", g_etc, "--socket", sock, "--control", control, NULL};
+    pid_t pid = vt_spawn(argv, log);
+    ck_assert_int_gt(pid, 0);
+    ctl_wait_guests(2);
+    return pid;
+}
+
 START_TEST(dispatcher_restart)
 {
     setup("drst", ARGS("work", "vault"));
@@ -1054,18 +1159,11 @@ START_TEST(dispatcher_restart)
     /* while dom0 is away, local calls fail at once with 125 and a reason */
     Out o = run_call("work", "x", ARGS("dom0", "demo.Echo"));
     ck_assert_msg(o.status == 125, "status %d", o.status);
-    ck_assert_ptr_nonnull(strstr(o.err, "vrpc-call: vrpc: "));
+    ck_assert_msg(strncmp(o.err, "vrpc-call: ", 11) == 0 && !strstr(o.err, "vrpc: "),
+                  "stderr '%s'", o.err);
     out_free(&o);
     /* a new dispatcher finds the agents' new offers */
-    char sock[600], control[600], log[600];
-    snprintf(sock, sizeof sock, "%s/dom0/vrpc.sock", vt_instance_dir(g_ns));
-    snprintf(control, sizeof control, "%s/dom0/control.sock", vt_instance_dir(g_ns));
-    snprintf(log, sizeof log, "%s/dispatcher2.log", vt_instance_dir(g_ns));
-    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "dom0", "--", VRPC_DISPATCHER_BIN,
-                          "--etc", g_etc, "--socket", sock, "--control", control, NULL};
-    pid_t d2 = vt_spawn(argv, log);
-    ck_assert_int_gt(d2, 0);
-    ctl_wait_guests(2);
+    pid_t d2 = start_dispatcher("dispatcher2.log");
     /* the new dispatcher's own baseline; the agent keeps its first one (old vchan freed) */
     g_disp_pid = d2;
     settle_baseline(false);
@@ -1077,6 +1175,73 @@ START_TEST(dispatcher_restart)
     expect_call("dom0", "y", ARGS("vault", "demo.Echo"), 0, "y");
     teardown_check();
     waitpid(d2, NULL, 0);
+}
+END_TEST
+
+/* The dispatcher is SIGKILLed mid-call: its handler dies with it (PR_SET_PDEATHSIG), the
+ * caller gets 125, and a new dispatcher serves again. */
+START_TEST(dispatcher_killed)
+{
+    setup("dkill", ARGS("work", "vault"));
+    Call c;
+    pid_t hp = start_sleeper("work", "dom0", &c);
+    ck_assert_int_eq(kill(g_disp_pid, SIGKILL), 0);
+    ck_assert_msg(wait_gone(hp), "handler %d outlived its SIGKILLed dispatcher", (int)hp);
+    Out o = call_finish(c, NULL, 0);
+    ck_assert_msg(o.status == 125, "status %d (%s)", o.status, o.err);
+    out_free(&o);
+    pid_t d2 = start_dispatcher("dispatcher2.log");
+    g_disp_pid = d2;
+    settle_baseline(false);
+    expect_call("work", "x", ARGS("dom0", "demo.Echo"), 0, "x");
+    teardown_check();
+    waitpid(d2, NULL, 0);
+}
+END_TEST
+
+/* The audit line of every call whose service is @service: its "exit" values, in order. */
+static int audit_exits(const char *service, int *codes, int max)
+{
+    char path[600], want[128];
+    snprintf(path, sizeof path, "%s/audit.log", vt_instance_dir(g_ns));
+    snprintf(want, sizeof want, "\"service\":\"%s\",", service);
+    char *text = vt_read_file(path);
+    ck_assert_ptr_nonnull(text);
+    int n = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        if (!strstr(line, want))
+            continue;
+        const char *e = strstr(line, "\"exit\":");
+        ck_assert_msg(e, "audit line without exit: %s", line);
+        ck_assert_int_lt(n, max);
+        codes[n++] = atoi(e + strlen("\"exit\":"));
+    }
+    free(text);
+    return n;
+}
+
+/* Large calls through the real agent (guest -> dom0 and guest -> guest) complete, and the
+ * audit says so: exit 0, not -1 (aborted). Non-zero codes are recorded as they are. */
+START_TEST(audit_exit)
+{
+    enum { TO_DOM0 = 4, TO_GUEST = 3 };
+    setup("audit", ARGS("work", "vault"));
+    for (int i = 0; i < TO_DOM0; i++)
+        ck_assert_int_eq(stream_echo("work", "dom0", 16u << 20, 100 + (uint64_t)i), 0);
+    for (int i = 0; i < TO_GUEST; i++)
+        ck_assert_int_eq(stream_echo("work", "vault", 16u << 20, 200 + (uint64_t)i), 0);
+    expect_call("work", NULL, ARGS("dom0", "test.Exit+42"), 42, NULL);
+    expect_call("work", NULL, ARGS("vault", "test.Exit+42"), 42, NULL);
+    int codes[16];
+    int n = audit_exits("demo.Echo", codes, 16);
+    ck_assert_int_eq(n, TO_DOM0 + TO_GUEST);
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(codes[i] == 0, "demo.Echo call %d: audit exit %d", i, codes[i]);
+    n = audit_exits("test.Exit", codes, 16);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(codes[0], 42);
+    ck_assert_int_eq(codes[1], 42);
+    teardown_check();
 }
 END_TEST
 
@@ -1107,6 +1272,8 @@ static Suite *e2e_suite(void)
         {"dispatcher_restart", dispatcher_restart, 180},
         {"socket_service", socket_service, 120},
         {"agent_killed", agent_killed, 120},
+        {"dispatcher_killed", dispatcher_killed, 180},
+        {"audit_exit", audit_exit, 300},
         {"guest_destroyed", guest_destroyed, 120},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
