@@ -326,7 +326,8 @@ int rpc_loop_add_signal(RpcLoop *l, int signo, RpcLoopSignalFn fn, void *userdat
     sigaddset(&l->sigmask, signo);
     l->by_signal[signo] = s;
     signals_update(l);
-    *srcp = s;
+    if (srcp)
+        *srcp = s;
     return 0;
 }
 

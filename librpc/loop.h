@@ -69,8 +69,9 @@ RPC_EXPORT int rpc_loop_add_timer(RpcLoop *loop, int64_t delay_ms, RpcLoopTimerF
 RPC_EXPORT int rpc_loop_timer_set(RpcLoopSource *src, int64_t delay_ms);
 
 /* Handle signal @signo (e.g. SIGTERM, SIGCHLD, SIGHUP) through the loop's signalfd; the
- * signal is blocked in the calling thread. One source per signal. Returns 0 and sets *@srcp,
- * or -EEXIST (already handled), -EINVAL (bad signo), -ENOMEM, -errno. */
+ * signal is blocked in the calling thread. One source per signal. Returns 0 and sets *@srcp
+ * (@srcp may be NULL: the source then lives until the loop is freed), or -EEXIST (already
+ * handled), -EINVAL (bad signo), -ENOMEM, -errno. */
 RPC_EXPORT int rpc_loop_add_signal(RpcLoop *loop, int signo, RpcLoopSignalFn fn,
                                    void *userdata, RpcLoopSource **srcp);
 

@@ -19,7 +19,10 @@
  *
  * Callbacks run only from rpc_conn_dispatch(), rpc_stream_resume() called outside a dispatch,
  * rpc_conn_close() and rpc_conn_free(); never from the other calls (a transport failure met
- * while writing is reported by the next dispatch). Inside a callback every API call is
+ * while writing is reported by the next dispatch), with one exception: on_stream_free may
+ * run from inside rpc_stream_exit(), rpc_stream_refuse() and rpc_stream_reset() when that
+ * call completes the stream (the caller's stdin EOF had already arrived), so mark the call
+ * finished BEFORE calling them. Inside a callback every API call is
  * allowed, including rpc_conn_free() of that very connection (the free is deferred until the
  * dispatch unwinds) and calls on other connections.
  *
