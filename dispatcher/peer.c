@@ -164,26 +164,15 @@ void dispatcher_conn_config(const Dispatcher *d, RpcRole role, RpcConnConfig *cf
     }
 }
 
-/* The agent wrote its HELLO into the ring before we mapped it, and its event went to
- * nobody: read the ring once without waiting for an event (librpc would otherwise only look
- * at it when its HELLO timer fires). */
-static void kick_cb(RpcLoopSource *src, void *userdata)
-{
-    Peer *p = userdata;
-
-    if (p->conn && !p->dropped && !rpc_conn_is_closed(p->conn))
-        rpc_conn_dispatch(p->conn);
-}
-
 /* Name the connection, put it on the loop and list the peer; on failure free both. */
 static int peer_start(Dispatcher *d, Peer *p, const char *label, Peer **peerp)
 {
     int r;
 
     rpc_conn_set_name(p->conn, label);
+    /* librpc reads a new vchan's ring at the first dispatch, which attaching schedules: the
+     * agent's HELLO, written before we mapped the ring, is not left waiting for an event. */
     r = rpc_conn_attach(p->conn, d->loop);
-    if (r == 0 && p->kind == PEER_GUEST)
-        r = rpc_loop_add_defer(d->loop, kick_cb, p, &p->kick);
     if (r < 0) {
         rpc_conn_free(p->conn);
         free(p);
@@ -266,7 +255,6 @@ void peer_free(Peer *p)
     if (!p->dropped)
         list_remove(p->d, p);
     p->dropped = true;
-    p->kick = rpc_loop_source_free(p->kick);
     dlog(LOG_DEBUG, "%s %s: connection released", p->kind == PEER_GUEST ? "guest" : "local",
          p->name);
     /* Outside any dispatch: the stream callbacks run now, while p is intact. */

@@ -26,7 +26,6 @@ struct Peer {
     char generation[64];    /* guests: the vrpc-ready value we connected for */
     RpcConn *conn;
     Vchan *vchan;           /* guests: owned by conn, kept for vchan_check_peer() */
-    RpcLoopSource *kick;    /* guests: the first dispatch, right after connecting */
     bool ready;             /* HELLO exchanged */
     bool dropped;           /* closing: no longer in d->peers, freed by a deferred call */
     unsigned calls_in_flight; /* calls this peer made that are not finished */
