@@ -535,50 +535,15 @@ static void on_listen(RpcLoopSource *src, int fd, uint32_t events, void *userdat
     }
 }
 
-static int mkdir_parent(const char *path)
-{
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return 0;
-    *slash = '\0';
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
 static int listen_local(Agent *a)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(a->socket_path) >= sizeof sa.sun_path)
-        return -ENAMETOOLONG;
-    strcpy(sa.sun_path, a->socket_path);
-    int r = mkdir_parent(a->socket_path);
-    if (r < 0)
-        return r;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    /* 0755 like the umask default the agent always had: only its own user may connect; a
+     * stale socket of an earlier agent is replaced, a live one is refused. */
+    int fd = rpc_unix_listen(a->socket_path, 0755, 1024);
     if (fd < 0)
-        return -errno;
-    struct stat st;
-    if (lstat(a->socket_path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(a->socket_path); /* a stale socket of an earlier agent */
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 1024) < 0) {
-        r = -errno;
-        close(fd);
-        return r;
-    }
+        return fd;
     a->listen_fd = fd;
-    r = rpc_loop_add_fd(a->loop, fd, EPOLLIN, on_listen, a, &a->listen_src);
-    return r;
+    return rpc_loop_add_fd(a->loop, fd, EPOLLIN, on_listen, a, &a->listen_src);
 }
 
 /* ---- main ------------------------------------------------------------------------------ */

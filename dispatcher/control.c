@@ -17,7 +17,6 @@
 #include "librpc/loop.h"
 #include "log.h"
 #include "peer.h"
-#include "unixsock.h"
 
 typedef struct CtlClient CtlClient;
 
@@ -221,7 +220,7 @@ int control_new(Control **cp, Dispatcher *d, const char *path)
         free(ctl);
         return -ENOMEM;
     }
-    r = unixsock_listen(path, 0600);
+    r = rpc_unix_listen(path, 0600, 128);
     if (r < 0) {
         free(ctl->path);
         free(ctl);

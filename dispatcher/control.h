@@ -18,7 +18,7 @@
 #define CONTROL_LINE_MAX 128
 #define CONTROL_CLIENTS_MAX 64
 
-/* Listen on @path. Returns 0, or -errno (see unixsock_listen()). */
+/* Listen on @path. Returns 0, or -errno (see rpc_unix_listen()). */
 int control_new(Control **cp, Dispatcher *d, const char *path);
 /* Stop listening, drop the clients and unlink the socket. */
 Control *control_free(Control *c);

@@ -6,7 +6,6 @@
  *   peer.c     one librpc connection: a guest's vchan or a dom0 caller's Unix socket
  *   route.c    one call: policy, dom0 services (vrpc_handler), relay to a guest
  *   control.c  the control socket of vrpc-ctl
- *   unixsock.c Unix listening sockets
  *   audit.c    the audit log;  config.c dispatcher.yaml;  log.c the stderr log
  *   main.c     options, start-up, the loop, shutdown
  */

@@ -27,7 +27,6 @@
 #include "log.h"
 #include "peer.h"
 #include "route.h"
-#include "unixsock.h"
 #include "vrpc-policy.h"
 
 #ifndef VRPC_VERSION
@@ -257,7 +256,7 @@ int main(int argc, char **argv)
     }
 
     local.d = &d;
-    r = unixsock_listen(socket_path, 0666);
+    r = rpc_unix_listen(socket_path, 0666, 128);
     if (r < 0) {
         dlog(LOG_ERR, "socket %s: %s", socket_path, strerror(-r));
         goto out;

@@ -436,6 +436,16 @@ RPC_EXPORT void *rpc_stream_get_userdata(const RpcStream *s);
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
+/*
+ * Listen on a Unix stream socket at @path with permissions @mode (set through the umask at
+ * bind time, so a more permissive socket never exists) and a queue of @backlog connections;
+ * the folders above it are created (0755) if missing. A stale socket file (nobody accepting)
+ * is replaced; a live one is an error. Returns the non-blocking, close-on-exec fd for
+ * rpc_conn_new_fd() after accept4(), or -ENAMETOOLONG (empty or too long @path),
+ * -EADDRINUSE (another process accepts there), or the -errno of socket/bind/listen.
+ */
+RPC_EXPORT int rpc_unix_listen(const char *path, mode_t mode, int backlog);
+
 /* Name checks used by the codec, for applications that validate early. Each returns true if
  * @s (NUL-terminated) satisfies the rule documented at RpcCall. */
 RPC_EXPORT bool rpc_valid_service(const char *s);

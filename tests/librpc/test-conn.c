@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "rpctest.h"
@@ -856,6 +858,67 @@ START_TEST(free_inside_callback)
 }
 END_TEST
 
+/* rpc_unix_listen(): folders created, mode applied, a live socket kept, a stale one replaced,
+ * and a connection through it carries a call. */
+START_TEST(unix_listen)
+{
+    char dir[] = "/tmp/rpc-unix-XXXXXX", path[200], longp[200];
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct stat st;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/a/b/sock", dir);
+    int fd = rpc_unix_listen(path, 0600, 16);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert(S_ISSOCK(st.st_mode));
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+
+    strcpy(sa.sun_path, path);
+    int cfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_eq(connect(cfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    int afd = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+    ck_assert_int_ge(afd, 0);
+    RpcConnConfig ci, ca;
+    RpcConn *ic = NULL, *ac = NULL;
+    rpc_conn_config_init(&ci);
+    rpc_conn_config_init(&ca);
+    ca.role = RPC_ROLE_ACCEPTOR;
+    ck_assert_int_eq(rpc_conn_new_fd(&ic, cfd, true, &ci, NULL, NULL), 0);
+    ck_assert_int_eq(rpc_conn_new_fd(&ac, afd, true, &ca, NULL, NULL), 0);
+    for (int i = 0; i < 1000 && !(rpc_conn_is_ready(ic) && rpc_conn_is_ready(ac)); i++) {
+        rpc_conn_dispatch(ic);
+        rpc_conn_dispatch(ac);
+    }
+    ck_assert(rpc_conn_is_ready(ic) && rpc_conn_is_ready(ac)); /* HELLOs crossed the socket */
+    rpc_conn_free(ic);
+    rpc_conn_free(ac);
+    /* live: kept (the probe's connection waits in the queue, as it would for a daemon) */
+    ck_assert_int_eq(rpc_unix_listen(path, 0600, 16), -EADDRINUSE);
+
+    close(fd); /* the file stays: stale now, so it is replaced */
+    fd = rpc_unix_listen(path, 0666, 16);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0666);
+    close(fd);
+
+    memset(longp, 'x', sizeof(longp) - 1);
+    longp[0] = '/';
+    longp[sizeof(longp) - 1] = '\0';
+    ck_assert_int_eq(rpc_unix_listen(longp, 0600, 16), -ENAMETOOLONG);
+    ck_assert_int_eq(rpc_unix_listen("", 0600, 16), -ENAMETOOLONG);
+
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/a/b", dir);
+    rmdir(path);
+    snprintf(path, sizeof(path), "%s/a", dir);
+    rmdir(path);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+
 int main(void)
 {
     Suite *s = suite_create("librpc-conn");
@@ -878,6 +941,7 @@ int main(void)
     tcase_add_loop_test(tc, keepalive_dead_peer, 0, RT__COUNT);
     tcase_add_loop_test(tc, tx_queue_bound, 0, RT__COUNT);
     tcase_add_test(tc, version_refused);
+    tcase_add_test(tc, unix_listen);
     tcase_add_test(tc, version_refused_by_peer);
     tcase_add_test(tc, role_clash);
     tcase_add_test(tc, hello_timeout);

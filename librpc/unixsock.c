@@ -1,11 +1,14 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
- * unixsock.c - listening Unix sockets (the dom0 callers' socket and the control socket).
- * The socket file gets its permissions at bind time, through the umask, so that there is no
- * window in which a more permissive socket exists. A leftover socket file from a dead
- * dispatcher is replaced, but never one that still accepts connections.
+ * unixsock.c - listening Unix stream sockets for the daemons that speak librpc locally (the
+ * agent's socket for vrpc-call, the dispatcher's dom0 and control sockets). The socket file
+ * gets its permissions at bind time, through the umask, so that there is no window in which
+ * a more permissive socket exists. A leftover socket file of a dead daemon is replaced, but
+ * never one that still accepts connections.
  */
-#include "unixsock.h"
+#include "rpc.h"
+
+#include <limits.h>
 
 #include <errno.h>
 #include <stdbool.h>
@@ -26,21 +29,23 @@ static int fill_addr(struct sockaddr_un *sa, const char *path)
     return 0;
 }
 
-static void make_parent(const char *path)
+/* Create the folders above @path (0755), like mkdir -p; a failure shows up at bind(). */
+static void make_parents(const char *path)
 {
-    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    char *slash;
+    char dir[PATH_MAX];
 
     snprintf(dir, sizeof(dir), "%s", path);
-    slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return;
-    *slash = '\0';
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-        return;
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+            return;
+        *p = '/';
+    }
 }
 
-int unixsock_listen(const char *path, mode_t mode)
+int rpc_unix_listen(const char *path, mode_t mode, int backlog)
 {
     struct sockaddr_un sa;
     mode_t old_umask;
@@ -49,7 +54,7 @@ int unixsock_listen(const char *path, mode_t mode)
     r = fill_addr(&sa, path);
     if (r < 0)
         return r;
-    make_parent(path);
+    make_parents(path);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
@@ -70,7 +75,7 @@ int unixsock_listen(const char *path, mode_t mode)
         r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
     }
     umask(old_umask);
-    if (r < 0 || listen(fd, 128) < 0) {
+    if (r < 0 || listen(fd, backlog) < 0) {
         r = -errno;
         close(fd);
         return r;
