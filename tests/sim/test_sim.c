@@ -649,25 +649,6 @@ END_TEST
 /* ---- real Xen userspace: Debian's libxenvchan and vchan-socket-proxy ------- */
 
 /* Wait until a vchan server has published @path/event-channel (as dom0). */
-static void wait_server_keys(const char *ns, const char *path)
-{
-    char key[256];
-    VtResult r;
-
-    snprintf(key, sizeof(key), "%s/event-channel", path);
-    for (int i = 0; i < 400; i++) {
-        const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "dom0", "--", "xenstore-read",
-                              key, NULL};
-        r = vt_run(argv, 30);
-        bool ok = r.status == 0;
-        vt_result_free(&r);
-        if (ok)
-            return;
-        usleep(25000);
-    }
-    ck_abort_msg("no vchan server appeared at %s", path);
-}
-
 static void peer_transfer(const char *ns, const char *srv_dom, const char *cli_dom,
                           const char *srv_for, const char *cli_for, const char *path,
                           const char *cli_path, const char *ring)
@@ -684,7 +665,7 @@ static void peer_transfer(const char *ns, const char *srv_dom, const char *cli_d
     snprintf(bytes, sizeof(bytes), "%llu", GiB);
     snprintf(logf, sizeof(logf), "/tmp/vrpc-test-%d-srv.log", (int)getpid());
     pid = vt_spawn(srv, logf);
-    wait_server_keys(ns, cli_path);
+    vt_wait_vchan_server(ns, cli_path);
     r = vt_run(cli, 300);
     ck_assert_msg(r.status == 0, "client failed: %s", r.err);
     ck_assert_int_eq(vt_wait(pid, 60000), 0);
@@ -779,42 +760,6 @@ START_TEST(libxenvchan_kill_client_seen_closed)
 }
 END_TEST
 
-/*
- * A Unix-socket echo server process for the proxy tests. It creates
- * PATH.accepted once it has accepted a connection.
- */
-static pid_t unix_echo_server(const char *path)
-{
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    pid_t pid;
-
-    ck_assert_uint_lt(strlen(path), sizeof(sun.sun_path));
-    memcpy(sun.sun_path, path, strlen(path) + 1);
-    unlink(path);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-    ck_assert_int_eq(listen(fd, 8), 0);
-    pid = fork();
-    if (pid == 0) {
-        for (;;) {
-            int c = accept(fd, NULL, NULL);
-            char buf[65536];
-            ssize_t n;
-            if (c < 0)
-                _exit(1);
-            char flag[300];
-            snprintf(flag, sizeof(flag), "%s.accepted", path);
-            close(open(flag, O_WRONLY | O_CREAT, 0600));
-            while ((n = read(c, buf, sizeof(buf))) > 0)
-                if (write(c, buf, (size_t)n) != n)
-                    break;
-            close(c);
-        }
-    }
-    close(fd);
-    return pid;
-}
-
 START_TEST(vchan_socket_proxy_server_mode)
 {
     const char *ns = vt_ns("vspS");
@@ -824,7 +769,7 @@ START_TEST(vchan_socket_proxy_server_mode)
 
     vt_sim_up(ns, two_guests);
     snprintf(sock, sizeof(sock), "/tmp/vrpc-test-%d-echo.sock", (int)getpid());
-    echo = unix_echo_server(sock);
+    echo = vt_unix_echo_server(sock);
     /* guest work: a vchan server for dom0 whose connections go to the echo socket */
     const char *pargv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "work", "--", VCHAN_SOCKET_PROXY,
                            "-m", "server", "0", "data/vchan/0/p", sock, NULL};
@@ -841,7 +786,7 @@ START_TEST(vchan_socket_proxy_server_mode)
     const char *cargv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "dom0", "--", XVCHAN_PEER, "client",
                            "1", "/local/domain/1/data/vchan/0/p", "ping", "1048576",
                            "--after", accepted, NULL};
-    wait_server_keys(ns, "/local/domain/1/data/vchan/0/p");
+    vt_wait_vchan_server(ns, "/local/domain/1/data/vchan/0/p");
     r = vt_run(cargv, 60);
     ck_assert_msg(r.status == 0, "ping through vchan-socket-proxy failed (%d): %s %s", r.status,
                   r.out, r.err);
@@ -870,7 +815,7 @@ START_TEST(vchan_socket_proxy_client_mode)
     const char *sargv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "vault", "--", XVCHAN_PEER, "server",
                            "0", "data/vchan/0/e", "echo", NULL};
     server = vt_spawn(sargv, NULL);
-    wait_server_keys(ns, "/local/domain/2/data/vchan/0/e");
+    vt_wait_vchan_server(ns, "/local/domain/2/data/vchan/0/e");
     /* dom0: the proxy's client mode listens on a Unix socket */
     snprintf(sock, sizeof(sock), "/tmp/vrpc-test-%d-proxy.sock", (int)getpid());
     unlink(sock);

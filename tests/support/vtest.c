@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -329,4 +331,55 @@ char *vt_read_file(const char *path)
         append(&buf, &len, tmp, (size_t)n);
     close(fd);
     return buf;
+}
+
+void vt_wait_vchan_server(const char *ns, const char *path)
+{
+    char key[256];
+
+    snprintf(key, sizeof(key), "%s/event-channel", path);
+    for (int i = 0; i < 400; i++) {
+        const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "dom0", "--", "xenstore-read",
+                              key, NULL};
+        VtResult r = vt_run(argv, 30);
+        bool ok = r.status == 0;
+
+        vt_result_free(&r);
+        if (ok)
+            return;
+        usleep(25000);
+    }
+    ck_abort_msg("no vchan server appeared at %s", path);
+}
+
+pid_t vt_unix_echo_server(const char *path)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    pid_t pid;
+
+    ck_assert_uint_lt(strlen(path), sizeof(sun.sun_path));
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    unlink(path);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+    ck_assert_int_eq(listen(fd, 8), 0);
+    pid = fork();
+    if (pid == 0) {
+        for (;;) {
+            int c = accept(fd, NULL, NULL);
+            char buf[65536], flag[300];
+            ssize_t n;
+
+            if (c < 0)
+                _exit(1);
+            snprintf(flag, sizeof(flag), "%s.accepted", path);
+            close(open(flag, O_WRONLY | O_CREAT, 0600));
+            while ((n = read(c, buf, sizeof(buf))) > 0)
+                if (write(c, buf, (size_t)n) != n)
+                    break;
+            close(c);
+        }
+    }
+    close(fd);
+    return pid;
 }

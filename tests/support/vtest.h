@@ -43,6 +43,12 @@ const char *vt_instance_dir(const char *ns);
 int vt_instance_procs(const char *ns);
 /* Poll until @path exists (true) or @timeout_ms passes (false). */
 bool vt_wait_path(const char *path, int timeout_ms);
+/* Poll (as dom0) until a vchan server has published PATH/event-channel in instance @ns;
+ * aborts the test after ~10 s. */
+void vt_wait_vchan_server(const char *ns, const char *path);
+/* Fork a Unix-socket echo server on @path (replacing any file there); it creates
+ * PATH.accepted once it has accepted a connection. Returns its pid; kill it when done. */
+pid_t vt_unix_echo_server(const char *path);
 /* Read a whole file; NULL on error. Caller frees. */
 char *vt_read_file(const char *path);
 

@@ -44,25 +44,6 @@ static char *tmpname(const char *what)
 }
 
 /* Wait until a vchan server has published @path/event-channel (read as dom0). */
-static void wait_keys(const char *ns, const char *path)
-{
-    char key[256];
-
-    snprintf(key, sizeof(key), "%s/event-channel", path);
-    for (int i = 0; i < 400; i++) {
-        const char *argv[] = { VRPC_SIM_BIN, "exec", "--ns", ns, "dom0", "--", "xenstore-read",
-                               key, NULL };
-        VtResult r = vt_run(argv, 30);
-        bool ok = r.status == 0;
-
-        vt_result_free(&r);
-        if (ok)
-            return;
-        usleep(25000);
-    }
-    ck_abort_msg("no vchan server appeared at %s", path);
-}
-
 /* Poll @file until it contains @what. */
 static bool wait_output(const char *file, const char *what, int ms)
 {
@@ -107,7 +88,7 @@ static void transfer(const char *tag, const char *sprog, const char *cprog, bool
 
     vt_sim_up(ns, two_guests);
     pid = vt_spawn(srv, slog);
-    wait_keys(ns, CLI_PATH);
+    vt_wait_vchan_server(ns, CLI_PATH);
     r = vt_run(cli, 600);
     ck_assert_msg(r.status == 0, "client failed (%d): %s %s", r.status, r.out, r.err);
     ck_assert_int_eq(vt_wait(pid, 60000), 0);
@@ -216,7 +197,7 @@ static void ping_then_close(const char *tag, const char *sprog, const char *cpro
 
     vt_sim_up(ns, two_guests);
     pid = vt_spawn(srv, slog);
-    wait_keys(ns, CLI_PATH);
+    vt_wait_vchan_server(ns, CLI_PATH);
     r = vt_run(cli, 120);
     ck_assert_msg(r.status == 0, "client failed (%d): %s %s", r.status, r.out, r.err);
     /* the echo side exits by itself once it sees the pinger's close */
@@ -265,7 +246,7 @@ static void kill_one(const char *tag, const char *sprog, const char *cprog, bool
 
     vt_sim_up(ns, two_guests);
     sp = vt_spawn(srv, slog);
-    wait_keys(ns, cli_path);
+    vt_wait_vchan_server(ns, cli_path);
     cp = vt_spawn(cli, clog);
     ck_assert_msg(wait_output(clog, "ready", 10000), "client never connected");
     ck_assert_msg(wait_output(slog, "ready", 10000), "server never saw the client");
@@ -345,7 +326,7 @@ START_TEST(vchan_cat_uppercase)
 
     vt_sim_up(ns, two_guests);
     pid = vt_spawn(srv, NULL);
-    wait_keys(ns, "/local/domain/1/data/vchan/0/up");
+    vt_wait_vchan_server(ns, "/local/domain/1/data/vchan/0/up");
     r = sh_as(ns, "dom0",
               "printf 'hello from dom0' | " VCHAN_CAT " client 1 /local/domain/1/data/vchan/0/up",
               60);
@@ -374,7 +355,7 @@ START_TEST(vchan_cat_uppercase_persist)
         VtResult r;
 
         /* the server re-offers the vchan after each client: wait for the fresh keys */
-        wait_keys(ns, "/local/domain/1/data/vchan/2/up");
+        vt_wait_vchan_server(ns, "/local/domain/1/data/vchan/2/up");
         snprintf(script, sizeof(script),
                  "printf '%s' | %s client 1 /local/domain/1/data/vchan/2/up --wait 10000",
                  msgs[i], VCHAN_CAT);
@@ -390,39 +371,6 @@ START_TEST(vchan_cat_uppercase_persist)
     vt_sim_down(ns);
 }
 END_TEST
-
-/* A Unix-socket echo server; creates PATH.accepted once it accepted a connection. */
-static pid_t unix_echo_server(const char *path)
-{
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    pid_t pid;
-
-    ck_assert_uint_lt(strlen(path), sizeof(sun.sun_path));
-    memcpy(sun.sun_path, path, strlen(path) + 1);
-    unlink(path);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-    ck_assert_int_eq(listen(fd, 8), 0);
-    pid = fork();
-    if (pid == 0) {
-        for (;;) {
-            int c = accept(fd, NULL, NULL);
-            char buf[65536], flag[300];
-            ssize_t n;
-
-            if (c < 0)
-                _exit(1);
-            snprintf(flag, sizeof(flag), "%s.accepted", path);
-            close(open(flag, O_WRONLY | O_CREAT, 0600));
-            while ((n = read(c, buf, sizeof(buf))) > 0)
-                if (write(c, buf, (size_t)n) != n)
-                    break;
-            close(c);
-        }
-    }
-    close(fd);
-    return pid;
-}
 
 /*
  * vchan-cat client (dom0) -> vchan-socket-proxy server mode (guest work) -> Unix echo
@@ -441,9 +389,9 @@ START_TEST(vchan_cat_client_to_proxy_server)
     VtResult r;
 
     vt_sim_up(ns, two_guests);
-    echo = unix_echo_server(sock);
+    echo = vt_unix_echo_server(sock);
     proxy = vt_spawn(pargv, NULL);
-    wait_keys(ns, "/local/domain/1/data/vchan/0/p");
+    vt_wait_vchan_server(ns, "/local/domain/1/data/vchan/0/p");
     snprintf(script, sizeof(script),
              "head -c 1048576 /dev/urandom > %s && rm -f %s.accepted && "
              "(while [ ! -e %s.accepted ]; do sleep 0.01; done; cat %s) | "
@@ -496,7 +444,7 @@ START_TEST(proxy_client_to_vchan_cat_server)
 
     vt_sim_up(ns, two_guests);
     server = vt_spawn(sargv, NULL);
-    wait_keys(ns, "/local/domain/2/data/vchan/0/u");
+    vt_wait_vchan_server(ns, "/local/domain/2/data/vchan/0/u");
     unlink(sock);
     proxy = vt_spawn(pargv, NULL);
     ck_assert(vt_wait_path(sock, 10000));
@@ -576,14 +524,14 @@ static void hostile(const char *tag, bool attacker_is_server)
         snprintf(seed, sizeof(seed), "%d", 1000 + round);
         if (attacker_is_server) {
             att = vt_spawn(att_srv, alog);
-            wait_keys(ns, CLI_PATH);
+            vt_wait_vchan_server(ns, CLI_PATH);
             r = vt_run(our_cli, 120);
         } else {
             pid_t ours;
             char *olog = tmpname("ours.log");
 
             ours = vt_spawn(our_srv, olog);
-            wait_keys(ns, CLI_PATH);
+            vt_wait_vchan_server(ns, CLI_PATH);
             att = vt_spawn(att_cli, alog);
             st = vt_wait(ours, 120000);
             r = (VtResult){ .status = st, .out = vt_read_file(olog), .err = strdup("") };
