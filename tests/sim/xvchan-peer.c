@@ -25,22 +25,7 @@
 
 #include <libxenvchan.h>
 
-static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
-static void fill(uint8_t *buf, size_t n, uint64_t *state)
-{
-    for (size_t i = 0; i < n; i++) {
-        *state = *state * 6364136223846793005ull + 1442695040888963407ull;
-        buf[i] = (uint8_t)(*state >> 56);
-    }
-}
+#include "peer-stream.h"
 
 static int usage(void)
 {
@@ -54,7 +39,7 @@ int main(int argc, char **argv)
     static uint8_t buf[65536];
     struct libxenvchan *v;
     unsigned long long total = 0, want = 0;
-    uint64_t h = 0xcbf29ce484222325ull, st = 42;
+    uint64_t h = PEER_FNV_INIT, st = 42;
     size_t ring = 65536;
     const char *mode, *after = NULL;
     int domid, server;
@@ -96,12 +81,12 @@ int main(int argc, char **argv)
             size_t n = sizeof(buf);
             if (want - total < n)
                 n = (size_t)(want - total);
-            fill(buf, n, &st);
+            peer_fill(buf, n, &st);
             if (libxenvchan_write(v, buf, n) != (int)n) {
                 fprintf(stderr, "xvchan-peer: write failed after %llu bytes\n", total);
                 return 1;
             }
-            h = fnv(h, buf, n);
+            h = peer_fnv(h, buf, n);
             total += n;
         }
         printf("sent %llu fnv=%016" PRIx64 "\n", total, h);
@@ -121,7 +106,7 @@ int main(int argc, char **argv)
             n = libxenvchan_read(v, buf, sizeof(buf));
             if (n < 0)
                 break;
-            h = fnv(h, buf, (size_t)n);
+            h = peer_fnv(h, buf, (size_t)n);
             total += (unsigned long long)n;
         }
         printf("received %llu fnv=%016" PRIx64 "\n", total, h);
@@ -134,7 +119,7 @@ int main(int argc, char **argv)
             size_t n = 512, got = 0;   /* below the smallest ring: no deadlock */
             if (want - total < n)
                 n = (size_t)(want - total);
-            fill(buf, n, &st);
+            peer_fill(buf, n, &st);
             if (libxenvchan_write(v, buf, n) != (int)n)
                 break;
             while (got < n) {

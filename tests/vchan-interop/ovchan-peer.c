@@ -30,25 +30,10 @@
 
 #include "vchan/vchan.h"
 
+#include "peer-stream.h"
+
 #define CHUNK 65536
 #define WAIT_MS 30000 /* no single wait of a healthy transfer takes this long */
-
-static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
-static void fill(uint8_t *buf, size_t n, uint64_t *state)
-{
-    for (size_t i = 0; i < n; i++) {
-        *state = *state * 6364136223846793005ull + 1442695040888963407ull;
-        buf[i] = (uint8_t)(*state >> 56);
-    }
-}
 
 static int usage(void)
 {
@@ -89,21 +74,21 @@ static int do_send(Vchan *c, unsigned long long want)
 {
     static uint8_t buf[CHUNK];
     unsigned long long total = 0;
-    uint64_t h = 0xcbf29ce484222325ull, st = 42;
+    uint64_t h = PEER_FNV_INIT, st = 42;
     size_t done;
     int rc;
 
     while (total < want) {
         size_t n = want - total < sizeof(buf) ? (size_t)(want - total) : sizeof(buf);
 
-        fill(buf, n, &st);
+        peer_fill(buf, n, &st);
         rc = vchan_write_full(c, buf, n, &done, WAIT_MS);
         if (rc < 0) {
             fprintf(stderr, "ovchan-peer: write failed after %llu bytes: %s\n", total + done,
                     strerror(-rc));
             return 1;
         }
-        h = fnv(h, buf, n);
+        h = peer_fnv(h, buf, n);
         total += n;
     }
     printf("sent %llu fnv=%016" PRIx64 "\n", total, h);
@@ -120,7 +105,7 @@ static int do_recv(Vchan *c, unsigned long long want)
 {
     static uint8_t buf[CHUNK];
     unsigned long long total = 0;
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = PEER_FNV_INIT;
     int rc = 0;
 
     while (!want || total < want) {
@@ -131,7 +116,7 @@ static int do_recv(Vchan *c, unsigned long long want)
             max = (size_t)(want - total);
         n = vchan_read(c, buf, max);
         if (n > 0) {
-            h = fnv(h, buf, (size_t)n);
+            h = peer_fnv(h, buf, (size_t)n);
             total += (unsigned long long)n;
             continue;
         }
@@ -170,7 +155,7 @@ static int do_ping(Vchan *c, unsigned long long want)
         size_t n = want - total < sizeof(buf) ? (size_t)(want - total) : sizeof(buf);
         int rc;
 
-        fill(buf, n, &st);
+        peer_fill(buf, n, &st);
         rc = vchan_write_full(c, buf, n, NULL, WAIT_MS);
         if (rc == 0)
             rc = vchan_read_full(c, back, n, NULL, WAIT_MS);
