@@ -410,23 +410,6 @@ out:
     return r;
 }
 
-static int connect_socket(const char *path)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof sa.sun_path)
-        return -ENAMETOOLONG;
-    strcpy(sa.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        int r = -errno;
-        close(fd);
-        return r;
-    }
-    return fd;
-}
-
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -515,7 +498,7 @@ int main(int argc, char **argv)
     c->err.nonblock = make_nonblock(c->err.fd);
     c->in_nonblock = make_nonblock(c->in_fd);
 
-    int fd = connect_socket(sock);
+    int fd = rpc_unix_connect(sock);
     if (fd < 0) {
         fprintf(stderr, "vrpc-call: cannot connect to %s: %s\n", sock, strerror(-fd));
         return EXIT_FRAMEWORK;

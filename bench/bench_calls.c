@@ -242,20 +242,16 @@ static int connect_agent(Caller *c)
         .on_stream_free = NULL,
     };
     const char *path = getenv("VRPC_SOCKET");
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     RpcConnConfig cfg;
     int fd;
 
-    if (!path || strlen(path) >= sizeof(sa.sun_path)) {
+    if (!path || !*path) {
         fprintf(stderr, "vrpc-bench: VRPC_SOCKET is not set (run under vrpc-sim exec)\n");
         return -1;
     }
-    strcpy(sa.sun_path, path);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        fprintf(stderr, "vrpc-bench: cannot connect to %s: %s\n", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    fd = rpc_unix_connect(path);
+    if (fd < 0) {
+        fprintf(stderr, "vrpc-bench: cannot connect to %s: %s\n", path, strerror(-fd));
         return -1;
     }
     rpc_conn_config_init(&cfg);

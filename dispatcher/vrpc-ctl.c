@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "librpc/rpc.h"
+
 #ifndef VRPC_VERSION
 #define VRPC_VERSION "0.0"
 #endif
@@ -43,25 +45,6 @@ static void usage(FILE *f)
                "\n"
                "Exit status: 0 ok; 1 failure (no dispatcher, or wait-guests timed out);\n"
                "2 usage error.\n");
-}
-
-static int connect_control(const char *path)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int fd;
-
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        int r = -errno;
-        close(fd);
-        return r;
-    }
-    return fd;
 }
 
 /* Send @cmd and read the whole answer (until EOF) into a new string, waiting at most until
@@ -122,7 +105,7 @@ static int request(int fd, const char *cmd, long long deadline_ms, char **answer
 static int cmd_status(const char *control)
 {
     char *answer = NULL;
-    int fd = connect_control(control), r;
+    int fd = rpc_unix_connect(control), r;
 
     if (fd < 0) {
         fprintf(stderr, "vrpc-ctl: cannot connect to %s: %s\n", control, strerror(-fd));
@@ -155,7 +138,7 @@ static int cmd_wait_guests(const char *control, unsigned count, double timeout_s
 
         if (left <= 0)
             break;
-        fd = connect_control(control);
+        fd = rpc_unix_connect(control);
         if (fd < 0) {
             /* Not listening yet (or restarting): try again shortly. */
             struct timespec ts = {0, 20 * 1000 * 1000};

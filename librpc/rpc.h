@@ -446,6 +446,11 @@ RPC_EXPORT void *rpc_stream_get_userdata(const RpcStream *s);
  */
 RPC_EXPORT int rpc_unix_listen(const char *path, mode_t mode, int backlog);
 
+/* Connect to the Unix stream socket at @path (blocking connect; the fd is close-on-exec and
+ * ready for rpc_conn_new_fd()). Returns the fd, -ENAMETOOLONG (empty or too long @path) or the
+ * -errno of socket/connect (e.g. -ENOENT, -ECONNREFUSED). */
+RPC_EXPORT int rpc_unix_connect(const char *path);
+
 /* Name checks used by the codec, for applications that validate early. Each returns true if
  * @s (NUL-terminated) satisfies the rule documented at RpcCall. */
 RPC_EXPORT bool rpc_valid_service(const char *s);

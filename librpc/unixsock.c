@@ -82,3 +82,22 @@ int rpc_unix_listen(const char *path, mode_t mode, int backlog)
     }
     return fd;
 }
+
+int rpc_unix_connect(const char *path)
+{
+    struct sockaddr_un sa;
+    int fd, r;
+
+    r = fill_addr(&sa, path);
+    if (r < 0)
+        return r;
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    return fd;
+}

@@ -498,16 +498,16 @@ static void on_deadline(RpcLoopSource *src, void *u)
 /* A dom0 caller: the same call over the dispatcher's Unix socket. */
 static int local_call(void)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     RpcConnConfig cfg;
     int fd;
 
-    if (g.mode != MODE_CALL || strlen(g.socket) >= sizeof(sa.sun_path))
+    if (g.mode != MODE_CALL)
         return 2;
-    memcpy(sa.sun_path, g.socket, strlen(g.socket) + 1);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        fprintf(stderr, "fake-agent: cannot connect to %s: %s\n", g.socket, strerror(errno));
+    fd = rpc_unix_connect(g.socket);
+    if (fd == -ENAMETOOLONG)
+        return 2;
+    if (fd < 0) {
+        fprintf(stderr, "fake-agent: cannot connect to %s: %s\n", g.socket, strerror(-fd));
         return 125;
     }
     if (rpc_loop_new(&g.loop) < 0)

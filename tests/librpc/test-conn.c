@@ -858,12 +858,11 @@ START_TEST(free_inside_callback)
 }
 END_TEST
 
-/* rpc_unix_listen(): folders created, mode applied, a live socket kept, a stale one replaced,
+/* rpc_unix_listen() and rpc_unix_connect(): folders created, mode applied, a live socket kept, a stale one replaced,
  * and a connection through it carries a call. */
 START_TEST(unix_listen)
 {
     char dir[] = "/tmp/rpc-unix-XXXXXX", path[200], longp[200];
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     struct stat st;
 
     ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -874,9 +873,8 @@ START_TEST(unix_listen)
     ck_assert(S_ISSOCK(st.st_mode));
     ck_assert_int_eq(st.st_mode & 0777, 0600);
 
-    strcpy(sa.sun_path, path);
-    int cfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_eq(connect(cfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    int cfd = rpc_unix_connect(path);
+    ck_assert_int_ge(cfd, 0);
     int afd = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
     ck_assert_int_ge(afd, 0);
     RpcConnConfig ci, ca;
@@ -902,12 +900,14 @@ START_TEST(unix_listen)
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert_int_eq(st.st_mode & 0777, 0666);
     close(fd);
+    ck_assert_int_eq(rpc_unix_connect(path), -ECONNREFUSED); /* nobody listens now */
 
     memset(longp, 'x', sizeof(longp) - 1);
     longp[0] = '/';
     longp[sizeof(longp) - 1] = '\0';
     ck_assert_int_eq(rpc_unix_listen(longp, 0600, 16), -ENAMETOOLONG);
     ck_assert_int_eq(rpc_unix_listen("", 0600, 16), -ENAMETOOLONG);
+    ck_assert_int_eq(rpc_unix_connect(longp), -ENAMETOOLONG);
 
     unlink(path);
     snprintf(path, sizeof(path), "%s/a/b", dir);
