@@ -597,6 +597,7 @@ int main(int argc, char **argv)
     const char *sock = getenv("VRPC_SOCKET");
     size_t ring = VCHAN_RING_SIZE_MAX;
     int c;
+    opterr = 0; /* one line of our own for a bad option */
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'e':
@@ -625,12 +626,13 @@ int main(int argc, char **argv)
             printf("vrpc-agent (vrpc) %s\n", VRPC_VERSION);
             return 0;
         default:
-            usage(stderr);
+            fprintf(stderr, "vrpc-agent: unknown option or missing value '%s' (try --help)\n",
+                    argv[optind - 1]);
             return 2;
         }
     }
     if (optind != argc) {
-        usage(stderr);
+        fprintf(stderr, "vrpc-agent: unexpected argument '%s' (try --help)\n", argv[optind]);
         return 2;
     }
     if (!sock || !sock[0])

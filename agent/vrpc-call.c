@@ -421,6 +421,7 @@ int main(int argc, char **argv)
     char *local = NULL;
     double timeout = 0;
     int o;
+    opterr = 0; /* one line of our own for a bad option */
     while ((o = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
         switch (o) {
         case 's':
@@ -445,12 +446,13 @@ int main(int argc, char **argv)
             printf("vrpc-call (vrpc) %s\n", VRPC_VERSION);
             return 0;
         default:
-            usage(stderr);
+            fprintf(stderr, "vrpc-call: unknown option or missing value '%s' (try --help)\n",
+                    argv[optind - 1]);
             return 2;
         }
     }
     if (argc - optind != 2) {
-        usage(stderr);
+        fprintf(stderr, "vrpc-call: need exactly TARGET and SERVICE[+ARG] (try --help)\n");
         return 2;
     }
     const char *target = argv[optind];

@@ -157,6 +157,8 @@ int main(int argc, char **argv)
     RpcLoopSource *policy_src = NULL, *sigterm = NULL, *sigint = NULL;
     int opt, r, ret = 1;
 
+    opterr = 0; /* one line of our own for a bad option */
+
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
         case 'e':
@@ -181,12 +183,13 @@ int main(int argc, char **argv)
             printf("vrpc-dispatcher %s\n", VRPC_VERSION);
             return 0;
         default:
-            usage(stderr);
+            fprintf(stderr, "vrpc-dispatcher: unknown option or missing value '%s' (try --help)\n",
+                    argv[optind - 1]);
             return 2;
         }
     }
     if (optind != argc) {
-        usage(stderr);
+        fprintf(stderr, "vrpc-dispatcher: unexpected argument '%s' (try --help)\n", argv[optind]);
         return 2;
     }
     if (!socket_path) {

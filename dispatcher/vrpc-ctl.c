@@ -185,6 +185,7 @@ int main(int argc, char **argv)
     int opt;
 
     /* GNU getopt permutes: options may come before or after the command. */
+    opterr = 0; /* one line of our own for a bad option */
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
         case 'c':
@@ -207,7 +208,8 @@ int main(int argc, char **argv)
             printf("vrpc-ctl %s\n", VRPC_VERSION);
             return 0;
         default:
-            usage(stderr);
+            fprintf(stderr, "vrpc-ctl: unknown option or missing value '%s' (try --help)\n",
+                    argv[optind - 1]);
             return 2;
         }
     }
@@ -225,6 +227,6 @@ int main(int argc, char **argv)
         }
         return cmd_wait_guests(control, (unsigned)count, timeout_s);
     }
-    usage(stderr);
+    fprintf(stderr, "vrpc-ctl: expected 'status' or 'wait-guests COUNT' (try --help)\n");
     return 2;
 }
