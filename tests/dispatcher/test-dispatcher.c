@@ -214,7 +214,7 @@ static void wait_guests(Env *e, int n)
 /* Poll until `vrpc-ctl status` has @needle (true) or 20 s pass (false). */
 static bool wait_status(Env *e, const char *needle, bool present)
 {
-    long long end = now_ms() + 20000;
+    long long end = now_ms() + VT_HANG_MS;
     while (now_ms() < end) {
         char *s = ctl_status(e);
         bool has = s && strstr(s, needle);
@@ -232,7 +232,7 @@ static void disp_start(Env *e)
                           "--etc", e->etc, "--socket", e->sock, "--control", e->control,
                           "--audit", e->audit, "--debug", NULL};
     char *s = NULL;
-    long long end = now_ms() + 20000;
+    long long end = now_ms() + VT_HANG_MS;
 
     e->disp = vt_spawn(argv, e->log);
     ck_assert_int_gt(e->disp, 0);
@@ -250,7 +250,7 @@ static void disp_start(Env *e)
 static void disp_stop(Env *e)
 {
     ck_assert_int_eq(kill(e->disp, SIGTERM), 0);
-    ck_assert_int_eq(vt_wait(e->disp, 20000), 0);
+    ck_assert_int_eq(vt_wait(e->disp, VT_HANG_MS), 0);
     e->disp = 0;
 }
 
@@ -271,7 +271,7 @@ static void agent_stop(Env *e, pid_t pid, int sig)
     for (int i = 0; i < e->n_agents; i++)
         if (e->agent[i] == pid) {
             kill(pid, sig);
-            int st = vt_wait(pid, 20000);
+            int st = vt_wait(pid, VT_HANG_MS);
             ck_assert_int_eq(st, sig == SIGTERM ? 0 : 128 + sig);
             e->agent[i] = 0;
         }
@@ -369,7 +369,7 @@ static void check_no_vrpc_nodes(Env *e)
             snprintf(path, sizeof(path), "/local/domain/%d/data/%s", domid, leaves[i]);
             const char *argv[] = {VRPC_SIM_BIN, "exec",          "--ns", e->ns, "dom0", "--",
                                   "xenstore-exists", path, NULL};
-            VtResult r = vt_run(argv, 30);
+            VtResult r = vt_run(argv, VT_HANG_S);
             ck_assert_msg(r.status != 0, "xenstore node %s left behind", path);
             vt_result_free(&r);
         }
@@ -388,7 +388,7 @@ static void env_down(Env *e)
         ck_assert_msg(wait_status(e, "total guests 0 calls-in-flight 0", true),
                       "guests or calls left (log %s)", e->log);
         /* Connections are released right after they close: poll, then compare. */
-        end = now_ms() + 20000;
+        end = now_ms() + VT_HANG_MS;
         while (now_ms() < end && (fds = fd_count(e->disp)) != e->base_fds)
             sleep_ms(20);
         ck_assert_msg(fds == e->base_fds,
@@ -400,7 +400,7 @@ static void env_down(Env *e)
         disp_stop(e);
     vt_sim_down(e->ns);
     const char *rm[] = {"rm", "-rf", e->dir, NULL};
-    VtResult r = vt_run(rm, 30);
+    VtResult r = vt_run(rm, VT_HANG_S);
     vt_result_free(&r);
 }
 
@@ -461,7 +461,7 @@ static char *audit_line(Env *e, const char *source, const char *service)
 
 static char *wait_audit_line(Env *e, const char *source, const char *service)
 {
-    long long end = now_ms() + 20000;
+    long long end = now_ms() + VT_HANG_MS;
     char *l = NULL;
     while (!(l = audit_line(e, source, service)) && now_ms() < end)
         sleep_ms(20);
@@ -890,7 +890,7 @@ START_TEST(policy_reload)
 
     /* Deny everything (an empty policy), then wait until the dispatcher has reloaded. */
     write_file(path, "rules: []\n");
-    end = now_ms() + 20000;
+    end = now_ms() + VT_HANG_MS;
     do {
         r = guest_call(&e, "vault", NULL, "dom0", "vrpc.Ping+x"); /* denied either way */
         vt_result_free(&r);
@@ -913,7 +913,7 @@ START_TEST(policy_reload)
     /* Allowing rules back, plus a broken file: an invalid policy denies everything. */
     write_file(path, test_policy);
     write_file(bad, "rules:\n  - service: [oops\n");
-    end = now_ms() + 20000;
+    end = now_ms() + VT_HANG_MS;
     char *log = NULL;
     while (now_ms() < end) {
         free(log);
@@ -933,7 +933,7 @@ START_TEST(policy_reload)
 
     /* Fixed: allowed again. */
     ck_assert_int_eq(unlink(bad), 0);
-    end = now_ms() + 20000;
+    end = now_ms() + VT_HANG_MS;
     do {
         r = local_call(&e, "again", "dom0", "demo.Echo");
         if (r.status == 0)
@@ -984,7 +984,7 @@ START_TEST(ctl_cmds)
     vt_result_free(&r);
     {
         const char *argv[] = {VRPC_CTL, "--control", "/nonexistent/ctl.sock", "status", NULL};
-        r = vt_run(argv, 30);
+        r = vt_run(argv, VT_HANG_S);
         ck_assert_int_eq(r.status, 1);
         vt_result_free(&r);
     }
@@ -1003,21 +1003,21 @@ START_TEST(cli)
     const char *bad[] = {VRPC_DISPATCHER, "--bogus", NULL};
     const char *chelp[] = {VRPC_CTL, "--help", NULL};
     const char *cversion[] = {VRPC_CTL, "--version", NULL};
-    VtResult r = vt_run(help, 30);
+    VtResult r = vt_run(help, VT_HANG_S);
     ck_assert_int_eq(r.status, 0);
     ck_assert_ptr_nonnull(strstr(r.out, "--control PATH"));
     vt_result_free(&r);
-    r = vt_run(version, 30);
+    r = vt_run(version, VT_HANG_S);
     ck_assert_int_eq(r.status, 0);
     ck_assert_ptr_nonnull(strstr(r.out, "vrpc-dispatcher "));
     vt_result_free(&r);
-    r = vt_run(bad, 30);
+    r = vt_run(bad, VT_HANG_S);
     ck_assert_int_eq(r.status, 2);
     vt_result_free(&r);
-    r = vt_run(chelp, 30);
+    r = vt_run(chelp, VT_HANG_S);
     ck_assert_int_eq(r.status, 0);
     vt_result_free(&r);
-    r = vt_run(cversion, 30);
+    r = vt_run(cversion, VT_HANG_S);
     ck_assert_int_eq(r.status, 0);
     ck_assert_ptr_nonnull(strstr(r.out, "vrpc-ctl "));
     vt_result_free(&r);
@@ -1031,26 +1031,26 @@ START_TEST(cli)
     write_file(path, "max-calls-per-guest: 10\nmax-calls-per-gest: 3\n");
     const char *start[] = {VRPC_DISPATCHER, "--etc", dir, "--socket", "/tmp/vdt-cli.sock",
                            "--control", "/tmp/vdt-cli-ctl.sock", NULL};
-    r = vt_run(start, 30);
+    r = vt_run(start, VT_HANG_S);
     ck_assert_int_eq(r.status, 1);
     ck_assert_msg(strstr(r.err, "dispatcher.yaml:2:1: unknown key"), "%s", r.err);
     vt_result_free(&r);
     /* Valid configuration, but no xenstore outside the sim: exit 1, sockets removed. */
     write_file(path, "max-calls-per-guest: 10\n");
-    r = vt_run(start, 30);
+    r = vt_run(start, VT_HANG_S);
     ck_assert_int_eq(r.status, 1);
     ck_assert_msg(strstr(r.err, "xenstore"), "%s", r.err);
     ck_assert_int_ne(access("/tmp/vdt-cli.sock", F_OK), 0);
     ck_assert_int_ne(access("/tmp/vdt-cli-ctl.sock", F_OK), 0);
     vt_result_free(&r);
     write_file(path, "max-calls-per-guest: 0\n");
-    r = vt_run(start, 30);
+    r = vt_run(start, VT_HANG_S);
     ck_assert_int_eq(r.status, 1);
     ck_assert_msg(strstr(r.err, "dispatcher.yaml:1:22: invalid value for max-calls-per-guest"),
                   "%s", r.err);
     vt_result_free(&r);
     const char *rm[] = {"rm", "-rf", dir, NULL};
-    r = vt_run(rm, 30);
+    r = vt_run(rm, VT_HANG_S);
     vt_result_free(&r);
 }
 END_TEST

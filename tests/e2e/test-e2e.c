@@ -267,7 +267,7 @@ static void take_sim_baseline(void)
 static void settle_baseline(bool agent)
 {
     int stable = 0;
-    for (long long end = now_ms() + 10000; stable < 5 && now_ms() < end; usleep(50000)) {
+    for (long long end = now_ms() + VT_HANG_MS; stable < 5 && now_ms() < end; usleep(50000)) {
         int a = agent ? count_fds(g_agent_pid) : g_agent_fds, d = count_fds(g_disp_pid);
         int p = vt_instance_procs(g_ns);
         stable = a == g_agent_fds && d == g_disp_fds && p == g_base_procs ? stable + 1 : 0;
@@ -320,7 +320,7 @@ static void setup(const char *tag, const char *const *guests)
  * asynchronous clean-up to finish). Then down. */
 static void teardown_check(void)
 {
-    long long end = now_ms() + 20000;
+    long long end = now_ms() + VT_HANG_MS;
     int procs, afds, dfds;
     char *grants = NULL, *xs = NULL;
     for (;;) {
@@ -788,7 +788,7 @@ static int ctl_in_flight(void)
     snprintf(control, sizeof control, "%s/dom0/control.sock", vt_instance_dir(g_ns));
     const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "dom0", "--", VRPC_CTL_BIN,
                           "--control", control, "status", NULL};
-    VtResult r = vt_run(argv, 30);
+    VtResult r = vt_run(argv, VT_HANG_S);
     int n = -1;
     const char *t = strstr(r.out, "total guests");
     if (t) {
@@ -911,7 +911,7 @@ START_TEST(handler_killed)
     close(c.out);
     close(c.err);
     bool gone = false;
-    for (long long end = now_ms() + 20000; now_ms() < end && !gone; usleep(50000))
+    for (long long end = now_ms() + VT_HANG_MS; now_ms() < end && !gone; usleep(50000))
         gone = kill(hp, 0) < 0 && errno == ESRCH;
     ck_assert_msg(gone, "handler %d still running after its caller died", (int)hp);
     teardown_check();
@@ -1053,7 +1053,7 @@ END_TEST
 /* True once process @pid is gone (it is not our child: kill(pid, 0) tells). */
 static bool wait_gone(pid_t pid)
 {
-    for (long long end = now_ms() + 20000; now_ms() < end; usleep(20000))
+    for (long long end = now_ms() + VT_HANG_MS; now_ms() < end; usleep(20000))
         if (kill(pid, 0) < 0 && errno == ESRCH)
             return true;
     return false;
@@ -1154,7 +1154,7 @@ START_TEST(dispatcher_restart)
 {
     setup("drst", ARGS("work", "vault"));
     ck_assert_int_eq(kill(g_disp_pid, SIGTERM), 0);
-    for (long long end = now_ms() + 20000; now_ms() < end && kill(g_disp_pid, 0) == 0;)
+    for (long long end = now_ms() + VT_HANG_MS; now_ms() < end && kill(g_disp_pid, 0) == 0;)
         usleep(20000);
     /* while dom0 is away, local calls fail at once with 125 and a reason */
     Out o = run_call("work", "x", ARGS("dom0", "demo.Echo"));
