@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <xenstore.h>
 
+#include "common/escape.h"
 #include "handler.h"
 #include "librpc/loop.h"
 #include "librpc/rpc.h"
@@ -333,10 +334,15 @@ static void cb_on_call(RpcConn *conn, RpcStream *s, const RpcCall *call, void *u
                                  strlen(arg), &svc, err);
     if (r != 0) {
         int code = r > 0 ? vrpc_services_error_exit_code(r) : VRPC_SERVICES_EXIT_FRAMEWORK;
-        const char *reason = code == VRPC_SERVICES_EXIT_NOT_FOUND ? "vrpc: service not found"
-                                                                  : err;
-        if (!reason[0])
-            reason = "vrpc: cannot read the services folder";
+        char reason[RPC_REASON_MAX + 1];
+        /* worded like the dispatcher's refusal: what was asked of whom */
+        if (code == VRPC_SERVICES_EXIT_NOT_FOUND)
+            snprintf(reason, sizeof(reason), "vrpc: %s%s%s not found in %s", call->service,
+                     arg[0] ? "+" : "", arg, call->target && call->target[0] ? call->target
+                                                                            : "this domain");
+        else
+            snprintf(reason, sizeof(reason), "%s",
+                     err[0] ? err : "vrpc: cannot read the services folder");
         logmsg(LOG_INFO, "call %s from %s: %d %s", call->service, source, code,
                err[0] ? err : vrpc_services_strerror(r));
         (void)rpc_stream_refuse(s, code, reason);
@@ -627,12 +633,12 @@ int main(int argc, char **argv)
             return 0;
         default:
             fprintf(stderr, "vrpc-agent: unknown option or missing value '%s' (try --help)\n",
-                    argv[optind - 1]);
+                    VRPC_ESC(argv[optind - 1]));
             return 2;
         }
     }
     if (optind != argc) {
-        fprintf(stderr, "vrpc-agent: unexpected argument '%s' (try --help)\n", argv[optind]);
+        fprintf(stderr, "vrpc-agent: unexpected argument '%s' (try --help)\n", VRPC_ESC(argv[optind]));
         return 2;
     }
     if (!sock || !sock[0])
@@ -658,7 +664,9 @@ int main(int argc, char **argv)
     RpcLoopSource *sig_term = NULL, *sig_int = NULL;
     a->xs = xs_open(0);
     if (!a->xs) {
-        logmsg(LOG_ERR, "cannot open xenstore: %s", strerror(errno));
+        logmsg(LOG_ERR, "cannot open xenstore (%s): vrpc-agent runs in a Xen guest; on a host "
+                        "without Xen, start it inside the emulated host with "
+                        "'vrpc-sim exec DOMAIN -- vrpc-agent'", strerror(errno));
         return 1;
     }
     a->domid = read_domid(a->xs);

@@ -319,7 +319,7 @@ int bench_policy_main(int argc, char **argv) {
                    "Defaults: --rules 10,1000,100000 --calls 200000 --rounds 5\n");
             return 0;
         case 'V':
-            printf("vrpc-bench policy %s\n", VRPC_VERSION);
+            printf("vrpc-bench (vrpc) %s\n", VRPC_VERSION);
             return 0;
         default:
             fprintf(stderr, "vrpc-bench policy: bad option %s (try --help)\n", argv[optind - 1]);

@@ -564,7 +564,8 @@ START_TEST(not_found)
 
     VtResult r = guest_call(&e, "work", NULL, "dom0", "demo.Missing");
     ck_assert_int_eq(r.status, 127);
-    ck_assert_str_eq(r.err, "fake-agent: vrpc: service not found\n");
+    /* named like a refusal: which service, in which domain */
+    ck_assert_str_eq(r.err, "fake-agent: vrpc: demo.Missing not found in dom0\n");
     vt_result_free(&r);
     /* A bad SERVICE.yaml refuses with 125 and a reason, at once. */
     r = guest_call(&e, "work", NULL, "dom0", "test.BadConfig");
@@ -1138,7 +1139,7 @@ START_TEST(real_agent)
     vt_result_free(&r);
     r = real_call(&e, "work", "", "dom0", "demo.Missing");
     ck_assert_int_eq(r.status, 127);
-    ck_assert_str_eq(r.err, "vrpc-call: service not found\n");
+    ck_assert_str_eq(r.err, "vrpc-call: demo.Missing not found in dom0\n");
     vt_result_free(&r);
     r = real_call(&e, "work", "", "vault", "nosuch.Service");
     ck_assert_int_eq(r.status, 126);

@@ -125,7 +125,7 @@ START_TEST(cli_errors)
     vt_result_free(&r);
     r = sim("--help", NULL, NULL, NULL, NULL, NULL, NULL);
     ck_assert_int_eq(r.status, 0);
-    ck_assert_ptr_nonnull(strstr(r.out, "usage: vrpc-sim"));
+    ck_assert_ptr_nonnull(strstr(r.out, "Usage: vrpc-sim"));
     vt_result_free(&r);
     r = sim("exec", "--help", NULL, NULL, NULL, NULL, NULL);
     ck_assert_int_eq(r.status, 0);
