@@ -2,10 +2,10 @@
 /*
  * vrpc-policy: the administrator's tool for the policy folder. `check` lints
  * it, `explain` shows which rule decides one call and how, `graph` draws who
- * may call what, and `import-qubes` converts qrexec policy files. It uses the
- * same loader and evaluator as the dispatcher, so what it says is what the
- * dispatcher does. Exit codes: 0 ok, 1 failure (invalid policy, unreadable
- * input), 2 usage.
+ * may call what, and `import-qubes` converts a qrexec policy tree. It uses
+ * the same loader and evaluator as the dispatcher, so what it says is what
+ * the dispatcher does. Options may come before or after the command. Exit
+ * codes: 0 ok, 1 failure (invalid policy, unreadable input), 2 usage.
  */
 
 #include <errno.h>
