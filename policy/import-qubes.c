@@ -112,6 +112,7 @@ typedef struct ImportRule {
     const char *notify;
     char why[POLICY_QUOTE_MAX + 96]; /* first reason the line cannot be expressed */
     char notes[256];                 /* for the comment above the rule */
+    bool autostart_yes;              /* worth a note on stderr once converted */
 } ImportRule;
 
 static void add_note(ImportRule *r, const char *text) {
@@ -198,8 +199,7 @@ static void convert_param(ImportCtx *im, ImportRule *r, const char *key, const c
         add_note(r, "autostart=no: vrpc never starts domains anyway");
     } else if (strcmp(value, "yes") == 0) {
         add_note(r, "autostart=yes: vrpc never starts domains, so a stopped target fails");
-        note(im, "autostart=yes: vrpc never starts domains: a call to a stopped target fails "
-                 "instead of starting it");
+        r->autostart_yes = true;
     } else {
         import_problem(im, "autostart= must be yes or no, got %s", printable(q, sizeof(q), value));
     }
@@ -292,6 +292,9 @@ void import_convert_rule(ImportCtx *im, char **f, size_t n, const char *original
         import_unconvertible(im, r.why);
         return;
     }
+    if (r.autostart_yes)
+        note(im, "autostart=yes: vrpc never starts domains: a call to a stopped target fails "
+                 "instead of starting it");
     write_rule(im, &r, original);
 }
 

@@ -191,6 +191,7 @@ START_TEST(test_tree) {
         ck_assert_msg(strstr(err, c->err), "row %d: '%s' not in stderr:\n%s", _i, c->err, err);
     else
         ck_assert_msg(!*err, "row %d: unexpected stderr:\n%s", _i, err);
+
     if (c->problems > 0) {
         ck_assert_msg(!*out, "row %d: output despite problems:\n%s", _i, out);
     } else {
@@ -207,6 +208,25 @@ START_TEST(test_tree) {
             pos = hit + 1;
         }
     }
+    free(out);
+    free(err);
+}
+END_TEST
+
+/* A line that is skipped gets no autostart note: only converted rules do. */
+START_TEST(test_tree_no_note_when_skipped) {
+    static const char text[] = "a.A * w @dispvm allow autostart=yes\n";
+    VrpcPolicyText tree[] = {{"10.policy", text, strlen(text)}};
+    char *out = NULL, *err = NULL;
+    PolicyImportStats stats;
+
+    ck_assert_int_eq(convert(tree, 1, &(PolicyImportOptions){.skip_unconvertible = true}, &out,
+                             &err, &stats),
+                     0);
+    ck_assert_int_eq(stats.skipped, 1);
+    ck_assert_int_eq(stats.notes, 0);
+    ck_assert_str_eq(err, "10.policy:1: skipped: target: cannot convert \"@dispvm\": vrpc has no "
+                          "disposable domains\n");
     free(out);
     free(err);
 }
@@ -489,6 +509,7 @@ int main(void) {
 
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_tree, 0, sizeof(tree_cases) / sizeof(tree_cases[0]));
+    tcase_add_test(tc, test_tree_no_note_when_skipped);
     tcase_add_test(tc, test_tree_depth);
     tcase_add_test(tc, test_tree_budget);
     tcase_add_loop_test(tc, test_fixture_decisions, 0, sizeof(calls) / sizeof(calls[0]));
