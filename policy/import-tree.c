@@ -130,21 +130,19 @@ static int resolve_path(const ImportSource *src, const char *untrusted_path, cha
     return 0;
 }
 
-/* Message for a failed read or listing of an include's target. */
-static void source_problem(ImportCtx *im, const char *what, int r) {
-    char q[POLICY_QUOTE_MAX];
-
-    policy_quote(q, sizeof(q), what, strlen(what));
+/* Message for a failed read or listing of an include's target, SHOWN
+ * being its printable name. */
+static void source_problem(ImportCtx *im, const char *shown, int r) {
     if (r == -EXDEV)
-        import_problem(im, "%s leads out of the policy folder (through a symbolic link)", q);
+        import_problem(im, "%s leads out of the policy folder (through a symbolic link)", shown);
     else if (r == -EISDIR)
-        import_problem(im, "%s is a folder (!include-dir reads a folder)", q);
+        import_problem(im, "%s is a folder (!include-dir reads a folder)", shown);
     else if (r == -ENOTDIR)
-        import_problem(im, "%s is not a folder", q);
+        import_problem(im, "%s is not a folder", shown);
     else if (r == -EFBIG)
-        import_problem(im, "%s is larger than %u bytes", q, POLICY_FILE_MAX);
+        import_problem(im, "%s is larger than %u bytes", shown, POLICY_FILE_MAX);
     else
-        import_problem(im, "cannot read %s: %s", q, strerror(-r));
+        import_problem(im, "cannot read %s: %s", shown, strerror(-r));
 }
 
 static int compare_names(const void *a, const void *b) {
@@ -164,8 +162,8 @@ static bool is_policy_name(const char *name) {
     return name[0] != '.' && len > 7 && strcmp(name + len - 7, ".policy") == 0;
 }
 
-/* Read the folder REL (qrexec's order and name rules). *LISTEDP tells
- * whether it could be listed (the caller reports otherwise). */
+/* Read the folder REL (qrexec's order and name rules). *LIST_ERRORP gets
+ * the error of listing it, for the caller to report (0: listed). */
 static int walk_folder(Walker *w, const char *rel, int *list_errorp) {
     char **names = NULL;
     size_t n = 0, kept = 0;
@@ -263,8 +261,13 @@ static int directive(Walker *w, char **f, size_t n, WalkMode mode, const char *s
         int list_error = 0;
 
         r = walk_folder(w, rel, &list_error);
-        if (r >= 0 && list_error < 0)
-            source_problem(im, f[1], list_error);
+        if (r >= 0 && list_error < 0) {
+            _cleanup_free_ char *shown = display_name(w->src, rel);
+
+            if (!shown)
+                return -ENOMEM;
+            source_problem(im, shown, list_error);
+        }
         return r;
     }
     if (want == 4)
@@ -412,7 +415,7 @@ static int walk_file(Walker *w, const char *rel, WalkMode mode, const char *serv
         if (w->depth == 0)
             path_problem(im, display, "cannot read: %s", strerror(-r));
         else
-            source_problem(im, rel, r);
+            source_problem(im, display, r);
         return 0;
     }
     for (size_t i = 0; i < w->depth; i++)
