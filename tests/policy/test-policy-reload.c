@@ -224,8 +224,8 @@ END_TEST
  */
 START_TEST(test_watch_waits_for_files_being_written) {
     static const char prefix[] =
-        "rules:\n  - {service: t, target: '*', action: allow, source: work";
-    static const char rest[] = "-admin}\n";
+        "rules:\n  - service: t\n    target: '*'\n    action: allow\n    source: work";
+    static const char rest[] = "-admin\n";
     char *etc = tu_mkdtemp(), *path = NULL;
     VrpcPolicyHolder *holder = NULL;
     VrpcPolicyWatch *watch = NULL;
