@@ -431,12 +431,30 @@ static char *padded_policy(size_t size) {
     return text;
 }
 
+/* Loading ETC fails with exactly one error, "ETC/REL: MESSAGE"; the policy
+ * fails closed: a call that a valid file allows (service u) is denied. */
+static void expect_one_error(const char *rel, const char *message) {
+    VrpcPolicy *policy = NULL;
+    char want[1024], line[1024];
+
+    ck_assert_int_eq(vrpc_policy_load(etc, &policy), VRPC_POLICY_E_INVALID);
+    ck_assert_uint_eq(vrpc_policy_get_n_errors(policy), 1);
+    snprintf(want, sizeof(want), "%s/%s: %s", etc, rel, message);
+    ck_assert_str_eq(vrpc_policy_get_error(policy, 0), want);
+    explain(policy, "work", "dom0", "u", line, sizeof(line));
+    ck_assert_str_eq(line, "deny rule=default reason=\"invalid policy\"");
+    vrpc_policy_unref(policy);
+}
+
+static const char allow_u[] =
+    "rules:\n  - {service: u, source: '*', target: '*', action: allow}\n";
+
 /* Regression (review finding 3): a policy file of any size was read and
  * parsed, stalling the dispatcher on every reload. Over 1 MiB a file is
  * refused with a located error, and the whole policy fails closed. */
 START_TEST(test_dir_file_cap) {
     VrpcPolicy *policy = NULL;
-    char *text = padded_policy(1024 * 1024), line[1024], want[1024];
+    char *text = padded_policy(1024 * 1024);
 
     tu_write(etc, "policy.d/50.yaml", text);
     ck_assert_int_eq(vrpc_policy_load(etc, &policy), 0);
@@ -446,28 +464,13 @@ START_TEST(test_dir_file_cap) {
 
     text = padded_policy(1024 * 1024 + 1);
     tu_write(etc, "policy.d/50.yaml", text);
-    tu_write(etc, "policy.d/60.yaml",
-             "rules:\n  - {service: u, source: '*', target: '*', action: allow}\n");
-    ck_assert_int_eq(vrpc_policy_load(etc, &policy), VRPC_POLICY_E_INVALID);
-    ck_assert_uint_eq(vrpc_policy_get_n_errors(policy), 1);
-    snprintf(want, sizeof(want),
-             "%s/policy.d/50.yaml: file too large (over 1048576 bytes, the limit per file)", etc);
-    ck_assert_str_eq(vrpc_policy_get_error(policy, 0), want);
-    explain(policy, "work", "dom0", "u", line, sizeof(line));
-    ck_assert_str_eq(line, "deny rule=default reason=\"invalid policy\"");
-    vrpc_policy_unref(policy);
-    free(text);
-
+    tu_write(etc, "policy.d/60.yaml", allow_u);
+    expect_one_error("policy.d/50.yaml",
+                     "file too large (over 1048576 bytes, the limit per file)");
     /* domains.yaml has the same cap */
-    text = padded_policy(1024 * 1024 + 1);
     tu_write(etc, "policy.d/50.yaml", "rules: []\n");
     tu_write(etc, "domains.yaml", text);
-    ck_assert_int_eq(vrpc_policy_load(etc, &policy), VRPC_POLICY_E_INVALID);
-    snprintf(want, sizeof(want),
-             "%s/domains.yaml: file too large (over 1048576 bytes, the limit per file)", etc);
-    ck_assert_uint_eq(vrpc_policy_get_n_errors(policy), 1);
-    ck_assert_str_eq(vrpc_policy_get_error(policy, 0), want);
-    vrpc_policy_unref(policy);
+    expect_one_error("domains.yaml", "file too large (over 1048576 bytes, the limit per file)");
     free(text);
 }
 END_TEST
@@ -475,27 +478,23 @@ END_TEST
 /* All files together: at most 4 MiB; the file that goes over is named. */
 START_TEST(test_dir_total_cap) {
     VrpcPolicy *policy = NULL;
-    char *text = padded_policy(1024 * 1024), want[1024];
-
     for (int i = 0; i < 4; i++) {
-        char name[64];
+        /* 3 MiB, then 1 MiB less the last file */
+        char name[64], *text = padded_policy(1024 * 1024 - (i == 3 ? strlen(allow_u) : 0));
 
         snprintf(name, sizeof(name), "policy.d/%d0.yaml", i + 1);
         tu_write(etc, name, text);
+        free(text);
     }
-    free(text);
+    tu_write(etc, "policy.d/50.yaml", allow_u);
     ck_assert_int_eq(vrpc_policy_load(etc, &policy), 0); /* exactly 4 MiB */
-    ck_assert_uint_eq(vrpc_policy_get_n_files(policy), 4);
+    ck_assert_uint_eq(vrpc_policy_get_n_files(policy), 5);
     vrpc_policy_unref(policy);
 
     tu_write(etc, "domains.yaml", "domains: {}\n"); /* counted too */
-    ck_assert_int_eq(vrpc_policy_load(etc, &policy), VRPC_POLICY_E_INVALID);
-    ck_assert_uint_eq(vrpc_policy_get_n_errors(policy), 1);
-    snprintf(want, sizeof(want),
-             "%s/policy.d/40.yaml: policy too large: with this file the files read come to "
-             "over 4194304 bytes (the limit for all files together)", etc);
-    ck_assert_str_eq(vrpc_policy_get_error(policy, 0), want);
-    vrpc_policy_unref(policy);
+    expect_one_error("policy.d/50.yaml", "policy too large: with this file the files read come "
+                                         "to over 4194304 bytes (the limit for all files "
+                                         "together)");
 }
 END_TEST
 
