@@ -101,6 +101,7 @@ static void on_local_accept(RpcLoopSource *src, int fd, uint32_t events, void *u
 typedef struct PolicyWatchCtx {
     Dispatcher *d;
     VrpcPolicyWatch *watch;
+    bool held_back; /* logged that a file being written holds the reload back */
 } PolicyWatchCtx;
 
 static void log_policy_state(Dispatcher *d, const char *what)
@@ -124,11 +125,20 @@ static void on_policy_watch(RpcLoopSource *src, int fd, uint32_t events, void *u
 {
     PolicyWatchCtx *ctx = userdata;
     int r = vrpc_policy_watch_dispatch(ctx->watch);
+    const char *writing = NULL;
 
     if (r == 1)
         log_policy_state(ctx->d, "reloaded");
     else if (r < 0)
         dlog(LOG_WARNING, "policy watch: %s", strerror(-r));
+    /* Once per episode: the reload waits until the file is closed. */
+    if (vrpc_policy_watch_get_pending(ctx->watch, &writing) && writing) {
+        if (!ctx->held_back)
+            dlog(LOG_INFO, "policy: reload waits until %s is closed (being written)", writing);
+        ctx->held_back = true;
+    } else {
+        ctx->held_back = false;
+    }
 }
 
 static void on_signal(RpcLoopSource *src, const struct signalfd_siginfo *si, void *userdata)

@@ -949,6 +949,78 @@ START_TEST(policy_reload)
 }
 END_TEST
 
+/* Lines of the dispatcher's log that contain @needle. */
+static int log_lines(Env *e, const char *needle)
+{
+    char *log = vt_read_file(e->log);
+    int n = 0;
+    for (const char *at = log; at && (at = strstr(at, needle)); at++)
+        n++;
+    free(log);
+    return n;
+}
+
+/*
+ * Regression (review finding 2): the dispatcher enforced a policy file that was still being
+ * written as soon as anything else in policy.d changed. Here the prefix "source: vault" of a
+ * rule meant for "vault-admin" parses, and allowed vault a call its rules deny. Now the
+ * reload waits until the file is closed, and a touch triggers nothing.
+ */
+START_TEST(policy_partial_file)
+{
+    static const char prefix[] = "rules:\n"
+                                 "  - service: vrpc.Ping\n"
+                                 "    target: \"*\"\n"
+                                 "    action: allow\n"
+                                 "    source: vault";
+    static const char rest[] = "-admin\n";
+    Env e;
+    const char *guests[] = {"work", "vault", NULL};
+    char path[256], other[256];
+    VtResult r;
+
+    env_up(&e, "partial", NULL, guests);
+    r = guest_call(&e, "vault", NULL, "dom0", "vrpc.Ping");
+    ck_assert_int_eq(r.status, 126);
+    vt_result_free(&r);
+
+    snprintf(path, sizeof(path), "%s/policy.d/10-admin.yaml", e.etc);
+    snprintf(other, sizeof(other), "%s/policy.d/60-other.yaml", e.etc);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, prefix, strlen(prefix)), (ssize_t)strlen(prefix));
+    /* meanwhile: a touch, and another file installed as it should be */
+    ck_assert_int_eq(utimensat(AT_FDCWD, path, NULL, 0), 0);
+    write_file(other, "rules: []\n");
+    long long end = now_ms() + 20000;
+    /* the dispatcher either holds the reload back (and says so) or reloads */
+    while (log_lines(&e, "reload waits until 10-admin.yaml is closed") == 0 &&
+           log_lines(&e, "policy reloaded") == 0 && now_ms() < end)
+        sleep_ms(20);
+    r = guest_call(&e, "vault", NULL, "dom0", "vrpc.Ping");
+    ck_assert_msg(r.status == 126, "the half-written file was enforced: %d", r.status);
+    vt_result_free(&r);
+    ck_assert_msg(log_lines(&e, "reload waits until 10-admin.yaml is closed") == 1,
+                  "no 'reload waits' line (log %s)", e.log);
+    ck_assert_int_eq(log_lines(&e, "policy reloaded"), 0);
+
+    /* Closed: reloaded once, with the complete rule (for vault-admin). */
+    ck_assert_int_eq(write(fd, rest, strlen(rest)), (ssize_t)strlen(rest));
+    ck_assert_int_eq(close(fd), 0);
+    end = now_ms() + 20000;
+    while (log_lines(&e, "policy reloaded") == 0 && now_ms() < end)
+        sleep_ms(20);
+    ck_assert_int_eq(log_lines(&e, "policy reloaded: "), 1);
+    r = guest_call(&e, "vault", NULL, "dom0", "vrpc.Ping");
+    ck_assert_int_eq(r.status, 126);
+    vt_result_free(&r);
+    r = guest_call(&e, "work", NULL, "dom0", "vrpc.Ping");
+    ck_assert_int_eq(r.status, 0);
+    vt_result_free(&r);
+    env_down(&e);
+}
+END_TEST
+
 START_TEST(ctl_cmds)
 {
     Env e;
@@ -1173,7 +1245,7 @@ static Suite *dispatcher_suite(void)
         {"wrong_direction", wrong_direction}, {"call_quota", call_quota},
         {"guest_destroyed", guest_destroyed}, {"agent_restart", agent_restart},
         {"dispatcher_restart", dispatcher_restart},
-        {"policy_reload", policy_reload},     {"ctl", ctl_cmds},
+        {"policy_reload", policy_reload},     {"policy_partial_file", policy_partial_file},     {"ctl", ctl_cmds},
         {"cli", cli},                         {"real_agent", real_agent},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -228,8 +228,14 @@ static char *grant_counts(void)
     return buf;
 }
 
+static int cmp_lines(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /* Every xenstore node under /local/domain (paths only: values such as an agent's offer
- * generation may change), as dom0 sees them. */
+ * generation may change), as dom0 sees them, sorted (an agent that re-offered re-created its
+ * data/vrpc after data/vrpc-ready, which changes the listing order, not the nodes). */
 static char *xs_nodes(void)
 {
     const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "dom0", "--", "xenstore-ls", "-f",
@@ -250,7 +256,20 @@ static char *xs_nodes(void)
     }
     *w = '\0';
     vt_result_free(&r);
-    return out;
+    char *lines[4096], *sorted = malloc(strlen(out) + 1), *save = NULL;
+    size_t n_lines = 0;
+    ck_assert_ptr_nonnull(sorted);
+    for (char *l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        ck_assert_uint_lt(n_lines, sizeof lines / sizeof lines[0]);
+        lines[n_lines++] = l;
+    }
+    qsort(lines, n_lines, sizeof lines[0], cmp_lines);
+    w = sorted;
+    for (size_t i = 0; i < n_lines; i++)
+        w += sprintf(w, "%s\n", lines[i]);
+    *w = '\0';
+    free(out);
+    return sorted;
 }
 
 static void take_sim_baseline(void)
@@ -1247,6 +1266,73 @@ START_TEST(audit_exit)
 }
 END_TEST
 
+/* Lines of the instance's log @file that contain @needle. */
+static int log_count(const char *file, const char *needle)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", vt_instance_dir(g_ns), file);
+    char *text = vt_read_file(path);
+    ck_assert_ptr_nonnull(text);
+    int n = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+        n += strstr(line, needle) != NULL;
+    free(text);
+    return n;
+}
+
+/*
+ * Regression (review finding 1): a guest that rewrote its own data/vrpc-ready a few thousand
+ * times (one value over and over, or alternating values) cut itself off from vrpc for good:
+ * the dispatcher's attempt for the last value failed (the agent's offer was being replaced),
+ * it never retried that value, the agent never learned its announcement was overwritten,
+ * and every later call from the guest got 125 "not connected to dom0". Each write also
+ * logged a line or two. Now the agent re-offers once its announcement stays changed, the
+ * dispatcher retries with backoff, and its lines are rate-limited.
+ */
+START_TEST(ready_rewritten)
+{
+    static const char *const rounds[][3] = {
+        {"x1", NULL}, {"x2", NULL}, {"a.1", "a.2", NULL}, {"x3", NULL}, {"b.1", "b.2", NULL},
+    };
+    setup("ready", ARGS("work", "vault"));
+    for (size_t i = 0; i < sizeof rounds / sizeof rounds[0]; i++) {
+        const char *argv[12] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "work", "--", XS_HAMMER_BIN,
+                                "data/vrpc-ready", "3000"};
+        for (size_t j = 0; rounds[i][j]; j++)
+            argv[9 + j] = rounds[i][j];
+        VtResult r = vt_run(argv, 300);
+        ck_assert_msg(r.status == 0, "xs-hammer: %d %s", r.status, r.err);
+        vt_result_free(&r);
+        /* The writes stopped: work recovers by itself (a minute is only a hang guard). */
+        bool ok = false;
+        int status = -1;
+        for (long long end = now_ms() + 60000; !ok && now_ms() < end;) {
+            Out o = run_call("work", "up\n", ARGS("dom0", "demo.Uppercase"));
+            status = o.status;
+            ok = o.status == 0 && strcmp(o.out, "UP\n") == 0;
+            out_free(&o);
+            if (!ok)
+                usleep(100000);
+        }
+        ck_assert_msg(ok, "round %zu (%s...): work is still cut off, last status %d", i + 1,
+                      rounds[i][0], status);
+        expect_call("work", "w", ARGS("vault", "demo.Echo"), 0, "w");
+        expect_call("vault", "v", ARGS("work", "demo.Echo"), 0, "v");
+    }
+    /* Rate-limited: a line per guest per 10 s, not one per write (15,000 writes here). */
+    int fails = log_count("dispatcher.log", "cannot connect to the agent");
+    int lib = log_count("dispatcher.log", "another client is connected") +
+              log_count("dispatcher.log", "no server there");
+    int restarts = log_count("dispatcher.log", "agent offered a new connection (generation");
+    ck_assert_msg(fails <= 30, "%d 'cannot connect' lines", fails);
+    ck_assert_msg(lib == 0, "%d vchan library lines for failed attempts", lib);
+    ck_assert_msg(restarts <= 30, "%d 'new connection' lines", restarts);
+    ck_assert_msg(log_count("agent.work.log", "was changed by another process") <= 30,
+                  "the agent's warning is not rate-limited");
+    teardown_check();
+}
+END_TEST
+
 static Suite *e2e_suite(void)
 {
     Suite *s = suite_create("e2e");
@@ -1277,6 +1363,7 @@ static Suite *e2e_suite(void)
         {"dispatcher_killed", dispatcher_killed, 180},
         {"audit_exit", audit_exit, 300},
         {"guest_destroyed", guest_destroyed, 120},
+        {"ready_rewritten", ready_rewritten, 600},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
