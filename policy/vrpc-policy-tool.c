@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/escape.h"
 #include "cleanup.h"
 #include "graph.h"
 #include "import-qubes.h"
@@ -63,7 +64,7 @@ static int usage_error(const char *fmt, ...) {
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, " (try 'vrpc-policy --help')\n");
+    fprintf(stderr, " (try --help)\n");
     return EXIT_USAGE;
 }
 
@@ -106,12 +107,12 @@ static int parse_options(const char *name, int argc, char **argv, Options *o) {
             fputs(usage_text, stdout);
             return EXIT_OK;
         case 'V':
-            printf("vrpc-policy %s\n", VRPC_VERSION);
+            printf("vrpc-policy (vrpc) %s\n", VRPC_VERSION);
             return EXIT_OK;
         case ':':
-            return usage_error("option %s needs an argument", argv[optind - 1]);
+            return usage_error("option '%s' needs an argument", VRPC_ESC(argv[optind - 1]));
         default:
-            return usage_error("unknown option %s%s%s", argv[optind - 1],
+            return usage_error("unknown option '%s'%s%s", VRPC_ESC(argv[optind - 1]),
                                strcmp(name, "vrpc-policy") ? " for " : "",
                                strcmp(name, "vrpc-policy") ? name : "");
         }
@@ -143,7 +144,7 @@ static int etc_folder(const char *command, int argc, char **argv, const Options 
 
     if (argc - optind > 1)
         return usage_error("%s takes at most one folder, got '%s' and '%s'", command,
-                           argv[optind], argv[optind + 1]);
+                           VRPC_ESC(argv[optind]), VRPC_ESC(argv[optind + 1]));
     if (argc - optind == 1 && o->etc)
         return usage_error("%s: give the folder once, as --etc DIR or as DIR, not both", command);
     arg = argc - optind == 1 ? argv[optind] : o->etc ? o->etc : VRPC_POLICY_DEFAULT_ETC;
@@ -179,7 +180,7 @@ static int load(const char *etc, VrpcPolicy **policyp) {
     int r = vrpc_policy_load(etc, policyp);
 
     if (r < 0)
-        fprintf(stderr, "vrpc-policy: cannot load %s: %s\n", etc, strerror(-r));
+        fprintf(stderr, "vrpc-policy: cannot load %s: %s\n", VRPC_ESC(etc), strerror(-r));
     return r;
 }
 
@@ -233,20 +234,21 @@ static int cmd_explain(int argc, char **argv, Options *o) {
 
     /* The same checks the dispatcher applies, before any policy is read. */
     if (strcmp(source, "@adminvm") != 0 && !vrpc_policy_domain_is_valid(source))
-        return usage_error("invalid SOURCE '%s': expected a domain name or @adminvm", source);
+        return usage_error("invalid SOURCE '%s': expected a domain name or @adminvm",
+                           VRPC_ESC(source));
     if (strcmp(target, "@default") != 0 && strcmp(target, "@adminvm") != 0 &&
         !vrpc_policy_domain_is_valid(target))
         return usage_error("invalid TARGET '%s': expected a domain name, @adminvm or @default",
-                           target);
+                           VRPC_ESC(target));
     r = vrpc_policy_split_call(argv[optind + 2], service, argument);
     if (r == VRPC_POLICY_E_SERVICE)
         return usage_error("invalid service in '%s': expected [A-Za-z0-9._-], 1 to 64 "
                            "characters",
-                           argv[optind + 2]);
+                           VRPC_ESC(argv[optind + 2]));
     if (r == VRPC_POLICY_E_ARGUMENT)
         return usage_error("invalid argument in '%s': expected [A-Za-z0-9._+-], up to 64 "
                            "characters",
-                           argv[optind + 2]);
+                           VRPC_ESC(argv[optind + 2]));
 
     r = load(etc, &policy);
     if (r < 0)
@@ -352,5 +354,6 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (strcmp(argv[first], commands[i].name) == 0)
             return commands[i].fn(argc - first, argv + first, &o);
-    return usage_error("unknown command '%s'", argv[first]);
+    return usage_error("unknown %s '%s'", argv[first][0] == '-' ? "option" : "command",
+                       VRPC_ESC(argv[first]));
 }

@@ -1015,6 +1015,14 @@ START_TEST(call_cli)
     ck_assert_str_eq(text, "pong local\n");
     free(text);
     unlink(path);
+    /* vrpc-ctl in dom0 finds the sim's dispatcher by itself: `vrpc-sim exec` sets
+     * VRPC_CONTROL as it sets VRPC_SOCKET for vrpc-call (issue 11 item 1) */
+    const char *ctl[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "dom0", "--", VRPC_CTL_BIN,
+                         "status", NULL};
+    VtResult r = vt_run(ctl, VT_HANG_S);
+    ck_assert_msg(r.status == 0, "vrpc-ctl status: %d %s", r.status, r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "total guests"));
+    vt_result_free(&r);
     teardown_check();
 }
 END_TEST
