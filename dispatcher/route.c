@@ -136,7 +136,7 @@ static void call_finish(Call *c, AuditEnd end, int exit_code)
     if (c->ask) {
         ask_cancel(c->ask); /* the caller went away while the prompt was pending */
         c->ask = NULL;
-        c->ask_us = now - c->start_us - c->policy_us;
+        c->ask_us = now - c->start_us;
     }
     if (c->src && c->src->calls_in_flight)
         c->src->calls_in_flight--;
@@ -348,7 +348,7 @@ static void ask_done(const AskAnswer *ans, void *userdata)
     const char *why = NULL;
 
     c->ask = NULL;
-    c->ask_us = dispatcher_now_us() - c->start_us - c->policy_us;
+    c->ask_us = dispatcher_now_us() - c->start_us;
     snprintf(c->answer, sizeof(c->answer), "%s", ans->text);
     if (ask_decide(ans, c->snapshot, &c->dec, target, &why)) {
         snprintf(c->resolved, sizeof(c->resolved), "%s", target);
