@@ -276,8 +276,13 @@ static int proc_spawn(AskSet *set, const char *path, char *const argv[], bool no
     a->set = set;
     a->is_notify = notify;
     a->pidfd = a->out_fd = -1;
-    if (!notify && pipe2(out, O_CLOEXEC | O_NONBLOCK) < 0) {
+    /* Only our end is non-blocking: the program writes to an ordinary pipe. */
+    if (!notify && (pipe2(out, O_CLOEXEC) < 0 || fcntl(out[0], F_SETFL, O_NONBLOCK) < 0)) {
         r = -errno;
+        if (out[0] >= 0) {
+            close(out[0]);
+            close(out[1]);
+        }
         free(a);
         return r;
     }

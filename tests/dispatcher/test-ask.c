@@ -535,6 +535,45 @@ START_TEST(ask_caller_gone)
 }
 END_TEST
 
+/* Pending prompts count against the caller's calls quota. */
+START_TEST(ask_quota)
+{
+    Ask a;
+    const char *guests[] = {"work", NULL};
+    progs_init(&a);
+    ask_up(&a, "askquota", "ask-program: @DIR@/ask\nmax-calls-per-guest: 2\n", guests);
+    put(&a, "mode", "wait\n");
+
+    /* Three calls at once: two prompts pending, the third over the quota. */
+    const char *opts[] = {"--count", "3", "--wait-ms", "60000", NULL};
+    char clog[160];
+    snprintf(clog, sizeof(clog), "%s/count.log", a.e.dir);
+    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", a.e.ns, "work", "--", FAKE_AGENT,
+                          opts[0], opts[1], opts[2], opts[3], "call", "dom0", "demo.Echo", NULL};
+    pid_t caller = vt_spawn(argv, clog);
+    ck_assert(wait_status(&a.e, "guest work domid 1 calls-in-flight 2", true));
+    char *text = NULL;
+    long long end = now_ms() + 20000;
+    while (!((text = vt_read_file(a.e.audit)) && strstr(text, "too many calls")) &&
+           now_ms() < end) {
+        free(text);
+        sleep_ms(20);
+    }
+    ck_assert_msg(text && strstr(text, "\"service\":\"demo.Echo\",\"argument\":\"\",\"policy\":"
+                                       "\"none\",\"answer\":\"\",\"decision\":\"deny\","
+                                       "\"reason\":\"too many calls\""),
+                  "%s", text);
+    free(text);
+    put(&a, "release", "");
+    ck_assert_int_eq(vt_wait(caller, 60000), 0);
+    char *out = vt_read_file(clog);
+    ck_assert_msg(strstr(out, "exit 125 reason vrpc: too many calls\n"), "%s", out);
+    ck_assert_msg(strstr(out, "exit 0 reason \n"), "%s", out);
+    free(out);
+    ask_down(&a);
+}
+END_TEST
+
 /* notify: true runs the notify program with the ask argv plus the decision; a flood of
  * notifications is cut at the rate limit. */
 START_TEST(ask_notify)
@@ -736,7 +775,8 @@ static Suite *ask_suite(void)
         {"ask_outside_rule", ask_outside_rule}, {"ask_junk", ask_junk},
         {"ask_failing", ask_failing},       {"ask_hang", ask_hang},
         {"ask_no_program", ask_no_program}, {"ask_notify", ask_notify},
-        {"ask_caller_gone", ask_caller_gone}, {"audit_routing", audit_routing},
+        {"ask_caller_gone", ask_caller_gone}, {"ask_quota", ask_quota},
+        {"audit_routing", audit_routing},
         {"audit_cancelled", audit_cancelled},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
