@@ -29,6 +29,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                (cfg.max_buffer_per_guest >= DISPATCHER_BUFFER_MIN &&
                 cfg.max_buffer_per_guest <= DISPATCHER_BUFFER_MAX));
         assert(cfg.keepalive_ms >= -1);
+        assert(cfg.ask_timeout_ms >= 100 && cfg.ask_timeout_ms <= 86400 * 1000);
+        assert(!cfg.ask_program || cfg.ask_program[0] == '/');
+        assert(!cfg.notify_program || cfg.notify_program[0] == '/');
     } else if (r == -EINVAL) {
         assert(err[0] != '\0');
     }
