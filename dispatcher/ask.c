@@ -52,7 +52,6 @@ struct AskSet {
     char *ask_program, *notify_program;
     int64_t timeout_ms;
     Ask *procs;
-    unsigned pending;          /* asks not yet answered */
     unsigned notify_running;
     int64_t notify_window_ms;  /* start of the current one-second window */
     unsigned notify_in_window;
@@ -83,11 +82,6 @@ bool ask_set_has_program(const AskSet *set)
     return set && set->ask_program;
 }
 
-unsigned ask_set_pending(const AskSet *set)
-{
-    return set ? set->pending : 0;
-}
-
 /* ---- one program -------------------------------------------------------------------------- */
 
 static void proc_close_out(Ask *a)
@@ -108,8 +102,6 @@ static void proc_free(Ask *a)
         set->procs = a->next;
     if (a->next)
         a->next->prev = a->prev;
-    if (a->fn && set->pending)
-        set->pending--;
     if (a->is_notify && set->notify_running)
         set->notify_running--;
     proc_close_out(a);
@@ -138,7 +130,6 @@ static void proc_answer(Ask *a, const AskAnswer *ans)
     if (!fn)
         return;
     a->fn = NULL;
-    a->set->pending--;
     proc_kill(a);
     proc_close_out(a);
     fn(ans, a->userdata);
@@ -363,7 +354,6 @@ int ask_start(AskSet *set, const AskArgs *args, AskDoneFn fn, void *userdata, As
         return r;
     a->fn = fn;
     a->userdata = userdata;
-    set->pending++;
     *askp = a;
     return 0;
 }
@@ -373,7 +363,6 @@ void ask_cancel(Ask *a)
     if (!a || !a->fn)
         return;
     a->fn = NULL;
-    a->set->pending--;
     proc_kill(a);
     proc_close_out(a);
 }

@@ -63,8 +63,6 @@ AskSet *ask_set_free(AskSet *set);
 
 /* True when an ask program is configured. */
 bool ask_set_has_program(const AskSet *set);
-/* Prompts waiting for an answer. */
-unsigned ask_set_pending(const AskSet *set);
 
 /*
  * Run the ask program for one call: argv SOURCE CALL TARGET DEFAULT_TARGET, stdin
