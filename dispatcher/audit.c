@@ -4,9 +4,10 @@
  * line with always the same fields, in this order: time (RFC 3339, UTC, microseconds),
  * source, target, resolved_target, service, argument, policy, answer, decision, reason,
  * rule, end, exit, duration_ms, policy_us, ask_us, spawn_us, first_byte_us (the format and
- * every value are documented in vrpc-dispatcher(8), AUDIT LOG). Strings are escaped completely (every byte
- * outside printable ASCII as \u00XX), so that a line is always valid JSON whatever a name
- * holds. Lines go to --audit FILE (appended with one write(2) each) or to the stderr log.
+ * every value are documented in vrpc-dispatcher(8), AUDIT LOG). Strings are escaped
+ * completely (every byte outside printable ASCII as \u00XX), so that a line is always valid
+ * JSON whatever a name holds. Lines go to --audit FILE (appended with one write(2) each) or
+ * to the stderr log.
  */
 #include "audit.h"
 

@@ -24,7 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dispatcher_config_init(&cfg);
     r = dispatcher_config_parse(&cfg, "fuzz.yaml", (const char *)data, size, err);
     if (r == 0) {
-        assert(cfg.max_calls_per_guest >= 1 && cfg.max_calls_per_guest <= DISPATCHER_MAX_CALLS_LIMIT);
+        assert(cfg.max_calls_per_guest >= 1 &&
+               cfg.max_calls_per_guest <= DISPATCHER_MAX_CALLS_LIMIT);
         assert(cfg.max_buffer_per_guest == 0 ||
                (cfg.max_buffer_per_guest >= DISPATCHER_BUFFER_MIN &&
                 cfg.max_buffer_per_guest <= DISPATCHER_BUFFER_MAX));
