@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <xenstore.h>
 
+#include "common/escape.h"
 #include "handler.h"
 #include "librpc/loop.h"
 #include "librpc/rpc.h"
@@ -39,6 +40,11 @@
 #define DEFAULT_SOCKET "/run/vrpc/agent.sock"
 #define DEFAULT_ETC "/etc/vrpc"
 #define REOFFER_RETRY_MS 1000
+/* The announcement must have stayed changed (by someone else) this long before we re-offer:
+ * a process of this domain rewriting data/vrpc-ready in a loop costs one offer, not one per
+ * write. */
+#define ANNOUNCE_QUIET_MS 200
+#define ANNOUNCE_LOG_INTERVAL_MS 10000
 
 enum { STREAM_KIND_RELAY = VRPC_STREAM_KIND_USER + 1 };
 
@@ -79,6 +85,11 @@ struct Agent {
     char vchan_path[128];
     char ready_path[128];
     unsigned generation;
+    char announced[64];            /* what we wrote to data/vrpc-ready last */
+    RpcLoopSource *xs_src;         /* watch on data/vrpc-ready */
+    RpcLoopSource *announce_timer; /* it changed under us: re-offer once it is quiet */
+    int64_t announce_log_next_ms;  /* rate limit of the "changed under us" warning */
+    unsigned announce_log_suppressed;
 
     RpcConn *dom0;         /* current dom0 connection (NULL while re-offering) */
     RpcConn *dom0_old;     /* closed, to be freed by the deferred re-offer */
@@ -151,6 +162,7 @@ static int offer(Agent *a)
         return r ? r : -EIO;
     }
     a->dom0 = conn;
+    snprintf(a->announced, sizeof a->announced, "%s", gen);
     logmsg(LOG_INFO, "offered vchan at %s (generation %s)", a->vchan_path, gen);
     return 0;
 }
@@ -182,6 +194,68 @@ static void schedule_reoffer(Agent *a, RpcConn *closed)
         rpc_conn_free(a->dom0_old);
     a->dom0_old = closed;
     rpc_loop_defer_again(a->reoffer_src);
+}
+
+/* ---- our announcement, changed under us ------------------------------------------------------
+ *
+ * data/vrpc-ready belongs to this domain, so any process in it can rewrite it. The dispatcher
+ * connects to whatever generation it reads there, once per generation: if the value it read
+ * last is not ours and its attempt failed (our offer was being replaced), it would wait
+ * forever for a new generation while we wait forever for it. So we watch our own
+ * announcement; when it stays changed while our offer is unconnected, we offer a new vchan
+ * under a new generation, which the dispatcher connects to.
+ */
+
+/* Whether the announcement differs from ours while our offer waits for the dispatcher. */
+static bool announcement_changed(Agent *a)
+{
+    if (!a->dom0 || rpc_conn_is_ready(a->dom0) || a->quitting)
+        return false; /* re-offering already, or connected: nothing to repair */
+    unsigned len = 0;
+    char *untrusted_value = xs_read(a->xs, XBT_NULL, a->ready_path, &len);
+    bool changed = !untrusted_value || len != strlen(a->announced) ||
+                   memcmp(untrusted_value, a->announced, len) != 0;
+    free(untrusted_value);
+    return changed;
+}
+
+static void on_announce_timer(RpcLoopSource *src, void *userdata)
+{
+    Agent *a = userdata;
+    if (!announcement_changed(a))
+        return;
+    int64_t now = rpc_loop_now_ms();
+    if (now >= a->announce_log_next_ms) {
+        logmsg(LOG_WARNING, "%s was changed by another process of this domain; offering a new "
+               "vchan (%u more such changes since the last report)", a->ready_path,
+               a->announce_log_suppressed);
+        a->announce_log_next_ms = now + ANNOUNCE_LOG_INTERVAL_MS;
+        a->announce_log_suppressed = 0;
+    } else {
+        a->announce_log_suppressed++;
+    }
+    schedule_reoffer(a, a->dom0);
+}
+
+static void on_xs_watch(RpcLoopSource *src, int fd, uint32_t events, void *userdata)
+{
+    Agent *a = userdata;
+    bool ours = false;
+    char **vec;
+    for (int budget = 4096; budget > 0 && (vec = xs_check_watch(a->xs)); budget--) {
+        ours = ours || strcmp(vec[XS_WATCH_PATH], a->ready_path) == 0;
+        free(vec);
+    }
+    /* (Re)start the quiet period at every change: one re-offer after a burst. */
+    if (ours && announcement_changed(a))
+        rpc_loop_timer_set(a->announce_timer, ANNOUNCE_QUIET_MS);
+}
+
+static int watch_announcement(Agent *a)
+{
+    if (!xs_watch(a->xs, a->ready_path, "vrpc-ready"))
+        return errno ? -errno : -EIO;
+    return rpc_loop_add_fd(a->loop, xs_fileno(a->xs), EPOLLIN, on_xs_watch, a, &a->xs_src);
 }
 
 /* ---- relays (local call -> dom0) ------------------------------------------------------------ */
@@ -333,10 +407,15 @@ static void cb_on_call(RpcConn *conn, RpcStream *s, const RpcCall *call, void *u
                                  strlen(arg), &svc, err);
     if (r != 0) {
         int code = r > 0 ? vrpc_services_error_exit_code(r) : VRPC_SERVICES_EXIT_FRAMEWORK;
-        const char *reason = code == VRPC_SERVICES_EXIT_NOT_FOUND ? "vrpc: service not found"
-                                                                  : err;
-        if (!reason[0])
-            reason = "vrpc: cannot read the services folder";
+        char reason[RPC_REASON_MAX + 1];
+        /* worded like the dispatcher's refusal: what was asked of whom */
+        if (code == VRPC_SERVICES_EXIT_NOT_FOUND)
+            snprintf(reason, sizeof(reason), "vrpc: %s%s%s not found in %s", call->service,
+                     arg[0] ? "+" : "", arg, call->target && call->target[0] ? call->target
+                                                                            : "this domain");
+        else
+            snprintf(reason, sizeof(reason), "%s",
+                     err[0] ? err : "vrpc: cannot read the services folder");
         logmsg(LOG_INFO, "call %s from %s: %d %s", call->service, source, code,
                err[0] ? err : vrpc_services_strerror(r));
         (void)rpc_stream_refuse(s, code, reason);
@@ -627,12 +706,12 @@ int main(int argc, char **argv)
             return 0;
         default:
             fprintf(stderr, "vrpc-agent: unknown option or missing value '%s' (try --help)\n",
-                    argv[optind - 1]);
+                    VRPC_ESC(argv[optind - 1]));
             return 2;
         }
     }
     if (optind != argc) {
-        fprintf(stderr, "vrpc-agent: unexpected argument '%s' (try --help)\n", argv[optind]);
+        fprintf(stderr, "vrpc-agent: unexpected argument '%s' (try --help)\n", VRPC_ESC(argv[optind]));
         return 2;
     }
     if (!sock || !sock[0])
@@ -658,7 +737,9 @@ int main(int argc, char **argv)
     RpcLoopSource *sig_term = NULL, *sig_int = NULL;
     a->xs = xs_open(0);
     if (!a->xs) {
-        logmsg(LOG_ERR, "cannot open xenstore: %s", strerror(errno));
+        logmsg(LOG_ERR, "cannot open xenstore (%s): vrpc-agent runs in a Xen guest; on a host "
+                        "without Xen, start it inside the emulated host with "
+                        "'vrpc-sim exec DOMAIN -- vrpc-agent'", strerror(errno));
         return 1;
     }
     a->domid = read_domid(a->xs);
@@ -675,7 +756,8 @@ int main(int argc, char **argv)
         (r = rpc_loop_add_signal(a->loop, SIGTERM, on_signal, a, &sig_term)) < 0 ||
         (r = rpc_loop_add_signal(a->loop, SIGINT, on_signal, a, &sig_int)) < 0 ||
         (r = rpc_loop_add_defer(a->loop, on_reoffer, a, &a->reoffer_src)) < 0 ||
-        (r = rpc_loop_add_timer(a->loop, -1, on_retry, a, &a->retry_timer)) < 0) {
+        (r = rpc_loop_add_timer(a->loop, -1, on_retry, a, &a->retry_timer)) < 0 ||
+        (r = rpc_loop_add_timer(a->loop, -1, on_announce_timer, a, &a->announce_timer)) < 0) {
         logmsg(LOG_ERR, "cannot set up the event loop: %s", strerror(-r));
         goto out;
     }
@@ -688,6 +770,11 @@ int main(int argc, char **argv)
     r = offer(a);
     if (r < 0)
         goto out;
+    r = watch_announcement(a);
+    if (r < 0) {
+        logmsg(LOG_ERR, "cannot watch %s: %s", a->ready_path, strerror(-r));
+        goto out;
+    }
     logmsg(LOG_INFO, "domain %d ready; services in %s; local socket %s", a->domid,
            a->services_dir, a->socket_path);
     r = rpc_loop_run(a->loop);
@@ -713,6 +800,8 @@ out:
     rpc_loop_source_free(sig_term);
     rpc_loop_source_free(sig_int);
     a->retry_timer = rpc_loop_source_free(a->retry_timer);
+    a->announce_timer = rpc_loop_source_free(a->announce_timer);
+    a->xs_src = rpc_loop_source_free(a->xs_src);
     a->reoffer_src = rpc_loop_source_free(a->reoffer_src);
     a->loop = rpc_loop_free(a->loop);
     xs_close(a->xs);

@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/escape.h"
 #include "librpc/loop.h"
 #include "librpc/rpc.h"
 
@@ -447,7 +448,7 @@ int main(int argc, char **argv)
             return 0;
         default:
             fprintf(stderr, "vrpc-call: unknown option or missing value '%s' (try --help)\n",
-                    argv[optind - 1]);
+                    VRPC_ESC(argv[optind - 1]));
             return 2;
         }
     }
@@ -469,11 +470,11 @@ int main(int argc, char **argv)
         arg = plus + 1;
     }
     if (!rpc_valid_service(service) || !rpc_valid_argument(arg)) {
-        fprintf(stderr, "vrpc-call: invalid service name '%s'\n", argv[optind + 1]);
+        fprintf(stderr, "vrpc-call: invalid service name '%s'\n", VRPC_ESC(argv[optind + 1]));
         return 2;
     }
     if (!target[0] || !rpc_valid_target(target)) {
-        fprintf(stderr, "vrpc-call: invalid target '%s'\n", target);
+        fprintf(stderr, "vrpc-call: invalid target '%s'\n", VRPC_ESC(target));
         return 2;
     }
     if (!sock || !sock[0]) {

@@ -434,7 +434,7 @@ static int sim_up(Cfg *cfg)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: vrpc-bench calls [--calls N] [--concurrent N] [--bytes N] [--reps N] "
+    fprintf(f, "Usage: vrpc-bench calls [--calls N] [--concurrent N] [--bytes N] [--reps N] "
                "[--etc DIR]\n"
                "  End-to-end vrpc calls on a private vrpc-sim instance (guests bencha and\n"
                "  benchb with the dispatcher and agents), each figure with its ratio to\n"

@@ -11,12 +11,16 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench_policy.h"
 #include "vrpc-policy.h"
@@ -237,6 +241,169 @@ out:
     return r;
 }
 
+/* ---- --reload: what reloading a policy at the loader's caps costs a daemon ---- */
+
+#define RELOAD_FILES 4
+#define RELOAD_FILE_BYTES (1024 * 1024 - 4096) /* under the 1 MiB cap, 4 of them + domains
+                                                  under the 4 MiB total */
+
+static int write_text(const char *dir, const char *name, const char *text, size_t size) {
+    char tmp[600], path[600];
+    int fd;
+    bool ok;
+
+    snprintf(tmp, sizeof(tmp), "%s/.bench.tmp", dir);
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    ok = write(fd, text, size) == (ssize_t)size;
+    if (close(fd) < 0 || !ok)
+        return -EIO;
+    return rename(tmp, path) < 0 ? -errno : 0;
+}
+
+static void remove_tree(const char *dir) {
+    char path[600];
+
+    for (int i = 0; i < RELOAD_FILES; i++) {
+        snprintf(path, sizeof(path), "%s/policy.d/%d0.yaml", dir, i + 1);
+        unlink(path);
+    }
+    snprintf(path, sizeof(path), "%s/policy.d", dir);
+    rmdir(path);
+    snprintf(path, sizeof(path), "%s/domains.yaml", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* One loop tick as the dispatcher has it: wait for the watch (1 ms at most),
+ * then decide one call against the current snapshot. Returns dispatch's result. */
+static int reload_tick(VrpcPolicyHolder *holder, VrpcPolicyWatch *watch) {
+    struct pollfd p = {.fd = vrpc_policy_watch_get_fd(watch), .events = POLLIN};
+    VrpcPolicy *policy;
+    VrpcPolicyDecision d;
+    int r = 0;
+
+    if (poll(&p, 1, 1) == 1)
+        r = vrpc_policy_watch_dispatch(watch);
+    policy = vrpc_policy_holder_get(holder);
+    vrpc_policy_evaluate(policy,
+                         &(VrpcPolicyRequest){.source = "vm1", .untrusted_target = "dom0",
+                                              .untrusted_service = "bench.Svc1"},
+                         &d);
+    vrpc_policy_unref(policy);
+    return r;
+}
+
+static int bench_reload(unsigned rounds) {
+    char dir[] = "/tmp/vrpc-bench-policy.XXXXXX", sub[600], name[32];
+    char *rules = NULL, *domains = NULL, *edit;
+    size_t rules_size = 0, domains_size = 0, total;
+    VrpcPolicyHolder *holder = NULL;
+    VrpcPolicyWatch *watch = NULL;
+    VrpcPolicy *policy = NULL;
+    uint64_t t0;
+    double sync_ms;
+    int r = -ENOMEM;
+
+    if (!mkdtemp(dir))
+        return -errno;
+    snprintf(sub, sizeof(sub), "%s/policy.d", dir);
+    rules = generate_rules(20000, &rules_size);
+    domains = generate_domains(&domains_size);
+    if (!rules || !domains || rules_size <= RELOAD_FILE_BYTES || mkdir(sub, 0755) < 0)
+        goto out;
+    /* cut before the first rule that does not fit */
+    rules_size = 0;
+    for (char *at = rules; (at = memmem(at, (size_t)(rules + RELOAD_FILE_BYTES - at), "\n  - ",
+                                        5));
+         at++)
+        rules_size = (size_t)(at - rules) + 1;
+    edit = memmem(rules, rules_size, "Svc0", 4);
+    if (rules_size == 0 || !edit)
+        goto out;
+    total = RELOAD_FILES * rules_size + domains_size;
+    for (int i = 0; i < RELOAD_FILES; i++) {
+        snprintf(name, sizeof(name), "%d0.yaml", i + 1);
+        if ((r = write_text(sub, name, rules, rules_size)) < 0)
+            goto out;
+    }
+    if ((r = write_text(dir, "domains.yaml", domains, domains_size)) < 0)
+        goto out;
+
+    t0 = now_ns();
+    r = vrpc_policy_load(dir, &policy);
+    sync_ms = (double)(now_ns() - t0) / 1e6;
+    if (r != 0) {
+        fprintf(stderr, "vrpc-bench policy: generated policy is invalid: %s\n",
+                r > 0 ? vrpc_policy_get_error(policy, 0) : strerror(-r));
+        r = -EINVAL;
+        goto out;
+    }
+    printf("policy of %zu bytes (%d files of %zu bytes, %zu rules, and domains.yaml)\n", total,
+           RELOAD_FILES, rules_size, vrpc_policy_get_n_rules(policy));
+    printf("loading it on the caller's thread: %.1f ms\n", sync_ms);
+    t0 = now_ns();
+    policy = vrpc_policy_unref(policy);
+    printf("freeing it (the last reference to an old snapshot, e.g. a call that ends): %.1f "
+           "ms\n", (double)(now_ns() - t0) / 1e6);
+    r = vrpc_policy_holder_new(&holder, dir);
+    if (r == 0)
+        r = vrpc_policy_watch_new(&watch, holder);
+    if (r != 0)
+        goto out;
+    {
+        /* the same loop with nothing to reload: the machine's own tick jitter */
+        uint64_t start = now_ns(), last = start, gap = 0, t;
+
+        while ((t = now_ns()) - start < 400000000u) {
+            if (t - last > gap)
+                gap = t - last;
+            last = t;
+            if (reload_tick(holder, watch) != 0)
+                break;
+        }
+        printf("longest loop tick without a reload (400 ms): %.2f ms\n", (double)gap / 1e6);
+    }
+    printf("%8s %12s %16s\n", "round", "reload ms", "max tick gap ms");
+    for (unsigned round = 0; round < rounds; round++) {
+        uint64_t start, last, gap = 0;
+        int done = 0;
+
+        /* a new version of one file, installed by rename */
+        edit[2] = round % 2 ? 'c' : 'd'; /* bench.Svc0 <-> bench.Svd0 */
+        if ((r = write_text(sub, "10.yaml", rules, rules_size)) < 0)
+            goto out;
+        start = last = now_ns();
+        while (!done) {
+            uint64_t t;
+
+            done = reload_tick(holder, watch);
+            if (done < 0) {
+                r = done;
+                goto out;
+            }
+            t = now_ns();
+            if (t - last > gap)
+                gap = t - last;
+            last = t;
+        }
+        printf("%8u %12.1f %16.2f\n", round + 1, (double)(last - start) / 1e6,
+               (double)gap / 1e6);
+        fflush(stdout);
+    }
+    r = 0;
+out:
+    vrpc_policy_watch_free(watch);
+    vrpc_policy_holder_free(holder);
+    vrpc_policy_unref(policy);
+    free(rules);
+    free(domains);
+    remove_tree(dir);
+    return r;
+}
+
 static double timer_overhead_ns(void) {
     uint64_t samples[10001];
 
@@ -277,6 +444,7 @@ int bench_policy_main(int argc, char **argv) {
         {"rules", required_argument, NULL, 'r'},
         {"calls", required_argument, NULL, 'c'},
         {"rounds", required_argument, NULL, 'R'},
+        {"reload", no_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {0},
@@ -284,12 +452,13 @@ int bench_policy_main(int argc, char **argv) {
     size_t sizes[BENCH_MAX_SIZES] = {10, 1000, 100000};
     size_t n_sizes = 3, n_calls = 200000;
     unsigned rounds = 5;
+    bool reload = false;
     char *end;
     int c;
 
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":r:c:R:hV", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":r:c:R:LhV", options, NULL)) != -1) {
         switch (c) {
         case 'r':
             if (parse_sizes(optarg, sizes, &n_sizes) < 0) {
@@ -313,13 +482,19 @@ int bench_policy_main(int argc, char **argv) {
                 return 2;
             }
             break;
+        case 'L':
+            reload = true;
+            break;
         case 'h':
             printf("Usage: vrpc-bench policy [--rules N[,N...]] [--calls N] [--rounds N]\n"
+                   "       vrpc-bench policy --reload [--rounds N]\n"
                    "Policy evaluation latency (p50/p99 per call, median of rounds).\n"
-                   "Defaults: --rules 10,1000,100000 --calls 200000 --rounds 5\n");
+                   "Defaults: --rules 10,1000,100000 --calls 200000 --rounds 5\n"
+                   "--reload: a policy at the loader's size caps reloaded through the watch\n"
+                   "while a loop decides calls: reload time and the longest loop tick.\n");
             return 0;
         case 'V':
-            printf("vrpc-bench policy %s\n", VRPC_VERSION);
+            printf("vrpc-bench (vrpc) %s\n", VRPC_VERSION);
             return 0;
         default:
             fprintf(stderr, "vrpc-bench policy: bad option %s (try --help)\n", argv[optind - 1]);
@@ -332,6 +507,13 @@ int bench_policy_main(int argc, char **argv) {
         return 2;
     }
 
+    if (reload) {
+        int r = bench_reload(rounds);
+
+        if (r < 0)
+            fprintf(stderr, "vrpc-bench policy: --reload failed: %s\n", strerror(-r));
+        return r < 0 ? 1 : 0;
+    }
     printf("policy evaluation: %zu calls x %u rounds per size, median of per-round "
            "percentiles\n", n_calls, rounds);
     printf("timer overhead (clock_gettime pair, included below): %.0f ns\n",

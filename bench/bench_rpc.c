@@ -430,7 +430,7 @@ static char *one_run(Cfg *cfg, int mode)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: vrpc-bench rpc-mux [--bytes N] [--reps N] [--rtt N] [--local] [--sim PATH]\n"
+    fprintf(f, "Usage: vrpc-bench rpc-mux [--bytes N] [--reps N] [--rtt N] [--local] [--sim PATH]\n"
                "  librpc over a vchan with 1 MiB rings vs the raw vchan, in one run: bulk\n"
                "  throughput of one stream and of 64 concurrent streams, 64-byte round trip.\n"
                "  The ends run as a guest and dom0 of a private vrpc-sim instance; --local\n"

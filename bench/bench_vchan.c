@@ -419,7 +419,7 @@ static char *one_run(Cfg *cfg, int kind, bool rtt, size_t ring, size_t wsize)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: vrpc-bench vchan [--bytes N] [--reps N] [--rtt N] [--sim PATH]\n"
+    fprintf(f, "Usage: vrpc-bench vchan [--bytes N] [--reps N] [--rtt N] [--sim PATH]\n"
                "  Throughput of N bytes (default 1 GiB) per run at rings 2K/64K/256K/1M and\n"
                "  writes of 4K/64K, and N (default 20000) 64-byte round trips, for vrpc's\n"
                "  vchan, Debian's libxenvchan (both over a private vrpc-sim instance), a pipe\n"

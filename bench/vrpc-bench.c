@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/escape.h"
 #include "bench_calls.h"
 #include "bench_policy.h"
 #include "bench_rpc.h"
@@ -24,7 +25,7 @@ static const struct {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: vrpc-bench BENCHMARK [OPTIONS]   (vrpc-bench BENCHMARK --help)\n\n");
+    fprintf(f, "Usage: vrpc-bench BENCHMARK [OPTIONS]   (vrpc-bench BENCHMARK --help)\n\n");
     for (size_t i = 0; i < sizeof(benches) / sizeof(benches[0]); i++)
         fprintf(f, "  %-8s %s\n", benches[i].name, benches[i].what);
 }
@@ -32,7 +33,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        usage(stderr);
+        fprintf(stderr, "vrpc-bench: missing BENCHMARK (try --help)\n");
         return 2;
     }
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
@@ -40,12 +41,13 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("vrpc-bench %s\n", VRPC_VERSION);
+        printf("vrpc-bench (vrpc) %s\n", VRPC_VERSION);
         return 0;
     }
     for (size_t i = 0; i < sizeof(benches) / sizeof(benches[0]); i++)
         if (strcmp(argv[1], benches[i].name) == 0)
             return benches[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "vrpc-bench: unknown benchmark '%s' (try 'vrpc-bench --help')\n", argv[1]);
+    fprintf(stderr, "vrpc-bench: unknown %s '%s' (try --help)\n",
+            argv[1][0] == '-' ? "option" : "benchmark", VRPC_ESC(argv[1]));
     return 2;
 }

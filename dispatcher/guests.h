@@ -13,3 +13,7 @@
  */
 int guests_new(Guests **gp, Dispatcher *d);
 Guests *guests_free(Guests *g);
+
+/* The connection to the agent of @domid closed before it was ready (its vchan broke, or the
+ * HELLO failed): try again after the guest's backoff. @g may be NULL (shutting down). */
+void guests_connection_lost(Guests *g, int domid);

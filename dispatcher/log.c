@@ -94,9 +94,16 @@ void dlog(int level, const char *fmt, ...)
     va_end(ap);
 }
 
+static bool library_quiet;
+
+void dlog_library_quiet(bool quiet)
+{
+    library_quiet = quiet;
+}
+
 static void library_sink(int level, const char *msg, void *userdata)
 {
-    dlog(level, "%s", msg);
+    dlog(library_quiet && level < LOG_DEBUG ? LOG_DEBUG : level, "%s", msg);
 }
 
 void dlog_install_library_sinks(void)

@@ -17,3 +17,6 @@ bool dlog_enabled(int level);
 void dlog(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Install this logger as the sink of librpc and the vchan library. */
 void dlog_install_library_sinks(void);
+/* While @quiet, the libraries' lines are logged at debug level: for an operation whose
+ * outcome the caller logs itself, rate-limited. */
+void dlog_library_quiet(bool quiet);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "ask.h"
+#include "common/escape.h"
 #include "audit.h"
 #include "config.h"
 #include "control.h"
@@ -67,7 +68,8 @@ static void usage(FILE *f)
             "  --etc DIR       configuration folder (default /etc/vrpc)\n"
             "  --socket PATH   socket for dom0 callers (default $VRPC_SOCKET, else\n"
             "                  " DEFAULT_SOCKET ")\n"
-            "  --control PATH  control socket for vrpc-ctl (default " DEFAULT_CONTROL ")\n"
+            "  --control PATH  control socket for vrpc-ctl (default $VRPC_CONTROL, else\n"
+            "                  " DEFAULT_CONTROL ")\n"
             "  --audit FILE    append the audit log (JSON lines) to FILE (default: the log)\n"
             "  --debug         log at debug level\n"
             "  --help, --version\n");
@@ -100,6 +102,7 @@ static void on_local_accept(RpcLoopSource *src, int fd, uint32_t events, void *u
 typedef struct PolicyWatchCtx {
     Dispatcher *d;
     VrpcPolicyWatch *watch;
+    bool held_back; /* logged that a file being written holds the reload back */
 } PolicyWatchCtx;
 
 static void log_policy_state(Dispatcher *d, const char *what)
@@ -111,9 +114,10 @@ static void log_policy_state(Dispatcher *d, const char *what)
              vrpc_policy_get_n_files(p));
     } else {
         size_t n = vrpc_policy_get_n_errors(p);
-        dlog(LOG_ERR, "policy %s: INVALID, every call is denied (%zu errors)", what, n);
+        /* the causes first, then what follows from them */
         for (size_t i = 0; i < n && i < 10; i++)
             dlog(LOG_ERR, "policy: %s", vrpc_policy_get_error(p, i));
+        dlog(LOG_ERR, "policy %s: INVALID, every call is denied (%zu errors)", what, n);
     }
     vrpc_policy_unref(p);
 }
@@ -122,11 +126,20 @@ static void on_policy_watch(RpcLoopSource *src, int fd, uint32_t events, void *u
 {
     PolicyWatchCtx *ctx = userdata;
     int r = vrpc_policy_watch_dispatch(ctx->watch);
+    const char *writing = NULL;
 
     if (r == 1)
         log_policy_state(ctx->d, "reloaded");
     else if (r < 0)
         dlog(LOG_WARNING, "policy watch: %s", strerror(-r));
+    /* Once per episode: the reload waits until the file is closed. */
+    if (vrpc_policy_watch_get_pending(ctx->watch, &writing) && writing) {
+        if (!ctx->held_back)
+            dlog(LOG_INFO, "policy: reload waits until %s is closed (being written)", writing);
+        ctx->held_back = true;
+    } else {
+        ctx->held_back = false;
+    }
 }
 
 static void on_signal(RpcLoopSource *src, const struct signalfd_siginfo *si, void *userdata)
@@ -181,24 +194,26 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         case 'V':
-            printf("vrpc-dispatcher %s\n", VRPC_VERSION);
+            printf("vrpc-dispatcher (vrpc) %s\n", VRPC_VERSION);
             return 0;
         default:
             fprintf(stderr, "vrpc-dispatcher: unknown option or missing value '%s' (try --help)\n",
-                    argv[optind - 1]);
+                    VRPC_ESC(argv[optind - 1]));
             return 2;
         }
     }
     if (optind != argc) {
-        fprintf(stderr, "vrpc-dispatcher: unexpected argument '%s' (try --help)\n", argv[optind]);
+        fprintf(stderr, "vrpc-dispatcher: unexpected argument '%s' (try --help)\n", VRPC_ESC(argv[optind]));
         return 2;
     }
     if (!socket_path) {
         const char *env = getenv("VRPC_SOCKET");
         socket_path = env && *env ? env : DEFAULT_SOCKET;
     }
-    if (!control_path)
-        control_path = DEFAULT_CONTROL;
+    if (!control_path) {
+        const char *env = getenv("VRPC_CONTROL");
+        control_path = env && *env ? env : DEFAULT_CONTROL;
+    }
 
     dlog_install_library_sinks();
     signal(SIGPIPE, SIG_IGN);
@@ -291,7 +306,9 @@ int main(int argc, char **argv)
 
     r = guests_new(&d.guests, &d);
     if (r < 0) {
-        dlog(LOG_ERR, "xenstore: %s", strerror(-r));
+        dlog(LOG_ERR, "cannot open xenstore (%s): vrpc-dispatcher runs in dom0 of a Xen host; "
+                      "on a host without Xen use 'vrpc-sim up --vrpc' or "
+                      "'vrpc-sim exec dom0 -- vrpc-dispatcher'", strerror(-r));
         goto out;
     }
     dlog(LOG_INFO, "ready: socket %s, control %s, etc %s", socket_path, control_path, etc);

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "guests.h"
 #include "handler.h"
 #include "librpc/loop.h"
 #include "log.h"
@@ -313,6 +314,8 @@ void peer_drop(Peer *p, const char *reason)
         gone_note(p->d, p->name, p->destroyed, false);
     if (p->kind == PEER_GUEST && was_ready)
         dispatcher_guests_changed(p->d);
+    else if (p->kind == PEER_GUEST)
+        guests_connection_lost(p->d->guests, p->domid);
 }
 
 Peer *peer_find_guest(Dispatcher *d, const char *name)

@@ -230,7 +230,8 @@ static void route_dom0(Call *c, RpcStream *s)
     if (r != 0) {
         int code = r > 0 ? vrpc_services_error_exit_code(r) : VRPC_SERVICES_EXIT_FRAMEWORK;
         if (code == VRPC_SERVICES_EXIT_NOT_FOUND)
-            snprintf(reason, sizeof(reason), "vrpc: service not found");
+            snprintf(reason, sizeof(reason), "vrpc: %s%s%s not found in %s", c->service,
+                     c->argument[0] ? "+" : "", c->argument, c->target);
         else
             snprintf(reason, sizeof(reason), "vrpc: %.240s", r > 0 ? err : strerror(-r));
         dlog(LOG_INFO, "call %llu: %s: %s", (unsigned long long)c->id, c->service,

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/escape.h"
 #include "librpc/rpc.h"
 
 #ifndef VRPC_VERSION
@@ -38,8 +39,8 @@ static void usage(FILE *f)
                "       vrpc-ctl [--control PATH] wait-guests COUNT [--timeout SECONDS]\n"
                "Query a running vrpc-dispatcher.\n"
                "\n"
-               "  --control PATH     the dispatcher's control socket (default " DEFAULT_CONTROL
-               ")\n"
+               "  --control PATH     the dispatcher's control socket (default $VRPC_CONTROL,\n"
+               "                     else " DEFAULT_CONTROL "; `vrpc-sim exec` sets it)\n"
                "  --timeout SECONDS  wait-guests: give up after this long (default 30)\n"
                "  --help, --version\n"
                "\n"
@@ -108,7 +109,7 @@ static int cmd_status(const char *control)
     int fd = rpc_unix_connect(control), r;
 
     if (fd < 0) {
-        fprintf(stderr, "vrpc-ctl: cannot connect to %s: %s\n", control, strerror(-fd));
+        fprintf(stderr, "vrpc-ctl: cannot connect to %s: %s\n", VRPC_ESC(control), strerror(-fd));
         return 1;
     }
     r = request(fd, "status\n", now_ms() + 10000, &answer);
@@ -179,7 +180,7 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {0},
     };
-    const char *control = DEFAULT_CONTROL;
+    const char *control = NULL;
     double timeout_s = 30;
     bool timeout_set = false;
     int opt;
@@ -195,7 +196,7 @@ int main(int argc, char **argv)
             char *end;
             timeout_s = strtod(optarg, &end);
             if (*end || end == optarg || !(timeout_s >= 0) || timeout_s > 1e6) {
-                fprintf(stderr, "vrpc-ctl: invalid --timeout %s\n", optarg);
+                fprintf(stderr, "vrpc-ctl: invalid --timeout '%s'\n", VRPC_ESC(optarg));
                 return 2;
             }
             timeout_set = true;
@@ -205,13 +206,17 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         case 'V':
-            printf("vrpc-ctl %s\n", VRPC_VERSION);
+            printf("vrpc-ctl (vrpc) %s\n", VRPC_VERSION);
             return 0;
         default:
             fprintf(stderr, "vrpc-ctl: unknown option or missing value '%s' (try --help)\n",
-                    argv[optind - 1]);
+                    VRPC_ESC(argv[optind - 1]));
             return 2;
         }
+    }
+    if (!control) {
+        const char *env = getenv("VRPC_CONTROL");
+        control = env && *env ? env : DEFAULT_CONTROL;
     }
     if (optind < argc && strcmp(argv[optind], "status") == 0 && optind + 1 == argc &&
         !timeout_set)
@@ -222,7 +227,7 @@ int main(int argc, char **argv)
         unsigned long count = strtoul(arg, &end, 10);
 
         if (*end || end == arg || arg[0] == '-' || count > 1000000) {
-            fprintf(stderr, "vrpc-ctl: invalid COUNT %s\n", arg);
+            fprintf(stderr, "vrpc-ctl: invalid COUNT '%s'\n", VRPC_ESC(arg));
             return 2;
         }
         return cmd_wait_guests(control, (unsigned)count, timeout_s);

@@ -522,10 +522,29 @@ int policy_loader_parse_domains(PolicyDomains *domains, PolicyDiag *diag, const 
 
 /* ---- files and folders ---- */
 
-/* Read PATH whole. Returns 0, -ENOENT when it does not exist and MISSING_OK
- * (nothing reported), -EIO for any other problem (reported) or -ENOMEM. */
-static int read_file(const char *path, bool missing_ok, PolicyDiag *diag, char **datap,
-                     size_t *sizep) {
+/* The error for a file of SIZE bytes (at least) when only LEFT bytes of the
+ * total are left; false when it fits. */
+static bool over_caps(PolicyDiag *diag, const char *path, unsigned long long size, size_t left) {
+    if (size > POLICY_LOAD_FILE_MAX) {
+        policy_diag_add(diag, path, 0, 0, "file too large (over %u bytes, the limit per file)",
+                        POLICY_LOAD_FILE_MAX);
+        return true;
+    }
+    if (size > left) {
+        policy_diag_add(diag, path, 0, 0, "policy too large: with this file the files read come "
+                        "to over %u bytes (the limit for all files together)",
+                        POLICY_LOAD_TOTAL_MAX);
+        return true;
+    }
+    return false;
+}
+
+/* Read PATH whole, at most POLICY_LOAD_FILE_MAX bytes and *LEFTP (what is left
+ * of POLICY_LOAD_TOTAL_MAX, reduced by the size read). Returns 0, -ENOENT when
+ * it does not exist and MISSING_OK (nothing reported), -EIO for any other
+ * problem, a file over a cap included (reported) or -ENOMEM. */
+static int read_file(const char *path, bool missing_ok, PolicyDiag *diag, size_t *leftp,
+                     char **datap, size_t *sizep) {
     _cleanup_close_ int fd = -1;
     _cleanup_free_ char *data = NULL;
     struct stat st;
@@ -542,10 +561,8 @@ static int read_file(const char *path, bool missing_ok, PolicyDiag *diag, char *
         policy_diag_add(diag, path, 0, 0, "not a regular file");
         return -EIO;
     }
-    if ((unsigned long long)st.st_size > POLICY_FILE_MAX) {
-        policy_diag_add(diag, path, 0, 0, "file too large (over %u bytes)", POLICY_FILE_MAX);
+    if (over_caps(diag, path, (unsigned long long)st.st_size, *leftp))
         return -EIO;
-    }
     cap = (size_t)st.st_size + 1;
     data = malloc(cap);
     if (!data)
@@ -556,12 +573,9 @@ static int read_file(const char *path, bool missing_ok, PolicyDiag *diag, char *
         if (size == cap) {
             char *bigger;
 
-            /* The file grew while we read it; follow it up to the limit. */
-            if (cap > POLICY_FILE_MAX) {
-                policy_diag_add(diag, path, 0, 0, "file too large (over %u bytes)",
-                                POLICY_FILE_MAX);
+            /* The file grew while we read it; follow it up to the caps. */
+            if (over_caps(diag, path, size, *leftp))
                 return -EIO;
-            }
             bigger = realloc(data, cap * 2);
             if (!bigger)
                 return -ENOMEM;
@@ -579,6 +593,9 @@ static int read_file(const char *path, bool missing_ok, PolicyDiag *diag, char *
             break;
         size += (size_t)n;
     }
+    if (over_caps(diag, path, size, *leftp))
+        return -EIO;
+    *leftp -= size;
     *datap = TAKE_PTR(data);
     *sizep = size;
     return 0;
@@ -672,7 +689,7 @@ int vrpc_policy_load(const char *etc_dir, VrpcPolicy **policyp) {
     _cleanup_free_ char *policy_dir = NULL;
     _cleanup_free_ char *data = NULL;
     char **names = NULL;
-    size_t n_names = 0, size = 0;
+    size_t n_names = 0, size = 0, left = POLICY_LOAD_TOTAL_MAX;
     PolicyDiag *diag;
     int r;
 
@@ -690,7 +707,7 @@ int vrpc_policy_load(const char *etc_dir, VrpcPolicy **policyp) {
         goto fail;
     diag = policy_get_diag(policy);
 
-    r = read_file(domains_path, true, diag, &data, &size);
+    r = read_file(domains_path, true, diag, &left, &data, &size);
     if (r == 0) {
         r = policy_loader_parse_domains(domains, diag, domains_path, data, size);
         free(TAKE_PTR(data));
@@ -708,7 +725,7 @@ int vrpc_policy_load(const char *etc_dir, VrpcPolicy **policyp) {
         r = path ? policy_add_file(policy, path, &file) : -ENOMEM;
         if (r < 0)
             goto fail;
-        r = read_file(file, false, diag, &data, &size);
+        r = read_file(file, false, diag, &left, &data, &size);
         if (r == 0) {
             r = policy_loader_parse_policy(policy, file, data, size);
             free(TAKE_PTR(data));

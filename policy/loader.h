@@ -12,8 +12,18 @@
 #include "domains.h"
 #include "vrpc-policy.h"
 
-/* Largest policy or domains file read, in bytes. */
+/* Largest text vrpc_policy_load_texts() takes per file, in bytes (tools and
+ * benchmarks that build policies in memory). */
 #define POLICY_FILE_MAX (64u * 1024 * 1024)
+
+/* The caps of vrpc_policy_load(), i.e. of what the dispatcher and
+ * vrpc-policy read from a configuration folder: each file, and all files
+ * together (domains.yaml and every policy.d/NAME.yaml). 1 MiB is about
+ * 10,000 rules, far beyond any hand-written file (the shipped policy is
+ * 1 KiB); 4 MiB compiles in a few hundred milliseconds on the reload thread
+ * and bounds the memory a policy can take. See docs/policy.md. */
+#define POLICY_LOAD_FILE_MAX (1024u * 1024)
+#define POLICY_LOAD_TOTAL_MAX (4u * 1024 * 1024)
 
 /* policy_loader_parse_policy() - compile the rules of one policy file into
  * POLICY (unsealed); FILE must be a policy_add_file() copy. Returns 0 (errors,

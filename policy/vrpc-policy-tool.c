@@ -2,10 +2,10 @@
 /*
  * vrpc-policy: the administrator's tool for the policy folder. `check` lints
  * it, `explain` shows which rule decides one call and how, `graph` draws who
- * may call what, and `import-qubes` converts qrexec policy files. It uses the
- * same loader and evaluator as the dispatcher, so what it says is what the
- * dispatcher does. Exit codes: 0 ok, 1 failure (invalid policy, unreadable
- * input), 2 usage.
+ * may call what, and `import-qubes` converts a qrexec policy tree. It uses
+ * the same loader and evaluator as the dispatcher, so what it says is what
+ * the dispatcher does. Options may come before or after the command. Exit
+ * codes: 0 ok, 1 failure (invalid policy, unreadable input), 2 usage.
  */
 
 #include <errno.h>
@@ -28,21 +28,27 @@
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 static const char *const usage_text =
-    "Usage: vrpc-policy COMMAND [OPTIONS] [ARGS]\n"
+    "Usage: vrpc-policy [--etc DIR] COMMAND [OPTIONS] [ARGS]\n"
     "\n"
     "Commands:\n"
-    "  check [--etc DIR]                          validate the policy; print every error\n"
+    "  check [--etc DIR] [DIR]                    validate the policy; print every error\n"
     "  explain [--etc DIR] SOURCE TARGET SERVICE[+ARG]\n"
     "                                             show the decision for one call\n"
     "                                             (TARGET may be @default or @adminvm)\n"
-    "  graph [--etc DIR]                          print a Graphviz dot graph of allowed calls\n"
-    "  import-qubes FILE...                       convert qrexec .policy files to YAML\n"
-    "                                             (FILE - reads stdin)\n"
+    "  graph [--etc DIR] [DIR]                    print a Graphviz dot graph of allowed calls\n"
+    "  import-qubes [--skip-unconvertible] PATH...\n"
+    "                                             convert a qrexec policy.d folder or\n"
+    "                                             .policy files to YAML (PATH - reads stdin)\n"
     "\n"
-    "Options:\n"
-    "  -e, --etc DIR    configuration folder (default " VRPC_POLICY_DEFAULT_ETC ")\n"
-    "  -h, --help       show this help\n"
-    "  -V, --version    show the version\n"
+    "DIR is the configuration folder, or its policy.d folder (a path ending in\n"
+    "policy.d): `check /etc/vrpc` and `check /etc/vrpc/policy.d` are the same.\n"
+    "\n"
+    "Options (before or after COMMAND):\n"
+    "  -e, --etc DIR             configuration folder (default " VRPC_POLICY_DEFAULT_ETC ")\n"
+    "  -s, --skip-unconvertible  import-qubes: skip the lines vrpc cannot express\n"
+    "                            (@dispvm, !compat-4.0), reporting each, instead of failing\n"
+    "  -h, --help                show this help\n"
+    "  -V, --version             show the version\n"
     "\n"
     "Exit status: 0 ok (explain: whatever the decision), 1 invalid policy or input,\n"
     "2 bad usage.\n";
@@ -61,10 +67,23 @@ static int usage_error(const char *fmt, ...) {
     return EXIT_USAGE;
 }
 
-/* Parse the options shared by all commands; returns -1 to go on, else an exit code. */
-static int parse_options(int argc, char **argv, const char **etcp, bool takes_etc) {
+typedef struct Options {
+    const char *etc; /* NULL: not given */
+    bool skip_unconvertible;
+} Options;
+
+enum { TAKES_ETC = 1, TAKES_SKIP = 2 };
+
+/*
+ * Parse options up to the first argument. NAME is the command ("vrpc-policy"
+ * for the options before it); ARGV[0] is skipped. Options given before the
+ * command are in *O already; a later one wins. Returns -1 to go on, else an
+ * exit code.
+ */
+static int parse_options(const char *name, int argc, char **argv, Options *o) {
     static const struct option options[] = {
         {"etc", required_argument, NULL, 'e'},
+        {"skip-unconvertible", no_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {0},
@@ -73,14 +92,15 @@ static int parse_options(int argc, char **argv, const char **etcp, bool takes_et
 
     optind = 0; /* reinitialize getopt for the command's own argv */
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+:e:hV", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:e:shV", options, NULL)) != -1) {
         switch (c) {
         case 'e':
-            if (!takes_etc)
-                return usage_error("%s does not take --etc", argv[0]);
             if (!*optarg)
                 return usage_error("--etc needs a folder");
-            *etcp = optarg;
+            o->etc = optarg;
+            break;
+        case 's':
+            o->skip_unconvertible = true;
             break;
         case 'h':
             fputs(usage_text, stdout);
@@ -91,9 +111,61 @@ static int parse_options(int argc, char **argv, const char **etcp, bool takes_et
         case ':':
             return usage_error("option %s needs an argument", argv[optind - 1]);
         default:
-            return usage_error("unknown option %s", argv[optind - 1]);
+            return usage_error("unknown option %s%s%s", argv[optind - 1],
+                               strcmp(name, "vrpc-policy") ? " for " : "",
+                               strcmp(name, "vrpc-policy") ? name : "");
         }
     }
+    return -1;
+}
+
+/* Refuse the options COMMAND does not take. Returns -1 to go on. */
+static int check_allowed(const char *command, const Options *o, unsigned takes) {
+    if (o->etc && !(takes & TAKES_ETC))
+        return usage_error("%s does not take --etc", command);
+    if (o->skip_unconvertible && !(takes & TAKES_SKIP))
+        return usage_error("%s does not take --skip-unconvertible (only import-qubes does)",
+                           command);
+    return -1;
+}
+
+/*
+ * The configuration folder for check and graph: --etc DIR, or a DIR
+ * argument that is either the configuration folder or its policy.d (a path
+ * whose last component is policy.d: its parent holds domains.yaml).
+ * *ETCP is malloc'd. Returns -1 to go on, else an exit code.
+ */
+static int etc_folder(const char *command, int argc, char **argv, const Options *o,
+                      char **etcp) {
+    const char *arg;
+    size_t len;
+    char *etc;
+
+    if (argc - optind > 1)
+        return usage_error("%s takes at most one folder, got '%s' and '%s'", command,
+                           argv[optind], argv[optind + 1]);
+    if (argc - optind == 1 && o->etc)
+        return usage_error("%s: give the folder once, as --etc DIR or as DIR, not both", command);
+    arg = argc - optind == 1 ? argv[optind] : o->etc ? o->etc : VRPC_POLICY_DEFAULT_ETC;
+    if (!*arg)
+        return usage_error("%s: the folder is an empty string", command);
+    etc = strdup(arg);
+    if (!etc) {
+        fprintf(stderr, "vrpc-policy: out of memory\n");
+        return EXIT_FAIL;
+    }
+    for (len = strlen(etc); len > 1 && etc[len - 1] == '/'; len--)
+        etc[len - 1] = 0;
+    if (argc - optind == 1 && (strcmp(etc, "policy.d") == 0 ||
+                               (len >= 9 && strcmp(etc + len - 9, "/policy.d") == 0))) {
+        if (len == 8)
+            strcpy(etc, ".");
+        else if (len == 9)
+            strcpy(etc, "/");
+        else
+            etc[len - 9] = 0;
+    }
+    *etcp = etc;
     return -1;
 }
 
@@ -111,16 +183,18 @@ static int load(const char *etc, VrpcPolicy **policyp) {
     return r;
 }
 
-static int cmd_check(int argc, char **argv) {
-    const char *etc = VRPC_POLICY_DEFAULT_ETC;
+static int cmd_check(int argc, char **argv, Options *o) {
+    _cleanup_free_ char *etc = NULL;
     VrpcPolicy *policy = NULL;
     size_t n_rules, n_files;
-    int r = parse_options(argc, argv, &etc, true);
+    int r = parse_options(argv[0], argc, argv, o);
 
+    if (r < 0)
+        r = check_allowed(argv[0], o, TAKES_ETC);
+    if (r < 0)
+        r = etc_folder(argv[0], argc, argv, o, &etc);
     if (r >= 0)
         return r;
-    if (optind != argc)
-        return usage_error("check takes no arguments, got '%s'", argv[optind]);
     r = load(etc, &policy);
     if (r < 0)
         return EXIT_FAIL;
@@ -137,18 +211,21 @@ static int cmd_check(int argc, char **argv) {
     return EXIT_OK;
 }
 
-static int cmd_explain(int argc, char **argv) {
-    const char *etc = VRPC_POLICY_DEFAULT_ETC;
+static int cmd_explain(int argc, char **argv, Options *o) {
+    const char *etc;
     char service[VRPC_POLICY_NAME_MAX + 1], argument[VRPC_POLICY_NAME_MAX + 1];
     char line[8192];
     VrpcPolicy *policy = NULL;
     VrpcPolicyDecision decision;
     const char *source, *target;
-    int r = parse_options(argc, argv, &etc, true);
+    int r = parse_options(argv[0], argc, argv, o);
     bool valid;
 
+    if (r < 0)
+        r = check_allowed(argv[0], o, TAKES_ETC);
     if (r >= 0)
         return r;
+    etc = o->etc ? o->etc : VRPC_POLICY_DEFAULT_ETC;
     if (argc - optind != 3)
         return usage_error("explain needs SOURCE TARGET SERVICE[+ARG]");
     source = argv[optind];
@@ -195,15 +272,17 @@ static int cmd_explain(int argc, char **argv) {
     return EXIT_OK;
 }
 
-static int cmd_graph(int argc, char **argv) {
-    const char *etc = VRPC_POLICY_DEFAULT_ETC;
+static int cmd_graph(int argc, char **argv, Options *o) {
+    _cleanup_free_ char *etc = NULL;
     VrpcPolicy *policy = NULL;
-    int r = parse_options(argc, argv, &etc, true);
+    int r = parse_options(argv[0], argc, argv, o);
 
+    if (r < 0)
+        r = check_allowed(argv[0], o, TAKES_ETC);
+    if (r < 0)
+        r = etc_folder(argv[0], argc, argv, o, &etc);
     if (r >= 0)
         return r;
-    if (optind != argc)
-        return usage_error("graph takes no arguments, got '%s'", argv[optind]);
     r = load(etc, &policy);
     if (r < 0)
         return EXIT_FAIL;
@@ -222,107 +301,56 @@ static int cmd_graph(int argc, char **argv) {
     return EXIT_OK;
 }
 
-/* Read a whole input file for import-qubes ("-" is stdin). */
-static int read_input(const char *path, char **datap, size_t *sizep) {
-    _cleanup_fclose_ FILE *f = NULL;
-    FILE *in = stdin;
-    char *data = NULL;
-    size_t size = 0;
-    FILE *mem;
-    char buf[65536];
-    size_t n;
+static int cmd_import_qubes(int argc, char **argv, Options *o) {
+    PolicyImportStats stats;
+    int r = parse_options(argv[0], argc, argv, o);
 
-    if (strcmp(path, "-") != 0) {
-        f = fopen(path, "re");
-        if (!f)
-            return -errno;
-        in = f;
-    }
-    mem = open_memstream(&data, &size);
-    if (!mem)
-        return -ENOMEM;
-    while ((n = fread(buf, 1, sizeof(buf), in)) > 0) {
-        if (size + n > POLICY_FILE_MAX) {
-            fclose(mem);
-            free(data);
-            return -EFBIG;
-        }
-        fwrite(buf, 1, n, mem);
-    }
-    if (ferror(in)) {
-        fclose(mem);
-        free(data);
-        return -EIO;
-    }
-    if (fclose(mem) != 0) {
-        free(data);
-        return -ENOMEM;
-    }
-    *datap = data;
-    *sizep = size;
-    return 0;
-}
-
-static int cmd_import_qubes(int argc, char **argv) {
-    VrpcPolicyText *files = NULL;
-    size_t n = 0;
-    int r = parse_options(argc, argv, NULL, false), status = EXIT_OK;
-
+    if (r < 0)
+        r = check_allowed(argv[0], o, TAKES_SKIP);
     if (r >= 0)
         return r;
     if (optind == argc)
-        return usage_error("import-qubes needs at least one FILE");
-    files = calloc((size_t)(argc - optind), sizeof(*files));
-    if (!files) {
-        fprintf(stderr, "vrpc-policy: out of memory\n");
+        return usage_error("import-qubes needs at least one PATH (a policy.d folder or a file)");
+    r = policy_import_qubes_paths((const char *const *)argv + optind, (size_t)(argc - optind),
+                                  &(PolicyImportOptions){.skip_unconvertible =
+                                                             o->skip_unconvertible},
+                                  stdout, stderr, &stats);
+    if (r < 0) {
+        fprintf(stderr, "vrpc-policy: import failed: %s\n", strerror(-r));
         return EXIT_FAIL;
     }
-    for (int i = optind; i < argc; i++, n++) {
-        char *data = NULL;
-        size_t size = 0;
-
-        r = read_input(argv[i], &data, &size);
-        if (r < 0) {
-            fprintf(stderr, "vrpc-policy: cannot read %s: %s\n", argv[i], strerror(-r));
-            status = EXIT_FAIL;
-            goto out;
-        }
-        files[n] = (VrpcPolicyText){.name = argv[i], .data = data, .size = size};
-    }
-    r = policy_import_qubes(files, n, stdout, stderr);
-    if (r < 0)
-        fprintf(stderr, "vrpc-policy: import failed: %s\n", strerror(-r));
-    else if (r > 0)
-        fprintf(stderr, "vrpc-policy: %d line%s could not be converted; nothing was written\n", r,
+    if (r > 0) {
+        fprintf(stderr, "vrpc-policy: %d problem%s; nothing was written\n", r,
                 r == 1 ? "" : "s");
-    status = r == 0 ? EXIT_OK : EXIT_FAIL;
-out:
-    for (size_t i = 0; i < n; i++)
-        free((char *)files[i].data);
-    free(files);
-    return status;
+        return EXIT_FAIL;
+    }
+    if (stats.skipped > 0)
+        fprintf(stderr, "vrpc-policy: %zu rule%s converted, %d line%s skipped (listed above)\n",
+                stats.rules, stats.rules == 1 ? "" : "s", stats.skipped,
+                stats.skipped == 1 ? "" : "s");
+    return EXIT_OK;
 }
 
 int main(int argc, char **argv) {
     static const struct {
         const char *name;
-        int (*fn)(int argc, char **argv);
+        int (*fn)(int argc, char **argv, Options *o);
     } commands[] = {
         {"check", cmd_check},
         {"explain", cmd_explain},
         {"graph", cmd_graph},
         {"import-qubes", cmd_import_qubes},
     };
-    int r;
+    Options o = {0};
+    int r = parse_options("vrpc-policy", argc, argv, &o), first;
 
-    if (argc < 2)
-        return usage_error("missing COMMAND");
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (strcmp(argv[1], commands[i].name) == 0)
-            return commands[i].fn(argc - 1, argv + 1);
-
-    r = parse_options(argc, argv, NULL, false);
     if (r >= 0)
         return r;
-    return usage_error("unknown command '%s'", argv[optind < argc ? optind : 1]);
+    if (optind >= argc)
+        return usage_error("missing COMMAND");
+    first = optind;
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(argv[first], commands[i].name) == 0)
+            return commands[i].fn(argc - first, argv + first, &o);
+    return usage_error("unknown command '%s'", argv[first]);
 }

@@ -233,24 +233,42 @@ VRPC_POLICY_EXPORT const char *vrpc_policy_holder_get_etc_dir(const VrpcPolicyHo
 
 /*
  * vrpc_policy_watch_new() - watch HOLDER's folder, policy.d/ and domains.yaml
- * with inotify. The watch borrows HOLDER, which must outlive it. Returns 0,
- * or -errno from inotify (the folder itself must exist) or -ENOMEM.
+ * with inotify. Only complete files count: a file closed after writing,
+ * renamed in, removed or renamed away (never a creation, a write in progress
+ * or a touch); temporaries (dotfiles, names ending in '~', ".swp", ".tmp")
+ * are ignored; while a watched file is being written the reload waits for
+ * its close. Changes are debounced, and the reload runs on a worker thread
+ * so that the caller's loop is never stalled by a parse. The watch borrows
+ * HOLDER, which must outlive it. Returns 0, or -errno from inotify, epoll,
+ * timerfd or eventfd (the folder itself must exist) or -ENOMEM.
  */
 VRPC_POLICY_EXPORT int vrpc_policy_watch_new(VrpcPolicyWatch **watchp, VrpcPolicyHolder *holder);
 
-/* vrpc_policy_watch_free() - close the watch; returns NULL. NULL is allowed. */
+/* vrpc_policy_watch_free() - close the watch (waiting for a reload that is
+ * running to finish); returns NULL. NULL is allowed. */
 VRPC_POLICY_EXPORT VrpcPolicyWatch *vrpc_policy_watch_free(VrpcPolicyWatch *watch);
 
 /* vrpc_policy_watch_get_fd() - the non-blocking fd to poll for EPOLLIN. */
 VRPC_POLICY_EXPORT int vrpc_policy_watch_get_fd(const VrpcPolicyWatch *watch);
 
 /*
- * vrpc_policy_watch_dispatch() - drain pending events without blocking; when
- * any concerns the policy, reload the holder once. Returns 0 (nothing
- * relevant), 1 (reloaded; the new policy may be invalid, see the holder), or
- * -errno from read() or -ENOMEM.
+ * vrpc_policy_watch_dispatch() - handle whatever made the fd readable,
+ * without blocking: file events, the debounce timer (which starts a reload)
+ * or the end of a reload. Returns 0 (nothing finished), 1 (a reload finished
+ * and its snapshot is in the holder; it may be invalid, see the holder), or
+ * -errno from read() or timerfd, or -ENOMEM from the load.
  */
 VRPC_POLICY_EXPORT int vrpc_policy_watch_dispatch(VrpcPolicyWatch *watch);
+
+/*
+ * vrpc_policy_watch_get_pending() - whether a change was seen that is not in
+ * the holder yet (waiting for the debounce, for a file to be closed, or being
+ * loaded). *WRITINGP (may be NULL) is set to the name of a file that was
+ * written to and not closed yet, which holds the reload back, or NULL; the
+ * name is valid until the next dispatch.
+ */
+VRPC_POLICY_EXPORT bool vrpc_policy_watch_get_pending(const VrpcPolicyWatch *watch,
+                                                      const char **writingp);
 
 #ifdef __cplusplus
 }

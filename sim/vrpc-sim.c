@@ -4,6 +4,7 @@
  * named guests) on which unmodified Xen userspace runs: the real C
  * xenstored, libxenvchan, vchan-socket-proxy, xenstore-utils and vrpc.
  */
+#include "common/escape.h"
 #include "sim.h"
 
 #include <errno.h>
@@ -20,10 +21,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define VERSION "0.1.0"
+#ifndef VRPC_VERSION
+#define VRPC_VERSION "0"
+#endif
 
 static const char usage_text[] =
-    "usage: vrpc-sim COMMAND [--ns NAME] ...\n"
+    "Usage: vrpc-sim COMMAND [--ns NAME] ...\n"
     "\n"
     "Emulated Xen host for vrpc: the real xenstored plus drop-in grant-table and\n"
     "event-channel libraries. Instances with different --ns names are independent.\n"
@@ -58,7 +61,7 @@ static int usage_error(const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, " (try 'vrpc-sim --help')\n");
+    fprintf(stderr, " (try --help)\n");
     return 2;
 }
 
@@ -104,12 +107,12 @@ static int parse_common_ex(int argc, char **argv, bool stop_at_operand, bool up_
             fputs(usage_text, stdout);
             return -1;
         case 'V':
-            printf("vrpc-sim %s\n", VERSION);
+            printf("vrpc-sim (vrpc) %s\n", VRPC_VERSION);
             return -1;
         case 'v':
         case 'e':
             if (!up_opts) {
-                usage_error("option '%s' is only valid for 'up'", argv[optind - 1]);
+                usage_error("option '%s' is only valid for 'up'", VRPC_ESC(argv[optind - 1]));
                 return -2;
             }
             if (c == 'v')
@@ -123,12 +126,13 @@ static int parse_common_ex(int argc, char **argv, bool stop_at_operand, bool up_
             else if (optopt == 'e')
                 usage_error("--etc needs a DIR");
             else
-                usage_error("unknown option '%s'", argv[optind - 1]);
+                usage_error("unknown option '%s'", VRPC_ESC(argv[optind - 1]));
             return -2;
         }
     }
     if (!sim_ns_valid(ns)) {
-        usage_error("invalid instance name '%s': use [A-Za-z0-9_-], 1 to 32 characters", ns);
+        usage_error("invalid instance name '%s': use [A-Za-z0-9_-], 1 to 32 characters",
+                    VRPC_ESC(ns));
         return -2;
     }
     if (opt_etc && !opt_vrpc) {
@@ -148,7 +152,7 @@ static int select_instance(void)
     char dir[PATH_MAX];
 
     if (sim_instance_for(ns, dir, sizeof(dir)) < 0)
-        return fail("instance path for '%s' is too long (VRPCSIM_ROOT)", ns);
+        return fail("instance path for '%s' is too long (VRPCSIM_ROOT)", VRPC_ESC(ns));
     setenv("VRPCSIM_INSTANCE", dir, 1);
     return 0;
 }
@@ -206,10 +210,10 @@ static int cmd_up(int argc, char **argv)
     for (int i = first; i < argc; i++) {
         if (!sim_name_valid(argv[i]))
             return usage_error("invalid domain name '%s': use [A-Za-z0-9_.-], 1 to 64 "
-                               "characters, not dom0 and not only digits", argv[i]);
+                               "characters, not dom0 and not only digits", VRPC_ESC(argv[i]));
         for (int j = first; j < i; j++)
             if (strcmp(argv[i], argv[j]) == 0)
-                return usage_error("duplicate domain name '%s'", argv[i]);
+                return usage_error("duplicate domain name '%s'", VRPC_ESC(argv[i]));
     }
     if (select_instance())
         return 1;
@@ -342,9 +346,9 @@ static int cmd_exec(int argc, char **argv)
         return 1;
     d = sim_table_find(&t, argv[first]);
     if (!d)
-        return fail("unknown domain '%s'", argv[first]);
+        return fail("unknown domain '%s'", VRPC_ESC(argv[first]));
     if (d->state != SIM_DOM_RUNNING)
-        return fail("domain '%s' was destroyed", argv[first]);
+        return fail("domain '%s' was destroyed", VRPC_ESC(argv[first]));
     first++;
     if (first < argc && strcmp(argv[first], "--") == 0)
         first++;
@@ -366,6 +370,11 @@ static int cmd_exec(int argc, char **argv)
     /* the local vrpc socket of this domain (agent in a guest, dispatcher in dom0) */
     sim_path(path, sizeof(path), "dom%u/vrpc.sock", d->domid);
     setenv("VRPC_SOCKET", path, 1);
+    /* and the dispatcher's control socket, for vrpc-ctl in dom0 */
+    if (d->domid == 0) {
+        sim_path(path, sizeof(path), "dom0/control.sock");
+        setenv("VRPC_CONTROL", path, 1);
+    }
     prepend_env("LD_LIBRARY_PATH", sim_libdir(), ':');
     snprintf(path, sizeof(path), "%s/libvrpcsim-xc.so", sim_libdir());
     prepend_env("LD_PRELOAD", path, ':');
@@ -391,11 +400,11 @@ static int cmd_destroy(int argc, char **argv)
         return 1;
     d = sim_table_find(&t, argv[first]);
     if (!d)
-        return fail("unknown domain '%s'", argv[first]);
+        return fail("unknown domain '%s'", VRPC_ESC(argv[first]));
     if (d->domid == 0)
         return fail("cannot destroy dom0 (use vrpc-sim down)");
     if (d->state != SIM_DOM_RUNNING)
-        return fail("domain '%s' is already destroyed", argv[first]);
+        return fail("domain '%s' is already destroyed", VRPC_ESC(argv[first]));
     r = sim_control(SIM_MSG_CMD_DESTROY, d->domid, 0, msg, sizeof(msg));
     if (r < 0)
         return fail("destroy failed: %s", msg[0] ? msg : strerror(-r));
@@ -412,7 +421,7 @@ static int cmd_status(int argc, char **argv)
     if (first < 0)
         return first == -1 ? 0 : 2;
     if (argc != first)
-        return usage_error("status takes no operands ('%s')", argv[first]);
+        return usage_error("status takes no operands ('%s')", VRPC_ESC(argv[first]));
     if (select_instance() || load_running(&t) < 0)
         return 1;
     r = sim_control(SIM_MSG_CMD_STATUS, 0, 0, msg, sizeof(msg));
@@ -437,7 +446,7 @@ static int cmd_down(int argc, char **argv)
     if (first < 0)
         return first == -1 ? 0 : 2;
     if (argc != first)
-        return usage_error("down takes no operands ('%s')", argv[first]);
+        return usage_error("down takes no operands ('%s')", VRPC_ESC(argv[first]));
     if (select_instance())
         return 1;
     if (!sim_instance_up()) {
@@ -480,7 +489,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("vrpc-sim %s\n", VERSION);
+        printf("vrpc-sim (vrpc) %s\n", VRPC_VERSION);
         return 0;
     }
     if (strcmp(argv[1], "__ports") == 0 && argc == 4) {
@@ -507,5 +516,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         if (strcmp(argv[1], cmds[i].name) == 0)
             return cmds[i].fn(argc - 1, argv + 1);
-    return usage_error("unknown command '%s'", argv[1]);
+    if (argv[1][0] == '-')
+        return usage_error("unknown option '%s'", VRPC_ESC(argv[1]));
+    return usage_error("unknown command '%s'", VRPC_ESC(argv[1]));
 }

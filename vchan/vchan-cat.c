@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/escape.h"
 #include "parse.h"
 #include "vchan.h"
 
@@ -186,10 +187,10 @@ static int parse_args(int argc, char **argv, Args *a)
             int rc = parse_size(optarg, dst);
 
             if (rc == -ERANGE)
-                return usage_error("%s: '%s' is over the 1M maximum", name, optarg);
+                return usage_error("%s: '%s' is over the 1M maximum", name, VRPC_ESC(optarg));
             if (rc < 0)
                 return usage_error("%s: '%s' is not a size (bytes, K or M suffix)", name,
-                                   optarg);
+                                   VRPC_ESC(optarg));
             *(opt == OPT_READ_MIN ? &a->read_min_set : &a->write_min_set) = true;
             break;
         }
@@ -201,12 +202,12 @@ static int parse_args(int argc, char **argv, Args *a)
             break;
         case OPT_WAIT:
             if (parse_ms(optarg, &a->wait_ms) < 0)
-                return usage_error("--wait: '%s' is not a time in ms (or -1)", optarg);
+                return usage_error("--wait: '%s' is not a time in ms (or -1)", VRPC_ESC(optarg));
             a->wait_set = true;
             break;
         case OPT_LINGER:
             if (parse_ms(optarg, &a->linger_ms) < 0)
-                return usage_error("--linger: '%s' is not a time in ms (or -1)", optarg);
+                return usage_error("--linger: '%s' is not a time in ms (or -1)", VRPC_ESC(optarg));
             break;
         case 'v':
             a->verbose = true;
@@ -218,7 +219,7 @@ static int parse_args(int argc, char **argv, Args *a)
             printf("vchan-cat (vrpc) %s\n", VRPC_VERSION);
             exit(0);
         default:
-            return usage_error("unknown option or missing value: '%s'", argv[optind - 1]);
+            return usage_error("unknown option or missing value: '%s'", VRPC_ESC(argv[optind - 1]));
         }
     }
 
@@ -228,10 +229,10 @@ static int parse_args(int argc, char **argv, Args *a)
     if (strcmp(argv[optind], "server") == 0)
         a->server = true;
     else if (strcmp(argv[optind], "client") != 0)
-        return usage_error("role must be 'server' or 'client', not '%s'", argv[optind]);
+        return usage_error("role must be 'server' or 'client', not '%s'", VRPC_ESC(argv[optind]));
     if (vchan_parse_domid(argv[optind + 1], strlen(argv[optind + 1]), &domid) < 0)
         return usage_error("DOMID must be a domain id 0..%d, not '%s'",
-                           VCHAN_DOMID_FIRST_RESERVED - 1, argv[optind + 1]);
+                           VCHAN_DOMID_FIRST_RESERVED - 1, VRPC_ESC(argv[optind + 1]));
     a->domid = (int)domid;
     a->path = argv[optind + 2];
     if (!*a->path)
@@ -274,7 +275,7 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 
 static void fail_io(const Args *a, const char *what, int rc)
 {
-    fprintf(stderr, "vchan-cat: domain %d at %s: %s: %s\n", a->domid, a->path, what,
+    fprintf(stderr, "vchan-cat: domain %d at %s: %s: %s\n", a->domid, VRPC_ESC(a->path), what,
             strerror(-rc));
 }
 
@@ -292,7 +293,8 @@ static int run_cat(const Args *a, Vchan *c)
         ssize_t n;
 
         if (stop_requested) {
-            fprintf(stderr, "vchan-cat: domain %d at %s: interrupted\n", a->domid, a->path);
+            fprintf(stderr, "vchan-cat: domain %d at %s: interrupted\n", a->domid,
+                    VRPC_ESC(a->path));
             return 1;
         }
 

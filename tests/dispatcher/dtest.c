@@ -196,7 +196,7 @@ void wait_guests(Env *e, int n)
 /* Poll until `vrpc-ctl status` has @needle (true) or 20 s pass (false). */
 bool wait_status(Env *e, const char *needle, bool present)
 {
-    long long end = now_ms() + 20000;
+    long long end = now_ms() + VT_HANG_MS;
     while (now_ms() < end) {
         char *s = ctl_status(e);
         bool has = s && strstr(s, needle);
@@ -214,7 +214,7 @@ void disp_start(Env *e)
                           "--etc", e->etc, "--socket", e->sock, "--control", e->control,
                           "--audit", e->audit, "--debug", NULL};
     char *s = NULL;
-    long long end = now_ms() + 20000;
+    long long end = now_ms() + VT_HANG_MS;
 
     e->disp = vt_spawn(argv, e->log);
     ck_assert_int_gt(e->disp, 0);
@@ -232,7 +232,7 @@ void disp_start(Env *e)
 void disp_stop(Env *e)
 {
     ck_assert_int_eq(kill(e->disp, SIGTERM), 0);
-    ck_assert_int_eq(vt_wait(e->disp, 20000), 0);
+    ck_assert_int_eq(vt_wait(e->disp, VT_HANG_MS), 0);
     e->disp = 0;
 }
 
@@ -253,7 +253,7 @@ void agent_stop(Env *e, pid_t pid, int sig)
     for (int i = 0; i < e->n_agents; i++)
         if (e->agent[i] == pid) {
             kill(pid, sig);
-            int st = vt_wait(pid, 20000);
+            int st = vt_wait(pid, VT_HANG_MS);
             ck_assert_int_eq(st, sig == SIGTERM ? 0 : 128 + sig);
             e->agent[i] = 0;
         }
@@ -351,7 +351,7 @@ static void check_no_vrpc_nodes(Env *e)
             snprintf(path, sizeof(path), "/local/domain/%d/data/%s", domid, leaves[i]);
             const char *argv[] = {VRPC_SIM_BIN, "exec",          "--ns", e->ns, "dom0", "--",
                                   "xenstore-exists", path, NULL};
-            VtResult r = vt_run(argv, 30);
+            VtResult r = vt_run(argv, VT_HANG_S);
             ck_assert_msg(r.status != 0, "xenstore node %s left behind", path);
             vt_result_free(&r);
         }
@@ -370,7 +370,7 @@ void env_down(Env *e)
         ck_assert_msg(wait_status(e, "total guests 0 calls-in-flight 0", true),
                       "guests or calls left (log %s)", e->log);
         /* Connections are released right after they close: poll, then compare. */
-        end = now_ms() + 20000;
+        end = now_ms() + VT_HANG_MS;
         while (now_ms() < end && (fds = fd_count(e->disp)) != e->base_fds)
             sleep_ms(20);
         ck_assert_msg(fds == e->base_fds,
@@ -382,7 +382,7 @@ void env_down(Env *e)
         disp_stop(e);
     vt_sim_down(e->ns);
     const char *rm[] = {"rm", "-rf", e->dir, NULL};
-    VtResult r = vt_run(rm, 30);
+    VtResult r = vt_run(rm, VT_HANG_S);
     vt_result_free(&r);
 }
 
@@ -443,7 +443,7 @@ char *audit_line(Env *e, const char *source, const char *service)
 
 char *wait_audit_line(Env *e, const char *source, const char *service)
 {
-    long long end = now_ms() + 20000;
+    long long end = now_ms() + VT_HANG_MS;
     char *l = NULL;
     while (!(l = audit_line(e, source, service)) && now_ms() < end)
         sleep_ms(20);

@@ -148,7 +148,7 @@ static void ask_up(Ask *a, const char *tag, const char *yaml_in, const char *con
     snprintf(path, sizeof(path), "%s/policy.d/40-ask.yaml", a->e.etc);
     write_file(path, ask_policy);
     /* The reload is seen when the ask rule decides a call (no program ran before it). */
-    long long end = now_ms() + 20000;
+    long long end = now_ms() + VT_HANG_MS;
     char *log = NULL;
     do {
         free(log);
@@ -164,7 +164,7 @@ static void ask_up(Ask *a, const char *tag, const char *yaml_in, const char *con
 static void assert_reaped(Ask *a)
 {
     char *pids = get(a, "pids"), *save = NULL;
-    long long end = now_ms() + 20000;
+    long long end = now_ms() + VT_HANG_MS;
 
     for (char *p = pids ? strtok_r(pids, "\n", &save) : NULL; p; p = strtok_r(NULL, "\n", &save)) {
         char proc[64];
@@ -430,7 +430,7 @@ START_TEST(ask_hang)
                           "demo.Echo",  NULL};
     long long t0 = now_ms();
     pid_t asker = vt_spawn(argv, clog);
-    long long end = now_ms() + 20000;
+    long long end = now_ms() + VT_HANG_MS;
     char *pids = NULL;
     while (!(pids = get(&a, "pids")) && now_ms() < end)
         sleep_ms(20);
@@ -454,7 +454,7 @@ START_TEST(ask_hang)
     snprintf(path, sizeof(path), "%s/policy.d/30-reload.yaml", a.e.etc);
     write_file(path, "rules:\n  - service: vrpc.Ping\n    source: personal\n"
                      "    target: \"@adminvm\"\n    action: deny\n");
-    end = now_ms() + 20000;
+    end = now_ms() + VT_HANG_MS;
     do {
         r = guest_call(&a.e, "personal", NULL, "dom0", "vrpc.Ping");
         if (r.status == 126)
@@ -518,14 +518,14 @@ START_TEST(ask_caller_gone)
                           FAKE_AGENT,   "--socket", a.e.sock, "--wait-ms", "120000",
                           "call",       "dom0",   "demo.Echo", NULL};
     pid_t caller = vt_spawn(argv, NULL);
-    long long end = now_ms() + 20000;
+    long long end = now_ms() + VT_HANG_MS;
     char *pids = NULL;
     while (!(pids = get(&a, "pids")) && now_ms() < end)
         sleep_ms(20);
     ck_assert_ptr_nonnull(pids);
     free(pids);
     ck_assert_int_eq(kill(caller, SIGKILL), 0);
-    ck_assert_int_eq(vt_wait(caller, 20000), 128 + SIGKILL);
+    ck_assert_int_eq(vt_wait(caller, VT_HANG_MS), 128 + SIGKILL);
     assert_audit(&a.e, "dom0", "demo.Echo",
                  NEEDLES("\"policy\":\"ask\"", "\"end\":\"cancelled\",\"exit\":null,",
                          "\"reason\":\"the caller went away\""));
@@ -553,7 +553,7 @@ START_TEST(ask_quota)
     pid_t caller = vt_spawn(argv, clog);
     ck_assert(wait_status(&a.e, "guest work domid 1 calls-in-flight 2", true));
     char *text = NULL;
-    long long end = now_ms() + 20000;
+    long long end = now_ms() + VT_HANG_MS;
     while (!((text = vt_read_file(a.e.audit)) && strstr(text, "too many calls")) &&
            now_ms() < end) {
         free(text);
@@ -608,7 +608,7 @@ START_TEST(ask_notify)
         "5|work|fake.Exit+0|personal|vault|deny\n",
         "5|personal|nothing.Allowed|vault||deny\n",
     };
-    long long end = now_ms() + 20000;
+    long long end = now_ms() + VT_HANG_MS;
     char *got = NULL;
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         while (!((got = get(&a, "notified")) && strstr(got, want[i])) && now_ms() < end) {
@@ -631,7 +631,7 @@ START_TEST(ask_notify)
     r = guest_call_opts(&a.e, "personal", opts, "vault", "nothing.Allowed");
     vt_result_free(&r);
     char *log = NULL;
-    end = now_ms() + 20000;
+    end = now_ms() + VT_HANG_MS;
     do {
         free(log);
         sleep_ms(20);
@@ -715,7 +715,7 @@ START_TEST(audit_routing)
     ck_assert_int_eq(r.status, 124);
     vt_result_free(&r);
     /* The two sleeping calls end when their caller goes away. */
-    long long end = now_ms() + 20000;
+    long long end = now_ms() + VT_HANG_MS;
     char *text = NULL;
     for (;;) {
         text = vt_read_file(a.e.audit);

@@ -115,7 +115,8 @@ START_TEST(not_found)
 
     VtResult r = guest_call(&e, "work", NULL, "dom0", "demo.Missing");
     ck_assert_int_eq(r.status, 127);
-    ck_assert_str_eq(r.err, "fake-agent: vrpc: service not found\n");
+    /* named like a refusal: which service, in which domain */
+    ck_assert_str_eq(r.err, "fake-agent: vrpc: demo.Missing not found in dom0\n");
     vt_result_free(&r);
     /* A bad SERVICE.yaml refuses with 125 and a reason, at once. */
     r = guest_call(&e, "work", NULL, "dom0", "test.BadConfig");
@@ -441,7 +442,7 @@ START_TEST(policy_reload)
 
     /* Deny everything (an empty policy), then wait until the dispatcher has reloaded. */
     write_file(path, "rules: []\n");
-    end = now_ms() + 20000;
+    end = now_ms() + VT_HANG_MS;
     do {
         r = guest_call(&e, "vault", NULL, "dom0", "vrpc.Ping+x"); /* denied either way */
         vt_result_free(&r);
@@ -464,7 +465,7 @@ START_TEST(policy_reload)
     /* Allowing rules back, plus a broken file: an invalid policy denies everything. */
     write_file(path, test_policy);
     write_file(bad, "rules:\n  - service: [oops\n");
-    end = now_ms() + 20000;
+    end = now_ms() + VT_HANG_MS;
     char *log = NULL;
     while (now_ms() < end) {
         free(log);
@@ -484,7 +485,7 @@ START_TEST(policy_reload)
 
     /* Fixed: allowed again. */
     ck_assert_int_eq(unlink(bad), 0);
-    end = now_ms() + 20000;
+    end = now_ms() + VT_HANG_MS;
     do {
         r = local_call(&e, "again", "dom0", "demo.Echo");
         if (r.status == 0)
@@ -494,6 +495,78 @@ START_TEST(policy_reload)
     } while (now_ms() < end);
     ck_assert_int_eq(r.status, 0);
     ck_assert_str_eq(r.out, "again");
+    vt_result_free(&r);
+    env_down(&e);
+}
+END_TEST
+
+/* Lines of the dispatcher's log that contain @needle. */
+static int log_lines(Env *e, const char *needle)
+{
+    char *log = vt_read_file(e->log);
+    int n = 0;
+    for (const char *at = log; at && (at = strstr(at, needle)); at++)
+        n++;
+    free(log);
+    return n;
+}
+
+/*
+ * Regression (review finding 2): the dispatcher enforced a policy file that was still being
+ * written as soon as anything else in policy.d changed. Here the prefix "source: vault" of a
+ * rule meant for "vault-admin" parses, and allowed vault a call its rules deny. Now the
+ * reload waits until the file is closed, and a touch triggers nothing.
+ */
+START_TEST(policy_partial_file)
+{
+    static const char prefix[] = "rules:\n"
+                                 "  - service: vrpc.Ping\n"
+                                 "    target: \"*\"\n"
+                                 "    action: allow\n"
+                                 "    source: vault";
+    static const char rest[] = "-admin\n";
+    Env e;
+    const char *guests[] = {"work", "vault", NULL};
+    char path[256], other[256];
+    VtResult r;
+
+    env_up(&e, "partial", NULL, guests);
+    r = guest_call(&e, "vault", NULL, "dom0", "vrpc.Ping");
+    ck_assert_int_eq(r.status, 126);
+    vt_result_free(&r);
+
+    snprintf(path, sizeof(path), "%s/policy.d/10-admin.yaml", e.etc);
+    snprintf(other, sizeof(other), "%s/policy.d/60-other.yaml", e.etc);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, prefix, strlen(prefix)), (ssize_t)strlen(prefix));
+    /* meanwhile: a touch, and another file installed as it should be */
+    ck_assert_int_eq(utimensat(AT_FDCWD, path, NULL, 0), 0);
+    write_file(other, "rules: []\n");
+    long long end = now_ms() + 20000;
+    /* the dispatcher either holds the reload back (and says so) or reloads */
+    while (log_lines(&e, "reload waits until 10-admin.yaml is closed") == 0 &&
+           log_lines(&e, "policy reloaded") == 0 && now_ms() < end)
+        sleep_ms(20);
+    r = guest_call(&e, "vault", NULL, "dom0", "vrpc.Ping");
+    ck_assert_msg(r.status == 126, "the half-written file was enforced: %d", r.status);
+    vt_result_free(&r);
+    ck_assert_msg(log_lines(&e, "reload waits until 10-admin.yaml is closed") == 1,
+                  "no 'reload waits' line (log %s)", e.log);
+    ck_assert_int_eq(log_lines(&e, "policy reloaded"), 0);
+
+    /* Closed: reloaded once, with the complete rule (for vault-admin). */
+    ck_assert_int_eq(write(fd, rest, strlen(rest)), (ssize_t)strlen(rest));
+    ck_assert_int_eq(close(fd), 0);
+    end = now_ms() + 20000;
+    while (log_lines(&e, "policy reloaded") == 0 && now_ms() < end)
+        sleep_ms(20);
+    ck_assert_int_eq(log_lines(&e, "policy reloaded: "), 1);
+    r = guest_call(&e, "vault", NULL, "dom0", "vrpc.Ping");
+    ck_assert_int_eq(r.status, 126);
+    vt_result_free(&r);
+    r = guest_call(&e, "work", NULL, "dom0", "vrpc.Ping");
+    ck_assert_int_eq(r.status, 0);
     vt_result_free(&r);
     env_down(&e);
 }
@@ -535,7 +608,7 @@ START_TEST(ctl_cmds)
     vt_result_free(&r);
     {
         const char *argv[] = {VRPC_CTL, "--control", "/nonexistent/ctl.sock", "status", NULL};
-        r = vt_run(argv, 30);
+        r = vt_run(argv, VT_HANG_S);
         ck_assert_int_eq(r.status, 1);
         vt_result_free(&r);
     }
@@ -554,21 +627,21 @@ START_TEST(cli)
     const char *bad[] = {VRPC_DISPATCHER, "--bogus", NULL};
     const char *chelp[] = {VRPC_CTL, "--help", NULL};
     const char *cversion[] = {VRPC_CTL, "--version", NULL};
-    VtResult r = vt_run(help, 30);
+    VtResult r = vt_run(help, VT_HANG_S);
     ck_assert_int_eq(r.status, 0);
     ck_assert_ptr_nonnull(strstr(r.out, "--control PATH"));
     vt_result_free(&r);
-    r = vt_run(version, 30);
+    r = vt_run(version, VT_HANG_S);
     ck_assert_int_eq(r.status, 0);
     ck_assert_ptr_nonnull(strstr(r.out, "vrpc-dispatcher "));
     vt_result_free(&r);
-    r = vt_run(bad, 30);
+    r = vt_run(bad, VT_HANG_S);
     ck_assert_int_eq(r.status, 2);
     vt_result_free(&r);
-    r = vt_run(chelp, 30);
+    r = vt_run(chelp, VT_HANG_S);
     ck_assert_int_eq(r.status, 0);
     vt_result_free(&r);
-    r = vt_run(cversion, 30);
+    r = vt_run(cversion, VT_HANG_S);
     ck_assert_int_eq(r.status, 0);
     ck_assert_ptr_nonnull(strstr(r.out, "vrpc-ctl "));
     vt_result_free(&r);
@@ -582,26 +655,26 @@ START_TEST(cli)
     write_file(path, "max-calls-per-guest: 10\nmax-calls-per-gest: 3\n");
     const char *start[] = {VRPC_DISPATCHER, "--etc", dir, "--socket", "/tmp/vdt-cli.sock",
                            "--control", "/tmp/vdt-cli-ctl.sock", NULL};
-    r = vt_run(start, 30);
+    r = vt_run(start, VT_HANG_S);
     ck_assert_int_eq(r.status, 1);
     ck_assert_msg(strstr(r.err, "dispatcher.yaml:2:1: unknown key"), "%s", r.err);
     vt_result_free(&r);
     /* Valid configuration, but no xenstore outside the sim: exit 1, sockets removed. */
     write_file(path, "max-calls-per-guest: 10\n");
-    r = vt_run(start, 30);
+    r = vt_run(start, VT_HANG_S);
     ck_assert_int_eq(r.status, 1);
     ck_assert_msg(strstr(r.err, "xenstore"), "%s", r.err);
     ck_assert_int_ne(access("/tmp/vdt-cli.sock", F_OK), 0);
     ck_assert_int_ne(access("/tmp/vdt-cli-ctl.sock", F_OK), 0);
     vt_result_free(&r);
     write_file(path, "max-calls-per-guest: 0\n");
-    r = vt_run(start, 30);
+    r = vt_run(start, VT_HANG_S);
     ck_assert_int_eq(r.status, 1);
     ck_assert_msg(strstr(r.err, "dispatcher.yaml:1:22: invalid value for max-calls-per-guest"),
                   "%s", r.err);
     vt_result_free(&r);
     const char *rm[] = {"rm", "-rf", dir, NULL};
-    r = vt_run(rm, 30);
+    r = vt_run(rm, VT_HANG_S);
     vt_result_free(&r);
 }
 END_TEST
@@ -689,7 +762,7 @@ START_TEST(real_agent)
     vt_result_free(&r);
     r = real_call(&e, "work", "", "dom0", "demo.Missing");
     ck_assert_int_eq(r.status, 127);
-    ck_assert_str_eq(r.err, "vrpc-call: service not found\n");
+    ck_assert_str_eq(r.err, "vrpc-call: demo.Missing not found in dom0\n");
     vt_result_free(&r);
     r = real_call(&e, "work", "", "vault", "nosuch.Service");
     ck_assert_int_eq(r.status, 126);
@@ -723,7 +796,7 @@ static Suite *dispatcher_suite(void)
         {"wrong_direction", wrong_direction}, {"call_quota", call_quota},
         {"guest_destroyed", guest_destroyed}, {"agent_restart", agent_restart},
         {"dispatcher_restart", dispatcher_restart},
-        {"policy_reload", policy_reload},     {"ctl", ctl_cmds},
+        {"policy_reload", policy_reload},     {"policy_partial_file", policy_partial_file},     {"ctl", ctl_cmds},
         {"cli", cli},                         {"real_agent", real_agent},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -168,7 +168,7 @@ START_TEST(ask_hang)
                           "dom0", "demo.Uppercase", NULL};
     long long t0 = now_ms();
     pid_t asker = vt_spawn(argv, NULL);
-    long long end = now_ms() + 20000;
+    long long end = now_ms() + VT_HANG_MS;
     char *pids = NULL;
     while (!(pids = vt_read_file(etc_path("ask.pids"))) && now_ms() < end)
         usleep(20000);

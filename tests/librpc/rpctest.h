@@ -20,6 +20,8 @@ typedef enum RtTransport {
 } RtTransport;
 
 #define RT_MAX_STREAMS 4096
+/* Bound of rt_pump_until() waits: a hang guard sized for a busy machine. */
+#define RT_HANG_MS 60000
 
 /* What one side saw, per stream slot (slot = index in order of on_call/open). */
 typedef struct RtStreamLog {

@@ -28,7 +28,7 @@ static bool both_ready(RtPair *p)
 static void pair_up(RtPair *p, int transport, const RpcConnConfig *ca, const RpcConnConfig *cb)
 {
     rt_pair_init(p, (RtTransport)transport, ca, cb);
-    ck_assert(rt_pump_until(p, both_ready, 5000));
+    ck_assert(rt_pump_until(p, both_ready, RT_HANG_MS));
 }
 
 START_TEST(handshake)
@@ -358,7 +358,7 @@ START_TEST(peer_gone)
     p.b.conn = rpc_conn_free(p.b.conn);
     ck_assert(p.b.log[0].freed);
     ck_assert(p.b.log[0].reset); /* handler side: freed before completing */
-    ck_assert(rt_pump_until(&p, a_closed, 5000));
+    ck_assert(rt_pump_until(&p, a_closed, RT_HANG_MS));
     ck_assert_int_eq(p.a.close_error, RPC_E_EOF);
     ck_assert(la->reset && la->reset_local);
     ck_assert_uint_eq(la->reset_code, RPC_RESET_CONN_CLOSED);
@@ -378,7 +378,7 @@ START_TEST(close_with_goaway)
     ck_assert(p.b.closed);
     ck_assert_int_eq(p.b.close_error, RPC_E_LOCAL);
     ck_assert_int_eq(rpc_conn_close(p.b.conn, "again"), RPC_E_CLOSED);
-    ck_assert(rt_pump_until(&p, a_closed, 5000));
+    ck_assert(rt_pump_until(&p, a_closed, RT_HANG_MS));
     ck_assert_int_eq(p.a.close_error, RPC_E_GOAWAY);
     ck_assert_str_eq(p.a.close_reason, "peer: shutting down");
     rt_pair_deinit(&p);
@@ -401,7 +401,7 @@ START_TEST(keepalive_alive)
     ca.keepalive_ms = 20;
     ca.dead_peer_ms = 2000;
     pair_up(&p, _i, &ca, NULL);
-    ck_assert(rt_pump_until(&p, pinged_twice, 10000));
+    ck_assert(rt_pump_until(&p, pinged_twice, RT_HANG_MS));
     ck_assert(!p.a.closed && !p.b.closed);
     rt_pair_deinit(&p);
 }
@@ -421,7 +421,7 @@ START_TEST(keepalive_dead_peer)
     /* b stops answering (never dispatched again) but its transport stays open. */
     RpcConn *b = p.b.conn;
     p.b.conn = NULL;
-    ck_assert(rt_pump_until(&p, a_closed, 10000));
+    ck_assert(rt_pump_until(&p, a_closed, RT_HANG_MS));
     ck_assert_int_eq(p.a.close_error, RPC_E_TIMEOUT);
     ck_assert_ptr_nonnull(strstr(p.a.close_reason, "PING"));
     ck_assert(la->reset && la->freed);

@@ -6,6 +6,7 @@
  * with one bad file, @QUBES@/@BADQUBES@ qrexec policy files.
  */
 
+#include <stdbool.h>
 #include <string.h>
 
 #include "test-util.h"
@@ -20,7 +21,7 @@ typedef struct CliCase {
 } CliCase;
 
 static const CliCase cli_cases[] = {
-    {{"--help"}, 0, "Usage: vrpc-policy COMMAND", ""},
+    {{"--help"}, 0, "Usage: vrpc-policy [--etc DIR] COMMAND", ""},
     {{"--version"}, 0, "vrpc-policy ", ""},
     {{"check", "--help"}, 0, "Usage:", ""},
     {{"explain", "--version"}, 0, "vrpc-policy ", ""},
@@ -36,7 +37,7 @@ static const CliCase cli_cases[] = {
      "/nonexistent/vrpc/policy.d: cannot open folder: No such file or directory", ""},
     {{"check", "--etc"}, 2, "", "option --etc needs an argument"},
     {{"check", "--etc", ""}, 2, "", "--etc needs a folder"},
-    {{"check", "--etc", "@VALID@", "extra"}, 2, "", "check takes no arguments"},
+    {{"check", "--etc", "@VALID@", "extra"}, 2, "", "give the folder once"},
     {{"explain", "--etc", "@VALID@", "work", "dom0", "demo.Echo"}, 0,
      "allow target=dom0 rule=@VALID@/policy.d/50-demo.yaml:22\n", ""},
     {{"explain", "--etc", "@VALID@", "work", "@adminvm", "vrpc.Ping"}, 0,
@@ -75,44 +76,92 @@ static const CliCase cli_cases[] = {
      ""},
     {{"graph", "--etc", "@VALID@"}, 0, "digraph vrpc_policy {", ""},
     {{"graph", "--etc", "@BROKEN@"}, 1, "", "50-bad.yaml:4:13: unknown action"},
-    {{"graph", "extra"}, 2, "", "graph takes no arguments"},
+    {{"graph", "extra", "more"}, 2, "", "graph takes at most one folder"},
     {{"import-qubes", "@QUBES@"}, 0, "  - service: \"qubes.Filecopy\"", ""},
-    {{"import-qubes", "@BADQUBES@"}, 1, "", ":2: cannot convert !include"},
-    {{"import-qubes", "@BADQUBES@"}, 1, "", "1 line could not be converted; nothing was written"},
+    {{"import-qubes", "@BADQUBES@"}, 1, "", ":2: target: cannot convert \"@dispvm\""},
+    {{"import-qubes", "@BADQUBES@"}, 1, "", "vrpc-policy: 1 problem; nothing was written\n"},
+    {{"import-qubes", "--skip-unconvertible", "@BADQUBES@"}, 0, "  - service: \"qubes.Filecopy\"",
+     "bad.policy:2: skipped: target: cannot convert \"@dispvm\""},
+    {{"import-qubes", "-s", "@BADQUBES@"}, 0, NULL,
+     "vrpc-policy: 1 rule converted, 1 line skipped (listed above)\n"},
+    {{"--skip-unconvertible", "import-qubes", "@BADQUBES@"}, 0, NULL, "1 line skipped"},
     {{"import-qubes", "/nonexistent/q.policy"}, 1, "",
-     "cannot read /nonexistent/q.policy: No such file or directory"},
-    {{"import-qubes"}, 2, "", "import-qubes needs at least one FILE"},
+     "/nonexistent/q.policy: cannot read: No such file or directory"},
+    {{"import-qubes"}, 2, "", "import-qubes needs at least one PATH"},
     {{"import-qubes", "--etc", "x", "@QUBES@"}, 2, "", "import-qubes does not take --etc"},
+    {{"--etc", "x", "import-qubes", "@QUBES@"}, 2, "", "import-qubes does not take --etc"},
+    {{"import-qubes", "-"}, 0, "rules: []\n", ""}, /* stdin is /dev/null */
+    /* issue 16: a whole policy.d folder */
+    {{"import-qubes", "@TREE@"}, 1, "",
+     "@TREE@/30-user.policy:3: target=: cannot convert \"@dispvm:web\""},
+    {{"import-qubes", "@TREE@/"}, 1, "", "vrpc-policy: 3 problems; nothing was written\n"},
+    {{"import-qubes", "--skip-unconvertible", "@TREE@"}, 0,
+     "  # @TREE@/include/admin-global-ro:2 (via @TREE@/50-admin.policy:2): mgmt",
+     "vrpc-policy: 24 rules converted, 3 lines skipped (listed above)\n"},
+    {{"import-qubes", "-s", "@TREE@/30-user.policy"}, 0,
+     "  # converted from @TREE@/local.d/10-a.policy\n", "1 line skipped"},
+    {{"import-qubes", "@TREE@/../broken.d"}, 1, "",
+     "broken.d/include/loop-b:2: include loop: @TREE@/../broken.d/include/loop-a is already "
+     "being read"},
+    /* issue 12 item 6: options before the command */
+    {{"--etc", "@VALID@", "check"}, 0, "@VALID@: policy OK: 6 rules in 1 file\n", ""},
+    {{"-e", "@VALID@", "explain", "work", "dom0", "demo.Echo"}, 0,
+     "allow target=dom0 rule=@VALID@/policy.d/50-demo.yaml:22\n", ""},
+    {{"--etc", "/nonexistent", "check", "--etc", "@VALID@"}, 0, "policy OK", ""},
+    {{"--etc", "@VALID@", "graph"}, 0, "digraph vrpc_policy {", ""},
+    {{"--etc"}, 2, "", "option --etc needs an argument"},
+    {{"--etc", "@VALID@"}, 2, "", "missing COMMAND"},
+    {{"--frobnicate", "check"}, 2, "", "vrpc-policy: unknown option --frobnicate (try"},
+    {{"check", "--frobnicate"}, 2, "", "unknown option --frobnicate for check"},
+    {{"check", "--skip-unconvertible"}, 2, "",
+     "check does not take --skip-unconvertible (only import-qubes does)"},
+    /* issue 11 item 7: check (and graph) take the folder as an argument */
+    {{"check", "@VALID@"}, 0, "@VALID@: policy OK: 6 rules in 1 file\n", ""},
+    {{"check", "@VALID@/policy.d"}, 0, "@VALID@: policy OK: 6 rules in 1 file\n", ""},
+    {{"check", "@VALID@/policy.d/"}, 0, "@VALID@: policy OK", ""},
+    {{"check", "@BROKEN@/policy.d"}, 1, "/policy.d/50-bad.yaml:4:13: unknown action", ""},
+    {{"check", "/nonexistent/vrpc/policy.d"}, 1,
+     "/nonexistent/vrpc/policy.d: cannot open folder: No such file or directory", ""},
+    {{"check", "--etc", "@VALID@", "@VALID@"}, 2, "",
+     "check: give the folder once, as --etc DIR or as DIR, not both"},
+    {{"check", "a", "b"}, 2, "", "check takes at most one folder, got 'a' and 'b'"},
+    {{"graph", "@VALID@/policy.d"}, 0, "digraph vrpc_policy {", ""},
 };
 
 static char *work;
 
+/* ARG with every @KEY@ replaced by its path (malloc'd). */
 static char *expand(const char *arg) {
-    static const char *const keys[] = {"@VALID@", "@BROKEN@", "@QUBES@", "@BADQUBES@"};
-    const char *values[4];
-    char *valid = NULL, *broken = NULL, *qubes = NULL, *bad = NULL, *result = NULL;
-    const char *hit;
+    static const char *const keys[] = {"@VALID@", "@BROKEN@", "@QUBES@", "@BADQUBES@", "@TREE@"};
+    char *values[5] = {NULL};
+    char *result = strdup(arg);
+    bool again = true;
 
-    ck_assert_int_ge(asprintf(&valid, "%s/services/etc", VRPC_SOURCE_DIR), 0);
-    ck_assert_int_ge(asprintf(&broken, "%s/broken", work), 0);
-    ck_assert_int_ge(asprintf(&qubes, "%s/good.policy", work), 0);
-    ck_assert_int_ge(asprintf(&bad, "%s/bad.policy", work), 0);
-    values[0] = valid;
-    values[1] = broken;
-    values[2] = qubes;
-    values[3] = bad;
-    for (int i = 0; i < 4 && !result; i++) {
-        hit = strstr(arg, keys[i]);
-        if (hit)
-            ck_assert_int_ge(asprintf(&result, "%.*s%s%s", (int)(hit - arg), arg, values[i],
+    ck_assert_int_ge(asprintf(&values[0], "%s/services/etc", VRPC_SOURCE_DIR), 0);
+    ck_assert_int_ge(asprintf(&values[1], "%s/broken", work), 0);
+    ck_assert_int_ge(asprintf(&values[2], "%s/good.policy", work), 0);
+    ck_assert_int_ge(asprintf(&values[3], "%s/bad.policy", work), 0);
+    ck_assert_int_ge(asprintf(&values[4], "%s/tests/policy/qubes-tree/policy.d", VRPC_SOURCE_DIR),
+                     0);
+    while (again) {
+        again = false;
+        for (int i = 0; i < 5; i++) {
+            const char *hit = strstr(result, keys[i]);
+            char *next = NULL;
+
+            if (!hit)
+                continue;
+            ck_assert_int_ge(asprintf(&next, "%.*s%s%s", (int)(hit - result), result, values[i],
                                       hit + strlen(keys[i])),
                              0);
+            free(result);
+            result = next;
+            again = true;
+        }
     }
-    free(valid);
-    free(broken);
-    free(qubes);
-    free(bad);
-    return result ? result : strdup(arg);
+    for (int i = 0; i < 5; i++)
+        free(values[i]);
+    return result;
 }
 
 START_TEST(test_cli) {
@@ -127,7 +176,7 @@ START_TEST(test_cli) {
              "rules:\n  - service: a\n    source: b\n    action: permit\n    target: c\n");
     tu_write(work, "broken/policy.d/60-empty.yaml", "");
     tu_write(work, "good.policy", "qubes.Filecopy * @anyvm @anyvm ask\n");
-    tu_write(work, "bad.policy", "qubes.Filecopy * @anyvm @anyvm ask\n!include other\n");
+    tu_write(work, "bad.policy", "qubes.Filecopy * @anyvm @anyvm ask\nqubes.Open * work @dispvm allow\n");
     for (int i = 0; i < MAX_ARGS && c->args[i]; i++)
         argv[n++] = expand(c->args[i]);
     argv[n] = NULL;

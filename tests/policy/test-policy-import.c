@@ -38,7 +38,7 @@ static const ImportCase import_cases[] = {
     {"qubes.Gpg * @tag:trusted @type:AppVM allow\n", NULL, 0, "source: \"@tag:trusted\"",
      "target: \"@type:AppVM\""},
     {"# keep this comment\n\n   \nqubes.Gpg * work vault allow\n", NULL, 0,
-     "  # keep this comment\n", "  # line 4: qubes.Gpg * work vault allow\n"},
+     "  # keep this comment\n", "  # q.policy:4: qubes.Gpg * work vault allow\n"},
     {"qubes.Gpg\t*\twork\tvault\tallow\r\n", NULL, 0, "action: allow\n", NULL},
     /* regression (found by fuzz-policy-import): bytes that are not UTF-8 in a
      * comment made the converted YAML unreadable */
@@ -48,13 +48,17 @@ static const ImportCase import_cases[] = {
     {"a.One * work vault allow\n", "a.Two * work vault deny\n", 0,
      "# converted from q.policy\n", "# converted from r.policy\n"},
     /* refusals */
+    /* includes resolve in the folder of the files (see test-policy-import-tree.c) */
     {"!include /etc/qubes/policy.d/include/admin\n", NULL, 1,
-     "q.policy:1: cannot convert !include: vrpc has no includes", NULL},
+     "q.policy:1: cannot read include/admin: No such file or directory", NULL},
     {"# c\n!include-dir /etc/qubes/policy.d/include\n", NULL, 1,
-     "q.policy:2: cannot convert !include-dir", NULL},
+     "q.policy:2: cannot read include: No such file or directory", NULL},
     {"!include-service admin.vm.List * /etc/x\n", NULL, 1,
-     "q.policy:1: cannot convert !include-service", NULL},
-    {"!compat-4.0\n", NULL, 1, "q.policy:1: cannot convert !compat-4.0", NULL},
+     "q.policy:1: !include-service \"/etc/x\": the path leaves the policy folder", NULL},
+    {"!compat-4.0\n", NULL, 1,
+     "q.policy:1: cannot convert !compat-4.0: it reads the R4.0 policy files of "
+     "/etc/qubes-rpc/policy, which vrpc does not have (--skip-unconvertible skips such lines)",
+     NULL},
     {"!frobnicate\n", NULL, 1, "q.policy:1: unknown directive", NULL},
     {"qubes.Open * work @dispvm allow\n", NULL, 1,
      "q.policy:1: target: cannot convert \"@dispvm\": vrpc has no disposable domains", NULL},
@@ -62,8 +66,8 @@ static const ImportCase import_cases[] = {
      NULL},
     {"qubes.Open * work @default allow target=@dispvm:web\n", NULL, 1,
      "q.policy:1: target=: cannot convert \"@dispvm:web\"", NULL},
-    {"qubes.Open * work vault allow autostart=no\n", NULL, 1,
-     "q.policy:1: cannot convert autostart=\"no\": vrpc never starts domains", NULL},
+    {"qubes.Open * work vault allow autostart=yes autostart=no\n", NULL, 1,
+     "q.policy:1: duplicate parameter autostart=", NULL},
     {"qubes.Open * work vault allow frob=1\n", NULL, 1,
      "q.policy:1: unknown parameter \"frob\"", NULL},
     {"qubes.Open * work vault allow user\n", NULL, 1,
@@ -93,7 +97,7 @@ static const ImportCase import_cases[] = {
     {"qubes.Open * work vault allow user=-x\n", NULL, 1, "q.policy:1: invalid user name", NULL},
     /* every problem is reported, and one bad line anywhere means no output */
     {"a.B * work vault allow\nbad\n!include x\n", NULL, 2, "q.policy:2: expected SERVICE",
-     "q.policy:3: cannot convert !include"},
+     "q.policy:3: cannot read x: No such file or directory"},
     {"a.B * work vault allow\n", "x.Y * work @dispvm allow\n", 1, "r.policy:1: target:", NULL},
 };
 
@@ -103,6 +107,7 @@ START_TEST(test_import) {
         {"q.policy", c->input, strlen(c->input)},
         {"r.policy", c->input2, c->input2 ? strlen(c->input2) : 0},
     };
+    static const char *const names[] = {"q.policy", "r.policy"};
     char *out = NULL, *err = NULL;
     size_t out_size = 0, err_size = 0;
     FILE *fout = open_memstream(&out, &out_size);
@@ -110,7 +115,8 @@ START_TEST(test_import) {
     int r;
 
     ck_assert(fout && ferr);
-    r = policy_import_qubes(files, c->input2 ? 2 : 1, fout, ferr);
+    r = policy_import_qubes_memory(files, c->input2 ? 2 : 1, names, c->input2 ? 2 : 1, NULL, fout,
+                                   ferr, NULL);
     fclose(fout);
     fclose(ferr);
     ck_assert_msg(r == c->problems, "row %d: %d problems, want %d; stderr:\n%s", _i, r,
@@ -152,8 +158,8 @@ START_TEST(test_import_semantics) {
     VrpcPolicyDecision d;
     char line[512];
 
-    ck_assert_int_eq(policy_import_qubes(&(VrpcPolicyText){"q.policy", qubes, strlen(qubes)}, 1,
-                                         fout, stderr),
+    ck_assert_int_eq(policy_import_qubes_memory(&(VrpcPolicyText){"q.policy", qubes, strlen(qubes)},
+                                                1, NULL, 0, NULL, fout, stderr, NULL),
                      0);
     fclose(fout);
     ck_assert_int_eq(
@@ -173,7 +179,7 @@ START_TEST(test_import_semantics) {
                                           &d),
                      0);
     vrpc_policy_decision_format(&d, line, sizeof(line));
-    ck_assert_str_eq(line, "allow target=vault rule=out.yaml:11");
+    ck_assert_str_eq(line, "allow target=vault rule=out.yaml:12");
     vrpc_policy_unref(policy);
     free(out);
 }

@@ -412,6 +412,92 @@ START_TEST(test_dir_domains_file) {
 }
 END_TEST
 
+/* A valid policy file of exactly SIZE bytes: one rule for service T, then
+ * comment lines. Caller frees. */
+static char *padded_policy(size_t size) {
+    static const char head[] = "rules:\n  - {service: t, source: '*', target: '*', action: allow}\n";
+    char *text = malloc(size + 1);
+
+    ck_assert_ptr_nonnull(text);
+    ck_assert_uint_ge(size, sizeof(head) + 2);
+    memcpy(text, head, sizeof(head) - 1);
+    memset(text + sizeof(head) - 1, 'x', size - (sizeof(head) - 1));
+    /* comment lines of up to 80 bytes */
+    for (size_t at = sizeof(head) - 1; at < size; at += 80) {
+        text[at] = '#';
+        text[(at + 79 < size ? at + 79 : size - 1)] = '\n';
+    }
+    text[size] = 0;
+    return text;
+}
+
+/* Loading ETC fails with exactly one error, "ETC/REL: MESSAGE"; the policy
+ * fails closed: a call that a valid file allows (service u) is denied. */
+static void expect_one_error(const char *rel, const char *message) {
+    VrpcPolicy *policy = NULL;
+    char want[1024], line[1024];
+
+    ck_assert_int_eq(vrpc_policy_load(etc, &policy), VRPC_POLICY_E_INVALID);
+    ck_assert_uint_eq(vrpc_policy_get_n_errors(policy), 1);
+    snprintf(want, sizeof(want), "%s/%s: %s", etc, rel, message);
+    ck_assert_str_eq(vrpc_policy_get_error(policy, 0), want);
+    explain(policy, "work", "dom0", "u", line, sizeof(line));
+    ck_assert_str_eq(line, "deny rule=default reason=\"invalid policy\"");
+    vrpc_policy_unref(policy);
+}
+
+static const char allow_u[] =
+    "rules:\n  - {service: u, source: '*', target: '*', action: allow}\n";
+
+/* Regression (review finding 3): a policy file of any size was read and
+ * parsed, stalling the dispatcher on every reload. Over 1 MiB a file is
+ * refused with a located error, and the whole policy fails closed. */
+START_TEST(test_dir_file_cap) {
+    VrpcPolicy *policy = NULL;
+    char *text = padded_policy(1024 * 1024);
+
+    tu_write(etc, "policy.d/50.yaml", text);
+    ck_assert_int_eq(vrpc_policy_load(etc, &policy), 0);
+    ck_assert_uint_eq(vrpc_policy_get_n_rules(policy), 1);
+    vrpc_policy_unref(policy);
+    free(text);
+
+    text = padded_policy(1024 * 1024 + 1);
+    tu_write(etc, "policy.d/50.yaml", text);
+    tu_write(etc, "policy.d/60.yaml", allow_u);
+    expect_one_error("policy.d/50.yaml",
+                     "file too large (over 1048576 bytes, the limit per file)");
+    /* domains.yaml has the same cap */
+    tu_write(etc, "policy.d/50.yaml", "rules: []\n");
+    tu_write(etc, "domains.yaml", text);
+    expect_one_error("domains.yaml", "file too large (over 1048576 bytes, the limit per file)");
+    free(text);
+}
+END_TEST
+
+/* All files together: at most 4 MiB; the file that goes over is named. */
+START_TEST(test_dir_total_cap) {
+    VrpcPolicy *policy = NULL;
+    for (int i = 0; i < 4; i++) {
+        /* 3 MiB, then 1 MiB less the last file */
+        char name[64], *text = padded_policy(1024 * 1024 - (i == 3 ? strlen(allow_u) : 0));
+
+        snprintf(name, sizeof(name), "policy.d/%d0.yaml", i + 1);
+        tu_write(etc, name, text);
+        free(text);
+    }
+    tu_write(etc, "policy.d/50.yaml", allow_u);
+    ck_assert_int_eq(vrpc_policy_load(etc, &policy), 0); /* exactly 4 MiB */
+    ck_assert_uint_eq(vrpc_policy_get_n_files(policy), 5);
+    vrpc_policy_unref(policy);
+
+    tu_write(etc, "domains.yaml", "domains: {}\n"); /* counted too */
+    expect_one_error("policy.d/50.yaml", "policy too large: with this file the files read come "
+                                         "to over 4194304 bytes (the limit for all files "
+                                         "together)");
+}
+END_TEST
+
 START_TEST(test_bad_arguments) {
     VrpcPolicy *policy = NULL;
 
@@ -470,6 +556,8 @@ int main(void) {
     tcase_add_test(dirs, test_dir_odd_entries);
     tcase_add_test(dirs, test_dir_domains_file);
     tcase_add_test(dirs, test_bad_arguments);
+    tcase_add_test(dirs, test_dir_file_cap);
+    tcase_add_test(dirs, test_dir_total_cap);
     suite_add_tcase(s, dirs);
     return tu_run_suite(s);
 }

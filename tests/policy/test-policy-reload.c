@@ -7,7 +7,10 @@
  * leaks no descriptors; readers on other threads never see a torn policy.
  */
 
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -56,12 +59,63 @@ static const char *decide_reason(VrpcPolicyHolder *holder) {
     return reason;
 }
 
-/* Wait until the watch fd is readable, then dispatch; returns dispatch's result. */
-static int wait_and_dispatch(VrpcPolicyWatch *watch) {
+/* Wait up to 100 ms for the watch fd, then dispatch; returns its result. */
+static int poll_dispatch(VrpcPolicyWatch *watch) {
     struct pollfd p = {.fd = vrpc_policy_watch_get_fd(watch), .events = POLLIN};
+    int r;
 
-    ck_assert_int_eq(poll(&p, 1, 10000), 1);
-    return vrpc_policy_watch_dispatch(watch);
+    ck_assert_int_ge(poll(&p, 1, 100), 0);
+    r = vrpc_policy_watch_dispatch(watch);
+    ck_assert_int_ge(r, 0);
+    return r;
+}
+
+/* Poll the watch fd and dispatch until a reload finished: the debounce and
+ * the worker thread take a few wake-ups. A hang guard of a minute only. */
+static int wait_and_dispatch(VrpcPolicyWatch *watch) {
+    for (int i = 0; i < 600; i++) {
+        int r = poll_dispatch(watch);
+
+        if (r != 0)
+            return r;
+    }
+    ck_abort_msg("the watch never finished a reload");
+    return -1;
+}
+
+/* A holder and its watch on a new folder whose policy.d/NAME holds TEXT. */
+static char *watch_open(const char *name, const char *text, VrpcPolicyHolder **holderp,
+                        VrpcPolicyWatch **watchp) {
+    char *etc = tu_mkdtemp(), *rel = NULL;
+
+    ck_assert_int_ge(asprintf(&rel, "policy.d/%s", name), 0);
+    tu_write(etc, rel, text);
+    free(rel);
+    ck_assert_int_eq(vrpc_policy_holder_new(holderp, etc), 0);
+    ck_assert_int_eq(vrpc_policy_watch_new(watchp, *holderp), 0);
+    return etc;
+}
+
+static void watch_close(char *etc, VrpcPolicyHolder *holder, VrpcPolicyWatch *watch) {
+    vrpc_policy_watch_free(watch);
+    vrpc_policy_holder_free(holder);
+    tu_rmrf(etc);
+    free(etc);
+}
+
+/* Handle the events already queued (the kernel queues them during the
+ * syscall that causes them, so after a write returns they are readable).
+ * Returns the number of reloads that finished meanwhile. */
+static int dispatch_queued(VrpcPolicyWatch *watch) {
+    struct pollfd p = {.fd = vrpc_policy_watch_get_fd(watch), .events = POLLIN};
+    int reloads = 0, r;
+
+    while (poll(&p, 1, 0) == 1) {
+        r = vrpc_policy_watch_dispatch(watch);
+        ck_assert_int_ge(r, 0);
+        reloads += r;
+    }
+    return reloads;
 }
 
 START_TEST(test_holder_swaps_snapshots) {
@@ -161,21 +215,124 @@ START_TEST(test_watch_reloads_on_change) {
 }
 END_TEST
 
+/* Temporaries of editors and installers never trigger a reload. */
 START_TEST(test_watch_ignores_hidden_files) {
-    char *etc = tu_mkdtemp();
+    static const char *const temps[] = {"policy.d/.50.yaml.swp", "policy.d/50.yaml~",
+                                        "policy.d/50.yaml.swp", "policy.d/50.yaml.tmp",
+                                        "policy.d/.hidden.yaml", "policy.d/README"};
     VrpcPolicyHolder *holder = NULL;
     VrpcPolicyWatch *watch = NULL;
+    char *etc = watch_open("50.yaml", allow_t, &holder, &watch);
+    const char *writing;
 
-    tu_write(etc, "policy.d/50.yaml", allow_t);
-    ck_assert_int_eq(vrpc_policy_holder_new(&holder, etc), 0);
-    ck_assert_int_eq(vrpc_policy_watch_new(&watch, holder), 0);
-    tu_write(etc, "policy.d/.50.yaml.swp", broken);
-    ck_assert_int_eq(wait_and_dispatch(watch), 0);
+    for (size_t i = 0; i < sizeof(temps) / sizeof(temps[0]); i++) {
+        /* written in place, not renamed in: a write in progress would count */
+        tu_write_in_place(etc, temps[i], broken);
+        ck_assert_int_eq(dispatch_queued(watch), 0);
+        ck_assert_msg(!vrpc_policy_watch_get_pending(watch, &writing), "%s counted", temps[i]);
+        ck_assert_ptr_null(writing);
+    }
     ck_assert_int_eq(decide(holder), VRPC_POLICY_ALLOW);
-    vrpc_policy_watch_free(watch);
-    vrpc_policy_holder_free(holder);
-    tu_rmrf(etc);
-    free(etc);
+    watch_close(etc, holder, watch);
+}
+END_TEST
+
+/*
+ * Regression (review finding 2): a file still being written was enforced as
+ * soon as anything else changed. The prefix "source: work" of a rule meant
+ * for "work-admin" parses and allowed work's calls. Now the reload waits for
+ * the file to be closed, and a creation or a touch triggers nothing.
+ */
+START_TEST(test_watch_waits_for_files_being_written) {
+    static const char prefix[] =
+        "rules:\n  - service: t\n    target: '*'\n    action: allow\n    source: work";
+    static const char rest[] = "-admin\n";
+    VrpcPolicyHolder *holder = NULL;
+    VrpcPolicyWatch *watch = NULL;
+    char *etc = watch_open("90.yaml", deny_t, &holder, &watch), *path = NULL;
+    const char *writing = NULL;
+    int fd, tries = 0;
+
+    ck_assert_int_ge(asprintf(&path, "%s/policy.d/40-admin.yaml", etc), 0);
+
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, prefix, strlen(prefix)), (ssize_t)strlen(prefix));
+    /* another file completed meanwhile, and a touch of the one being written */
+    tu_write(etc, "policy.d/60.yaml", "rules: []\n");
+    ck_assert_int_eq(utimensat(AT_FDCWD, path, NULL, 0), 0);
+    while (!(vrpc_policy_watch_get_pending(watch, &writing) && writing) && tries++ < 600)
+        ck_assert_int_eq(poll_dispatch(watch), 0);
+    ck_assert_ptr_nonnull(writing);
+    ck_assert_str_eq(writing, "40-admin.yaml");
+    /* the change is held back: nothing wakes the loop until the file is closed */
+    struct pollfd p = {.fd = vrpc_policy_watch_get_fd(watch), .events = POLLIN};
+    ck_assert_int_eq(poll(&p, 1, 300), 0);
+    ck_assert_int_eq(decide(holder), VRPC_POLICY_DENY);
+    ck_assert_uint_eq(decide_line(holder), 3);
+
+    ck_assert_int_eq(write(fd, rest, strlen(rest)), (ssize_t)strlen(rest));
+    ck_assert_int_eq(close(fd), 0);
+    ck_assert_int_eq(wait_and_dispatch(watch), 1);
+    /* the complete rule is for work-admin: work is still denied */
+    ck_assert_int_eq(decide(holder), VRPC_POLICY_DENY);
+    ck_assert(!vrpc_policy_watch_get_pending(watch, &writing));
+    ck_assert_ptr_null(writing);
+
+    /* creating a file or touching one triggers nothing */
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(utimensat(AT_FDCWD, path, NULL, 0), 0);
+    tu_mkdir(etc, "policy.d/sub.yaml");
+    ck_assert_int_eq(dispatch_queued(watch), 0);
+    ck_assert(!vrpc_policy_watch_get_pending(watch, NULL));
+    free(path);
+    watch_close(etc, holder, watch);
+}
+END_TEST
+
+/* The safe install: write elsewhere, rename in. The rename is picked up. */
+START_TEST(test_watch_rename_in) {
+    VrpcPolicyHolder *holder = NULL;
+    VrpcPolicyWatch *watch = NULL;
+    char *etc = watch_open("90.yaml", deny_t, &holder, &watch), *from = NULL, *to = NULL;
+
+    tu_write_in_place(etc, "staging/10.yaml", allow_t);
+    ck_assert_int_eq(dispatch_queued(watch), 0);
+    ck_assert(!vrpc_policy_watch_get_pending(watch, NULL));
+    ck_assert_int_ge(asprintf(&from, "%s/staging/10.yaml", etc), 0);
+    ck_assert_int_ge(asprintf(&to, "%s/policy.d/10.yaml", etc), 0);
+    ck_assert_int_eq(rename(from, to), 0);
+    ck_assert_int_eq(wait_and_dispatch(watch), 1);
+    ck_assert_int_eq(decide(holder), VRPC_POLICY_ALLOW);
+    /* and renaming it away again */
+    ck_assert_int_eq(rename(to, from), 0);
+    ck_assert_int_eq(wait_and_dispatch(watch), 1);
+    ck_assert_int_eq(decide(holder), VRPC_POLICY_DENY);
+    free(from);
+    free(to);
+    watch_close(etc, holder, watch);
+}
+END_TEST
+
+/* A burst of changes makes one reload, not one per change. */
+START_TEST(test_watch_debounces) {
+    VrpcPolicyHolder *holder = NULL;
+    VrpcPolicyWatch *watch = NULL;
+    char *etc = watch_open("50.yaml", allow_t, &holder, &watch);
+    int reloads = 0, tries = 0;
+
+    for (int i = 0; i < 21; i++)
+        tu_write(etc, "policy.d/50.yaml", i % 2 ? allow_t : deny_t);
+    /* all 21 renames are queued before the first dispatch sees any */
+    while (vrpc_policy_watch_get_pending(watch, NULL) || tries == 0) {
+        ck_assert_int_lt(tries++, 600);
+        reloads += poll_dispatch(watch);
+    }
+    ck_assert_int_eq(reloads, 1);
+    ck_assert_int_eq(decide(holder), VRPC_POLICY_DENY);
+    watch_close(etc, holder, watch);
 }
 END_TEST
 
@@ -312,6 +469,9 @@ int main(void) {
     tcase_add_test(tc, test_holder_invalid_at_start);
     tcase_add_test(tc, test_watch_reloads_on_change);
     tcase_add_test(tc, test_watch_ignores_hidden_files);
+    tcase_add_test(tc, test_watch_waits_for_files_being_written);
+    tcase_add_test(tc, test_watch_rename_in);
+    tcase_add_test(tc, test_watch_debounces);
     tcase_add_test(tc, test_watch_domains_yaml);
     tcase_add_test(tc, test_watch_policy_dir_recreated);
     tcase_add_test(tc, test_watch_bad_arguments);

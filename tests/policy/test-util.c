@@ -74,18 +74,34 @@ void tu_mkdir(const char *dir, const char *rel) {
     free(path);
 }
 
-void tu_write(const char *dir, const char *rel, const char *content) {
-    char *path = NULL, *tmp = NULL, *slash;
-    FILE *f;
+/* DIR/REL, after creating the folders inside DIR that lead to it. */
+static char *make_parents(const char *dir, const char *rel) {
+    char *path = NULL;
 
     ck_assert_int_ge(asprintf(&path, "%s/%s", dir, rel), 0);
-    /* mkdir -p for the folders inside DIR */
     for (char *p = path + strlen(dir) + 1; (p = strchr(p, '/')); p++) {
         *p = 0;
         ck_assert_msg(mkdir(path, 0755) == 0 || errno == EEXIST, "mkdir %s: %s", path,
                       strerror(errno));
         *p = '/';
     }
+    return path;
+}
+
+void tu_write_in_place(const char *dir, const char *rel, const char *content) {
+    char *path = make_parents(dir, rel);
+    FILE *f = fopen(path, "we");
+
+    ck_assert_msg(f != NULL, "fopen %s: %s", path, strerror(errno));
+    fputs(content, f);
+    ck_assert_int_eq(fclose(f), 0);
+    free(path);
+}
+
+void tu_write(const char *dir, const char *rel, const char *content) {
+    char *path = make_parents(dir, rel), *tmp = NULL, *slash;
+    FILE *f;
+
     slash = strrchr(path, '/');
     /* A hidden temporary next to the target, then rename: the way tools
      * should install policy files, and what the watch expects. */

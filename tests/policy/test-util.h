@@ -25,6 +25,8 @@ void tu_rmrf(const char *path);
 /* Write CONTENT to DIR/REL atomically (temp file + rename), creating DIR/REL's
  * parent folder if needed. */
 void tu_write(const char *dir, const char *rel, const char *content);
+/* tu_write() without the rename: open, write and close DIR/REL itself. */
+void tu_write_in_place(const char *dir, const char *rel, const char *content);
 /* mkdir DIR/REL. */
 void tu_mkdir(const char *dir, const char *rel);
 

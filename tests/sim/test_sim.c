@@ -125,7 +125,7 @@ START_TEST(cli_errors)
     vt_result_free(&r);
     r = sim("--help", NULL, NULL, NULL, NULL, NULL, NULL);
     ck_assert_int_eq(r.status, 0);
-    ck_assert_ptr_nonnull(strstr(r.out, "usage: vrpc-sim"));
+    ck_assert_ptr_nonnull(strstr(r.out, "Usage: vrpc-sim"));
     vt_result_free(&r);
     r = sim("exec", "--help", NULL, NULL, NULL, NULL, NULL);
     ck_assert_int_eq(r.status, 0);
@@ -241,7 +241,7 @@ START_TEST(cli_destroy)
     r = sim("destroy", "--ns", ns, "vault", NULL, NULL, NULL);
     ck_assert_msg(r.status == 0, "destroy: %s", r.err);
     vt_result_free(&r);
-    ck_assert_int_eq(vt_wait(pid, 5000), 128 + SIGKILL);
+    ck_assert_int_eq(vt_wait(pid, VT_HANG_MS), 128 + SIGKILL);
 
     ev = xs_read_watch(xs, &n);
     ck_assert_ptr_nonnull(ev);
@@ -737,9 +737,9 @@ static void kill_end(bool kill_server)
         usleep(10000);
     }
     kill(kill_server ? sp : cp, SIGKILL);
-    ck_assert_int_eq(vt_wait(kill_server ? sp : cp, 5000), 128 + SIGKILL);
+    ck_assert_int_eq(vt_wait(kill_server ? sp : cp, VT_HANG_MS), 128 + SIGKILL);
     /* the survivor sees the channel closed and exits 0 */
-    ck_assert_int_eq(vt_wait(kill_server ? cp : sp, 5000), 0);
+    ck_assert_int_eq(vt_wait(kill_server ? cp : sp, VT_HANG_MS), 0);
     out = vt_read_file(kill_server ? clog : slog);
     ck_assert_ptr_nonnull(strstr(out, "closed"));
     free(out);
@@ -793,9 +793,9 @@ START_TEST(vchan_socket_proxy_server_mode)
     ck_assert_str_eq(r.out, "echoed 1048576\n");
     vt_result_free(&r);
     kill(proxy, SIGKILL);
-    vt_wait(proxy, 5000);
+    vt_wait(proxy, VT_HANG_MS);
     kill(echo, SIGKILL);
-    vt_wait(echo, 5000);
+    vt_wait(echo, VT_HANG_MS);
     unlink(sock);
     unlink(accepted);
     vt_sim_down(ns);
@@ -822,7 +822,7 @@ START_TEST(vchan_socket_proxy_client_mode)
     const char *pargv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "dom0", "--", VCHAN_SOCKET_PROXY,
                            "-m", "client", "2", "/local/domain/2/data/vchan/0/e", sock, NULL};
     proxy = vt_spawn(pargv, NULL);
-    ck_assert(vt_wait_path(sock, 10000));
+    ck_assert(vt_wait_path(sock, VT_HANG_MS));
     snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", sock);
     for (int i = 0; i < 100; i++) {
         fd = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -846,9 +846,9 @@ START_TEST(vchan_socket_proxy_client_mode)
     }
     close(fd);
     kill(proxy, SIGKILL);
-    vt_wait(proxy, 5000);
+    vt_wait(proxy, VT_HANG_MS);
     kill(server, SIGKILL);
-    vt_wait(server, 5000);
+    vt_wait(server, VT_HANG_MS);
     unlink(sock);
     vt_sim_down(ns);
 }

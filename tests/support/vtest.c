@@ -300,7 +300,7 @@ void vt_sim_down(const char *ns)
     ck_assert_msg(stat(vt_instance_dir(ns), &st) < 0 && errno == ENOENT,
                   "instance folder %s left behind", vt_instance_dir(ns));
     /* the daemon removes the folder last, then exits: give it a moment */
-    for (int i = 0; i < 250 && vt_instance_procs(ns) > 0; i++)
+    for (long long end = now_ms() + VT_HANG_MS; vt_instance_procs(ns) > 0 && now_ms() < end;)
         usleep(20000);
     ck_assert_int_eq(vt_instance_procs(ns), 0);
 }
@@ -338,10 +338,10 @@ void vt_wait_vchan_server(const char *ns, const char *path)
     char key[256];
 
     snprintf(key, sizeof(key), "%s/event-channel", path);
-    for (int i = 0; i < 400; i++) {
+    for (long long end = now_ms() + VT_HANG_MS; now_ms() < end;) {
         const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "dom0", "--", "xenstore-read",
                               key, NULL};
-        VtResult r = vt_run(argv, 30);
+        VtResult r = vt_run(argv, VT_HANG_S);
         bool ok = r.status == 0;
 
         vt_result_free(&r);

@@ -10,6 +10,13 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+/* Bounds of waits for a state or an exit that normally comes within a second: they only
+ * guard against a hang, so they are sized for a busy machine (load 10+ on 2 cores), never
+ * for an idle one. A test that needs a wait to END (something must not happen) uses its own
+ * short bound and asserts the timeout. */
+#define VT_HANG_MS 120000
+#define VT_HANG_S 120
+
 typedef struct VtResult {
     int status;         /* exit code, 128+signal, or -1 if it could not run */
     char *out;          /* NUL-terminated captured stdout */
@@ -44,7 +51,7 @@ int vt_instance_procs(const char *ns);
 /* Poll until @path exists (true) or @timeout_ms passes (false). */
 bool vt_wait_path(const char *path, int timeout_ms);
 /* Poll (as dom0) until a vchan server has published PATH/event-channel in instance @ns;
- * aborts the test after ~10 s. */
+ * aborts the test after VT_HANG_MS. */
 void vt_wait_vchan_server(const char *ns, const char *path);
 /* Fork a Unix-socket echo server on @path (replacing any file there); it creates
  * PATH.accepted once it has accepted a connection. Returns its pid; kill it when done. */

@@ -163,7 +163,7 @@ START_TEST(ours_client_waits_for_real_server)
     usleep(500000); /* the client is waiting by now (not asserted: it may be slower) */
     r = vt_run(srv, 60);
     ck_assert_msg(r.status == 0, "server failed (%d): %s %s", r.status, r.out, r.err);
-    ck_assert_int_eq(vt_wait(cp, 30000), 0);
+    ck_assert_int_eq(vt_wait(cp, VT_HANG_MS), 0);
     co = vt_read_file(clog);
     ck_assert_ptr_nonnull(co);
     ck_assert_msg(strstr(co, "received 1048576 fnv=") &&
@@ -201,7 +201,7 @@ static void ping_then_close(const char *tag, const char *sprog, const char *cpro
     r = vt_run(cli, 120);
     ck_assert_msg(r.status == 0, "client failed (%d): %s %s", r.status, r.out, r.err);
     /* the echo side exits by itself once it sees the pinger's close */
-    ck_assert_int_eq(vt_wait(pid, 30000), 0);
+    ck_assert_int_eq(vt_wait(pid, VT_HANG_MS), 0);
     so = vt_read_file(slog);
     ck_assert_ptr_nonnull(so);
     ck_assert_msg(strstr(server_pings ? so : r.out, "echoed 1048576\n"), "pinger: %s%s", so,
@@ -255,13 +255,13 @@ static void kill_one(const char *tag, const char *sprog, const char *cprog, bool
 
         ck_assert_msg(r.status == 0, "destroy failed: %s", r.err);
         vt_result_free(&r);
-        ck_assert_int_ge(vt_wait(kill_server ? sp : cp, 10000), 0);
+        ck_assert_int_ge(vt_wait(kill_server ? sp : cp, VT_HANG_MS), 0);
     } else {
         kill(kill_server ? sp : cp, SIGKILL);
-        ck_assert_int_eq(vt_wait(kill_server ? sp : cp, 10000), 128 + SIGKILL);
+        ck_assert_int_eq(vt_wait(kill_server ? sp : cp, VT_HANG_MS), 128 + SIGKILL);
     }
     /* the survivor sees the channel closed (not a hang) and exits 0 */
-    ck_assert_int_eq(vt_wait(kill_server ? cp : sp, 10000), 0);
+    ck_assert_int_eq(vt_wait(kill_server ? cp : sp, VT_HANG_MS), 0);
     out = vt_read_file(kill_server ? clog : slog);
     ck_assert_msg(out && strstr(out, "closed\n"), "survivor: %s", out);
     if (expect_peer)
@@ -334,7 +334,7 @@ START_TEST(vchan_cat_uppercase)
     ck_assert_str_eq(r.out, "HELLO FROM DOM0");
     vt_result_free(&r);
     /* without --persist the server exits by itself once its client has left */
-    ck_assert_int_eq(vt_wait(pid, 10000), 0);
+    ck_assert_int_eq(vt_wait(pid, VT_HANG_MS), 0);
     vt_sim_down(ns);
 }
 END_TEST
@@ -367,7 +367,7 @@ START_TEST(vchan_cat_uppercase_persist)
     /* still serving: a persistent server does not exit when a client leaves */
     ck_assert_int_eq(vt_wait(pid, 200), -1);
     kill(pid, SIGTERM);
-    ck_assert_int_eq(vt_wait(pid, 10000), 0);
+    ck_assert_int_eq(vt_wait(pid, VT_HANG_MS), 0);
     vt_sim_down(ns);
 }
 END_TEST
@@ -401,13 +401,13 @@ START_TEST(vchan_cat_client_to_proxy_server)
     ck_assert_msg(r.status == 0, "vchan-cat through the proxy failed (%d): %s", r.status,
                   r.err);
     vt_result_free(&r);
-    r = vt_run(cmp, 30);
+    r = vt_run(cmp, VT_HANG_S);
     ck_assert_msg(r.status == 0, "echoed data differs: %s", r.out);
     vt_result_free(&r);
     kill(proxy, SIGKILL);
-    vt_wait(proxy, 5000);
+    vt_wait(proxy, VT_HANG_MS);
     kill(echo, SIGKILL);
-    vt_wait(echo, 5000);
+    vt_wait(echo, VT_HANG_MS);
     unlink(in);
     unlink(out);
     unlink(sock);
@@ -447,7 +447,7 @@ START_TEST(proxy_client_to_vchan_cat_server)
     vt_wait_vchan_server(ns, "/local/domain/2/data/vchan/0/u");
     unlink(sock);
     proxy = vt_spawn(pargv, NULL);
-    ck_assert(vt_wait_path(sock, 10000));
+    ck_assert(vt_wait_path(sock, VT_HANG_MS));
     snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", sock);
     for (int i = 0; i < 100; i++) {
         fd = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -481,9 +481,9 @@ START_TEST(proxy_client_to_vchan_cat_server)
     }
     close(fd);
     kill(proxy, SIGKILL);
-    vt_wait(proxy, 5000);
+    vt_wait(proxy, VT_HANG_MS);
     kill(server, SIGTERM);
-    ck_assert_int_ge(vt_wait(server, 10000), 0);
+    ck_assert_int_ge(vt_wait(server, VT_HANG_MS), 0);
     unlink(sock);
     free(sock);
     vt_sim_down(ns);
@@ -537,16 +537,16 @@ static void hostile(const char *tag, bool attacker_is_server)
             r = (VtResult){ .status = st, .out = vt_read_file(olog), .err = strdup("") };
             if (st < 0) {
                 kill(ours, SIGKILL);
-                vt_wait(ours, 5000);
+                vt_wait(ours, VT_HANG_MS);
             }
             unlink(olog);
             free(olog);
         }
         /* the attacker stops by itself after 2 s */
-        st = vt_wait(att, 30000);
+        st = vt_wait(att, VT_HANG_MS);
         if (st < 0) {
             kill(att, SIGKILL);
-            vt_wait(att, 5000);
+            vt_wait(att, VT_HANG_MS);
         }
         ck_assert_msg(r.status == 0, "round %d (seed %s, ring %s): our side failed (%d): %s %s",
                       round, seed, ring, r.status, r.out ? r.out : "", r.err);
@@ -562,7 +562,7 @@ static void hostile(const char *tag, bool attacker_is_server)
         {
             const char *rm[] = { VRPC_SIM_BIN, "exec", "--ns", ns, "dom0", "--", "xenstore-rm",
                                  CLI_PATH, NULL };
-            VtResult rr = vt_run(rm, 30);
+            VtResult rr = vt_run(rm, VT_HANG_S);
 
             vt_result_free(&rr);
         }

@@ -24,6 +24,10 @@
 #include "vchan/vchan-internal.h"
 #include "vchan/vchan.h"
 
+/* Bounds on waits that should end far sooner: they guard against a hang, and are sized
+ * for a busy machine, not an idle one. */
+#define HANG_GUARD_MS 60000
+
 static int count_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");
@@ -309,14 +313,13 @@ START_TEST(test_hostile_index_fails_fast)
 {
     uint8_t buf[16];
     size_t done;
-    uint64_t t0;
     Vchan *s, *c;
 
     ck_assert_int_eq(vchan_pair_new(&s, &c, 0, 0), 0);
     atomic_store(&s->ring.ctrl->left.prod, 0xFFFFFFF0u); /* the "client" lies */
-    t0 = now_ms();
-    ck_assert_int_eq(vchan_read_full(s, buf, sizeof(buf), &done, -1), -EPROTO);
-    ck_assert_uint_lt(now_ms() - t0, 1000);
+    /* EPROTO, not a timeout, within a hang guard sized for a busy machine: the lie is
+     * detected, not waited out. */
+    ck_assert_int_eq(vchan_read_full(s, buf, sizeof(buf), &done, HANG_GUARD_MS), -EPROTO);
     ck_assert_int_eq(vchan_is_open(s), VCHAN_STATE_BROKEN);
     ck_assert_int_eq(vchan_data_ready(s), -EPROTO);
     ck_assert_int_eq(vchan_write(s, "x", 1), -EPROTO);
@@ -353,10 +356,10 @@ static void *echo_thread(void *arg)
     for (int i = 0; i < p->rounds; i++) {
         size_t done;
 
-        p->rc = vchan_read_full(p->v, buf, p->msg, &done, 5000);
+        p->rc = vchan_read_full(p->v, buf, p->msg, &done, HANG_GUARD_MS);
         if (p->rc)
             return NULL;
-        p->rc = vchan_write_full(p->v, buf, p->msg, &done, 5000);
+        p->rc = vchan_write_full(p->v, buf, p->msg, &done, HANG_GUARD_MS);
         if (p->rc)
             return NULL;
     }
@@ -387,8 +390,8 @@ static void ping_pong(size_t read_min, size_t write_min, size_t msg, int rounds,
 
         for (size_t j = 0; j < msg; j++)
             out[j] = pat((uint64_t)i * msg + j);
-        ck_assert_int_eq(vchan_write_full(pinger, out, msg, &done, 5000), 0);
-        ck_assert_msg(vchan_read_full(pinger, in, msg, &done, 5000) == 0,
+        ck_assert_int_eq(vchan_write_full(pinger, out, msg, &done, HANG_GUARD_MS), 0);
+        ck_assert_msg(vchan_read_full(pinger, in, msg, &done, HANG_GUARD_MS) == 0,
                       "round %d: lost wakeup? done %zu", i, done);
         ck_assert_mem_eq(in, out, msg);
     }
@@ -420,7 +423,7 @@ static int nb_xfer(Vchan *v, uint8_t *buf, size_t n, bool reading)
         }
         if (k != -EAGAIN)
             return (int)k;
-        if (poll(&pfd, 1, 5000) != 1)
+        if (poll(&pfd, 1, HANG_GUARD_MS) != 1)
             return -ETIMEDOUT;
         vchan_dispatch(v);
     }
@@ -560,14 +563,14 @@ typedef struct Hot {
     int rc;
 } Hot;
 
-/* Busy-poll a 1-byte token without events (at most 5 s). */
+/* Busy-poll a 1-byte token without events (at most the hang guard). */
 static int spin_token(Vchan *v)
 {
     uint64_t t0 = now_ms();
     uint8_t b;
 
     while (vchan_data_ready(v) < 1)
-        if (now_ms() - t0 > 5000)
+        if (now_ms() - t0 > HANG_GUARD_MS)
             return -ETIMEDOUT;
     return vchan_read(v, &b, 1) == 1 ? 0 : -EIO;
 }
@@ -604,7 +607,7 @@ static void *hot_reader(void *arg)
 
             if (n > 0)
                 got += (size_t)n;
-            else if (now_ms() - t0 > 5000)
+            else if (now_ms() - t0 > HANG_GUARD_MS)
                 h->rc = -ETIMEDOUT;
         }
         if (!h->rc && vchan_write(h->v, "t", 1) != 1)

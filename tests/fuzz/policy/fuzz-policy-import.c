@@ -25,7 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     if (!fout || !ferr)
         abort();
-    problems = policy_import_qubes(&in, 1, fout, ferr);
+    problems = policy_import_qubes_memory(&in, 1, (const char *const[]){in.name}, 1, NULL, fout,
+                                          ferr, NULL);
     fclose(fout);
     fclose(ferr);
     if (problems > 0 && out_size != 0)
