@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
  * audit.c - the dispatcher's audit log. Each finished call becomes one JSON object on one
- * line: time (RFC 3339, UTC, microseconds), source, target, resolved_target, service,
- * argument, decision, rule (FILE:LINE), exit, duration_ms, and at --debug the stage
- * timings policy_us, spawn_us and first_byte_us. Strings are escaped completely (every byte
- * outside printable ASCII as \u00XX), so that a line is always valid JSON whatever a name
- * holds. Lines go to --audit FILE (appended with one write(2) each) or to the stderr log.
+ * line with always the same fields, in this order: time (RFC 3339, UTC, microseconds),
+ * source, target, resolved_target, service, argument, policy, answer, decision, reason,
+ * rule, end, exit, duration_ms, policy_us, ask_us, spawn_us, first_byte_us (the format and
+ * every value are documented in vrpc-dispatcher(8), AUDIT LOG). Strings are escaped
+ * completely (every byte outside printable ASCII as \u00XX), so that a line is always valid
+ * JSON whatever a name holds. Lines go to --audit FILE (appended with one write(2) each) or
+ * to the stderr log.
  */
 #include "audit.h"
 
@@ -52,6 +54,23 @@ Audit *audit_free(Audit *a)
         close(a->fd);
     free(a);
     return NULL;
+}
+
+const char *audit_end_name(AuditEnd end)
+{
+    switch (end) {
+    case AUDIT_END_EXIT:
+        return "exit";
+    case AUDIT_END_REFUSED:
+        return "refused";
+    case AUDIT_END_TIMEOUT:
+        return "timeout";
+    case AUDIT_END_CANCELLED:
+        return "cancelled";
+    case AUDIT_END_ABORTED:
+        return "aborted";
+    }
+    return "unknown";
 }
 
 typedef struct Out {
@@ -104,6 +123,15 @@ static void out_str(Out *o, const char *key, const char *s, bool first)
     out_raw(o, "\"", 1);
 }
 
+/* A stage time: microseconds, or null when the call never reached that stage. */
+static void out_us(Out *o, const char *key, int64_t us)
+{
+    if (us >= 0)
+        out_fmt(o, ",\"%s\":%lld", key, (long long)us);
+    else
+        out_fmt(o, ",\"%s\":null", key);
+}
+
 int audit_format(const AuditRecord *rec, char *buf, size_t size)
 {
     Out o = {.buf = buf, .size = size};
@@ -125,18 +153,22 @@ int audit_format(const AuditRecord *rec, char *buf, size_t size)
     out_str(&o, "resolved_target", rec->resolved_target, false);
     out_str(&o, "service", rec->service, false);
     out_str(&o, "argument", rec->argument, false);
+    out_str(&o, "policy", rec->policy, false);
+    out_str(&o, "answer", rec->answer, false);
     out_str(&o, "decision", rec->decision, false);
+    out_str(&o, "reason", rec->reason, false);
     out_str(&o, "rule", rec->rule, false);
-    out_fmt(&o, ",\"exit\":%d,\"duration_ms\":%.3f", rec->exit_code,
-            rec->duration_ms >= 0 ? rec->duration_ms : 0.0);
-    if (rec->timings) {
-        if (rec->policy_us >= 0)
-            out_fmt(&o, ",\"policy_us\":%lld", (long long)rec->policy_us);
-        if (rec->spawn_us >= 0)
-            out_fmt(&o, ",\"spawn_us\":%lld", (long long)rec->spawn_us);
-        if (rec->first_byte_us >= 0)
-            out_fmt(&o, ",\"first_byte_us\":%lld", (long long)rec->first_byte_us);
-    }
+    out_str(&o, "end", audit_end_name(rec->end), false);
+    if (rec->exit_code >= 0)
+        out_fmt(&o, ",\"exit\":%d", rec->exit_code);
+    else
+        out_raw(&o, ",\"exit\":null", 12);
+    out_fmt(&o, ",\"duration_ms\":%.3f",
+            rec->duration_us > 0 ? (double)rec->duration_us / 1000.0 : 0.0);
+    out_us(&o, "policy_us", rec->policy_us);
+    out_us(&o, "ask_us", rec->ask_us);
+    out_us(&o, "spawn_us", rec->spawn_us);
+    out_us(&o, "first_byte_us", rec->first_byte_us);
     out_raw(&o, "}\n", 2);
     return o.overflow ? -ENOBUFS : (int)o.len;
 }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * config.c - dispatcher.yaml: a mapping with the optional keys max-calls-per-guest,
- * max-buffer-per-guest, keepalive-interval, audit-log and log-level. The file is read with
+ * max-buffer-per-guest, keepalive-interval, audit-log, log-level, ask-program, ask-timeout
+ * and notify-program. The file is read with
  * the policy engine's bounded YAML reader (no anchors, aliases or tags) and checked strictly:
  * an unknown or duplicate key, a wrong type or an out-of-range value is an error that stops
  * the dispatcher at start, naming the file, line and column.
@@ -28,12 +29,15 @@ enum {
     KEY_KEEPALIVE,
     KEY_AUDIT_LOG,
     KEY_LOG_LEVEL,
+    KEY_ASK_PROGRAM,
+    KEY_ASK_TIMEOUT,
+    KEY_NOTIFY_PROGRAM,
     N_KEYS,
 };
 
 static const char *const key_names[N_KEYS] = {
     "max-calls-per-guest", "max-buffer-per-guest", "keepalive-interval", "audit-log",
-    "log-level",
+    "log-level",           "ask-program",          "ask-timeout",        "notify-program",
 };
 
 void dispatcher_config_init(DispatcherConfig *cfg)
@@ -42,6 +46,7 @@ void dispatcher_config_init(DispatcherConfig *cfg)
         .max_calls_per_guest = DISPATCHER_MAX_CALLS_DEFAULT,
         .keepalive_ms = -1,
         .log_level = -1,
+        .ask_timeout_ms = DISPATCHER_ASK_TIMEOUT_DEFAULT_MS,
     };
 }
 
@@ -51,6 +56,10 @@ void dispatcher_config_deinit(DispatcherConfig *cfg)
         return;
     free(cfg->audit_log);
     cfg->audit_log = NULL;
+    free(cfg->ask_program);
+    cfg->ask_program = NULL;
+    free(cfg->notify_program);
+    cfg->notify_program = NULL;
 }
 
 static void set_err(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -98,11 +107,23 @@ static int node_seconds(const PolicyNode *n, double *vp)
     return 0;
 }
 
+/* An absolute path scalar, copied into *dstp (replacing what was there). */
+static int node_path(const PolicyNode *v, char **dstp)
+{
+    if (v->kind != POLICY_NODE_SCALAR || v->len == 0 || strlen(v->value) != v->len ||
+        v->value[0] != '/')
+        return -EINVAL;
+    free(*dstp);
+    *dstp = strdup(v->value);
+    return *dstp ? 0 : -ENOMEM;
+}
+
 static int set_value(DispatcherConfig *cfg, int k, const PolicyNode *v, const char *file,
                      char *err)
 {
     uint64_t u;
     double secs;
+    int r;
 
     switch (k) {
     case KEY_MAX_CALLS:
@@ -121,12 +142,20 @@ static int set_value(DispatcherConfig *cfg, int k, const PolicyNode *v, const ch
         cfg->keepalive_ms = (int64_t)llround(secs * 1000.0);
         return 0;
     case KEY_AUDIT_LOG:
-        if (v->kind != POLICY_NODE_SCALAR || v->len == 0 || strlen(v->value) != v->len ||
-            v->value[0] != '/')
+    case KEY_ASK_PROGRAM:
+    case KEY_NOTIFY_PROGRAM:
+        r = node_path(v, k == KEY_AUDIT_LOG     ? &cfg->audit_log
+                         : k == KEY_ASK_PROGRAM ? &cfg->ask_program
+                                                : &cfg->notify_program);
+        if (r == -EINVAL)
             goto bad;
-        free(cfg->audit_log);
-        cfg->audit_log = strdup(v->value);
-        return cfg->audit_log ? 0 : -ENOMEM;
+        return r;
+    case KEY_ASK_TIMEOUT:
+        /* A prompt needs a human: at least a tenth of a second, at most a day. */
+        if (node_seconds(v, &secs) < 0 || secs < 0.1)
+            goto bad;
+        cfg->ask_timeout_ms = (int64_t)llround(secs * 1000.0);
+        return 0;
     case KEY_LOG_LEVEL: {
         int level = v->kind == POLICY_NODE_SCALAR ? dlog_level_from_string(v->value) : -EINVAL;
         if (level < 0)
@@ -143,8 +172,9 @@ bad:
             k == KEY_MAX_CALLS    ? "an integer 1..1048576"
             : k == KEY_MAX_BUFFER ? "a byte count 262144..1073741824"
             : k == KEY_KEEPALIVE  ? "seconds 0..86400 (0 = off)"
-            : k == KEY_AUDIT_LOG  ? "an absolute path"
-                                  : "error, warning, info or debug");
+            : k == KEY_ASK_TIMEOUT ? "seconds 0.1..86400"
+            : k == KEY_LOG_LEVEL   ? "error, warning, info or debug"
+                                   : "an absolute path");
     return -EINVAL;
 }
 
@@ -172,7 +202,8 @@ static int parse_root(DispatcherConfig *cfg, const PolicyNode *root, const char 
         if (k < 0) {
             set_err(err,
                     "%s:%u:%u: unknown key (expected max-calls-per-guest, "
-                    "max-buffer-per-guest, keepalive-interval, audit-log or log-level)",
+                    "max-buffer-per-guest, keepalive-interval, audit-log, log-level, "
+                    "ask-program, ask-timeout or notify-program)",
                     file, key->line, key->col);
             return -EINVAL;
         }

@@ -14,6 +14,7 @@
 #define DISPATCHER_BUFFER_MAX ((uint64_t)1 << 30)
 #define DISPATCHER_CONFIG_SIZE_MAX (64 * 1024)
 #define DISPATCHER_CONFIG_ERROR_MAX 512
+#define DISPATCHER_ASK_TIMEOUT_DEFAULT_MS 60000
 
 typedef struct DispatcherConfig {
     unsigned max_calls_per_guest; /* calls in flight per connection */
@@ -21,6 +22,9 @@ typedef struct DispatcherConfig {
     int64_t keepalive_ms;          /* -1: librpc's default; 0: off */
     char *audit_log;               /* NULL: audit lines go to the log at info */
     int log_level;                 /* syslog level; -1: not set */
+    char *ask_program;             /* NULL: ask means deny */
+    int64_t ask_timeout_ms;        /* how long a prompt may take */
+    char *notify_program;          /* NULL: notify: true does nothing */
 } DispatcherConfig;
 
 void dispatcher_config_init(DispatcherConfig *cfg);

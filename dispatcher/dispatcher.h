@@ -5,6 +5,7 @@
  *   guests.c   xenstore discovery (watches, scans, @releaseDomain checks)
  *   peer.c     one librpc connection: a guest's vchan or a dom0 caller's Unix socket
  *   route.c    one call: policy, dom0 services (vrpc_handler), relay to a guest
+ *   ask.c      the ask program (policy `ask`) and the notify program (`notify: true`)
  *   control.c  the control socket of vrpc-ctl
  *   audit.c    the audit log;  config.c dispatcher.yaml;  log.c the stderr log
  *   main.c     options, start-up, the loop, shutdown
@@ -18,6 +19,7 @@
 #include "librpc/loop.h"
 #include "librpc/rpc.h"
 
+typedef struct AskSet AskSet;
 typedef struct Audit Audit;
 typedef struct Call Call;
 typedef struct Control Control;
@@ -25,6 +27,8 @@ typedef struct Guests Guests;
 typedef struct Peer Peer;
 typedef struct VrpcHandlerSet VrpcHandlerSet;
 typedef struct VrpcPolicyHolder VrpcPolicyHolder;
+
+#define DISPATCHER_GONE_MAX 64
 
 typedef struct Dispatcher {
     RpcLoop *loop;
@@ -35,6 +39,7 @@ typedef struct Dispatcher {
     VrpcPolicyHolder *policy;
     VrpcHandlerSet *handlers;
     Audit *audit;
+    AskSet *asks;
     Guests *guests;
     Control *control;
     Peer *peers;  /* every live connection, guests and local callers */
@@ -43,6 +48,13 @@ typedef struct Dispatcher {
     uint64_t calls_total;   /* calls received */
     uint64_t refused_total; /* calls refused (126) */
     unsigned calls_in_flight;
+    /* Guests whose connection ended recently, for the audit reason of calls to them
+     * (peer_absent_reason()): a small ring, newest overwriting oldest. */
+    struct {
+        char name[RPC_DOMAIN_MAX + 1];
+        bool destroyed;
+    } gone[DISPATCHER_GONE_MAX];
+    unsigned gone_next;
 } Dispatcher;
 
 /* The connection configuration for a peer (role given), from dispatcher.yaml. */

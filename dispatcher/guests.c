@@ -297,6 +297,7 @@ static void check_released(Guests *g)
         int r = vchan_check_peer(p->vchan);
         if (r == 0) {
             dlog(LOG_INFO, "guest %s (domid %d) was destroyed", p->name, p->domid);
+            p->destroyed = true; /* for the audit reason of later calls to it */
             peer_drop(p, "domain destroyed");
             /* peer_drop() may have ended calls whose relay partner was next: restart. */
             next = g->d->peers;

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ask.h"
 #include "common/escape.h"
 #include "audit.h"
 #include "config.h"
@@ -70,7 +71,7 @@ static void usage(FILE *f)
             "  --control PATH  control socket for vrpc-ctl (default $VRPC_CONTROL, else\n"
             "                  " DEFAULT_CONTROL ")\n"
             "  --audit FILE    append the audit log (JSON lines) to FILE (default: the log)\n"
-            "  --debug         log at debug level, with per-stage timings in the audit log\n"
+            "  --debug         log at debug level\n"
             "  --help, --version\n");
 }
 
@@ -244,6 +245,18 @@ int main(int argc, char **argv)
         dlog(LOG_ERR, "event loop: %s", strerror(-r));
         goto out;
     }
+    r = ask_set_new(&d.asks, d.loop, d.config.ask_program, d.config.ask_timeout_ms,
+                    d.config.notify_program);
+    if (r < 0) {
+        dlog(LOG_ERR, "out of memory");
+        goto out;
+    }
+    /* Checked again at every prompt (a failure there denies); said once here. */
+    if (d.config.ask_program && access(d.config.ask_program, X_OK) < 0)
+        dlog(LOG_WARNING, "ask-program %s: %s (every ask will be denied)",
+             d.config.ask_program, strerror(errno));
+    if (d.config.notify_program && access(d.config.notify_program, X_OK) < 0)
+        dlog(LOG_WARNING, "notify-program %s: %s", d.config.notify_program, strerror(errno));
     if (rpc_loop_add_signal(d.loop, SIGTERM, on_signal, &d, &sigterm) < 0 ||
         rpc_loop_add_signal(d.loop, SIGINT, on_signal, &d, &sigint) < 0) {
         dlog(LOG_ERR, "cannot handle signals");
@@ -324,6 +337,7 @@ out:
         rpc_loop_run_once(d.loop, 0);
     d.handlers = vrpc_handler_set_free(d.handlers);
     route_free_all(&d);
+    d.asks = ask_set_free(d.asks);
     rpc_loop_source_free(policy_src);
     vrpc_policy_watch_free(pw.watch);
     vrpc_policy_holder_free(d.policy);

@@ -46,12 +46,37 @@ static void list_remove(Dispatcher *d, Peer *p)
 
 /* ---- callbacks ---------------------------------------------------------------------------- */
 
+/* Remember (or, @forget, stop remembering) that guest @name's connection ended. */
+static void gone_note(Dispatcher *d, const char *name, bool destroyed, bool forget)
+{
+    for (unsigned i = 0; i < DISPATCHER_GONE_MAX; i++)
+        if (strcmp(d->gone[i].name, name) == 0)
+            d->gone[i].name[0] = '\0';
+    if (forget)
+        return;
+    snprintf(d->gone[d->gone_next].name, sizeof(d->gone[0].name), "%s", name);
+    d->gone[d->gone_next].destroyed = destroyed;
+    d->gone_next = (d->gone_next + 1) % DISPATCHER_GONE_MAX;
+}
+
+const char *peer_absent_reason(const Dispatcher *d, const char *name)
+{
+    for (const Peer *p = d->peers; p; p = p->next)
+        if (p->kind == PEER_GUEST && strcmp(p->name, name) == 0)
+            return "target not connected"; /* its agent is connecting */
+    for (unsigned i = 0; i < DISPATCHER_GONE_MAX; i++)
+        if (strcmp(d->gone[i].name, name) == 0)
+            return d->gone[i].destroyed ? "target domain gone" : "target not connected";
+    return "unknown target";
+}
+
 static void on_ready(RpcConn *conn, const RpcPeerInfo *info, void *userdata)
 {
     Peer *p = userdata;
 
     p->ready = true;
     if (p->kind == PEER_GUEST) {
+        gone_note(p->d, p->name, false, true);
         dlog(LOG_INFO, "guest %s (domid %d) connected, generation %s", p->name, p->domid,
              p->generation);
         dispatcher_guests_changed(p->d);
@@ -285,6 +310,8 @@ void peer_drop(Peer *p, const char *reason)
         /* Out of memory: leak the peer rather than free it under a running dispatch. */
         dlog(LOG_ERR, "cannot schedule the release of connection %s", p->name);
     }
+    if (p->kind == PEER_GUEST && (was_ready || p->destroyed))
+        gone_note(p->d, p->name, p->destroyed, false);
     if (p->kind == PEER_GUEST && was_ready)
         dispatcher_guests_changed(p->d);
     else if (p->kind == PEER_GUEST)

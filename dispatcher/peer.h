@@ -28,6 +28,7 @@ struct Peer {
     Vchan *vchan;           /* guests: owned by conn, kept for vchan_check_peer() */
     bool ready;             /* HELLO exchanged */
     bool dropped;           /* closing: no longer in d->peers, freed by a deferred call */
+    bool destroyed;         /* guests: dropped because the domain was destroyed */
     unsigned calls_in_flight; /* calls this peer made that are not finished */
     uint64_t calls_total;
 };
@@ -52,5 +53,8 @@ void peer_free(Peer *p);
 Peer *peer_find_guest(Dispatcher *d, const char *name);
 /* The live guest peer of @domid (ready or not), or NULL. */
 Peer *peer_find_domid(Dispatcher *d, int domid);
+/* Why there is no ready connection to guest @name, for the audit line (never shown to the
+ * caller): "target domain gone", "target not connected" or "unknown target". */
+const char *peer_absent_reason(const Dispatcher *d, const char *name);
 /* Ready guest connections. */
 unsigned peer_count_ready_guests(const Dispatcher *d);

@@ -5,9 +5,12 @@
  * The source is the peer the CALL arrived on (its domain name, or dom0 for the local
  * socket), never a message field: a guest's CALL that carries a non-empty source is a
  * protocol violation and drops that guest's connection (docs/man/vrpc-dispatcher.8). The
- * per-peer calls-in-flight quota is checked, then the compiled policy snapshot decides; ask
- * becomes deny (there is no prompt program). A denial and a target that is not connected
- * give the same REFUSE 126 text, so a caller learns nothing about what exists. An allowed
+ * per-peer calls-in-flight quota is checked, then the compiled policy snapshot decides. An
+ * ask runs the ask program (ask.c) without waiting for it: the call keeps its snapshot and
+ * holds the caller's stdin until the answer comes (ask_done), then goes on as if it had
+ * just been decided; with no program configured ask is deny. A denial and a target that is
+ * unknown, not connected or gone give the same REFUSE 126 text, so a caller learns nothing
+ * about what exists; the audit line says which it was. An allowed
  * call to dom0 resolves the service in ETC/services and hands the stream to vrpc_handler;
  * an allowed call to a guest (the caller itself included: loopback) opens a stream on that
  * guest's connection and relays both ways. The relay consumes bytes on one side only when
@@ -19,10 +22,12 @@
 #include "route.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ask.h"
 #include "audit.h"
 #include "handler.h"
 #include "log.h"
@@ -47,11 +52,15 @@ struct Call {
     Leg in_leg, out_leg;
     Peer *src;          /* NULL once freed */
     Peer *dst;
-    RpcStream *in;      /* relay and refusals: the caller's stream */
+    RpcStream *in;      /* relay, asks and refusals: the caller's stream */
     RpcStream *out;     /* relay: the stream on the target's connection */
     VrpcHandler *handler;
     VrpcService *service_entry;
+    Ask *ask;           /* the prompt, while it is pending */
+    VrpcPolicy *snapshot; /* held while the prompt is pending (dec points into it) */
+    VrpcPolicyDecision dec;
     bool in_accepted;
+    bool in_eof;        /* the caller's stdin EOF arrived while the prompt was pending */
     bool answered;      /* EXIT or REFUSE sent on in (or in aborted) */
     bool finished;      /* audit written, counters released */
     char source[RPC_DOMAIN_MAX + 1];
@@ -60,10 +69,12 @@ struct Call {
     char service[RPC_SERVICE_MAX + 1];
     char argument[RPC_ARG_MAX + 1];
     char user[RPC_USER_MAX + 1];
-    const char *decision;
+    const char *policy_action; /* what the policy said: allow, deny, ask, none */
+    const char *decision;      /* what was done: allow or deny */
     char rule[320];
-    int exit_code;
-    int64_t wall_us, start_us, policy_us, spawn_us, first_byte_us;
+    char answer[ASK_LINE_MAX + 1];
+    char reason[RPC_REASON_MAX + 16];
+    int64_t wall_us, start_us, policy_us, ask_us, handler_us, spawn_us, first_byte_us;
 };
 
 static void call_link(Dispatcher *d, Call *c)
@@ -91,6 +102,7 @@ static void call_free(Call *c)
 {
     call_unlink(c);
     vrpc_service_free(c->service_entry);
+    vrpc_policy_unref(c->snapshot);
     free(c);
 }
 
@@ -101,8 +113,19 @@ static void call_maybe_free(Call *c)
         call_free(c);
 }
 
-/* The outcome is known: write the audit line and release the quota. */
-static void call_finish(Call *c, int exit_code)
+static void set_reason(Call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_reason(Call *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
+    va_end(ap);
+}
+
+/* The outcome is known: write the audit line and release the quota. @exit_code < 0: the
+ * caller was given no exit status (AUDIT_END_CANCELLED). */
+static void call_finish(Call *c, AuditEnd end, int exit_code)
 {
     Dispatcher *d = c->d;
     int64_t now = dispatcher_now_us();
@@ -110,11 +133,17 @@ static void call_finish(Call *c, int exit_code)
     if (c->finished)
         return;
     c->finished = true;
-    c->exit_code = exit_code;
+    if (c->ask) {
+        ask_cancel(c->ask); /* the caller went away while the prompt was pending */
+        c->ask = NULL;
+        c->ask_us = now - c->start_us;
+    }
     if (c->src && c->src->calls_in_flight)
         c->src->calls_in_flight--;
     if (d->calls_in_flight)
         d->calls_in_flight--;
+    if (end == AUDIT_END_CANCELLED && !c->reason[0])
+        set_reason(c, "the caller went away");
     AuditRecord rec = {
         .time_us = c->wall_us,
         .source = c->source,
@@ -122,35 +151,49 @@ static void call_finish(Call *c, int exit_code)
         .resolved_target = c->resolved,
         .service = c->service,
         .argument = c->argument,
+        .policy = c->policy_action,
+        .answer = c->answer,
         .decision = c->decision,
+        .reason = c->reason,
         .rule = c->rule,
-        .exit_code = exit_code,
-        .duration_ms = (double)(now - c->start_us) / 1000.0,
-        .timings = d->debug,
+        .end = end,
+        .exit_code = end == AUDIT_END_CANCELLED ? -1 : exit_code,
+        .duration_us = now - c->start_us,
         .policy_us = c->policy_us,
+        .ask_us = c->ask_us,
         .spawn_us = c->spawn_us,
         .first_byte_us = c->first_byte_us,
     };
     audit_write(d->audit, &rec);
-    dlog(LOG_DEBUG, "call %llu: %s -> %s %s%s%s: %s, exit %d", (unsigned long long)c->id,
+    dlog(LOG_DEBUG, "call %llu: %s -> %s %s%s%s: %s, %s %d%s%s", (unsigned long long)c->id,
          c->source, c->resolved[0] ? c->resolved : c->target, c->service,
-         c->argument[0] ? "+" : "", c->argument, c->decision, exit_code);
+         c->argument[0] ? "+" : "", c->argument, c->decision, audit_end_name(end), exit_code,
+         c->reason[0] ? ": " : "", c->reason);
 }
 
 /* Answer the caller with REFUSE (no stream of ours is attached to @s). */
-static void call_refuse(Call *c, RpcStream *s, int code, const char *reason)
+static void call_refuse(Call *c, RpcStream *s, int code, const char *text)
 {
     if (code == VRPC_SERVICES_EXIT_REFUSED)
         c->d->refused_total++;
-    rpc_stream_refuse(s, code, reason);
+    rpc_stream_refuse(s, code, text);
     c->answered = true;
-    call_finish(c, code);
+    call_finish(c, AUDIT_END_REFUSED, code);
 }
 
-static void refusal_text(const Call *c, char *buf, size_t size)
+/* Refuse with 126 and the one text every refusal of this call gets, whatever the cause
+ * (@why, for the audit line only): a caller cannot tell a denial from a missing target. */
+static void call_deny(Call *c, RpcStream *s, const char *why)
 {
-    snprintf(buf, size, "vrpc: %s%s%s to %s refused", c->service, c->argument[0] ? "+" : "",
-             c->argument, c->target);
+    char text[RPC_REASON_MAX + 1];
+
+    c->decision = "deny";
+    c->resolved[0] = '\0';
+    if (why != c->reason)
+        set_reason(c, "%s", why);
+    snprintf(text, sizeof(text), "vrpc: %s%s%s to %s refused", c->service,
+             c->argument[0] ? "+" : "", c->argument, c->target);
+    call_refuse(c, s, VRPC_SERVICES_EXIT_REFUSED, text);
 }
 
 /* ---- dom0 services ---------------------------------------------------------------------- */
@@ -159,10 +202,20 @@ static void handler_done(VrpcHandler *h, const VrpcHandlerResult *res, void *use
 {
     Call *c = userdata;
 
-    c->spawn_us = res->spawn_us;
-    c->first_byte_us = res->first_byte_us;
+    /* The handler measures from its start; the audit, from the call's arrival. */
+    if (res->spawn_us >= 0)
+        c->spawn_us = c->handler_us + res->spawn_us;
+    if (res->first_byte_us >= 0)
+        c->first_byte_us = c->handler_us + res->first_byte_us;
     c->handler = NULL;
-    call_finish(c, res->aborted ? -1 : res->exit_code);
+    if (res->aborted)
+        call_finish(c, AUDIT_END_CANCELLED, -1);
+    else if (res->timed_out) {
+        set_reason(c, "the service timed out");
+        call_finish(c, AUDIT_END_TIMEOUT, res->exit_code);
+    }
+    else
+        call_finish(c, AUDIT_END_EXIT, res->exit_code);
     call_maybe_free(c);
 }
 
@@ -183,6 +236,9 @@ static void route_dom0(Call *c, RpcStream *s)
             snprintf(reason, sizeof(reason), "vrpc: %.240s", r > 0 ? err : strerror(-r));
         dlog(LOG_INFO, "call %llu: %s: %s", (unsigned long long)c->id, c->service,
              r > 0 ? err : strerror(-r));
+        set_reason(c, "%s", code == VRPC_SERVICES_EXIT_NOT_FOUND ? "service not found"
+                            : r > 0                              ? err
+                                                                 : strerror(-r));
         call_refuse(c, s, code, reason);
         return;
     }
@@ -191,6 +247,7 @@ static void route_dom0(Call *c, RpcStream *s)
         .requested_target = c->target,
         .user = c->user[0] ? c->user : NULL,
     };
+    c->handler_us = dispatcher_now_us() - c->start_us;
     r = vrpc_handler_start(c->d->handlers, s, c->service_entry, &hc, handler_done, c,
                            &c->handler, err);
     if (r != 0) {
@@ -198,9 +255,10 @@ static void route_dom0(Call *c, RpcStream *s)
         int code = r > 0 ? vrpc_services_error_exit_code(r) : VRPC_SERVICES_EXIT_FRAMEWORK;
         dlog(LOG_WARNING, "call %llu: cannot start %s: %s", (unsigned long long)c->id,
              c->service_entry->entry, r > 0 ? err : strerror(-r));
+        set_reason(c, "cannot start the service: %s", r > 0 ? err : strerror(-r));
         c->handler = NULL;
         c->answered = true;
-        call_finish(c, code);
+        call_finish(c, AUDIT_END_REFUSED, code);
     }
 }
 
@@ -224,6 +282,7 @@ static void route_guest(Call *c, RpcStream *s, Peer *dst)
     if (r < 0) {
         snprintf(reason, sizeof(reason), "vrpc: cannot reach %s: %s", dst->name,
                  r == -EBUSY ? "too many calls" : strerror(-r));
+        set_reason(c, "%s", reason + strlen("vrpc: "));
         call_refuse(c, s, VRPC_SERVICES_EXIT_FRAMEWORK, reason);
         return;
     }
@@ -236,14 +295,128 @@ static void route_guest(Call *c, RpcStream *s, Peer *dst)
     rpc_stream_set_userdata(out, &c->out_leg);
 }
 
+/* ---- a decided call ----------------------------------------------------------------------- */
+
+/* The policy (and the prompt, if any) decided: @why_denied NULL means allowed, to
+ * c->resolved. Refuses, runs the dom0 service, or relays to the target guest. */
+static void route_decided(Call *c, RpcStream *s, const char *why_denied)
+{
+    Peer *dst;
+
+    if (why_denied) {
+        call_deny(c, s, why_denied);
+        return;
+    }
+    c->decision = "allow";
+    if (strcmp(c->resolved, "dom0") == 0) {
+        route_dom0(c, s);
+        return;
+    }
+    dst = rpc_valid_domain(c->resolved) ? peer_find_guest(c->d, c->resolved) : NULL;
+    if (dst)
+        route_guest(c, s, dst);
+    else
+        call_deny(c, s, peer_absent_reason(c->d, c->resolved));
+}
+
+/* Run the notify program when the rule asks for it, with the final decision. */
+static void route_notify(Call *c, bool notify)
+{
+    char call[RPC_SERVICE_MAX + RPC_ARG_MAX + 2];
+
+    if (!notify)
+        return;
+    snprintf(call, sizeof(call), "%s%s%s", c->service, c->argument[0] ? "+" : "", c->argument);
+    ask_notify(c->d->asks,
+               &(AskArgs){
+                   .source = c->source,
+                   .call = call,
+                   .target = c->decision[0] == 'a' && c->resolved[0] ? c->resolved
+                             : c->dec.target[0]                     ? c->dec.target
+                                                                    : c->target,
+                   .default_target = c->dec.default_target,
+               },
+               c->decision);
+}
+
+/* ---- ask ---------------------------------------------------------------------------------- */
+
+static void ask_done(const AskAnswer *ans, void *userdata)
+{
+    Call *c = userdata;
+    RpcStream *s = c->in;
+    char target[VRPC_POLICY_NAME_MAX + 1];
+    const char *why = NULL;
+
+    c->ask = NULL;
+    c->ask_us = dispatcher_now_us() - c->start_us;
+    snprintf(c->answer, sizeof(c->answer), "%s", ans->text);
+    if (ask_decide(ans, c->snapshot, &c->dec, target, &why)) {
+        snprintf(c->resolved, sizeof(c->resolved), "%s", target);
+        if (c->dec.user)
+            snprintf(c->user, sizeof(c->user), "%s", c->dec.user);
+    }
+    dlog(LOG_INFO, "call %llu: ask: %s -> %s %s%s%s: answer \"%s\": %s",
+         (unsigned long long)c->id, c->source, c->dec.target, c->service,
+         c->argument[0] ? "+" : "", c->argument, ans->verdict ? ans->text : "",
+         why ? why : c->resolved);
+    /* Hand the stream over as if the call had just arrived. */
+    rpc_stream_set_userdata(s, NULL);
+    c->in = NULL;
+    route_decided(c, s, why);
+    route_notify(c, c->dec.notify);
+    c->snapshot = vrpc_policy_unref(c->snapshot);
+    c->dec.user = c->dec.default_target = c->dec.rule_file = NULL;
+
+    /* stdin the caller sent meanwhile was held (route_on_data returned 0): pass it on. */
+    if (c->in_eof) {
+        if (c->out)
+            rpc_stream_close_write(c->out, RPC_CH_STDIN);
+        else if (c->handler)
+            vrpc_handler_on_eof(s, RPC_CH_STDIN);
+        call_maybe_free(c);
+    } else {
+        call_maybe_free(c);
+        rpc_stream_resume(s); /* to the new owner, or discarded after a refusal */
+    }
+}
+
+/* An ask decision with a program configured: start the prompt and keep @snapshot. Returns
+ * false (nothing kept) when the program cannot be started. */
+static bool route_ask(Call *c, RpcStream *s, VrpcPolicy *snapshot)
+{
+    char call[RPC_SERVICE_MAX + RPC_ARG_MAX + 2];
+    int r;
+
+    snprintf(call, sizeof(call), "%s%s%s", c->service, c->argument[0] ? "+" : "", c->argument);
+    r = ask_start(c->d->asks,
+                  &(AskArgs){
+                      .source = c->source,
+                      .call = call,
+                      .target = c->dec.target,
+                      .default_target = c->dec.default_target,
+                  },
+                  ask_done, c, &c->ask);
+    if (r < 0) {
+        dlog(LOG_WARNING, "call %llu: cannot run the ask program: %s",
+             (unsigned long long)c->id, strerror(-r));
+        set_reason(c, "ask: cannot run the ask program: %s", strerror(-r));
+        return false;
+    }
+    c->snapshot = vrpc_policy_ref(snapshot);
+    c->in = s;
+    c->in_leg = (Leg){.tag = {LEG_IN}, .call = c};
+    rpc_stream_set_userdata(s, &c->in_leg);
+    return true;
+}
+
 /* ---- a new call --------------------------------------------------------------------------- */
 
 void route_call(Peer *src, RpcStream *s, const RpcCall *untrusted_call)
 {
     Dispatcher *d = src->d;
-    VrpcPolicyDecision dec;
     VrpcPolicy *snapshot;
-    char reason[RPC_REASON_MAX + 1];
+    const char *why = NULL;
     Call *c;
     int r;
 
@@ -267,9 +440,10 @@ void route_call(Peer *src, RpcStream *s, const RpcCall *untrusted_call)
     c->src = src;
     c->wall_us = dispatcher_wall_us();
     c->start_us = dispatcher_now_us();
-    c->policy_us = c->spawn_us = c->first_byte_us = -1;
-    c->exit_code = -1;
+    c->policy_us = c->ask_us = c->spawn_us = c->first_byte_us = -1;
+    c->policy_action = "none";
     c->decision = "deny";
+    snprintf(c->rule, sizeof(c->rule), "none");
     snprintf(c->source, sizeof(c->source), "%s", src->name);
     snprintf(c->target, sizeof(c->target), "%s",
              untrusted_call->target && untrusted_call->target[0] ? untrusted_call->target
@@ -281,8 +455,9 @@ void route_call(Peer *src, RpcStream *s, const RpcCall *untrusted_call)
     src->calls_in_flight++;
     d->calls_in_flight++;
 
+    /* Pending prompts count too: a guest cannot queue more than its quota of them. */
     if (src->calls_in_flight > d->config.max_calls_per_guest) {
-        c->decision = "quota";
+        set_reason(c, "too many calls");
         call_refuse(c, s, VRPC_SERVICES_EXIT_FRAMEWORK, "vrpc: too many calls");
         call_maybe_free(c);
         return;
@@ -295,36 +470,38 @@ void route_call(Peer *src, RpcStream *s, const RpcCall *untrusted_call)
         .untrusted_service = c->service,
         .untrusted_argument = c->argument,
     };
-    r = vrpc_policy_evaluate(snapshot, &req, &dec);
-    if (r != 0)
-        dec.action = VRPC_POLICY_DENY;
-    vrpc_policy_decision_resolve_ask(&dec, NULL); /* no prompt program: ask => deny */
+    r = vrpc_policy_evaluate(snapshot, &req, &c->dec);
     c->policy_us = dispatcher_now_us() - c->start_us;
-    if (dec.rule_file)
-        snprintf(c->rule, sizeof(c->rule), "%s:%u", dec.rule_file, dec.rule_line);
-    c->decision = vrpc_policy_action_to_string(dec.action);
-    if (dec.action == VRPC_POLICY_ALLOW) {
-        snprintf(c->resolved, sizeof(c->resolved), "%s", dec.target);
-        if (dec.user)
-            snprintf(c->user, sizeof(c->user), "%s", dec.user);
-    }
-    if (dec.action != VRPC_POLICY_ALLOW && dlog_enabled(LOG_DEBUG))
-        dlog(LOG_DEBUG, "call %llu: denied: %s", (unsigned long long)c->id,
-             dec.reason ? dec.reason : "no reason");
-    vrpc_policy_unref(snapshot);
-
-    refusal_text(c, reason, sizeof(reason));
-    if (dec.action != VRPC_POLICY_ALLOW) {
-        call_refuse(c, s, VRPC_SERVICES_EXIT_REFUSED, reason);
-    } else if (strcmp(c->resolved, "dom0") == 0) {
-        route_dom0(c, s);
+    if (r != 0) {
+        c->dec.action = VRPC_POLICY_DENY; /* malformed: the policy was not consulted */
     } else {
-        Peer *dst = rpc_valid_domain(c->resolved) ? peer_find_guest(d, c->resolved) : NULL;
-        if (!dst)
-            call_refuse(c, s, VRPC_SERVICES_EXIT_REFUSED, reason);
+        c->policy_action = vrpc_policy_action_to_string(c->dec.action);
+        if (c->dec.rule_file)
+            snprintf(c->rule, sizeof(c->rule), "%s:%u", c->dec.rule_file, c->dec.rule_line);
         else
-            route_guest(c, s, dst);
+            snprintf(c->rule, sizeof(c->rule), "default");
     }
+    if (c->dec.action == VRPC_POLICY_ASK) {
+        if (!ask_set_has_program(d->asks))
+            vrpc_policy_decision_resolve_ask(&c->dec, NULL); /* ask means deny */
+        else if (route_ask(c, s, snapshot)) {
+            vrpc_policy_unref(snapshot);
+            return; /* ask_done() goes on */
+        } else
+            c->dec.action = VRPC_POLICY_DENY; /* the reason is set */
+    }
+    if (c->dec.action == VRPC_POLICY_ALLOW) {
+        snprintf(c->resolved, sizeof(c->resolved), "%s", c->dec.target);
+        if (c->dec.user)
+            snprintf(c->user, sizeof(c->user), "%s", c->dec.user);
+    } else {
+        why = c->reason[0] ? c->reason : c->dec.reason ? c->dec.reason : "denied";
+        dlog(LOG_DEBUG, "call %llu: denied: %s", (unsigned long long)c->id, why);
+    }
+    route_decided(c, s, why);
+    route_notify(c, c->dec.notify);
+    c->dec.user = c->dec.default_target = c->dec.rule_file = NULL;
+    vrpc_policy_unref(snapshot);
     call_maybe_free(c);
 }
 
@@ -377,6 +554,8 @@ size_t route_on_data(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t le
     if (!l)
         return len; /* a refused call's pipelined stdin: discarded */
     c = l->call;
+    if (c->ask)
+        return 0; /* held (delivery pauses) until the prompt is answered */
     other = l->tag.kind == LEG_IN ? c->out : (c->answered ? NULL : c->in);
     if (!other)
         return len;
@@ -399,7 +578,9 @@ void route_on_eof(RpcStream *s, RpcChannel ch)
         return;
     c = l->call;
     if (l->tag.kind == LEG_IN) {
-        if (c->out)
+        if (c->ask)
+            c->in_eof = true; /* passed on when the prompt is answered */
+        else if (c->out)
             rpc_stream_close_write(c->out, RPC_CH_STDIN);
     } else if (c->in && !c->answered && c->in_accepted) {
         rpc_stream_close_write(c->in, ch);
@@ -415,9 +596,13 @@ void route_on_exit(RpcStream *s, int32_t code, bool refused, const char *reason)
         return;
     c = l->call;
     answer_in(c, code, reason);
-    if (refused && code == VRPC_SERVICES_EXIT_REFUSED)
-        c->d->refused_total++;
-    call_finish(c, code);
+    if (refused) {
+        if (code == VRPC_SERVICES_EXIT_REFUSED)
+            c->d->refused_total++;
+        /* The target's own words (untrusted; the audit escapes them), marked as such. */
+        set_reason(c, "target: %s", reason ? reason : "");
+    }
+    call_finish(c, refused ? AUDIT_END_REFUSED : AUDIT_END_EXIT, code);
 }
 
 void route_on_reset(RpcStream *s, uint32_t code, bool local, const char *reason)
@@ -434,14 +619,15 @@ void route_on_reset(RpcStream *s, uint32_t code, bool local, const char *reason)
         c->answered = true;
         if (c->out)
             rpc_stream_reset(c->out, RPC_RESET_CANCEL, "vrpc: the caller went away");
-        call_finish(c, -1);
+        call_finish(c, AUDIT_END_CANCELLED, -1);
         return;
     }
     /* The target side failed: the caller gets a framework error with the reason. */
     snprintf(msg, sizeof(msg), "vrpc: call to %s aborted (%s)", c->resolved,
              code == RPC_RESET_CONN_CLOSED ? "connection lost" : rpc_reset_code_name(code));
     answer_in(c, VRPC_SERVICES_EXIT_FRAMEWORK, msg);
-    call_finish(c, VRPC_SERVICES_EXIT_FRAMEWORK);
+    set_reason(c, "%s", msg + strlen("vrpc: "));
+    call_finish(c, AUDIT_END_ABORTED, VRPC_SERVICES_EXIT_FRAMEWORK);
 }
 
 void route_on_writable(RpcStream *s)
@@ -473,13 +659,14 @@ void route_on_stream_free(RpcStream *s)
             /* Freed without an answer or reset seen: the call is over for the caller. */
             if (c->out)
                 rpc_stream_reset(c->out, RPC_RESET_CANCEL, "vrpc: the caller went away");
-            call_finish(c, -1);
+            call_finish(c, AUDIT_END_CANCELLED, -1);
         }
     } else {
         c->out = NULL;
         if (!c->finished) {
             answer_in(c, VRPC_SERVICES_EXIT_FRAMEWORK, "vrpc: call aborted");
-            call_finish(c, VRPC_SERVICES_EXIT_FRAMEWORK);
+            set_reason(c, "call aborted");
+            call_finish(c, AUDIT_END_ABORTED, VRPC_SERVICES_EXIT_FRAMEWORK);
         }
     }
     call_maybe_free(c);

@@ -402,11 +402,13 @@ static void set_target(VrpcPolicyDecision *d, const char *name) {
     snprintf(d->target, sizeof(d->target), "%s", name);
 }
 
-static void decide(const PolicyRule *r, const PolicyCall *call, VrpcPolicyDecision *d) {
+static void decide(const VrpcPolicy *p, const PolicyRule *r, const PolicyCall *call,
+                   VrpcPolicyDecision *d) {
     const char *target = r->redirect ? r->redirect : call->target;
 
     d->rule_file = r->file;
     d->rule_line = r->line;
+    d->rule_index = (size_t)(r - p->rules) + 1;
     d->user = r->user;
     d->default_target = r->default_target;
     switch (r->action) {
@@ -484,7 +486,7 @@ void policy_match(const VrpcPolicy *policy, const PolicyCall *call, VrpcPolicyDe
             return;
         pos[which]++;
         if (rule_matches(policy, &policy->rules[best], call, &src, &tgt)) {
-            decide(&policy->rules[best], call, decision);
+            decide(policy, &policy->rules[best], call, decision);
             return;
         }
     }
@@ -555,6 +557,34 @@ bool vrpc_policy_decision_resolve_ask(VrpcPolicyDecision *decision, const char *
     decision->default_target = NULL;
     decision->notify = true;
     return false;
+}
+
+int vrpc_policy_decision_check_target(const VrpcPolicy *policy, const VrpcPolicyDecision *decision,
+                                      const char *untrusted_name,
+                                      char targetp[VRPC_POLICY_NAME_MAX + 1]) {
+    const PolicyRule *r;
+    const char *name;
+
+    if (targetp)
+        targetp[0] = 0;
+    if (!policy || !decision || !targetp || decision->action != VRPC_POLICY_ASK ||
+        decision->rule_index == 0 || decision->rule_index > policy->n_rules)
+        return -EINVAL;
+    r = &policy->rules[decision->rule_index - 1];
+    if (r->action != VRPC_POLICY_ASK || r->file != decision->rule_file ||
+        r->line != decision->rule_line)
+        return -EINVAL;
+    /* Validate the name before using it: a domain name, or dom0 under either name. */
+    name = untrusted_name;
+    if (name && strcmp(name, "@adminvm") == 0)
+        name = "dom0";
+    if (!name || !vrpc_policy_domain_is_valid(name))
+        return VRPC_POLICY_E_TARGET;
+    if (!token_matches(policy, &r->target, &(LazyDomain){.name = name}) &&
+        !(r->default_target && strcmp(r->default_target, name) == 0))
+        return VRPC_POLICY_E_TARGET;
+    snprintf(targetp, VRPC_POLICY_NAME_MAX + 1, "%s", name);
+    return 0;
 }
 
 int vrpc_policy_decision_format(const VrpcPolicyDecision *decision, char *buf, size_t size) {

@@ -92,6 +92,9 @@ typedef struct VrpcPolicyDecision {
     const char *reason;         /* static text for the log */
     const char *rule_file;      /* file of the deciding rule; NULL: no rule */
     unsigned rule_line;         /* line of the deciding rule; 0: no rule */
+    /* For vrpc_policy_decision_check_target(): 1 + the deciding rule's position
+     * in the evaluated policy; 0: no rule. */
+    size_t rule_index;
 } VrpcPolicyDecision;
 
 /*
@@ -173,6 +176,21 @@ VRPC_POLICY_EXPORT bool vrpc_policy_domain_is_valid(const char *domain);
  */
 VRPC_POLICY_EXPORT bool vrpc_policy_decision_resolve_ask(VrpcPolicyDecision *decision,
                                                          const char *ask_program);
+
+/*
+ * vrpc_policy_decision_check_target() - an ask was answered "allow NAME":
+ * may the call go to NAME? NAME (untrusted: a domain name, "dom0" or
+ * "@adminvm") must match the target column of the rule that made DECISION
+ * (evaluated against POLICY, whose reference the caller still holds), or be
+ * that rule's default_target. On success the domain ("dom0" for dom0) is
+ * copied into TARGETP. Returns 0; VRPC_POLICY_E_TARGET when NAME is malformed,
+ * @default, or outside the rule (TARGETP is then ""); -EINVAL when DECISION is
+ * not an ASK made by a rule of POLICY.
+ */
+VRPC_POLICY_EXPORT int vrpc_policy_decision_check_target(const VrpcPolicy *policy,
+                                                         const VrpcPolicyDecision *decision,
+                                                         const char *untrusted_name,
+                                                         char targetp[VRPC_POLICY_NAME_MAX + 1]);
 
 /*
  * vrpc_policy_decision_format() - the one-line form used by `vrpc-policy

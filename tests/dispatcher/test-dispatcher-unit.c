@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: MIT
 /*
  * test-dispatcher-unit - unit tests of the dispatcher's dispatcher.yaml parser (strict keys,
- * ranges, positions in errors) and of the audit line formatter (escaping, fields, timings).
+ * ranges, positions in errors), of the audit line formatter (escaping, fields, timings,
+ * null for what did not happen) and of the ask answers (parsing the program's line, and
+ * checking "allow NAME" against the deciding rule).
  */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ask.h"
 #include "audit.h"
 #include "config.h"
+#include "vrpc-policy.h"
 
 static int parse(DispatcherConfig *cfg, const char *text, char *err)
 {
@@ -25,7 +30,18 @@ START_TEST(config_defaults_and_values)
     ck_assert_uint_eq(cfg.max_calls_per_guest, 1024);
     ck_assert_int_eq(cfg.keepalive_ms, -1);
     ck_assert_ptr_null(cfg.audit_log);
+    ck_assert_ptr_null(cfg.ask_program);
+    ck_assert_ptr_null(cfg.notify_program);
+    ck_assert_int_eq(cfg.ask_timeout_ms, 60000);
+    ck_assert_int_eq(parse(&cfg, "ask-program: /usr/lib/vrpc/ask\nask-timeout: 2.5\n"
+                                 "notify-program: /usr/lib/vrpc/notify\n",
+                           err),
+                     0);
+    ck_assert_str_eq(cfg.ask_program, "/usr/lib/vrpc/ask");
+    ck_assert_str_eq(cfg.notify_program, "/usr/lib/vrpc/notify");
+    ck_assert_int_eq(cfg.ask_timeout_ms, 2500);
     ck_assert_int_eq(parse(&cfg, "# only a comment\n", err), 0);
+    ck_assert_ptr_null(cfg.ask_program);
     ck_assert_int_eq(parse(&cfg,
                            "max-calls-per-guest: 7\nmax-buffer-per-guest: 1048576\n"
                            "keepalive-interval: 2.5\naudit-log: /var/log/vrpc.json\n"
@@ -55,6 +71,14 @@ START_TEST(config_errors)
         {"keepalive-interval: forever\n", "invalid value for keepalive-interval"},
         {"audit-log: relative.json\n", "invalid value for audit-log"},
         {"log-level: loud\n", "invalid value for log-level"},
+        {"ask-program: ask.sh\n", "d.yaml:1:14: invalid value for ask-program (expected an "
+                                  "absolute path)"},
+        {"ask-program: [/bin/x]\n", "invalid value for ask-program"},
+        {"ask-timeout: 0\n", "invalid value for ask-timeout (expected seconds 0.1..86400)"},
+        {"ask-timeout: 90000\n", "invalid value for ask-timeout"},
+        {"ask-timeout: soon\n", "invalid value for ask-timeout"},
+        {"notify-program: \"\"\n", "invalid value for notify-program"},
+        {"ask_program: /bin/x\n", "unknown key (expected max-calls-per-guest, "},
         {"- a list\n", "expected a mapping"},
         {"a: [unclosed\n", "d.yaml:"},
         {"max-calls-per-guest: 3\n---\nmax-calls-per-guest: 4\n", "only one YAML document"},
@@ -82,13 +106,17 @@ START_TEST(audit_format_fields)
         .resolved_target = "dom0",
         .service = "demo.Echo",
         .argument = "a\"b\\c\n\x01\xff",
+        .policy = "ask",
+        .answer = "allow dom0",
         .decision = "allow",
+        .reason = "",
         .rule = "/etc/vrpc/policy.d/50-demo.yaml:12",
+        .end = AUDIT_END_EXIT,
         .exit_code = 3,
-        .duration_ms = 1.5,
-        .timings = true,
+        .duration_us = 1500,
         .policy_us = 4,
-        .spawn_us = 100,
+        .ask_us = 700,
+        .spawn_us = 900,
         .first_byte_us = -1,
     };
     int n = audit_format(&rec, buf, sizeof(buf));
@@ -97,15 +125,148 @@ START_TEST(audit_format_fields)
                      "{\"time\":\"2023-11-14T22:13:20.123456Z\",\"source\":\"work\","
                      "\"target\":\"@default\",\"resolved_target\":\"dom0\","
                      "\"service\":\"demo.Echo\",\"argument\":\"a\\\"b\\\\c\\u000a\\u0001\\u00ff\","
-                     "\"decision\":\"allow\",\"rule\":\"/etc/vrpc/policy.d/50-demo.yaml:12\","
-                     "\"exit\":3,\"duration_ms\":1.500,\"policy_us\":4,\"spawn_us\":100}\n");
-    rec.timings = false;
+                     "\"policy\":\"ask\",\"answer\":\"allow dom0\",\"decision\":\"allow\","
+                     "\"reason\":\"\",\"rule\":\"/etc/vrpc/policy.d/50-demo.yaml:12\","
+                     "\"end\":\"exit\",\"exit\":3,\"duration_ms\":1.500,\"policy_us\":4,"
+                     "\"ask_us\":700,\"spawn_us\":900,\"first_byte_us\":null}\n");
+    /* A caller that went away: no exit status; stages not reached are null, not absent. */
+    rec.end = AUDIT_END_CANCELLED;
+    rec.exit_code = -1;
     rec.argument = NULL;
+    rec.policy_us = rec.ask_us = rec.spawn_us = -1;
     n = audit_format(&rec, buf, sizeof(buf));
     ck_assert_int_gt(n, 0);
-    ck_assert_ptr_null(strstr(buf, "policy_us"));
+    ck_assert_ptr_nonnull(strstr(buf, "\"end\":\"cancelled\",\"exit\":null,"));
+    ck_assert_ptr_nonnull(strstr(buf, "\"policy_us\":null,\"ask_us\":null,\"spawn_us\":null"));
     ck_assert_ptr_nonnull(strstr(buf, "\"argument\":\"\""));
     ck_assert_int_eq(audit_format(&rec, buf, 40), -105 /* -ENOBUFS */);
+    ck_assert_str_eq(audit_end_name(AUDIT_END_REFUSED), "refused");
+    ck_assert_str_eq(audit_end_name(AUDIT_END_TIMEOUT), "timeout");
+    ck_assert_str_eq(audit_end_name(AUDIT_END_ABORTED), "aborted");
+}
+END_TEST
+
+static void parse_line(const char *line, AskAnswer *a)
+{
+    ask_parse_line(line, strlen(line), a);
+}
+
+START_TEST(ask_answers)
+{
+    AskAnswer a;
+
+    parse_line("allow", &a);
+    ck_assert_int_eq(a.verdict, ASK_VERDICT_ALLOW);
+    ck_assert_str_eq(a.text, "allow");
+    parse_line("allow vault", &a);
+    ck_assert_int_eq(a.verdict, ASK_VERDICT_ALLOW_NAME);
+    ck_assert_str_eq(a.name, "vault");
+    parse_line("allow @adminvm", &a);
+    ck_assert_int_eq(a.verdict, ASK_VERDICT_ALLOW_NAME);
+    parse_line("deny", &a);
+    ck_assert_int_eq(a.verdict, ASK_VERDICT_DENY);
+    ck_assert_str_eq(a.reason, "ask: answered deny");
+    /* Anything else denies: case, spacing, bad names, tokens, trailing bytes. */
+    static const char *const junk[] = {
+        "", "Allow", "allow ", "allow  vault", " allow", "allow\r", "allow vault extra",
+        "allow @anyvm", "allow @default", "allow -x", "allow a/b", "yes", "allow\tvault",
+    };
+    for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+        parse_line(junk[i], &a);
+        ck_assert_msg(a.verdict == ASK_VERDICT_DENY, "\"%s\" allowed", junk[i]);
+        ck_assert_str_eq(a.reason, "ask: unrecognised answer");
+    }
+    ask_parse_line("allow\0vault", 11, &a);
+    ck_assert_int_eq(a.verdict, ASK_VERDICT_DENY);
+}
+END_TEST
+
+static const char *const ask_policy =
+    "rules:\n"
+    "  - service: ask.Any\n"
+    "    source: work\n"
+    "    target: \"@anyvm\"\n"
+    "    action: ask\n"
+    "    default_target: vault\n"
+    "  - service: ask.Tag\n"
+    "    source: work\n"
+    "    target: \"@tag:safe\"\n"
+    "    action: ask\n"
+    "  - service: ask.Redirect\n"
+    "    source: work\n"
+    "    target: \"@default\"\n"
+    "    action: ask\n"
+    "    redirect: vault\n"
+    "  - service: ask.Dom0\n"
+    "    source: work\n"
+    "    target: \"@adminvm\"\n"
+    "    action: ask\n";
+
+/* Evaluate SERVICE from work to TARGET and decide the answer LINE; returns the target the
+ * call goes to, or "deny: REASON". Static buffer. */
+static const char *decide(VrpcPolicy *p, const char *target, const char *service,
+                          const char *line)
+{
+    static char out[160];
+    VrpcPolicyDecision d;
+    AskAnswer a;
+    char t[VRPC_POLICY_NAME_MAX + 1];
+    const char *why = NULL;
+
+    ck_assert_int_eq(vrpc_policy_evaluate(p,
+                                          &(VrpcPolicyRequest){.source = "work",
+                                                               .untrusted_target = target,
+                                                               .untrusted_service = service},
+                                          &d),
+                     0);
+    ck_assert_int_eq(d.action, VRPC_POLICY_ASK);
+    parse_line(line, &a);
+    if (ask_decide(&a, p, &d, t, &why))
+        snprintf(out, sizeof(out), "%s", t);
+    else
+        snprintf(out, sizeof(out), "deny: %s", why);
+    return out;
+}
+
+START_TEST(ask_decisions)
+{
+    VrpcPolicyText f = {"50-ask.yaml", ask_policy, strlen(ask_policy)};
+    const char *domains = "domains:\n  personal: {tags: [safe]}\n";
+    VrpcPolicyText dm = {"domains.yaml", domains, strlen(domains)};
+    VrpcPolicy *p = NULL;
+
+    ck_assert_int_eq(vrpc_policy_load_texts(&f, 1, &dm, &p), 0);
+    /* allow: the named target; with none named, there is nowhere to go. */
+    ck_assert_str_eq(decide(p, "personal", "ask.Any", "allow"), "personal");
+    ck_assert_str_eq(decide(p, "@default", "ask.Any", "allow"),
+                     "deny: ask: answered allow, but the call names no target");
+    /* allow NAME: in the target column, or the default_target; never outside them. */
+    ck_assert_str_eq(decide(p, "@default", "ask.Any", "allow personal"), "personal");
+    ck_assert_str_eq(decide(p, "@default", "ask.Any", "allow vault"), "vault");
+    ck_assert_str_eq(decide(p, "@default", "ask.Any", "allow dom0"),
+                     "deny: ask: answered a target outside the rule");
+    ck_assert_str_eq(decide(p, "@default", "ask.Any", "allow @adminvm"),
+                     "deny: ask: answered a target outside the rule");
+    ck_assert_str_eq(decide(p, "personal", "ask.Tag", "allow personal"), "personal");
+    ck_assert_str_eq(decide(p, "personal", "ask.Tag", "allow vault"),
+                     "deny: ask: answered a target outside the rule");
+    /* A redirect is the target of a plain allow; the @default column matches no name. */
+    ck_assert_str_eq(decide(p, "@default", "ask.Redirect", "allow"), "vault");
+    ck_assert_str_eq(decide(p, "@default", "ask.Redirect", "allow vault"),
+                     "deny: ask: answered a target outside the rule");
+    ck_assert_str_eq(decide(p, "dom0", "ask.Dom0", "allow"), "dom0");
+    ck_assert_str_eq(decide(p, "dom0", "ask.Dom0", "allow @adminvm"), "dom0");
+    ck_assert_str_eq(decide(p, "@adminvm", "ask.Dom0", "deny"), "deny: ask: answered deny");
+    ck_assert_str_eq(decide(p, "dom0", "ask.Dom0", "maybe"), "deny: ask: unrecognised answer");
+
+    /* The policy API refuses a decision that is not an ask of this policy. */
+    VrpcPolicyDecision d = {.action = VRPC_POLICY_ALLOW};
+    char t[VRPC_POLICY_NAME_MAX + 1];
+    ck_assert_int_eq(vrpc_policy_decision_check_target(p, &d, "vault", t), -22);
+    d.action = VRPC_POLICY_ASK;
+    d.rule_index = 99;
+    ck_assert_int_eq(vrpc_policy_decision_check_target(p, &d, "vault", t), -22);
+    vrpc_policy_unref(p);
 }
 END_TEST
 
@@ -119,6 +280,8 @@ int main(void)
     tcase_add_test(tc, config_defaults_and_values);
     tcase_add_test(tc, config_errors);
     tcase_add_test(tc, audit_format_fields);
+    tcase_add_test(tc, ask_answers);
+    tcase_add_test(tc, ask_decisions);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
