@@ -4,8 +4,9 @@
  * recursively, /local/domain; an agent announces itself by writing a fresh generation to
  * /local/domain/N/data/vrpc-ready after offering its vchan at /local/domain/N/data/vrpc.
  * For a domain whose announced generation is neither the connected one nor one already
- * tried, the dispatcher connects as vchan client (a new generation replaces the old
- * connection: the agent restarted). A failed attempt, or a connection that closes before it
+ * tried, the dispatcher connects as vchan client; a new generation replaces a connection that
+ * is not ready yet, while a ready one stays until it ends (an agent that restarted closed
+ * it), and then the announcement is read again. A failed attempt, or a connection that closes before it
  * is ready, is retried with backoff for as long as the domain exists, and attempts in quick
  * succession back off too, so that a guest that rewrites its data/vrpc-ready in a loop cannot
  * make the dispatcher spin, nor strand itself once it stops (its agent then re-offers, and
@@ -229,6 +230,15 @@ static void check_domain(Guests *g, int domid, bool retry)
     peer = peer_find_domid(g->d, domid);
     if (peer && strcmp(peer->generation, generation) == 0)
         return;
+    /* A healthy connection stays, whatever the guest writes: data/vrpc-ready belongs to the
+     * guest, so any process there can change it, and acting on it later (after a backoff)
+     * would cut calls in flight. An agent that really restarted closed its old vchan, which
+     * ends this connection; peer_drop() then has us look at the announcement again. */
+    if (peer && peer->ready) {
+        dlog(LOG_DEBUG, "guest %s (domid %d): vrpc-ready changed while connected; kept",
+             peer->name, domid);
+        return;
+    }
     k = known_get(g, domid, true);
     if (!k)
         return;
@@ -250,8 +260,8 @@ void guests_connection_lost(Guests *g, int domid)
 {
     Known *k = g ? known_get(g, domid, false) : NULL;
 
-    /* A connection that never got ready: its offer may still be there, or the agent makes a
-     * new one; either way, look again after the backoff. */
+    /* A connection ended: one that never got ready may have its offer still there, an agent
+     * that restarted has made a new one; either way, look again after the backoff. */
     if (k && !k->retry_armed)
         known_arm_retry(k, k->backoff_ms > RETRY_MIN_MS ? k->backoff_ms : RETRY_MIN_MS);
 }

@@ -314,7 +314,9 @@ void peer_drop(Peer *p, const char *reason)
         gone_note(p->d, p->name, p->destroyed, false);
     if (p->kind == PEER_GUEST && was_ready)
         dispatcher_guests_changed(p->d);
-    else if (p->kind == PEER_GUEST)
+    /* Either way, look at the announcement again: a connection that never got ready may
+     * have its offer still there, and an agent that restarted has made a new one. */
+    if (p->kind == PEER_GUEST)
         guests_connection_lost(p->d->guests, p->domid);
 }
 

@@ -1337,7 +1337,34 @@ START_TEST(ready_rewritten)
     ck_assert_msg(restarts <= 30, "%d 'new connection' lines", restarts);
     ck_assert_msg(log_count("agent.work.log", "was changed by another process") <= 30,
                   "the agent's warning is not rate-limited");
+    /* While connected, the rewrites above cut nothing: a healthy connection stays. Now the
+     * case of the original report: the dispatcher connects WHILE work rewrites the node (a
+     * new dispatcher, so every agent must be found again). Its attempts fail or race the
+     * agent's re-offers; it retries with backoff, and work recovers once the writes stop. */
+    ck_assert_int_eq(kill(g_disp_pid, SIGTERM), 0);
+    for (long long end = now_ms() + VT_HANG_MS; now_ms() < end && kill(g_disp_pid, 0) == 0;)
+        usleep(20000);
+    const char *hammer[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "work", "--", XS_HAMMER_BIN,
+                            "data/vrpc-ready", "3000", "c.1", "c.2", NULL};
+    pid_t hp = vt_spawn(hammer, NULL);
+    ck_assert_int_gt(hp, 0);
+    pid_t d2 = start_dispatcher("dispatcher2.log");
+    ck_assert_int_eq(vt_wait(hp, VT_HANG_MS), 0);
+    g_disp_pid = d2;
+    settle_baseline(false);
+    bool ok = false;
+    for (long long end = now_ms() + VT_HANG_MS; !ok && now_ms() < end;) {
+        Out o = run_call("work", "up\n", ARGS("dom0", "demo.Uppercase"));
+        ok = o.status == 0 && strcmp(o.out, "UP\n") == 0;
+        out_free(&o);
+        if (!ok)
+            usleep(100000);
+    }
+    ck_assert_msg(ok, "work is still cut off after the dispatcher restarted under rewrites");
+    expect_call("work", "w", ARGS("vault", "demo.Echo"), 0, "w");
+    expect_call("vault", "v", ARGS("work", "demo.Echo"), 0, "v");
     teardown_check();
+    waitpid(d2, NULL, 0);
 }
 END_TEST
 
