@@ -36,16 +36,17 @@ typedef enum ConnState {
 } ConnState;
 
 /* Where a stream is in its life, as the connection keeps it (what the protocol allows on it
- * is stream-sm.c's business). Events move it forward only:
+ * is stream-sm.c's business). It only moves forward:
  *
- *   PREOPEN --peer's HELLO--> OPEN --sm done--> FINISHING --next dispatch--> ORPHAN --> freed
- *      |                        `---------------- sm done, in a callback -----^
- *      `-- reset by the application before the HELLO --> FINISHING
+ *   PREOPEN -> OPEN                the peer's HELLO came: the CALL is queued
+ *   PREOPEN, OPEN -> FINISHING     stream_finish() outside callback context (an API call)
+ *   any but ORPHAN -> ORPHAN       stream_finish() in callback context: a dispatch (for a
+ *                                  FINISHING stream, the next one), closing or freeing the
+ *                                  connection; on_stream_free is called
+ *   ORPHAN -> freed                its send queue drained, or the connection is freed
  *
- * PREOPEN and OPEN streams are in the id table and usable by the application; FINISHING
- * ones are still in the table and usable, with on_stream_free due at the next dispatch (it
- * was earned outside callback context); an ORPHAN has had on_stream_free and is out of the
- * table: it only drains the frames it queued (data then EXIT, say), then its memory goes. */
+ * PREOPEN, OPEN and FINISHING streams are in the id table and usable by the application;
+ * an ORPHAN is neither: it only drains the frames it queued (data then EXIT, say). */
 typedef enum StreamLife {
     STREAM_PREOPEN = 0, /* opened before the peer's HELLO: its CALL waits for it */
     STREAM_OPEN,
@@ -264,42 +265,66 @@ static inline bool stream_usable(const RpcStream *s)
 
 /* ---- conn.c: connection state machine, dispatch, loop, lifetime ---- */
 
-/* Close the connection with a logged reason (see conn.c); callbacks may run. */
+/* Close the connection: log once, GOAWAY if it is our decision, on_close, then every stream
+ * goes. Callbacks run: callers are in callback context (busy > 0). */
 void conn_fail(RpcConn *c, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The peer's HELLO (untrusted, @len bytes): hello-wait -> ready, or conn_fail. */
 void conn_handle_hello(RpcConn *c, const uint8_t *untrusted_p, size_t len);
+/* Deferred per-stream work: FINISHING streams finish, resume_pending ones run their hold. */
 void conn_run_work(RpcConn *c);
+/* on_writable for blocked streams that have send window again. */
 void conn_notify_writable(RpcConn *c);
+/* Leave callback context (busy--); runs a deferred free. Returns true if @c is gone. */
 bool conn_unbusy(RpcConn *c);
+/* Tell the attached loop which events and timeout the connection now needs. */
 void conn_sync_loop(RpcConn *c);
+/* End of an API entry that may have queued output: flush, reap orphans, sync the loop. */
 void conn_api_done(RpcConn *c);
 
 /* ---- conn-send.c: output buffer, stream send queues, credit, write path ---- */
 
+/* Queue a whole frame in the output buffer, behind what is there. 0 or -ENOMEM. */
 int tx_queue_frame(RpcConn *c, uint8_t type, uint8_t flags, uint32_t stream,
                    const void *payload, size_t len);
+/* The same for a frame the peer provoked, bounded by max_tx_queue: over it, or out of
+ * memory, the connection fails (-ENOBUFS, -ENOMEM). */
 int tx_queue_reply(RpcConn *c, uint8_t type, uint8_t flags, uint32_t stream,
                    const void *payload, size_t len);
+/* Queue a GOAWAY, RESET, REFUSE or EXIT with its code and reason. 0 or -errno. */
 int tx_queue_reason(RpcConn *c, uint8_t type, uint8_t flags, uint32_t stream, int64_t code,
                     const char *reason);
+void tx_queue_hello(RpcConn *c);
+int tx_queue_call(RpcConn *c, RpcStream *s);
+/* The application consumed @n received bytes (of @s): WINDOW_UPDATEs go out in batches. */
 void conn_credit(RpcConn *c, size_t n);
 void stream_credit(RpcConn *c, RpcStream *s, size_t n);
 void txq_drop(RpcConn *c, RpcStream *s);
+/* Append to @s's send queue (CHUNK_DATA coalesces) and make it ready. 0 or -ENOMEM. */
 int tx_append_chunk(RpcConn *c, RpcStream *s, uint8_t kind, RpcChannel ch, const void *p,
                     size_t n);
+/* Write the output buffer, then one frame per ready stream in turn. 0 (done or the
+ * transport is full) or the transport's -errno. */
 int tx_flush(RpcConn *c);
+/* tx_flush from an API call: a failure is kept in pending_err for the next dispatch. */
 void tx_flush_soft(RpcConn *c);
-int tx_queue_call(RpcConn *c, RpcStream *s);
 
 /* ---- conn-recv.c: reading, frame validation and handling, delivery ---- */
 
+/* Drop what @s holds for the application; its bytes are credited back to the peer. */
 void rx_hold_drop(RpcConn *c, RpcStream *s);
+/* Deliver what @s holds until the application pauses again or nothing is left. */
 void rx_hold_run(RpcConn *c, RpcStream *s);
+/* Read and handle frames within the per-dispatch budget (more_rx if it ran out). */
 void rx_pump(RpcConn *c);
 
 /* ---- conn-stream.c: stream table, stream lifetime, stream API ---- */
 
-void stream_free_mem(RpcConn *c, RpcStream *s);
-void stream_finish(RpcConn *c, RpcStream *s);
-void stream_reap_orphans(RpcConn *c);
+/* A new OPEN stream in the table, or NULL (out of memory). */
 RpcStream *stream_new(RpcConn *c, uint32_t id, bool caller);
+/* The stream is over for the application: -> FINISHING, or -> ORPHAN in callback context. */
+void stream_finish(RpcConn *c, RpcStream *s);
+/* Reset @s ourselves (a peer's window overrun, or our failure): on_reset, RESET out. */
 void stream_reset_local(RpcConn *c, RpcStream *s, uint32_t code, const char *reason);
+/* Free the ORPHANs whose queues drained (outside callback context only). */
+void stream_reap_orphans(RpcConn *c);
+void stream_free_mem(RpcConn *c, RpcStream *s);

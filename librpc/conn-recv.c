@@ -183,6 +183,8 @@ static void deliver_data(RpcConn *c, RpcStream *s, RpcChannel ch, const uint8_t 
     }
 }
 
+/* ---- frame handlers ----------------------------------------------------------------------- */
+
 static bool is_peer_id(const RpcConn *c, uint32_t id)
 {
     bool odd = id & 1u;
@@ -471,6 +473,8 @@ static void handle_frame(RpcConn *c, const RpcFrameHeader *h, const uint8_t *unt
         return;
     }
 }
+
+/* ---- reading ------------------------------------------------------------------------------ */
 
 /* Parse and handle every complete frame in the receive buffer; returns how many. */
 static size_t rx_process(RpcConn *c)

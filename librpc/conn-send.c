@@ -168,6 +168,7 @@ void stream_credit(RpcConn *c, RpcStream *s, size_t n)
     }
 }
 
+/* Drop @s's unsent queue (reset, closed connection, or stdin cut short by the answer). */
 void txq_drop(RpcConn *c, RpcStream *s)
 {
     while (s->txq_head) {
@@ -376,6 +377,25 @@ void tx_flush_soft(RpcConn *c)
     int r = tx_flush(c);
     if (r < 0)
         c->pending_err = r;
+}
+
+/* Our HELLO: the first frame on the connection, queued when it is created. */
+void tx_queue_hello(RpcConn *c)
+{
+    RpcHelloMsg m = {
+        .version_min = RPC_PROTO_VERSION_MIN,
+        .version_max = RPC_PROTO_VERSION_MAX,
+        .features = c->cfg.features,
+        .role = c->cfg.role,
+        .max_frame = c->cfg.max_frame,
+        .max_streams = c->cfg.max_streams,
+        .stream_window = c->cfg.stream_window,
+        .conn_window = c->cfg.conn_window,
+    };
+    uint8_t buf[RPC_HELLO_MAX];
+    int n = rpc_msg_encode_hello(&m, buf, sizeof(buf));
+    if (n > 0)
+        tx_queue_frame(c, RPC_FT_HELLO, 0, 0, buf, (size_t)n);
 }
 
 int tx_queue_call(RpcConn *c, RpcStream *s)

@@ -16,8 +16,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "conn-internal.h"
@@ -103,23 +101,7 @@ void conn_fail(RpcConn *c, int err, const char *fmt, ...)
     c->busy--;
 }
 
-static void send_hello(RpcConn *c)
-{
-    RpcHelloMsg m = {
-        .version_min = RPC_PROTO_VERSION_MIN,
-        .version_max = RPC_PROTO_VERSION_MAX,
-        .features = c->cfg.features,
-        .role = c->cfg.role,
-        .max_frame = c->cfg.max_frame,
-        .max_streams = c->cfg.max_streams,
-        .stream_window = c->cfg.stream_window,
-        .conn_window = c->cfg.conn_window,
-    };
-    uint8_t buf[RPC_HELLO_MAX];
-    int n = rpc_msg_encode_hello(&m, buf, sizeof(buf));
-    if (n > 0)
-        tx_queue_frame(c, RPC_FT_HELLO, 0, 0, buf, (size_t)n);
-}
+/* ---- HELLO: hello-wait -> ready -------------------------------------------------------- */
 
 void conn_handle_hello(RpcConn *c, const uint8_t *untrusted_p, size_t len)
 {
@@ -543,7 +525,7 @@ static int conn_new(RpcConn **connp, const RpcConnConfig *cfg, const RpcCallback
     c->recv_remaining = cfg->conn_window;
     c->next_local_id = cfg->role == RPC_ROLE_INITIATOR ? 1 : 2;
     c->created_ms = c->last_rx_ms = now_ms();
-    send_hello(c);
+    tx_queue_hello(c);
     *connp = c;
     return 0;
 }
