@@ -133,6 +133,7 @@ static void on_stream_free(RpcStream *s, void *ud)
     RtStreamLog *l = rt_log(ud, s);
     ck_assert(!l->freed);
     l->freed = true;
+    l->ready_at_free = ((RtSide *)ud)->ready;
     l->s = NULL;
 }
 

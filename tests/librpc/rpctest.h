@@ -37,6 +37,7 @@ typedef struct RtStreamLog {
     bool reset_local;
     char reset_reason[RPC_REASON_MAX + 1];
     bool freed;
+    int ready_at_free; /* the side's on_ready count when on_stream_free came */
     bool eof[3];
     size_t nbytes[3];
     uint8_t *buf[3]; /* received bytes (grown) */

@@ -268,6 +268,26 @@ START_TEST(open_before_hello)
 }
 END_TEST
 
+/* A stream reset before the peer's HELLO is freed then, before on_ready: the application
+ * never sees a connection come up with a stream it already gave up (kept across the split
+ * of conn.c, where a stream's lifetime became one state). */
+START_TEST(reset_before_hello)
+{
+    RtPair p;
+    rt_pair_init(&p, (RtTransport)_i, NULL, NULL);
+    RpcStream *s = rt_open(&p, &p.a, "early");
+    RtStreamLog *la = rt_log(&p.a, s);
+    ck_assert_int_eq(rpc_stream_reset(s, RPC_RESET_CANCEL, "changed my mind"), 0);
+    ck_assert(rt_pump_until(&p, both_ready, RT_HANG_MS));
+    ck_assert(la->freed);
+    ck_assert_int_eq(la->ready_at_free, 0);
+    ck_assert(!la->accepted);
+    ck_assert_int_eq(p.b.calls, 0); /* the peer never heard of it */
+    ck_assert(!p.a.closed && !p.b.closed);
+    rt_pair_deinit(&p);
+}
+END_TEST
+
 START_TEST(writable_after_hello)
 {
     RtPair p;
@@ -932,6 +952,7 @@ int main(void)
     tcase_add_loop_test(tc, reset_leaves_others, 0, RT__COUNT);
     tcase_add_loop_test(tc, reset_crossing, 0, RT__COUNT);
     tcase_add_loop_test(tc, open_before_hello, 0, RT__COUNT);
+    tcase_add_loop_test(tc, reset_before_hello, 0, RT__COUNT);
     tcase_add_loop_test(tc, writable_after_hello, 0, RT__COUNT);
     tcase_add_loop_test(tc, stream_quota_local, 0, RT__COUNT);
     tcase_add_loop_test(tc, thousand_concurrent, 0, RT__COUNT);
