@@ -239,11 +239,17 @@ static void read_children(Lines *out, int *livep)
         *livep = live;
 }
 
-static void add_instance_proc(pid_t pid, const char *comm, void *arg)
+/* Keys name the domain, so that vt_leak_forget_domain() can find them. */
+static void add_instance_proc(pid_t pid, const char *comm, int domid, void *arg)
 {
-    char detail[32];
+    char key[96], detail[32];
+
+    if (domid >= 0)
+        snprintf(key, sizeof(key), "%s in domain %d", comm, domid);
+    else
+        snprintf(key, sizeof(key), "%s", comm);
     snprintf(detail, sizeof(detail), "pid %d", (int)pid);
-    lines_add(arg, comm, detail);
+    lines_add(arg, key, detail);
 }
 
 static void read_grants(Lines *out, const char *ns)
@@ -413,6 +419,14 @@ void vt_leak_xs_nodes(VtLeak *l, const char *label, const char *ns, const char *
     it->base = item_read(it, NULL);
 }
 
+void vt_leak_follow(VtLeak *l, const char *label, pid_t pid)
+{
+    Item *it = find(l, label);
+
+    ck_assert_msg(it && it->kind == ITEM_FDS, "no fd item %s", label);
+    it->pid = pid;
+}
+
 void vt_leak_drop(VtLeak *l, const char *label)
 {
     Item *it = find(l, label);
@@ -422,6 +436,40 @@ void vt_leak_drop(VtLeak *l, const char *label)
     lines_free(&it->base);
     memmove(it, it + 1, (size_t)(l->items + l->n - (it + 1)) * sizeof(*it));
     l->n--;
+}
+
+/* True if @line belongs to domain @domid in an item of @kind. */
+static bool of_domain(ItemKind kind, const char *line, int domid)
+{
+    char want[64];
+    size_t klen = strcspn(line, "\t"), wl;
+
+    switch (kind) {
+    case ITEM_INSTANCE_PROCS:
+    case ITEM_INSTANCE_GRANTS:
+        wl = (size_t)snprintf(want, sizeof(want), " domain %d", domid);
+        return klen >= wl && strncmp(line + klen - wl, want, wl) == 0;
+    case ITEM_XS_NODES:
+        wl = (size_t)snprintf(want, sizeof(want), "/local/domain/%d", domid);
+        return klen >= wl && strncmp(line, want, wl) == 0 && (klen == wl || line[wl] == '/');
+    default:
+        return false;
+    }
+}
+
+void vt_leak_forget_domain(VtLeak *l, int domid)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        Lines *b = &l->items[i].base;
+        size_t kept = 0;
+        for (size_t j = 0; j < b->n; j++) {
+            if (of_domain(l->items[i].kind, b->v[j], domid))
+                free(b->v[j]);
+            else
+                b->v[kept++] = b->v[j];
+        }
+        b->n = kept;
+    }
 }
 
 static bool cheap(const Item *it)
@@ -599,12 +647,13 @@ void vt_leak_check(VtLeak *l)
 /* ---- the fixture ----------------------------------------------------------------------- */
 
 static VtLeak *fixture;
+static unsigned fixture_fd_flags;
 
 void vt_leak_setup(void)
 {
     vt_leak_free(fixture);
     fixture = vt_leak_new();
-    vt_leak_fds(fixture, "fds of the test process", 0, 0);
+    vt_leak_fds(fixture, "fds of the test process", 0, fixture_fd_flags);
     vt_leak_children(fixture, "children of the test process");
 }
 
@@ -622,6 +671,12 @@ void vt_leak_fixture_check(void)
 {
     ck_assert_msg(fixture != NULL, "vt_leak_fixture_check without vt_leak_setup");
     vt_leak_check(fixture);
+}
+
+void vt_leak_fixture_flags(TCase *tc, unsigned fd_flags)
+{
+    fixture_fd_flags = fd_flags;
+    vt_leak_fixture(tc);
 }
 
 void vt_leak_fixture(TCase *tc)

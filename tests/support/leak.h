@@ -8,8 +8,8 @@
  *
  * Items are compared as multisets of keys, never as bare counts: fds by what they point to
  * (socket, pipe, anon_inode:[eventfd], a path; inode numbers dropped, so a reconnect that
- * reopened the same kinds of fds is not a leak), processes by command name, grants by
- * granting domain, xenstore nodes by path. Equal multisets imply equal counts, so the
+ * reopened the same kinds of fds is not a leak), processes by command name (and domain),
+ * grants by granting domain, xenstore nodes by path. Equal multisets imply equal counts, so the
  * check is at least as strict as a counter.
  *
  * Waiting is bounded by state: the check waits only while something outside this thread
@@ -50,6 +50,12 @@ void vt_leak_instance_grants(VtLeak *l, const char *label, const char *ns);
 /* The xenstore node paths under @root (NULL: /local/domain) of instance @ns, as dom0 lists
  * them with xenstore-ls -f (values are not compared: generations and ports change). */
 void vt_leak_xs_nodes(VtLeak *l, const char *label, const char *ns, const char *root);
+/* The process of fd item @label was replaced by @pid (a restarted daemon): compare @pid's
+ * fds with the same snapshot. */
+void vt_leak_follow(VtLeak *l, const char *label, pid_t pid);
+/* Domain @domid was destroyed: its processes, grants and xenstore nodes are expected gone,
+ * so they leave the snapshots (everything else of theirs is still compared). */
+void vt_leak_forget_domain(VtLeak *l, int domid);
 /* Stop checking the item @label (e.g. a daemon the test killed on purpose). */
 void vt_leak_drop(VtLeak *l, const char *label);
 
@@ -78,5 +84,8 @@ void vt_leak_fixture_check(void);
  * fixture of its own calls them first and last in it instead (its setup may open what its
  * teardown closes, and Check's order of several fixtures' teardowns is not ours to rely on). */
 void vt_leak_fixture(TCase *tc);
+/* The same, the fixture's fds read with vt_leak_fds() @fd_flags (for every fixture of the
+ * program: VT_LEAK_SIM_SENDERS where the test process itself links the sim's libraries). */
+void vt_leak_fixture_flags(TCase *tc, unsigned fd_flags);
 
 #endif

@@ -268,8 +268,17 @@ static bool env_has(const char *env, ssize_t n, const char *want)
     return false;
 }
 
-int vt_instance_each(const char *ns, void (*fn)(pid_t pid, const char *comm, void *arg),
-                     void *arg)
+/* VRPCSIM_DOMID of the NUL-separated @env (@n bytes), or -1. */
+static int env_domid(const char *env, ssize_t n)
+{
+    for (ssize_t off = 0; off < n; off += (ssize_t)strlen(env + off) + 1)
+        if (strncmp(env + off, "VRPCSIM_DOMID=", 14) == 0)
+            return atoi(env + off + 14);
+    return -1;
+}
+
+int vt_instance_each(const char *ns,
+                     void (*fn)(pid_t pid, const char *comm, int domid, void *arg), void *arg)
 {
     char want[600];
     struct dirent *de;
@@ -282,12 +291,14 @@ int vt_instance_each(const char *ns, void (*fn)(pid_t pid, const char *comm, voi
         char sbuf[512], *end, *open_paren, *close_paren;
         long pid = strtol(de->d_name, &end, 10);
         ssize_t n;
+        int domid;
 
         if (*end || pid <= 1 || pid == getpid())
             continue;
         n = read_proc(pid, "environ", buf, sizeof(buf));
         if (n <= 0 || !env_has(buf, n, want))
             continue;
+        domid = env_domid(buf, n);
         /* zombies of our own children are not running processes */
         if (read_proc(pid, "stat", sbuf, sizeof(sbuf)) <= 0)
             continue;
@@ -298,7 +309,7 @@ int vt_instance_each(const char *ns, void (*fn)(pid_t pid, const char *comm, voi
             continue;
         *close_paren = '\0';
         if (fn)
-            fn((pid_t)pid, open_paren + 1, arg);
+            fn((pid_t)pid, open_paren + 1, domid, arg);
         count++;
     }
     if (d)
@@ -313,34 +324,29 @@ int vt_instance_procs(const char *ns)
 
 typedef struct FindPid {
     const char *prog;
-    char want_dom[64];
+    int domid;
     pid_t found;
 } FindPid;
 
-static void match_daemon(pid_t pid, const char *comm, void *arg)
+static void match_daemon(pid_t pid, const char *comm, int domid, void *arg)
 {
     static char buf[65536];
     FindPid *f = arg;
     size_t l, pl = strlen(f->prog);
-    ssize_t n;
 
     (void)comm; /* cut at 15 characters: argv[0] is compared instead */
-    if (f->found || read_proc(pid, "cmdline", buf, sizeof(buf)) <= 0)
+    if (f->found || (f->domid >= 0 && domid != f->domid) ||
+        read_proc(pid, "cmdline", buf, sizeof(buf)) <= 0)
         return;
     l = strlen(buf);
-    if (l < pl || strcmp(buf + l - pl, f->prog) != 0)
-        return;
-    n = read_proc(pid, "environ", buf, sizeof(buf));
-    if (n > 0 && (!f->want_dom[0] || env_has(buf, n, f->want_dom)))
+    if (l >= pl && strcmp(buf + l - pl, f->prog) == 0)
         f->found = pid;
 }
 
 pid_t vt_instance_pid(const char *ns, const char *prog, int domid)
 {
-    FindPid f = {.prog = prog};
+    FindPid f = {.prog = prog, .domid = domid};
 
-    if (domid >= 0)
-        snprintf(f.want_dom, sizeof(f.want_dom), "VRPCSIM_DOMID=%d", domid);
     vt_instance_each(ns, match_daemon, &f);
     return f.found;
 }

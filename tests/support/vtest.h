@@ -49,9 +49,10 @@ const char *vt_instance_dir(const char *ns);
 /* Running processes whose environment names the instance of @ns (zombies and this process
  * not counted). */
 int vt_instance_procs(const char *ns);
-/* The same, calling @fn (may be NULL) with each one's pid and command name; returns how many. */
-int vt_instance_each(const char *ns, void (*fn)(pid_t pid, const char *comm, void *arg),
-                     void *arg);
+/* The same, calling @fn (may be NULL) with each one's pid, command name and VRPCSIM_DOMID
+ * (-1: none); returns how many. */
+int vt_instance_each(const char *ns,
+                     void (*fn)(pid_t pid, const char *comm, int domid, void *arg), void *arg);
 /* The pid of the instance's running process whose argv[0] ends in @prog and, for
  * @domid >= 0, whose VRPCSIM_DOMID is @domid; 0 if there is none. */
 pid_t vt_instance_pid(const char *ns, const char *prog, int domid);
