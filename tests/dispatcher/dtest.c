@@ -268,10 +268,7 @@ void env_up(Env *e, const char *tag, const char *dispatcher_yaml,
      * per-connection), the instance's processes and grants, and each domain's xenstore
      * nodes, where no agent has left data/vrpc or data/vrpc-ready. */
     e->leak = vt_leak_new();
-    vt_leak_fds(e->leak, "dispatcher fds", e->disp, VT_LEAK_SIM_SENDERS);
-    vt_leak_instance_procs(e->leak, "instance processes", e->ns);
-    vt_leak_instance_grants(e->leak, "grants", e->ns);
-    vt_leak_xs_nodes(e->leak, "xenstore nodes", e->ns, NULL);
+    vt_leak_instance(e->leak, e->ns, e->disp);
     ck_assert_msg(!strstr(vt_leak_text(e->leak, "xenstore nodes"), "/data/vrpc"), "%s",
                   vt_leak_text(e->leak, "xenstore nodes"));
     e->n_guests_up = e->n_guests;

@@ -419,6 +419,15 @@ void vt_leak_xs_nodes(VtLeak *l, const char *label, const char *ns, const char *
     it->base = item_read(it, NULL);
 }
 
+void vt_leak_instance(VtLeak *l, const char *ns, pid_t disp)
+{
+    if (disp > 0)
+        vt_leak_fds(l, "dispatcher fds", disp, VT_LEAK_SIM_SENDERS);
+    vt_leak_instance_procs(l, "instance processes", ns);
+    vt_leak_instance_grants(l, "grants", ns);
+    vt_leak_xs_nodes(l, "xenstore nodes", ns, NULL);
+}
+
 void vt_leak_follow(VtLeak *l, const char *label, pid_t pid)
 {
     Item *it = find(l, label);

@@ -50,6 +50,9 @@ void vt_leak_instance_grants(VtLeak *l, const char *label, const char *ns);
 /* The xenstore node paths under @root (NULL: /local/domain) of instance @ns, as dom0 lists
  * them with xenstore-ls -f (values are not compared: generations and ports change). */
 void vt_leak_xs_nodes(VtLeak *l, const char *label, const char *ns, const char *root);
+/* An instance's share: the fds of its dispatcher @disp (if > 0; "dispatcher fds", its sim
+ * event senders not counted), its processes, grants and xenstore nodes under /local/domain. */
+void vt_leak_instance(VtLeak *l, const char *ns, pid_t disp);
 /* The process of fd item @label was replaced by @pid (a restarted daemon): compare @pid's
  * fds with the same snapshot. */
 void vt_leak_follow(VtLeak *l, const char *label, pid_t pid);
