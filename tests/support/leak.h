@@ -63,8 +63,9 @@ void vt_leak_forget_domain(VtLeak *l, int domid);
 void vt_leak_drop(VtLeak *l, const char *label);
 
 /* Retake every item's snapshot until the cheap items (fds and processes) read the same
- * five times in a row, then the others once: for a baseline taken while connections of a
- * warm-up close asynchronously. Aborts after VT_HANG_MS. */
+ * five times in a row (50 ms apart), then the others once: for a baseline taken while
+ * connections of a warm-up close asynchronously. Not steady after VT_HANG_MS: it goes on
+ * with the last snapshot, and vt_leak_check() will show what moved. */
 void vt_leak_settle(VtLeak *l);
 /* The current snapshot of item @label as text, one key per line, or "" (static buffer). */
 const char *vt_leak_text(VtLeak *l, const char *label);

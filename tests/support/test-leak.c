@@ -93,39 +93,34 @@ static char *run_inner(const TTest *test)
     return msg;
 }
 
+/* @test fails under the fixture, and its message has @needle1 and @needle2. */
+static void expect_failure(const TTest *test, const char *needle1, const char *needle2)
+{
+    char *msg = run_inner(test);
+
+    ck_assert_msg(msg != NULL, "%s passed", test->name);
+    ck_assert_msg(strstr(msg, needle1) && strstr(msg, needle2), "%s: %s", test->name, msg);
+    free(msg);
+}
+
 START_TEST(leaked_fd_fails_with_diff)
 {
-    char *msg = run_inner(inner_leaks_fd);
-
-    ck_assert_msg(msg != NULL, "a leaked fd passed");
-    ck_assert_msg(strstr(msg, "fds of the test process") && strstr(msg, "+ /dev/null (fd "),
-                  "message: %s", msg);
-    free(msg);
+    expect_failure(inner_leaks_fd, "fds of the test process", "+ /dev/null (fd ");
 }
 END_TEST
 
 START_TEST(lost_fd_fails_with_diff)
 {
-    char *msg;
-
     kept_fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
     ck_assert_int_ge(kept_fd, 0);
-    msg = run_inner(inner_closes_foreign_fd);
-    ck_assert_msg(msg != NULL, "a closed fd passed");
-    ck_assert_msg(strstr(msg, "- /dev/zero (fd "), "message: %s", msg);
-    free(msg);
+    expect_failure(inner_closes_foreign_fd, "fds of the test process", "- /dev/zero (fd ");
     close(kept_fd);
 }
 END_TEST
 
 START_TEST(zombie_child_fails)
 {
-    char *msg = run_inner(inner_leaves_zombie);
-
-    ck_assert_msg(msg != NULL, "an unreaped child passed");
-    ck_assert_msg(strstr(msg, "children of the test process") && strstr(msg, "state Z"),
-                  "message: %s", msg);
-    free(msg);
+    expect_failure(inner_leaves_zombie, "children of the test process", "state Z");
 }
 END_TEST
 
