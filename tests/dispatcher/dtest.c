@@ -7,7 +7,6 @@
 #include "dtest.h"
 
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -87,87 +86,6 @@ void write_file(const char *path, const char *text)
     ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
     close(fd);
     ck_assert_int_eq(rename(tmp, path), 0);
-}
-
-/* True for an unbound, unnamed datagram socket: the sim's Xen libraries create one per
- * process, lazily, to send event notifications, and keep it for good. It is the emulator's,
- * not a per-connection resource, so the leak check does not count it. */
-static bool sim_sender_socket(unsigned long inode)
-{
-    char line[512];
-    bool found = false;
-    FILE *f = fopen("/proc/net/unix", "r");
-
-    while (f && fgets(line, sizeof(line), f)) {
-        unsigned long ino = 0;
-        unsigned type = 0, st = 0;
-        char path[256] = "";
-        if (sscanf(line, "%*s %*s %*s %*s %x %x %lu %255s", &type, &st, &ino, path) >= 3 &&
-            ino == inode) {
-            found = type == 2 && path[0] == '\0';
-            break;
-        }
-    }
-    if (f)
-        fclose(f);
-    return found;
-}
-
-int fd_count(pid_t pid)
-{
-    char path[64];
-    struct dirent *de;
-    int n = 0;
-    DIR *d;
-
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    d = opendir(path);
-    if (!d)
-        return -1;
-    while ((de = readdir(d))) {
-        char link[320], target[128];
-        unsigned long inode;
-        ssize_t len;
-        if (de->d_name[0] == '.')
-            continue;
-        snprintf(link, sizeof(link), "%s/%s", path, de->d_name);
-        len = readlink(link, target, sizeof(target) - 1);
-        target[len > 0 ? len : 0] = '\0';
-        if (sscanf(target, "socket:[%lu]", &inode) == 1 && sim_sender_socket(inode))
-            continue;
-        n++;
-    }
-    closedir(d);
-    return n;
-}
-
-/* "fd -> target" lines, for failure messages. Static buffer. */
-const char *fd_list(pid_t pid)
-{
-    static char buf[4096];
-    char path[64], target[256];
-    struct dirent *de;
-    size_t len = 0;
-    DIR *d;
-
-    buf[0] = '\0';
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    d = opendir(path);
-    while (d && (de = readdir(d))) {
-        char link[320];
-        ssize_t n;
-        if (de->d_name[0] == '.')
-            continue;
-        snprintf(link, sizeof(link), "%s/%s", path, de->d_name);
-        n = readlink(link, target, sizeof(target) - 1);
-        target[n > 0 ? n : 0] = '\0';
-        len += (size_t)snprintf(buf + len, sizeof(buf) - len, " %s->%s", de->d_name, target);
-        if (len >= sizeof(buf) - 1)
-            break;
-    }
-    if (d)
-        closedir(d);
-    return buf;
 }
 
 VtResult ctl(Env *e, const char *a1, const char *a2, const char *a3, const char *a4)
@@ -259,6 +177,15 @@ void agent_stop(Env *e, pid_t pid, int sig)
         }
 }
 
+void agent_gone(Env *e, pid_t pid)
+{
+    for (int i = 0; i < e->n_agents; i++)
+        if (e->agent[i] == pid && pid > 0) {
+            ck_assert_msg(vt_wait(pid, VT_HANG_MS) >= 0, "agent %d did not go", (int)pid);
+            e->agent[i] = 0;
+        }
+}
+
 VtResult guest_call_opts(Env *e, const char *dom, const char *const *opts,
                                 const char *target, const char *svc)
 {
@@ -337,47 +264,38 @@ void env_up(Env *e, const char *tag, const char *dispatcher_yaml,
         vt_result_free(&r);
         ck_assert(wait_status(e, "total guests 0 ", true));
     }
-    e->base_fds = fd_count(e->disp);
-    snprintf(e->base_list, sizeof(e->base_list), "%s", fd_list(e->disp));
-    ck_assert_int_gt(e->base_fds, 0);
-}
-
-static void check_no_vrpc_nodes(Env *e)
-{
-    for (int domid = 1; domid <= e->n_guests; domid++) {
-        static const char *const leaves[] = {"vrpc", "vrpc-ready"};
-        for (int i = 0; i < 2; i++) {
-            char path[96];
-            snprintf(path, sizeof(path), "/local/domain/%d/data/%s", domid, leaves[i]);
-            const char *argv[] = {VRPC_SIM_BIN, "exec",          "--ns", e->ns, "dom0", "--",
-                                  "xenstore-exists", path, NULL};
-            VtResult r = vt_run(argv, VT_HANG_S);
-            ck_assert_msg(r.status != 0, "xenstore node %s left behind", path);
-            vt_result_free(&r);
-        }
-    }
+    /* What every test gives back: the dispatcher's fds (its sim event senders are not
+     * per-connection), the instance's processes and grants, and each domain's xenstore
+     * nodes, where no agent has left data/vrpc or data/vrpc-ready. */
+    e->leak = vt_leak_new();
+    vt_leak_instance(e->leak, e->ns, e->disp);
+    ck_assert_msg(!strstr(vt_leak_text(e->leak, "xenstore nodes"), "/data/vrpc"), "%s",
+                  vt_leak_text(e->leak, "xenstore nodes"));
+    e->n_guests_up = e->n_guests;
 }
 
 void env_down(Env *e)
 {
-    long long end;
-    int fds = -1;
-
     for (int i = 0; i < e->n_agents; i++)
         if (e->agent[i] > 0)
             agent_stop(e, e->agent[i], SIGTERM);
     if (e->disp > 0) {
         ck_assert_msg(wait_status(e, "total guests 0 calls-in-flight 0", true),
                       "guests or calls left (log %s)", e->log);
-        /* Connections are released right after they close: poll, then compare. */
-        end = now_ms() + VT_HANG_MS;
-        while (now_ms() < end && (fds = fd_count(e->disp)) != e->base_fds)
-            sleep_ms(20);
-        ck_assert_msg(fds == e->base_fds,
-                      "dispatcher fds: %d, before any guest: %d (now:%s) (before:%s)", fds,
-                      e->base_fds, fd_list(e->disp), e->base_list);
+        /* a restarted dispatcher is held to the first one's fds */
+        vt_leak_follow(e->leak, "dispatcher fds", e->disp);
+    } else {
+        vt_leak_drop(e->leak, "dispatcher fds");
+        vt_leak_drop(e->leak, "instance processes");
     }
-    check_no_vrpc_nodes(e);
+    /* a destroyed guest (the test lowered n_guests) is gone with its processes, grants and
+     * xenstore folder */
+    for (int domid = e->n_guests + 1; domid <= e->n_guests_up; domid++)
+        vt_leak_forget_domain(e->leak, domid);
+    /* Connections are released right after they close: the check waits for them. */
+    vt_leak_check(e->leak);
+    vt_leak_free(e->leak);
+    e->leak = NULL;
     if (e->disp > 0)
         disp_stop(e);
     vt_sim_down(e->ns);

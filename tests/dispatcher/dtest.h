@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "leak.h"
 #include "vtest.h"
 
 #define MAX_AGENTS 4
@@ -22,19 +23,15 @@ typedef struct Env {
     pid_t agent[MAX_AGENTS];
     char agent_dom[MAX_AGENTS][32];
     int n_agents;
-    int n_guests;
-    int base_fds;
-    char base_list[4096];
+    int n_guests;    /* a test that destroys the last guest lowers it */
+    int n_guests_up; /* at env_up */
+    VtLeak *leak; /* taken by env_up, checked by env_down */
 } Env;
 
 long long now_ms(void);
 void sleep_ms(int ms);
 /* Write @path atomically (a hidden temporary file, then rename), as docs/policy.md asks. */
 void write_file(const char *path, const char *text);
-/* Open fds of @pid, not counting the sim's process-wide sender socket. */
-int fd_count(pid_t pid);
-/* "fd -> target" lines, for failure messages. Static buffer. */
-const char *fd_list(pid_t pid);
 
 VtResult ctl(Env *e, const char *a1, const char *a2, const char *a3, const char *a4);
 /* `vrpc-ctl status` output, or NULL. Caller frees. */
@@ -47,6 +44,8 @@ void disp_start(Env *e);
 void disp_stop(Env *e);
 pid_t agent_serve(Env *e, const char *dom);
 void agent_stop(Env *e, pid_t pid, int sig);
+/* Reap agent @pid, killed with its domain (sim destroy). */
+void agent_gone(Env *e, pid_t pid);
 
 /* fake-agent call in @dom (options @opts, NULL-terminated, may be NULL). */
 VtResult guest_call_opts(Env *e, const char *dom, const char *const *opts, const char *target,
@@ -57,10 +56,11 @@ VtResult guest_call(Env *e, const char *dom, const char *input, const char *targ
 VtResult local_call(Env *e, const char *input, const char *target, const char *svc);
 
 /* A sim with @guests, ETC with the test policy and the shipped services, the dispatcher
- * (with @dispatcher_yaml when not NULL) started and its fd baseline taken. */
+ * (with @dispatcher_yaml when not NULL) started and the leak snapshot taken (e->leak). */
 void env_up(Env *e, const char *tag, const char *dispatcher_yaml, const char *const *guests);
-/* Stop the agents, check for leaks (fds, calls, xenstore nodes), stop the dispatcher (exit
- * 0), down the sim, remove the folder. */
+/* Stop the agents, check for leaks (calls; the dispatcher's fds, the instance's processes,
+ * grants and xenstore nodes, waiting for them), stop the dispatcher (exit 0), down the sim,
+ * remove the folder. */
 void env_down(Env *e);
 
 /* @line is one flat JSON object of strings, numbers and nulls. */

@@ -684,7 +684,7 @@ START_TEST(audit_routing)
     r = vt_run(destroy, 60);
     ck_assert_int_eq(r.status, 0);
     vt_result_free(&r);
-    a.e.agent[a.e.n_agents - 1] = 0; /* killed with its domain */
+    agent_gone(&a.e, a.e.agent[a.e.n_agents - 1]); /* killed with its domain */
     ck_assert(wait_status(&a.e, "guest personal", false));
     r = guest_call(&a.e, "work", NULL, "personal", "fake.Nope");
     ck_assert_int_eq(r.status, 126);
@@ -782,6 +782,7 @@ static Suite *ask_suite(void)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);
         tcase_set_timeout(tc, 300);
+        vt_leak_fixture(tc); /* this process's fds and children (dtest.h has leak.h) */
         tcase_add_test(tc, cases[i].test);
         suite_add_tcase(s, tc);
     }

@@ -14,6 +14,7 @@
 #include "audit.h"
 #include "config.h"
 #include "vrpc-policy.h"
+#include "leak.h"
 
 static int parse(DispatcherConfig *cfg, const char *text, char *err)
 {
@@ -277,6 +278,7 @@ int main(void)
     SRunner *sr;
     int failed;
 
+    vt_leak_fixture(tc);
     tcase_add_test(tc, config_defaults_and_values);
     tcase_add_test(tc, config_errors);
     tcase_add_test(tc, audit_format_fields);

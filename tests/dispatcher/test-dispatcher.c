@@ -317,8 +317,7 @@ START_TEST(guest_destroyed)
     VtResult r = vt_run(destroy, 60);
     ck_assert_int_eq(r.status, 0);
     vt_result_free(&r);
-    e.agent[0] = 0; /* killed with its domain */
-    waitpid(-1, NULL, WNOHANG);
+    agent_gone(&e, e.agent[0]); /* killed with its domain */
     /* The caller's call fails with 125; the dispatcher forgets vault and lives on. */
     ck_assert_int_eq(vt_wait(caller, 60000), 125);
     char *out = vt_read_file(clog);
@@ -802,6 +801,7 @@ static Suite *dispatcher_suite(void)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);
         tcase_set_timeout(tc, 300);
+        vt_leak_fixture(tc); /* this process's fds and children (dtest.h has leak.h) */
         tcase_add_test(tc, cases[i].test);
         suite_add_tcase(s, tc);
     }

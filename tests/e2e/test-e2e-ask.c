@@ -18,11 +18,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "leak.h"
 #include "vtest.h"
 
 static char g_ns[64];
 static char g_etc[256];
 static char g_path[512];
+/* The daemons' fds, the instance's processes, grants and xenstore nodes after setup. */
+static VtLeak *g_leak;
 
 static const char ask_script[] =
     "#!/bin/sh\n"
@@ -84,10 +87,30 @@ static void setup(const char *tag, const char *timeout)
     snprintf(yaml, sizeof yaml, "ask-program: %s/ask\nask-timeout: %s\n", g_etc, timeout);
     put("dispatcher.yaml", yaml, 0644);
     vt_sim_up_vrpc(g_ns, g_etc, (const char *const[]){"work", "vault", NULL});
+    /* One call first: the daemons finish setting up their links (lazily opened fds). */
+    const char *ping[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "work", "--", VRPC_CALL_BIN,
+                          "dom0", "vrpc.Ping", NULL};
+    r = vt_run(ping, 120);
+    ck_assert_msg(r.status == 0, "warm-up call: %d %s", r.status, r.err);
+    vt_result_free(&r);
+    g_leak = vt_leak_new();
+    vt_leak_instance(g_leak, g_ns, vt_instance_pid(g_ns, "vrpc-dispatcher", -1));
+    for (int domid = 1; domid <= 2; domid++) {
+        char label[64];
+        pid_t agent = vt_instance_pid(g_ns, "vrpc-agent", domid);
+        ck_assert_msg(agent > 0, "no agent in domain %d", domid);
+        snprintf(label, sizeof label, "agent fds (domain %d)", domid);
+        vt_leak_fds(g_leak, label, agent, VT_LEAK_SIM_SENDERS);
+    }
+    vt_leak_settle(g_leak);
 }
 
 static void teardown(void)
 {
+    /* no ask program, handler or connection left while the daemons run */
+    vt_leak_check(g_leak);
+    vt_leak_free(g_leak);
+    g_leak = NULL;
     vt_sim_down(g_ns);
     /* Every ask program was reaped by the dispatcher (or killed with it): none is left. */
     char *pids = vt_read_file(etc_path("ask.pids"));
@@ -197,6 +220,7 @@ int main(void)
     } cases[] = {{"ask_answers", ask_answers}, {"ask_hang", ask_hang}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
+        vt_leak_fixture(tc); /* this process's fds and children */
         tcase_add_test(tc, cases[i].test);
         tcase_set_timeout(tc, 300);
         suite_add_tcase(s, tc);

@@ -9,7 +9,6 @@
  */
 
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -25,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "leak.h"
 #include "vtest.h"
 
 #define RUN_TIMEOUT_MS 300000
@@ -42,10 +42,11 @@ static void out_free(Out *o);
 
 static char g_ns[64];
 static char g_etc[256];
-static int g_base_procs;
 static pid_t g_agent_pid, g_disp_pid;
-static int g_agent_fds, g_disp_fds;
-static char *g_base_grants, *g_base_xs;
+/* What the test gives back: the dispatcher's fds, the instance's processes, grants and
+ * xenstore nodes (g_leak), and the fds of the agent of domain 1 (g_agent_leak, kept across
+ * a dispatcher restart; NULL once that agent is gone). */
+static VtLeak *g_leak, *g_agent_leak;
 
 static long long now_ms(void)
 {
@@ -96,205 +97,24 @@ static const char test_policy[] =
     "  - service: \"test.*\"\n    source: \"*\"\n    target: \"*\"\n    action: allow\n"
     "  - service: \"demo.*\"\n    source: \"*\"\n    target: \"*\"\n    action: allow\n";
 
-/* True if socket inode @ino is an unbound AF_UNIX datagram socket: the sim's per-process
- * event sender, opened lazily at a process's first notify and kept (not a leak). */
-static bool is_sim_sender(unsigned long ino)
-{
-    FILE *f = fopen("/proc/net/unix", "r");
-    char line[512];
-    bool found = false;
-    if (!f)
-        return false;
-    while (!found && fgets(line, sizeof line, f)) {
-        unsigned long refs, proto, flags, type, st, inode;
-        int used = 0;
-        if (sscanf(line, "%*s %lx %lx %lx %lx %lx %lu%n", &refs, &proto, &flags, &type, &st,
-                   &inode, &used) != 6)
-            continue;
-        const char *rest = line + used;
-        while (*rest == ' ')
-            rest++;
-        found = inode == ino && type == 2 && (*rest == '\n' || *rest == '\0');
-    }
-    fclose(f);
-    return found;
-}
-
-static int count_fds(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (de->d_name[0] == '.')
-            continue;
-        char link[600], target[300];
-        snprintf(link, sizeof link, "%s/%s", path, de->d_name);
-        ssize_t l = readlink(link, target, sizeof target - 1);
-        unsigned long ino;
-        if (l > 0) {
-            target[l] = '\0';
-            if (sscanf(target, "socket:[%lu]", &ino) == 1 && is_sim_sender(ino))
-                continue;
-        }
-        n++;
-    }
-    closedir(d);
-    return n;
-}
-
-/* The pid of the instance's process whose argv[0] ends in @prog (and, for a guest, whose
- * VRPCSIM_DOMID is @domid; -1: any). */
-static pid_t find_daemon(const char *prog, int domid)
-{
-    char want_inst[600], want_dom[64];
-    snprintf(want_inst, sizeof want_inst, "VRPCSIM_INSTANCE=%s", vt_instance_dir(g_ns));
-    snprintf(want_dom, sizeof want_dom, "VRPCSIM_DOMID=%d", domid);
-    DIR *d = opendir("/proc");
-    struct dirent *de;
-    pid_t found = 0;
-    while (d && (de = readdir(d)) && !found) {
-        char *end, path[300];
-        static char buf[65536];
-        long pid = strtol(de->d_name, &end, 10);
-        if (*end || pid <= 1)
-            continue;
-        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
-        int fd = open(path, O_RDONLY);
-        if (fd < 0)
-            continue;
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0)
-            continue;
-        buf[n] = '\0';
-        size_t l = strlen(buf), pl = strlen(prog);
-        if (l < pl || strcmp(buf + l - pl, prog) != 0)
-            continue;
-        snprintf(path, sizeof path, "/proc/%ld/environ", pid);
-        fd = open(path, O_RDONLY);
-        if (fd < 0)
-            continue;
-        n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0)
-            continue;
-        buf[n] = '\0';
-        bool inst = false, dom = domid < 0;
-        for (ssize_t off = 0; off < n; off += (ssize_t)strlen(buf + off) + 1) {
-            inst = inst || strcmp(buf + off, want_inst) == 0;
-            dom = dom || strcmp(buf + off, want_dom) == 0;
-        }
-        if (inst && dom)
-            found = (pid_t)pid;
-    }
-    if (d)
-        closedir(d);
-    return found;
-}
-
-/* The sim's grants, as "DOMID:COUNT " for every granting domain (the sim keeps a grant as
- * the file <instance>/gnt/<owner>/<ref>). A live agent's vchan holds some: compare with the
- * baseline taken once the agents are connected. */
-static char *grant_counts(void)
-{
-    char path[700], *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    ck_assert_ptr_nonnull(f);
-    snprintf(path, sizeof path, "%s/gnt", vt_instance_dir(g_ns));
-    struct dirent **doms = NULL;
-    int nd = scandir(path, &doms, NULL, alphasort);
-    for (int i = 0; i < nd; i++) {
-        if (doms[i]->d_name[0] != '.') {
-            char sub[1000];
-            snprintf(sub, sizeof sub, "%s/%s", path, doms[i]->d_name);
-            DIR *d = opendir(sub);
-            int n = 0;
-            for (struct dirent *de; d && (de = readdir(d));)
-                n += de->d_name[0] != '.';
-            if (d)
-                closedir(d);
-            fprintf(f, "%s:%d ", doms[i]->d_name, n);
-        }
-        free(doms[i]);
-    }
-    free(doms);
-    fclose(f);
-    return buf;
-}
-
-static int cmp_lines(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Every xenstore node under /local/domain (paths only: values such as an agent's offer
- * generation may change), as dom0 sees them, sorted (an agent that re-offered re-created its
- * data/vrpc after data/vrpc-ready, which changes the listing order, not the nodes). */
-static char *xs_nodes(void)
-{
-    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "dom0", "--", "xenstore-ls", "-f",
-                          "/local/domain", NULL};
-    VtResult r = vt_run(argv, 60);
-    ck_assert_msg(r.status == 0, "xenstore-ls: %d %s", r.status, r.err);
-    char *out = strdup(r.out), *w = out;
-    ck_assert_ptr_nonnull(out);
-    for (const char *line = r.out; *line;) {
-        const char *nl = strchr(line, '\n'), *eq = strstr(line, " = ");
-        size_t n = nl ? (size_t)(nl - line) : strlen(line);
-        if (eq && eq < line + n)
-            n = (size_t)(eq - line);
-        memcpy(w, line, n);
-        w += n;
-        *w++ = '\n';
-        line = nl ? nl + 1 : line + strlen(line);
-    }
-    *w = '\0';
-    vt_result_free(&r);
-    char *lines[4096], *sorted = malloc(strlen(out) + 1), *save = NULL;
-    size_t n_lines = 0;
-    ck_assert_ptr_nonnull(sorted);
-    for (char *l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-        ck_assert_uint_lt(n_lines, sizeof lines / sizeof lines[0]);
-        lines[n_lines++] = l;
-    }
-    qsort(lines, n_lines, sizeof lines[0], cmp_lines);
-    w = sorted;
-    for (size_t i = 0; i < n_lines; i++)
-        w += sprintf(w, "%s\n", lines[i]);
-    *w = '\0';
-    free(out);
-    return sorted;
-}
-
-static void take_sim_baseline(void)
-{
-    free(g_base_grants);
-    free(g_base_xs);
-    g_base_grants = grant_counts();
-    g_base_xs = xs_nodes();
-}
-
-/* Take the baseline fd counts (the agent's only when @agent) and process count once they
- * are steady: connections of earlier calls close asynchronously. Then the grants and
- * xenstore nodes. */
+/* Take the baselines (the agent's only when @agent; without it the agent's stays, or goes
+ * with the agent when g_agent_pid is 0) once they are steady: connections of earlier calls
+ * close asynchronously. */
 static void settle_baseline(bool agent)
 {
-    int stable = 0;
-    for (long long end = now_ms() + VT_HANG_MS; stable < 5 && now_ms() < end; usleep(50000)) {
-        int a = agent ? count_fds(g_agent_pid) : g_agent_fds, d = count_fds(g_disp_pid);
-        int p = vt_instance_procs(g_ns);
-        stable = a == g_agent_fds && d == g_disp_fds && p == g_base_procs ? stable + 1 : 0;
-        g_agent_fds = a;
-        g_disp_fds = d;
-        g_base_procs = p;
+    if (agent) {
+        vt_leak_free(g_agent_leak);
+        g_agent_leak = vt_leak_new();
+        vt_leak_fds(g_agent_leak, "agent fds (domain 1)", g_agent_pid, VT_LEAK_SIM_SENDERS);
+        vt_leak_settle(g_agent_leak);
+    } else if (!g_agent_pid) {
+        vt_leak_free(g_agent_leak);
+        g_agent_leak = NULL;
     }
-    take_sim_baseline();
+    vt_leak_free(g_leak);
+    g_leak = vt_leak_new();
+    vt_leak_instance(g_leak, g_ns, g_disp_pid);
+    vt_leak_settle(g_leak);
 }
 
 static void setup(const char *tag, const char *const *guests)
@@ -320,9 +140,8 @@ static void setup(const char *tag, const char *const *guests)
     Out o = run_call("work", NULL, ARGS("dom0", "vrpc.Ping"));
     ck_assert_msg(o.status == 0, "warm-up call: %d %s", o.status, o.err);
     out_free(&o);
-    g_base_procs = vt_instance_procs(g_ns);
-    g_agent_pid = find_daemon("vrpc-agent", 1);
-    g_disp_pid = find_daemon("vrpc-dispatcher", -1);
+    g_agent_pid = vt_instance_pid(g_ns, "vrpc-agent", 1);
+    g_disp_pid = vt_instance_pid(g_ns, "vrpc-dispatcher", -1);
     ck_assert_msg(g_agent_pid > 0 && g_disp_pid > 0, "daemons not found");
     settle_baseline(true);
     if (getenv("E2E_DEBUG")) {
@@ -339,39 +158,12 @@ static void setup(const char *tag, const char *const *guests)
  * asynchronous clean-up to finish). Then down. */
 static void teardown_check(void)
 {
-    long long end = now_ms() + VT_HANG_MS;
-    int procs, afds, dfds;
-    char *grants = NULL, *xs = NULL;
-    for (;;) {
-        free(grants);
-        free(xs);
-        procs = vt_instance_procs(g_ns);
-        afds = g_agent_pid ? count_fds(g_agent_pid) : g_agent_fds;
-        dfds = count_fds(g_disp_pid);
-        grants = grant_counts();
-        xs = xs_nodes();
-        if ((procs == g_base_procs && afds == g_agent_fds && dfds == g_disp_fds &&
-             strcmp(grants, g_base_grants) == 0 && strcmp(xs, g_base_xs) == 0) ||
-            now_ms() > end)
-            break;
-        usleep(50000);
-    }
-    if (afds != g_agent_fds || dfds != g_disp_fds) {
-        char cmd[200];
-        snprintf(cmd, sizeof cmd, "ls -l /proc/%d/fd /proc/%d/fd >&2", (int)g_agent_pid,
-                 (int)g_disp_pid);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot list fds\n");
-    }
-    ck_assert_msg(procs == g_base_procs, "processes: %d, expected %d", procs, g_base_procs);
-    ck_assert_msg(afds == g_agent_fds, "agent fds: %d, expected %d", afds, g_agent_fds);
-    ck_assert_msg(dfds == g_disp_fds, "dispatcher fds: %d, expected %d", dfds, g_disp_fds);
-    ck_assert_msg(strcmp(grants, g_base_grants) == 0, "grants: %s, expected %s", grants,
-                  g_base_grants);
-    ck_assert_msg(strcmp(xs, g_base_xs) == 0, "xenstore nodes:\n%s\nexpected:\n%s", xs,
-                  g_base_xs);
-    free(grants);
-    free(xs);
+    if (g_agent_leak)
+        vt_leak_check(g_agent_leak);
+    vt_leak_check(g_leak);
+    vt_leak_free(g_agent_leak);
+    vt_leak_free(g_leak);
+    g_agent_leak = g_leak = NULL;
     vt_sim_down(g_ns);
     const char *rm[] = {"rm", "-rf", g_etc, NULL};
     VtResult r = vt_run(rm, 60);
@@ -1402,6 +1194,7 @@ static Suite *e2e_suite(void)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
+        vt_leak_fixture(tc); /* this process's fds and children */
         tcase_add_test(tc, cases[i].test);
         tcase_set_timeout(tc, cases[i].timeout);
         suite_add_tcase(s, tc);

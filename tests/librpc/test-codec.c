@@ -11,6 +11,7 @@
 
 #include "frame.h"
 #include "vrpc.pb-c.h"
+#include "leak.h"
 
 static int decode(uint8_t type, uint8_t flags, uint16_t reserved, uint32_t stream, uint32_t len,
                   uint32_t max_frame)
@@ -445,6 +446,7 @@ int main(void)
 {
     Suite *s = suite_create("librpc-codec");
     TCase *tc = tcase_create("codec");
+    vt_leak_fixture(tc);
     tcase_add_test(tc, header_layout);
     tcase_add_test(tc, header_type_and_reserved);
     tcase_add_test(tc, header_flags);

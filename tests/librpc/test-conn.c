@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "rpctest.h"
+#include "leak.h"
 
 static bool both_ready(RtPair *p)
 {
@@ -943,6 +944,7 @@ int main(void)
 {
     Suite *s = suite_create("librpc-conn");
     TCase *tc = tcase_create("conn");
+    vt_leak_fixture(tc);
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, handshake, 0, RT__COUNT);
     tcase_add_loop_test(tc, call_lifecycle, 0, RT__COUNT);

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "rpctest.h"
+#include "leak.h"
 
 static bool both_ready(RtPair *p)
 {
@@ -369,6 +370,7 @@ int main(void)
 {
     Suite *s = suite_create("librpc-flow");
     TCase *tc = tcase_create("flow");
+    vt_leak_fixture(tc);
     tcase_set_timeout(tc, 240);
     tcase_add_loop_test(tc, slow_stream_does_not_block_fast, 0, RT__COUNT);
     tcase_add_loop_test(tc, partial_consumption_integrity, 0, RT__COUNT);

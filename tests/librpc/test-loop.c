@@ -14,6 +14,7 @@
 
 #include "loop.h"
 #include "rpc.h"
+#include "leak.h"
 
 typedef struct Ctx {
     RpcLoop *loop;
@@ -234,6 +235,7 @@ int main(void)
 {
     Suite *s = suite_create("librpc-loop");
     TCase *tc = tcase_create("loop");
+    vt_leak_fixture(tc);
     tcase_add_test(tc, fd_source);
     tcase_add_test(tc, timers);
     tcase_add_test(tc, signals);

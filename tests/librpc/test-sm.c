@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "stream-sm.h"
+#include "leak.h"
 
 /* RX events in table order. */
 static const struct {
@@ -271,6 +272,7 @@ int main(void)
 {
     Suite *s = suite_create("librpc-sm");
     TCase *tc = tcase_create("sm");
+    vt_leak_fixture(tc);
     tcase_add_loop_test(tc, every_rx_event_in_every_state, 0, (int)NCASES);
     tcase_add_loop_test(tc, every_tx_action_in_every_state, 0, (int)NCASES);
     tcase_add_test(tc, direction_never_ok);

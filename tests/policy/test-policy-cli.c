@@ -216,6 +216,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("policy-cli");
     TCase *tc = tcase_create("vrpc-policy");
+    vt_leak_fixture(tc);
 
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_cli, 0, sizeof(cli_cases) / sizeof(cli_cases[0]));

@@ -287,6 +287,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("policy-eval");
     TCase *tc = tcase_create("eval");
+    vt_leak_fixture(tc);
 
     tcase_add_loop_test(tc, test_eval, 0, sizeof(eval_cases) / sizeof(eval_cases[0]));
     tcase_add_loop_test(tc, test_ask_resolution, 0, sizeof(ask_cases) / sizeof(ask_cases[0]));

@@ -510,6 +510,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("policy-import-tree");
     TCase *tc = tcase_create("import-qubes-tree");
+    vt_leak_fixture(tc);
 
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_tree, 0, sizeof(tree_cases) / sizeof(tree_cases[0]));

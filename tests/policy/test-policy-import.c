@@ -188,6 +188,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("policy-import");
     TCase *tc = tcase_create("import-qubes");
+    vt_leak_fixture(tc);
 
     tcase_add_loop_test(tc, test_import, 0, sizeof(import_cases) / sizeof(import_cases[0]));
     tcase_add_test(tc, test_import_semantics);

@@ -283,6 +283,7 @@ END_TEST
 static char *etc;
 
 static void etc_setup(void) {
+    vt_leak_setup();
     etc = tu_mkdtemp();
 }
 
@@ -290,6 +291,7 @@ static void etc_teardown(void) {
     tu_rmrf(etc);
     free(etc);
     etc = NULL;
+    vt_leak_teardown();
 }
 
 static void explain(VrpcPolicy *policy, const char *source, const char *target,
@@ -543,6 +545,7 @@ int main(void) {
     TCase *tc = tcase_create("files");
     TCase *dirs = tcase_create("folders");
 
+    vt_leak_fixture(tc);
     tcase_add_loop_test(tc, test_load, 0, sizeof(load_cases) / sizeof(load_cases[0]));
     tcase_add_test(tc, test_error_cap);
     tcase_add_test(tc, test_shipped_config);

@@ -82,6 +82,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("policy-names");
     TCase *tc = tcase_create("names");
+    vt_leak_fixture(tc);
 
     tcase_add_loop_test(tc, test_split, 0, sizeof(split_cases) / sizeof(split_cases[0]));
     tcase_add_loop_test(tc, test_domain_names, 0, sizeof(domain_cases) / sizeof(domain_cases[0]));

@@ -190,8 +190,9 @@ START_TEST(test_watch_reloads_on_change) {
     char *etc = tu_mkdtemp();
     VrpcPolicyHolder *holder = NULL;
     VrpcPolicyWatch *watch = NULL;
-    int fds_before = tu_count_fds();
+    VtLeak *fds = vt_leak_new();
 
+    vt_leak_fds(fds, "fds", 0, 0);
     tu_write(etc, "policy.d/50.yaml", allow_t);
     ck_assert_int_eq(vrpc_policy_holder_new(&holder, etc), 0);
     ck_assert_int_eq(vrpc_policy_watch_new(&watch, holder), 0);
@@ -209,7 +210,8 @@ START_TEST(test_watch_reloads_on_change) {
 
     vrpc_policy_watch_free(watch);
     vrpc_policy_holder_free(holder);
-    ck_assert_int_eq(tu_count_fds(), fds_before);
+    vt_leak_check(fds);
+    vt_leak_free(fds);
     tu_rmrf(etc);
     free(etc);
 }
@@ -462,6 +464,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("policy-reload");
     TCase *tc = tcase_create("reload");
+    vt_leak_fixture(tc);
 
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_holder_swaps_snapshots);

@@ -175,19 +175,6 @@ void tu_run_free(TuRun *run) {
     *run = (TuRun){0};
 }
 
-int tu_count_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *de;
-    int n = 0;
-
-    ck_assert_ptr_nonnull(d);
-    while ((de = readdir(d)))
-        if (de->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1; /* the directory stream itself */
-}
-
 int tu_load(VrpcPolicy **policyp, const char *const *names, const char *const *texts,
             size_t n_files, const char *domains) {
     VrpcPolicyText files[8];

@@ -3,8 +3,8 @@
 
 /*
  * Helpers shared by the policy tests: private temporary folders (safe for
- * parallel runs), file writing, running a program with captured output, and
- * counting open descriptors to catch leaks.
+ * parallel runs), file writing and running a program with captured output. Leaks are
+ * checked with tests/support/leak.h, which this header brings in.
  */
 
 #include <check.h>
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "leak.h"
 #include "vrpc-policy.h"
 
 /* A fresh folder inside the test program's base folder under $TMPDIR (or
@@ -39,9 +40,6 @@ typedef struct TuRun {
 /* Run ARGV (argv[0] is a path) with stdin from /dev/null; capture everything. */
 void tu_run(char *const argv[], TuRun *run);
 void tu_run_free(TuRun *run);
-
-/* Number of open descriptors of this process. */
-int tu_count_fds(void);
 
 /* Load one in-memory policy set: FILES as {name, text} pairs, DOMAINS may be NULL. */
 int tu_load(VrpcPolicy **policyp, const char *const *names, const char *const *texts,

@@ -6,7 +6,6 @@
  * caught by ctest's TIMEOUT, never by a timed assertion).
  */
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -196,19 +195,6 @@ SvcOutput svc_run(const char *dir, const char *service, const char *arg,
     o = svc_finish(&proc, NULL, 0);
     vrpc_service_free(s);
     return o;
-}
-
-int svc_count_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-
-    ck_assert_ptr_nonnull(d);
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1; /* the listing's own fd */
 }
 
 int svc_run_suite(Suite *suite) {

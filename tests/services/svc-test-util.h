@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "leak.h"
 #include "vrpc-services.h"
 
 /* What a handler produced. */
@@ -48,9 +49,6 @@ void svc_output_free(SvcOutput *o);
 /* Resolve in DIR, start with CALL (NULL: default) and finish with no input. */
 SvcOutput svc_run(const char *dir, const char *service, const char *arg,
                   const VrpcServiceCall *call);
-
-/* Number of open fds of this process. */
-int svc_count_fds(void);
 
 /* The default call: source "work", requested target "dom0". */
 extern const VrpcServiceCall svc_default_call;

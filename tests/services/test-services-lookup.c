@@ -20,12 +20,14 @@
 static char *dir;
 
 static void setup(void) {
+    vt_leak_setup();
     dir = svc_tmpdir();
 }
 
 static void teardown(void) {
     svc_tmpdir_remove(dir);
     dir = NULL;
+    vt_leak_teardown();
 }
 
 static void make_socket(const char *name) {
@@ -335,9 +337,10 @@ START_TEST(test_config_order) {
 END_TEST
 
 START_TEST(test_no_fd_leak) {
-    int before = svc_count_fds();
+    VtLeak *fds = vt_leak_new();
     char err[VRPC_SERVICES_ERROR_MAX];
 
+    vt_leak_fds(fds, "fds", 0, 0);
     svc_write_file(dir, "svc", "#!/bin/true\n", 0755);
     svc_write_file(dir, "svc.yaml", "timeout: 1\n", 0644);
     svc_write_file(dir, "bad", "#!/bin/true\n", 0755);
@@ -347,7 +350,8 @@ START_TEST(test_no_fd_leak) {
         svc_resolve_err(dir, "bad", NULL, err);
         svc_resolve_err(dir, "none", NULL, err);
     }
-    ck_assert_int_eq(svc_count_fds(), before);
+    vt_leak_check(fds);
+    vt_leak_free(fds);
 }
 END_TEST
 

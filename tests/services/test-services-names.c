@@ -143,6 +143,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("services-names");
     TCase *tc = tcase_create("names");
+    vt_leak_fixture(tc);
 
     tcase_add_loop_test(tc, test_validate, 0, (int)(sizeof(name_cases) / sizeof(name_cases[0])));
     tcase_add_loop_test(tc, test_validate_resolve_agree, 0,

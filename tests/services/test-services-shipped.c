@@ -214,6 +214,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("services-shipped");
     TCase *tc = tcase_create("shipped");
+    vt_leak_fixture(tc);
 
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_example_etc);

@@ -30,6 +30,7 @@ extern char **environ;
 static char *dir;
 
 static void setup(void) {
+    vt_leak_setup();
     dir = svc_tmpdir();
     svc_install_probe(dir, "probe");
 }
@@ -37,6 +38,7 @@ static void setup(void) {
 static void teardown(void) {
     svc_tmpdir_remove(dir);
     dir = NULL;
+    vt_leak_teardown();
 }
 
 static int cmp_str(const void *a, const void *b) {
@@ -149,17 +151,18 @@ START_TEST(test_no_fd_leak) {
     int leak1 = open("/dev/null", O_RDONLY); /* deliberately without O_CLOEXEC */
     int sv[2];
     SvcOutput o;
-    int before;
+    VtLeak *fds = vt_leak_new();
 
     ck_assert_int_ge(leak1, 0);
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     ck_assert_int_ge(dup2(leak1, 200), 0);
-    before = svc_count_fds();
+    vt_leak_fds(fds, "fds", 0, 0);
     o = svc_run(dir, "probe", "fds", NULL);
     ck_assert_int_eq(o.exit_code, 0);
     ck_assert_str_eq(o.out, "0\n1\n2\n");
     svc_output_free(&o);
-    ck_assert_int_eq(svc_count_fds(), before); /* and nothing leaked in the parent */
+    vt_leak_check(fds); /* and nothing leaked in the parent */
+    vt_leak_free(fds);
     close(leak1);
     close(200);
     close(sv[0]);
@@ -320,8 +323,11 @@ static void check_start_fails(const char *service, const VrpcServiceCall *call, 
     VrpcService *s = svc_resolve_ok(dir, service, NULL);
     VrpcServiceProcess proc = {.pid = 77, .stdin_fd = 5};
     char err[VRPC_SERVICES_ERROR_MAX] = "";
-    int before = svc_count_fds();
-    int r = vrpc_service_start(s, call ? call : &svc_default_call, &proc, err);
+    VtLeak *fds = vt_leak_new();
+    int r;
+
+    vt_leak_fds(fds, "fds", 0, 0);
+    r = vrpc_service_start(s, call ? call : &svc_default_call, &proc, err);
 
     ck_assert_msg(r == want, "%s: %d, want %d (%s)", service, r, want, err);
     ck_assert_msg(strstr(err, reason), "%s: \"%s\" lacks \"%s\"", service, err, reason);
@@ -330,7 +336,8 @@ static void check_start_fails(const char *service, const VrpcServiceCall *call, 
     ck_assert_int_eq(proc.stdin_fd, -1);
     ck_assert_int_eq(proc.stdout_fd, -1);
     ck_assert_int_eq(proc.stderr_fd, -1);
-    ck_assert_int_eq(svc_count_fds(), before);
+    vt_leak_check(fds);
+    vt_leak_free(fds);
     ck_assert_int_eq(waitpid(-1, NULL, WNOHANG), -1); /* no child left behind */
     ck_assert_int_eq(errno, ECHILD);
     vrpc_service_free(s);

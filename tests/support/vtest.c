@@ -240,53 +240,115 @@ void vt_sim_up_vrpc(const char *ns, const char *etc, const char *const *guests)
     vt_result_free(&r);
 }
 
-int vt_instance_procs(const char *ns)
+/* Read up to @size - 1 bytes of /proc/@pid/@what, NUL-terminated; the length or -1. */
+static ssize_t read_proc(long pid, const char *what, char *buf, size_t size)
+{
+    char path[64];
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%ld/%s", pid, what);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    n = read(fd, buf, size - 1);
+    close(fd);
+    if (n < 0)
+        return -1;
+    buf[n] = '\0';
+    return n;
+}
+
+/* True if the NUL-separated @env (@n bytes) has the entry @want. */
+static bool env_has(const char *env, ssize_t n, const char *want)
+{
+    for (ssize_t off = 0; off < n; off += (ssize_t)strlen(env + off) + 1)
+        if (strcmp(env + off, want) == 0)
+            return true;
+    return false;
+}
+
+/* VRPCSIM_DOMID of the NUL-separated @env (@n bytes), or -1. */
+static int env_domid(const char *env, ssize_t n)
+{
+    for (ssize_t off = 0; off < n; off += (ssize_t)strlen(env + off) + 1)
+        if (strncmp(env + off, "VRPCSIM_DOMID=", 14) == 0)
+            return atoi(env + off + 14);
+    return -1;
+}
+
+int vt_instance_each(const char *ns,
+                     void (*fn)(pid_t pid, const char *comm, int domid, void *arg), void *arg)
 {
     char want[600];
-    const char *inst = vt_instance_dir(ns);
     struct dirent *de;
     int count = 0;
     DIR *d = opendir("/proc");
 
-    snprintf(want, sizeof(want), "VRPCSIM_INSTANCE=%s", inst);
+    snprintf(want, sizeof(want), "VRPCSIM_INSTANCE=%s", vt_instance_dir(ns));
     while (d && (de = readdir(d))) {
-        char path[300], buf[65536], *end;
+        static char buf[65536];
+        char sbuf[512], *end, *open_paren, *close_paren;
         long pid = strtol(de->d_name, &end, 10);
         ssize_t n;
-        int fd;
+        int domid;
 
         if (*end || pid <= 1 || pid == getpid())
             continue;
-        snprintf(path, sizeof(path), "/proc/%ld/environ", pid);
-        fd = open(path, O_RDONLY);
-        if (fd < 0)
+        n = read_proc(pid, "environ", buf, sizeof(buf));
+        if (n <= 0 || !env_has(buf, n, want))
             continue;
-        n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (n <= 0)
+        domid = env_domid(buf, n);
+        /* zombies of our own children are not running processes */
+        if (read_proc(pid, "stat", sbuf, sizeof(sbuf)) <= 0)
             continue;
-        buf[n] = '\0';
-        for (ssize_t off = 0; off < n; off += (ssize_t)strlen(buf + off) + 1)
-            if (strcmp(buf + off, want) == 0) {
-                /* zombies of our own children are not running processes */
-                char st[300], sbuf[512];
-                snprintf(st, sizeof(st), "/proc/%ld/stat", pid);
-                int sfd = open(st, O_RDONLY);
-                ssize_t sn = sfd >= 0 ? read(sfd, sbuf, sizeof(sbuf) - 1) : -1;
-                if (sfd >= 0)
-                    close(sfd);
-                if (sn > 0) {
-                    sbuf[sn] = '\0';
-                    char *p = strrchr(sbuf, ')');
-                    if (p && p[1] && p[2] != 'Z')
-                        count++;
-                }
-                break;
-            }
+        open_paren = strchr(sbuf, '(');
+        close_paren = strrchr(sbuf, ')');
+        if (!open_paren || !close_paren || close_paren < open_paren || !close_paren[1] ||
+            close_paren[2] == 'Z')
+            continue;
+        *close_paren = '\0';
+        if (fn)
+            fn((pid_t)pid, open_paren + 1, domid, arg);
+        count++;
     }
     if (d)
         closedir(d);
     return count;
+}
+
+int vt_instance_procs(const char *ns)
+{
+    return vt_instance_each(ns, NULL, NULL);
+}
+
+typedef struct FindPid {
+    const char *prog;
+    int domid;
+    pid_t found;
+} FindPid;
+
+static void match_daemon(pid_t pid, const char *comm, int domid, void *arg)
+{
+    static char buf[65536];
+    FindPid *f = arg;
+    size_t l, pl = strlen(f->prog);
+
+    (void)comm; /* cut at 15 characters: argv[0] is compared instead */
+    if (f->found || (f->domid >= 0 && domid != f->domid) ||
+        read_proc(pid, "cmdline", buf, sizeof(buf)) <= 0)
+        return;
+    l = strlen(buf);
+    if (l >= pl && strcmp(buf + l - pl, f->prog) == 0)
+        f->found = pid;
+}
+
+pid_t vt_instance_pid(const char *ns, const char *prog, int domid)
+{
+    FindPid f = {.prog = prog, .domid = domid};
+
+    vt_instance_each(ns, match_daemon, &f);
+    return f.found;
 }
 
 void vt_sim_down(const char *ns)

@@ -46,8 +46,16 @@ void vt_sim_up_vrpc(const char *ns, const char *etc, const char *const *guests);
 void vt_sim_down(const char *ns);
 /* Instance folder of @ns. Static buffer. */
 const char *vt_instance_dir(const char *ns);
-/* Processes whose environment names the instance of @ns. */
+/* Running processes whose environment names the instance of @ns (zombies and this process
+ * not counted). */
 int vt_instance_procs(const char *ns);
+/* The same, calling @fn (may be NULL) with each one's pid, command name and VRPCSIM_DOMID
+ * (-1: none); returns how many. */
+int vt_instance_each(const char *ns,
+                     void (*fn)(pid_t pid, const char *comm, int domid, void *arg), void *arg);
+/* The pid of the instance's running process whose argv[0] ends in @prog and, for
+ * @domid >= 0, whose VRPCSIM_DOMID is @domid; 0 if there is none. */
+pid_t vt_instance_pid(const char *ns, const char *prog, int domid);
 /* Poll until @path exists (true) or @timeout_ms passes (false). */
 bool vt_wait_path(const char *path, int timeout_ms);
 /* Poll (as dom0) until a vchan server has published PATH/event-channel in instance @ns;

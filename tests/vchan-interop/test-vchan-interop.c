@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "leak.h"
 #include "vtest.h"
 
 #define GiB "1073741824"
@@ -617,6 +618,7 @@ static Suite *interop_suite(void)
         TCase *tc = tcase_create(cases[i].name);
 
         tcase_set_timeout(tc, cases[i].timeout);
+        vt_leak_fixture(tc);
         for (int j = 0; j < 4 && cases[i].tests[j]; j++)
             tcase_add_test(tc, cases[i].tests[j]);
         tcase_add_unchecked_fixture(tc, NULL, vt_cleanup_instances);

@@ -10,6 +10,7 @@
 #include <xen/io/libxenvchan.h>
 
 #include "vchan/ring.h"
+#include "leak.h"
 
 #define SAME_OFFSET(ours, theirs)                                                          \
     ck_assert_uint_eq(offsetof(VchanCtrl, ours), offsetof(struct vchan_interface, theirs))
@@ -112,6 +113,7 @@ int main(void)
     SRunner *sr;
     int failed;
 
+    vt_leak_fixture(tc);
     tcase_add_test(tc, test_offsets_match_debian_header);
     tcase_add_test(tc, test_notify_bits_match_debian_header);
     tcase_add_test(tc, test_server_init_reads_back_through_debian_struct);

@@ -6,10 +6,9 @@
  * with timeouts, EOF after drain, EPIPE, hostile indices failing fast instead of hanging
  * (qubes-issues#10833), lost-wakeup stress with two threads ping-ponging in both directions
  * with spinning on and off (edge case 17), a bulk transfer over 2 GiB (edge case 25), and no
- * events while both sides are busy. Every test also checks that no fd leaks.
+ * events while both sides are busy. Every test also checks that no fd or process leaks.
  */
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -23,34 +22,11 @@
 
 #include "vchan/vchan-internal.h"
 #include "vchan/vchan.h"
+#include "leak.h"
 
 /* Bounds on waits that should end far sooner: they guard against a hang, and are sized
  * for a busy machine, not an idle one. */
 #define HANG_GUARD_MS 60000
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-
-    ck_assert_ptr_nonnull(d);
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
-static int fds_at_start;
-
-static void setup(void)
-{
-    fds_at_start = count_fds();
-}
-
-static void teardown(void)
-{
-    ck_assert_int_eq(count_fds(), fds_at_start);
-}
 
 static uint8_t pat(uint64_t pos)
 {
@@ -839,7 +815,7 @@ int main(void)
     SRunner *sr;
     int failed;
 
-    tcase_add_checked_fixture(tc, setup, teardown);
+    vt_leak_fixture(tc);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_sizes_and_states);
     tcase_add_test(tc, test_argument_semantics);
@@ -853,7 +829,7 @@ int main(void)
     tcase_add_test(tc, test_options);
     suite_add_tcase(s, tc);
 
-    tcase_add_checked_fixture(stress, setup, teardown);
+    vt_leak_fixture(stress);
     tcase_set_timeout(stress, 240);
     tcase_add_test(stress, test_pingpong_nonblocking_poll);
     tcase_add_test(stress, test_stream_nonblocking_poll);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "vchan/parse.h"
+#include "leak.h"
 
 static int ref_of(const char *s, uint32_t *v)
 {
@@ -93,6 +94,7 @@ int main(void)
     SRunner *sr;
     int failed;
 
+    vt_leak_fixture(tc);
     tcase_add_test(tc, test_grant_ref_rejects);
     tcase_add_test(tc, test_grant_ref_accepts);
     tcase_add_test(tc, test_embedded_nul_and_length);

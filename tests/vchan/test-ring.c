@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "vchan/ring.h"
+#include "leak.h"
 
 typedef struct Fix {
     uint8_t *page;
@@ -700,6 +701,7 @@ int main(void)
     int failed;
 
     tcase_set_timeout(tc, 120);
+    vt_leak_fixture(tc);
     tcase_add_test(tc, test_wrap_at_ring_end);
     tcase_add_test(tc, test_index_wraparound_32bit);
     tcase_add_test(tc, test_full_ring);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "vchan/select.h"
+#include "leak.h"
 
 #define K 1024u
 #define M (1024u * 1024u)
@@ -179,6 +180,7 @@ int main(void)
     SRunner *sr;
     int failed;
 
+    vt_leak_fixture(tc);
     tcase_add_test(tc, test_selection_table);
     tcase_add_test(tc, test_selection_properties);
     tcase_add_test(tc, test_client_order_validation);

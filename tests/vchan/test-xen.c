@@ -11,7 +11,6 @@
  * they can be shown without real Xen; phase 2 repeats them over the sim).
  */
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -25,23 +24,11 @@
 #include "fakexen.h"
 #include "vchan/vchan-internal.h"
 #include "vchan/vchan.h"
+#include "leak.h"
 
 #define SRV 0
 #define CLI 5
 #define PATH "/local/domain/0/data/vchan/5/512"
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
-static int fds_at_start;
 
 static void setup(void)
 {
@@ -49,7 +36,7 @@ static void setup(void)
     fake_xen_add_domain(SRV);
     fake_xen_add_domain(CLI);
     fake_xen_add_domain(3);
-    fds_at_start = count_fds();
+    vt_leak_setup(); /* after the fake has its domains */
 }
 
 static void assert_no_leaks(void)
@@ -63,13 +50,14 @@ static void assert_no_leaks(void)
     ck_assert_int_eq(n.ports, 0);
     ck_assert_int_eq(n.grants, 0);
     ck_assert_int_eq(n.maps, 0);
-    ck_assert_int_eq(count_fds(), fds_at_start);
+    vt_leak_fixture_check();
 }
 
 static void teardown(void)
 {
     assert_no_leaks();
     ck_assert_int_eq(fake_xs_count_under("/local/domain/0/data"), 0);
+    vt_leak_teardown();
 }
 
 static uint8_t pat(uint64_t pos)
