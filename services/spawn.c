@@ -36,9 +36,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cleanup.h"
+#include "common/cleanup.h"
+#include "common/names.h"
 #include "errbuf.h"
-#include "names.h"
 #include "vrpc-services.h"
 
 extern char **environ;
@@ -202,7 +202,7 @@ static int user_resolve(User *u, const VrpcService *s, const VrpcServiceCall *ca
     *u = (User){0};
     if (!name)
         return 0;
-    if (!policy_user_valid(name, strlen(name))) {
+    if (!vrpc_name_valid_user(name, strlen(name))) {
         services_err(err, "cannot run %s: invalid user name", s->service);
         return VRPC_SERVICES_E_USER;
     }
@@ -541,7 +541,7 @@ int vrpc_service_descriptor_format(const char *service, const char *argument, co
     if (!service || !source || !buf ||
         vrpc_services_validate(service, strlen(service), argument,
                                argument ? strlen(argument) : 0, NULL) != 0 ||
-        !policy_domain_valid(source, strlen(source)))
+        !vrpc_name_valid_domain(source, strlen(source)))
         return -EINVAL;
     n = snprintf(buf, size, "%s+%s %s\n", service, argument ? argument : "", source);
     if (n < 0 || (size_t)n >= size)
@@ -635,7 +635,7 @@ int vrpc_service_start(const VrpcService *service, const VrpcServiceCall *call,
     if (procp)
         *procp = proc;
     if (!service || !call || !procp || !call->source ||
-        !policy_domain_valid(call->source, strlen(call->source)) ||
+        !vrpc_name_valid_domain(call->source, strlen(call->source)) ||
         (call->requested_target && !target_valid(call->requested_target))) {
         services_err(err, "invalid arguments");
         return -EINVAL;
