@@ -53,7 +53,6 @@ static inline int take_fd(int *fdp) {
     return fd;
 }
 #define TAKE_FD(fd) take_fd(&(fd))
-#define TARGET_MAX 80
 #ifndef VRPC_SERVICES_PIPE_SIZE
 #define VRPC_SERVICES_PIPE_SIZE (1 << 20)
 #endif
@@ -612,21 +611,6 @@ static int start_socket(const VrpcService *s, const VrpcServiceCall *call,
 
 /* ---- public ------------------------------------------------------------ */
 
-static bool target_valid(const char *s) {
-    size_t len = strlen(s);
-
-    if (len > TARGET_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-' || c == '@' || c == ':'))
-            return false;
-    }
-    return true;
-}
-
 int vrpc_service_start(const VrpcService *service, const VrpcServiceCall *call,
                        VrpcServiceProcess *procp, char *err) {
     VrpcServiceProcess proc = {.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
@@ -636,7 +620,9 @@ int vrpc_service_start(const VrpcService *service, const VrpcServiceCall *call,
         *procp = proc;
     if (!service || !call || !procp || !call->source ||
         !vrpc_name_valid_domain(call->source, strlen(call->source)) ||
-        (call->requested_target && !target_valid(call->requested_target))) {
+        (call->requested_target &&
+         !vrpc_name_valid_target(call->requested_target,
+                                 strnlen(call->requested_target, VRPC_NAME_MAX + 1)))) {
         services_err(err, "invalid arguments");
         return -EINVAL;
     }
