@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Load error collection. Every problem found in a policy set is kept as one
- * formatted line so that `vrpc-policy check` and the dispatcher's startup log
- * print exactly the same text. After VRPC_DIAG_MAX lines one final line
- * says how many more were suppressed.
+ * Load error collection for configuration files (the policy set, SERVICE.yaml,
+ * dispatcher.yaml). Every problem is kept as one formatted line so that, for
+ * the policy, `vrpc-policy check` and the dispatcher's startup log print
+ * exactly the same text. After VRPC_DIAG_MAX lines one final line says that
+ * no more are reported.
  */
 
 #include <stdarg.h>
@@ -39,7 +40,7 @@ static void diag_append(VrpcDiag *diag, char *line) {
 }
 
 void vrpc_diag_add(VrpcDiag *diag, const char *file, unsigned line, unsigned col,
-                     const char *fmt, ...) {
+                   const char *fmt, ...) {
     char msg[512];
     char *text = NULL;
     va_list ap;

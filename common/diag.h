@@ -25,7 +25,7 @@ void vrpc_diag_deinit(VrpcDiag *diag);
 /* vrpc_diag_add() - record an error at LINE:COL (1-based; LINE 0 = no
  * position). Never fails: on ENOMEM the error is counted and oom is set. */
 void vrpc_diag_add(VrpcDiag *diag, const char *file, unsigned line, unsigned col,
-                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* vrpc_diag_keep_last() - forget the errors recorded after the diag held
  * N_LINES lines and N_ERRORS errors, except the most recent one. Used when a

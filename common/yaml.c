@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The one place where YAML text is tokenized (policy, SERVICE.yaml,
- * dispatcher.yaml). It wraps libyaml's event
- * API so that the loader reads a file as a stream of small trees, converts
+ * dispatcher.yaml). It wraps libyaml's event API so that a loader reads a
+ * file as a stream of small trees (or one tree per small file), converts
  * libyaml's 0-based marks to the 1-based FILE:LINE:COL users see, and turns
  * every libyaml failure into exactly one diagnostic. Trees are bounded in
  * depth (recursion) and size (memory), so a hostile or corrupted file cannot
@@ -19,7 +19,7 @@
 #define YAML_MAX_NODES 20000
 
 int vrpc_yaml_init(VrpcYaml *y, const char *file, const char *data, size_t size,
-                     VrpcDiag *diag) {
+                   VrpcDiag *diag) {
     *y = (VrpcYaml){.file = file, .data = data, .size = size, .diag = diag};
     if (!yaml_parser_initialize(&y->parser))
         return -ENOMEM;
@@ -76,7 +76,7 @@ static int report_parser_error(VrpcYaml *y) {
     return -EBADMSG;
 }
 
-/* Refuse what a policy never needs; reported once, then the file is done. */
+/* Refuse what no vrpc file needs; reported once, then the file is done. */
 static int check_event_features(VrpcYaml *y) {
     const yaml_event_t *e = &y->event;
     const unsigned char *anchor = NULL, *tag = NULL;
@@ -84,7 +84,7 @@ static int check_event_features(VrpcYaml *y) {
     switch (e->type) {
     case YAML_ALIAS_EVENT:
         vrpc_diag_add(y->diag, y->file, vrpc_yaml_line(y), vrpc_yaml_col(y),
-                        "YAML aliases are not supported");
+                      "YAML aliases are not supported");
         y->failed = true;
         return -EBADMSG;
     case YAML_SCALAR_EVENT:
@@ -104,7 +104,7 @@ static int check_event_features(VrpcYaml *y) {
     }
     if (anchor || tag) {
         vrpc_diag_add(y->diag, y->file, vrpc_yaml_line(y), vrpc_yaml_col(y),
-                        anchor ? "YAML anchors are not supported" : "YAML tags are not supported");
+                      anchor ? "YAML anchors are not supported" : "YAML tags are not supported");
         y->failed = true;
         return -EBADMSG;
     }
@@ -152,8 +152,8 @@ static int read_node(VrpcYaml *y, unsigned depth, VrpcYamlNode **nodep) {
 
     if (depth > YAML_MAX_DEPTH || y->budget == 0) {
         vrpc_diag_add(y->diag, y->file, vrpc_yaml_line(y), vrpc_yaml_col(y),
-                        depth > YAML_MAX_DEPTH ? "value nested too deeply"
-                                               : "value too large (too many nodes)");
+                      depth > YAML_MAX_DEPTH ? "value nested too deeply"
+                                             : "value too large (too many nodes)");
         y->failed = true;
         return -EBADMSG;
     }

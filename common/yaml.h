@@ -6,9 +6,9 @@
  * small trees (VrpcYamlNode) for one value at a time, with 1-based positions.
  * Streaming keeps memory proportional to one rule, not to the file (the policy
  * loader); vrpc_yaml_read_document() reads a small file's one document whole
- * (SERVICE.yaml, dispatcher.yaml). Anchors,
- * aliases and explicit tags are refused (a policy has no use for them, and
- * aliases are how YAML documents explode); nesting and node counts are capped.
+ * (SERVICE.yaml, dispatcher.yaml). Anchors, aliases and explicit tags are
+ * refused (no vrpc file has a use for them, and aliases are how YAML
+ * documents explode); nesting and node counts are capped.
  * Every syntax error is reported once to the VrpcDiag, after which the
  * reader refuses to go on (-EBADMSG).
  */
@@ -50,7 +50,7 @@ typedef struct VrpcYaml {
 
 /* vrpc_yaml_init() - returns 0 or -ENOMEM. DATA must outlive the reader. */
 int vrpc_yaml_init(VrpcYaml *y, const char *file, const char *data, size_t size,
-                     VrpcDiag *diag);
+                   VrpcDiag *diag);
 void vrpc_yaml_deinit(VrpcYaml *y);
 
 /* vrpc_yaml_next() - advance to the next event. Returns 0, -EBADMSG after

@@ -137,7 +137,7 @@ static int parse_document(Loader *l, const char *top_key, yaml_event_type_t star
             return r;
         if (vrpc_yaml_node_is_null(root))
             vrpc_diag_add(l->diag, l->file, 1, 1, "empty file (expected a \"%s:\" key)",
-                            top_key);
+                          top_key);
         else
             node_error(l, root, "expected a mapping with a \"%s:\" key, got %s", top_key,
                        vrpc_yaml_node_describe(root));
@@ -187,7 +187,7 @@ static int parse_document(Loader *l, const char *top_key, yaml_event_type_t star
         }
         if (!seen)
             vrpc_diag_add(l->diag, l->file, root_line, root_col,
-                            "missing required key \"%s\"", top_key);
+                          "missing required key \"%s\"", top_key);
     }
 
     r = vrpc_yaml_next(&l->y); /* document end */
@@ -198,7 +198,7 @@ static int parse_document(Loader *l, const char *top_key, yaml_event_type_t star
         return r;
     if (vrpc_yaml_type(&l->y) == YAML_DOCUMENT_START_EVENT)
         vrpc_diag_add(l->diag, l->file, vrpc_yaml_line(&l->y), vrpc_yaml_col(&l->y),
-                        "only one YAML document is allowed per file");
+                      "only one YAML document is allowed per file");
     return 0;
 }
 
@@ -527,13 +527,13 @@ int policy_loader_parse_domains(PolicyDomains *domains, VrpcDiag *diag, const ch
 static bool over_caps(VrpcDiag *diag, const char *path, unsigned long long size, size_t left) {
     if (size > POLICY_LOAD_FILE_MAX) {
         vrpc_diag_add(diag, path, 0, 0, "file too large (over %u bytes, the limit per file)",
-                        POLICY_LOAD_FILE_MAX);
+                      POLICY_LOAD_FILE_MAX);
         return true;
     }
     if (size > left) {
         vrpc_diag_add(diag, path, 0, 0, "policy too large: with this file the files read come "
-                        "to over %u bytes (the limit for all files together)",
-                        POLICY_LOAD_TOTAL_MAX);
+                      "to over %u bytes (the limit for all files together)",
+                      POLICY_LOAD_TOTAL_MAX);
         return true;
     }
     return false;
@@ -765,7 +765,7 @@ int vrpc_policy_load_texts(const VrpcPolicyText *files, size_t n_files,
     if (domains_text) {
         if (domains_text->size > POLICY_FILE_MAX)
             vrpc_diag_add(policy_get_diag(policy), domains_text->name, 0, 0,
-                            "file too large (over %u bytes)", POLICY_FILE_MAX);
+                          "file too large (over %u bytes)", POLICY_FILE_MAX);
         else if (policy_loader_parse_domains(domains, policy_get_diag(policy),
                                              domains_text->name,
                                              domains_text->data ? domains_text->data : "",
@@ -779,7 +779,7 @@ int vrpc_policy_load_texts(const VrpcPolicyText *files, size_t n_files,
             goto fail;
         if (files[i].size > POLICY_FILE_MAX)
             vrpc_diag_add(policy_get_diag(policy), file, 0, 0, "file too large (over %u bytes)",
-                            POLICY_FILE_MAX);
+                          POLICY_FILE_MAX);
         else if (policy_loader_parse_policy(policy, file, files[i].data ? files[i].data : "",
                                             files[i].size) < 0)
             goto fail;
