@@ -16,10 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "common/diag.h"
+#include "common/file.h"
 #include "common/yaml.h"
 #include "log.h"
 
@@ -252,42 +251,28 @@ int dispatcher_config_load(DispatcherConfig *cfg, const char *etc_dir, char *err
 {
     char path[4096];
     char *data = NULL;
-    struct stat st;
-    ssize_t n;
-    size_t got = 0;
-    int fd, r;
+    size_t size = 0;
+    int r;
 
     dispatcher_config_init(cfg);
     snprintf(path, sizeof(path), "%s/%s", etc_dir, DISPATCHER_CONFIG_FILE);
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return 0;
-        r = -errno;
-        set_err(err, "%s: %s", path, strerror(errno));
-        return r;
-    }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > DISPATCHER_CONFIG_SIZE_MAX) {
-        close(fd);
+    r = vrpc_file_read(AT_FDCWD, path, DISPATCHER_CONFIG_SIZE_MAX, &data, &size);
+    if (r == -ENOENT)
+        return 0;
+    if (r == VRPC_FILE_E_NOT_REGULAR) {
         set_err(err, "%s: not a regular file of at most %d bytes", path,
                 DISPATCHER_CONFIG_SIZE_MAX);
         return -EINVAL;
     }
-    data = malloc(DISPATCHER_CONFIG_SIZE_MAX + 1);
-    if (!data) {
-        close(fd);
-        return -ENOMEM;
-    }
-    while (got <= DISPATCHER_CONFIG_SIZE_MAX &&
-           (n = read(fd, data + got, DISPATCHER_CONFIG_SIZE_MAX + 1 - got)) > 0)
-        got += (size_t)n;
-    close(fd);
-    if (got > DISPATCHER_CONFIG_SIZE_MAX) {
-        free(data);
+    if (r == VRPC_FILE_E_TOO_LARGE) {
         set_err(err, "%s: larger than %d bytes", path, DISPATCHER_CONFIG_SIZE_MAX);
         return -EINVAL;
     }
-    r = dispatcher_config_parse(cfg, path, data, got, err);
+    if (r < 0) {
+        set_err(err, "%s: %s", path, strerror(-r));
+        return r;
+    }
+    r = dispatcher_config_parse(cfg, path, data, size, err);
     free(data);
     return r;
 }

@@ -11,16 +11,14 @@
  */
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/diag.h"
 #include "common/escape.h"
+#include "common/file.h"
 #include "common/names.h"
 #include "common/yaml.h"
 #include "config.h"
@@ -208,47 +206,17 @@ int service_config_parse(const char *file, const char *data, size_t size,
  * reason for anything but a readable regular file of bounded size. */
 static int read_config(int dirfd, const char *path, const char *name, char **datap,
                        size_t *sizep, char *err) {
-    _cleanup_close_ int fd = -1;
-    _cleanup_free_ char *data = NULL;
-    struct stat st;
-    size_t size = 0;
+    int r = vrpc_file_read(dirfd, name, VRPC_SERVICES_CONFIG_MAX, datap, sizep);
 
-    /* O_NONBLOCK: a FIFO planted under this name must not hang the call. */
-    fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return -ENOENT;
-        services_err(err, "%s: cannot open: %s", path, strerror(errno));
-        return VRPC_SERVICES_E_CONFIG;
-    }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    if (r == 0 || r == -ENOENT || r == -ENOMEM)
+        return r;
+    if (r == VRPC_FILE_E_NOT_REGULAR)
         services_err(err, "%s: not a regular file", path);
-        return VRPC_SERVICES_E_CONFIG;
-    }
-    data = malloc(VRPC_SERVICES_CONFIG_MAX + 1);
-    if (!data)
-        return -ENOMEM;
-    /* Read one byte past the limit to tell "exactly at" from "over". */
-    while (size < VRPC_SERVICES_CONFIG_MAX + 1) {
-        ssize_t n = read(fd, data + size, VRPC_SERVICES_CONFIG_MAX + 1 - size);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            services_err(err, "%s: cannot read: %s", path, strerror(errno));
-            return VRPC_SERVICES_E_CONFIG;
-        }
-        if (n == 0)
-            break;
-        size += (size_t)n;
-    }
-    if (size > VRPC_SERVICES_CONFIG_MAX) {
+    else if (r == VRPC_FILE_E_TOO_LARGE)
         services_err(err, "%s: file too large (over %d bytes)", path, VRPC_SERVICES_CONFIG_MAX);
-        return VRPC_SERVICES_E_CONFIG;
-    }
-    *datap = TAKE_PTR(data);
-    *sizep = size;
-    return 0;
+    else
+        services_err(err, "%s: cannot read: %s", path, strerror(-r));
+    return VRPC_SERVICES_E_CONFIG;
 }
 
 int service_config_load(int dirfd, const char *dir, const char *entry, const char *service,

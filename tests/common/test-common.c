@@ -3,16 +3,21 @@
  * common/: the one set of name rules and the layers that wrap it (the codec's rpc_valid_*(),
  * the policy's vrpc_policy_*_is_valid()), which must agree on every non-empty name -- before
  * issue 10 they disagreed on a domain starting with '.' or '-' and on a user starting with
- * '-'; the single-document YAML reader that SERVICE.yaml and dispatcher.yaml use; VrpcDiag's
- * cap; vrpc_quote().
+ * '-'; the bounded file read and the single-document YAML reader that SERVICE.yaml and
+ * dispatcher.yaml use; VrpcDiag's cap; vrpc_quote().
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/diag.h"
 #include "common/escape.h"
+#include "common/file.h"
 #include "common/names.h"
 #include "common/yaml.h"
 #include "librpc/rpc.h"
@@ -161,6 +166,74 @@ START_TEST(yaml_one_document)
 }
 END_TEST
 
+static void write_file(int dirfd, const char *name, size_t size)
+{
+    int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    char *buf = malloc(size + 1);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_ptr_nonnull(buf);
+    memset(buf, 'y', size);
+    ck_assert_int_eq(write(fd, buf, size), (ssize_t)size);
+    free(buf);
+    close(fd);
+}
+
+START_TEST(file_read_bounded)
+{
+    char dir[] = "/tmp/vrpc-common-XXXXXX";
+    char *data = NULL;
+    size_t size = 99;
+    int dirfd;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ck_assert_int_ge(dirfd, 0);
+
+    ck_assert_int_eq(vrpc_file_read(dirfd, "absent", 16, &data, &size), -ENOENT);
+    ck_assert_ptr_null(data);
+    ck_assert_uint_eq(size, 0);
+
+    write_file(dirfd, "at", 16); /* exactly at the cap: read whole, NUL-terminated */
+    ck_assert_int_eq(vrpc_file_read(dirfd, "at", 16, &data, &size), 0);
+    ck_assert_uint_eq(size, 16);
+    ck_assert_uint_eq(strlen(data), 16);
+    free(data);
+    data = NULL;
+
+    write_file(dirfd, "empty", 0);
+    ck_assert_int_eq(vrpc_file_read(dirfd, "empty", 16, &data, &size), 0);
+    ck_assert_uint_eq(size, 0);
+    ck_assert_str_eq(data, "");
+    free(data);
+    data = NULL;
+
+    write_file(dirfd, "over", 17);
+    ck_assert_int_eq(vrpc_file_read(dirfd, "over", 16, &data, &size), VRPC_FILE_E_TOO_LARGE);
+    ck_assert_ptr_null(data);
+
+    /* Not regular: refused without blocking (a FIFO with no writer would hang open()). */
+    ck_assert_int_eq(mkfifoat(dirfd, "fifo", 0600), 0);
+    ck_assert_int_eq(vrpc_file_read(dirfd, "fifo", 16, &data, &size), VRPC_FILE_E_NOT_REGULAR);
+    ck_assert_int_eq(mkdirat(dirfd, "sub", 0700), 0);
+    ck_assert_int_eq(vrpc_file_read(dirfd, "sub", 16, &data, &size), VRPC_FILE_E_NOT_REGULAR);
+    ck_assert_ptr_null(data);
+
+    /* AT_FDCWD with an absolute path. */
+    char path[64];
+    snprintf(path, sizeof(path), "%s/at", dir);
+    ck_assert_int_eq(vrpc_file_read(AT_FDCWD, path, 16, &data, &size), 0);
+    free(data);
+
+    const char *names[] = {"at", "empty", "over", "fifo"};
+    for (size_t i = 0; i < 4; i++)
+        ck_assert_int_eq(unlinkat(dirfd, names[i], 0), 0);
+    ck_assert_int_eq(unlinkat(dirfd, "sub", AT_REMOVEDIR), 0);
+    close(dirfd);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 START_TEST(diag_cap)
 {
     VrpcDiag diag;
@@ -200,6 +273,7 @@ int main(void)
     tcase_add_test(tc, codec_optional_fields);
     tcase_add_test(tc, split_call);
     tcase_add_test(tc, yaml_one_document);
+    tcase_add_test(tc, file_read_bounded);
     tcase_add_test(tc, diag_cap);
     tcase_add_test(tc, quote);
     suite_add_tcase(s, tc);
