@@ -5,6 +5,7 @@
  */
 #include "common/escape.h"
 
+#include <stdio.h>
 #include <string.h>
 
 const char *vrpc_esc(const char *s, char *buf, size_t size)
@@ -41,5 +42,37 @@ const char *vrpc_esc(const char *s, char *buf, size_t size)
         o += n;
     }
     buf[o] = '\0';
+    return buf;
+}
+
+char *vrpc_quote(char *buf, size_t size, const char *s, size_t len)
+{
+    size_t o = 0;
+    size_t shown = len > 48 ? 45 : len;
+
+    if (size < 16) {
+        if (size)
+            buf[0] = 0;
+        return buf;
+    }
+    buf[o++] = '"';
+    for (size_t i = 0; i < shown && o + 8 < size; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c == '"' || c == '\\') {
+            buf[o++] = '\\';
+            buf[o++] = (char)c;
+        } else if (c >= 0x20 && c < 0x7f) {
+            buf[o++] = (char)c;
+        } else {
+            o += (size_t)snprintf(buf + o, size - o, "\\x%02x", c);
+        }
+    }
+    if (shown < len && o + 5 < size) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o++] = '"';
+    buf[o] = 0;
     return buf;
 }

@@ -23,4 +23,16 @@ const char *vrpc_esc(const char *s, char *buf, size_t size);
  * printf argument. */
 #define VRPC_ESC(s) vrpc_esc((s), (char[VRPC_ESC_MAX]){0}, VRPC_ESC_MAX)
 
+/*
+ * vrpc_quote() - writes @len bytes of @s (untrusted; may hold NULs) into @buf (@size bytes) as
+ * a double-quoted, printable string for a diagnostic: '"' and '\\' are escaped with a
+ * backslash, other bytes outside printable ASCII as \xHH, and text over 48 bytes is shortened
+ * to 45 and "...". A @buf under 16 bytes gets "". Returns @buf. Used for names in
+ * FILE:LINE:COL messages, where the length (not a NUL) ends the text.
+ */
+char *vrpc_quote(char *buf, size_t size, const char *s, size_t len);
+
+/* Enough room for vrpc_quote() of anything: 48 visible chars, escaped. */
+#define VRPC_QUOTE_MAX (48 * 4 + 8)
+
 #endif

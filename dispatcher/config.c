@@ -3,7 +3,7 @@
  * config.c - dispatcher.yaml: a mapping with the optional keys max-calls-per-guest,
  * max-buffer-per-guest, keepalive-interval, audit-log, log-level, ask-program, ask-timeout
  * and notify-program. The file is read with
- * the policy engine's bounded YAML reader (no anchors, aliases or tags) and checked strictly:
+ * the bounded single-document YAML reader of common/yaml.h (no anchors, aliases or tags) and checked strictly:
  * an unknown or duplicate key, a wrong type or an out-of-range value is an error that stops
  * the dispatcher at start, naming the file, line and column.
  */
@@ -16,12 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "diag.h"
+#include "common/diag.h"
+#include "common/file.h"
+#include "common/yaml.h"
 #include "log.h"
-#include "yaml-reader.h"
 
 enum {
     KEY_MAX_CALLS,
@@ -75,12 +74,12 @@ static void set_err(char *err, const char *fmt, ...)
 }
 
 /* A plain decimal integer scalar in [min, max]. */
-static int node_uint(const PolicyNode *n, uint64_t min, uint64_t max, uint64_t *vp)
+static int node_uint(const VrpcYamlNode *n, uint64_t min, uint64_t max, uint64_t *vp)
 {
     char *end;
     unsigned long long v;
 
-    if (n->kind != POLICY_NODE_SCALAR || !n->plain || n->len == 0 || n->len > 20 ||
+    if (n->kind != VRPC_YAML_SCALAR || !n->plain || n->len == 0 || n->len > 20 ||
         strlen(n->value) != n->len || n->value[0] < '0' || n->value[0] > '9')
         return -EINVAL;
     errno = 0;
@@ -91,12 +90,12 @@ static int node_uint(const PolicyNode *n, uint64_t min, uint64_t max, uint64_t *
     return 0;
 }
 
-static int node_seconds(const PolicyNode *n, double *vp)
+static int node_seconds(const VrpcYamlNode *n, double *vp)
 {
     char *end;
     double v;
 
-    if (n->kind != POLICY_NODE_SCALAR || !n->plain || n->len == 0 ||
+    if (n->kind != VRPC_YAML_SCALAR || !n->plain || n->len == 0 ||
         strlen(n->value) != n->len || n->value[0] < '0' || n->value[0] > '9')
         return -EINVAL;
     errno = 0;
@@ -108,9 +107,9 @@ static int node_seconds(const PolicyNode *n, double *vp)
 }
 
 /* An absolute path scalar, copied into *dstp (replacing what was there). */
-static int node_path(const PolicyNode *v, char **dstp)
+static int node_path(const VrpcYamlNode *v, char **dstp)
 {
-    if (v->kind != POLICY_NODE_SCALAR || v->len == 0 || strlen(v->value) != v->len ||
+    if (v->kind != VRPC_YAML_SCALAR || v->len == 0 || strlen(v->value) != v->len ||
         v->value[0] != '/')
         return -EINVAL;
     free(*dstp);
@@ -118,7 +117,7 @@ static int node_path(const PolicyNode *v, char **dstp)
     return *dstp ? 0 : -ENOMEM;
 }
 
-static int set_value(DispatcherConfig *cfg, int k, const PolicyNode *v, const char *file,
+static int set_value(DispatcherConfig *cfg, int k, const VrpcYamlNode *v, const char *file,
                      char *err)
 {
     uint64_t u;
@@ -157,7 +156,7 @@ static int set_value(DispatcherConfig *cfg, int k, const PolicyNode *v, const ch
         cfg->ask_timeout_ms = (int64_t)llround(secs * 1000.0);
         return 0;
     case KEY_LOG_LEVEL: {
-        int level = v->kind == POLICY_NODE_SCALAR ? dlog_level_from_string(v->value) : -EINVAL;
+        int level = v->kind == VRPC_YAML_SCALAR ? dlog_level_from_string(v->value) : -EINVAL;
         if (level < 0)
             goto bad;
         cfg->log_level = level;
@@ -178,24 +177,24 @@ bad:
     return -EINVAL;
 }
 
-static int parse_root(DispatcherConfig *cfg, const PolicyNode *root, const char *file,
+static int parse_root(DispatcherConfig *cfg, const VrpcYamlNode *root, const char *file,
                       char *err)
 {
-    const PolicyNode *seen[N_KEYS] = {0};
+    const VrpcYamlNode *seen[N_KEYS] = {0};
 
-    if (policy_node_is_null(root))
+    if (vrpc_yaml_node_is_null(root))
         return 0;
-    if (root->kind != POLICY_NODE_MAPPING) {
+    if (root->kind != VRPC_YAML_MAPPING) {
         set_err(err, "%s:%u:%u: expected a mapping of settings, got %s", file, root->line,
-                root->col, policy_node_describe(root));
+                root->col, vrpc_yaml_node_describe(root));
         return -EINVAL;
     }
     for (size_t i = 0; i + 1 < root->n_children; i += 2) {
-        const PolicyNode *key = root->children[i], *value = root->children[i + 1];
+        const VrpcYamlNode *key = root->children[i], *value = root->children[i + 1];
         int k = -1;
         int r;
 
-        if (key->kind == POLICY_NODE_SCALAR)
+        if (key->kind == VRPC_YAML_SCALAR)
             for (int j = 0; j < N_KEYS; j++)
                 if (strlen(key->value) == key->len && strcmp(key->value, key_names[j]) == 0)
                     k = j;
@@ -223,48 +222,24 @@ static int parse_root(DispatcherConfig *cfg, const PolicyNode *root, const char 
 int dispatcher_config_parse(DispatcherConfig *cfg, const char *file, const char *data,
                             size_t size, char *err)
 {
-    PolicyDiag diag;
-    PolicyYaml y;
-    PolicyNode *root = NULL;
+    VrpcDiag diag;
+    VrpcYamlNode *root = NULL;
     int r;
 
     dispatcher_config_deinit(cfg);
     dispatcher_config_init(cfg);
-    policy_diag_init(&diag);
-    r = policy_yaml_init(&y, file, data, size, &diag);
-    if (r < 0) {
-        policy_diag_deinit(&diag);
-        set_err(err, "%s: out of memory", file);
-        return r;
-    }
-    r = policy_yaml_next(&y); /* stream start */
-    if (r == 0)
-        r = policy_yaml_next(&y);
-    if (r == 0 && policy_yaml_type(&y) != YAML_STREAM_END_EVENT) {
-        r = policy_yaml_next(&y); /* the root node */
-        if (r == 0)
-            r = policy_yaml_read_node(&y, &root);
-        if (r == 0)
-            r = policy_yaml_next(&y); /* document end */
-        if (r == 0)
-            r = policy_yaml_next(&y);
-        if (r == 0 && policy_yaml_type(&y) == YAML_DOCUMENT_START_EVENT) {
-            set_err(err, "%s:%u:%u: only one YAML document is allowed", file,
-                    policy_yaml_line(&y), policy_yaml_col(&y));
-            r = -EINVAL;
-        } else if (r == 0) {
-            r = parse_root(cfg, root, file, err);
-        }
-    }
-    policy_yaml_deinit(&y);
-    policy_node_free(root);
-    if (r == -EBADMSG || (r < 0 && policy_diag_has_errors(&diag))) {
+    vrpc_diag_init(&diag);
+    r = vrpc_yaml_read_document(file, data, size, &diag, &root);
+    if (r == 0 && root)
+        r = parse_root(cfg, root, file, err);
+    vrpc_yaml_node_free(root);
+    if (r == -EBADMSG) {
         set_err(err, "%s", diag.n_lines ? diag.lines[0] : "invalid YAML");
         r = -EINVAL;
     } else if (r == -ENOMEM) {
         set_err(err, "%s: out of memory", file);
     }
-    policy_diag_deinit(&diag);
+    vrpc_diag_deinit(&diag);
     if (r < 0) {
         dispatcher_config_deinit(cfg);
         dispatcher_config_init(cfg);
@@ -276,42 +251,28 @@ int dispatcher_config_load(DispatcherConfig *cfg, const char *etc_dir, char *err
 {
     char path[4096];
     char *data = NULL;
-    struct stat st;
-    ssize_t n;
-    size_t got = 0;
-    int fd, r;
+    size_t size = 0;
+    int r;
 
     dispatcher_config_init(cfg);
     snprintf(path, sizeof(path), "%s/%s", etc_dir, DISPATCHER_CONFIG_FILE);
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return 0;
-        r = -errno;
-        set_err(err, "%s: %s", path, strerror(errno));
-        return r;
-    }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > DISPATCHER_CONFIG_SIZE_MAX) {
-        close(fd);
+    r = vrpc_file_read(AT_FDCWD, path, DISPATCHER_CONFIG_SIZE_MAX, &data, &size);
+    if (r == -ENOENT)
+        return 0;
+    if (r == VRPC_FILE_E_NOT_REGULAR) {
         set_err(err, "%s: not a regular file of at most %d bytes", path,
                 DISPATCHER_CONFIG_SIZE_MAX);
         return -EINVAL;
     }
-    data = malloc(DISPATCHER_CONFIG_SIZE_MAX + 1);
-    if (!data) {
-        close(fd);
-        return -ENOMEM;
-    }
-    while (got <= DISPATCHER_CONFIG_SIZE_MAX &&
-           (n = read(fd, data + got, DISPATCHER_CONFIG_SIZE_MAX + 1 - got)) > 0)
-        got += (size_t)n;
-    close(fd);
-    if (got > DISPATCHER_CONFIG_SIZE_MAX) {
-        free(data);
+    if (r == VRPC_FILE_E_TOO_LARGE) {
         set_err(err, "%s: larger than %d bytes", path, DISPATCHER_CONFIG_SIZE_MAX);
         return -EINVAL;
     }
-    r = dispatcher_config_parse(cfg, path, data, got, err);
+    if (r < 0) {
+        set_err(err, "%s: %s", path, strerror(-r));
+        return r;
+    }
+    r = dispatcher_config_parse(cfg, path, data, size, err);
     free(data);
     return r;
 }

@@ -55,14 +55,12 @@ typedef struct Dispatcher {
         bool destroyed;
     } gone[DISPATCHER_GONE_MAX];
     unsigned gone_next;
+    /* Called by peer.c when a guest connection became ready or went away; main.c points it
+     * at the control socket (wakes vrpc-ctl wait-guests). NULL: nobody listens. A hook, so
+     * that the modules below main.c never call back up into it. */
+    void (*guests_changed)(struct Dispatcher *d);
 } Dispatcher;
 
 /* The connection configuration for a peer (role given), from dispatcher.yaml. */
 void dispatcher_conn_config(const Dispatcher *d, RpcRole role, RpcConnConfig *cfg);
 
-/* Microseconds of CLOCK_MONOTONIC / CLOCK_REALTIME. */
-int64_t dispatcher_now_us(void);
-int64_t dispatcher_wall_us(void);
-
-/* A guest connection became ready or went away: wake vrpc-ctl wait-guests. */
-void dispatcher_guests_changed(Dispatcher *d);

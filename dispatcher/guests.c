@@ -173,8 +173,8 @@ static void attempt(Guests *g, Known *k, Peer *peer, const char *generation)
 
     snprintf(path, sizeof(path), "/local/domain/%d/name", k->domid);
     name = xs_read_str(g, path, &len);
-    if (!name || strlen(name) != len || !rpc_valid_domain(name) ||
-        !vrpc_policy_domain_is_valid(name) || strcmp(name, "dom0") == 0) {
+    if (!name || strlen(name) != len || !vrpc_policy_domain_is_valid(name) ||
+        strcmp(name, "dom0") == 0) {
         dlog(LOG_WARNING, "domid %d: no valid name in xenstore; not connecting", k->domid);
         free(name);
         return;

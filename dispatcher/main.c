@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ask.h"
@@ -38,21 +37,8 @@
 #define DEFAULT_SOCKET "/run/vrpc/dispatcher.sock"
 #define DEFAULT_CONTROL "/run/vrpc/control.sock"
 
-int64_t dispatcher_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-int64_t dispatcher_wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-void dispatcher_guests_changed(Dispatcher *d)
+/* Dispatcher.guests_changed: a guest connection became ready or went away. */
+static void on_guests_changed(Dispatcher *d)
 {
     control_guests_changed(d->control);
 }
@@ -165,7 +151,7 @@ int main(int argc, char **argv)
     const char *etc = VRPC_POLICY_DEFAULT_ETC, *socket_path = NULL, *control_path = NULL;
     const char *audit_path = NULL;
     char err[DISPATCHER_CONFIG_ERROR_MAX];
-    Dispatcher d = {0};
+    Dispatcher d = {.guests_changed = on_guests_changed};
     Listener local = {.fd = -1};
     PolicyWatchCtx pw = {0};
     RpcLoopSource *policy_src = NULL, *sigterm = NULL, *sigint = NULL;

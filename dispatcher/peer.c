@@ -70,6 +70,12 @@ const char *peer_absent_reason(const Dispatcher *d, const char *name)
     return "unknown target";
 }
 
+static void guests_changed(Dispatcher *d)
+{
+    if (d->guests_changed)
+        d->guests_changed(d);
+}
+
 static void on_ready(RpcConn *conn, const RpcPeerInfo *info, void *userdata)
 {
     Peer *p = userdata;
@@ -79,7 +85,7 @@ static void on_ready(RpcConn *conn, const RpcPeerInfo *info, void *userdata)
         gone_note(p->d, p->name, false, true);
         dlog(LOG_INFO, "guest %s (domid %d) connected, generation %s", p->name, p->domid,
              p->generation);
-        dispatcher_guests_changed(p->d);
+        guests_changed(p->d);
     }
 }
 
@@ -313,7 +319,7 @@ void peer_drop(Peer *p, const char *reason)
     if (p->kind == PEER_GUEST && (was_ready || p->destroyed))
         gone_note(p->d, p->name, p->destroyed, false);
     if (p->kind == PEER_GUEST && was_ready)
-        dispatcher_guests_changed(p->d);
+        guests_changed(p->d);
     /* Either way, look at the announcement again: a connection that never got ready may
      * have its offer still there, and an agent that restarted has made a new one. */
     if (p->kind == PEER_GUEST)

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "common/names.h"
 #include "vrpc.pb-c.h"
 
 static const char *const frame_type_names[] = {
@@ -153,49 +154,37 @@ RpcChannel rpc_frame_data_channel(unsigned type)
 
 /* ---- names --------------------------------------------------------------------------- */
 
-static bool name_chars(const char *s, size_t min, size_t max, const char *extra)
+/* The rules themselves live in common/names.c; here an absent or empty optional field
+ * (argument, target, source, user) means "none". The length is bounded before the check so
+ * that an unterminated buffer is never scanned past the limit. */
+static size_t bounded_len(const char *s, size_t max)
 {
-    size_t n = 0;
-
-    if (!s)
-        return min == 0;
-    for (; s[n]; n++) {
-        unsigned char ch = (unsigned char)s[n];
-        if (n >= max)
-            return false;
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-            ch == '_' || ch == '.' || ch == '-')
-            continue;
-        if (extra && strchr(extra, ch))
-            continue;
-        return false;
-    }
-    return n >= min;
+    return strnlen(s, max + 1);
 }
 
 bool rpc_valid_service(const char *s)
 {
-    return name_chars(s, 1, RPC_SERVICE_MAX, NULL);
+    return s && vrpc_name_valid_service(s, bounded_len(s, VRPC_NAME_MAX));
 }
 
 bool rpc_valid_argument(const char *s)
 {
-    return name_chars(s, 0, RPC_ARG_MAX, "+");
+    return !s || vrpc_name_valid_argument(s, bounded_len(s, VRPC_NAME_MAX));
 }
 
 bool rpc_valid_target(const char *s)
 {
-    return name_chars(s, 0, RPC_DOMAIN_MAX, "@:");
+    return !s || vrpc_name_valid_target(s, bounded_len(s, VRPC_NAME_MAX));
 }
 
 bool rpc_valid_domain(const char *s)
 {
-    return name_chars(s, 0, RPC_DOMAIN_MAX, NULL);
+    return !s || !s[0] || vrpc_name_valid_domain(s, bounded_len(s, VRPC_NAME_MAX));
 }
 
 bool rpc_valid_user(const char *s)
 {
-    return name_chars(s, 0, RPC_USER_MAX, NULL);
+    return !s || !s[0] || vrpc_name_valid_user(s, bounded_len(s, VRPC_USER_MAX));
 }
 
 bool rpc_valid_reason(const char *s)

@@ -42,6 +42,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/names.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -70,10 +72,11 @@ extern "C" {
 #define RPC_FRAME_MAX_DEFAULT ((uint32_t)64 << 10)
 
 /* Field limits, in bytes (all checked on send and on receive). */
-#define RPC_SERVICE_MAX 64u /* service name: [A-Za-z0-9._-]{1,64} */
-#define RPC_ARG_MAX 64u     /* argument: [A-Za-z0-9._+-]{0,64} */
-#define RPC_DOMAIN_MAX 64u  /* target: [A-Za-z0-9._:@-]{0,64}; source: [A-Za-z0-9._-]{0,64} */
-#define RPC_USER_MAX 32u    /* user: [A-Za-z0-9._-]{0,32} */
+/* The name limits are the ones of common/names.h (VRPC_NAME_MAX, VRPC_USER_MAX). */
+#define RPC_SERVICE_MAX ((unsigned)VRPC_NAME_MAX) /* service name */
+#define RPC_ARG_MAX ((unsigned)VRPC_NAME_MAX)     /* argument */
+#define RPC_DOMAIN_MAX ((unsigned)VRPC_NAME_MAX)  /* target and source */
+#define RPC_USER_MAX ((unsigned)VRPC_USER_MAX)    /* user */
 #define RPC_REASON_MAX 256u /* reasons: printable ASCII 0x20..0x7e, {0,256} */
 
 /* Feature bits for HELLO. None is defined in protocol v1; unknown bits are ignored and the
@@ -131,10 +134,12 @@ typedef struct Vchan Vchan;     /* vchan/vchan.h */
  * argument: [A-Za-z0-9._+-]{0,RPC_ARG_MAX} ("" = no argument; the text after '+').
  * target:   requested target, [A-Za-z0-9._:@-]{0,RPC_DOMAIN_MAX} ("" = none named, i.e.
  *           @default); e.g. "dom0", "@adminvm", "@dispvm:work".
- * source:   [A-Za-z0-9._-]{0,RPC_DOMAIN_MAX}; only meaningful from the dispatcher to an agent
+ * source:   "" or a domain name (common/names.h: [A-Za-z0-9._-]{1,RPC_DOMAIN_MAX}, starting
+ *           with a letter or digit); only meaningful from the dispatcher to an agent
  *           (the calling domain). A dispatcher must take the source from the connection a
  *           call arrived on, NEVER from this field.
- * user:     [A-Za-z0-9._-]{0,RPC_USER_MAX}; user to run the service as ("" = default).
+ * user:     "" or [A-Za-z0-9._-]{1,RPC_USER_MAX} not starting with '-'; user to run the
+ *           service as ("" = default).
  * call_id:  opaque to the library (e.g. the dispatcher's id for logs).
  * flags:    opaque to the library (application-defined bits).
  */

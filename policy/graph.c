@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cleanup.h"
+#include "common/cleanup.h"
 #include "graph.h"
 #include "policy.h"
 #include "strmap.h"

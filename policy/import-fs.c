@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cleanup.h"
+#include "common/cleanup.h"
 #include "import-int.h"
 #include "loader.h"
 

@@ -58,7 +58,7 @@ static void note(ImportCtx *im, const char *fmt, ...) {
 
 /* Printable copy of untrusted text for messages and comments. */
 static const char *printable(char *buf, size_t size, const char *s) {
-    return policy_quote(buf, size, s, strlen(s));
+    return vrpc_quote(buf, size, s, strlen(s));
 }
 
 /* Make text safe to embed in a YAML comment or a one-line message: printable
@@ -78,16 +78,16 @@ void import_printable_line(char *buf, size_t size, const char *line) {
 }
 
 bool import_check_service(ImportCtx *im, const char *service, const char *argument) {
-    char q[POLICY_QUOTE_MAX];
+    char q[VRPC_QUOTE_MAX];
     bool ok = true;
 
-    if (strcmp(service, "*") != 0 && !policy_service_valid(service, strlen(service))) {
+    if (strcmp(service, "*") != 0 && !vrpc_name_valid_service(service, strlen(service))) {
         import_problem(im, "invalid service name %s", printable(q, sizeof(q), service));
         ok = false;
     }
     if (strcmp(argument, "*") == 0)
         return ok;
-    if (argument[0] != '+' || !policy_argument_valid(argument + 1, strlen(argument + 1))) {
+    if (argument[0] != '+' || !vrpc_name_valid_argument(argument + 1, strlen(argument + 1))) {
         import_problem(im, "invalid argument %s (expected *, + or +ARGUMENT)",
                        printable(q, sizeof(q), argument));
         return false;
@@ -110,7 +110,7 @@ typedef struct ImportRule {
     const char *default_target;
     const char *user;
     const char *notify;
-    char why[POLICY_QUOTE_MAX + 96]; /* first reason the line cannot be expressed */
+    char why[VRPC_QUOTE_MAX + 96]; /* first reason the line cannot be expressed */
     char notes[256];                 /* for the comment above the rule */
     bool autostart_yes;              /* worth a note on stderr once converted */
 } ImportRule;
@@ -125,7 +125,7 @@ static void add_note(ImportRule *r, const char *text) {
  * Returns the text to write (dom0 becomes @adminvm), or NULL. */
 static const char *convert_token(ImportCtx *im, ImportRule *r, const char *column, const char *s,
                                  bool allow_default, bool single) {
-    char q[POLICY_QUOTE_MAX];
+    char q[VRPC_QUOTE_MAX];
     const char *err = NULL;
     PolicyToken token;
 
@@ -165,7 +165,7 @@ static const char *convert_token(ImportCtx *im, ImportRule *r, const char *colum
 }
 
 static void convert_param(ImportCtx *im, ImportRule *r, const char *key, const char *value) {
-    char q[POLICY_QUOTE_MAX];
+    char q[VRPC_QUOTE_MAX];
     bool deny = r->action && strcmp(r->action, "deny") == 0;
 
     if (strcmp(key, "target") == 0) {
@@ -181,7 +181,7 @@ static void convert_param(ImportCtx *im, ImportRule *r, const char *key, const c
     } else if (strcmp(key, "user") == 0) {
         if (deny)
             import_problem(im, "user= is not valid with deny");
-        else if (!policy_user_valid(value, strlen(value)))
+        else if (!vrpc_name_valid_user(value, strlen(value)))
             import_problem(im, "invalid user name %s", printable(q, sizeof(q), value));
         else
             r->user = value;
@@ -235,7 +235,7 @@ void import_convert_rule(ImportCtx *im, char **f, size_t n, const char *original
                                         "autostart"};
     ImportRule r = {0};
     unsigned seen = 0;
-    char q[POLICY_QUOTE_MAX];
+    char q[VRPC_QUOTE_MAX];
     int before = im->stats.problems;
 
     if (n < 5) {

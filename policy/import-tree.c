@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cleanup.h"
+#include "common/cleanup.h"
 #include "import-int.h"
 #include "loader.h"
 #include "names.h"
@@ -215,7 +215,7 @@ static int walk_folder(Walker *w, const char *rel, int *list_errorp) {
 static int directive(Walker *w, char **f, size_t n, WalkMode mode, const char *service,
                      const char *argument) {
     ImportCtx *im = w->im;
-    char q[POLICY_QUOTE_MAX];
+    char q[VRPC_QUOTE_MAX];
     _cleanup_free_ char *rel = NULL;
     size_t want;
     int r;
@@ -238,7 +238,7 @@ static int directive(Walker *w, char **f, size_t n, WalkMode mode, const char *s
         import_problem(im, "%s %s", mode == MODE_SERVICE ? "invalid directive in an "
                                                            "!include-service file (only !include):"
                                                          : "unknown directive",
-                       policy_quote(q, sizeof(q), f[0], strlen(f[0])));
+                       vrpc_quote(q, sizeof(q), f[0], strlen(f[0])));
         return 0;
     }
     if (n != want) {
@@ -253,7 +253,7 @@ static int directive(Walker *w, char **f, size_t n, WalkMode mode, const char *s
     if (r == -ENOMEM)
         return r;
     if (r < 0) {
-        import_problem(im, "%s %s: %s", f[0], policy_quote(q, sizeof(q), f[n - 1], strlen(f[n - 1])),
+        import_problem(im, "%s %s: %s", f[0], vrpc_quote(q, sizeof(q), f[n - 1], strlen(f[n - 1])),
                        r == -EXDEV ? "the path leaves the policy folder" : "empty path");
         return 0;
     }

@@ -18,30 +18,30 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cleanup.h"
+#include "common/cleanup.h"
 #include "loader.h"
 #include "names.h"
 #include "policy.h"
-#include "yaml-reader.h"
+#include "common/yaml.h"
 
 typedef struct Loader {
-    PolicyYaml y;
-    PolicyDiag *diag;
+    VrpcYaml y;
+    VrpcDiag *diag;
     VrpcPolicy *policy;     /* when parsing policy files */
     PolicyDomains *domains; /* when parsing domains.yaml */
     const char *file;
 } Loader;
 
-typedef int (*ItemFn)(Loader *l, const PolicyNode *key, const PolicyNode *value);
+typedef int (*ItemFn)(Loader *l, const VrpcYamlNode *key, const VrpcYamlNode *value);
 
-DEFINE_CLEANUP_FUNC(PolicyNode, policy_node_free)
-#define _cleanup_node_ __attribute__((cleanup(policy_node_freep)))
+DEFINE_CLEANUP_FUNC(VrpcYamlNode, vrpc_yaml_node_free)
+#define _cleanup_node_ __attribute__((cleanup(vrpc_yaml_node_freep)))
 
 #define node_error(l, node, ...)                                                                  \
-    policy_diag_add((l)->diag, (l)->file, (node)->line, (node)->col, __VA_ARGS__)
+    vrpc_diag_add((l)->diag, (l)->file, (node)->line, (node)->col, __VA_ARGS__)
 
-static char *quote(char buf[POLICY_QUOTE_MAX], const PolicyNode *node) {
-    return policy_quote(buf, POLICY_QUOTE_MAX, node->value, node->len);
+static char *quote(char buf[VRPC_QUOTE_MAX], const VrpcYamlNode *node) {
+    return vrpc_quote(buf, VRPC_QUOTE_MAX, node->value, node->len);
 }
 
 /*
@@ -49,12 +49,12 @@ static char *quote(char buf[POLICY_QUOTE_MAX], const PolicyNode *node) {
  * none: not a scalar, YAML null, a YAML boolean, or a string with a NUL byte.
  * Plain numbers are accepted as the strings they are written as.
  */
-static const char *node_string(Loader *l, const char *name, const PolicyNode *value) {
+static const char *node_string(Loader *l, const char *name, const VrpcYamlNode *value) {
     bool ignored;
 
-    if (value->kind != POLICY_NODE_SCALAR || policy_node_is_null(value) ||
-        policy_node_get_bool(value, &ignored) == 0) {
-        node_error(l, value, "%s: expected a string, got %s", name, policy_node_describe(value));
+    if (value->kind != VRPC_YAML_SCALAR || vrpc_yaml_node_is_null(value) ||
+        vrpc_yaml_node_get_bool(value, &ignored) == 0) {
+        node_error(l, value, "%s: expected a string, got %s", name, vrpc_yaml_node_describe(value));
         return NULL;
     }
     if (strlen(value->value) != value->len) {
@@ -67,24 +67,24 @@ static const char *node_string(Loader *l, const char *name, const PolicyNode *va
 /* Walk the items of the sequence or mapping whose start is the current event. */
 static int parse_collection(Loader *l, yaml_event_type_t end, ItemFn fn) {
     for (;;) {
-        _cleanup_node_ PolicyNode *key = NULL;
-        _cleanup_node_ PolicyNode *value = NULL;
+        _cleanup_node_ VrpcYamlNode *key = NULL;
+        _cleanup_node_ VrpcYamlNode *value = NULL;
         int r;
 
-        r = policy_yaml_next(&l->y);
+        r = vrpc_yaml_next(&l->y);
         if (r < 0)
             return r;
-        if (policy_yaml_type(&l->y) == end)
+        if (vrpc_yaml_type(&l->y) == end)
             return 0;
         if (end == YAML_MAPPING_END_EVENT) {
-            r = policy_yaml_read_node(&l->y, &key);
+            r = vrpc_yaml_read_node(&l->y, &key);
             if (r < 0)
                 return r;
-            r = policy_yaml_next(&l->y);
+            r = vrpc_yaml_next(&l->y);
             if (r < 0)
                 return r;
         }
-        r = policy_yaml_read_node(&l->y, &value);
+        r = vrpc_yaml_read_node(&l->y, &value);
         if (r < 0)
             return r;
         r = fn(l, key, value);
@@ -95,9 +95,9 @@ static int parse_collection(Loader *l, yaml_event_type_t end, ItemFn fn) {
 
 /* Skip the value that starts at the current event. */
 static int skip_value(Loader *l) {
-    _cleanup_node_ PolicyNode *value = NULL;
+    _cleanup_node_ VrpcYamlNode *value = NULL;
 
-    return policy_yaml_read_node(&l->y, &value);
+    return vrpc_yaml_read_node(&l->y, &value);
 }
 
 /*
@@ -108,56 +108,56 @@ static int parse_document(Loader *l, const char *top_key, yaml_event_type_t star
                           const char *what, ItemFn fn) {
     yaml_event_type_t end =
         start == YAML_SEQUENCE_START_EVENT ? YAML_SEQUENCE_END_EVENT : YAML_MAPPING_END_EVENT;
-    char q[POLICY_QUOTE_MAX];
+    char q[VRPC_QUOTE_MAX];
     bool seen = false;
     unsigned root_line, root_col, top_line = 0, top_col = 0;
     int r;
 
-    r = policy_yaml_next(&l->y); /* stream start */
+    r = vrpc_yaml_next(&l->y); /* stream start */
     if (r < 0)
         return r;
-    r = policy_yaml_next(&l->y);
+    r = vrpc_yaml_next(&l->y);
     if (r < 0)
         return r;
-    if (policy_yaml_type(&l->y) == YAML_STREAM_END_EVENT) {
-        policy_diag_add(l->diag, l->file, 1, 1, "empty file (expected a \"%s:\" key)", top_key);
+    if (vrpc_yaml_type(&l->y) == YAML_STREAM_END_EVENT) {
+        vrpc_diag_add(l->diag, l->file, 1, 1, "empty file (expected a \"%s:\" key)", top_key);
         return 0;
     }
-    r = policy_yaml_next(&l->y); /* the root node */
+    r = vrpc_yaml_next(&l->y); /* the root node */
     if (r < 0)
         return r;
-    root_line = policy_yaml_line(&l->y);
-    root_col = policy_yaml_col(&l->y);
+    root_line = vrpc_yaml_line(&l->y);
+    root_col = vrpc_yaml_col(&l->y);
 
-    if (policy_yaml_type(&l->y) != YAML_MAPPING_START_EVENT) {
-        _cleanup_node_ PolicyNode *root = NULL;
+    if (vrpc_yaml_type(&l->y) != YAML_MAPPING_START_EVENT) {
+        _cleanup_node_ VrpcYamlNode *root = NULL;
 
-        r = policy_yaml_read_node(&l->y, &root);
+        r = vrpc_yaml_read_node(&l->y, &root);
         if (r < 0)
             return r;
-        if (policy_node_is_null(root))
-            policy_diag_add(l->diag, l->file, 1, 1, "empty file (expected a \"%s:\" key)",
-                            top_key);
+        if (vrpc_yaml_node_is_null(root))
+            vrpc_diag_add(l->diag, l->file, 1, 1, "empty file (expected a \"%s:\" key)",
+                          top_key);
         else
             node_error(l, root, "expected a mapping with a \"%s:\" key, got %s", top_key,
-                       policy_node_describe(root));
+                       vrpc_yaml_node_describe(root));
     } else {
         for (;;) {
-            _cleanup_node_ PolicyNode *key = NULL;
+            _cleanup_node_ VrpcYamlNode *key = NULL;
 
-            r = policy_yaml_next(&l->y);
+            r = vrpc_yaml_next(&l->y);
             if (r < 0)
                 return r;
-            if (policy_yaml_type(&l->y) == YAML_MAPPING_END_EVENT)
+            if (vrpc_yaml_type(&l->y) == YAML_MAPPING_END_EVENT)
                 break;
-            r = policy_yaml_read_node(&l->y, &key);
+            r = vrpc_yaml_read_node(&l->y, &key);
             if (r < 0)
                 return r;
-            r = policy_yaml_next(&l->y);
+            r = vrpc_yaml_next(&l->y);
             if (r < 0)
                 return r;
-            if (key->kind != POLICY_NODE_SCALAR) {
-                node_error(l, key, "keys must be strings, got %s", policy_node_describe(key));
+            if (key->kind != VRPC_YAML_SCALAR) {
+                node_error(l, key, "keys must be strings, got %s", vrpc_yaml_node_describe(key));
                 r = skip_value(l);
             } else if (strcmp(key->value, top_key) != 0 || strlen(key->value) != key->len) {
                 node_error(l, key, "unknown key %s (expected \"%s\")", quote(q, key), top_key);
@@ -166,39 +166,39 @@ static int parse_document(Loader *l, const char *top_key, yaml_event_type_t star
                 node_error(l, key, "duplicate key \"%s\" (first at %u:%u)", top_key, top_line,
                            top_col);
                 r = skip_value(l);
-            } else if (policy_yaml_type(&l->y) == start) {
+            } else if (vrpc_yaml_type(&l->y) == start) {
                 seen = true;
                 top_line = key->line;
                 top_col = key->col;
                 r = parse_collection(l, end, fn);
             } else {
-                _cleanup_node_ PolicyNode *value = NULL;
+                _cleanup_node_ VrpcYamlNode *value = NULL;
 
                 seen = true;
                 top_line = key->line;
                 top_col = key->col;
-                r = policy_yaml_read_node(&l->y, &value);
+                r = vrpc_yaml_read_node(&l->y, &value);
                 if (r >= 0)
                     node_error(l, value, "%s: expected %s, got %s", top_key, what,
-                               policy_node_describe(value));
+                               vrpc_yaml_node_describe(value));
             }
             if (r < 0)
                 return r;
         }
         if (!seen)
-            policy_diag_add(l->diag, l->file, root_line, root_col,
-                            "missing required key \"%s\"", top_key);
+            vrpc_diag_add(l->diag, l->file, root_line, root_col,
+                          "missing required key \"%s\"", top_key);
     }
 
-    r = policy_yaml_next(&l->y); /* document end */
+    r = vrpc_yaml_next(&l->y); /* document end */
     if (r < 0)
         return r;
-    r = policy_yaml_next(&l->y);
+    r = vrpc_yaml_next(&l->y);
     if (r < 0)
         return r;
-    if (policy_yaml_type(&l->y) == YAML_DOCUMENT_START_EVENT)
-        policy_diag_add(l->diag, l->file, policy_yaml_line(&l->y), policy_yaml_col(&l->y),
-                        "only one YAML document is allowed per file");
+    if (vrpc_yaml_type(&l->y) == YAML_DOCUMENT_START_EVENT)
+        vrpc_diag_add(l->diag, l->file, vrpc_yaml_line(&l->y), vrpc_yaml_col(&l->y),
+                      "only one YAML document is allowed per file");
     return 0;
 }
 
@@ -211,15 +211,15 @@ static int parse_document(Loader *l, const char *top_key, yaml_event_type_t star
 static int run_parse(Loader *l, const char *data, size_t size, const char *top_key,
                      yaml_event_type_t start, const char *what, ItemFn fn) {
     size_t n_lines = l->diag->n_lines, n_errors = l->diag->n_errors;
-    int r = policy_yaml_init(&l->y, l->file, data, size, l->diag);
+    int r = vrpc_yaml_init(&l->y, l->file, data, size, l->diag);
 
     if (r < 0)
         return r;
     r = parse_document(l, top_key, start, what, fn);
-    policy_yaml_deinit(&l->y);
+    vrpc_yaml_deinit(&l->y);
     if (r != -EBADMSG)
         return r;
-    policy_diag_keep_last(l->diag, n_lines, n_errors);
+    vrpc_diag_keep_last(l->diag, n_lines, n_errors);
     return 0;
 }
 
@@ -246,7 +246,7 @@ static const char *const rule_key_names[KEY_MAX] = {
     [KEY_USER] = "user",         [KEY_NOTIFY] = "notify",
 };
 
-static int rule_key_lookup(const PolicyNode *key) {
+static int rule_key_lookup(const VrpcYamlNode *key) {
     for (int i = 0; i < KEY_MAX; i++)
         if (strlen(rule_key_names[i]) == key->len && strcmp(rule_key_names[i], key->value) == 0)
             return i;
@@ -254,11 +254,11 @@ static int rule_key_lookup(const PolicyNode *key) {
 }
 
 /* A domain token for KEY, restricted to a single domain (redirect, default_target). */
-static const char *parse_single_domain(Loader *l, RuleKey key, const PolicyNode *value) {
+static const char *parse_single_domain(Loader *l, RuleKey key, const VrpcYamlNode *value) {
     const char *s = node_string(l, rule_key_names[key], value);
     const char *err = NULL;
     PolicyToken t;
-    char q[POLICY_QUOTE_MAX];
+    char q[VRPC_QUOTE_MAX];
 
     if (!s)
         return NULL;
@@ -276,26 +276,26 @@ static const char *parse_single_domain(Loader *l, RuleKey key, const PolicyNode 
     return s;
 }
 
-static int compile_rule(Loader *l, const PolicyNode *unused_key, const PolicyNode *m) {
+static int compile_rule(Loader *l, const VrpcYamlNode *unused_key, const VrpcYamlNode *m) {
     static const RuleKey required[] = {KEY_SERVICE, KEY_SOURCE, KEY_TARGET, KEY_ACTION};
-    const PolicyNode *keys[KEY_MAX] = {0};
-    const PolicyNode *vals[KEY_MAX] = {0};
+    const VrpcYamlNode *keys[KEY_MAX] = {0};
+    const VrpcYamlNode *vals[KEY_MAX] = {0};
     PolicyRuleSpec spec = {.notify = -1, .line = m->line};
     size_t errors_before = l->diag->n_errors;
     bool have_action = false;
-    char q[POLICY_QUOTE_MAX];
+    char q[VRPC_QUOTE_MAX];
     const char *s, *err;
 
-    if (m->kind != POLICY_NODE_MAPPING) {
-        node_error(l, m, "a rule must be a mapping, got %s", policy_node_describe(m));
+    if (m->kind != VRPC_YAML_MAPPING) {
+        node_error(l, m, "a rule must be a mapping, got %s", vrpc_yaml_node_describe(m));
         return 0;
     }
     for (size_t i = 0; i + 1 < m->n_children; i += 2) {
-        const PolicyNode *k = m->children[i];
+        const VrpcYamlNode *k = m->children[i];
         int key;
 
-        if (k->kind != POLICY_NODE_SCALAR) {
-            node_error(l, k, "keys must be strings, got %s", policy_node_describe(k));
+        if (k->kind != VRPC_YAML_SCALAR) {
+            node_error(l, k, "keys must be strings, got %s", vrpc_yaml_node_describe(k));
             continue;
         }
         key = rule_key_lookup(k);
@@ -330,7 +330,7 @@ static int compile_rule(Loader *l, const PolicyNode *unused_key, const PolicyNod
         if (strcmp(s, "*") != 0) {
             spec.argument = s;
             spec.argument_len = len;
-            if (!policy_argument_valid(s, len))
+            if (!vrpc_name_valid_argument(s, len))
                 node_error(l, vals[KEY_ARGUMENT],
                            "argument: invalid argument %s (expected \"*\", \"\" or "
                            "[A-Za-z0-9._+-], up to 64 characters)",
@@ -367,7 +367,7 @@ static int compile_rule(Loader *l, const PolicyNode *unused_key, const PolicyNod
         spec.default_target = parse_single_domain(l, KEY_DEFAULT_TARGET, vals[KEY_DEFAULT_TARGET]);
     if (vals[KEY_USER] && (s = node_string(l, "user", vals[KEY_USER]))) {
         spec.user = s;
-        if (!policy_user_valid(s, vals[KEY_USER]->len))
+        if (!vrpc_name_valid_user(s, vals[KEY_USER]->len))
             node_error(l, vals[KEY_USER],
                        "user: invalid user name %s (expected [A-Za-z0-9._-], 1 to 32 "
                        "characters, not starting with '-')",
@@ -376,10 +376,10 @@ static int compile_rule(Loader *l, const PolicyNode *unused_key, const PolicyNod
     if (vals[KEY_NOTIFY]) {
         bool notify;
 
-        if (policy_node_get_bool(vals[KEY_NOTIFY], &notify) < 0)
+        if (vrpc_yaml_node_get_bool(vals[KEY_NOTIFY], &notify) < 0)
             node_error(l, vals[KEY_NOTIFY], "notify: expected true or false, got %s",
-                       vals[KEY_NOTIFY]->kind == POLICY_NODE_SCALAR ? quote(q, vals[KEY_NOTIFY])
-                                                                    : policy_node_describe(
+                       vals[KEY_NOTIFY]->kind == VRPC_YAML_SCALAR ? quote(q, vals[KEY_NOTIFY])
+                                                                    : vrpc_yaml_node_describe(
                                                                           vals[KEY_NOTIFY]));
         else
             spec.notify = notify;
@@ -413,21 +413,21 @@ int policy_loader_parse_policy(VrpcPolicy *policy, const char *file, const char 
 
 /* ---- domains.yaml ---- */
 
-static int compile_tags(Loader *l, PolicyDomain *d, const PolicyNode *tags) {
-    char q[POLICY_QUOTE_MAX];
+static int compile_tags(Loader *l, PolicyDomain *d, const VrpcYamlNode *tags) {
+    char q[VRPC_QUOTE_MAX];
 
-    if (tags->kind != POLICY_NODE_SEQUENCE) {
+    if (tags->kind != VRPC_YAML_SEQUENCE) {
         node_error(l, tags, "tags: expected a list of tag names, got %s",
-                   policy_node_describe(tags));
+                   vrpc_yaml_node_describe(tags));
         return 0;
     }
     for (size_t i = 0; i < tags->n_children; i++) {
-        const PolicyNode *t = tags->children[i];
+        const VrpcYamlNode *t = tags->children[i];
         const char *s = node_string(l, "tags", t);
 
         if (!s)
             continue;
-        if (!policy_label_valid(s, t->len)) {
+        if (!vrpc_name_valid_label(s, t->len)) {
             node_error(l, t, "tags: invalid tag name %s (expected [A-Za-z0-9._-], 1 to 64 "
                              "characters)", quote(q, t));
             continue;
@@ -438,19 +438,19 @@ static int compile_tags(Loader *l, PolicyDomain *d, const PolicyNode *tags) {
     return 0;
 }
 
-static int compile_domain(Loader *l, const PolicyNode *key, const PolicyNode *value) {
+static int compile_domain(Loader *l, const VrpcYamlNode *key, const VrpcYamlNode *value) {
     PolicyDomain *d = NULL;
     const PolicyDomain *first;
-    const PolicyNode *seen_tags = NULL, *seen_type = NULL;
+    const VrpcYamlNode *seen_tags = NULL, *seen_type = NULL;
     size_t errors_before = l->diag->n_errors;
-    char q[POLICY_QUOTE_MAX];
+    char q[VRPC_QUOTE_MAX];
     int r = 0;
 
-    if (key->kind != POLICY_NODE_SCALAR || strlen(key->value) != key->len) {
-        node_error(l, key, "domain names must be strings, got %s", policy_node_describe(key));
+    if (key->kind != VRPC_YAML_SCALAR || strlen(key->value) != key->len) {
+        node_error(l, key, "domain names must be strings, got %s", vrpc_yaml_node_describe(key));
         return 0;
     }
-    if (!policy_domain_valid(key->value, key->len)) {
+    if (!vrpc_name_valid_domain(key->value, key->len)) {
         node_error(l, key, "invalid domain name %s (expected [A-Za-z0-9._-], 1 to 64 "
                            "characters, starting with a letter or digit)", quote(q, key));
         return 0;
@@ -461,9 +461,9 @@ static int compile_domain(Loader *l, const PolicyNode *key, const PolicyNode *va
                    first->col);
         return 0;
     }
-    if (value->kind != POLICY_NODE_MAPPING) {
+    if (value->kind != VRPC_YAML_MAPPING) {
         node_error(l, value, "%s: expected a mapping with tags and/or type, got %s",
-                   key->value, policy_node_describe(value));
+                   key->value, vrpc_yaml_node_describe(value));
         return 0;
     }
     d = policy_domain_new(key->value, key->len);
@@ -472,10 +472,10 @@ static int compile_domain(Loader *l, const PolicyNode *key, const PolicyNode *va
     d->line = key->line;
     d->col = key->col;
     for (size_t i = 0; i + 1 < value->n_children && r >= 0; i += 2) {
-        const PolicyNode *k = value->children[i], *v = value->children[i + 1];
+        const VrpcYamlNode *k = value->children[i], *v = value->children[i + 1];
         const char *s;
 
-        if (k->kind == POLICY_NODE_SCALAR && strcmp(k->value, "tags") == 0 && k->len == 4) {
+        if (k->kind == VRPC_YAML_SCALAR && strcmp(k->value, "tags") == 0 && k->len == 4) {
             if (seen_tags) {
                 node_error(l, k, "duplicate key \"tags\" (first at %u:%u)", seen_tags->line,
                            seen_tags->col);
@@ -483,7 +483,7 @@ static int compile_domain(Loader *l, const PolicyNode *key, const PolicyNode *va
             }
             seen_tags = k;
             r = compile_tags(l, d, v);
-        } else if (k->kind == POLICY_NODE_SCALAR && strcmp(k->value, "type") == 0 &&
+        } else if (k->kind == VRPC_YAML_SCALAR && strcmp(k->value, "type") == 0 &&
                    k->len == 4) {
             if (seen_type) {
                 node_error(l, k, "duplicate key \"type\" (first at %u:%u)", seen_type->line,
@@ -492,13 +492,13 @@ static int compile_domain(Loader *l, const PolicyNode *key, const PolicyNode *va
             }
             seen_type = k;
             s = node_string(l, "type", v);
-            if (s && !policy_label_valid(s, v->len))
+            if (s && !vrpc_name_valid_label(s, v->len))
                 node_error(l, v, "type: invalid type name %s (expected [A-Za-z0-9._-], 1 to 64 "
                                  "characters)", quote(q, v));
             else if (s)
                 r = policy_domain_set_type(d, s, v->len);
-        } else if (k->kind != POLICY_NODE_SCALAR) {
-            node_error(l, k, "keys must be strings, got %s", policy_node_describe(k));
+        } else if (k->kind != VRPC_YAML_SCALAR) {
+            node_error(l, k, "keys must be strings, got %s", vrpc_yaml_node_describe(k));
         } else {
             node_error(l, k, "unknown key %s (expected tags or type)", quote(q, k));
         }
@@ -512,7 +512,7 @@ static int compile_domain(Loader *l, const PolicyNode *key, const PolicyNode *va
     return r == -EEXIST ? 0 : r;
 }
 
-int policy_loader_parse_domains(PolicyDomains *domains, PolicyDiag *diag, const char *file,
+int policy_loader_parse_domains(PolicyDomains *domains, VrpcDiag *diag, const char *file,
                                 const char *data, size_t size) {
     Loader l = {.diag = diag, .domains = domains, .file = file};
 
@@ -524,16 +524,16 @@ int policy_loader_parse_domains(PolicyDomains *domains, PolicyDiag *diag, const 
 
 /* The error for a file of SIZE bytes (at least) when only LEFT bytes of the
  * total are left; false when it fits. */
-static bool over_caps(PolicyDiag *diag, const char *path, unsigned long long size, size_t left) {
+static bool over_caps(VrpcDiag *diag, const char *path, unsigned long long size, size_t left) {
     if (size > POLICY_LOAD_FILE_MAX) {
-        policy_diag_add(diag, path, 0, 0, "file too large (over %u bytes, the limit per file)",
-                        POLICY_LOAD_FILE_MAX);
+        vrpc_diag_add(diag, path, 0, 0, "file too large (over %u bytes, the limit per file)",
+                      POLICY_LOAD_FILE_MAX);
         return true;
     }
     if (size > left) {
-        policy_diag_add(diag, path, 0, 0, "policy too large: with this file the files read come "
-                        "to over %u bytes (the limit for all files together)",
-                        POLICY_LOAD_TOTAL_MAX);
+        vrpc_diag_add(diag, path, 0, 0, "policy too large: with this file the files read come "
+                      "to over %u bytes (the limit for all files together)",
+                      POLICY_LOAD_TOTAL_MAX);
         return true;
     }
     return false;
@@ -543,7 +543,7 @@ static bool over_caps(PolicyDiag *diag, const char *path, unsigned long long siz
  * of POLICY_LOAD_TOTAL_MAX, reduced by the size read). Returns 0, -ENOENT when
  * it does not exist and MISSING_OK (nothing reported), -EIO for any other
  * problem, a file over a cap included (reported) or -ENOMEM. */
-static int read_file(const char *path, bool missing_ok, PolicyDiag *diag, size_t *leftp,
+static int read_file(const char *path, bool missing_ok, VrpcDiag *diag, size_t *leftp,
                      char **datap, size_t *sizep) {
     _cleanup_close_ int fd = -1;
     _cleanup_free_ char *data = NULL;
@@ -554,11 +554,11 @@ static int read_file(const char *path, bool missing_ok, PolicyDiag *diag, size_t
     if (fd < 0) {
         if (errno == ENOENT && missing_ok)
             return -ENOENT;
-        policy_diag_add(diag, path, 0, 0, "cannot open: %s", strerror(errno));
+        vrpc_diag_add(diag, path, 0, 0, "cannot open: %s", strerror(errno));
         return -EIO;
     }
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        policy_diag_add(diag, path, 0, 0, "not a regular file");
+        vrpc_diag_add(diag, path, 0, 0, "not a regular file");
         return -EIO;
     }
     if (over_caps(diag, path, (unsigned long long)st.st_size, *leftp))
@@ -586,7 +586,7 @@ static int read_file(const char *path, bool missing_ok, PolicyDiag *diag, size_t
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            policy_diag_add(diag, path, 0, 0, "cannot read: %s", strerror(errno));
+            vrpc_diag_add(diag, path, 0, 0, "cannot read: %s", strerror(errno));
             return -EIO;
         }
         if (n == 0)
@@ -618,7 +618,7 @@ static void free_names(char **names, size_t n) {
 }
 
 /* The policy file names in DIR, sorted. Returns 0, -EIO (reported) or -ENOMEM. */
-static int list_policy_files(const char *dir, PolicyDiag *diag, char ***namesp, size_t *np) {
+static int list_policy_files(const char *dir, VrpcDiag *diag, char ***namesp, size_t *np) {
     _cleanup_closedir_ DIR *d = NULL;
     char **names = NULL;
     size_t n = 0;
@@ -626,7 +626,7 @@ static int list_policy_files(const char *dir, PolicyDiag *diag, char ***namesp, 
 
     d = opendir(dir);
     if (!d) {
-        policy_diag_add(diag, dir, 0, 0, "cannot open folder: %s", strerror(errno));
+        vrpc_diag_add(diag, dir, 0, 0, "cannot open folder: %s", strerror(errno));
         return -EIO;
     }
     while ((errno = 0, de = readdir(d))) {
@@ -644,7 +644,7 @@ static int list_policy_files(const char *dir, PolicyDiag *diag, char ***namesp, 
         n++;
     }
     if (errno != 0) {
-        policy_diag_add(diag, dir, 0, 0, "cannot list folder: %s", strerror(errno));
+        vrpc_diag_add(diag, dir, 0, 0, "cannot list folder: %s", strerror(errno));
         free_names(names, n);
         return -EIO;
     }
@@ -690,7 +690,7 @@ int vrpc_policy_load(const char *etc_dir, VrpcPolicy **policyp) {
     _cleanup_free_ char *data = NULL;
     char **names = NULL;
     size_t n_names = 0, size = 0, left = POLICY_LOAD_TOTAL_MAX;
-    PolicyDiag *diag;
+    VrpcDiag *diag;
     int r;
 
     if (!etc_dir || !*etc_dir || !policyp)
@@ -764,8 +764,8 @@ int vrpc_policy_load_texts(const VrpcPolicyText *files, size_t n_files,
         goto fail;
     if (domains_text) {
         if (domains_text->size > POLICY_FILE_MAX)
-            policy_diag_add(policy_get_diag(policy), domains_text->name, 0, 0,
-                            "file too large (over %u bytes)", POLICY_FILE_MAX);
+            vrpc_diag_add(policy_get_diag(policy), domains_text->name, 0, 0,
+                          "file too large (over %u bytes)", POLICY_FILE_MAX);
         else if (policy_loader_parse_domains(domains, policy_get_diag(policy),
                                              domains_text->name,
                                              domains_text->data ? domains_text->data : "",
@@ -778,8 +778,8 @@ int vrpc_policy_load_texts(const VrpcPolicyText *files, size_t n_files,
         if (policy_add_file(policy, files[i].name, &file) < 0)
             goto fail;
         if (files[i].size > POLICY_FILE_MAX)
-            policy_diag_add(policy_get_diag(policy), file, 0, 0, "file too large (over %u bytes)",
-                            POLICY_FILE_MAX);
+            vrpc_diag_add(policy_get_diag(policy), file, 0, 0, "file too large (over %u bytes)",
+                          POLICY_FILE_MAX);
         else if (policy_loader_parse_policy(policy, file, files[i].data ? files[i].data : "",
                                             files[i].size) < 0)
             goto fail;

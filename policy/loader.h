@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "diag.h"
+#include "common/diag.h"
 #include "domains.h"
 #include "vrpc-policy.h"
 
@@ -32,5 +32,5 @@ int policy_loader_parse_policy(VrpcPolicy *policy, const char *file, const char 
 
 /* policy_loader_parse_domains() - read domains.yaml text into DOMAINS.
  * Returns 0 (errors, if any, are in DIAG) or -ENOMEM. */
-int policy_loader_parse_domains(PolicyDomains *domains, PolicyDiag *diag, const char *file,
+int policy_loader_parse_domains(PolicyDomains *domains, VrpcDiag *diag, const char *file,
                                 const char *data, size_t size);

@@ -1,58 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Names and tokens. Service names are [A-Za-z0-9._-]{1,64}; arguments
- * [A-Za-z0-9._+-]{0,64}; domain names [A-Za-z0-9._-]{1,64} starting with a
- * letter or digit (so they never look like an option or a token); tag and
- * type names [A-Za-z0-9._-]{1,64}; user names [A-Za-z0-9._-]{1,32} not
- * starting with '-'. Everything that crosses a domain boundary is checked
- * against these rules before the policy is consulted, which is what closes
- * the class of bugs behind QSB-038 (names reaching a shell or a matcher
- * unchecked).
+ * Policy tokens and service patterns, on top of the name rules of
+ * common/names.h (one set for the codec, the policy and the services): a
+ * rule's service column, its source and target tokens, and the public
+ * vrpc_policy_*_is_valid() / vrpc_policy_split_call() forms of the rules.
+ * Everything that crosses a domain boundary is checked against these rules
+ * before the policy is consulted.
  */
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "common/names.h"
 #include "names.h"
 #include "vrpc-policy.h"
-
-static bool is_alnum(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-static bool is_name_char(char c) {
-    return is_alnum(c) || c == '.' || c == '_' || c == '-';
-}
-
-static bool chars_valid(const char *s, size_t len, bool allow_plus) {
-    for (size_t i = 0; i < len; i++)
-        if (!is_name_char(s[i]) && !(allow_plus && s[i] == '+'))
-            return false;
-    return true;
-}
-
-bool policy_service_valid(const char *s, size_t len) {
-    return s && len >= 1 && len <= VRPC_POLICY_NAME_MAX && chars_valid(s, len, false);
-}
-
-bool policy_argument_valid(const char *s, size_t len) {
-    return s && len <= VRPC_POLICY_NAME_MAX && chars_valid(s, len, true);
-}
-
-bool policy_domain_valid(const char *s, size_t len) {
-    return s && len >= 1 && len <= VRPC_POLICY_NAME_MAX && is_alnum(s[0]) &&
-           chars_valid(s, len, false);
-}
-
-bool policy_label_valid(const char *s, size_t len) {
-    return s && len >= 1 && len <= VRPC_POLICY_NAME_MAX && chars_valid(s, len, false);
-}
-
-bool policy_user_valid(const char *s, size_t len) {
-    return s && len >= 1 && len <= VRPC_POLICY_USER_MAX && s[0] != '-' &&
-           chars_valid(s, len, false);
-}
 
 bool policy_is_dom0(const char *s) {
     return s && strcmp(s, "dom0") == 0;
@@ -71,7 +33,7 @@ int policy_service_pattern_parse(const char *s, size_t len, size_t *prefix_lenp,
         *errp = "service name longer than 64 characters";
         return -EINVAL;
     }
-    if (!chars_valid(s, plen, false)) {
+    if (plen > 0 && !vrpc_name_valid_service(s, plen)) {
         *errp = "service must be a name of [A-Za-z0-9._-], a prefix ending in '*', or \"*\"";
         return -EINVAL;
     }
@@ -111,7 +73,7 @@ int policy_token_parse(const char *s, size_t len, PolicyToken *tokenp, const cha
         t.kind = tag ? POLICY_TOKEN_TAG : POLICY_TOKEN_TYPE;
         t.value = s + skip;
         t.len = len - skip;
-        if (!policy_label_valid(t.value, t.len)) {
+        if (!vrpc_name_valid_label(t.value, t.len)) {
             *errp = tag ? "@tag: needs a tag name of [A-Za-z0-9._-], 1 to 64 characters"
                         : "@type: needs a type name of [A-Za-z0-9._-], 1 to 64 characters";
             return -EINVAL;
@@ -126,7 +88,7 @@ int policy_token_parse(const char *s, size_t len, PolicyToken *tokenp, const cha
         t.kind = POLICY_TOKEN_NAME;
         t.value = s;
         t.len = len;
-        if (!policy_domain_valid(s, len)) {
+        if (!vrpc_name_valid_domain(s, len)) {
             *errp = "invalid domain name (expected [A-Za-z0-9._-], 1 to 64 characters, "
                     "starting with a letter or digit)";
             return -EINVAL;
@@ -156,75 +118,26 @@ const char *policy_token_kind_to_string(PolicyTokenKind kind) {
     return "?";
 }
 
-char *policy_quote(char *buf, size_t size, const char *s, size_t len) {
-    size_t o = 0;
-    size_t shown = len > 48 ? 45 : len;
-
-    if (size < 16) {
-        if (size)
-            buf[0] = 0;
-        return buf;
-    }
-    buf[o++] = '"';
-    for (size_t i = 0; i < shown && o + 8 < size; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (c == '"' || c == '\\') {
-            buf[o++] = '\\';
-            buf[o++] = (char)c;
-        } else if (c >= 0x20 && c < 0x7f) {
-            buf[o++] = (char)c;
-        } else {
-            o += (size_t)snprintf(buf + o, size - o, "\\x%02x", c);
-        }
-    }
-    if (shown < len && o + 5 < size) {
-        memcpy(buf + o, "...", 3);
-        o += 3;
-    }
-    buf[o++] = '"';
-    buf[o] = 0;
-    return buf;
-}
-
 bool vrpc_policy_service_is_valid(const char *service) {
-    return service && policy_service_valid(service, strlen(service));
+    return service && vrpc_name_valid_service(service, strlen(service));
 }
 
 bool vrpc_policy_argument_is_valid(const char *argument) {
-    return argument && policy_argument_valid(argument, strlen(argument));
+    return argument && vrpc_name_valid_argument(argument, strlen(argument));
 }
 
 bool vrpc_policy_domain_is_valid(const char *domain) {
-    return domain && policy_domain_valid(domain, strlen(domain));
+    return domain && vrpc_name_valid_domain(domain, strlen(domain));
 }
 
 int vrpc_policy_split_call(const char *untrusted_call, char servicep[VRPC_POLICY_NAME_MAX + 1],
                            char argumentp[VRPC_POLICY_NAME_MAX + 1]) {
-    const char *plus;
-    size_t total, service_len, argument_len;
-
-    servicep[0] = 0;
-    argumentp[0] = 0;
-
-    /* Validate the untrusted text in one place: lengths first, never reading
-     * past the longest possible call, then the character sets. */
-    if (!untrusted_call)
-        return VRPC_POLICY_E_SERVICE;
-    total = strnlen(untrusted_call, 2 * VRPC_POLICY_NAME_MAX + 2);
-    plus = memchr(untrusted_call, '+', total);
-    service_len = plus ? (size_t)(plus - untrusted_call) : total;
-    argument_len = plus ? total - service_len - 1 : 0;
-    if (!policy_service_valid(untrusted_call, service_len))
-        return VRPC_POLICY_E_SERVICE;
-    if (plus && !policy_argument_valid(plus + 1, argument_len))
+    switch (vrpc_name_split_call(untrusted_call, servicep, argumentp)) {
+    case 0:
+        return 0;
+    case VRPC_NAME_E_ARGUMENT:
         return VRPC_POLICY_E_ARGUMENT;
-
-    memcpy(servicep, untrusted_call, service_len);
-    servicep[service_len] = 0;
-    if (plus) {
-        memcpy(argumentp, plus + 1, argument_len);
-        argumentp[argument_len] = 0;
+    default:
+        return VRPC_POLICY_E_SERVICE;
     }
-    return 0;
 }

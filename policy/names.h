@@ -2,13 +2,17 @@
 #pragma once
 
 /*
- * Name and token syntax shared by the loader, the evaluator and import-qubes.
- * Every function takes an explicit length so that scalars holding NUL bytes
- * are rejected rather than silently truncated.
+ * Token and service-pattern syntax shared by the loader, the evaluator and
+ * import-qubes. The name rules themselves are common/names.h (included here
+ * for the policy's files). Every function takes an explicit length so that
+ * scalars holding NUL bytes are rejected rather than silently truncated.
  */
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "common/escape.h"
+#include "common/names.h"
 
 typedef enum PolicyTokenKind {
     POLICY_TOKEN_ANY,     /* "*": every domain, dom0 included */
@@ -27,11 +31,6 @@ typedef struct PolicyToken {
     size_t len;
 } PolicyToken;
 
-bool policy_service_valid(const char *s, size_t len);
-bool policy_argument_valid(const char *s, size_t len);
-bool policy_domain_valid(const char *s, size_t len);
-bool policy_label_valid(const char *s, size_t len); /* tag and type names */
-bool policy_user_valid(const char *s, size_t len);
 bool policy_is_dom0(const char *s);
 
 /*
@@ -52,13 +51,3 @@ int policy_token_parse(const char *s, size_t len, PolicyToken *tokenp, const cha
 
 /* policy_token_kind_to_string() - "*", "@anyvm", ... ("name" for NAME). */
 const char *policy_token_kind_to_string(PolicyTokenKind kind);
-
-/*
- * policy_quote() - write S (LEN bytes, untrusted) into BUF as a double-quoted,
- * printable string for a message, escaping anything unusual and shortening
- * long strings with "...". Returns BUF.
- */
-char *policy_quote(char *buf, size_t size, const char *s, size_t len);
-
-/* Enough room for policy_quote() of anything: 48 visible chars, escaped. */
-#define POLICY_QUOTE_MAX (48 * 4 + 8)

@@ -50,7 +50,7 @@ struct VrpcPolicy {
     char **files;
     size_t n_files;
     PolicyDomains *domains;
-    PolicyDiag diag;
+    VrpcDiag diag;
     ArenaChunk *arena;
     PolicyStrMap *by_service_source;
     PolicyStrMap *by_service;
@@ -132,7 +132,7 @@ int policy_new(VrpcPolicy **policyp) {
     if (!p)
         return -ENOMEM;
     atomic_init(&p->refcount, 1);
-    policy_diag_init(&p->diag);
+    vrpc_diag_init(&p->diag);
     if (policy_strmap_new(&p->by_service_source, id_list_free) < 0 ||
         policy_strmap_new(&p->by_service, id_list_free) < 0 ||
         policy_strmap_new(&p->by_source, id_list_free) < 0) {
@@ -159,7 +159,7 @@ static void policy_free(VrpcPolicy *p) {
     free(p->files);
     free(p->rules);
     policy_domains_free(p->domains);
-    policy_diag_deinit(&p->diag);
+    vrpc_diag_deinit(&p->diag);
     free(p);
 }
 
@@ -175,7 +175,7 @@ VrpcPolicy *vrpc_policy_unref(VrpcPolicy *policy) {
     return NULL;
 }
 
-PolicyDiag *policy_get_diag(VrpcPolicy *policy) {
+VrpcDiag *policy_get_diag(VrpcPolicy *policy) {
     return &policy->diag;
 }
 
@@ -290,7 +290,7 @@ int policy_seal(VrpcPolicy *policy) {
     if (r < 0)
         return r;
     policy->sealed = true;
-    policy->valid = !policy_diag_has_errors(&policy->diag) && !policy->diag.oom;
+    policy->valid = !vrpc_diag_has_errors(&policy->diag) && !policy->diag.oom;
     return 0;
 }
 

@@ -9,7 +9,7 @@
 
 #include <stdint.h>
 
-#include "diag.h"
+#include "common/diag.h"
 #include "domains.h"
 #include "names.h"
 #include "vrpc-policy.h"
@@ -59,7 +59,7 @@ typedef struct PolicyCall {
 
 /* policy_new() - an empty, unsealed policy with refcount 1. Returns 0 or -ENOMEM. */
 int policy_new(VrpcPolicy **policyp);
-PolicyDiag *policy_get_diag(VrpcPolicy *policy);
+VrpcDiag *policy_get_diag(VrpcPolicy *policy);
 /* policy_add_file() - remember PATH; *pathp gets the policy's copy. 0 or -ENOMEM. */
 int policy_add_file(VrpcPolicy *policy, const char *path, const char **pathp);
 /* policy_add_rule() - append a rule from FILE (a policy_add_file() copy). 0 or -ENOMEM. */

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "common/escape.h"
-#include "cleanup.h"
+#include "common/cleanup.h"
 #include "graph.h"
 #include "import-qubes.h"
 #include "loader.h"

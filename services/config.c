@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Per-service configuration, SERVICE.yaml. The file is tokenized by the
- * policy library's bounded YAML reader (no anchors, aliases or tags; depth
+ * bounded YAML reader of common/yaml.h (no anchors, aliases or tags; depth
  * and node counts capped), read in one bounded slurp that never blocks on a
  * FIFO, and checked strictly: unknown keys, wrong types, duplicate keys,
  * non-mapping documents and extra documents are errors reported as
@@ -11,22 +11,21 @@
  */
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "cleanup.h"
+#include "common/cleanup.h"
+#include "common/diag.h"
+#include "common/escape.h"
+#include "common/file.h"
+#include "common/names.h"
+#include "common/yaml.h"
 #include "config.h"
-#include "diag.h"
 #include "errbuf.h"
-#include "names.h"
-#include "yaml-reader.h"
 
-DEFINE_CLEANUP_FUNC(PolicyNode, policy_node_free)
-#define _cleanup_node_ __attribute__((cleanup(policy_node_freep)))
+DEFINE_CLEANUP_FUNC(VrpcYamlNode, vrpc_yaml_node_free)
+#define _cleanup_node_ __attribute__((cleanup(vrpc_yaml_node_freep)))
 
 enum {
     KEY_USER,
@@ -47,16 +46,16 @@ static const char *const key_names[KEY_COUNT] = {
 
 typedef struct ConfigParser {
     const char *file;
-    PolicyDiag diag;
+    VrpcDiag diag;
     VrpcServiceConfig config;
-    const PolicyNode *seen[KEY_COUNT];
+    const VrpcYamlNode *seen[KEY_COUNT];
 } ConfigParser;
 
 #define node_error(p, node, ...)                                                                  \
-    policy_diag_add(&(p)->diag, (p)->file, (node)->line, (node)->col, __VA_ARGS__)
+    vrpc_diag_add(&(p)->diag, (p)->file, (node)->line, (node)->col, __VA_ARGS__)
 
-static int key_lookup(const PolicyNode *key) {
-    if (key->kind != POLICY_NODE_SCALAR || strlen(key->value) != key->len)
+static int key_lookup(const VrpcYamlNode *key) {
+    if (key->kind != VRPC_YAML_SCALAR || strlen(key->value) != key->len)
         return -1;
     for (int i = 0; i < KEY_COUNT; i++)
         if (strcmp(key->value, key_names[i]) == 0)
@@ -66,11 +65,11 @@ static int key_lookup(const PolicyNode *key) {
 
 /* A YAML number for timeout: plain decimal digits with an optional fraction
  * and exponent; no sign, hex, inf or nan, which strtod() would take. */
-static int parse_timeout(const PolicyNode *value, double *secondsp) {
+static int parse_timeout(const VrpcYamlNode *value, double *secondsp) {
     char *end = NULL;
     double v;
 
-    if (value->kind != POLICY_NODE_SCALAR || !value->plain || value->len == 0 ||
+    if (value->kind != VRPC_YAML_SCALAR || !value->plain || value->len == 0 ||
         strlen(value->value) != value->len || value->len > 32)
         return -EINVAL;
     for (size_t i = 0; i < value->len; i++) {
@@ -90,20 +89,20 @@ static int parse_timeout(const PolicyNode *value, double *secondsp) {
     return 0;
 }
 
-static void set_value(ConfigParser *p, int key, const PolicyNode *value) {
-    char q[POLICY_QUOTE_MAX];
+static void set_value(ConfigParser *p, int key, const VrpcYamlNode *value) {
+    char q[VRPC_QUOTE_MAX];
     bool flag;
 
     switch (key) {
     case KEY_USER:
-        if (value->kind != POLICY_NODE_SCALAR || policy_node_is_null(value) ||
-            policy_node_get_bool(value, &flag) == 0) {
-            node_error(p, value, "user: expected a string, got %s", policy_node_describe(value));
-        } else if (!policy_user_valid(value->value, value->len)) {
+        if (value->kind != VRPC_YAML_SCALAR || vrpc_yaml_node_is_null(value) ||
+            vrpc_yaml_node_get_bool(value, &flag) == 0) {
+            node_error(p, value, "user: expected a string, got %s", vrpc_yaml_node_describe(value));
+        } else if (!vrpc_name_valid_user(value->value, value->len)) {
             node_error(p, value,
                        "user: %s is not a user name ([A-Za-z0-9._-], 1 to %d characters, not "
                        "starting with '-')",
-                       policy_quote(q, sizeof(q), value->value, value->len),
+                       vrpc_quote(q, sizeof(q), value->value, value->len),
                        VRPC_SERVICES_USER_MAX);
         } else {
             memcpy(p->config.user, value->value, value->len);
@@ -115,9 +114,9 @@ static void set_value(ConfigParser *p, int key, const PolicyNode *value) {
 
         if (parse_timeout(value, &seconds) < 0)
             node_error(p, value, "timeout: expected a number of seconds, got %s%s%s",
-                       policy_node_describe(value), value->kind == POLICY_NODE_SCALAR ? " " : "",
-                       value->kind == POLICY_NODE_SCALAR
-                           ? policy_quote(q, sizeof(q), value->value, value->len)
+                       vrpc_yaml_node_describe(value), value->kind == VRPC_YAML_SCALAR ? " " : "",
+                       value->kind == VRPC_YAML_SCALAR
+                           ? vrpc_quote(q, sizeof(q), value->value, value->len)
                            : "");
         else if (!(seconds > 0) || seconds > VRPC_SERVICES_TIMEOUT_MAX)
             node_error(p, value, "timeout: must be more than 0 and at most %.0f seconds",
@@ -127,9 +126,9 @@ static void set_value(ConfigParser *p, int key, const PolicyNode *value) {
         return;
     }
     default:
-        if (policy_node_get_bool(value, &flag) < 0) {
+        if (vrpc_yaml_node_get_bool(value, &flag) < 0) {
             node_error(p, value, "%s: expected true or false, got %s", key_names[key],
-                       policy_node_describe(value));
+                       vrpc_yaml_node_describe(value));
             return;
         }
         if (key == KEY_EXIT_ON_CLIENT_EOF)
@@ -142,26 +141,27 @@ static void set_value(ConfigParser *p, int key, const PolicyNode *value) {
     }
 }
 
-static void parse_root(ConfigParser *p, const PolicyNode *root) {
-    char q[POLICY_QUOTE_MAX];
+static void parse_root(ConfigParser *p, const VrpcYamlNode *root) {
+    char q[VRPC_QUOTE_MAX];
 
-    if (policy_node_is_null(root))
+    if (vrpc_yaml_node_is_null(root))
         return; /* "---" alone: an empty configuration */
-    if (root->kind != POLICY_NODE_MAPPING) {
-        node_error(p, root, "expected a mapping of settings, got %s", policy_node_describe(root));
+    if (root->kind != VRPC_YAML_MAPPING) {
+        node_error(p, root, "expected a mapping of settings, got %s",
+                   vrpc_yaml_node_describe(root));
         return;
     }
     for (size_t i = 0; i + 1 < root->n_children; i += 2) {
-        const PolicyNode *key = root->children[i], *value = root->children[i + 1];
+        const VrpcYamlNode *key = root->children[i], *value = root->children[i + 1];
         int k = key_lookup(key);
 
-        if (key->kind != POLICY_NODE_SCALAR) {
-            node_error(p, key, "keys must be strings, got %s", policy_node_describe(key));
+        if (key->kind != VRPC_YAML_SCALAR) {
+            node_error(p, key, "keys must be strings, got %s", vrpc_yaml_node_describe(key));
         } else if (k < 0) {
             node_error(p, key,
                        "unknown key %s (expected user, exit-on-client-eof, exit-on-service-eof, "
                        "timeout or skip-service-descriptor)",
-                       policy_quote(q, sizeof(q), key->value, key->len));
+                       vrpc_quote(q, sizeof(q), key->value, key->len));
         } else if (p->seen[k]) {
             node_error(p, key, "duplicate key \"%s\" (first at %u:%u)", key_names[k],
                        p->seen[k]->line, p->seen[k]->col);
@@ -172,53 +172,19 @@ static void parse_root(ConfigParser *p, const PolicyNode *root) {
     }
 }
 
-static int parse_stream(ConfigParser *p, PolicyYaml *y) {
-    _cleanup_node_ PolicyNode *root = NULL;
-    int r;
-
-    r = policy_yaml_next(y); /* stream start */
-    if (r < 0)
-        return r;
-    r = policy_yaml_next(y);
-    if (r < 0 || policy_yaml_type(y) == YAML_STREAM_END_EVENT)
-        return r; /* an empty file (or only comments) */
-    r = policy_yaml_next(y); /* the root node */
-    if (r < 0)
-        return r;
-    r = policy_yaml_read_node(y, &root);
-    if (r < 0)
-        return r;
-    parse_root(p, root);
-    r = policy_yaml_next(y); /* document end */
-    if (r < 0)
-        return r;
-    r = policy_yaml_next(y);
-    if (r < 0)
-        return r;
-    if (policy_yaml_type(y) == YAML_DOCUMENT_START_EVENT)
-        policy_diag_add(&p->diag, p->file, policy_yaml_line(y), policy_yaml_col(y),
-                        "only one YAML document is allowed per file");
-    return 0;
-}
-
 int service_config_parse(const char *file, const char *data, size_t size,
                          VrpcServiceConfig *configp, char *err) {
     ConfigParser p = {.file = file};
-    PolicyYaml y;
+    _cleanup_node_ VrpcYamlNode *root = NULL;
     int r;
 
-    policy_diag_init(&p.diag);
-    r = policy_yaml_init(&y, file, data, size, &p.diag);
-    if (r < 0) {
-        policy_diag_deinit(&p.diag);
-        services_err(err, "%s: out of memory", file);
-        return r;
-    }
-    r = parse_stream(&p, &y);
-    policy_yaml_deinit(&y);
+    vrpc_diag_init(&p.diag);
+    r = vrpc_yaml_read_document(file, data, size, &p.diag, &root);
+    if (r == 0 && root)
+        parse_root(&p, root);
     if (r == -ENOMEM) {
         services_err(err, "%s: out of memory", file);
-    } else if (policy_diag_has_errors(&p.diag)) {
+    } else if (vrpc_diag_has_errors(&p.diag)) {
         /* The first error is the one to fix; the rest are often its echoes. */
         if (p.diag.n_lines > 0)
             services_err(err, "%s", p.diag.lines[0]);
@@ -232,7 +198,7 @@ int service_config_parse(const char *file, const char *data, size_t size,
         *configp = p.config;
         r = 0;
     }
-    policy_diag_deinit(&p.diag);
+    vrpc_diag_deinit(&p.diag);
     return r;
 }
 
@@ -240,47 +206,17 @@ int service_config_parse(const char *file, const char *data, size_t size,
  * reason for anything but a readable regular file of bounded size. */
 static int read_config(int dirfd, const char *path, const char *name, char **datap,
                        size_t *sizep, char *err) {
-    _cleanup_close_ int fd = -1;
-    _cleanup_free_ char *data = NULL;
-    struct stat st;
-    size_t size = 0;
+    int r = vrpc_file_read(dirfd, name, VRPC_SERVICES_CONFIG_MAX, datap, sizep);
 
-    /* O_NONBLOCK: a FIFO planted under this name must not hang the call. */
-    fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return -ENOENT;
-        services_err(err, "%s: cannot open: %s", path, strerror(errno));
-        return VRPC_SERVICES_E_CONFIG;
-    }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    if (r == 0 || r == -ENOENT || r == -ENOMEM)
+        return r;
+    if (r == VRPC_FILE_E_NOT_REGULAR)
         services_err(err, "%s: not a regular file", path);
-        return VRPC_SERVICES_E_CONFIG;
-    }
-    data = malloc(VRPC_SERVICES_CONFIG_MAX + 1);
-    if (!data)
-        return -ENOMEM;
-    /* Read one byte past the limit to tell "exactly at" from "over". */
-    while (size < VRPC_SERVICES_CONFIG_MAX + 1) {
-        ssize_t n = read(fd, data + size, VRPC_SERVICES_CONFIG_MAX + 1 - size);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            services_err(err, "%s: cannot read: %s", path, strerror(errno));
-            return VRPC_SERVICES_E_CONFIG;
-        }
-        if (n == 0)
-            break;
-        size += (size_t)n;
-    }
-    if (size > VRPC_SERVICES_CONFIG_MAX) {
+    else if (r == VRPC_FILE_E_TOO_LARGE)
         services_err(err, "%s: file too large (over %d bytes)", path, VRPC_SERVICES_CONFIG_MAX);
-        return VRPC_SERVICES_E_CONFIG;
-    }
-    *datap = TAKE_PTR(data);
-    *sizep = size;
-    return 0;
+    else
+        services_err(err, "%s: cannot read: %s", path, strerror(-r));
+    return VRPC_SERVICES_E_CONFIG;
 }
 
 int service_config_load(int dirfd, const char *dir, const char *entry, const char *service,

@@ -17,10 +17,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cleanup.h"
+#include "common/cleanup.h"
+#include "common/escape.h"
+#include "common/names.h"
 #include "config.h"
 #include "errbuf.h"
-#include "names.h"
 #include "vrpc-services.h"
 
 static bool has_yaml_suffix(const char *s, size_t len) {
@@ -29,30 +30,30 @@ static bool has_yaml_suffix(const char *s, size_t len) {
 
 int vrpc_services_validate(const char *untrusted_service, size_t service_len,
                            const char *untrusted_argument, size_t argument_len, char *err) {
-    char q[POLICY_QUOTE_MAX];
+    char q[VRPC_QUOTE_MAX];
 
-    if (!untrusted_service || !policy_service_valid(untrusted_service, service_len)) {
+    if (!untrusted_service || !vrpc_name_valid_service(untrusted_service, service_len)) {
         services_err(err, "invalid service name %s",
-                     untrusted_service ? policy_quote(q, sizeof(q), untrusted_service, service_len)
+                     untrusted_service ? vrpc_quote(q, sizeof(q), untrusted_service, service_len)
                                        : "(null)");
         return VRPC_SERVICES_E_NAME;
     }
     if (untrusted_service[0] == '.' || has_yaml_suffix(untrusted_service, service_len)) {
         services_err(err, "service name %s cannot name a service",
-                     policy_quote(q, sizeof(q), untrusted_service, service_len));
+                     vrpc_quote(q, sizeof(q), untrusted_service, service_len));
         return VRPC_SERVICES_E_NAME;
     }
     if (argument_len > 0 &&
-        (!untrusted_argument || !policy_argument_valid(untrusted_argument, argument_len))) {
+        (!untrusted_argument || !vrpc_name_valid_argument(untrusted_argument, argument_len))) {
         services_err(err, "invalid service argument %s",
                      untrusted_argument
-                         ? policy_quote(q, sizeof(q), untrusted_argument, argument_len)
+                         ? vrpc_quote(q, sizeof(q), untrusted_argument, argument_len)
                          : "(null)");
         return VRPC_SERVICES_E_NAME;
     }
     if (argument_len > 0 && has_yaml_suffix(untrusted_argument, argument_len)) {
         services_err(err, "service argument %s cannot name a service",
-                     policy_quote(q, sizeof(q), untrusted_argument, argument_len));
+                     vrpc_quote(q, sizeof(q), untrusted_argument, argument_len));
         return VRPC_SERVICES_E_NAME;
     }
     return 0;

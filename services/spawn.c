@@ -36,9 +36,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cleanup.h"
+#include "common/cleanup.h"
+#include "common/names.h"
 #include "errbuf.h"
-#include "names.h"
 #include "vrpc-services.h"
 
 extern char **environ;
@@ -53,7 +53,6 @@ static inline int take_fd(int *fdp) {
     return fd;
 }
 #define TAKE_FD(fd) take_fd(&(fd))
-#define TARGET_MAX 80
 #ifndef VRPC_SERVICES_PIPE_SIZE
 #define VRPC_SERVICES_PIPE_SIZE (1 << 20)
 #endif
@@ -202,7 +201,7 @@ static int user_resolve(User *u, const VrpcService *s, const VrpcServiceCall *ca
     *u = (User){0};
     if (!name)
         return 0;
-    if (!policy_user_valid(name, strlen(name))) {
+    if (!vrpc_name_valid_user(name, strlen(name))) {
         services_err(err, "cannot run %s: invalid user name", s->service);
         return VRPC_SERVICES_E_USER;
     }
@@ -541,7 +540,7 @@ int vrpc_service_descriptor_format(const char *service, const char *argument, co
     if (!service || !source || !buf ||
         vrpc_services_validate(service, strlen(service), argument,
                                argument ? strlen(argument) : 0, NULL) != 0 ||
-        !policy_domain_valid(source, strlen(source)))
+        !vrpc_name_valid_domain(source, strlen(source)))
         return -EINVAL;
     n = snprintf(buf, size, "%s+%s %s\n", service, argument ? argument : "", source);
     if (n < 0 || (size_t)n >= size)
@@ -612,21 +611,6 @@ static int start_socket(const VrpcService *s, const VrpcServiceCall *call,
 
 /* ---- public ------------------------------------------------------------ */
 
-static bool target_valid(const char *s) {
-    size_t len = strlen(s);
-
-    if (len > TARGET_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-' || c == '@' || c == ':'))
-            return false;
-    }
-    return true;
-}
-
 int vrpc_service_start(const VrpcService *service, const VrpcServiceCall *call,
                        VrpcServiceProcess *procp, char *err) {
     VrpcServiceProcess proc = {.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
@@ -635,8 +619,10 @@ int vrpc_service_start(const VrpcService *service, const VrpcServiceCall *call,
     if (procp)
         *procp = proc;
     if (!service || !call || !procp || !call->source ||
-        !policy_domain_valid(call->source, strlen(call->source)) ||
-        (call->requested_target && !target_valid(call->requested_target))) {
+        !vrpc_name_valid_domain(call->source, strlen(call->source)) ||
+        (call->requested_target &&
+         !vrpc_name_valid_target(call->requested_target,
+                                 strnlen(call->requested_target, VRPC_NAME_MAX + 1)))) {
         services_err(err, "invalid arguments");
         return -EINVAL;
     }

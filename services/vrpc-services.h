@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "common/names.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -35,10 +37,10 @@ extern "C" {
 
 /* The default services folder. */
 #define VRPC_SERVICES_DEFAULT_DIR "/etc/vrpc/services"
-/* Longest service name and argument, in bytes (the policy's limit). */
-#define VRPC_SERVICES_NAME_MAX 64
+/* Longest service name and argument, in bytes (common/names.h). */
+#define VRPC_SERVICES_NAME_MAX VRPC_NAME_MAX
 /* Longest user name in a service configuration. */
-#define VRPC_SERVICES_USER_MAX 32
+#define VRPC_SERVICES_USER_MAX VRPC_USER_MAX
 /* Largest SERVICE.yaml accepted, in bytes. */
 #define VRPC_SERVICES_CONFIG_MAX (64 * 1024)
 /* Largest timeout accepted in SERVICE.yaml, in seconds. */

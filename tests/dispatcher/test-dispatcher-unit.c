@@ -6,9 +6,12 @@
  * checking "allow NAME" against the deciding rule).
  */
 #include <check.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "ask.h"
 #include "audit.h"
@@ -94,6 +97,52 @@ START_TEST(config_errors)
         ck_assert_uint_eq(cfg.max_calls_per_guest, 1024);
         dispatcher_config_deinit(&cfg);
     }
+}
+END_TEST
+
+/* dispatcher_config_load(): the file is read by common/'s bounded reader, which opens it
+ * non-blocking: a FIFO planted as dispatcher.yaml used to block the dispatcher's start in
+ * open() until a writer came; now it is refused at once. */
+START_TEST(config_load_files)
+{
+    char dir[] = "/tmp/vrpc-dunit-XXXXXX", path[256], err[DISPATCHER_CONFIG_ERROR_MAX] = "";
+    DispatcherConfig cfg;
+    FILE *f;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/%s", dir, DISPATCHER_CONFIG_FILE);
+
+    ck_assert_int_eq(dispatcher_config_load(&cfg, dir, err), 0); /* absent: the defaults */
+    ck_assert_uint_eq(cfg.max_calls_per_guest, 1024);
+    dispatcher_config_deinit(&cfg);
+
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("max-calls-per-guest: 9\n", f);
+    fclose(f);
+    ck_assert_int_eq(dispatcher_config_load(&cfg, dir, err), 0);
+    ck_assert_uint_eq(cfg.max_calls_per_guest, 9);
+    dispatcher_config_deinit(&cfg);
+
+    /* One byte over the cap, made of comments: refused by size, not by parsing. */
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < DISPATCHER_CONFIG_SIZE_MAX; i++)
+        fputc(i % 64 == 63 ? '\n' : '#', f);
+    fputc('\n', f);
+    fclose(f);
+    ck_assert_int_eq(dispatcher_config_load(&cfg, dir, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "larger than"));
+    dispatcher_config_deinit(&cfg);
+
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    ck_assert_int_eq(dispatcher_config_load(&cfg, dir, err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "not a regular file"));
+    dispatcher_config_deinit(&cfg);
+
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(rmdir(dir), 0);
 }
 END_TEST
 
@@ -281,6 +330,7 @@ int main(void)
     vt_leak_fixture(tc);
     tcase_add_test(tc, config_defaults_and_values);
     tcase_add_test(tc, config_errors);
+    tcase_add_test(tc, config_load_files);
     tcase_add_test(tc, audit_format_fields);
     tcase_add_test(tc, ask_answers);
     tcase_add_test(tc, ask_decisions);

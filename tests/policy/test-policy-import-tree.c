@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cleanup.h"
+#include "common/cleanup.h"
 #include "import-qubes.h"
 #include "test-util.h"
 

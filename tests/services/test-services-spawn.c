@@ -366,6 +366,15 @@ START_TEST(test_bad_call) {
                                                            .requested_target = "x\ny"},
                                         &proc, err),
                      -EINVAL);
+    /* The requested target has the codec's limit (common/names.h), not a looser one. */
+    char long_target[VRPC_NAME_MAX + 2];
+    memset(long_target, 'a', VRPC_NAME_MAX + 1);
+    long_target[VRPC_NAME_MAX + 1] = 0;
+    ck_assert_int_eq(vrpc_service_start(s,
+                                        &(VrpcServiceCall){.source = "work",
+                                                           .requested_target = long_target},
+                                        &proc, err),
+                     -EINVAL);
     ck_assert_int_eq(vrpc_service_start(NULL, &svc_default_call, &proc, err), -EINVAL);
     ck_assert_int_eq(vrpc_service_start(s, &svc_default_call, NULL, err), -EINVAL);
     vrpc_service_free(s);

@@ -21,6 +21,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "common/names.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -28,9 +30,9 @@ extern "C" {
 #define VRPC_POLICY_EXPORT __attribute__((visibility("default")))
 
 /* Longest service name, argument, domain, tag or type name, in bytes. */
-#define VRPC_POLICY_NAME_MAX 64
+#define VRPC_POLICY_NAME_MAX VRPC_NAME_MAX
 /* Longest user name in a rule. */
-#define VRPC_POLICY_USER_MAX 32
+#define VRPC_POLICY_USER_MAX VRPC_USER_MAX
 /* The default configuration folder. */
 #define VRPC_POLICY_DEFAULT_ETC "/etc/vrpc"
 

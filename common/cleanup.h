@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * Scope-bound cleanup helpers (private to the policy library). A variable
+ * Scope-bound cleanup helpers (policy, services). A variable
  * declared with one of these attributes is released when it goes out of
  * scope; hand ownership out with the keep-on-success pattern:
  *     *objp = obj; obj = NULL; return 0;

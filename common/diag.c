@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Load error collection. Every problem found in a policy set is kept as one
- * formatted line so that `vrpc-policy check` and the dispatcher's startup log
- * print exactly the same text. After POLICY_DIAG_MAX lines one final line
- * says how many more were suppressed.
+ * Load error collection for configuration files (the policy set, SERVICE.yaml,
+ * dispatcher.yaml). Every problem is kept as one formatted line so that, for
+ * the policy, `vrpc-policy check` and the dispatcher's startup log print
+ * exactly the same text. After VRPC_DIAG_MAX lines one final line says that
+ * no more are reported.
  */
 
 #include <stdarg.h>
@@ -11,22 +12,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "diag.h"
+#include "common/diag.h"
 
-void policy_diag_init(PolicyDiag *diag) {
-    *diag = (PolicyDiag){0};
+void vrpc_diag_init(VrpcDiag *diag) {
+    *diag = (VrpcDiag){0};
 }
 
-void policy_diag_deinit(PolicyDiag *diag) {
+void vrpc_diag_deinit(VrpcDiag *diag) {
     if (!diag)
         return;
     for (size_t i = 0; i < diag->n_lines; i++)
         free(diag->lines[i]);
     free(diag->lines);
-    *diag = (PolicyDiag){0};
+    *diag = (VrpcDiag){0};
 }
 
-static void diag_append(PolicyDiag *diag, char *line) {
+static void diag_append(VrpcDiag *diag, char *line) {
     char **lines = realloc(diag->lines, (diag->n_lines + 1) * sizeof(*lines));
 
     if (!lines) {
@@ -38,17 +39,17 @@ static void diag_append(PolicyDiag *diag, char *line) {
     diag->lines[diag->n_lines++] = line;
 }
 
-void policy_diag_add(PolicyDiag *diag, const char *file, unsigned line, unsigned col,
-                     const char *fmt, ...) {
+void vrpc_diag_add(VrpcDiag *diag, const char *file, unsigned line, unsigned col,
+                   const char *fmt, ...) {
     char msg[512];
     char *text = NULL;
     va_list ap;
     int r;
 
     diag->n_errors++;
-    if (diag->n_errors > POLICY_DIAG_MAX + 1)
+    if (diag->n_errors > VRPC_DIAG_MAX + 1)
         return;
-    if (diag->n_errors == POLICY_DIAG_MAX + 1) {
+    if (diag->n_errors == VRPC_DIAG_MAX + 1) {
         r = asprintf(&text, "%s: too many errors, not reporting any more", file);
     } else {
         va_start(ap, fmt);
@@ -66,7 +67,7 @@ void policy_diag_add(PolicyDiag *diag, const char *file, unsigned line, unsigned
     diag_append(diag, text);
 }
 
-void policy_diag_keep_last(PolicyDiag *diag, size_t n_lines, size_t n_errors) {
+void vrpc_diag_keep_last(VrpcDiag *diag, size_t n_lines, size_t n_errors) {
     char *last;
 
     /* Only when every error since then was recorded (no cap, no ENOMEM). */

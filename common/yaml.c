@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The one place where policy YAML text is tokenized. It wraps libyaml's event
- * API so that the loader reads a file as a stream of small trees, converts
+ * The one place where YAML text is tokenized (policy, SERVICE.yaml,
+ * dispatcher.yaml). It wraps libyaml's event API so that a loader reads a
+ * file as a stream of small trees (or one tree per small file), converts
  * libyaml's 0-based marks to the 1-based FILE:LINE:COL users see, and turns
  * every libyaml failure into exactly one diagnostic. Trees are bounded in
  * depth (recursion) and size (memory), so a hostile or corrupted file cannot
@@ -12,21 +13,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "yaml-reader.h"
+#include "common/yaml.h"
 
 #define YAML_MAX_DEPTH 32
 #define YAML_MAX_NODES 20000
 
-int policy_yaml_init(PolicyYaml *y, const char *file, const char *data, size_t size,
-                     PolicyDiag *diag) {
-    *y = (PolicyYaml){.file = file, .data = data, .size = size, .diag = diag};
+int vrpc_yaml_init(VrpcYaml *y, const char *file, const char *data, size_t size,
+                   VrpcDiag *diag) {
+    *y = (VrpcYaml){.file = file, .data = data, .size = size, .diag = diag};
     if (!yaml_parser_initialize(&y->parser))
         return -ENOMEM;
     yaml_parser_set_input_string(&y->parser, (const unsigned char *)data, size);
     return 0;
 }
 
-void policy_yaml_deinit(PolicyYaml *y) {
+void vrpc_yaml_deinit(VrpcYaml *y) {
     if (y->have_event)
         yaml_event_delete(&y->event);
     yaml_parser_delete(&y->parser);
@@ -35,7 +36,7 @@ void policy_yaml_deinit(PolicyYaml *y) {
 
 /* 1-based line and column of byte OFFSET, for reader errors that only carry an
  * offset. Columns count bytes here, which is close enough for bad encodings. */
-static void offset_to_position(const PolicyYaml *y, size_t offset, unsigned *linep,
+static void offset_to_position(const VrpcYaml *y, size_t offset, unsigned *linep,
                                unsigned *colp) {
     unsigned line = 1, col = 1;
 
@@ -51,13 +52,13 @@ static void offset_to_position(const PolicyYaml *y, size_t offset, unsigned *lin
     *colp = col;
 }
 
-static int report_parser_error(PolicyYaml *y) {
+static int report_parser_error(VrpcYaml *y) {
     const yaml_parser_t *p = &y->parser;
     const char *problem = p->problem ? p->problem : "syntax error";
     unsigned line, col;
 
     if (p->error == YAML_MEMORY_ERROR) {
-        policy_diag_add(y->diag, y->file, 0, 0, "out of memory while parsing");
+        vrpc_diag_add(y->diag, y->file, 0, 0, "out of memory while parsing");
         y->failed = true;
         return -ENOMEM;
     }
@@ -68,22 +69,22 @@ static int report_parser_error(PolicyYaml *y) {
         col = (unsigned)p->problem_mark.column + 1;
     }
     if (p->context)
-        policy_diag_add(y->diag, y->file, line, col, "invalid YAML: %s %s", problem, p->context);
+        vrpc_diag_add(y->diag, y->file, line, col, "invalid YAML: %s %s", problem, p->context);
     else
-        policy_diag_add(y->diag, y->file, line, col, "invalid YAML: %s", problem);
+        vrpc_diag_add(y->diag, y->file, line, col, "invalid YAML: %s", problem);
     y->failed = true;
     return -EBADMSG;
 }
 
-/* Refuse what a policy never needs; reported once, then the file is done. */
-static int check_event_features(PolicyYaml *y) {
+/* Refuse what no vrpc file needs; reported once, then the file is done. */
+static int check_event_features(VrpcYaml *y) {
     const yaml_event_t *e = &y->event;
     const unsigned char *anchor = NULL, *tag = NULL;
 
     switch (e->type) {
     case YAML_ALIAS_EVENT:
-        policy_diag_add(y->diag, y->file, policy_yaml_line(y), policy_yaml_col(y),
-                        "YAML aliases are not supported");
+        vrpc_diag_add(y->diag, y->file, vrpc_yaml_line(y), vrpc_yaml_col(y),
+                      "YAML aliases are not supported");
         y->failed = true;
         return -EBADMSG;
     case YAML_SCALAR_EVENT:
@@ -102,15 +103,15 @@ static int check_event_features(PolicyYaml *y) {
         return 0;
     }
     if (anchor || tag) {
-        policy_diag_add(y->diag, y->file, policy_yaml_line(y), policy_yaml_col(y),
-                        anchor ? "YAML anchors are not supported" : "YAML tags are not supported");
+        vrpc_diag_add(y->diag, y->file, vrpc_yaml_line(y), vrpc_yaml_col(y),
+                      anchor ? "YAML anchors are not supported" : "YAML tags are not supported");
         y->failed = true;
         return -EBADMSG;
     }
     return 0;
 }
 
-int policy_yaml_next(PolicyYaml *y) {
+int vrpc_yaml_next(VrpcYaml *y) {
     if (y->failed)
         return -EBADMSG;
     if (y->have_event) {
@@ -123,19 +124,19 @@ int policy_yaml_next(PolicyYaml *y) {
     return check_event_features(y);
 }
 
-PolicyNode *policy_node_free(PolicyNode *node) {
+VrpcYamlNode *vrpc_yaml_node_free(VrpcYamlNode *node) {
     if (!node)
         return NULL;
     for (size_t i = 0; i < node->n_children; i++)
-        policy_node_free(node->children[i]);
+        vrpc_yaml_node_free(node->children[i]);
     free(node->children);
     free(node->value);
     free(node);
     return NULL;
 }
 
-static int node_append(PolicyNode *parent, PolicyNode *child) {
-    PolicyNode **c = realloc(parent->children, (parent->n_children + 1) * sizeof(*c));
+static int node_append(VrpcYamlNode *parent, VrpcYamlNode *child) {
+    VrpcYamlNode **c = realloc(parent->children, (parent->n_children + 1) * sizeof(*c));
 
     if (!c)
         return -ENOMEM;
@@ -144,15 +145,15 @@ static int node_append(PolicyNode *parent, PolicyNode *child) {
     return 0;
 }
 
-static int read_node(PolicyYaml *y, unsigned depth, PolicyNode **nodep) {
-    PolicyNode *node;
+static int read_node(VrpcYaml *y, unsigned depth, VrpcYamlNode **nodep) {
+    VrpcYamlNode *node;
     yaml_event_type_t end;
     int r;
 
     if (depth > YAML_MAX_DEPTH || y->budget == 0) {
-        policy_diag_add(y->diag, y->file, policy_yaml_line(y), policy_yaml_col(y),
-                        depth > YAML_MAX_DEPTH ? "value nested too deeply"
-                                               : "value too large (too many nodes)");
+        vrpc_diag_add(y->diag, y->file, vrpc_yaml_line(y), vrpc_yaml_col(y),
+                      depth > YAML_MAX_DEPTH ? "value nested too deeply"
+                                             : "value too large (too many nodes)");
         y->failed = true;
         return -EBADMSG;
     }
@@ -160,17 +161,17 @@ static int read_node(PolicyYaml *y, unsigned depth, PolicyNode **nodep) {
     node = calloc(1, sizeof(*node));
     if (!node)
         return -ENOMEM;
-    node->line = policy_yaml_line(y);
-    node->col = policy_yaml_col(y);
+    node->line = vrpc_yaml_line(y);
+    node->col = vrpc_yaml_col(y);
 
-    switch (policy_yaml_type(y)) {
+    switch (vrpc_yaml_type(y)) {
     case YAML_SCALAR_EVENT:
-        node->kind = POLICY_NODE_SCALAR;
+        node->kind = VRPC_YAML_SCALAR;
         node->plain = y->event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
         node->len = y->event.data.scalar.length;
         node->value = malloc(node->len + 1);
         if (!node->value) {
-            policy_node_free(node);
+            vrpc_yaml_node_free(node);
             return -ENOMEM;
         }
         memcpy(node->value, y->event.data.scalar.value, node->len);
@@ -178,28 +179,28 @@ static int read_node(PolicyYaml *y, unsigned depth, PolicyNode **nodep) {
         *nodep = node;
         return 0;
     case YAML_SEQUENCE_START_EVENT:
-        node->kind = POLICY_NODE_SEQUENCE;
+        node->kind = VRPC_YAML_SEQUENCE;
         end = YAML_SEQUENCE_END_EVENT;
         break;
     case YAML_MAPPING_START_EVENT:
-        node->kind = POLICY_NODE_MAPPING;
+        node->kind = VRPC_YAML_MAPPING;
         end = YAML_MAPPING_END_EVENT;
         break;
     default:
         /* The parser only yields node events here; anything else is a bug. */
-        policy_diag_add(y->diag, y->file, node->line, node->col, "unexpected YAML event");
-        policy_node_free(node);
+        vrpc_diag_add(y->diag, y->file, node->line, node->col, "unexpected YAML event");
+        vrpc_yaml_node_free(node);
         y->failed = true;
         return -EBADMSG;
     }
 
     for (;;) {
-        PolicyNode *child = NULL;
+        VrpcYamlNode *child = NULL;
 
-        r = policy_yaml_next(y);
+        r = vrpc_yaml_next(y);
         if (r < 0)
             break;
-        if (policy_yaml_type(y) == end) {
+        if (vrpc_yaml_type(y) == end) {
             *nodep = node;
             return 0;
         }
@@ -208,30 +209,30 @@ static int read_node(PolicyYaml *y, unsigned depth, PolicyNode **nodep) {
             break;
         r = node_append(node, child);
         if (r < 0) {
-            policy_node_free(child);
+            vrpc_yaml_node_free(child);
             break;
         }
     }
-    policy_node_free(node);
+    vrpc_yaml_node_free(node);
     return r;
 }
 
-int policy_yaml_read_node(PolicyYaml *y, PolicyNode **nodep) {
+int vrpc_yaml_read_node(VrpcYaml *y, VrpcYamlNode **nodep) {
     y->budget = YAML_MAX_NODES;
     return read_node(y, 0, nodep);
 }
 
-bool policy_node_is_null(const PolicyNode *node) {
-    return node->kind == POLICY_NODE_SCALAR && node->plain &&
+bool vrpc_yaml_node_is_null(const VrpcYamlNode *node) {
+    return node->kind == VRPC_YAML_SCALAR && node->plain &&
            (node->len == 0 || strcmp(node->value, "~") == 0 || strcmp(node->value, "null") == 0 ||
             strcmp(node->value, "Null") == 0 || strcmp(node->value, "NULL") == 0);
 }
 
-int policy_node_get_bool(const PolicyNode *node, bool *valuep) {
+int vrpc_yaml_node_get_bool(const VrpcYamlNode *node, bool *valuep) {
     static const char *const truths[] = {"true", "True", "TRUE"};
     static const char *const lies[] = {"false", "False", "FALSE"};
 
-    if (node->kind != POLICY_NODE_SCALAR || !node->plain)
+    if (node->kind != VRPC_YAML_SCALAR || !node->plain)
         return -EINVAL;
     for (size_t i = 0; i < 3; i++) {
         if (strcmp(node->value, truths[i]) == 0) {
@@ -246,20 +247,56 @@ int policy_node_get_bool(const PolicyNode *node, bool *valuep) {
     return -EINVAL;
 }
 
-const char *policy_node_describe(const PolicyNode *node) {
+const char *vrpc_yaml_node_describe(const VrpcYamlNode *node) {
     bool ignored;
 
     switch (node->kind) {
-    case POLICY_NODE_SEQUENCE:
+    case VRPC_YAML_SEQUENCE:
         return "a list";
-    case POLICY_NODE_MAPPING:
+    case VRPC_YAML_MAPPING:
         return "a mapping";
-    case POLICY_NODE_SCALAR:
+    case VRPC_YAML_SCALAR:
         break;
     }
-    if (policy_node_is_null(node))
+    if (vrpc_yaml_node_is_null(node))
         return "null";
-    if (policy_node_get_bool(node, &ignored) == 0)
+    if (vrpc_yaml_node_get_bool(node, &ignored) == 0)
         return "a boolean";
     return "a string";
+}
+
+int vrpc_yaml_read_document(const char *file, const char *data, size_t size, VrpcDiag *diag,
+                            VrpcYamlNode **rootp) {
+    VrpcYaml y;
+    VrpcYamlNode *root = NULL;
+    int r;
+
+    *rootp = NULL;
+    r = vrpc_yaml_init(&y, file, data, size, diag);
+    if (r < 0)
+        return r;
+    r = vrpc_yaml_next(&y); /* stream start */
+    if (r == 0)
+        r = vrpc_yaml_next(&y); /* document start, or stream end: an empty file */
+    if (r == 0 && vrpc_yaml_type(&y) != YAML_STREAM_END_EVENT) {
+        r = vrpc_yaml_next(&y); /* the root node */
+        if (r == 0)
+            r = vrpc_yaml_read_node(&y, &root);
+        if (r == 0)
+            r = vrpc_yaml_next(&y); /* document end */
+        if (r == 0)
+            r = vrpc_yaml_next(&y);
+        if (r == 0 && vrpc_yaml_type(&y) == YAML_DOCUMENT_START_EVENT) {
+            vrpc_diag_add(diag, file, vrpc_yaml_line(&y), vrpc_yaml_col(&y),
+                          "only one YAML document is allowed per file");
+            r = -EBADMSG;
+        }
+    }
+    vrpc_yaml_deinit(&y);
+    if (r < 0) {
+        vrpc_yaml_node_free(root);
+        return r;
+    }
+    *rootp = root;
+    return 0;
 }

@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * common/: the one set of name rules and the layers that wrap it (the codec's rpc_valid_*(),
+ * the policy's vrpc_policy_*_is_valid()), which must agree on every non-empty name -- before
+ * issue 10 they disagreed on a domain starting with '.' or '-' and on a user starting with
+ * '-'; the bounded file read and the single-document YAML reader that SERVICE.yaml and
+ * dispatcher.yaml use; VrpcDiag's cap; vrpc_quote().
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/diag.h"
+#include "common/escape.h"
+#include "common/file.h"
+#include "common/names.h"
+#include "common/yaml.h"
+#include "librpc/rpc.h"
+#include "vrpc-policy.h"
+
+#define S32 "abcdefghijklmnopqrstuvwxyzabcdef"
+#define S64 S32 S32
+#define S65 S64 "x"
+
+static bool valid(bool (*fn)(const char *, size_t), const char *s)
+{
+    return fn(s, s ? strlen(s) : 0);
+}
+
+START_TEST(rules_at_limits)
+{
+    ck_assert(valid(vrpc_name_valid_service, S64));
+    ck_assert(!valid(vrpc_name_valid_service, S65));
+    ck_assert(!valid(vrpc_name_valid_service, ""));
+    ck_assert(!valid(vrpc_name_valid_service, "a+b"));
+    ck_assert(valid(vrpc_name_valid_argument, ""));
+    ck_assert(valid(vrpc_name_valid_argument, "+a+b"));
+    ck_assert(!valid(vrpc_name_valid_argument, S65));
+    ck_assert(valid(vrpc_name_valid_domain, "9lives"));
+    ck_assert(!valid(vrpc_name_valid_domain, ""));
+    ck_assert(!valid(vrpc_name_valid_domain, ".work"));
+    ck_assert(!valid(vrpc_name_valid_domain, "-work"));
+    ck_assert(!valid(vrpc_name_valid_domain, "_work"));
+    ck_assert(valid(vrpc_name_valid_label, ".hidden-tag")); /* labels may start with any */
+    ck_assert(valid(vrpc_name_valid_user, S32));
+    ck_assert(!valid(vrpc_name_valid_user, S32 "x"));
+    ck_assert(!valid(vrpc_name_valid_user, ""));
+    ck_assert(!valid(vrpc_name_valid_user, "-root"));
+    ck_assert(valid(vrpc_name_valid_user, "r-oot"));
+    ck_assert(valid(vrpc_name_valid_target, "@dispvm:work"));
+    ck_assert(!valid(vrpc_name_valid_target, "a/b"));
+    /* The length, not a NUL, ends the text: a NUL inside is refused. */
+    ck_assert(!vrpc_name_valid_service("a\0b", 3));
+    ck_assert(!vrpc_name_valid_argument("a\0b", 3));
+    ck_assert(!vrpc_name_valid_target("a\0b", 3));
+    ck_assert(!vrpc_name_valid_service(NULL, 0));
+}
+END_TEST
+
+/* Names on which the codec and the policy used to disagree, and ordinary ones. */
+static const char *const agree_names[] = {
+    "work", "dom0", "sys-net", "9lives", "a.b_c", S64, S65, ".work", "-work", "_work",
+    "@adminvm", "a:b", "a b", "a+b", "caf\xc3\xa9", S32, S32 "x", "-root", "r-oot",
+};
+
+START_TEST(layers_agree)
+{
+    const char *s = agree_names[_i];
+    size_t n = strlen(s);
+
+    /* Non-empty names: the codec, the policy and the rules say the same. */
+    ck_assert_msg(rpc_valid_domain(s) == vrpc_name_valid_domain(s, n), "domain %s", s);
+    ck_assert_msg(vrpc_policy_domain_is_valid(s) == vrpc_name_valid_domain(s, n), "domain %s", s);
+    ck_assert_msg(rpc_valid_service(s) == vrpc_name_valid_service(s, n), "service %s", s);
+    ck_assert_msg(vrpc_policy_service_is_valid(s) == vrpc_name_valid_service(s, n), "service %s",
+                  s);
+    ck_assert_msg(rpc_valid_argument(s) == vrpc_name_valid_argument(s, n), "argument %s", s);
+    ck_assert_msg(vrpc_policy_argument_is_valid(s) == vrpc_name_valid_argument(s, n),
+                  "argument %s", s);
+    ck_assert_msg(rpc_valid_user(s) == vrpc_name_valid_user(s, n), "user %s", s);
+    ck_assert_msg(rpc_valid_target(s) == vrpc_name_valid_target(s, n), "target %s", s);
+}
+END_TEST
+
+START_TEST(codec_optional_fields)
+{
+    /* In the codec an empty (or absent) optional field means "none". */
+    ck_assert(rpc_valid_domain(""));
+    ck_assert(rpc_valid_domain(NULL));
+    ck_assert(rpc_valid_user(""));
+    ck_assert(rpc_valid_user(NULL));
+    ck_assert(!rpc_valid_service(""));
+}
+END_TEST
+
+START_TEST(split_call)
+{
+    char service[VRPC_NAME_MAX + 1], argument[VRPC_NAME_MAX + 1];
+
+    ck_assert_int_eq(vrpc_name_split_call("demo.Echo+a+b", service, argument), 0);
+    ck_assert_str_eq(service, "demo.Echo");
+    ck_assert_str_eq(argument, "a+b");
+    ck_assert_int_eq(vrpc_name_split_call(S64 "+" S64, service, argument), 0);
+    ck_assert_int_eq(vrpc_name_split_call(S65, service, argument), VRPC_NAME_E_SERVICE);
+    ck_assert_str_eq(service, "");
+    ck_assert_int_eq(vrpc_name_split_call("svc+" S65, service, argument), VRPC_NAME_E_ARGUMENT);
+    ck_assert_str_eq(service, "");
+    ck_assert_str_eq(argument, "");
+    ck_assert_int_eq(vrpc_name_split_call(NULL, service, argument), VRPC_NAME_E_SERVICE);
+}
+END_TEST
+
+/* vrpc_yaml_read_document() on @text: the return, and the first diagnostic (or ""). */
+static int read_doc(const char *text, VrpcYamlNode **rootp, char *first, size_t size)
+{
+    VrpcDiag diag;
+    int r;
+
+    vrpc_diag_init(&diag);
+    r = vrpc_yaml_read_document("t.yaml", text, strlen(text), &diag, rootp);
+    snprintf(first, size, "%s", diag.n_lines ? diag.lines[0] : "");
+    vrpc_diag_deinit(&diag);
+    return r;
+}
+
+START_TEST(yaml_one_document)
+{
+    VrpcYamlNode *root = NULL;
+    char first[256];
+
+    ck_assert_int_eq(read_doc("", &root, first, sizeof(first)), 0);
+    ck_assert_ptr_null(root);
+    ck_assert_int_eq(read_doc("# only a comment\n", &root, first, sizeof(first)), 0);
+    ck_assert_ptr_null(root);
+
+    ck_assert_int_eq(read_doc("a: 1\nb: [x, y]\n", &root, first, sizeof(first)), 0);
+    ck_assert_ptr_nonnull(root);
+    ck_assert_int_eq(root->kind, VRPC_YAML_MAPPING);
+    ck_assert_uint_eq(root->n_children, 4);
+    ck_assert_str_eq(root->children[0]->value, "a");
+    ck_assert_int_eq(root->children[3]->kind, VRPC_YAML_SEQUENCE);
+    root = vrpc_yaml_node_free(root);
+
+    ck_assert_int_eq(read_doc("---\n...\n", &root, first, sizeof(first)), 0);
+    ck_assert_ptr_nonnull(root);
+    ck_assert(vrpc_yaml_node_is_null(root));
+    root = vrpc_yaml_node_free(root);
+
+    /* A second document: refused at its position, nothing returned. */
+    ck_assert_int_eq(read_doc("a: 1\n---\nb: 2\n", &root, first, sizeof(first)), -EBADMSG);
+    ck_assert_ptr_null(root);
+    ck_assert_str_eq(first, "t.yaml:2:1: only one YAML document is allowed per file");
+
+    /* Syntax errors and aliases are reported once, with their position. */
+    ck_assert_int_eq(read_doc("a: [1, 2\n", &root, first, sizeof(first)), -EBADMSG);
+    ck_assert_ptr_null(root);
+    ck_assert(strncmp(first, "t.yaml:", 7) == 0);
+    ck_assert_int_eq(read_doc("a: &x 1\nb: *x\n", &root, first, sizeof(first)), -EBADMSG);
+    ck_assert_ptr_null(root);
+    ck_assert_ptr_nonnull(strstr(first, "anchors are not supported"));
+}
+END_TEST
+
+static void write_file(int dirfd, const char *name, size_t size)
+{
+    int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    char *buf = malloc(size + 1);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_ptr_nonnull(buf);
+    memset(buf, 'y', size);
+    ck_assert_int_eq(write(fd, buf, size), (ssize_t)size);
+    free(buf);
+    close(fd);
+}
+
+START_TEST(file_read_bounded)
+{
+    char dir[] = "/tmp/vrpc-common-XXXXXX";
+    char *data = NULL;
+    size_t size = 99;
+    int dirfd;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ck_assert_int_ge(dirfd, 0);
+
+    ck_assert_int_eq(vrpc_file_read(dirfd, "absent", 16, &data, &size), -ENOENT);
+    ck_assert_ptr_null(data);
+    ck_assert_uint_eq(size, 0);
+
+    write_file(dirfd, "at", 16); /* exactly at the cap: read whole, NUL-terminated */
+    ck_assert_int_eq(vrpc_file_read(dirfd, "at", 16, &data, &size), 0);
+    ck_assert_uint_eq(size, 16);
+    ck_assert_uint_eq(strlen(data), 16);
+    free(data);
+    data = NULL;
+
+    write_file(dirfd, "empty", 0);
+    ck_assert_int_eq(vrpc_file_read(dirfd, "empty", 16, &data, &size), 0);
+    ck_assert_uint_eq(size, 0);
+    ck_assert_str_eq(data, "");
+    free(data);
+    data = NULL;
+
+    write_file(dirfd, "over", 17);
+    ck_assert_int_eq(vrpc_file_read(dirfd, "over", 16, &data, &size), VRPC_FILE_E_TOO_LARGE);
+    ck_assert_ptr_null(data);
+
+    /* Not regular: refused without blocking (a FIFO with no writer would hang open()). */
+    ck_assert_int_eq(mkfifoat(dirfd, "fifo", 0600), 0);
+    ck_assert_int_eq(vrpc_file_read(dirfd, "fifo", 16, &data, &size), VRPC_FILE_E_NOT_REGULAR);
+    ck_assert_int_eq(mkdirat(dirfd, "sub", 0700), 0);
+    ck_assert_int_eq(vrpc_file_read(dirfd, "sub", 16, &data, &size), VRPC_FILE_E_NOT_REGULAR);
+    ck_assert_ptr_null(data);
+
+    /* AT_FDCWD with an absolute path. */
+    char path[64];
+    snprintf(path, sizeof(path), "%s/at", dir);
+    ck_assert_int_eq(vrpc_file_read(AT_FDCWD, path, 16, &data, &size), 0);
+    free(data);
+
+    const char *names[] = {"at", "empty", "over", "fifo"};
+    for (size_t i = 0; i < 4; i++)
+        ck_assert_int_eq(unlinkat(dirfd, names[i], 0), 0);
+    ck_assert_int_eq(unlinkat(dirfd, "sub", AT_REMOVEDIR), 0);
+    close(dirfd);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+START_TEST(diag_cap)
+{
+    VrpcDiag diag;
+
+    vrpc_diag_init(&diag);
+    for (int i = 0; i < VRPC_DIAG_MAX + 50; i++)
+        vrpc_diag_add(&diag, "f", (unsigned)i + 1, 1, "error %d", i);
+    ck_assert_uint_eq(diag.n_errors, VRPC_DIAG_MAX + 50);
+    ck_assert_uint_eq(diag.n_lines, VRPC_DIAG_MAX + 1);
+    ck_assert_str_eq(diag.lines[0], "f:1:1: error 0");
+    ck_assert_str_eq(diag.lines[VRPC_DIAG_MAX], "f: too many errors, not reporting any more");
+    vrpc_diag_deinit(&diag);
+    vrpc_diag_deinit(NULL);
+}
+END_TEST
+
+START_TEST(quote)
+{
+    char q[VRPC_QUOTE_MAX];
+
+    ck_assert_str_eq(vrpc_quote(q, sizeof(q), "a\"b\\c\x1b", 6), "\"a\\\"b\\\\c\\x1b\"");
+    ck_assert_str_eq(vrpc_quote(q, sizeof(q), "a\0b", 3), "\"a\\x00b\"");
+    ck_assert_str_eq(vrpc_quote(q, sizeof(q), S64, 64), "\"" S32 "abcdefghijklm...\"");
+    ck_assert_str_eq(vrpc_quote(q, 8, "abc", 3), "");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("common");
+    TCase *tc = tcase_create("common");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_test(tc, rules_at_limits);
+    tcase_add_loop_test(tc, layers_agree, 0, sizeof(agree_names) / sizeof(agree_names[0]));
+    tcase_add_test(tc, codec_optional_fields);
+    tcase_add_test(tc, split_call);
+    tcase_add_test(tc, yaml_one_document);
+    tcase_add_test(tc, file_read_bounded);
+    tcase_add_test(tc, diag_cap);
+    tcase_add_test(tc, quote);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
