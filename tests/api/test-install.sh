@@ -10,7 +10,7 @@
 #     deny everything but vrpc.Ping) and run the example in a guest: vrpc.Ping works,
 #     demo.Echo is refused (126), and 20 calls at once on one connection all answer.
 set -eu
-build=$1 src=$2 sim=$3
+build=$(realpath "$1") src=$(realpath "$2") sim=$(realpath "$3")
 tmp=$(mktemp -d /tmp/vrpc-install-test-XXXXXX)
 ns="inst$$"
 cleanup() {
@@ -46,6 +46,7 @@ grep -q "ExecStart=$prefix/bin/vrpc-agent --etc $prefix/etc/vrpc " \
 if command -v systemd-analyze >/dev/null 2>&1; then
     # only unit syntax; the programs exist under the prefix
     systemd-analyze verify --man=no "$prefix/lib/systemd/system/vrpc-agent.service" \
+        "$prefix/lib/systemd/system/vrpc-dispatcher.service" \
         >"$tmp/verify.log" 2>&1 || { cat "$tmp/verify.log"; fail "unit syntax"; }
 fi
 "$prefix/bin/vrpc-policy" check --etc "$prefix/etc/vrpc" >/dev/null 2>"$tmp/policy.log" ||
