@@ -81,7 +81,7 @@ __attribute__((format(printf, 3, 4))) static void fail(Call *c, int status, cons
     c->status = status;
 }
 
-/* Abandon the call (the daemon stops the handler) and end with @status. */
+/* Abandon the call: the daemon stops the handler; the caller decides our status. */
 static void cancel(Call *c, const char *why)
 {
     (void)vrpc_call_cancel(c->call, why);

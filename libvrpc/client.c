@@ -195,14 +195,23 @@ static void cb_on_eof(RpcStream *s, RpcChannel ch, void *userdata)
     notify_queue(call);
 }
 
+/* The call of stream @s, which ends now (exit or reset): no more output will come. */
+static VrpcCall *call_of_ending_stream(RpcStream *s)
+{
+    VrpcCall *call = rpc_stream_get_userdata(s);
+    if (call) {
+        call_drop_stream(call);
+        call->out.eof = call->err.eof = true;
+    }
+    return call;
+}
+
 static void cb_on_exit(RpcStream *s, int32_t code, bool refused, const char *reason,
                        void *userdata)
 {
-    VrpcCall *call = rpc_stream_get_userdata(s); /* @userdata is the client */
+    VrpcCall *call = call_of_ending_stream(s);
     if (!call)
         return;
-    call_drop_stream(call);
-    call->out.eof = call->err.eof = true;
     int st = code < 0 || code > 255 ? VRPC_EXIT_FRAMEWORK : code;
     /* The daemons' reasons start with "vrpc: " (written for any client); the application
      * adds its own prefix instead. */
@@ -219,11 +228,9 @@ static void cb_on_exit(RpcStream *s, int32_t code, bool refused, const char *rea
 static void cb_on_reset(RpcStream *s, uint32_t code, bool local, const char *reason,
                         void *userdata)
 {
-    VrpcCall *call = rpc_stream_get_userdata(s); /* @userdata is the client */
+    VrpcCall *call = call_of_ending_stream(s);
     if (!call)
         return;
-    call_drop_stream(call);
-    call->out.eof = call->err.eof = true;
     if (code == RPC_RESET_CONN_CLOSED)
         call_end(call, VRPC_EXIT_FRAMEWORK, "connection to the vrpc daemon lost");
     else

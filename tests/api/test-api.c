@@ -9,6 +9,7 @@
  * a case with CK_RUN_CASE.
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -121,6 +122,33 @@ static void expect_probe(const char *dom, const char *const *args, const char *w
     free(out);
 }
 
+/* A Unix socket bound at DIR/s in a new temporary folder @dir (a mkdtemp template),
+ * listening if @listening. Returns the fd; the path goes to @path. */
+static int temp_socket(char *dir, char *path, size_t size, bool listening)
+{
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, size, "%s/s", dir);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    ck_assert_uint_lt(strlen(path), sizeof sa.sun_path);
+    strcpy(sa.sun_path, path);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    if (listening)
+        ck_assert_int_eq(listen(fd, 4), 0);
+    return fd;
+}
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    for (struct dirent *de; d && (de = readdir(d));)
+        n += de->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
 /* ---- in process: no daemon, the daemon goes away --------------------------------------------- */
 
 START_TEST(no_daemon)
@@ -137,15 +165,8 @@ START_TEST(no_daemon)
     VrpcClient *c = (VrpcClient *)1;
     ck_assert_int_eq(vrpc_client_new(&c, NULL), -ENOENT);
     /* a socket file nobody listens on */
-    char path[] = "/tmp/vrpc-api-dead-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(path));
-    char sock[300];
-    snprintf(sock, sizeof sock, "%s/s", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    strcpy(sa.sun_path, sock);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    close(fd);
+    char path[] = "/tmp/vrpc-api-dead-XXXXXX", sock[300];
+    close(temp_socket(path, sock, sizeof sock, false));
     setenv("VRPC_SOCKET", sock, 1);
     ck_assert_int_eq(vrpc_call_buffer("dom0", "vrpc.Ping", NULL, 0, &out, &len, &code),
                      -ECONNREFUSED);
@@ -166,15 +187,9 @@ END_TEST
 
 START_TEST(daemon_lost)
 {
-    char dir[] = "/tmp/vrpc-api-lost-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    char sock[300];
-    snprintf(sock, sizeof sock, "%s/s", dir);
-    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    strcpy(sa.sun_path, sock);
-    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    ck_assert_int_eq(listen(lfd, 4), 0);
+    int fds = count_fds();
+    char dir[] = "/tmp/vrpc-api-lost-XXXXXX", sock[300];
+    int lfd = temp_socket(dir, sock, sizeof sock, true);
     VrpcClient *c;
     ck_assert_int_eq(vrpc_client_new(&c, sock), 0);
     VrpcCall *a, *b;
@@ -214,6 +229,7 @@ START_TEST(daemon_lost)
     close(lfd);
     unlink(sock);
     rmdir(dir);
+    ck_assert_int_eq(count_fds(), fds); /* the client's fds went with it */
 }
 END_TEST
 
@@ -290,6 +306,7 @@ END_TEST
 
 START_TEST(server_listen)
 {
+    int fds = count_fds();
     char dir[] = "/tmp/vrpc-api-srv-XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
     char path[300];
@@ -324,6 +341,7 @@ START_TEST(server_listen)
     vrpc_server_free(s);
     ck_assert_int_eq(access(path, F_OK), -1); /* removed */
     rmdir(dir);
+    ck_assert_int_eq(count_fds(), fds);
 }
 END_TEST
 
