@@ -60,7 +60,10 @@ DESTDIR=$dd cmake --install "$build" --prefix /opt/vrpc-test >"$tmp/install2.log
 test -x "$dd/opt/vrpc-test/bin/vrpc-call" && test -f "$dd/opt/vrpc-test/etc/vrpc/dispatcher.yaml" ||
     fail "DESTDIR not honoured"
 test ! -e /opt/vrpc-test || fail "files outside DESTDIR"
-grep -q '^prefix=/opt/vrpc-test$' "$(find "$dd" -name vrpc.pc)" || fail "vrpc.pc under DESTDIR"
+# the staged tree is usable as it is: vrpc.pc finds its prefix from its own place
+test "$(realpath "$(PKG_CONFIG_PATH=$(dirname "$(find "$dd" -name vrpc.pc)") \
+    pkg-config --variable=includedir vrpc)")" = "$dd/opt/vrpc-test/include" ||
+    fail "vrpc.pc under DESTDIR"
 test "$(readlink "$dd/opt/vrpc-test/etc/vrpc/services/vrpc.Ping")" = \
     /opt/vrpc-test/libexec/vrpc/services/vrpc.Ping || fail "service link under DESTDIR"
 
@@ -71,7 +74,7 @@ export PKG_CONFIG_PATH="$pcdir"
 cflags=$(pkg-config --cflags vrpc)
 libs=$(pkg-config --libs vrpc)
 case "$cflags $libs" in *"$build"*|*"$src"*) fail "pkg-config points into the build tree";; esac
-test "$(pkg-config --variable=prefix vrpc)" = "$prefix" || fail "vrpc.pc's prefix"
+test "$(realpath "$(pkg-config --variable=prefix vrpc)")" = "$prefix" || fail "vrpc.pc's prefix"
 # no LD_LIBRARY_PATH, no rpath of our own: vrpc.pc gives one for a non-standard prefix
 make -s -C "$tmp/ex" CFLAGS="-O2 -Wall -Wextra -Werror" >"$tmp/make.log" 2>&1 ||
     { cat "$tmp/make.log"; fail "building the example with pkg-config"; }
