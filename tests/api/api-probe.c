@@ -10,6 +10,10 @@
  *                                   reason=REASON" (H: FNV-1a of stdout; input sum on stderr)
  *   concurrent N TARGET             N calls of demo.Uppercase at once on one client, driven
  *                                   by notify callbacks: "ok=K of N"
+ *   big TARGET BYTES                vrpc_call_buffer of BYTES zero bytes to demo.Echo:
+ *                                   "rc=R exit=E len=L"
+ *   cancel TARGET                   opens test.Sleep, reads the handler's pid, cancels the
+ *                                   call: "pid=P exit=E reason=REASON"
  *   serve PATH N                    a socket service (VrpcServer) answering N calls in one
  *                                   process: "src=S svc=V arg=A|<stdin upper-cased>"
  */
@@ -151,6 +155,63 @@ static int mode_stream(int argc, char **argv)
     printf("exit=%d out=%zu sum=%016llx err=%s reason=%s\n", code, got,
            (unsigned long long)h_out, err, reason ? reason : "(none)");
     fprintf(stderr, "in=%zu sum=%016llx\n", sent, (unsigned long long)h_in);
+    vrpc_call_free(call);
+    vrpc_client_free(client);
+    return 0;
+}
+
+static int mode_big(int argc, char **argv)
+{
+    if (argc < 2)
+        return 2;
+    size_t n = strtoull(argv[1], NULL, 10);
+    char *in = calloc(n ? n : 1, 1), *out = NULL;
+    size_t len = 0;
+    int code = -1;
+    if (!in)
+        return 1;
+    int r = vrpc_call_buffer(argv[0], "demo.Echo", in, n, &out, &len, &code);
+    printf("rc=%d exit=%d len=%zu\n", r, code, len);
+    if (r == 0 && (len != n || memcmp(in, out, n) != 0))
+        printf("BAD: echo differs\n");
+    free(in);
+    free(out);
+    return 0;
+}
+
+static int mode_cancel(int argc, char **argv)
+{
+    if (argc < 1)
+        return 2;
+    VrpcClient *client;
+    VrpcCall *call;
+    if (vrpc_client_new(&client, NULL) < 0 || vrpc_call_open(client, argv[0], "test.Sleep", &call) < 0) {
+        printf("BAD: open\n");
+        return 1;
+    }
+    char line[64];
+    size_t got = 0;
+    while (!memchr(line, '\n', got) && got < sizeof line - 1 && !vrpc_call_done(call)) {
+        ssize_t n = vrpc_call_read(call, VRPC_STDOUT, line + got, sizeof line - 1 - got);
+        if (n > 0)
+            got += (size_t)n;
+        else if (n == -EAGAIN)
+            vrpc_client_wait(client, -1);
+        else
+            break;
+    }
+    line[got] = '\0';
+    int r = vrpc_call_cancel(call, "enough");
+    int code = -1;
+    vrpc_call_exit_code(call, &code);
+    char rest[8];
+    if (r != 0 || vrpc_call_read(call, VRPC_STDOUT, rest, sizeof rest) != 0 ||
+        vrpc_call_cancel(call, NULL) != -EALREADY)
+        printf("BAD: after cancel\n");
+    /* let the cancel reach the daemon before the connection goes */
+    for (int i = 0; i < 3; i++)
+        vrpc_client_wait(client, 0);
+    printf("pid=%d exit=%d reason=%s\n", atoi(line), code, vrpc_call_reason(call));
     vrpc_call_free(call);
     vrpc_client_free(client);
     return 0;
@@ -316,6 +377,10 @@ int main(int argc, char **argv)
         r = mode_stream(argc - 2, argv + 2);
     else if (strcmp(argv[1], "concurrent") == 0)
         r = mode_concurrent(argc - 2, argv + 2);
+    else if (strcmp(argv[1], "big") == 0)
+        r = mode_big(argc - 2, argv + 2);
+    else if (strcmp(argv[1], "cancel") == 0)
+        r = mode_cancel(argc - 2, argv + 2);
     else if (strcmp(argv[1], "serve") == 0)
         r = mode_serve(argc - 2, argv + 2);
     else

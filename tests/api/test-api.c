@@ -48,6 +48,7 @@ static const struct {
     {"test.Exit", "#!/bin/sh\nexit \"$1\"\n"},
     {"test.Stderr", "#!/bin/sh\necho out-line\necho err-line >&2\nexit 7\n"},
     {"test.Denied", "#!/bin/sh\necho should-never-run\n"},
+    {"test.Sleep", "#!/bin/sh\necho $$\nexec sleep 1000\n"},
     {"test.Bad", "#!/bin/sh\necho should-never-run\n"},
     {"test.Bad.yaml", "timeout: soon\n"},
 };
@@ -404,6 +405,26 @@ START_TEST(streaming)
     ck_assert_msg(strstr(out, "exit=127 out=0 ") == out, "%s", out);
     ck_assert_msg(strstr(out, " reason=test.Nothing not found in dom0\n"), "%s", out);
     free(out);
+    /* cancelled: 125 with our reason, and the handler is stopped */
+    out = probe("work", ARGS("cancel", "vault"));
+    int pid = 0;
+    char reason[64] = "";
+    ck_assert_msg(sscanf(out, "pid=%d exit=125 reason=%63[^\n]", &pid, reason) == 2, "%s", out);
+    ck_assert_str_eq(reason, "enough");
+    ck_assert_int_gt(pid, 1);
+    free(out);
+    bool gone = false;
+    for (int i = 0; i < VT_HANG_MS / 20 && !gone; i++) {
+        gone = kill(pid, 0) < 0 && errno == ESRCH;
+        if (!gone)
+            usleep(20000);
+    }
+    ck_assert_msg(gone, "handler %d still runs after the cancel", pid);
+    /* vrpc_call_buffer: up to VRPC_CALL_BUFFER_MAX, then -EFBIG */
+    expect_probe("work", ARGS("big", "dom0", "3000000"), "rc=0 exit=0 len=3000000\n");
+    char big[32];
+    snprintf(big, sizeof big, "%zu", VRPC_CALL_BUFFER_MAX + 65536);
+    expect_probe("work", ARGS("big", "vault", big), "rc=-27 exit=125 len=0\n");
     /* a handler that exits without reading its stdin: the writer is told, not stuck */
     out = probe("work", ARGS("stream", "vault", "test.Exit+3", "3000000"));
     ck_assert_msg(strstr(out, "exit=3 out=0 ") == out, "%s", out);
