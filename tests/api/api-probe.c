@@ -14,6 +14,8 @@
  *                                   "rc=R exit=E len=L"
  *   cancel TARGET                   opens test.Sleep, reads the handler's pid, cancels the
  *                                   call: "pid=P exit=E reason=REASON"
+ *   threads N TARGET                N threads each making 5 vrpc_call_buffer calls of
+ *                                   demo.Uppercase at once: "ok=K of N*5"
  *   serve PATH N                    a socket service (VrpcServer) answering N calls in one
  *                                   process: "src=S svc=V arg=A|<stdin upper-cased>"
  */
@@ -21,6 +23,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,6 +220,50 @@ static int mode_cancel(int argc, char **argv)
     return 0;
 }
 
+typedef struct Thr {
+    const char *target;
+    int index, ok;
+} Thr;
+
+static void *thread_main(void *arg)
+{
+    Thr *t = arg;
+    for (int i = 0; i < 5; i++) {
+        char in[64], want[64], *out = NULL;
+        snprintf(in, sizeof in, "thread %d call %d\n", t->index, i);
+        snprintf(want, sizeof want, "THREAD %d CALL %d\n", t->index, i);
+        int code = -1;
+        if (vrpc_call_buffer(t->target, "demo.Uppercase", in, strlen(in), &out, NULL, &code) ==
+                0 &&
+            code == 0 && strcmp(out, want) == 0)
+            t->ok++;
+        free(out);
+    }
+    return NULL;
+}
+
+static int mode_threads(int argc, char **argv)
+{
+    if (argc < 2)
+        return 2;
+    int n = atoi(argv[0]), ok = 0;
+    if (n <= 0 || n > 64)
+        return 2;
+    pthread_t tid[64];
+    Thr t[64];
+    for (int i = 0; i < n; i++) {
+        t[i] = (Thr){.target = argv[1], .index = i};
+        if (pthread_create(&tid[i], NULL, thread_main, &t[i]) != 0)
+            return 1;
+    }
+    for (int i = 0; i < n; i++) {
+        pthread_join(tid[i], NULL);
+        ok += t[i].ok;
+    }
+    printf("ok=%d of %d\n", ok, n * 5);
+    return 0;
+}
+
 typedef struct Conc {
     VrpcCall *call;
     char want[64];
@@ -377,6 +424,8 @@ int main(int argc, char **argv)
         r = mode_stream(argc - 2, argv + 2);
     else if (strcmp(argv[1], "concurrent") == 0)
         r = mode_concurrent(argc - 2, argv + 2);
+    else if (strcmp(argv[1], "threads") == 0)
+        r = mode_threads(argc - 2, argv + 2);
     else if (strcmp(argv[1], "big") == 0)
         r = mode_big(argc - 2, argv + 2);
     else if (strcmp(argv[1], "cancel") == 0)

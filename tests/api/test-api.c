@@ -439,6 +439,8 @@ START_TEST(concurrent)
     expect_probe("work", ARGS("concurrent", "200", "dom0"), "ok=200 of 200\n");
     expect_probe("work", ARGS("concurrent", "100", "vault"), "ok=100 of 100\n");
     expect_probe("dom0", ARGS("concurrent", "50", "work"), "ok=50 of 50\n");
+    /* vrpc_call_buffer from several threads at once (a connection each) */
+    expect_probe("work", ARGS("threads", "8", "vault"), "ok=40 of 40\n");
     teardown();
 }
 END_TEST
