@@ -123,6 +123,13 @@ static void expect_probe(const char *dom, const char *const *args, const char *w
     free(out);
 }
 
+/* A mkdtemp template named after this run, so that main() removes what a failed case
+ * left behind. */
+static void temp_template(char *buf, size_t size, const char *what)
+{
+    snprintf(buf, size, "/tmp/vrpc-api-%s%s-XXXXXX", vt_ns(""), what);
+}
+
 /* A Unix socket bound at DIR/s in a new temporary folder @dir (a mkdtemp template),
  * listening if @listening. Returns the fd; the path goes to @path. */
 static int temp_socket(char *dir, char *path, size_t size, bool listening)
@@ -166,7 +173,8 @@ START_TEST(no_daemon)
     VrpcClient *c = (VrpcClient *)1;
     ck_assert_int_eq(vrpc_client_new(&c, NULL), -ENOENT);
     /* a socket file nobody listens on */
-    char path[] = "/tmp/vrpc-api-dead-XXXXXX", sock[300];
+    char path[128], sock[300];
+    temp_template(path, sizeof path, "dead");
     close(temp_socket(path, sock, sizeof sock, false));
     setenv("VRPC_SOCKET", sock, 1);
     ck_assert_int_eq(vrpc_call_buffer("dom0", "vrpc.Ping", NULL, 0, &out, &len, &code),
@@ -189,7 +197,8 @@ END_TEST
 START_TEST(daemon_lost)
 {
     int fds = count_fds();
-    char dir[] = "/tmp/vrpc-api-lost-XXXXXX", sock[300];
+    char dir[128], sock[300];
+    temp_template(dir, sizeof dir, "lost");
     int lfd = temp_socket(dir, sock, sizeof sock, true);
     VrpcClient *c;
     ck_assert_int_eq(vrpc_client_new(&c, sock), 0);
@@ -308,7 +317,8 @@ END_TEST
 START_TEST(server_listen)
 {
     int fds = count_fds();
-    char dir[] = "/tmp/vrpc-api-srv-XXXXXX";
+    char dir[128];
+    temp_template(dir, sizeof dir, "srv");
     ck_assert_ptr_nonnull(mkdtemp(dir));
     char path[300];
     snprintf(path, sizeof path, "%s/my.Service", dir);
