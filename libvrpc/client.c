@@ -353,7 +353,9 @@ VrpcClient *vrpc_client_free(VrpcClient *c)
     }
     c->calls = NULL;
     c->phead = c->ptail = NULL;
-    /* closes the socket (owned) */
+    /* GOAWAY (one try, no waiting), then the socket is closed (owned) */
+    if (c->conn && !c->closed && c->sock_events)
+        (void)rpc_conn_close(c->conn, "client freed");
     rpc_conn_free(c->conn);
     if (c->epfd >= 0)
         close(c->epfd);
@@ -410,6 +412,8 @@ int vrpc_client_wait(VrpcClient *c, int timeout_ms)
     if (!c)
         return -EINVAL;
     int t = vrpc_client_timeout_ms(c);
+    if (c->closed && t < 0)
+        return -ENOTCONN; /* nothing will ever come */
     if (t < 0 || (timeout_ms >= 0 && timeout_ms < t))
         t = timeout_ms;
     struct pollfd p = {.fd = c->epfd, .events = POLLIN};

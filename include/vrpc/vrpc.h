@@ -129,7 +129,8 @@ VRPC_EXPORT int vrpc_client_dispatch(VrpcClient *client);
 
 /* Block up to @timeout_ms (-1: no limit) until the fd is readable or a timer is due, then
  * dispatch. For programs without an event loop of their own. Returns as
- * vrpc_client_dispatch(), or -errno of poll(2). */
+ * vrpc_client_dispatch() (at once -ENOTCONN when the connection is gone and nothing is
+ * pending), or -errno of poll(2). */
 VRPC_EXPORT int vrpc_client_wait(VrpcClient *client, int timeout_ms);
 
 /* ---- streaming: calls ------------------------------------------------------------------------ */

@@ -229,9 +229,10 @@ START_TEST(daemon_lost)
     ck_assert_int_eq(vrpc_call_cancel(b, NULL), -EALREADY);
     VrpcCall *d = NULL;
     ck_assert_int_eq(vrpc_call_open(c, "dom0", "vrpc.Ping", &d), -ENOTCONN);
-    /* the fd is quiet once the connection is gone */
+    /* the fd is quiet once the connection is gone, and waiting does not hang */
     struct pollfd p = {.fd = vrpc_client_fd(c), .events = POLLIN};
     ck_assert_int_eq(poll(&p, 1, 0), 0);
+    ck_assert_int_eq(vrpc_client_wait(c, -1), -ENOTCONN);
     vrpc_call_free(a);
     vrpc_client_free(c); /* b outlives its client */
     ck_assert_int_eq(vrpc_call_exit_code(b, &code), 0);
