@@ -477,41 +477,14 @@ START_TEST(socket_server)
 }
 END_TEST
 
-static Suite *api_suite(void)
+int main(void)
 {
-    Suite *s = suite_create("api");
-    const struct {
-        const char *name;
-        const TTest *test;
-        int timeout;
-    } cases[] = {
+    const VtCase cases[] = {
         {"no_daemon", no_daemon, 60},       {"daemon_lost", daemon_lost, 60},
         {"server_descriptor", server_descriptor, 60},
         {"server_listen", server_listen, 60}, {"blocking", blocking, 300},
         {"streaming", streaming, 600},      {"concurrent", concurrent, 600},
         {"socket_server", socket_server, 300},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].test);
-        tcase_set_timeout(tc, cases[i].timeout);
-        suite_add_tcase(s, tc);
-    }
-    return s;
-}
-
-int main(void)
-{
-    vt_init();
-    signal(SIGPIPE, SIG_IGN);
-    SRunner *sr = srunner_create(api_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    vt_cleanup_instances();
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf /tmp/vrpc-api-%s*", vt_ns(""));
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove /tmp/vrpc-api-%s*\n", vt_ns(""));
-    return failed ? 1 : 0;
+    return vt_main("api", cases, sizeof cases / sizeof cases[0], "vrpc-api-");
 }

@@ -1333,14 +1333,9 @@ START_TEST(ready_rewritten)
 }
 END_TEST
 
-static Suite *e2e_suite(void)
+int main(void)
 {
-    Suite *s = suite_create("e2e");
-    const struct {
-        const char *name;
-        const TTest *test;
-        int timeout;
-    } cases[] = {
+    const VtCase cases[] = {
         {"guest_to_dom0", guest_to_dom0, 120},
         {"dom0_to_guest", dom0_to_guest, 120},
         {"guest_to_guest", guest_to_guest, 120},
@@ -1365,28 +1360,6 @@ static Suite *e2e_suite(void)
         {"guest_destroyed", guest_destroyed, 120},
         {"ready_rewritten", ready_rewritten, 600},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].test);
-        tcase_set_timeout(tc, cases[i].timeout);
-        suite_add_tcase(s, tc);
-    }
-    return s;
-}
-
-int main(void)
-{
-    vt_init();
-    signal(SIGPIPE, SIG_IGN);
-    SRunner *sr = srunner_create(e2e_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    vt_cleanup_instances();
     /* configuration folders of this run that a failed test left behind */
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf /tmp/vrpc-e2e-%s*", vt_ns(""));
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove /tmp/vrpc-e2e-%s*\n", vt_ns(""));
-    return failed ? 1 : 0;
+    return vt_main("e2e", cases, sizeof cases / sizeof cases[0], "vrpc-e2e-");
 }

@@ -383,3 +383,28 @@ pid_t vt_unix_echo_server(const char *path)
     close(fd);
     return pid;
 }
+
+int vt_main(const char *suite, const VtCase *cases, size_t n, const char *tmp_prefix)
+{
+    vt_init();
+    signal(SIGPIPE, SIG_IGN);
+    Suite *s = suite_create(suite);
+    for (size_t i = 0; i < n; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_add_test(tc, cases[i].test);
+        tcase_set_timeout(tc, cases[i].timeout);
+        suite_add_tcase(s, tc);
+    }
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    vt_cleanup_instances();
+    if (tmp_prefix) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf /tmp/%s%s*", tmp_prefix, vt_ns(""));
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot remove /tmp/%s%s*\n", tmp_prefix, vt_ns(""));
+    }
+    return failed ? 1 : 0;
+}
