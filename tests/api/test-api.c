@@ -31,20 +31,7 @@
 static char g_ns[64];
 static char g_etc[256];
 
-static void write_file(const char *dir, const char *name, const char *text, mode_t mode)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    ck_assert_msg(f, "cannot write %s", path);
-    fputs(text, f);
-    fclose(f);
-    ck_assert_int_eq(chmod(path, mode), 0);
-}
-
-static const struct {
-    const char *name, *text;
-} test_services[] = {
+static const VtFile test_services[] = {
     {"test.Exit", "#!/bin/sh\nexit \"$1\"\n"},
     {"test.Stderr", "#!/bin/sh\necho out-line\necho err-line >&2\nexit 7\n"},
     {"test.Denied", "#!/bin/sh\necho should-never-run\n"},
@@ -63,17 +50,8 @@ static void setup(const char *tag)
 {
     snprintf(g_ns, sizeof g_ns, "%s", vt_ns(tag));
     snprintf(g_etc, sizeof g_etc, "/tmp/vrpc-api-%s-XXXXXX", g_ns);
-    ck_assert_ptr_nonnull(mkdtemp(g_etc));
-    VtResult r = vt_run(ARGS("cp", "-rL", VRPC_EXAMPLE_ETC_DIR "/.", g_etc), 60);
-    ck_assert_msg(r.status == 0, "cp: %s", r.err);
-    vt_result_free(&r);
-    char dir[300];
-    snprintf(dir, sizeof dir, "%s/services", g_etc);
-    for (size_t i = 0; i < sizeof test_services / sizeof test_services[0]; i++)
-        write_file(dir, test_services[i].name, test_services[i].text,
-                   strstr(test_services[i].name, ".yaml") ? 0644 : 0755);
-    snprintf(dir, sizeof dir, "%s/policy.d", g_etc);
-    write_file(dir, "40-test.yaml", test_policy, 0644);
+    vt_make_etc(g_etc, VRPC_EXAMPLE_ETC_DIR, test_services,
+                sizeof test_services / sizeof test_services[0], test_policy);
     vt_sim_up_vrpc(g_ns, g_etc, ARGS("work", "vault"));
 }
 

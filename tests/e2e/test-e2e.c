@@ -54,21 +54,8 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void write_file(const char *dir, const char *name, const char *text, mode_t mode)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    ck_assert_msg(f, "cannot write %s", path);
-    fputs(text, f);
-    fclose(f);
-    ck_assert_int_eq(chmod(path, mode), 0);
-}
-
 /* Test services: tiny scripts (the framework itself never uses a shell). */
-static const struct {
-    const char *name, *text;
-} test_services[] = {
+static const VtFile test_services[] = {
     {"test.Exit", "#!/bin/sh\nexit \"$1\"\n"},
     {"test.Signal", "#!/bin/sh\nkill -\"$1\" $$\nsleep 10\n"},
     {"test.Stderr", "#!/bin/sh\necho out-line\necho err-line >&2\nexit 7\n"},
@@ -301,18 +288,8 @@ static void setup(const char *tag, const char *const *guests)
 {
     snprintf(g_ns, sizeof g_ns, "%s", vt_ns(tag));
     snprintf(g_etc, sizeof g_etc, "/tmp/vrpc-e2e-%s-XXXXXX", g_ns);
-    ck_assert_ptr_nonnull(mkdtemp(g_etc));
-    const char *cp[] = {"cp", "-rL", VRPC_EXAMPLE_ETC_DIR "/.", g_etc, NULL};
-    VtResult r = vt_run(cp, 60);
-    ck_assert_msg(r.status == 0, "cp: %s", r.err);
-    vt_result_free(&r);
-    char dir[300];
-    snprintf(dir, sizeof dir, "%s/services", g_etc);
-    for (size_t i = 0; i < sizeof test_services / sizeof test_services[0]; i++)
-        write_file(dir, test_services[i].name, test_services[i].text,
-                   strstr(test_services[i].name, ".yaml") ? 0644 : 0755);
-    snprintf(dir, sizeof dir, "%s/policy.d", g_etc);
-    write_file(dir, "40-test.yaml", test_policy, 0644);
+    vt_make_etc(g_etc, VRPC_EXAMPLE_ETC_DIR, test_services,
+                sizeof test_services / sizeof test_services[0], test_policy);
 
     vt_sim_up_vrpc(g_ns, g_etc, guests);
     /* One call first: the daemons finish setting up their links (lazily opened fds)

@@ -408,3 +408,36 @@ int vt_main(const char *suite, const VtCase *cases, size_t n, const char *tmp_pr
     }
     return failed ? 1 : 0;
 }
+
+static void write_file(const char *dir, const char *name, const char *text, mode_t mode)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_msg(f, "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, mode), 0);
+}
+
+void vt_make_etc(char *dir, const char *example_etc, const VtFile *services, size_t n,
+                 const char *policy)
+{
+    char src[1024], sub[1024];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(src, sizeof src, "%s/.", example_etc);
+    const char *cp[] = {"cp", "-rL", src, dir, NULL};
+    VtResult r = vt_run(cp, 60);
+    ck_assert_msg(r.status == 0, "cp: %s", r.err);
+    vt_result_free(&r);
+    snprintf(sub, sizeof sub, "%s/services", dir);
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(services[i].name);
+        bool yaml = l > 5 && strcmp(services[i].name + l - 5, ".yaml") == 0;
+        write_file(sub, services[i].name, services[i].text, yaml ? 0644 : 0755);
+    }
+    if (policy) {
+        snprintf(sub, sizeof sub, "%s/policy.d", dir);
+        write_file(sub, "40-test.yaml", policy, 0644);
+    }
+}

@@ -58,6 +58,18 @@ void vt_wait_vchan_server(const char *ns, const char *path);
 /* Fork a Unix-socket echo server on @path (replacing any file there); it creates
  * PATH.accepted once it has accepted a connection. Returns its pid; kill it when done. */
 pid_t vt_unix_echo_server(const char *path);
+/* A file to write: NAME and its text. */
+typedef struct VtFile {
+    const char *name, *text;
+} VtFile;
+/* A configuration folder for a test: a new folder from the template @dir (mkdtemp, e.g.
+ * "/tmp/vrpc-e2e-NS-XXXXXX", rewritten in place) holding a copy of @example_etc (the
+ * example configuration, symlinks followed), plus @services[0..@n) in services/ (mode
+ * 0755, or 0644 for NAME.yaml) and @policy as policy.d/40-test.yaml (if not NULL).
+ * Aborts the test on failure. */
+void vt_make_etc(char *dir, const char *example_etc, const VtFile *services, size_t n,
+                 const char *policy);
+
 /* One Check test case: its name (CK_RUN_CASE selects it), function and timeout (s). */
 typedef struct VtCase {
     const char *name;
