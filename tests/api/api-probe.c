@@ -20,7 +20,6 @@
  *                                   process: "src=S svc=V arg=A|<stdin upper-cased>"
  */
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -31,17 +30,7 @@
 #include <unistd.h>
 
 #include "vrpc/vrpc.h"
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    for (struct dirent *de; d && (de = readdir(d));)
-        n += de->d_name[0] != '.';
-    if (d)
-        closedir(d);
-    return n;
-}
+#include "vtest.h"
 
 static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n)
 {
@@ -416,7 +405,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: api-probe buffer|stream|concurrent|serve ARGS...\n");
         return 2;
     }
-    int fds = count_fds();
+    int fds = vt_count_fds();
     int r;
     if (strcmp(argv[1], "buffer") == 0)
         r = mode_buffer(argc - 2, argv + 2);
@@ -435,8 +424,8 @@ int main(int argc, char **argv)
     else
         r = 2;
     fflush(stdout);
-    if (count_fds() != fds) {
-        printf("BAD: %d fds before, %d after\n", fds, count_fds());
+    if (vt_count_fds() != fds) {
+        printf("BAD: %d fds before, %d after\n", fds, vt_count_fds());
         r = 1;
     }
     return r;

@@ -9,7 +9,6 @@
  * a case with CK_RUN_CASE.
  */
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -124,17 +123,6 @@ static int temp_socket(char *dir, char *path, size_t size, bool listening)
     return fd;
 }
 
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    for (struct dirent *de; d && (de = readdir(d));)
-        n += de->d_name[0] != '.';
-    if (d)
-        closedir(d);
-    return n;
-}
-
 /* ---- in process: no daemon, the daemon goes away --------------------------------------------- */
 
 START_TEST(no_daemon)
@@ -174,7 +162,7 @@ END_TEST
 
 START_TEST(daemon_lost)
 {
-    int fds = count_fds();
+    int fds = vt_count_fds();
     char dir[128], sock[300];
     temp_template(dir, sizeof dir, "lost");
     int lfd = temp_socket(dir, sock, sizeof sock, true);
@@ -218,7 +206,7 @@ START_TEST(daemon_lost)
     close(lfd);
     unlink(sock);
     rmdir(dir);
-    ck_assert_int_eq(count_fds(), fds); /* the client's fds went with it */
+    ck_assert_int_eq(vt_count_fds(), fds); /* the client's fds went with it */
 }
 END_TEST
 
@@ -295,7 +283,7 @@ END_TEST
 
 START_TEST(server_listen)
 {
-    int fds = count_fds();
+    int fds = vt_count_fds();
     char dir[128];
     temp_template(dir, sizeof dir, "srv");
     ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -331,7 +319,7 @@ START_TEST(server_listen)
     vrpc_server_free(s);
     ck_assert_int_eq(access(path, F_OK), -1); /* removed */
     rmdir(dir);
-    ck_assert_int_eq(count_fds(), fds);
+    ck_assert_int_eq(vt_count_fds(), fds);
 }
 END_TEST
 

@@ -82,6 +82,9 @@ typedef struct VtCase {
  * Returns the exit status (0: all passed). */
 int vt_main(const char *suite, const VtCase *cases, size_t n, const char *tmp_prefix);
 
+/* Number of fds this process has open now (for leak checks). */
+int vt_count_fds(void);
+
 /* Read a whole file; NULL on error. Caller frees. */
 char *vt_read_file(const char *path);
 
