@@ -1,79 +1,70 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vrpc-call - call a vrpc service in another domain. It connects to the local vrpc daemon
- * (the agent in a guest, the dispatcher in dom0) over its Unix socket, opens one librpc
- * stream with CALL{service, argument, target} and connects its stdin, stdout and stderr
- * (or a local command's, with --local) to the remote handler, binary-safe and with
- * backpressure both ways: stdin is read only while the stream has send credit, remote
- * output is consumed only as fast as our stdout takes it. Exits with the handler's status,
- * or 125 (framework error), 126 (refused), 127 (not found) with a one-line reason.
+ * vrpc-call - call a vrpc service in another domain. A thin program on libvrpc's streaming
+ * API (vrpc/vrpc.h): one VrpcClient to the local vrpc daemon (the agent in a guest, the
+ * dispatcher in dom0), one VrpcCall, and a poll(2) loop connecting its stdin, stdout and
+ * stderr (or a local command's, with --local) to the remote handler, binary-safe and with
+ * backpressure both ways: stdin is read only while the call has send room, remote output is
+ * taken from the library only as fast as our stdout takes it (the library holds the handler
+ * back meanwhile). Exits with the handler's status, or 125 (framework error), 126
+ * (refused), 127 (not found) with a one-line reason.
  */
 
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
-#include <stddef.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/escape.h"
-#include "librpc/loop.h"
-#include "librpc/rpc.h"
+#include "vrpc/vrpc.h"
 
 #ifndef VRPC_VERSION
 #define VRPC_VERSION "0"
 #endif
 
-#define EXIT_FRAMEWORK 125
-#define AGENT_SOCKET "/run/vrpc/agent.sock"
-#define DISPATCHER_SOCKET "/run/vrpc/dispatcher.sock"
+#define EXIT_FRAMEWORK VRPC_EXIT_FRAMEWORK
 #define CHUNK (64u * 1024u)
+/* Longest SERVICE+ARG (librpc's limits: 64 + '+' + 64). */
+#define SERVICE_ARG_MAX (64 + 1 + 64)
 
 extern char **environ;
 
 /* Where remote output goes (fd 1 / fd 2, or the pipe to --local's stdin). */
 typedef struct Sink {
-    int fd;
-    bool nonblock;         /* we may get EAGAIN: watch EPOLLOUT */
-    RpcLoopSource *src;    /* EPOLLOUT watch while blocked */
-    bool paused;           /* on_data returned short */
-    RpcChannel ch;
+    int fd;             /* -1: dropped (output read and discarded) */
+    bool nonblock;      /* we may get EAGAIN: poll for POLLOUT */
+    bool blocked;       /* the last write met EAGAIN */
+    bool eof;           /* the channel's EOF was seen */
+    VrpcChannel ch;
+    uint8_t buf[CHUNK]; /* taken from the call, not yet written */
+    size_t off, len;
 } Sink;
 
 typedef struct Call {
-    RpcLoop *loop;
-    RpcConn *conn;
-    RpcStream *stream;
+    VrpcClient *client;
+    VrpcCall *call;
     int in_fd; /* what we send as the remote stdin */
-    RpcLoopSource *in_src;
-    bool in_pollable;  /* epoll works on in_fd (else a regular file: read when credit) */
-    bool in_nonblock;  /* else read once per readiness (a tty would block) */
-    RpcLoopSource *in_defer;
+    bool in_nonblock; /* else read once per readiness (a tty would block) */
+    bool in_ready;    /* poll said readable */
     bool in_eof;
     Sink out, err;
     pid_t local_pid;
     int status; /* exit status once done, -1 before */
     bool done;
 } Call;
-
-static void finish(Call *c, int status)
-{
-    if (c->done)
-        return;
-    c->done = true;
-    c->status = status;
-    rpc_loop_quit(c->loop, 0);
-}
 
 __attribute__((format(printf, 3, 4))) static void fail(Call *c, int status, const char *fmt,
                                                        ...)
@@ -86,238 +77,130 @@ __attribute__((format(printf, 3, 4))) static void fail(Call *c, int status, cons
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
-    finish(c, status);
+    c->done = true;
+    c->status = status;
 }
 
-/* ---- stdin -> stream ---------------------------------------------------------------------- */
-
-static void pump_in(Call *c);
-
-static void on_in_ready(RpcLoopSource *src, int fd, uint32_t events, void *userdata)
+/* Abandon the call: the daemon stops the handler; the caller decides our status. */
+static void cancel(Call *c, const char *why)
 {
-    pump_in(userdata);
+    (void)vrpc_call_cancel(c->call, why);
 }
 
-static void on_in_defer(RpcLoopSource *src, void *userdata)
-{
-    pump_in(userdata);
-}
+/* ---- stdin -> call ------------------------------------------------------------------------ */
 
 static void in_close(Call *c)
 {
     c->in_eof = true;
-    c->in_src = rpc_loop_source_free(c->in_src);
-    c->in_defer = rpc_loop_source_free(c->in_defer);
-    if (c->stream)
-        (void)rpc_stream_close_write(c->stream, RPC_CH_STDIN);
+    (void)vrpc_call_close_stdin(c->call);
     if (c->in_fd > 2)
         close(c->in_fd);
     c->in_fd = -1;
 }
 
-static void in_watch(Call *c, bool on)
-{
-    if (!on) {
-        c->in_src = rpc_loop_source_free(c->in_src);
-        return;
-    }
-    if (c->in_pollable) {
-        if (!c->in_src &&
-            rpc_loop_add_fd(c->loop, c->in_fd, EPOLLIN, on_in_ready, c, &c->in_src) < 0)
-            fail(c, EXIT_FRAMEWORK, "cannot watch stdin");
-    } else if (c->in_defer) {
-        rpc_loop_defer_again(c->in_defer);
-    }
-}
-
-static void pump_in(Call *c)
+/* Returns true when stdin wants a POLLIN watch. */
+static bool pump_in(Call *c)
 {
     static uint8_t buf[CHUNK];
 
     for (int burst = 0; burst < 8 && !c->in_eof && !c->done; burst++) {
-        if (!c->stream)
-            return;
-        ssize_t w = rpc_stream_send_window(c->stream, RPC_CH_STDIN);
+        ssize_t w = vrpc_call_write_space(c->call);
         if (w < 0) {
             /* The handler side is gone or half-closed: nothing more to send. */
             in_close(c);
-            return;
+            return false;
         }
-        if (w == 0) {
-            in_watch(c, false);
-            (void)rpc_stream_write(c->stream, RPC_CH_STDIN, buf, 1); /* arms on_writable */
-            return;
-        }
+        if (w == 0)
+            return false; /* the library wakes us when there is room */
+        if (!c->in_nonblock && !c->in_ready)
+            return true;
         ssize_t n = read(c->in_fd, buf, (size_t)w < sizeof buf ? (size_t)w : sizeof buf);
+        c->in_ready = false;
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && errno == EAGAIN) {
-            in_watch(c, true);
-            return;
-        }
+        if (n < 0 && errno == EAGAIN)
+            return true;
         if (n <= 0) {
             in_close(c);
-            return;
+            return false;
         }
-        ssize_t wr = rpc_stream_write(c->stream, RPC_CH_STDIN, buf, (size_t)n);
+        ssize_t wr = vrpc_call_write(c->call, buf, (size_t)n);
         if (wr != n) {
+            cancel(c, "caller lost stdin data");
             fail(c, EXIT_FRAMEWORK, "lost stdin data (%zd of %zd bytes taken)", wr, n);
-            return;
+            return false;
         }
-        if (c->in_pollable && !c->in_nonblock)
-            break;
     }
-    in_watch(c, true);
+    return !c->in_eof && !c->done;
 }
 
-/* ---- stream -> stdout/stderr ------------------------------------------------------------- */
+/* ---- call -> stdout/stderr ------------------------------------------------------------------ */
 
-static void on_sink_writable(RpcLoopSource *src, int fd, uint32_t events, void *userdata)
+/* Write what the sink holds. Returns false when the call was abandoned. */
+static int64_t now_ms(void)
 {
-    Sink *k = userdata;
-    Call *c = (Call *)((char *)k - (k->ch == RPC_CH_STDOUT ? offsetof(Call, out)
-                                                            : offsetof(Call, err)));
-    k->src = rpc_loop_source_free(k->src);
-    if (k->paused && c->stream) {
-        k->paused = false;
-        (void)rpc_stream_resume(c->stream);
-    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static size_t sink_write(Call *c, Sink *k, const uint8_t *data, size_t len)
+static bool sink_flush(Call *c, Sink *k)
 {
-    if (k->fd < 0)
-        return len;
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = write(k->fd, data + done, len - done);
+    while (k->len && k->fd >= 0) {
+        ssize_t n = write(k->fd, k->buf + k->off, k->len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN && k->nonblock) {
-            k->paused = true;
-            if (!k->src &&
-                rpc_loop_add_fd(c->loop, k->fd, EPOLLOUT, on_sink_writable, k, &k->src) < 0) {
-                fail(c, EXIT_FRAMEWORK, "cannot watch %s", rpc_channel_name(k->ch));
-                return len;
-            }
-            return done;
+            k->blocked = true;
+            return true;
         }
         if (n < 0) {
-            if (k->ch == RPC_CH_STDOUT && !c->local_pid) {
+            if (k->ch == VRPC_STDOUT && !c->local_pid) {
                 /* Our reader went away (EPIPE): abandon the call, like a SIGPIPE would. */
-                if (c->stream)
-                    (void)rpc_stream_reset(c->stream, RPC_RESET_CANCEL, "caller's stdout closed");
-                c->stream = NULL;
-                finish(c, 128 + SIGPIPE);
-                return len;
+                cancel(c, "caller's stdout closed");
+                c->done = true;
+                c->status = 128 + SIGPIPE;
+                return false;
             }
             /* stderr unwritable, or --local's command stopped reading: drop the rest. */
-            k->src = rpc_loop_source_free(k->src);
             if (k->fd > 2)
                 close(k->fd);
             k->fd = -1;
-            return len;
+            break;
         }
-        done += (size_t)n;
+        k->off += (size_t)n;
+        k->len -= (size_t)n;
     }
-    return done;
+    k->blocked = false;
+    k->off = k->len = 0;
+    return true;
 }
 
-/* ---- callbacks ---------------------------------------------------------------------------- */
-
-static void cb_on_ready(RpcConn *conn, const RpcPeerInfo *peer, void *userdata)
+/* Move remote output to the sink's fd while it takes it. Returns true if it wants POLLOUT. */
+static bool pump_out(Call *c, Sink *k)
 {
-    pump_in(userdata);
-}
-
-static size_t cb_on_data(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len,
-                         void *userdata)
-{
-    Call *c = userdata;
-    return sink_write(c, ch == RPC_CH_STDERR ? &c->err : &c->out, data, len);
-}
-
-static void cb_on_eof(RpcStream *s, RpcChannel ch, void *userdata)
-{
-    Call *c = userdata;
-    if (ch == RPC_CH_STDOUT && c->out.fd >= 0) {
-        /* Pass the EOF on (pipelines, --local). */
-        c->out.src = rpc_loop_source_free(c->out.src);
-        close(c->out.fd);
-        c->out.fd = -1;
+    while (!c->done) {
+        if (!sink_flush(c, k))
+            return false;
+        if (k->blocked)
+            return true;
+        if (k->eof)
+            return false;
+        ssize_t n = vrpc_call_read(c->call, k->ch, k->buf, sizeof k->buf);
+        if (n == -EAGAIN)
+            return false;
+        if (n <= 0) {
+            k->eof = true;
+            if (k->ch == VRPC_STDOUT && k->fd >= 0) {
+                /* Pass the EOF on (pipelines, --local). */
+                close(k->fd);
+                k->fd = -1;
+            }
+            return false;
+        }
+        k->len = (size_t)n;
     }
-}
-
-static void cb_on_exit(RpcStream *s, int32_t code, bool refused, const char *reason,
-                       void *userdata)
-{
-    Call *c = userdata;
-    c->stream = NULL;
-    /* The daemons' reasons start with "vrpc: " (they are written for any client); we
-     * print our own prefix instead of stacking both. */
-    if (reason && strncmp(reason, "vrpc: ", 6) == 0)
-        reason += 6;
-    if (reason && reason[0])
-        fprintf(stderr, "vrpc-call: %s\n", reason);
-    else if (refused)
-        fprintf(stderr, "vrpc-call: call refused (%d)\n", code);
-    int st = code < 0 || code > 255 ? EXIT_FRAMEWORK : code;
-    finish(c, st);
-}
-
-static void cb_on_reset(RpcStream *s, uint32_t code, bool local, const char *reason,
-                        void *userdata)
-{
-    Call *c = userdata;
-    c->stream = NULL;
-    if (code == RPC_RESET_CONN_CLOSED)
-        fail(c, EXIT_FRAMEWORK, "connection to the vrpc daemon lost");
-    else
-        fail(c, EXIT_FRAMEWORK, "call reset (%s)%s%s", rpc_reset_code_name(code),
-             reason && reason[0] ? ": " : "", reason ? reason : "");
-}
-
-static void cb_on_writable(RpcStream *s, void *userdata)
-{
-    Call *c = userdata;
-    if (!c->in_eof)
-        pump_in(c);
-}
-
-static void cb_on_stream_free(RpcStream *s, void *userdata)
-{
-    Call *c = userdata;
-    if (c->stream == s)
-        c->stream = NULL;
-}
-
-static void cb_on_close(RpcConn *conn, int error, const char *reason, void *userdata)
-{
-    Call *c = userdata;
-    fail(c, EXIT_FRAMEWORK, "connection to the vrpc daemon lost (%s%s%s)",
-         rpc_error_name(error), reason && reason[0] ? ": " : "", reason ? reason : "");
-}
-
-static const RpcCallbacks callbacks = {
-    .on_ready = cb_on_ready,
-    .on_data = cb_on_data,
-    .on_eof = cb_on_eof,
-    .on_exit = cb_on_exit,
-    .on_reset = cb_on_reset,
-    .on_writable = cb_on_writable,
-    .on_stream_free = cb_on_stream_free,
-    .on_close = cb_on_close,
-};
-
-/* ---- setup ------------------------------------------------------------------------------- */
-
-static void on_timeout(RpcLoopSource *src, void *userdata)
-{
-    Call *c = userdata;
-    if (c->stream)
-        (void)rpc_stream_reset(c->stream, RPC_RESET_CANCEL, "caller timed out");
-    c->stream = NULL;
-    fail(c, EXIT_FRAMEWORK, "timed out");
+    return false;
 }
 
 static void usage(FILE *f)
@@ -328,7 +211,7 @@ static void usage(FILE *f)
             "Call SERVICE in domain TARGET (a domain name, dom0, or @default) with stdin,\n"
             "stdout and stderr connected to the remote handler.\n"
             "  --socket PATH  the vrpc daemon's socket (default $VRPC_SOCKET, else\n"
-            "                 " AGENT_SOCKET " if it exists, else " DISPATCHER_SOCKET ")\n"
+            "                 " VRPC_AGENT_SOCKET " if it exists, else " VRPC_DISPATCHER_SOCKET ")\n"
             "  --timeout S    end the call after S seconds (exit 125, \"timed out\")\n"
             "  --local CMD    connect the remote handler to CMD (split on spaces, no shell)\n"
             "                 instead of our stdin and stdout\n"
@@ -457,39 +340,31 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *target = argv[optind];
-    char service[RPC_SERVICE_MAX + RPC_ARG_MAX + 2];
-    if (strlen(argv[optind + 1]) >= sizeof service) {
+    const char *service = argv[optind + 1];
+    if (strlen(service) > SERVICE_ARG_MAX) {
         fprintf(stderr, "vrpc-call: service name too long\n");
         return 2;
     }
-    strcpy(service, argv[optind + 1]);
-    char *plus = strchr(service, '+');
-    const char *arg = "";
-    if (plus) {
-        *plus = '\0';
-        arg = plus + 1;
-    }
-    if (!rpc_valid_service(service) || !rpc_valid_argument(arg)) {
-        fprintf(stderr, "vrpc-call: invalid service name '%s'\n", VRPC_ESC(argv[optind + 1]));
+    if (!vrpc_service_valid(service)) {
+        fprintf(stderr, "vrpc-call: invalid service name '%s'\n", VRPC_ESC(service));
         return 2;
     }
-    if (!target[0] || !rpc_valid_target(target)) {
+    if (!vrpc_target_valid(target)) {
         fprintf(stderr, "vrpc-call: invalid target '%s'\n", VRPC_ESC(target));
         return 2;
     }
-    if (!sock || !sock[0]) {
-        sock = getenv("VRPC_SOCKET");
-        if (!sock || !sock[0])
-            sock = access(AGENT_SOCKET, F_OK) == 0 ? AGENT_SOCKET : DISPATCHER_SOCKET;
-    }
+    if (!sock || !sock[0])
+        sock = vrpc_default_socket();
 
     signal(SIGPIPE, SIG_IGN);
     static Call call;
     Call *c = &call;
     c->status = -1;
     c->in_fd = 0;
-    c->out = (Sink){.fd = 1, .ch = RPC_CH_STDOUT};
-    c->err = (Sink){.fd = 2, .ch = RPC_CH_STDERR};
+    c->out.fd = 1;
+    c->out.ch = VRPC_STDOUT;
+    c->err.fd = 2;
+    c->err.ch = VRPC_STDERR;
     if (local) {
         int r = start_local(c, local);
         if (r < 0) {
@@ -501,63 +376,78 @@ int main(int argc, char **argv)
     c->err.nonblock = make_nonblock(c->err.fd);
     c->in_nonblock = make_nonblock(c->in_fd);
 
-    int fd = rpc_unix_connect(sock);
-    if (fd < 0) {
-        fprintf(stderr, "vrpc-call: cannot connect to %s: %s\n", sock, strerror(-fd));
+    int r = vrpc_client_new(&c->client, sock);
+    if (r < 0) {
+        fprintf(stderr, "vrpc-call: cannot connect to %s: %s\n", sock, strerror(-r));
         return EXIT_FRAMEWORK;
     }
-    int r;
-    RpcConnConfig cfg;
-    rpc_conn_config_init(&cfg);
-    cfg.role = RPC_ROLE_INITIATOR;
-    cfg.keepalive_ms = 0;
-    if ((r = rpc_loop_new(&c->loop)) < 0 ||
-        (r = rpc_conn_new_fd(&c->conn, fd, true, &cfg, &callbacks, c)) < 0 ||
-        (r = rpc_conn_attach(c->conn, c->loop)) < 0) {
-        fprintf(stderr, "vrpc-call: cannot set up: %s\n", strerror(-r));
-        return EXIT_FRAMEWORK;
-    }
-    RpcCall rc = {.service = service, .argument = arg, .target = target};
-    r = rpc_stream_open(c->conn, &rc, &c->stream);
+    r = vrpc_call_open(c->client, target, service, &c->call);
     if (r < 0) {
         fprintf(stderr, "vrpc-call: cannot open the call: %s\n", strerror(-r));
         return EXIT_FRAMEWORK;
     }
-    rpc_stream_set_userdata(c->stream, c);
+    int64_t deadline = timeout > 0 ? now_ms() + (int64_t)ceil(timeout * 1000) : -1;
 
-    /* epoll refuses regular files: those are read whenever the stream has credit. */
-    RpcLoopSource *probe = NULL;
-    if (rpc_loop_add_fd(c->loop, c->in_fd, EPOLLIN, on_in_ready, c, &probe) == 0) {
-        c->in_pollable = true;
-        rpc_loop_source_free(probe);
-    } else if (rpc_loop_add_defer(c->loop, on_in_defer, c, &c->in_defer) < 0) {
-        fprintf(stderr, "vrpc-call: cannot watch stdin\n");
-        return EXIT_FRAMEWORK;
+    while (!c->done) {
+        struct pollfd p[4] = {{.fd = vrpc_client_fd(c->client), .events = POLLIN}};
+        nfds_t np = 1;
+        int in_i = -1, out_i = -1, err_i = -1;
+        if (pump_out(c, &c->out)) {
+            out_i = (int)np;
+            p[np++] = (struct pollfd){.fd = c->out.fd, .events = POLLOUT};
+        }
+        if (pump_out(c, &c->err)) {
+            err_i = (int)np;
+            p[np++] = (struct pollfd){.fd = c->err.fd, .events = POLLOUT};
+        }
+        if (pump_in(c)) {
+            in_i = (int)np;
+            p[np++] = (struct pollfd){.fd = c->in_fd, .events = POLLIN};
+        }
+        if (c->done)
+            break;
+        int ec;
+        if (vrpc_call_exit_code(c->call, &ec) == 0 && c->out.eof && c->err.eof &&
+            !c->out.len && !c->err.len) {
+            /* ended, and every byte that came before the end is out */
+            const char *reason = vrpc_call_reason(c->call);
+            if (reason)
+                fprintf(stderr, "vrpc-call: %s\n", reason);
+            c->done = true;
+            c->status = ec;
+            break;
+        }
+        int wait = vrpc_client_timeout_ms(c->client);
+        if (deadline >= 0) {
+            int64_t left = deadline - now_ms();
+            if (left <= 0) {
+                cancel(c, "caller timed out");
+                fail(c, EXIT_FRAMEWORK, "timed out");
+                break;
+            }
+            if (wait < 0 || left < wait)
+                wait = left > 1000000 ? 1000000 : (int)left;
+        }
+        if (poll(p, np, wait) < 0 && errno != EINTR) {
+            fail(c, EXIT_FRAMEWORK, "event loop failed: %s", strerror(errno));
+            break;
+        }
+        if (in_i >= 0 && p[in_i].revents)
+            c->in_ready = true;
+        if (out_i >= 0 && p[out_i].revents)
+            c->out.blocked = false;
+        if (err_i >= 0 && p[err_i].revents)
+            c->err.blocked = false;
+        (void)vrpc_client_dispatch(c->client);
     }
-    RpcLoopSource *timer = NULL;
-    if (timeout > 0 &&
-        rpc_loop_add_timer(c->loop, (int64_t)ceil(timeout * 1000), on_timeout, c, &timer) < 0) {
-        fprintf(stderr, "vrpc-call: cannot set the timeout\n");
-        return EXIT_FRAMEWORK;
-    }
-
-    r = rpc_loop_run(c->loop);
-    if (r < 0 && !c->done)
-        fail(c, EXIT_FRAMEWORK, "event loop failed: %s", strerror(-r));
 
     int status = c->status;
-    if (c->stream) {
-        (void)rpc_stream_reset(c->stream, RPC_RESET_CANCEL, "caller exiting");
-        c->stream = NULL;
-    }
-    rpc_loop_source_free(timer);
-    in_close(c);
-    c->out.src = rpc_loop_source_free(c->out.src);
-    c->err.src = rpc_loop_source_free(c->err.src);
+    vrpc_call_free(c->call);
+    vrpc_client_free(c->client);
+    if (!c->in_eof && c->in_fd > 2)
+        close(c->in_fd);
     if (c->out.fd > 2)
         close(c->out.fd);
-    rpc_conn_free(c->conn);
-    rpc_loop_free(c->loop);
     if (c->local_pid > 0) {
         int st = 0;
         while (waitpid(c->local_pid, &st, 0) < 0 && errno == EINTR)

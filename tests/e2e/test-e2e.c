@@ -55,21 +55,8 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void write_file(const char *dir, const char *name, const char *text, mode_t mode)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    ck_assert_msg(f, "cannot write %s", path);
-    fputs(text, f);
-    fclose(f);
-    ck_assert_int_eq(chmod(path, mode), 0);
-}
-
 /* Test services: tiny scripts (the framework itself never uses a shell). */
-static const struct {
-    const char *name, *text;
-} test_services[] = {
+static const VtFile test_services[] = {
     {"test.Exit", "#!/bin/sh\nexit \"$1\"\n"},
     {"test.Signal", "#!/bin/sh\nkill -\"$1\" $$\nsleep 10\n"},
     {"test.Stderr", "#!/bin/sh\necho out-line\necho err-line >&2\nexit 7\n"},
@@ -121,18 +108,8 @@ static void setup(const char *tag, const char *const *guests)
 {
     snprintf(g_ns, sizeof g_ns, "%s", vt_ns(tag));
     snprintf(g_etc, sizeof g_etc, "/tmp/vrpc-e2e-%s-XXXXXX", g_ns);
-    ck_assert_ptr_nonnull(mkdtemp(g_etc));
-    const char *cp[] = {"cp", "-rL", VRPC_EXAMPLE_ETC_DIR "/.", g_etc, NULL};
-    VtResult r = vt_run(cp, 60);
-    ck_assert_msg(r.status == 0, "cp: %s", r.err);
-    vt_result_free(&r);
-    char dir[300];
-    snprintf(dir, sizeof dir, "%s/services", g_etc);
-    for (size_t i = 0; i < sizeof test_services / sizeof test_services[0]; i++)
-        write_file(dir, test_services[i].name, test_services[i].text,
-                   strstr(test_services[i].name, ".yaml") ? 0644 : 0755);
-    snprintf(dir, sizeof dir, "%s/policy.d", g_etc);
-    write_file(dir, "40-test.yaml", test_policy, 0644);
+    vt_make_etc(g_etc, VRPC_EXAMPLE_ETC_DIR, test_services,
+                sizeof test_services / sizeof test_services[0], test_policy);
 
     vt_sim_up_vrpc(g_ns, g_etc, guests);
     /* One call first: the daemons finish setting up their links (lazily opened fds)
@@ -1160,14 +1137,9 @@ START_TEST(ready_rewritten)
 }
 END_TEST
 
-static Suite *e2e_suite(void)
+int main(void)
 {
-    Suite *s = suite_create("e2e");
-    const struct {
-        const char *name;
-        const TTest *test;
-        int timeout;
-    } cases[] = {
+    const VtCase cases[] = {
         {"guest_to_dom0", guest_to_dom0, 120},
         {"dom0_to_guest", dom0_to_guest, 120},
         {"guest_to_guest", guest_to_guest, 120},
@@ -1192,29 +1164,6 @@ static Suite *e2e_suite(void)
         {"guest_destroyed", guest_destroyed, 120},
         {"ready_rewritten", ready_rewritten, 600},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        vt_leak_fixture(tc); /* this process's fds and children */
-        tcase_add_test(tc, cases[i].test);
-        tcase_set_timeout(tc, cases[i].timeout);
-        suite_add_tcase(s, tc);
-    }
-    return s;
-}
-
-int main(void)
-{
-    vt_init();
-    signal(SIGPIPE, SIG_IGN);
-    SRunner *sr = srunner_create(e2e_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    vt_cleanup_instances();
     /* configuration folders of this run that a failed test left behind */
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf /tmp/vrpc-e2e-%s*", vt_ns(""));
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove /tmp/vrpc-e2e-%s*\n", vt_ns(""));
-    return failed ? 1 : 0;
+    return vt_main("e2e", cases, sizeof cases / sizeof cases[0], "vrpc-e2e-");
 }

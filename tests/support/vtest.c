@@ -5,6 +5,7 @@
  * (VRPC_SIM_BIN) so that tests run from any folder.
  */
 #include "vtest.h"
+#include "leak.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -444,4 +445,74 @@ pid_t vt_unix_echo_server(const char *path)
     }
     close(fd);
     return pid;
+}
+
+int vt_main(const char *suite, const VtCase *cases, size_t n, const char *tmp_prefix)
+{
+    vt_init();
+    signal(SIGPIPE, SIG_IGN);
+    Suite *s = suite_create(suite);
+    for (size_t i = 0; i < n; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        vt_leak_fixture(tc); /* this process's fds and children */
+        tcase_add_test(tc, cases[i].test);
+        tcase_set_timeout(tc, cases[i].timeout);
+        suite_add_tcase(s, tc);
+    }
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    vt_cleanup_instances();
+    if (tmp_prefix) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf /tmp/%s%s*", tmp_prefix, vt_ns(""));
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot remove /tmp/%s%s*\n", tmp_prefix, vt_ns(""));
+    }
+    return failed ? 1 : 0;
+}
+
+static void write_file(const char *dir, const char *name, const char *text, mode_t mode)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_msg(f, "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, mode), 0);
+}
+
+void vt_make_etc(char *dir, const char *example_etc, const VtFile *services, size_t n,
+                 const char *policy)
+{
+    char src[1024], sub[1024];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(src, sizeof src, "%s/.", example_etc);
+    const char *cp[] = {"cp", "-rL", src, dir, NULL};
+    VtResult r = vt_run(cp, 60);
+    ck_assert_msg(r.status == 0, "cp: %s", r.err);
+    vt_result_free(&r);
+    snprintf(sub, sizeof sub, "%s/services", dir);
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(services[i].name);
+        bool yaml = l > 5 && strcmp(services[i].name + l - 5, ".yaml") == 0;
+        write_file(sub, services[i].name, services[i].text, yaml ? 0644 : 0755);
+    }
+    if (policy) {
+        snprintf(sub, sizeof sub, "%s/policy.d", dir);
+        write_file(sub, "40-test.yaml", policy, 0644);
+    }
+}
+
+int vt_count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    for (struct dirent *de; d && (de = readdir(d));)
+        n += de->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n - 1; /* the listing's own */
 }

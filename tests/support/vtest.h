@@ -7,7 +7,9 @@
 #ifndef VRPC_TESTS_VTEST_H
 #define VRPC_TESTS_VTEST_H
 
+#include <check.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 /* Bounds of waits for a state or an exit that normally comes within a second: they only
@@ -64,6 +66,33 @@ void vt_wait_vchan_server(const char *ns, const char *path);
 /* Fork a Unix-socket echo server on @path (replacing any file there); it creates
  * PATH.accepted once it has accepted a connection. Returns its pid; kill it when done. */
 pid_t vt_unix_echo_server(const char *path);
+/* A file to write: NAME and its text. */
+typedef struct VtFile {
+    const char *name, *text;
+} VtFile;
+/* A configuration folder for a test: a new folder from the template @dir (mkdtemp, e.g.
+ * "/tmp/vrpc-e2e-NS-XXXXXX", rewritten in place) holding a copy of @example_etc (the
+ * example configuration, symlinks followed), plus @services[0..@n) in services/ (mode
+ * 0755, or 0644 for NAME.yaml) and @policy as policy.d/40-test.yaml (if not NULL).
+ * Aborts the test on failure. */
+void vt_make_etc(char *dir, const char *example_etc, const VtFile *services, size_t n,
+                 const char *policy);
+
+/* One Check test case: its name (CK_RUN_CASE selects it), function and timeout (s). */
+typedef struct VtCase {
+    const char *name;
+    const TTest *test;
+    int timeout;
+} VtCase;
+/* main() of an integration test: vt_init(), SIGPIPE ignored, run suite @suite of @n
+ * @cases (each its own TCase), then down every instance left behind and remove
+ * /tmp/<@tmp_prefix><run>* (a failed case's temporary folders; NULL: none).
+ * Returns the exit status (0: all passed). */
+int vt_main(const char *suite, const VtCase *cases, size_t n, const char *tmp_prefix);
+
+/* Number of fds this process has open now (for leak checks). */
+int vt_count_fds(void);
+
 /* Read a whole file; NULL on error. Caller frees. */
 char *vt_read_file(const char *path);
 
