@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* vrpc-bench-policy: the policy benchmark as a program of its own (also `vrpc-bench policy`). */
-#include "bench_policy.h"
+#include "bench-policy.h"
 
 int main(int argc, char **argv)
 {

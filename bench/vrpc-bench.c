@@ -7,10 +7,10 @@
 #include <string.h>
 
 #include "common/escape.h"
-#include "bench_calls.h"
-#include "bench_policy.h"
-#include "bench_rpc.h"
-#include "bench_vchan.h"
+#include "bench-calls.h"
+#include "bench-policy.h"
+#include "bench-rpc.h"
+#include "bench-vchan.h"
 
 static const struct {
     const char *name;

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * ask.c - the prompt program behind a policy `ask` and the notify program behind
  * `notify: true`. A program is started with posix_spawn (no shell; argv from the call, stdin

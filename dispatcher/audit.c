@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * audit.c - the dispatcher's audit log. Each finished call becomes one JSON object on one
  * line with always the same fields, in this order: time (RFC 3339, UTC, microseconds),

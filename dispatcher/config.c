@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * config.c - dispatcher.yaml: a mapping with the optional keys max-calls-per-guest,
  * max-buffer-per-guest, keepalive-interval, audit-log, log-level, ask-program, ask-timeout

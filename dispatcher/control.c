@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * control.c - the dispatcher's control socket (see control.h for the protocol). Only root
  * (the socket is 0600) can ask; still, requests are bounded (one line of at most

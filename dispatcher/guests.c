@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * guests.c - guest discovery. The dispatcher watches @introduceDomain, @releaseDomain and,
  * recursively, /local/domain; an agent announces itself by writing a fresh generation to

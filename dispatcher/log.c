@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * log.c - the dispatcher's logger. Every line goes to stderr as "vrpc-dispatcher: LEVEL: msg",
  * one write(2) per line so that lines from concurrent processes do not interleave. librpc and

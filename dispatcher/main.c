@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c - vrpc-dispatcher, the dom0 daemon of vrpc. It finds the guests' agents through
  * xenstore and keeps one librpc connection over one vchan to each, accepts dom0 callers on a

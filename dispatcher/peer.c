@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * peer.c - the dispatcher's connections. A guest peer is the vchan client of the agent's
  * offer at /local/domain/N/data/vrpc with a librpc connection on top (INITIATOR); a local

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * vrpc-ctl - ask a running vrpc-dispatcher about its state through its control socket:
  * `status` prints the connected guests and the call counters, `wait-guests COUNT` waits

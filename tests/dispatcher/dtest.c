@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * dtest.c - the helpers of the dispatcher's integration tests (test-dispatcher.c,
  * test-ask.c): an environment of one sim instance with the real dispatcher in dom0 and fake

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * fake-agent - a stand-in for vrpc-agent in the dispatcher's tests, run in a guest with
  * `vrpc-sim exec --ns NS GUEST -- fake-agent MODE ...`. It offers the vchan at

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * test-ask - integration tests over the sim of the dispatcher's ask program (dispatcher.yaml
  * ask-program / ask-timeout: allow, allow NAME, a name outside the rule, junk, a failing

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * test-dispatcher-unit - unit tests of the dispatcher's dispatcher.yaml parser (strict keys,
  * ranges, positions in errors), of the audit line formatter (escaping, fields, timings,

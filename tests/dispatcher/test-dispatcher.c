@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * test-dispatcher - integration tests of vrpc-dispatcher over the sim: each test brings up
  * its own sim instance, starts the real dispatcher in dom0 and fake agents (fake-agent.c)

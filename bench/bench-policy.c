@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench_policy.h"
+#include "bench-policy.h"
 #include "vrpc-policy.h"
 
 #ifndef VRPC_VERSION

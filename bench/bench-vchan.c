@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bench_vchan.c - `vrpc-bench vchan`: in one run, side by side, vrpc's vchan, Debian's real
+ * bench-vchan.c - `vrpc-bench vchan`: in one run, side by side, vrpc's vchan, Debian's real
  * libxenvchan, a pipe and a Unix socketpair. Throughput of --bytes (default 1 GiB) at ring
  * sizes 2K/64K/256K/1M and write sizes 4K/64K, and the 64-byte request/response round trip
  * (p50, p99). The two vchan contenders run as two guests of a private vrpc-sim instance that
@@ -25,7 +25,7 @@
 #include <libxenvchan.h>
 
 #include "bench-util.h"
-#include "bench_vchan.h"
+#include "bench-vchan.h"
 #include "vchan/vchan.h"
 
 #ifndef VRPC_SIM_BIN

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* bench_calls.h - `vrpc-bench calls`: end-to-end call latency, streaming and concurrency. */
+/* bench-calls.h - `vrpc-bench calls`: end-to-end call latency, streaming and concurrency. */
 #pragma once
 
 int bench_calls_main(int argc, char **argv);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bench_calls.c - `vrpc-bench calls`: what a whole vrpc call costs, end to end, on the sim.
+ * bench-calls.c - `vrpc-bench calls`: what a whole vrpc call costs, end to end, on the sim.
  * The benchmark brings up a private instance with vrpc (`vrpc-sim up --vrpc`, guests
  * bencha and benchb, the shipped example configuration) and re-executes itself inside guest
  * bencha as a caller that speaks librpc to the local agent, exactly as vrpc-call does, but
@@ -10,7 +10,7 @@
  * to dom0, guest to guest, and a denied call; streaming throughput through demo.Echo guest
  * to dom0 and guest to guest; and N concurrent calls on one connection.
  */
-#include "bench_calls.h"
+#include "bench-calls.h"
 
 #include <errno.h>
 #include <fcntl.h>

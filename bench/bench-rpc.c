@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bench_rpc.c - `vrpc-bench rpc-mux`: librpc's multiplexing cost against the raw vchan it
+ * bench-rpc.c - `vrpc-bench rpc-mux`: librpc's multiplexing cost against the raw vchan it
  * runs on, measured in the same run over vchans with 1 MiB rings between dom0 and a guest of
  * a private vrpc-sim instance (the benchmark re-executes itself under `vrpc-sim exec` as a
  * hidden peer subcommand; --local runs both ends in one process over vchan_pair_new()
@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "bench-util.h"
-#include "bench_rpc.h"
+#include "bench-rpc.h"
 #include "librpc/rpc.h"
 #include "vchan/vchan.h"
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* bench_rpc.h - `vrpc-bench rpc-mux`: librpc streams vs the raw vchan underneath. */
+/* bench-rpc.h - `vrpc-bench rpc-mux`: librpc streams vs the raw vchan underneath. */
 #pragma once
 
 int bench_rpc_main(int argc, char **argv);

@@ -1,5 +1,0 @@
-/* SPDX-License-Identifier: MIT */
-/* bench_vchan.h - `vrpc-bench vchan`: vrpc's vchan vs libxenvchan, a pipe and a socketpair. */
-#pragma once
-
-int bench_vchan_main(int argc, char **argv);
