@@ -36,6 +36,8 @@ static inline void cleanup_closedirp(DIR **dp) {
         closedir(*dp);
 }
 
+/* _cleanup_(fn): run fn(&var) when var goes out of scope. */
+#define _cleanup_(fn) __attribute__((cleanup(fn)))
 #define _cleanup_free_ __attribute__((cleanup(cleanup_freep)))
 #define _cleanup_close_ __attribute__((cleanup(cleanup_closep)))
 #define _cleanup_fclose_ __attribute__((cleanup(cleanup_fclosep)))

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <xentoollog.h>
 
-#include "cleanup.h"
+#include "common/cleanup.h"
 #include "parse.h"
 #include "select.h"
 #include "vchan-internal.h"
