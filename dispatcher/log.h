@@ -1,22 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * log.h - the dispatcher's stderr logger: one line per event with a level.
+ * log.h - the dispatcher's names for the one logger (common/log.h): one line per event
+ * with a level, "vrpc-dispatcher: LEVEL: message".
  */
 #pragma once
 
-#include <stdarg.h>
-#include <stdbool.h>
-#include <syslog.h>
+#include "common/log.h"
 
-/* Messages above this syslog level are dropped (default LOG_INFO). */
-void dlog_set_level(int level);
-int dlog_get_level(void);
-/* "error", "warning", "info" or "debug" -> syslog level; -EINVAL otherwise. */
-int dlog_level_from_string(const char *s);
-bool dlog_enabled(int level);
-void dlog(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Install this logger as the sink of librpc and the vchan library. */
+#define dlog(...) vrpc_log(__VA_ARGS__)
+#define dlog_set_level vrpc_log_set_level
+#define dlog_get_level vrpc_log_get_level
+#define dlog_enabled vrpc_log_enabled
+#define dlog_level_from_string vrpc_log_level_from_string
+#define dlog_library_quiet vrpc_log_library_quiet
+
+/* Names the dispatcher in every line and points librpc's and vchan's log sinks here. */
 void dlog_install_library_sinks(void);
-/* While @quiet, the libraries' lines are logged at debug level: for an operation whose
- * outcome the caller logs itself, rate-limited. */
-void dlog_library_quiet(bool quiet);
