@@ -175,35 +175,22 @@ static void dom0_on_call(RpcConn *conn, RpcStream *s, const RpcCall *call, void 
         (void)rpc_stream_refuse(s, VRPC_SERVICES_EXIT_FRAMEWORK, "vrpc: call without source");
         return;
     }
-    const char *arg = call->argument ? call->argument : "";
-    VrpcService *svc = NULL;
-    char err[VRPC_SERVICES_ERROR_MAX] = "";
-    int r = vrpc_service_resolve(a->services_dir, call->service, strlen(call->service), arg,
-                                 strlen(arg), &svc, err);
-    if (r != 0) {
-        int code = r > 0 ? vrpc_services_error_exit_code(r) : VRPC_SERVICES_EXIT_FRAMEWORK;
-        char reason[RPC_REASON_MAX + 1];
-        /* worded like the dispatcher's refusal: what was asked of whom */
-        if (code == VRPC_SERVICES_EXIT_NOT_FOUND)
-            snprintf(reason, sizeof(reason), "vrpc: %s%s%s not found in %s", call->service,
-                     arg[0] ? "+" : "", arg, call->target && call->target[0] ? call->target
-                                                                            : "this domain");
-        else
-            snprintf(reason, sizeof(reason), "%s",
-                     err[0] ? err : "vrpc: cannot read the services folder");
-        logmsg(LOG_INFO, "call %s from %s: %d %s", call->service, source, code,
-               err[0] ? err : vrpc_services_strerror(r));
-        (void)rpc_stream_refuse(s, code, reason);
-        return;
-    }
-    VrpcHandlerCall hc = {.source = source, .requested_target = call->target,
-                          .user = call->user};
-    r = vrpc_handler_start(a->handlers, s, svc, &hc, NULL, NULL, NULL, err);
-    if (r != 0)
-        logmsg(LOG_INFO, "call %s from %s refused: %s", svc->entry, source, err);
+    VrpcHandlerRequest req = {
+        .services_dir = a->services_dir,
+        .service = call->service,
+        .argument = call->argument,
+        .where = call->target && call->target[0] ? call->target : "this domain",
+        .call = {.source = source, .requested_target = call->target, .user = call->user},
+    };
+    VrpcHandlerRefusal why;
+    VrpcHandler *h = NULL;
+    if (vrpc_handler_serve(a->handlers, s, &req, NULL, NULL, &h, NULL, &why) == 0)
+        logmsg(LOG_DEBUG, "call %s from %s started", vrpc_handler_service(h), source);
+    else if (why.started)
+        logmsg(LOG_INFO, "call %s from %s refused: %s", why.entry, source, why.detail);
     else
-        logmsg(LOG_DEBUG, "call %s from %s started", svc->entry, source);
-    vrpc_service_free(svc);
+        logmsg(LOG_INFO, "call %s from %s: %d %s", call->service, source, why.code,
+               why.detail);
 }
 
 /* Stream events: a stream of this connection is either a service's (vrpc_handler) or the

@@ -55,7 +55,6 @@ struct Call {
     RpcStream *in;      /* relay, asks and refusals: the caller's stream */
     RpcStream *out;     /* relay: the stream on the target's connection */
     VrpcHandler *handler;
-    VrpcService *service_entry;
     Ask *ask;           /* the prompt, while it is pending */
     VrpcPolicy *snapshot; /* held while the prompt is pending (dec points into it) */
     VrpcPolicyDecision dec;
@@ -101,7 +100,6 @@ static void call_unlink(Call *c)
 static void call_free(Call *c)
 {
     call_unlink(c);
-    vrpc_service_free(c->service_entry);
     vrpc_policy_unref(c->snapshot);
     free(c);
 }
@@ -221,45 +219,38 @@ static void handler_done(VrpcHandler *h, const VrpcHandlerResult *res, void *use
 
 static void route_dom0(Call *c, RpcStream *s)
 {
-    char err[VRPC_SERVICES_ERROR_MAX];
-    char reason[RPC_REASON_MAX + 1];
+    VrpcHandlerRequest req = {
+        .services_dir = c->d->services_dir,
+        .service = c->service,
+        .argument = c->argument,
+        .where = c->target,
+        .call = {.source = c->source,
+                 .requested_target = c->target,
+                 .user = c->user[0] ? c->user : NULL},
+    };
+    VrpcHandlerRefusal why;
+    int64_t resolve_us = 0;
+    int64_t t0 = dispatcher_now_us() - c->start_us;
     int r;
 
-    r = vrpc_service_resolve(c->d->services_dir, c->service, strlen(c->service), c->argument,
-                             strlen(c->argument), &c->service_entry, err);
-    if (r != 0) {
-        int code = r > 0 ? vrpc_services_error_exit_code(r) : VRPC_SERVICES_EXIT_FRAMEWORK;
-        if (code == VRPC_SERVICES_EXIT_NOT_FOUND)
-            snprintf(reason, sizeof(reason), "vrpc: %s%s%s not found in %s", c->service,
-                     c->argument[0] ? "+" : "", c->argument, c->target);
-        else
-            snprintf(reason, sizeof(reason), "vrpc: %.240s", r > 0 ? err : strerror(-r));
-        dlog(LOG_INFO, "call %llu: %s: %s", (unsigned long long)c->id, c->service,
-             r > 0 ? err : strerror(-r));
-        set_reason(c, "%s", code == VRPC_SERVICES_EXIT_NOT_FOUND ? "service not found"
-                            : r > 0                              ? err
-                                                                 : strerror(-r));
-        call_refuse(c, s, code, reason);
+    r = vrpc_handler_serve(c->d->handlers, s, &req, handler_done, c, &c->handler, &resolve_us,
+                           &why);
+    c->handler_us = t0 + resolve_us; /* the handler's clock starts after the resolve */
+    if (r == 0)
         return;
-    }
-    VrpcHandlerCall hc = {
-        .source = c->source,
-        .requested_target = c->target,
-        .user = c->user[0] ? c->user : NULL,
-    };
-    c->handler_us = dispatcher_now_us() - c->start_us;
-    r = vrpc_handler_start(c->d->handlers, s, c->service_entry, &hc, handler_done, c,
-                           &c->handler, err);
-    if (r != 0) {
-        /* vrpc_handler_start() has refused the stream itself. */
-        int code = r > 0 ? vrpc_services_error_exit_code(r) : VRPC_SERVICES_EXIT_FRAMEWORK;
+    c->handler = NULL;
+    if (why.started) {
         dlog(LOG_WARNING, "call %llu: cannot start %s: %s", (unsigned long long)c->id,
-             c->service_entry->entry, r > 0 ? err : strerror(-r));
-        set_reason(c, "cannot start the service: %s", r > 0 ? err : strerror(-r));
-        c->handler = NULL;
-        c->answered = true;
-        call_finish(c, AUDIT_END_REFUSED, code);
+             why.entry, why.detail);
+        set_reason(c, "cannot start the service: %s", why.detail);
+    } else {
+        dlog(LOG_INFO, "call %llu: %s: %s", (unsigned long long)c->id, c->service, why.detail);
+        set_reason(c, "%s", why.code == VRPC_SERVICES_EXIT_NOT_FOUND ? "service not found"
+                                                                    : why.detail);
     }
+    /* the stream is refused already */
+    c->answered = true;
+    call_finish(c, AUDIT_END_REFUSED, why.code);
 }
 
 /* ---- relay to a guest ------------------------------------------------------------------- */

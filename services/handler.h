@@ -141,6 +141,44 @@ int vrpc_handler_start(VrpcHandlerSet *set, RpcStream *s, const VrpcService *ser
                        const VrpcHandlerCall *call, VrpcHandlerDoneFn done, void *userdata,
                        VrpcHandler **hp, char *err);
 
+/* One call to a service of a services folder, for vrpc_handler_serve(). */
+typedef struct VrpcHandlerRequest {
+    const char *services_dir;
+    /* The service and argument asked for (validated by vrpc_service_resolve()); argument
+     * NULL means none. */
+    const char *service;
+    const char *argument;
+    /* Named in the not-found refusal: "vrpc: SERVICE+ARG not found in WHERE". */
+    const char *where;
+    VrpcHandlerCall call;
+} VrpcHandlerRequest;
+
+/* Why vrpc_handler_serve() refused a call, for the daemon's log and audit. */
+typedef struct VrpcHandlerRefusal {
+    int code;     /* the exit code of the REFUSE sent: 125 or 127 */
+    bool started; /* the service was found; starting it failed */
+    /* The entry found ("SERVICE+ARG" or "SERVICE"; "" when not found), and the reason
+     * (from the services library, or strerror of a system error). */
+    char entry[2 * VRPC_SERVICES_NAME_MAX + 2];
+    char detail[VRPC_SERVICES_ERROR_MAX];
+} VrpcHandlerRefusal;
+
+/*
+ * Resolve @req's service in its services folder and start it for the call on @s (we are
+ * HANDLER, not yet answered) with vrpc_handler_start(): the one way both daemons serve a
+ * call locally. When the service cannot be resolved the stream is refused with
+ * vrpc_services_error_exit_code() and "vrpc: SERVICE+ARG not found in WHERE" (127) or
+ * "vrpc: REASON" (125); when it cannot be started vrpc_handler_start() refuses it.
+ * @resolve_usp (may be NULL) receives the microseconds spent resolving, before the
+ * handler's own clock (VrpcHandlerResult) starts.
+ * Returns 0 (started: @done, @userdata and *@hp as for vrpc_handler_start()), or the
+ * non-zero return of vrpc_service_resolve() or vrpc_handler_start() (VRPC_SERVICES_E_* or
+ * -errno) with @refusal (may be NULL) filled; the stream is refused then.
+ */
+int vrpc_handler_serve(VrpcHandlerSet *set, RpcStream *s, const VrpcHandlerRequest *req,
+                       VrpcHandlerDoneFn done, void *userdata, VrpcHandler **hp,
+                       int64_t *resolve_usp, VrpcHandlerRefusal *refusal);
+
 /* The handler owning @s, or NULL when @s's userdata is not a handler (or @s is NULL). */
 VrpcHandler *vrpc_handler_from_stream(const RpcStream *s);
 
