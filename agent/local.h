@@ -15,13 +15,3 @@ int local_listen(Agent *a);
 /* Shutdown: free every client (their calls are reset), stop listening and remove the
  * socket. */
 void local_stop(Agent *a);
-
-/* Events of the dom0 side of a relayed call, from the dom0 connection's callbacks; no-ops
- * (on_data: consumed) for a stream that is not a relay's. */
-void local_relay_on_accept(RpcStream *s);
-size_t local_relay_on_data(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len);
-void local_relay_on_eof(RpcStream *s, RpcChannel ch);
-void local_relay_on_exit(RpcStream *s, int32_t code, bool refused, const char *reason);
-void local_relay_on_reset(RpcStream *s, uint32_t code, bool local, const char *reason);
-void local_relay_on_writable(RpcStream *s);
-void local_relay_on_stream_free(RpcStream *s);

@@ -17,7 +17,6 @@
 #include <unistd.h>
 #include <xenstore.h>
 
-#include "local.h"
 #include "vchan/vchan.h"
 #include "vrpc-services.h"
 
@@ -193,60 +192,6 @@ static void dom0_on_call(RpcConn *conn, RpcStream *s, const RpcCall *call, void 
                why.detail);
 }
 
-/* Stream events: a stream of this connection is either a service's (vrpc_handler) or the
- * dom0 side of a local caller's relay (local.c). */
-static void dom0_on_accept(RpcStream *s, void *userdata)
-{
-    local_relay_on_accept(s);
-}
-
-static size_t dom0_on_data(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len,
-                           void *userdata)
-{
-    if (vrpc_handler_from_stream(s))
-        return vrpc_handler_on_data(s, ch, data, len);
-    return local_relay_on_data(s, ch, data, len);
-}
-
-static void dom0_on_eof(RpcStream *s, RpcChannel ch, void *userdata)
-{
-    if (vrpc_handler_from_stream(s))
-        vrpc_handler_on_eof(s, ch);
-    else
-        local_relay_on_eof(s, ch);
-}
-
-static void dom0_on_exit(RpcStream *s, int32_t code, bool refused, const char *reason,
-                         void *userdata)
-{
-    local_relay_on_exit(s, code, refused, reason);
-}
-
-static void dom0_on_reset(RpcStream *s, uint32_t code, bool local, const char *reason,
-                          void *userdata)
-{
-    if (vrpc_handler_from_stream(s))
-        vrpc_handler_on_reset(s, code, local, reason);
-    else
-        local_relay_on_reset(s, code, local, reason);
-}
-
-static void dom0_on_writable(RpcStream *s, void *userdata)
-{
-    if (vrpc_handler_from_stream(s))
-        vrpc_handler_on_writable(s);
-    else
-        local_relay_on_writable(s);
-}
-
-static void dom0_on_stream_free(RpcStream *s, void *userdata)
-{
-    if (vrpc_handler_from_stream(s))
-        vrpc_handler_on_stream_free(s);
-    else
-        local_relay_on_stream_free(s);
-}
-
 static void dom0_on_close(RpcConn *conn, int error, const char *reason, void *userdata)
 {
     Agent *a = userdata;
@@ -266,13 +211,6 @@ static void dom0_on_ready(RpcConn *conn, const RpcPeerInfo *peer, void *userdata
 static const RpcCallbacks dom0_callbacks = {
     .on_ready = dom0_on_ready,
     .on_call = dom0_on_call,
-    .on_accept = dom0_on_accept,
-    .on_data = dom0_on_data,
-    .on_eof = dom0_on_eof,
-    .on_exit = dom0_on_exit,
-    .on_reset = dom0_on_reset,
-    .on_writable = dom0_on_writable,
-    .on_stream_free = dom0_on_stream_free,
     .on_close = dom0_on_close,
 };
 
