@@ -4,10 +4,11 @@
  * offer at /local/domain/N/data/vrpc with a librpc connection on top (INITIATOR); a local
  * peer is a dom0 caller on the Unix socket (ACCEPTOR). Every peer has the per-guest buffer
  * quotas of dispatcher.yaml (connection window, send-queue bound) and counts its calls in
- * flight. The connection callbacks route every stream event either to vrpc_handler (dom0
- * services) or to route.c (calls and relays). A peer that violates the protocol is closed by
- * librpc; a peer is freed from a deferred loop callback, never inside its own dispatch, so
- * that the stream callbacks librpc still delivers while closing find it intact.
+ * flight. The connection callbacks hand every CALL to route.c; the stream's events then go to
+ * whoever owns it (a vrpc_handler, a prompt or an RpcRelay: rpc_stream_set_ops), never here.
+ * A peer that violates the protocol is closed by librpc; a peer is freed from a deferred loop
+ * callback, never inside its own dispatch, so that the stream callbacks librpc still
+ * delivers while closing find it intact.
  */
 #include "peer.h"
 
@@ -18,7 +19,6 @@
 #include <unistd.h>
 
 #include "guests.h"
-#include "handler.h"
 #include "librpc/loop.h"
 #include "log.h"
 #include "route.h"
@@ -94,60 +94,6 @@ static void on_call(RpcConn *conn, RpcStream *s, const RpcCall *call, void *user
     route_call(userdata, s, call);
 }
 
-static void on_accept(RpcStream *s, void *userdata)
-{
-    route_on_accept(s);
-}
-
-static size_t on_data(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len,
-                      void *userdata)
-{
-    if (vrpc_handler_from_stream(s))
-        return vrpc_handler_on_data(s, ch, data, len);
-    return route_on_data(s, ch, data, len);
-}
-
-static void on_eof(RpcStream *s, RpcChannel ch, void *userdata)
-{
-    if (vrpc_handler_from_stream(s))
-        vrpc_handler_on_eof(s, ch);
-    else
-        route_on_eof(s, ch);
-}
-
-static void on_exit_cb(RpcStream *s, int32_t code, bool refused, const char *reason,
-                       void *userdata)
-{
-    route_on_exit(s, code, refused, reason);
-}
-
-static void on_reset(RpcStream *s, uint32_t code, bool local, const char *reason,
-                     void *userdata)
-{
-    if (vrpc_handler_from_stream(s))
-        vrpc_handler_on_reset(s, code, local, reason);
-    else
-        route_on_reset(s, code, local, reason);
-}
-
-static void on_writable(RpcStream *s, void *userdata)
-{
-    if (vrpc_handler_from_stream(s))
-        vrpc_handler_on_writable(s);
-    else
-        route_on_writable(s);
-}
-
-static void on_stream_free(RpcStream *s, void *userdata)
-{
-    /* A handler's stream frees the handler's hold on it; the call (route.c) keeps its own
-     * record of the in-stream and learns of the end through the handler's completion. */
-    if (vrpc_handler_from_stream(s))
-        vrpc_handler_on_stream_free(s);
-    else
-        route_on_stream_free(s);
-}
-
 static void on_close(RpcConn *conn, int error, const char *reason, void *userdata)
 {
     Peer *p = userdata;
@@ -163,13 +109,6 @@ static void on_close(RpcConn *conn, int error, const char *reason, void *userdat
 static const RpcCallbacks peer_callbacks = {
     .on_ready = on_ready,
     .on_call = on_call,
-    .on_accept = on_accept,
-    .on_data = on_data,
-    .on_eof = on_eof,
-    .on_exit = on_exit_cb,
-    .on_reset = on_reset,
-    .on_writable = on_writable,
-    .on_stream_free = on_stream_free,
     .on_close = on_close,
 };
 

@@ -13,11 +13,9 @@
  * about what exists; the audit line says which it was. An allowed
  * call to dom0 resolves the service in ETC/services and hands the stream to vrpc_handler;
  * an allowed call to a guest (the caller itself included: loopback) opens a stream on that
- * guest's connection and relays both ways. The relay consumes bytes on one side only when
- * the other side accepted them (rpc_stream_write), pausing delivery otherwise and resuming
- * it from the other stream's on_writable, so credit and backpressure cross the dispatcher.
- * EOFs, the exit status, refusals and resets are mapped across. Every call ends with one
- * audit record.
+ * guest's connection and joins the two with librpc's RpcRelay (credit and backpressure cross
+ * the dispatcher; EOFs, the exit status, refusals and resets are mapped across), whose
+ * callbacks give the audit its timings and outcome. Every call ends with one audit record.
  */
 #include "route.h"
 
@@ -31,36 +29,24 @@
 #include "ask.h"
 #include "audit.h"
 #include "handler.h"
+#include "librpc/relay.h"
 #include "log.h"
 #include "peer.h"
 #include "vrpc-policy.h"
 #include "vrpc-services.h"
 
-enum {
-    LEG_IN = VRPC_STREAM_KIND_USER + 1,  /* the caller's stream: we are its handler */
-    LEG_OUT = VRPC_STREAM_KIND_USER + 2, /* the relayed stream: we are its caller */
-};
-
-typedef struct Leg {
-    VrpcStreamTag tag; /* first: vrpc_handler_from_stream() reads it */
-    Call *call;
-} Leg;
-
 struct Call {
     Dispatcher *d;
     Call *prev, *next;
     uint64_t id;
-    Leg in_leg, out_leg;
     Peer *src;          /* NULL once freed */
     Peer *dst;
-    RpcStream *in;      /* relay, asks and refusals: the caller's stream */
-    RpcStream *out;     /* relay: the stream on the target's connection */
+    RpcStream *in;      /* the caller's stream while the prompt is pending */
+    RpcRelay *relay;    /* the call relayed to a guest, until both its streams are gone */
     VrpcHandler *handler;
-    VrpcService *service_entry;
     Ask *ask;           /* the prompt, while it is pending */
     VrpcPolicy *snapshot; /* held while the prompt is pending (dec points into it) */
     VrpcPolicyDecision dec;
-    bool in_accepted;
     bool in_eof;        /* the caller's stdin EOF arrived while the prompt was pending */
     bool answered;      /* EXIT or REFUSE sent on in (or in aborted) */
     bool finished;      /* audit written, counters released */
@@ -118,7 +104,6 @@ static void call_unlink(Call *c)
 static void call_free(Call *c)
 {
     call_unlink(c);
-    vrpc_service_free(c->service_entry);
     vrpc_policy_unref(c->snapshot);
     free(c);
 }
@@ -126,7 +111,7 @@ static void call_free(Call *c)
 /* Free the record once nothing refers to it any more. */
 static void call_maybe_free(Call *c)
 {
-    if (c->finished && !c->in && !c->out && !c->handler)
+    if (c->finished && !c->in && !c->relay && !c->handler)
         call_free(c);
 }
 
@@ -238,48 +223,114 @@ static void handler_done(VrpcHandler *h, const VrpcHandlerResult *res, void *use
 
 static void route_dom0(Call *c, RpcStream *s)
 {
-    char err[VRPC_SERVICES_ERROR_MAX];
-    char reason[RPC_REASON_MAX + 1];
+    VrpcHandlerRequest req = {
+        .services_dir = c->d->services_dir,
+        .service = c->service,
+        .argument = c->argument,
+        .where = c->target,
+        .call = {.source = c->source,
+                 .requested_target = c->target,
+                 .user = c->user[0] ? c->user : NULL},
+    };
+    VrpcHandlerRefusal why;
+    int64_t resolve_us = 0;
+    int64_t t0 = now_us() - c->start_us;
     int r;
 
-    r = vrpc_service_resolve(c->d->services_dir, c->service, strlen(c->service), c->argument,
-                             strlen(c->argument), &c->service_entry, err);
-    if (r != 0) {
-        int code = r > 0 ? vrpc_services_error_exit_code(r) : VRPC_SERVICES_EXIT_FRAMEWORK;
-        if (code == VRPC_SERVICES_EXIT_NOT_FOUND)
-            snprintf(reason, sizeof(reason), "vrpc: %s%s%s not found in %s", c->service,
-                     c->argument[0] ? "+" : "", c->argument, c->target);
-        else
-            snprintf(reason, sizeof(reason), "vrpc: %.240s", r > 0 ? err : strerror(-r));
-        dlog(LOG_INFO, "call %llu: %s: %s", (unsigned long long)c->id, c->service,
-             r > 0 ? err : strerror(-r));
-        set_reason(c, "%s", code == VRPC_SERVICES_EXIT_NOT_FOUND ? "service not found"
-                            : r > 0                              ? err
-                                                                 : strerror(-r));
-        call_refuse(c, s, code, reason);
+    r = vrpc_handler_serve(c->d->handlers, s, &req, handler_done, c, &c->handler, &resolve_us,
+                           &why);
+    c->handler_us = t0 + resolve_us; /* the handler's clock starts after the resolve */
+    if (r == 0)
         return;
-    }
-    VrpcHandlerCall hc = {
-        .source = c->source,
-        .requested_target = c->target,
-        .user = c->user[0] ? c->user : NULL,
-    };
-    c->handler_us = now_us() - c->start_us;
-    r = vrpc_handler_start(c->d->handlers, s, c->service_entry, &hc, handler_done, c,
-                           &c->handler, err);
-    if (r != 0) {
-        /* vrpc_handler_start() has refused the stream itself. */
-        int code = r > 0 ? vrpc_services_error_exit_code(r) : VRPC_SERVICES_EXIT_FRAMEWORK;
+    c->handler = NULL;
+    if (why.started) {
         dlog(LOG_WARNING, "call %llu: cannot start %s: %s", (unsigned long long)c->id,
-             c->service_entry->entry, r > 0 ? err : strerror(-r));
-        set_reason(c, "cannot start the service: %s", r > 0 ? err : strerror(-r));
-        c->handler = NULL;
-        c->answered = true;
-        call_finish(c, AUDIT_END_REFUSED, code);
+             why.entry, why.detail);
+        set_reason(c, "cannot start the service: %s", why.detail);
+    } else {
+        dlog(LOG_INFO, "call %llu: %s: %s", (unsigned long long)c->id, c->service, why.detail);
+        set_reason(c, "%s", why.code == VRPC_SERVICES_EXIT_NOT_FOUND ? "service not found"
+                                                                    : why.detail);
     }
+    /* the stream is refused already */
+    c->answered = true;
+    call_finish(c, AUDIT_END_REFUSED, why.code);
 }
 
 /* ---- relay to a guest ------------------------------------------------------------------- */
+
+static void relay_accepted(RpcRelay *r, void *userdata)
+{
+    Call *c = userdata;
+
+    c->spawn_us = now_us() - c->start_us;
+}
+
+static void relay_first_byte(RpcRelay *r, void *userdata)
+{
+    Call *c = userdata;
+
+    c->first_byte_us = now_us() - c->start_us;
+}
+
+/* The target side failed: the caller gets a framework error with the reason. */
+static void relay_abort_reason(RpcRelay *r, bool reset, uint32_t code, const char *reason,
+                               char *buf, size_t size, void *userdata)
+{
+    Call *c = userdata;
+
+    if (!reset)
+        snprintf(buf, size, "vrpc: call aborted");
+    else
+        snprintf(buf, size, "vrpc: call to %s aborted (%s)", c->resolved,
+                 code == RPC_RESET_CONN_CLOSED ? "connection lost"
+                                               : rpc_reset_code_name(code));
+}
+
+static void relay_ended(RpcRelay *r, RpcRelayEnd end, int32_t code, const char *reason,
+                        void *userdata)
+{
+    Call *c = userdata;
+
+    c->answered = true;
+    switch (end) {
+    case RPC_RELAY_END_EXIT:
+        call_finish(c, AUDIT_END_EXIT, code);
+        break;
+    case RPC_RELAY_END_REFUSED:
+        if (code == VRPC_SERVICES_EXIT_REFUSED)
+            c->d->refused_total++;
+        /* The target's own words (untrusted; the audit escapes them), marked as such. */
+        set_reason(c, "target: %s", reason ? reason : "");
+        call_finish(c, AUDIT_END_REFUSED, code);
+        break;
+    case RPC_RELAY_END_ABORTED:
+        set_reason(c, "%s", reason + strlen("vrpc: "));
+        call_finish(c, AUDIT_END_ABORTED, code);
+        break;
+    case RPC_RELAY_END_CANCELLED:
+        call_finish(c, AUDIT_END_CANCELLED, -1);
+        break;
+    }
+}
+
+static void relay_freed(RpcRelay *r, void *userdata)
+{
+    Call *c = userdata;
+
+    c->relay = NULL;
+    call_maybe_free(c);
+}
+
+static const RpcRelayOps route_relay_ops = {
+    .abort_code = VRPC_SERVICES_EXIT_FRAMEWORK,
+    .cancel_reason = "vrpc: the caller went away",
+    .on_accept = relay_accepted,
+    .on_first_byte = relay_first_byte,
+    .abort_reason = relay_abort_reason,
+    .on_end = relay_ended,
+    .on_free = relay_freed,
+};
 
 static void route_guest(Call *c, RpcStream *s, Peer *dst)
 {
@@ -296,6 +347,11 @@ static void route_guest(Call *c, RpcStream *s, Peer *dst)
     int r;
 
     r = rpc_stream_open(dst->conn, &oc, &out);
+    if (r == 0) {
+        r = rpc_relay_new(&c->relay, s, out, &route_relay_ops, c);
+        if (r < 0)
+            rpc_stream_reset(out, RPC_RESET_CANCEL, "vrpc: out of memory");
+    }
     if (r < 0) {
         snprintf(reason, sizeof(reason), "vrpc: cannot reach %s: %s", dst->name,
                  r == -EBUSY ? "too many calls" : strerror(-r));
@@ -304,12 +360,6 @@ static void route_guest(Call *c, RpcStream *s, Peer *dst)
         return;
     }
     c->dst = dst;
-    c->in = s;
-    c->out = out;
-    c->in_leg = (Leg){.tag = {LEG_IN}, .call = c};
-    c->out_leg = (Leg){.tag = {LEG_OUT}, .call = c};
-    rpc_stream_set_userdata(s, &c->in_leg);
-    rpc_stream_set_userdata(out, &c->out_leg);
 }
 
 /* ---- a decided call ----------------------------------------------------------------------- */
@@ -378,25 +428,67 @@ static void ask_done(const AskAnswer *ans, void *userdata)
          c->argument[0] ? "+" : "", c->argument, ans->verdict ? ans->text : "",
          why ? why : c->resolved);
     /* Hand the stream over as if the call had just arrived. */
-    rpc_stream_set_userdata(s, NULL);
+    rpc_stream_set_ops(s, NULL, NULL);
     c->in = NULL;
     route_decided(c, s, why);
     route_notify(c, c->dec.notify);
     c->snapshot = vrpc_policy_unref(c->snapshot);
     c->dec.user = c->dec.default_target = c->dec.rule_file = NULL;
 
-    /* stdin the caller sent meanwhile was held (route_on_data returned 0): pass it on. */
+    /* stdin the caller sent meanwhile was held (ask_on_data returned 0): pass it on. */
     if (c->in_eof) {
-        if (c->out)
-            rpc_stream_close_write(c->out, RPC_CH_STDIN);
-        else if (c->handler)
-            vrpc_handler_on_eof(s, RPC_CH_STDIN);
+        /* and its EOF, to the stream's new owner (the relay or the handler holds @s) */
+        const RpcStreamOps *owner = c->relay || c->handler ? rpc_stream_get_ops(s) : NULL;
+        if (owner && owner->on_eof)
+            owner->on_eof(s, RPC_CH_STDIN, rpc_stream_get_userdata(s));
         call_maybe_free(c);
     } else {
         call_maybe_free(c);
         rpc_stream_resume(s); /* to the new owner, or discarded after a refusal */
     }
 }
+
+/* The caller's stream while the prompt is pending. */
+static size_t ask_on_data(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len,
+                          void *userdata)
+{
+    return 0; /* held (delivery pauses) until the prompt is answered */
+}
+
+static void ask_on_eof(RpcStream *s, RpcChannel ch, void *userdata)
+{
+    Call *c = userdata;
+
+    c->in_eof = true; /* passed on when the prompt is answered */
+}
+
+static void ask_on_reset(RpcStream *s, uint32_t code, bool local, const char *reason,
+                         void *userdata)
+{
+    Call *c = userdata;
+
+    /* The caller went away (or broke the stream). */
+    c->answered = true;
+    call_finish(c, AUDIT_END_CANCELLED, -1);
+}
+
+static void ask_on_stream_free(RpcStream *s, void *userdata)
+{
+    Call *c = userdata;
+
+    rpc_stream_set_ops(s, NULL, NULL);
+    c->in = NULL;
+    if (!c->finished && !c->answered)
+        call_finish(c, AUDIT_END_CANCELLED, -1); /* freed without a reset seen */
+    call_maybe_free(c);
+}
+
+static const RpcStreamOps ask_stream_ops = {
+    .on_data = ask_on_data,
+    .on_eof = ask_on_eof,
+    .on_reset = ask_on_reset,
+    .on_stream_free = ask_on_stream_free,
+};
 
 /* An ask decision with a program configured: start the prompt and keep @snapshot. Returns
  * false (nothing kept) when the program cannot be started. */
@@ -422,8 +514,7 @@ static bool route_ask(Call *c, RpcStream *s, VrpcPolicy *snapshot)
     }
     c->snapshot = vrpc_policy_ref(snapshot);
     c->in = s;
-    c->in_leg = (Leg){.tag = {LEG_IN}, .call = c};
-    rpc_stream_set_userdata(s, &c->in_leg);
+    rpc_stream_set_ops(s, &ask_stream_ops, c);
     return true;
 }
 
@@ -519,173 +610,6 @@ void route_call(Peer *src, RpcStream *s, const RpcCall *untrusted_call)
     route_notify(c, c->dec.notify);
     c->dec.user = c->dec.default_target = c->dec.rule_file = NULL;
     vrpc_policy_unref(snapshot);
-    call_maybe_free(c);
-}
-
-/* ---- relay events ----------------------------------------------------------------------- */
-
-/* Give the caller the relayed outcome: EXIT once accepted, else REFUSE. answered is set
- * first: when the caller's stdin EOF has already arrived the answer completes the stream,
- * and inside a dispatch librpc frees it (on_stream_free) before the call returns; that is
- * the normal end of the call, not the caller going away. The caller of this function
- * records the outcome (call_finish) right after. */
-static void answer_in(Call *c, int code, const char *reason)
-{
-    if (!c->in || c->answered)
-        return;
-    c->answered = true;
-    if (c->in_accepted)
-        rpc_stream_exit(c->in, code, reason);
-    else
-        rpc_stream_refuse(c->in, code, reason);
-}
-
-static Leg *leg_of(RpcStream *s)
-{
-    Leg *l = rpc_stream_get_userdata(s);
-    if (!l || (l->tag.kind != LEG_IN && l->tag.kind != LEG_OUT))
-        return NULL;
-    return l;
-}
-
-void route_on_accept(RpcStream *s)
-{
-    Leg *l = leg_of(s);
-    Call *c;
-
-    if (!l || l->tag.kind != LEG_OUT)
-        return;
-    c = l->call;
-    c->spawn_us = now_us() - c->start_us;
-    if (c->in && !c->answered && rpc_stream_accept(c->in) == 0)
-        c->in_accepted = true;
-}
-
-size_t route_on_data(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len)
-{
-    Leg *l = leg_of(s);
-    RpcStream *other;
-    ssize_t n;
-    Call *c;
-
-    if (!l)
-        return len; /* a refused call's pipelined stdin: discarded */
-    c = l->call;
-    if (c->ask)
-        return 0; /* held (delivery pauses) until the prompt is answered */
-    other = l->tag.kind == LEG_IN ? c->out : (c->answered ? NULL : c->in);
-    if (!other)
-        return len;
-    n = rpc_stream_write(other, ch, data, len);
-    if (n == -EAGAIN)
-        return 0;
-    if (n < 0)
-        return len; /* the other side cannot take it any more: drop */
-    if (l->tag.kind == LEG_OUT && c->first_byte_us < 0)
-        c->first_byte_us = now_us() - c->start_us;
-    return (size_t)n;
-}
-
-void route_on_eof(RpcStream *s, RpcChannel ch)
-{
-    Leg *l = leg_of(s);
-    Call *c;
-
-    if (!l)
-        return;
-    c = l->call;
-    if (l->tag.kind == LEG_IN) {
-        if (c->ask)
-            c->in_eof = true; /* passed on when the prompt is answered */
-        else if (c->out)
-            rpc_stream_close_write(c->out, RPC_CH_STDIN);
-    } else if (c->in && !c->answered && c->in_accepted) {
-        rpc_stream_close_write(c->in, ch);
-    }
-}
-
-void route_on_exit(RpcStream *s, int32_t code, bool refused, const char *reason)
-{
-    Leg *l = leg_of(s);
-    Call *c;
-
-    if (!l || l->tag.kind != LEG_OUT)
-        return;
-    c = l->call;
-    answer_in(c, code, reason);
-    if (refused) {
-        if (code == VRPC_SERVICES_EXIT_REFUSED)
-            c->d->refused_total++;
-        /* The target's own words (untrusted; the audit escapes them), marked as such. */
-        set_reason(c, "target: %s", reason ? reason : "");
-    }
-    call_finish(c, refused ? AUDIT_END_REFUSED : AUDIT_END_EXIT, code);
-}
-
-void route_on_reset(RpcStream *s, uint32_t code, bool local, const char *reason)
-{
-    Leg *l = leg_of(s);
-    char msg[RPC_REASON_MAX + 1];
-    Call *c;
-
-    if (!l)
-        return;
-    c = l->call;
-    if (l->tag.kind == LEG_IN) {
-        /* The caller went away (or broke the stream): abort the relayed call. */
-        c->answered = true;
-        if (c->out)
-            rpc_stream_reset(c->out, RPC_RESET_CANCEL, "vrpc: the caller went away");
-        call_finish(c, AUDIT_END_CANCELLED, -1);
-        return;
-    }
-    /* The target side failed: the caller gets a framework error with the reason. */
-    snprintf(msg, sizeof(msg), "vrpc: call to %s aborted (%s)", c->resolved,
-             code == RPC_RESET_CONN_CLOSED ? "connection lost" : rpc_reset_code_name(code));
-    answer_in(c, VRPC_SERVICES_EXIT_FRAMEWORK, msg);
-    set_reason(c, "%s", msg + strlen("vrpc: "));
-    call_finish(c, AUDIT_END_ABORTED, VRPC_SERVICES_EXIT_FRAMEWORK);
-}
-
-void route_on_writable(RpcStream *s)
-{
-    Leg *l = leg_of(s);
-    RpcStream *other;
-    Call *c;
-
-    if (!l)
-        return;
-    c = l->call;
-    other = l->tag.kind == LEG_IN ? c->out : c->in;
-    if (other && rpc_stream_is_paused(other))
-        rpc_stream_resume(other);
-}
-
-void route_on_stream_free(RpcStream *s)
-{
-    Leg *l = leg_of(s);
-    Call *c;
-
-    if (!l)
-        return;
-    c = l->call;
-    rpc_stream_set_userdata(s, NULL);
-    if (l->tag.kind == LEG_IN) {
-        c->in = NULL;
-        if (!c->finished && !c->answered) {
-            /* Freed without an answer or reset seen: the call is over for the caller. */
-            if (c->out)
-                rpc_stream_reset(c->out, RPC_RESET_CANCEL, "vrpc: the caller went away");
-            call_finish(c, AUDIT_END_CANCELLED, -1);
-        }
-    } else {
-        c->out = NULL;
-        if (!c->finished) {
-            answer_in(c, VRPC_SERVICES_EXIT_FRAMEWORK, "vrpc: call aborted");
-            set_reason(c, "call aborted");
-            call_finish(c, AUDIT_END_ABORTED, VRPC_SERVICES_EXIT_FRAMEWORK);
-        }
-    }
     call_maybe_free(c);
 }
 

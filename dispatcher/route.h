@@ -14,15 +14,6 @@
 /* A CALL arrived on @src's connection (we are the HANDLER of @s). */
 void route_call(Peer *src, RpcStream *s, const RpcCall *untrusted_call);
 
-/* Stream events for streams that are not a vrpc_handler's. */
-void route_on_accept(RpcStream *s);
-size_t route_on_data(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len);
-void route_on_eof(RpcStream *s, RpcChannel ch);
-void route_on_exit(RpcStream *s, int32_t code, bool refused, const char *reason);
-void route_on_reset(RpcStream *s, uint32_t code, bool local, const char *reason);
-void route_on_writable(RpcStream *s);
-void route_on_stream_free(RpcStream *s);
-
 /* @p is being freed: forget it in every call. */
 void route_peer_gone(Peer *p);
 

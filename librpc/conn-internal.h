@@ -90,6 +90,7 @@ struct RpcStream {
     RpcStreamSm sm;
     RpcCallMsg callmsg;
     RpcCall call;
+    const RpcStreamOps *ops; /* rpc_stream_set_ops(); NULL: the connection's callbacks */
     void *userdata;
     RpcStream *hnext;  /* hash chain */
     Link all;          /* every stream of the connection, orphans included */
@@ -175,6 +176,16 @@ struct RpcConn {
     uint32_t loop_events;
     RpcConnStats stats;
 };
+
+/* The callback @name for an event of stream @s, and the userdata it gets: the stream's own
+ * ops (rpc_stream_set_ops) with the stream's userdata, else the connection's callbacks with
+ * the connection's userdata. May be NULL (the event's default). Once rpc_conn_free() is
+ * pending only on_stream_free (STREAM_FREE_CB) reaches the application, as rpc_conn_free()
+ * does for the connection's callbacks. */
+#define STREAM_CB(c, s, name)                                                               \
+    ((s)->ops ? ((c)->free_pending ? NULL : (s)->ops->name) : (c)->cb.name)
+#define STREAM_FREE_CB(c, s) ((s)->ops ? (s)->ops->on_stream_free : (c)->cb.on_stream_free)
+#define STREAM_UD(c, s) ((s)->ops ? (s)->userdata : (c)->userdata)
 
 static inline int64_t now_ms(void)
 {

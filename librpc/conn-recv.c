@@ -78,8 +78,8 @@ static void deliver_eof(RpcConn *c, RpcStream *s, RpcChannel ch)
     if (s->eof_delivered & bit)
         return;
     s->eof_delivered |= bit;
-    if (c->cb.on_eof)
-        c->cb.on_eof(s, ch, c->userdata);
+    if (STREAM_CB(c, s, on_eof))
+        STREAM_CB(c, s, on_eof)(s, ch, STREAM_UD(c, s));
 }
 
 static void deliver_exit(RpcConn *c, RpcStream *s, int32_t code, bool refused,
@@ -94,8 +94,8 @@ static void deliver_exit(RpcConn *c, RpcStream *s, int32_t code, bool refused,
             return;
     }
     s->no_reset_cb = true;
-    if (c->cb.on_exit)
-        c->cb.on_exit(s, code, refused, reason, c->userdata);
+    if (STREAM_CB(c, s, on_exit))
+        STREAM_CB(c, s, on_exit)(s, code, refused, reason, STREAM_UD(c, s));
     stream_finish(c, s);
 }
 
@@ -105,8 +105,8 @@ static size_t deliver_data_now(RpcConn *c, RpcStream *s, RpcChannel ch, const ui
 {
     size_t used = n;
 
-    if (c->cb.on_data) {
-        used = c->cb.on_data(s, ch, p, n, c->userdata);
+    if (STREAM_CB(c, s, on_data)) {
+        used = STREAM_CB(c, s, on_data)(s, ch, p, n, STREAM_UD(c, s));
         if (used > n)
             used = n;
     }
@@ -314,8 +314,8 @@ static void handle_answer(RpcConn *c, RpcStream *s, const RpcFrameHeader *h,
         return;
     }
     if (ev == RPC_SM_ACCEPT) {
-        if (c->cb.on_accept)
-            c->cb.on_accept(s, c->userdata);
+        if (STREAM_CB(c, s, on_accept))
+            STREAM_CB(c, s, on_accept)(s, STREAM_UD(c, s));
         return;
     }
     /* The call is over: stdin is closed for good (the handler frees the stream when our
@@ -365,9 +365,10 @@ static void handle_reset(RpcConn *c, RpcStream *s, const RpcFrameHeader *h,
         if (tx_queue_reply(c, RPC_FT_RESET, RPC_FLAG_ACK, s->id, NULL, 0) < 0)
             return;
         rx_hold_drop(c, s);
-        if (!s->no_reset_cb && !rpc_stream_sm_completed(&s->sm) && c->cb.on_reset) {
+        if (!s->no_reset_cb && !rpc_stream_sm_completed(&s->sm) &&
+            STREAM_CB(c, s, on_reset)) {
             s->no_reset_cb = true;
-            c->cb.on_reset(s, (uint32_t)m.code, false, m.reason, c->userdata);
+            STREAM_CB(c, s, on_reset)(s, (uint32_t)m.code, false, m.reason, STREAM_UD(c, s));
         }
     }
     stream_finish(c, s);

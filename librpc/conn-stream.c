@@ -136,8 +136,8 @@ void stream_finish(RpcConn *c, RpcStream *s)
     rx_hold_drop(c, s);
     if (s->sm.reset_sent || c->state == CONN_CLOSED)
         txq_drop(c, s);
-    if (c->cb.on_stream_free)
-        c->cb.on_stream_free(s, c->userdata);
+    if (STREAM_FREE_CB(c, s))
+        STREAM_FREE_CB(c, s)(s, STREAM_UD(c, s));
     c->reap = true;
 }
 
@@ -196,9 +196,10 @@ void stream_reset_local(RpcConn *c, RpcStream *s, uint32_t code, const char *rea
         return;
     }
     c->stats.resets_out++;
-    if (!s->no_reset_cb && !rpc_stream_sm_completed(&s->sm) && c->cb.on_reset) {
+    if (!s->no_reset_cb && !rpc_stream_sm_completed(&s->sm) &&
+        STREAM_CB(c, s, on_reset)) {
         s->no_reset_cb = true;
-        c->cb.on_reset(s, code, true, reason, c->userdata);
+        STREAM_CB(c, s, on_reset)(s, code, true, reason, STREAM_UD(c, s));
     }
     s->no_reset_cb = true;
 }
@@ -428,6 +429,17 @@ const RpcCall *rpc_stream_call(const RpcStream *s)
 void rpc_stream_set_userdata(RpcStream *s, void *userdata)
 {
     s->userdata = userdata;
+}
+
+void rpc_stream_set_ops(RpcStream *s, const RpcStreamOps *ops, void *userdata)
+{
+    s->ops = ops;
+    s->userdata = userdata;
+}
+
+const RpcStreamOps *rpc_stream_get_ops(const RpcStream *s)
+{
+    return s->ops;
 }
 
 void *rpc_stream_get_userdata(const RpcStream *s)

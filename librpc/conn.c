@@ -91,9 +91,10 @@ void conn_fail(RpcConn *c, int err, const char *fmt, ...)
         next = s->all.next;
         if (s->life == STREAM_ORPHAN)
             continue;
-        if (!s->no_reset_cb && !rpc_stream_sm_completed(&s->sm) && c->cb.on_reset) {
+        if (!s->no_reset_cb && !rpc_stream_sm_completed(&s->sm) &&
+            STREAM_CB(c, s, on_reset)) {
             s->no_reset_cb = true;
-            c->cb.on_reset(s, RPC_RESET_CONN_CLOSED, true, reason, c->userdata);
+            STREAM_CB(c, s, on_reset)(s, RPC_RESET_CONN_CLOSED, true, reason, STREAM_UD(c, s));
         }
         s->sm.done = true;
         stream_finish(c, s);
@@ -167,10 +168,11 @@ void conn_handle_hello(RpcConn *c, const uint8_t *untrusted_p, size_t len)
         if (sent >= m.max_streams) {
             s->sm.reset_sent = true;
             txq_drop(c, s);
-            if (!s->no_reset_cb && c->cb.on_reset) {
+            if (!s->no_reset_cb && STREAM_CB(c, s, on_reset)) {
                 s->no_reset_cb = true;
-                c->cb.on_reset(s, RPC_RESET_REFUSED_STREAM, true,
-                               "over the peer's concurrent-stream quota", c->userdata);
+                STREAM_CB(c, s, on_reset)(s, RPC_RESET_REFUSED_STREAM, true,
+                                          "over the peer's concurrent-stream quota",
+                                          STREAM_UD(c, s));
             }
             s->sm.done = true;
             stream_finish(c, s);
@@ -269,8 +271,8 @@ void conn_notify_writable(RpcConn *c)
         }
         s->notify_round = round;
         LIST_DEL(&c->blocked_head, s, blocked);
-        if (c->cb.on_writable)
-            c->cb.on_writable(s, c->userdata);
+        if (STREAM_CB(c, s, on_writable))
+            STREAM_CB(c, s, on_writable)(s, STREAM_UD(c, s));
         s = c->blocked_head;
     }
 }
@@ -592,11 +594,11 @@ static void conn_really_free(RpcConn *c)
     for (RpcStream *s = c->all_head, *next; s; s = next) {
         next = s->all.next;
         if (s->life != STREAM_ORPHAN) {
-            if (!s->no_reset_cb && !rpc_stream_sm_completed(&s->sm) && c->cb.on_reset &&
-                c->state != CONN_CLOSED) {
+            if (!s->no_reset_cb && !rpc_stream_sm_completed(&s->sm) &&
+                STREAM_CB(c, s, on_reset) && c->state != CONN_CLOSED) {
                 s->no_reset_cb = true;
-                c->cb.on_reset(s, RPC_RESET_CONN_CLOSED, true, "connection freed",
-                               c->userdata);
+                STREAM_CB(c, s, on_reset)(s, RPC_RESET_CONN_CLOSED, true, "connection freed",
+                                          STREAM_UD(c, s));
             }
             s->sm.done = true;
             s->sm.reset_sent = true; /* drop its queue: nothing more is sent */

@@ -205,8 +205,9 @@ typedef struct RpcConnConfig {
 /*
  * Callbacks. Any may be NULL (then: calls are refused with exit 125 "no handler", data is
  * consumed and dropped). userdata is the connection's (rpc_conn_new_*, rpc_conn_set_userdata);
- * per-stream state goes in rpc_stream_set_userdata(). Strings and data pointers are valid
- * only during the callback.
+ * per-stream state goes in rpc_stream_set_userdata(). A stream given its own callbacks with
+ * rpc_stream_set_ops() gets its events there instead (on_call and the connection's events
+ * stay here). Strings and data pointers are valid only during the callback.
  */
 typedef struct RpcCallbacks {
     /* HELLO exchanged; streams may now carry data. */
@@ -438,6 +439,33 @@ RPC_EXPORT bool rpc_stream_is_caller(const RpcStream *s);
 RPC_EXPORT const RpcCall *rpc_stream_call(const RpcStream *s);
 RPC_EXPORT void rpc_stream_set_userdata(RpcStream *s, void *userdata);
 RPC_EXPORT void *rpc_stream_get_userdata(const RpcStream *s);
+
+/*
+ * Per-stream callbacks: the events of one stream, for the code that owns it (a service's
+ * handler, a relay) instead of the connection's fan-out. The members mean what the
+ * RpcCallbacks members of the same name mean; userdata is the stream's.
+ */
+typedef struct RpcStreamOps {
+    void (*on_accept)(RpcStream *s, void *userdata);
+    size_t (*on_data)(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len,
+                      void *userdata);
+    void (*on_eof)(RpcStream *s, RpcChannel ch, void *userdata);
+    void (*on_exit)(RpcStream *s, int32_t code, bool refused, const char *reason,
+                    void *userdata);
+    void (*on_reset)(RpcStream *s, uint32_t code, bool local, const char *reason,
+                     void *userdata);
+    void (*on_writable)(RpcStream *s, void *userdata);
+    void (*on_stream_free)(RpcStream *s, void *userdata);
+} RpcStreamOps;
+
+/* From now on deliver @s's events to @ops (kept by reference: static tables) with @userdata
+ * (also rpc_stream_get_userdata()'s) instead of the connection's callbacks; a NULL member
+ * means that event's default (data is consumed and dropped, the rest ignored). @ops NULL:
+ * back to the connection's callbacks (the userdata stays). Held data is delivered to the
+ * new owner at the next rpc_stream_resume(). */
+RPC_EXPORT void rpc_stream_set_ops(RpcStream *s, const RpcStreamOps *ops, void *userdata);
+/* The ops of @s (NULL: it uses the connection's callbacks). */
+RPC_EXPORT const RpcStreamOps *rpc_stream_get_ops(const RpcStream *s);
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 

@@ -31,7 +31,6 @@ typedef struct HandlerOut {
 } HandlerOut;
 
 struct VrpcHandler {
-    VrpcStreamTag tag; /* first: see handler.h */
     VrpcHandlerSet *set;
     VrpcHandler *prev, *next;
     unsigned refs; /* > 0 while a function of ours is on the stack */
@@ -346,21 +345,12 @@ static void on_stdin_writable(RpcLoopSource *src, int fd, uint32_t events, void 
     unref(h);
 }
 
-/* ---- forwarders ---------------------------------------------------------------------- */
+/* ---- the stream's events ----------------------------------------------------------------- */
 
-VrpcHandler *vrpc_handler_from_stream(const RpcStream *s)
+static size_t handler_on_data(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len,
+                              void *userdata)
 {
-    if (!s)
-        return NULL;
-    VrpcStreamTag *tag = rpc_stream_get_userdata(s);
-    if (!tag || tag->kind != VRPC_STREAM_KIND_HANDLER)
-        return NULL;
-    return (VrpcHandler *)tag;
-}
-
-size_t vrpc_handler_on_data(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len)
-{
-    VrpcHandler *h = vrpc_handler_from_stream(s);
+    VrpcHandler *h = userdata;
 
     if (!h || ch != RPC_CH_STDIN)
         return h ? len : 0;
@@ -394,9 +384,9 @@ size_t vrpc_handler_on_data(RpcStream *s, RpcChannel ch, const uint8_t *data, si
     return done;
 }
 
-void vrpc_handler_on_eof(RpcStream *s, RpcChannel ch)
+static void handler_on_eof(RpcStream *s, RpcChannel ch, void *userdata)
 {
-    VrpcHandler *h = vrpc_handler_from_stream(s);
+    VrpcHandler *h = userdata;
 
     if (!h || ch != RPC_CH_STDIN || h->done)
         return;
@@ -409,9 +399,10 @@ void vrpc_handler_on_eof(RpcStream *s, RpcChannel ch)
     unref(h);
 }
 
-void vrpc_handler_on_reset(RpcStream *s, uint32_t code, bool local, const char *reason)
+static void handler_on_reset(RpcStream *s, uint32_t code, bool local, const char *reason,
+                             void *userdata)
 {
-    VrpcHandler *h = vrpc_handler_from_stream(s);
+    VrpcHandler *h = userdata;
 
     if (!h)
         return;
@@ -420,9 +411,9 @@ void vrpc_handler_on_reset(RpcStream *s, uint32_t code, bool local, const char *
     unref(h);
 }
 
-void vrpc_handler_on_writable(RpcStream *s)
+static void handler_on_writable(RpcStream *s, void *userdata)
 {
-    VrpcHandler *h = vrpc_handler_from_stream(s);
+    VrpcHandler *h = userdata;
 
     if (!h || h->done)
         return;
@@ -433,19 +424,29 @@ void vrpc_handler_on_writable(RpcStream *s)
     unref(h);
 }
 
-void vrpc_handler_on_stream_free(RpcStream *s)
+static void handler_on_stream_free(RpcStream *s, void *userdata)
 {
-    VrpcHandler *h = vrpc_handler_from_stream(s);
+    VrpcHandler *h = userdata;
 
     if (!h)
         return;
-    rpc_stream_set_userdata(s, NULL);
+    rpc_stream_set_ops(s, NULL, NULL);
     h->stream = NULL;
     h->refs++;
     if (!h->done && !h->exiting)
         abort_call(h);
     unref(h);
 }
+
+/* The events of a handler's stream (rpc_stream_set_ops): the daemons' connection callbacks
+ * never see them. */
+static const RpcStreamOps handler_stream_ops = {
+    .on_data = handler_on_data,
+    .on_eof = handler_on_eof,
+    .on_reset = handler_on_reset,
+    .on_writable = handler_on_writable,
+    .on_stream_free = handler_on_stream_free,
+};
 
 void vrpc_handler_cancel(VrpcHandler *h, const char *reason)
 {
@@ -493,7 +494,7 @@ int vrpc_handler_start(VrpcHandlerSet *set, RpcStream *s, const VrpcService *ser
         err = errbuf;
     err[0] = '\0';
     if (!set || !s || !service || !call || !call->source || rpc_stream_is_caller(s) ||
-        rpc_stream_get_userdata(s)) {
+        rpc_stream_get_userdata(s) || rpc_stream_get_ops(s)) {
         snprintf(err, VRPC_SERVICES_ERROR_MAX, "vrpc: internal error (bad handler start)");
         if (s && !rpc_stream_is_caller(s))
             refuse(s, -EINVAL, err);
@@ -505,7 +506,6 @@ int vrpc_handler_start(VrpcHandlerSet *set, RpcStream *s, const VrpcService *ser
         snprintf(err, VRPC_SERVICES_ERROR_MAX, "vrpc: out of memory");
         return refuse(s, -ENOMEM, err);
     }
-    h->tag.kind = VRPC_STREAM_KIND_HANDLER;
     h->set = set;
     h->pidfd = -1;
     h->proc = (VrpcServiceProcess){.stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
@@ -565,7 +565,7 @@ int vrpc_handler_start(VrpcHandlerSet *set, RpcStream *s, const VrpcService *ser
         goto fail;
 
     h->stream = s;
-    rpc_stream_set_userdata(s, h);
+    rpc_stream_set_ops(s, &handler_stream_ops, h);
     h->next = set->head;
     if (set->head)
         set->head->prev = h;
@@ -621,7 +621,7 @@ VrpcHandlerSet *vrpc_handler_set_free(VrpcHandlerSet *set)
         if (h->stream) {
             RpcStream *s = h->stream;
             h->stream = NULL;
-            rpc_stream_set_userdata(s, NULL);
+            rpc_stream_set_ops(s, NULL, NULL);
             (void)rpc_stream_reset(s, RPC_RESET_CANCEL, "vrpc: shutting down");
         }
         kill_group(h, SIGKILL);

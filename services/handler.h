@@ -27,23 +27,9 @@
  *   - stream reset (by the caller, the library, or the connection closing) => SIGKILL of the
  *     handler's process group; the handler is reaped in the background.
  *
- * Callbacks: RpcCallbacks are per connection, so the daemon's connection callbacks forward
- * the events of streams the handler owns. vrpc_handler_start() sets the stream's userdata
- * to an object whose first member is a VrpcStreamTag with kind VRPC_STREAM_KIND_HANDLER.
- * Daemons that keep their own per-stream objects in the same connection must start them
- * with a VrpcStreamTag of another kind (>= VRPC_STREAM_KIND_USER) so that
- * vrpc_handler_from_stream() can tell them apart:
- *
- *     static size_t on_data(RpcStream *s, RpcChannel ch, const uint8_t *d, size_t n, void *u)
- *     {
- *         if (vrpc_handler_from_stream(s))
- *             return vrpc_handler_on_data(s, ch, d, n);
- *         ... the daemon's own streams ...
- *     }
- *
- * Forward on_data, on_eof, on_reset, on_writable and on_stream_free (each vrpc_handler_on_*
- * returns / does nothing for a stream that is not a handler's; on_data then returns 0).
- * on_call, on_accept, on_exit and on_close never concern handler streams.
+ * Callbacks: vrpc_handler_start() gives the stream its own callbacks (rpc_stream_set_ops) with
+ * the handler as its userdata, so the daemon's connection callbacks never see its events. A
+ * stream passed to vrpc_handler_start() must not have ops or userdata of its own yet.
  *
  * Lifetime: every handler belongs to a VrpcHandlerSet (one per daemon, bound to its loop).
  * A handler frees itself once its stream is gone and its process is reaped. The completion
@@ -65,16 +51,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* The first member of every per-stream userdata object in a daemon that uses vrpc_handler. */
-typedef struct VrpcStreamTag {
-    uint32_t kind;
-} VrpcStreamTag;
-
-enum {
-    VRPC_STREAM_KIND_HANDLER = 0x76726831u, /* a VrpcHandler */
-    VRPC_STREAM_KIND_USER = 0x100u,         /* daemons use kinds from here up */
-};
 
 typedef struct VrpcHandler VrpcHandler;
 typedef struct VrpcHandlerSet VrpcHandlerSet;
@@ -141,16 +117,43 @@ int vrpc_handler_start(VrpcHandlerSet *set, RpcStream *s, const VrpcService *ser
                        const VrpcHandlerCall *call, VrpcHandlerDoneFn done, void *userdata,
                        VrpcHandler **hp, char *err);
 
-/* The handler owning @s, or NULL when @s's userdata is not a handler (or @s is NULL). */
-VrpcHandler *vrpc_handler_from_stream(const RpcStream *s);
+/* One call to a service of a services folder, for vrpc_handler_serve(). */
+typedef struct VrpcHandlerRequest {
+    const char *services_dir;
+    /* The service and argument asked for (validated by vrpc_service_resolve()); argument
+     * NULL means none. */
+    const char *service;
+    const char *argument;
+    /* Named in the not-found refusal: "vrpc: SERVICE+ARG not found in WHERE". */
+    const char *where;
+    VrpcHandlerCall call;
+} VrpcHandlerRequest;
 
-/* Forwarders for the connection's callbacks (see the top of this file). Each is a no-op
- * (on_data returns 0) for a stream that is not a handler's. */
-size_t vrpc_handler_on_data(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len);
-void vrpc_handler_on_eof(RpcStream *s, RpcChannel ch);
-void vrpc_handler_on_reset(RpcStream *s, uint32_t code, bool local, const char *reason);
-void vrpc_handler_on_writable(RpcStream *s);
-void vrpc_handler_on_stream_free(RpcStream *s);
+/* Why vrpc_handler_serve() refused a call, for the daemon's log and audit. */
+typedef struct VrpcHandlerRefusal {
+    int code;     /* the exit code of the REFUSE sent: 125 or 127 */
+    bool started; /* the service was found; starting it failed */
+    /* The entry found ("SERVICE+ARG" or "SERVICE"; "" when not found), and the reason
+     * (from the services library, or strerror of a system error). */
+    char entry[2 * VRPC_SERVICES_NAME_MAX + 2];
+    char detail[VRPC_SERVICES_ERROR_MAX];
+} VrpcHandlerRefusal;
+
+/*
+ * Resolve @req's service in its services folder and start it for the call on @s (we are
+ * HANDLER, not yet answered) with vrpc_handler_start(): the one way both daemons serve a
+ * call locally. When the service cannot be resolved the stream is refused with
+ * vrpc_services_error_exit_code() and "vrpc: SERVICE+ARG not found in WHERE" (127) or
+ * "vrpc: REASON" (125); when it cannot be started vrpc_handler_start() refuses it.
+ * @resolve_usp (may be NULL) receives the microseconds spent resolving, before the
+ * handler's own clock (VrpcHandlerResult) starts.
+ * Returns 0 (started: @done, @userdata and *@hp as for vrpc_handler_start()), or the
+ * non-zero return of vrpc_service_resolve() or vrpc_handler_start() (VRPC_SERVICES_E_* or
+ * -errno) with @refusal (may be NULL) filled; the stream is refused then.
+ */
+int vrpc_handler_serve(VrpcHandlerSet *set, RpcStream *s, const VrpcHandlerRequest *req,
+                       VrpcHandlerDoneFn done, void *userdata, VrpcHandler **hp,
+                       int64_t *resolve_usp, VrpcHandlerRefusal *refusal);
 
 /* Cancel the call: SIGKILL to the handler's group, RESET of the stream with
  * RPC_RESET_CANCEL and @reason; @done is called (aborted). No-op once the call ended. */

@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * local.c - vrpc-agent's local callers. vrpc-call clients connect to the agent's Unix socket
+ * and speak librpc on it (we are ACCEPTOR and their calls' HANDLER); each call is relayed to
+ * the dispatcher as a stream of the dom0 connection (we are its CALLER), the two joined by
+ * librpc's RpcRelay (credit propagated end to end; a lost dom0 side fails the call with 125).
+ * The source of a relayed call is never forwarded: it is the dispatcher's business.
+ */
+
+#include "local.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "librpc/relay.h"
+#include "vrpc-services.h"
+
+struct Client {
+    Agent *agent;
+    RpcConn *conn;
+    struct Client *prev, *next;
+};
+
+/* ---- relays (local call -> dom0) ------------------------------------------------------------ */
+
+/* What the caller hears when its call's dom0 side fails. */
+static void relay_abort_reason(RpcRelay *r, bool reset, uint32_t code, const char *reason,
+                               char *buf, size_t size, void *userdata)
+{
+    if (!reset || code == RPC_RESET_CONN_CLOSED)
+        snprintf(buf, size, "vrpc: connection to dom0 lost");
+    else
+        snprintf(buf, size, "vrpc: call reset by dom0 (%s)%s%s", rpc_reset_code_name(code),
+                 reason && reason[0] ? ": " : "", reason ? reason : "");
+}
+
+static const RpcRelayOps local_relay_ops = {
+    .abort_code = VRPC_SERVICES_EXIT_FRAMEWORK,
+    .cancel_reason = "caller went away",
+    .abort_reason = relay_abort_reason,
+};
+
+/* A call of a local client: down = the vrpc-call stream (we are HANDLER), up = the dom0
+ * stream we open for it (we are CALLER). */
+static void local_call(Agent *a, RpcStream *s, const RpcCall *call)
+{
+    if (!a->dom0 || !rpc_conn_is_ready(a->dom0)) {
+        (void)rpc_stream_refuse(s, VRPC_SERVICES_EXIT_FRAMEWORK,
+                                "vrpc: not connected to dom0 (is vrpc-dispatcher running?)");
+        return;
+    }
+    /* The source is the dispatcher's business: never forwarded from a local client. */
+    RpcCall up_call = {.service = call->service, .argument = call->argument,
+                       .target = call->target, .source = "", .user = ""};
+    RpcStream *up = NULL;
+    int e = rpc_stream_open(a->dom0, &up_call, &up);
+    if (e == 0) {
+        e = rpc_relay_new(NULL, s, up, &local_relay_ops, a);
+        if (e < 0)
+            (void)rpc_stream_reset(up, RPC_RESET_CANCEL, "vrpc: out of memory");
+    }
+    if (e < 0) {
+        char reason[128];
+        snprintf(reason, sizeof reason, "vrpc: cannot forward the call to dom0: %s",
+                 e == -EBUSY ? "too many calls in flight" : strerror(-e));
+        (void)rpc_stream_refuse(s, VRPC_SERVICES_EXIT_FRAMEWORK, reason);
+        return;
+    }
+    logmsg(LOG_DEBUG, "local call %s%s%s to '%s' -> dom0 stream %u", call->service,
+           call->argument && call->argument[0] ? "+" : "",
+           call->argument ? call->argument : "", call->target ? call->target : "",
+           rpc_stream_id(up));
+}
+
+/* ---- local connections -------------------------------------------------------------------- */
+
+static void client_free(Client *c)
+{
+    Agent *a = c->agent;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        a->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    rpc_conn_free(c->conn); /* deferred when inside its dispatch */
+    free(c);
+}
+
+static void client_on_call(RpcConn *conn, RpcStream *s, const RpcCall *call, void *userdata)
+{
+    local_call(((Client *)userdata)->agent, s, call);
+}
+
+static void client_on_close(RpcConn *conn, int error, const char *reason, void *userdata)
+{
+    logmsg(LOG_DEBUG, "local client closed (%s)", rpc_error_name(error));
+    client_free(userdata);
+}
+
+static const RpcCallbacks client_callbacks = {
+    .on_call = client_on_call,
+    .on_close = client_on_close,
+};
+
+static void on_listen(RpcLoopSource *src, int fd, uint32_t events, void *userdata)
+{
+    Agent *a = userdata;
+    for (int i = 0; i < 64; i++) {
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                logmsg(LOG_WARNING, "accept: %s", strerror(errno));
+            return;
+        }
+        Client *c = calloc(1, sizeof *c);
+        if (!c) {
+            close(cfd);
+            continue;
+        }
+        c->agent = a;
+        RpcConnConfig cfg;
+        rpc_conn_config_init(&cfg);
+        cfg.role = RPC_ROLE_ACCEPTOR;
+        cfg.keepalive_ms = 0;
+        int r = rpc_conn_new_fd(&c->conn, cfd, true, &cfg, &client_callbacks, c);
+        if (r == 0)
+            r = rpc_conn_attach(c->conn, a->loop);
+        if (r < 0) {
+            logmsg(LOG_WARNING, "cannot serve a local client: %s", strerror(-r));
+            rpc_conn_free(c->conn);
+            free(c);
+            continue;
+        }
+        rpc_conn_set_name(c->conn, "local");
+        c->next = a->clients;
+        if (a->clients)
+            a->clients->prev = c;
+        a->clients = c;
+    }
+}
+
+int local_listen(Agent *a)
+{
+    /* 0755 like the umask default the agent always had: only its own user may connect; a
+     * stale socket of an earlier agent is replaced, a live one is refused. */
+    int fd = rpc_unix_listen(a->socket_path, 0755, 1024);
+    if (fd < 0)
+        return fd;
+    a->listen_fd = fd;
+    return rpc_loop_add_fd(a->loop, fd, EPOLLIN, on_listen, a, &a->listen_src);
+}
+
+void local_stop(Agent *a)
+{
+    while (a->clients)
+        client_free(a->clients);
+    if (a->listen_fd >= 0) {
+        a->listen_src = rpc_loop_source_free(a->listen_src);
+        close(a->listen_fd);
+        a->listen_fd = -1;
+        unlink(a->socket_path);
+    }
+}
