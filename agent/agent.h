@@ -6,6 +6,7 @@
  * link and announcement (offer.c) and its local callers (local.c).
  */
 
+#include "common/log.h"
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -51,4 +52,5 @@ typedef struct Agent {
 } Agent;
 
 /* One line on stderr, "vrpc-agent: LEVEL: ...", LOG_DEBUG only with --debug (main.c). */
-__attribute__((format(printf, 2, 3))) void logmsg(int level, const char *fmt, ...);
+/* The agent's name for the one logger (common/log.h): "vrpc-agent: LEVEL: message". */
+#define logmsg(...) vrpc_log(__VA_ARGS__)

@@ -34,25 +34,6 @@
 
 static bool g_debug;
 
-void logmsg(int level, const char *fmt, ...)
-{
-    static const char *const names[] = {"emerg", "alert", "crit", "error",
-                                        "warning", "notice", "info", "debug"};
-    if (level >= LOG_DEBUG && !g_debug)
-        return;
-    va_list ap;
-    char buf[1024];
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "vrpc-agent: %s: %s\n", names[level & 7], buf);
-}
-
-static void lib_log(int level, const char *msg, void *userdata)
-{
-    logmsg(level, "%s", msg);
-}
-
 static void on_signal(RpcLoopSource *src, const struct signalfd_siginfo *si, void *userdata)
 {
     Agent *a = userdata;
@@ -155,8 +136,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "vrpc-agent: path too long\n");
         return 2;
     }
-    rpc_set_log(lib_log, NULL);
-    vchan_set_log(lib_log, NULL);
+    vrpc_log_init("vrpc-agent");
+    if (g_debug)
+        vrpc_log_set_level(LOG_DEBUG);
+    rpc_set_log(vrpc_log_sink, NULL);
+    vchan_set_log(vrpc_log_sink, NULL);
 
     int ret = 1, r;
     RpcLoopSource *sig_term = NULL, *sig_int = NULL;
