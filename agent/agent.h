@@ -40,8 +40,8 @@ typedef struct Agent {
     int64_t announce_log_next_ms;  /* rate limit of the "changed under us" warning */
     unsigned announce_log_suppressed;
 
-    RpcConn *dom0;         /* current dom0 connection (NULL while re-offering) */
-    RpcConn *dom0_old;     /* closed, to be freed by the deferred re-offer */
+    RpcConn *dom0;     /* current dom0 connection (NULL while re-offering) */
+    RpcConn *dom0_old; /* closed, to be freed by the deferred re-offer */
     RpcLoopSource *reoffer_src;
     RpcLoopSource *retry_timer;
 

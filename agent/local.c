@@ -54,8 +54,11 @@ static void local_call(Agent *a, RpcStream *s, const RpcCall *call)
         return;
     }
     /* The source is the dispatcher's business: never forwarded from a local client. */
-    RpcCall up_call = {.service = call->service, .argument = call->argument,
-                       .target = call->target, .source = "", .user = ""};
+    RpcCall up_call = {.service = call->service,
+                       .argument = call->argument,
+                       .target = call->target,
+                       .source = "",
+                       .user = ""};
     RpcStream *up = NULL;
     int e = rpc_stream_open(a->dom0, &up_call, &up);
     if (e == 0) {
@@ -71,9 +74,8 @@ static void local_call(Agent *a, RpcStream *s, const RpcCall *call)
         return;
     }
     logmsg(LOG_DEBUG, "local call %s%s%s to '%s' -> dom0 stream %u", call->service,
-           call->argument && call->argument[0] ? "+" : "",
-           call->argument ? call->argument : "", call->target ? call->target : "",
-           rpc_stream_id(up));
+           call->argument && call->argument[0] ? "+" : "", call->argument ? call->argument : "",
+           call->target ? call->target : "", rpc_stream_id(up));
 }
 
 /* ---- local connections -------------------------------------------------------------------- */

@@ -74,9 +74,12 @@ static int read_domid(struct xs_handle *xs)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"etc", required_argument, NULL, 'e'},    {"socket", required_argument, NULL, 's'},
-        {"ring-size", required_argument, NULL, 'r'}, {"debug", no_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
+        {"etc", required_argument, NULL, 'e'},
+        {"socket", required_argument, NULL, 's'},
+        {"ring-size", required_argument, NULL, 'r'},
+        {"debug", no_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     const char *etc = DEFAULT_ETC;
@@ -118,7 +121,8 @@ int main(int argc, char **argv)
         }
     }
     if (optind != argc) {
-        fprintf(stderr, "vrpc-agent: unexpected argument '%s' (try --help)\n", VRPC_ESC(argv[optind]));
+        fprintf(stderr, "vrpc-agent: unexpected argument '%s' (try --help)\n",
+                VRPC_ESC(argv[optind]));
         return 2;
     }
     if (!sock || !sock[0])
@@ -146,9 +150,11 @@ int main(int argc, char **argv)
     RpcLoopSource *sig_term = NULL, *sig_int = NULL;
     a->xs = xs_open(0);
     if (!a->xs) {
-        logmsg(LOG_ERR, "cannot open xenstore (%s): vrpc-agent runs in a Xen guest; on a host "
-                        "without Xen, start it inside the emulated host with "
-                        "'vrpc-sim exec DOMAIN -- vrpc-agent'", strerror(errno));
+        logmsg(LOG_ERR,
+               "cannot open xenstore (%s): vrpc-agent runs in a Xen guest; on a host "
+               "without Xen, start it inside the emulated host with "
+               "'vrpc-sim exec DOMAIN -- vrpc-agent'",
+               strerror(errno));
         return 1;
     }
     a->domid = read_domid(a->xs);
@@ -157,11 +163,9 @@ int main(int argc, char **argv)
         goto out;
     }
     snprintf(a->vchan_path, sizeof a->vchan_path, "/local/domain/%d/data/vrpc", a->domid);
-    snprintf(a->ready_path, sizeof a->ready_path, "/local/domain/%d/data/vrpc-ready",
-             a->domid);
+    snprintf(a->ready_path, sizeof a->ready_path, "/local/domain/%d/data/vrpc-ready", a->domid);
 
-    if ((r = rpc_loop_new(&a->loop)) < 0 ||
-        (r = vrpc_handler_set_new(&a->handlers, a->loop)) < 0 ||
+    if ((r = rpc_loop_new(&a->loop)) < 0 || (r = vrpc_handler_set_new(&a->handlers, a->loop)) < 0 ||
         (r = rpc_loop_add_signal(a->loop, SIGTERM, on_signal, a, &sig_term)) < 0 ||
         (r = rpc_loop_add_signal(a->loop, SIGINT, on_signal, a, &sig_int)) < 0 ||
         (r = offer_init(a)) < 0) {
@@ -176,8 +180,8 @@ int main(int argc, char **argv)
     r = offer_start(a);
     if (r < 0)
         goto out;
-    logmsg(LOG_INFO, "domain %d ready; services in %s; local socket %s", a->domid,
-           a->services_dir, a->socket_path);
+    logmsg(LOG_INFO, "domain %d ready; services in %s; local socket %s", a->domid, a->services_dir,
+           a->socket_path);
     r = rpc_loop_run(a->loop);
     ret = r < 0 ? 1 : 0;
 

@@ -131,9 +131,10 @@ static void on_announce_timer(RpcLoopSource *src, void *userdata)
         return;
     int64_t now = rpc_loop_now_ms();
     if (now >= a->announce_log_next_ms) {
-        logmsg(LOG_WARNING, "%s was changed by another process of this domain; offering a new "
-               "vchan (%u more such changes since the last report)", a->ready_path,
-               a->announce_log_suppressed);
+        logmsg(LOG_WARNING,
+               "%s was changed by another process of this domain; offering a new "
+               "vchan (%u more such changes since the last report)",
+               a->ready_path, a->announce_log_suppressed);
         a->announce_log_next_ms = now + ANNOUNCE_LOG_INTERVAL_MS;
         a->announce_log_suppressed = 0;
     } else {
@@ -188,8 +189,7 @@ static void dom0_on_call(RpcConn *conn, RpcStream *s, const RpcCall *call, void 
     else if (why.started)
         logmsg(LOG_INFO, "call %s from %s refused: %s", why.entry, source, why.detail);
     else
-        logmsg(LOG_INFO, "call %s from %s: %d %s", call->service, source, why.code,
-               why.detail);
+        logmsg(LOG_INFO, "call %s from %s: %d %s", call->service, source, why.code, why.detail);
 }
 
 static void dom0_on_close(RpcConn *conn, int error, const char *reason, void *userdata)

@@ -44,10 +44,10 @@ extern char **environ;
 
 /* Where remote output goes (fd 1 / fd 2, or the pipe to --local's stdin). */
 typedef struct Sink {
-    int fd;             /* -1: dropped (output read and discarded) */
-    bool nonblock;      /* we may get EAGAIN: poll for POLLOUT */
-    bool blocked;       /* the last write met EAGAIN */
-    bool eof;           /* the channel's EOF was seen */
+    int fd;        /* -1: dropped (output read and discarded) */
+    bool nonblock; /* we may get EAGAIN: poll for POLLOUT */
+    bool blocked;  /* the last write met EAGAIN */
+    bool eof;      /* the channel's EOF was seen */
     VrpcChannel ch;
     uint8_t buf[CHUNK]; /* taken from the call, not yet written */
     size_t off, len;
@@ -56,7 +56,7 @@ typedef struct Sink {
 typedef struct Call {
     VrpcClient *client;
     VrpcCall *call;
-    int in_fd; /* what we send as the remote stdin */
+    int in_fd;        /* what we send as the remote stdin */
     bool in_nonblock; /* else read once per readiness (a tty would block) */
     bool in_ready;    /* poll said readable */
     bool in_eof;
@@ -66,8 +66,7 @@ typedef struct Call {
     bool done;
 } Call;
 
-__attribute__((format(printf, 3, 4))) static void fail(Call *c, int status, const char *fmt,
-                                                       ...)
+__attribute__((format(printf, 3, 4))) static void fail(Call *c, int status, const char *fmt, ...)
 {
     if (c->done)
         return;
@@ -205,18 +204,18 @@ static bool pump_out(Call *c, Sink *k)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: vrpc-call [--socket PATH] [--timeout S] [--local CMD] TARGET "
-            "SERVICE[+ARG]\n"
-            "Call SERVICE in domain TARGET (a domain name, dom0, or @default) with stdin,\n"
-            "stdout and stderr connected to the remote handler.\n"
-            "  --socket PATH  the vrpc daemon's socket (default $VRPC_SOCKET, else\n"
-            "                 " VRPC_AGENT_SOCKET " if it exists, else " VRPC_DISPATCHER_SOCKET ")\n"
-            "  --timeout S    end the call after S seconds (exit 125, \"timed out\")\n"
-            "  --local CMD    connect the remote handler to CMD (split on spaces, no shell)\n"
-            "                 instead of our stdin and stdout\n"
-            "Exit status: the handler's (128+N for signal N), 125 framework error,\n"
-            "126 refused by policy, 127 service not found, 2 usage error.\n");
+    fprintf(f, "Usage: vrpc-call [--socket PATH] [--timeout S] [--local CMD] TARGET "
+               "SERVICE[+ARG]\n"
+               "Call SERVICE in domain TARGET (a domain name, dom0, or @default) with stdin,\n"
+               "stdout and stderr connected to the remote handler.\n"
+               "  --socket PATH  the vrpc daemon's socket (default $VRPC_SOCKET, else\n"
+               "                 " VRPC_AGENT_SOCKET " if it exists, else " VRPC_DISPATCHER_SOCKET
+               ")\n"
+               "  --timeout S    end the call after S seconds (exit 125, \"timed out\")\n"
+               "  --local CMD    connect the remote handler to CMD (split on spaces, no shell)\n"
+               "                 instead of our stdin and stdout\n"
+               "Exit status: the handler's (128+N for signal N), 125 framework error,\n"
+               "126 refused by policy, 127 service not found, 2 usage error.\n");
 }
 
 /* Decide the blocking mode of an fd we use: pipes and sockets become non-blocking (they
@@ -407,8 +406,8 @@ int main(int argc, char **argv)
         if (c->done)
             break;
         int ec;
-        if (vrpc_call_exit_code(c->call, &ec) == 0 && c->out.eof && c->err.eof &&
-            !c->out.len && !c->err.len) {
+        if (vrpc_call_exit_code(c->call, &ec) == 0 && c->out.eof && c->err.eof && !c->out.len &&
+            !c->err.len) {
             /* ended, and every byte that came before the end is out */
             const char *reason = vrpc_call_reason(c->call);
             if (reason)

@@ -146,9 +146,9 @@ static double spawn_stream(const char *path, unsigned long long bytes)
 
 typedef struct Caller {
     RpcConn *conn;
-    int done;            /* calls finished */
-    int ok;              /* calls that ended with the expected exit code */
-    int expect;          /* expected exit code */
+    int done;   /* calls finished */
+    int ok;     /* calls that ended with the expected exit code */
+    int expect; /* expected exit code */
     unsigned long long received;
     bool writable;
     bool closed;
@@ -237,8 +237,11 @@ static int drive(Caller *c, int want)
 static int connect_agent(Caller *c)
 {
     static const RpcCallbacks cb = {
-        .on_data = cb_data, .on_exit = cb_exit, .on_reset = cb_reset,
-        .on_writable = cb_writable, .on_close = cb_close,
+        .on_data = cb_data,
+        .on_exit = cb_exit,
+        .on_reset = cb_reset,
+        .on_writable = cb_writable,
+        .on_close = cb_close,
         .on_stream_free = NULL,
     };
     const char *path = getenv("VRPC_SOCKET");
@@ -302,7 +305,8 @@ static int client_latency(const char *target, const char *service, int count, si
             break;
         lat[n++] = bench_now_ns() - t0;
     }
-    printf("lat %d %d %" PRIu64 " %" PRIu64 "\n", n, c.ok, bench_percentile(lat, n, 50), bench_percentile(lat, n, 99));
+    printf("lat %d %d %" PRIu64 " %" PRIu64 "\n", n, c.ok, bench_percentile(lat, n, 50),
+           bench_percentile(lat, n, 99));
     free(lat);
     rpc_conn_free(c.conn);
     return 0;
@@ -419,9 +423,10 @@ static char *in_guest(Cfg *cfg, const char *mode, const char *target, const char
     snprintf(scount, sizeof(scount), "%llu", count);
     snprintf(spayload, sizeof(spayload), "%d", payload);
     snprintf(sexpect, sizeof(sexpect), "%d", expect);
-    char *argv[] = {(char *)cfg->sim, "exec", "--ns", cfg->ns, "bencha", "--", cfg->self,
-                    "calls", "__client", (char *)mode, (char *)target, (char *)service,
-                    scount, spayload, sexpect, NULL};
+    char *argv[] = {(char *)cfg->sim, "exec",       "--ns",         cfg->ns,
+                    "bencha",         "--",         cfg->self,      "calls",
+                    "__client",       (char *)mode, (char *)target, (char *)service,
+                    scount,           spayload,     sexpect,        NULL};
     return bench_run_capture(argv);
 }
 
@@ -454,9 +459,12 @@ typedef struct Row {
 int bench_calls_main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"calls", required_argument, NULL, 'c'}, {"concurrent", required_argument, NULL, 'C'},
-        {"bytes", required_argument, NULL, 'b'}, {"reps", required_argument, NULL, 'r'},
-        {"etc", required_argument, NULL, 'e'},   {"help", no_argument, NULL, 'h'},
+        {"calls", required_argument, NULL, 'c'},
+        {"concurrent", required_argument, NULL, 'C'},
+        {"bytes", required_argument, NULL, 'b'},
+        {"reps", required_argument, NULL, 'r'},
+        {"etc", required_argument, NULL, 'e'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     static const Row rows[] = {
@@ -466,8 +474,12 @@ int bench_calls_main(int argc, char **argv)
         {"demo.Echo 64 B guest->guest", "benchb", "demo.Echo", 64, 0},
         {"denied (demo.Secret)", "benchb", "demo.Secret", 0, 126},
     };
-    Cfg cfg = {.sim = VRPC_SIM_BIN, .etc = VRPC_EXAMPLE_ETC, .calls = 1000,
-               .concurrent = 1000, .reps = 3, .bytes = 1ull << 30};
+    Cfg cfg = {.sim = VRPC_SIM_BIN,
+               .etc = VRPC_EXAMPLE_ETC,
+               .calls = 1000,
+               .concurrent = 1000,
+               .reps = 3,
+               .bytes = 1ull << 30};
     char ping[PATH_MAX], echo[PATH_MAX];
     int c;
 
@@ -476,17 +488,30 @@ int bench_calls_main(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'c': cfg.calls = atoi(optarg); break;
-        case 'C': cfg.concurrent = atoi(optarg); break;
-        case 'b': cfg.bytes = strtoull(optarg, NULL, 10); break;
-        case 'r': cfg.reps = atoi(optarg); break;
-        case 'e': cfg.etc = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'c':
+            cfg.calls = atoi(optarg);
+            break;
+        case 'C':
+            cfg.concurrent = atoi(optarg);
+            break;
+        case 'b':
+            cfg.bytes = strtoull(optarg, NULL, 10);
+            break;
+        case 'r':
+            cfg.reps = atoi(optarg);
+            break;
+        case 'e':
+            cfg.etc = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
-    if (optind != argc || cfg.calls < 1 || cfg.concurrent < 1 || cfg.reps < 1 ||
-        cfg.bytes == 0) {
+    if (optind != argc || cfg.calls < 1 || cfg.concurrent < 1 || cfg.reps < 1 || cfg.bytes == 0) {
         usage(stderr);
         return 2;
     }
@@ -525,9 +550,10 @@ int bench_calls_main(int argc, char **argv)
         return 1;
     }
     printf("vrpc-bench calls: %d sequential calls per row, medians of %d runs; floor = "
-           "posix_spawn+wait of the service binary locally\n\n", cfg.calls, cfg.reps);
-    printf("%-30s %10s %10s %8s %8s %6s\n", "latency", "p50 us", "p99 us", "p50/flr",
-           "p99/flr", "ok");
+           "posix_spawn+wait of the service binary locally\n\n",
+           cfg.calls, cfg.reps);
+    printf("%-30s %10s %10s %8s %8s %6s\n", "latency", "p50 us", "p99 us", "p50/flr", "p99/flr",
+           "ok");
     printf("%-30s %10.1f %10.1f %8s %8s %6d\n", "floor: spawn vrpc.Ping", floor_p50 / 1e3,
            floor_p99 / 1e3, "1.00", "1.00", nf);
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
@@ -536,8 +562,7 @@ int bench_calls_main(int argc, char **argv)
 
         for (int r = 0; r < reps; r++) {
             char *out = in_guest(&cfg, "lat", rows[i].target, rows[i].service,
-                                 (unsigned long long)cfg.calls, rows[i].payload,
-                                 rows[i].expect);
+                                 (unsigned long long)cfg.calls, rows[i].payload, rows[i].expect);
             unsigned long long a, b;
             int cnt, okc;
 
@@ -583,8 +608,8 @@ int bench_calls_main(int argc, char **argv)
 
     printf("\n%-30s %10s %10s %12s\n", "concurrent vrpc.Ping", "opened", "ok", "total ms");
     for (int k = 0; k < 2; k++) {
-        char *out = in_guest(&cfg, "conc", st[k], "vrpc.Ping",
-                             (unsigned long long)cfg.concurrent, 0, 0);
+        char *out = in_guest(&cfg, "conc", st[k], "vrpc.Ping", (unsigned long long)cfg.concurrent,
+                             0, 0);
         unsigned long long ns;
         int opened, ok;
 

@@ -42,7 +42,8 @@ typedef struct BenchCall {
 } BenchCall;
 
 /* xorshift64*: reproducible across runs, good enough to spread calls. */
-static uint64_t bench_rand(uint64_t *state) {
+static uint64_t bench_rand(uint64_t *state)
+{
     uint64_t x = *state;
 
     x ^= x >> 12;
@@ -52,30 +53,35 @@ static uint64_t bench_rand(uint64_t *state) {
     return x * 0x2545F4914F6CDD1DULL;
 }
 
-static uint64_t now_ns(void) {
+static uint64_t now_ns(void)
+{
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int cmp_u64(const void *a, const void *b) {
+static int cmp_u64(const void *a, const void *b)
+{
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 
     return x < y ? -1 : x > y;
 }
 
-static int cmp_double(const void *a, const void *b) {
+static int cmp_double(const void *a, const void *b)
+{
     double x = *(const double *)a, y = *(const double *)b;
 
     return x < y ? -1 : x > y;
 }
 
-static size_t n_services(size_t n_rules) {
+static size_t n_services(size_t n_rules)
+{
     return n_rules / 8 > 0 ? n_rules / 8 : 1;
 }
 
-static char *generate_domains(size_t *sizep) {
+static char *generate_domains(size_t *sizep)
+{
     char *text = NULL;
     FILE *f = open_memstream(&text, sizep);
 
@@ -88,7 +94,8 @@ static char *generate_domains(size_t *sizep) {
     return fclose(f) == 0 ? text : (free(text), NULL);
 }
 
-static char *generate_rules(size_t n_rules, size_t *sizep) {
+static char *generate_rules(size_t n_rules, size_t *sizep)
+{
     static const char *const actions[] = {"allow", "deny", "allow", "ask"};
     size_t services = n_services(n_rules);
     size_t wildcards = n_rules / 10 < 10 ? n_rules / 10 : 10;
@@ -133,14 +140,16 @@ static char *generate_rules(size_t n_rules, size_t *sizep) {
         if (i + 1 == wildcards)
             fprintf(f, "  - {service: \"*\", source: \"*\", target: \"*\", action: deny}\n");
         else
-            fprintf(f, "  - {service: \"bench.Svc%zu*\", source: \"@anyvm\", target: "
-                       "\"@adminvm\", action: allow}\n",
+            fprintf(f,
+                    "  - {service: \"bench.Svc%zu*\", source: \"@anyvm\", target: "
+                    "\"@adminvm\", action: allow}\n",
                     i);
     }
     return fclose(f) == 0 ? text : (free(text), NULL);
 }
 
-static void generate_calls(BenchCall *calls, size_t n_rules) {
+static void generate_calls(BenchCall *calls, size_t n_rules)
+{
     static const char *const args[] = {"", "arg0", "arg1", "argX"};
     uint64_t state = 0x9E3779B97F4A7C15ULL ^ n_rules;
     size_t services = n_services(n_rules);
@@ -172,7 +181,8 @@ typedef struct BenchResult {
     double share[3]; /* deny, allow, ask */
 } BenchResult;
 
-static int bench_one(size_t n_rules, size_t n_calls, unsigned rounds, BenchResult *res) {
+static int bench_one(size_t n_rules, size_t n_calls, unsigned rounds, BenchResult *res)
+{
     VrpcPolicyText file = {.name = "bench.yaml"}, domains = {.name = "domains.yaml"};
     char *rules_text = NULL, *domains_text = NULL;
     BenchCall *calls = NULL;
@@ -244,10 +254,12 @@ out:
 /* ---- --reload: what reloading a policy at the loader's caps costs a daemon ---- */
 
 #define RELOAD_FILES 4
-#define RELOAD_FILE_BYTES (1024 * 1024 - 4096) /* under the 1 MiB cap, 4 of them + domains
+#define RELOAD_FILE_BYTES \
+    (1024 * 1024 - 4096) /* under the 1 MiB cap, 4 of them + domains
                                                   under the 4 MiB total */
 
-static int write_text(const char *dir, const char *name, const char *text, size_t size) {
+static int write_text(const char *dir, const char *name, const char *text, size_t size)
+{
     char tmp[600], path[600];
     int fd;
     bool ok;
@@ -263,7 +275,8 @@ static int write_text(const char *dir, const char *name, const char *text, size_
     return rename(tmp, path) < 0 ? -errno : 0;
 }
 
-static void remove_tree(const char *dir) {
+static void remove_tree(const char *dir)
+{
     char path[600];
 
     for (int i = 0; i < RELOAD_FILES; i++) {
@@ -279,7 +292,8 @@ static void remove_tree(const char *dir) {
 
 /* One loop tick as the dispatcher has it: wait for the watch (1 ms at most),
  * then decide one call against the current snapshot. Returns dispatch's result. */
-static int reload_tick(VrpcPolicyHolder *holder, VrpcPolicyWatch *watch) {
+static int reload_tick(VrpcPolicyHolder *holder, VrpcPolicyWatch *watch)
+{
     struct pollfd p = {.fd = vrpc_policy_watch_get_fd(watch), .events = POLLIN};
     VrpcPolicy *policy;
     VrpcPolicyDecision d;
@@ -289,14 +303,16 @@ static int reload_tick(VrpcPolicyHolder *holder, VrpcPolicyWatch *watch) {
         r = vrpc_policy_watch_dispatch(watch);
     policy = vrpc_policy_holder_get(holder);
     vrpc_policy_evaluate(policy,
-                         &(VrpcPolicyRequest){.source = "vm1", .untrusted_target = "dom0",
+                         &(VrpcPolicyRequest){.source = "vm1",
+                                              .untrusted_target = "dom0",
                                               .untrusted_service = "bench.Svc1"},
                          &d);
     vrpc_policy_unref(policy);
     return r;
 }
 
-static int bench_reload(unsigned rounds) {
+static int bench_reload(unsigned rounds)
+{
     char dir[] = "/tmp/vrpc-bench-policy.XXXXXX", sub[600], name[32];
     char *rules = NULL, *domains = NULL, *edit;
     size_t rules_size = 0, domains_size = 0, total;
@@ -316,8 +332,7 @@ static int bench_reload(unsigned rounds) {
         goto out;
     /* cut before the first rule that does not fit */
     rules_size = 0;
-    for (char *at = rules; (at = memmem(at, (size_t)(rules + RELOAD_FILE_BYTES - at), "\n  - ",
-                                        5));
+    for (char *at = rules; (at = memmem(at, (size_t)(rules + RELOAD_FILE_BYTES - at), "\n  - ", 5));
          at++)
         rules_size = (size_t)(at - rules) + 1;
     edit = memmem(rules, rules_size, "Svc0", 4);
@@ -347,7 +362,8 @@ static int bench_reload(unsigned rounds) {
     t0 = now_ns();
     policy = vrpc_policy_unref(policy);
     printf("freeing it (the last reference to an old snapshot, e.g. a call that ends): %.1f "
-           "ms\n", (double)(now_ns() - t0) / 1e6);
+           "ms\n",
+           (double)(now_ns() - t0) / 1e6);
     r = vrpc_policy_holder_new(&holder, dir);
     if (r == 0)
         r = vrpc_policy_watch_new(&watch, holder);
@@ -389,8 +405,7 @@ static int bench_reload(unsigned rounds) {
                 gap = t - last;
             last = t;
         }
-        printf("%8u %12.1f %16.2f\n", round + 1, (double)(last - start) / 1e6,
-               (double)gap / 1e6);
+        printf("%8u %12.1f %16.2f\n", round + 1, (double)(last - start) / 1e6, (double)gap / 1e6);
         fflush(stdout);
     }
     r = 0;
@@ -404,7 +419,8 @@ out:
     return r;
 }
 
-static double timer_overhead_ns(void) {
+static double timer_overhead_ns(void)
+{
     uint64_t samples[10001];
 
     for (size_t i = 0; i < 10001; i++) {
@@ -416,7 +432,8 @@ static double timer_overhead_ns(void) {
     return (double)samples[5000];
 }
 
-static int parse_sizes(const char *arg, size_t *sizes, size_t *np) {
+static int parse_sizes(const char *arg, size_t *sizes, size_t *np)
+{
     char *copy = strdup(arg), *save = NULL;
     size_t n = 0;
 
@@ -439,7 +456,8 @@ static int parse_sizes(const char *arg, size_t *sizes, size_t *np) {
     return n ? 0 : -EINVAL;
 }
 
-int bench_policy_main(int argc, char **argv) {
+int bench_policy_main(int argc, char **argv)
+{
     static const struct option options[] = {
         {"rules", required_argument, NULL, 'r'},
         {"calls", required_argument, NULL, 'c'},
@@ -462,16 +480,17 @@ int bench_policy_main(int argc, char **argv) {
         switch (c) {
         case 'r':
             if (parse_sizes(optarg, sizes, &n_sizes) < 0) {
-                fprintf(stderr, "vrpc-bench policy: bad --rules '%s' (want N[,N...], 1 to "
-                                "10000000, at most 8 sizes)\n", optarg);
+                fprintf(stderr,
+                        "vrpc-bench policy: bad --rules '%s' (want N[,N...], 1 to "
+                        "10000000, at most 8 sizes)\n",
+                        optarg);
                 return 2;
             }
             break;
         case 'c':
             n_calls = strtoul(optarg, &end, 10);
             if (*end || n_calls < 100 || n_calls > 100000000) {
-                fprintf(stderr, "vrpc-bench policy: bad --calls '%s' (100 to 100000000)\n",
-                        optarg);
+                fprintf(stderr, "vrpc-bench policy: bad --calls '%s' (100 to 100000000)\n", optarg);
                 return 2;
             }
             break;
@@ -502,8 +521,7 @@ int bench_policy_main(int argc, char **argv) {
         }
     }
     if (optind != argc) {
-        fprintf(stderr, "vrpc-bench policy: unexpected argument '%s' (try --help)\n",
-                argv[optind]);
+        fprintf(stderr, "vrpc-bench policy: unexpected argument '%s' (try --help)\n", argv[optind]);
         return 2;
     }
 
@@ -515,9 +533,9 @@ int bench_policy_main(int argc, char **argv) {
         return r < 0 ? 1 : 0;
     }
     printf("policy evaluation: %zu calls x %u rounds per size, median of per-round "
-           "percentiles\n", n_calls, rounds);
-    printf("timer overhead (clock_gettime pair, included below): %.0f ns\n",
-           timer_overhead_ns());
+           "percentiles\n",
+           n_calls, rounds);
+    printf("timer overhead (clock_gettime pair, included below): %.0f ns\n", timer_overhead_ns());
     printf("%10s %10s %10s %10s %8s %8s %8s\n", "rules", "load ms", "p50 ns", "p99 ns", "allow%",
            "deny%", "ask%");
     for (size_t i = 0; i < n_sizes; i++) {
@@ -527,8 +545,8 @@ int bench_policy_main(int argc, char **argv) {
             fprintf(stderr, "vrpc-bench policy: run with %zu rules failed\n", sizes[i]);
             return 1;
         }
-        printf("%10zu %10.1f %10.0f %10.0f %8.1f %8.1f %8.1f\n", sizes[i], res.load_ms,
-               res.p50_ns, res.p99_ns, res.share[VRPC_POLICY_ALLOW], res.share[VRPC_POLICY_DENY],
+        printf("%10zu %10.1f %10.0f %10.0f %8.1f %8.1f %8.1f\n", sizes[i], res.load_ms, res.p50_ns,
+               res.p99_ns, res.share[VRPC_POLICY_ALLOW], res.share[VRPC_POLICY_DENY],
                res.share[VRPC_POLICY_ASK]);
         fflush(stdout);
     }

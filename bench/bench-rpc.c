@@ -107,7 +107,7 @@ typedef struct Bench {
     bool caller;
     int exits;
     int failed;
-    size_t got;          /* rtt: bytes back on the current round */
+    size_t got; /* rtt: bytes back on the current round */
     RpcStream *streams[NSTREAMS];
     unsigned long long left[NSTREAMS];
 } Bench;
@@ -188,8 +188,12 @@ static void h_close(RpcConn *conn, int error, const char *reason, void *ud)
 }
 
 static const RpcCallbacks bench_cb = {
-    .on_call = h_call, .on_data = h_data, .on_eof = h_eof, .on_exit = h_exit,
-    .on_writable = h_writable, .on_close = h_close,
+    .on_call = h_call,
+    .on_data = h_data,
+    .on_eof = h_eof,
+    .on_exit = h_exit,
+    .on_writable = h_writable,
+    .on_close = h_close,
 };
 
 static void rpc_cfg(RpcConnConfig *cfg, bool caller)
@@ -279,8 +283,8 @@ static int rpc_serve(Bench *b)
 /* ---- running one measurement with both ends given ----------------------------------- */
 
 /* One end of one measurement over @v (taken). @sender: the guest side (caller / writer). */
-static int run_end(Vchan *v, int mode, bool sender, unsigned long long bytes, int count,
-                   char *out, size_t outlen)
+static int run_end(Vchan *v, int mode, bool sender, unsigned long long bytes, int count, char *out,
+                   size_t outlen)
 {
     uint64_t ns = 0;
     int rc;
@@ -415,12 +419,38 @@ static char *one_run(Cfg *cfg, int mode)
     char path[64], abspath[96];
     snprintf(path, sizeof(path), "data/rpcbench/%u", ++cfg->seq);
     snprintf(abspath, sizeof(abspath), "/local/domain/1/%s", path);
-    char *sargv[] = {(char *)cfg->sim, "exec", "--ns", cfg->ns, "rpcguest", "--", cfg->self,
-                     "rpc-mux", "__peer", "server", "0", path, (char *)mode_names[mode],
-                     sbytes, scount, NULL};
-    char *cargv[] = {(char *)cfg->sim, "exec", "--ns", cfg->ns, "dom0", "--", cfg->self,
-                     "rpc-mux", "__peer", "client", "1", abspath, (char *)mode_names[mode],
-                     sbytes, scount, NULL};
+    char *sargv[] = {(char *)cfg->sim,
+                     "exec",
+                     "--ns",
+                     cfg->ns,
+                     "rpcguest",
+                     "--",
+                     cfg->self,
+                     "rpc-mux",
+                     "__peer",
+                     "server",
+                     "0",
+                     path,
+                     (char *)mode_names[mode],
+                     sbytes,
+                     scount,
+                     NULL};
+    char *cargv[] = {(char *)cfg->sim,
+                     "exec",
+                     "--ns",
+                     cfg->ns,
+                     "dom0",
+                     "--",
+                     cfg->self,
+                     "rpc-mux",
+                     "__peer",
+                     "client",
+                     "1",
+                     abspath,
+                     (char *)mode_names[mode],
+                     sbytes,
+                     scount,
+                     NULL};
     char *so, *co;
     if (bench_run_pair(sargv, cargv, &so, &co) < 0)
         return NULL;
@@ -484,8 +514,8 @@ int bench_rpc_main(int argc, char **argv)
     }
     printf("vrpc-bench rpc-mux: %s, 1 MiB rings, %llu bytes per bulk run, %d round trips, "
            "median of %d\n",
-           cfg.local ? "in-process vchan pair (--local)" : "guest -> dom0 on vrpc-sim",
-           cfg.bytes, cfg.rtt, cfg.reps);
+           cfg.local ? "in-process vchan pair (--local)" : "guest -> dom0 on vrpc-sim", cfg.bytes,
+           cfg.rtt, cfg.reps);
     fflush(stdout);
     /* Interleave the contenders rep by rep, so that drift hits all alike. */
     for (int rep = 0; rep < cfg.reps; rep++) {
@@ -493,8 +523,10 @@ int bench_rpc_main(int argc, char **argv)
             char *out = one_run(&cfg, m);
             unsigned long long x = 0, y = 0;
             bool rtt = m == M_RAW_RTT || m == M_RPC_RTT;
-            if (!out || (rtt ? sscanf(out, "rtt %llu %llu", &x, &y) != 2
-                             : sscanf(out, "ns %llu", &x) != 1) || x == 0) {
+            if (!out ||
+                (rtt ? sscanf(out, "rtt %llu %llu", &x, &y) != 2
+                     : sscanf(out, "ns %llu", &x) != 1) ||
+                x == 0) {
                 fprintf(stderr, "vrpc-bench rpc-mux: %s run failed\n", mode_names[m]);
                 failed = true;
             }
@@ -519,8 +551,7 @@ int bench_rpc_main(int argc, char **argv)
            gb[M_RAW] > 0 ? gb[M_ONE] / gb[M_RAW] : 0);
     printf("%-34s %8.2f GB/s %9.2fx\n", "librpc bulk, 64 streams (aggregate)", gb[M_MANY],
            gb[M_RAW] > 0 ? gb[M_MANY] / gb[M_RAW] : 0);
-    printf("%-34s %9.2f us %9s\n", "raw vchan 64 B round trip p50", med[M_RAW_RTT] / 1000,
-           "1.00x");
+    printf("%-34s %9.2f us %9s\n", "raw vchan 64 B round trip p50", med[M_RAW_RTT] / 1000, "1.00x");
     printf("%-34s %9.2f us %9s\n", "raw vchan 64 B round trip p99", med99[M_RAW_RTT] / 1000,
            "1.00x");
     printf("%-34s %9.2f us %9.2fx\n", "librpc 64 B round trip p50", med[M_RPC_RTT] / 1000,

@@ -36,9 +36,9 @@
 #define RTT_MSG 64
 
 enum { C_OURS, C_XEN, C_PIPE, C_SOCK, C_COUNT };
-static const char *const cname[C_COUNT] = { "ours", "libxenvchan", "pipe", "socketpair" };
-static const size_t rings[] = { 2048, 65536, 262144, 1048576 };
-static const size_t wsizes[] = { 4096, 65536 };
+static const char *const cname[C_COUNT] = {"ours", "libxenvchan", "pipe", "socketpair"};
+static const size_t rings[] = {2048, 65536, 262144, 1048576};
+static const size_t wsizes[] = {4096, 65536};
 #define NRINGS (sizeof(rings) / sizeof(rings[0]))
 #define NWS (sizeof(wsizes) / sizeof(wsizes[0]))
 
@@ -234,7 +234,7 @@ static int run_role(End *e, const char *mode, unsigned long long bytes, size_t w
  * __peer ours|xen server|client DOMID PATH MODE RING WSIZE BYTES COUNT */
 static int peer_main(int argc, char **argv)
 {
-    End e = { .rfd = -1, .wfd = -1 };
+    End e = {.rfd = -1, .wfd = -1};
     bool server;
     int domid, rc;
     size_t ring, wsize;
@@ -289,10 +289,10 @@ static int peer_main(int argc, char **argv)
             vchan_get_stats(e.ours, &st);
             fprintf(stderr,
                     "bench peer %s %s: events sent %" PRIu64 " consumed %" PRIu64
-                    ", spin wins %" PRIu64 ", sleeps %" PRIu64
-                    " (after a spin %" PRIu64 "), spun %" PRIu64 " us\n",
-                    argv[3], argv[6], st.events_sent, st.events_consumed, st.spin_wins,
-                    st.sleeps, st.spin_losses, st.spin_ns / 1000);
+                    ", spin wins %" PRIu64 ", sleeps %" PRIu64 " (after a spin %" PRIu64
+                    "), spun %" PRIu64 " us\n",
+                    argv[3], argv[6], st.events_sent, st.events_consumed, st.spin_wins, st.sleeps,
+                    st.spin_losses, st.spin_ns / 1000);
         }
         vchan_free(e.ours);
     } else {
@@ -329,12 +329,44 @@ static char *vchan_run(Cfg *cfg, int kind, const char *smode, const char *cmode,
     snprintf(sbytes, sizeof(sbytes), "%llu", cfg->bytes);
     snprintf(scount, sizeof(scount), "%d", count);
     {
-        char *sargv[] = { (char *)cfg->sim, "exec", "--ns", cfg->ns, "bencha", "--",
-                          (char *)cfg->self, "vchan", "__peer", (char *)impl, "server", "2",
-                          path, (char *)smode, sring, sws, sbytes, scount, NULL };
-        char *cargv[] = { (char *)cfg->sim, "exec", "--ns", cfg->ns, "benchb", "--",
-                          (char *)cfg->self, "vchan", "__peer", (char *)impl, "client", "1",
-                          abspath, (char *)cmode, sring, sws, sbytes, scount, NULL };
+        char *sargv[] = {(char *)cfg->sim,
+                         "exec",
+                         "--ns",
+                         cfg->ns,
+                         "bencha",
+                         "--",
+                         (char *)cfg->self,
+                         "vchan",
+                         "__peer",
+                         (char *)impl,
+                         "server",
+                         "2",
+                         path,
+                         (char *)smode,
+                         sring,
+                         sws,
+                         sbytes,
+                         scount,
+                         NULL};
+        char *cargv[] = {(char *)cfg->sim,
+                         "exec",
+                         "--ns",
+                         cfg->ns,
+                         "benchb",
+                         "--",
+                         (char *)cfg->self,
+                         "vchan",
+                         "__peer",
+                         (char *)impl,
+                         "client",
+                         "1",
+                         abspath,
+                         (char *)cmode,
+                         sring,
+                         sws,
+                         sbytes,
+                         scount,
+                         NULL};
 
         if (bench_run_pair(sargv, cargv, &so, &co) < 0)
             return NULL;
@@ -351,7 +383,7 @@ static char *vchan_run(Cfg *cfg, int kind, const char *smode, const char *cmode,
 static char *local_run(Cfg *cfg, int kind, bool rtt, size_t ring, size_t wsize, int count)
 {
     int a[2], b[2], out[2];
-    End pe = { .kind = kind }, ce = { .kind = kind };
+    End pe = {.kind = kind}, ce = {.kind = kind};
     pid_t pid;
     char *res;
     int fd;
@@ -439,10 +471,10 @@ int bench_vchan_main(int argc, char **argv)
 {
     static uint64_t tput[C_COUNT][NRINGS][NWS];
     uint64_t p50[C_COUNT], p99[C_COUNT];
-    static const char *const guests[] = { "bencha", "benchb", NULL };
+    static const char *const guests[] = {"bencha", "benchb", NULL};
     char selfbuf[PATH_MAX];
     int rc;
-    Cfg cfg = { .sim = VRPC_SIM_BIN, .bytes = 1ull << 30, .reps = 3, .rtt = 20000 };
+    Cfg cfg = {.sim = VRPC_SIM_BIN, .bytes = 1ull << 30, .reps = 3, .rtt = 20000};
     bool failed = false;
 
     if (argc >= 2 && strcmp(argv[1], "__peer") == 0)
@@ -498,8 +530,7 @@ int bench_vchan_main(int argc, char **argv)
                     unsigned long long ns = 0;
 
                     if (!out || sscanf(out, "ns %llu", &ns) != 1 || ns == 0) {
-                        fprintf(stderr, "vrpc-bench vchan: %s throughput run failed\n",
-                                cname[k]);
+                        fprintf(stderr, "vrpc-bench vchan: %s throughput run failed\n", cname[k]);
                         failed = true;
                     }
                     v[rep] = ns;
@@ -535,9 +566,9 @@ int bench_vchan_main(int argc, char **argv)
 
             for (int k = 0; k < C_COUNT; k++)
                 g[k] = tput[k][r][w] ? (double)cfg.bytes / (double)tput[k][r][w] : 0;
-            printf("%-5s %-5s %9.2f %12.2f %9.2f %11.2f %10.2fx\n",
-                   human(rings[r], rb, sizeof(rb)), human(wsizes[w], wb, sizeof(wb)), g[C_OURS],
-                   g[C_XEN], g[C_PIPE], g[C_SOCK], g[C_XEN] > 0 ? g[C_OURS] / g[C_XEN] : 0);
+            printf("%-5s %-5s %9.2f %12.2f %9.2f %11.2f %10.2fx\n", human(rings[r], rb, sizeof(rb)),
+                   human(wsizes[w], wb, sizeof(wb)), g[C_OURS], g[C_XEN], g[C_PIPE], g[C_SOCK],
+                   g[C_XEN] > 0 ? g[C_OURS] / g[C_XEN] : 0);
         }
     }
     printf("\n64-byte round trip, us\n%-12s %9s %9s\n", "", "p50", "p99");

@@ -14,11 +14,13 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static inline void cleanup_freep(void *p) {
+static inline void cleanup_freep(void *p)
+{
     free(*(void **)p);
 }
 
-static inline void cleanup_closep(int *fdp) {
+static inline void cleanup_closep(int *fdp)
+{
     if (*fdp >= 0) {
         int saved = errno;
         close(*fdp);
@@ -26,12 +28,14 @@ static inline void cleanup_closep(int *fdp) {
     }
 }
 
-static inline void cleanup_fclosep(FILE **fp) {
+static inline void cleanup_fclosep(FILE **fp)
+{
     if (*fp)
         fclose(*fp);
 }
 
-static inline void cleanup_closedirp(DIR **dp) {
+static inline void cleanup_closedirp(DIR **dp)
+{
     if (*dp)
         closedir(*dp);
 }
@@ -44,16 +48,17 @@ static inline void cleanup_closedirp(DIR **dp) {
 #define _cleanup_closedir_ __attribute__((cleanup(cleanup_closedirp)))
 
 /* Declare a cleanup function for TYPE * that calls FUNC (which accepts NULL). */
-#define DEFINE_CLEANUP_FUNC(type, func)                                                           \
-    static inline void func##p(type **p) {                                                        \
-        if (*p)                                                                                   \
-            func(*p);                                                                             \
+#define DEFINE_CLEANUP_FUNC(type, func)  \
+    static inline void func##p(type **p) \
+    {                                    \
+        if (*p)                          \
+            func(*p);                    \
     }
 
 /* Take a pointer out of a cleanup variable, leaving NULL behind. */
-#define TAKE_PTR(ptr)                                                                             \
-    ({                                                                                            \
-        __typeof__(ptr) taken_ = (ptr);                                                           \
-        (ptr) = NULL;                                                                             \
-        taken_;                                                                                   \
+#define TAKE_PTR(ptr)                   \
+    ({                                  \
+        __typeof__(ptr) taken_ = (ptr); \
+        (ptr) = NULL;                   \
+        taken_;                         \
     })

@@ -14,11 +14,13 @@
 
 #include "common/diag.h"
 
-void vrpc_diag_init(VrpcDiag *diag) {
+void vrpc_diag_init(VrpcDiag *diag)
+{
     *diag = (VrpcDiag){0};
 }
 
-void vrpc_diag_deinit(VrpcDiag *diag) {
+void vrpc_diag_deinit(VrpcDiag *diag)
+{
     if (!diag)
         return;
     for (size_t i = 0; i < diag->n_lines; i++)
@@ -27,7 +29,8 @@ void vrpc_diag_deinit(VrpcDiag *diag) {
     *diag = (VrpcDiag){0};
 }
 
-static void diag_append(VrpcDiag *diag, char *line) {
+static void diag_append(VrpcDiag *diag, char *line)
+{
     char **lines = realloc(diag->lines, (diag->n_lines + 1) * sizeof(*lines));
 
     if (!lines) {
@@ -39,8 +42,9 @@ static void diag_append(VrpcDiag *diag, char *line) {
     diag->lines[diag->n_lines++] = line;
 }
 
-void vrpc_diag_add(VrpcDiag *diag, const char *file, unsigned line, unsigned col,
-                   const char *fmt, ...) {
+void vrpc_diag_add(VrpcDiag *diag, const char *file, unsigned line, unsigned col, const char *fmt,
+                   ...)
+{
     char msg[512];
     char *text = NULL;
     va_list ap;
@@ -67,7 +71,8 @@ void vrpc_diag_add(VrpcDiag *diag, const char *file, unsigned line, unsigned col
     diag_append(diag, text);
 }
 
-void vrpc_diag_keep_last(VrpcDiag *diag, size_t n_lines, size_t n_errors) {
+void vrpc_diag_keep_last(VrpcDiag *diag, size_t n_lines, size_t n_errors)
+{
     char *last;
 
     /* Only when every error since then was recorded (no cap, no ENOMEM). */

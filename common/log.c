@@ -41,8 +41,8 @@ int vrpc_log_level_from_string(const char *s)
     static const struct {
         const char *name;
         int level;
-    } levels[] = {{"error", LOG_ERR}, {"warning", LOG_WARNING}, {"info", LOG_INFO},
-                  {"debug", LOG_DEBUG}};
+    } levels[] = {
+        {"error", LOG_ERR}, {"warning", LOG_WARNING}, {"info", LOG_INFO}, {"debug", LOG_DEBUG}};
     for (size_t i = 0; s && i < sizeof(levels) / sizeof(levels[0]); i++)
         if (strcmp(s, levels[i].name) == 0)
             return levels[i].level;

@@ -18,8 +18,8 @@
 #define YAML_MAX_DEPTH 32
 #define YAML_MAX_NODES 20000
 
-int vrpc_yaml_init(VrpcYaml *y, const char *file, const char *data, size_t size,
-                   VrpcDiag *diag) {
+int vrpc_yaml_init(VrpcYaml *y, const char *file, const char *data, size_t size, VrpcDiag *diag)
+{
     *y = (VrpcYaml){.file = file, .data = data, .size = size, .diag = diag};
     if (!yaml_parser_initialize(&y->parser))
         return -ENOMEM;
@@ -27,7 +27,8 @@ int vrpc_yaml_init(VrpcYaml *y, const char *file, const char *data, size_t size,
     return 0;
 }
 
-void vrpc_yaml_deinit(VrpcYaml *y) {
+void vrpc_yaml_deinit(VrpcYaml *y)
+{
     if (y->have_event)
         yaml_event_delete(&y->event);
     yaml_parser_delete(&y->parser);
@@ -36,8 +37,8 @@ void vrpc_yaml_deinit(VrpcYaml *y) {
 
 /* 1-based line and column of byte OFFSET, for reader errors that only carry an
  * offset. Columns count bytes here, which is close enough for bad encodings. */
-static void offset_to_position(const VrpcYaml *y, size_t offset, unsigned *linep,
-                               unsigned *colp) {
+static void offset_to_position(const VrpcYaml *y, size_t offset, unsigned *linep, unsigned *colp)
+{
     unsigned line = 1, col = 1;
 
     for (size_t i = 0; i < offset && i < y->size; i++) {
@@ -52,7 +53,8 @@ static void offset_to_position(const VrpcYaml *y, size_t offset, unsigned *linep
     *colp = col;
 }
 
-static int report_parser_error(VrpcYaml *y) {
+static int report_parser_error(VrpcYaml *y)
+{
     const yaml_parser_t *p = &y->parser;
     const char *problem = p->problem ? p->problem : "syntax error";
     unsigned line, col;
@@ -77,7 +79,8 @@ static int report_parser_error(VrpcYaml *y) {
 }
 
 /* Refuse what no vrpc file needs; reported once, then the file is done. */
-static int check_event_features(VrpcYaml *y) {
+static int check_event_features(VrpcYaml *y)
+{
     const yaml_event_t *e = &y->event;
     const unsigned char *anchor = NULL, *tag = NULL;
 
@@ -111,7 +114,8 @@ static int check_event_features(VrpcYaml *y) {
     return 0;
 }
 
-int vrpc_yaml_next(VrpcYaml *y) {
+int vrpc_yaml_next(VrpcYaml *y)
+{
     if (y->failed)
         return -EBADMSG;
     if (y->have_event) {
@@ -124,7 +128,8 @@ int vrpc_yaml_next(VrpcYaml *y) {
     return check_event_features(y);
 }
 
-VrpcYamlNode *vrpc_yaml_node_free(VrpcYamlNode *node) {
+VrpcYamlNode *vrpc_yaml_node_free(VrpcYamlNode *node)
+{
     if (!node)
         return NULL;
     for (size_t i = 0; i < node->n_children; i++)
@@ -135,7 +140,8 @@ VrpcYamlNode *vrpc_yaml_node_free(VrpcYamlNode *node) {
     return NULL;
 }
 
-static int node_append(VrpcYamlNode *parent, VrpcYamlNode *child) {
+static int node_append(VrpcYamlNode *parent, VrpcYamlNode *child)
+{
     VrpcYamlNode **c = realloc(parent->children, (parent->n_children + 1) * sizeof(*c));
 
     if (!c)
@@ -145,7 +151,8 @@ static int node_append(VrpcYamlNode *parent, VrpcYamlNode *child) {
     return 0;
 }
 
-static int read_node(VrpcYaml *y, unsigned depth, VrpcYamlNode **nodep) {
+static int read_node(VrpcYaml *y, unsigned depth, VrpcYamlNode **nodep)
+{
     VrpcYamlNode *node;
     yaml_event_type_t end;
     int r;
@@ -217,18 +224,21 @@ static int read_node(VrpcYaml *y, unsigned depth, VrpcYamlNode **nodep) {
     return r;
 }
 
-int vrpc_yaml_read_node(VrpcYaml *y, VrpcYamlNode **nodep) {
+int vrpc_yaml_read_node(VrpcYaml *y, VrpcYamlNode **nodep)
+{
     y->budget = YAML_MAX_NODES;
     return read_node(y, 0, nodep);
 }
 
-bool vrpc_yaml_node_is_null(const VrpcYamlNode *node) {
+bool vrpc_yaml_node_is_null(const VrpcYamlNode *node)
+{
     return node->kind == VRPC_YAML_SCALAR && node->plain &&
            (node->len == 0 || strcmp(node->value, "~") == 0 || strcmp(node->value, "null") == 0 ||
             strcmp(node->value, "Null") == 0 || strcmp(node->value, "NULL") == 0);
 }
 
-int vrpc_yaml_node_get_bool(const VrpcYamlNode *node, bool *valuep) {
+int vrpc_yaml_node_get_bool(const VrpcYamlNode *node, bool *valuep)
+{
     static const char *const truths[] = {"true", "True", "TRUE"};
     static const char *const lies[] = {"false", "False", "FALSE"};
 
@@ -247,7 +257,8 @@ int vrpc_yaml_node_get_bool(const VrpcYamlNode *node, bool *valuep) {
     return -EINVAL;
 }
 
-const char *vrpc_yaml_node_describe(const VrpcYamlNode *node) {
+const char *vrpc_yaml_node_describe(const VrpcYamlNode *node)
+{
     bool ignored;
 
     switch (node->kind) {
@@ -266,7 +277,8 @@ const char *vrpc_yaml_node_describe(const VrpcYamlNode *node) {
 }
 
 int vrpc_yaml_read_document(const char *file, const char *data, size_t size, VrpcDiag *diag,
-                            VrpcYamlNode **rootp) {
+                            VrpcYamlNode **rootp)
+{
     VrpcYaml y;
     VrpcYamlNode *root = NULL;
     int r;

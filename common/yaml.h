@@ -49,21 +49,23 @@ typedef struct VrpcYaml {
 } VrpcYaml;
 
 /* vrpc_yaml_init() - returns 0 or -ENOMEM. DATA must outlive the reader. */
-int vrpc_yaml_init(VrpcYaml *y, const char *file, const char *data, size_t size,
-                   VrpcDiag *diag);
+int vrpc_yaml_init(VrpcYaml *y, const char *file, const char *data, size_t size, VrpcDiag *diag);
 void vrpc_yaml_deinit(VrpcYaml *y);
 
 /* vrpc_yaml_next() - advance to the next event. Returns 0, -EBADMSG after
  * reporting a syntax error (also on every later call) or -ENOMEM. */
 int vrpc_yaml_next(VrpcYaml *y);
 
-static inline yaml_event_type_t vrpc_yaml_type(const VrpcYaml *y) {
+static inline yaml_event_type_t vrpc_yaml_type(const VrpcYaml *y)
+{
     return y->event.type;
 }
-static inline unsigned vrpc_yaml_line(const VrpcYaml *y) {
+static inline unsigned vrpc_yaml_line(const VrpcYaml *y)
+{
     return (unsigned)y->event.start_mark.line + 1;
 }
-static inline unsigned vrpc_yaml_col(const VrpcYaml *y) {
+static inline unsigned vrpc_yaml_col(const VrpcYaml *y)
+{
     return (unsigned)y->event.start_mark.column + 1;
 }
 

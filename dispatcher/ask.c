@@ -35,15 +35,15 @@ struct Ask {
     AskSet *set;
     Ask *prev, *next;
     bool is_notify;
-    pid_t pid;          /* 0 once reaped */
-    int pidfd, out_fd;  /* -1 when closed */
+    pid_t pid;         /* 0 once reaped */
+    int pidfd, out_fd; /* -1 when closed */
     RpcLoopSource *pid_src, *out_src, *timer;
-    AskDoneFn fn;       /* NULL once answered or cancelled */
+    AskDoneFn fn; /* NULL once answered or cancelled */
     void *userdata;
     bool killed;
     char line[ASK_LINE_MAX + 1];
     size_t line_len;
-    bool line_done;     /* a '\n' was read, or the line overflowed */
+    bool line_done; /* a '\n' was read, or the line overflowed */
     bool overflow;
 };
 
@@ -53,7 +53,7 @@ struct AskSet {
     int64_t timeout_ms;
     Ask *procs;
     unsigned notify_running;
-    int64_t notify_window_ms;  /* start of the current one-second window */
+    int64_t notify_window_ms; /* start of the current one-second window */
     unsigned notify_in_window;
     uint64_t notify_dropped;
     int64_t notify_dropped_logged_ms;
@@ -346,9 +346,12 @@ int ask_start(AskSet *set, const AskArgs *args, AskDoneFn fn, void *userdata, As
 
     if (!set || !set->ask_program)
         return -ENOENT;
-    char *argv[] = {set->ask_program,     (char *)args->source,
-                    (char *)args->call,   (char *)args->target,
-                    (char *)(args->default_target ? args->default_target : ""), NULL};
+    char *argv[] = {set->ask_program,
+                    (char *)args->source,
+                    (char *)args->call,
+                    (char *)args->target,
+                    (char *)(args->default_target ? args->default_target : ""),
+                    NULL};
     r = proc_spawn(set, set->ask_program, argv, false, &a);
     if (r < 0)
         return r;
@@ -390,10 +393,13 @@ void ask_notify(AskSet *set, const AskArgs *args, const char *decision)
         return;
     }
     set->notify_in_window++;
-    char *argv[] = {set->notify_program,   (char *)args->source,
-                    (char *)args->call,    (char *)args->target,
+    char *argv[] = {set->notify_program,
+                    (char *)args->source,
+                    (char *)args->call,
+                    (char *)args->target,
                     (char *)(args->default_target ? args->default_target : ""),
-                    (char *)decision,      NULL};
+                    (char *)decision,
+                    NULL};
     r = proc_spawn(set, set->notify_program, argv, true, &a);
     if (r < 0)
         dlog(LOG_WARNING, "notify: cannot run %s: %s", set->notify_program, strerror(-r));
@@ -447,9 +453,8 @@ void ask_parse_line(const char *untrusted_line, size_t len, AskAnswer *ans)
     }
 }
 
-bool ask_decide(const AskAnswer *ans, const VrpcPolicy *policy,
-                const VrpcPolicyDecision *decision, char targetp[VRPC_POLICY_NAME_MAX + 1],
-                const char **reasonp)
+bool ask_decide(const AskAnswer *ans, const VrpcPolicy *policy, const VrpcPolicyDecision *decision,
+                char targetp[VRPC_POLICY_NAME_MAX + 1], const char **reasonp)
 {
     targetp[0] = '\0';
     switch (ans->verdict) {

@@ -12,29 +12,29 @@ typedef struct Audit Audit;
 
 /* How a call ended (the "end" field; docs/man/vrpc-dispatcher.8, AUDIT LOG). */
 typedef enum AuditEnd {
-    AUDIT_END_EXIT = 0,   /* a handler ran; exit is its status */
-    AUDIT_END_REFUSED,    /* refused before a handler ran: 125, 126 or 127 */
-    AUDIT_END_TIMEOUT,    /* the service's timeout killed the handler (exit 125) */
-    AUDIT_END_CANCELLED,  /* the caller went away first: no exit status (null) */
-    AUDIT_END_ABORTED,    /* the target side failed mid-call: exit 125 */
+    AUDIT_END_EXIT = 0,  /* a handler ran; exit is its status */
+    AUDIT_END_REFUSED,   /* refused before a handler ran: 125, 126 or 127 */
+    AUDIT_END_TIMEOUT,   /* the service's timeout killed the handler (exit 125) */
+    AUDIT_END_CANCELLED, /* the caller went away first: no exit status (null) */
+    AUDIT_END_ABORTED,   /* the target side failed mid-call: exit 125 */
 } AuditEnd;
 
 /* One finished call. Strings may be NULL (written as ""). Timings < 0 are written null. */
 typedef struct AuditRecord {
-    int64_t time_us;         /* wall clock (CLOCK_REALTIME) when the call arrived */
+    int64_t time_us; /* wall clock (CLOCK_REALTIME) when the call arrived */
     const char *source;
-    const char *target;      /* as requested ("@default" when none was named) */
+    const char *target;          /* as requested ("@default" when none was named) */
     const char *resolved_target; /* where the call went; "" when it went nowhere */
     const char *service;
     const char *argument;
-    const char *policy;      /* the policy's action: "allow", "deny", "ask", "none" */
-    const char *answer;      /* ask: the program's first line; "" otherwise */
-    const char *decision;    /* what was done: "allow" or "deny" */
-    const char *reason;      /* why a call was denied or ended early; "" */
-    const char *rule;        /* "FILE:LINE", "default" (no rule matched), "none" */
+    const char *policy;   /* the policy's action: "allow", "deny", "ask", "none" */
+    const char *answer;   /* ask: the program's first line; "" otherwise */
+    const char *decision; /* what was done: "allow" or "deny" */
+    const char *reason;   /* why a call was denied or ended early; "" */
+    const char *rule;     /* "FILE:LINE", "default" (no rule matched), "none" */
     AuditEnd end;
-    int exit_code;           /* < 0: none (written null) */
-    int64_t duration_us;     /* arrival to end */
+    int exit_code;       /* < 0: none (written null) */
+    int64_t duration_us; /* arrival to end */
     /* Stages, from the call's arrival: */
     int64_t policy_us, ask_us, spawn_us, first_byte_us;
 } AuditRecord;

@@ -95,8 +95,8 @@ static int node_seconds(const VrpcYamlNode *n, double *vp)
     char *end;
     double v;
 
-    if (n->kind != VRPC_YAML_SCALAR || !n->plain || n->len == 0 ||
-        strlen(n->value) != n->len || n->value[0] < '0' || n->value[0] > '9')
+    if (n->kind != VRPC_YAML_SCALAR || !n->plain || n->len == 0 || strlen(n->value) != n->len ||
+        n->value[0] < '0' || n->value[0] > '9')
         return -EINVAL;
     errno = 0;
     v = strtod(n->value, &end);
@@ -168,17 +168,16 @@ static int set_value(DispatcherConfig *cfg, int k, const VrpcYamlNode *v, const 
 bad:
     set_err(err, "%s:%u:%u: invalid value for %s (expected %s)", file, v->line, v->col,
             key_names[k],
-            k == KEY_MAX_CALLS    ? "an integer 1..1048576"
-            : k == KEY_MAX_BUFFER ? "a byte count 262144..1073741824"
-            : k == KEY_KEEPALIVE  ? "seconds 0..86400 (0 = off)"
+            k == KEY_MAX_CALLS     ? "an integer 1..1048576"
+            : k == KEY_MAX_BUFFER  ? "a byte count 262144..1073741824"
+            : k == KEY_KEEPALIVE   ? "seconds 0..86400 (0 = off)"
             : k == KEY_ASK_TIMEOUT ? "seconds 0.1..86400"
             : k == KEY_LOG_LEVEL   ? "error, warning, info or debug"
                                    : "an absolute path");
     return -EINVAL;
 }
 
-static int parse_root(DispatcherConfig *cfg, const VrpcYamlNode *root, const char *file,
-                      char *err)
+static int parse_root(DispatcherConfig *cfg, const VrpcYamlNode *root, const char *file, char *err)
 {
     const VrpcYamlNode *seen[N_KEYS] = {0};
 
@@ -207,8 +206,8 @@ static int parse_root(DispatcherConfig *cfg, const VrpcYamlNode *root, const cha
             return -EINVAL;
         }
         if (seen[k]) {
-            set_err(err, "%s:%u:%u: duplicate key %s (first at %u:%u)", file, key->line,
-                    key->col, key_names[k], seen[k]->line, seen[k]->col);
+            set_err(err, "%s:%u:%u: duplicate key %s (first at %u:%u)", file, key->line, key->col,
+                    key_names[k], seen[k]->line, seen[k]->col);
             return -EINVAL;
         }
         seen[k] = key;
@@ -219,8 +218,8 @@ static int parse_root(DispatcherConfig *cfg, const VrpcYamlNode *root, const cha
     return 0;
 }
 
-int dispatcher_config_parse(DispatcherConfig *cfg, const char *file, const char *data,
-                            size_t size, char *err)
+int dispatcher_config_parse(DispatcherConfig *cfg, const char *file, const char *data, size_t size,
+                            char *err)
 {
     VrpcDiag diag;
     VrpcYamlNode *root = NULL;

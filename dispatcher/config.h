@@ -17,7 +17,7 @@
 #define DISPATCHER_ASK_TIMEOUT_DEFAULT_MS 60000
 
 typedef struct DispatcherConfig {
-    unsigned max_calls_per_guest; /* calls in flight per connection */
+    unsigned max_calls_per_guest;  /* calls in flight per connection */
     uint64_t max_buffer_per_guest; /* 0: librpc's defaults; else conn window and tx bound */
     int64_t keepalive_ms;          /* -1: librpc's default; 0: off */
     char *audit_log;               /* NULL: audit lines go to the log at info */
@@ -35,8 +35,8 @@ void dispatcher_config_deinit(DispatcherConfig *cfg);
  * Returns 0, or -EINVAL with "FILE:LINE:COL: message" in @err
  * (DISPATCHER_CONFIG_ERROR_MAX bytes), or -ENOMEM.
  */
-int dispatcher_config_parse(DispatcherConfig *cfg, const char *file, const char *data,
-                            size_t size, char *err);
+int dispatcher_config_parse(DispatcherConfig *cfg, const char *file, const char *data, size_t size,
+                            char *err);
 
 /* Load @etc_dir/dispatcher.yaml if it exists (a missing file gives the defaults).
  * Returns 0, -EINVAL (invalid; reason in @err), or -errno reading it (reason in @err). */

@@ -42,8 +42,8 @@ typedef struct Dispatcher {
     AskSet *asks;
     Guests *guests;
     Control *control;
-    Peer *peers;  /* every live connection, guests and local callers */
-    Call *calls;  /* every call not yet finished */
+    Peer *peers; /* every live connection, guests and local callers */
+    Call *calls; /* every call not yet finished */
     uint64_t next_call_id;
     uint64_t calls_total;   /* calls received */
     uint64_t refused_total; /* calls refused (126) */
@@ -63,4 +63,3 @@ typedef struct Dispatcher {
 
 /* The connection configuration for a peer (role given), from dispatcher.yaml. */
 void dispatcher_conn_config(const Dispatcher *d, RpcRole role, RpcConnConfig *cfg);
-

@@ -166,8 +166,10 @@ static void attempt(Guests *g, Known *k, Peer *peer, const char *generation)
     snprintf(k->generation, sizeof(k->generation), "%s", generation);
     if (peer) {
         if (ratelog_allow(&k->restart_log, now, &suppressed))
-            dlog(LOG_INFO, "guest %s (domid %d): agent offered a new connection (generation %s; "
-                 "%u more since the last report)", peer->name, k->domid, generation, suppressed);
+            dlog(LOG_INFO,
+                 "guest %s (domid %d): agent offered a new connection (generation %s; "
+                 "%u more since the last report)",
+                 peer->name, k->domid, generation, suppressed);
         peer_drop(peer, "agent offered a new connection");
     }
 
@@ -187,9 +189,10 @@ static void attempt(Guests *g, Known *k, Peer *peer, const char *generation)
         int64_t delay = k->backoff_ms > RETRY_MIN_MS ? k->backoff_ms : RETRY_MIN_MS;
 
         if (ratelog_allow(&k->fail_log, now, &suppressed))
-            dlog(LOG_WARNING, "guest %s (domid %d): cannot connect to the agent: %s (retrying "
-                 "in %lld ms; %u more failures since the last report)", name, k->domid,
-                 strerror(-r), (long long)delay, suppressed);
+            dlog(LOG_WARNING,
+                 "guest %s (domid %d): cannot connect to the agent: %s (retrying "
+                 "in %lld ms; %u more failures since the last report)",
+                 name, k->domid, strerror(-r), (long long)delay, suppressed);
         known_arm_retry(k, delay);
     } else {
         dlog(LOG_DEBUG, "guest %s (domid %d): connecting (generation %s)", name, k->domid,
@@ -235,8 +238,8 @@ static void check_domain(Guests *g, int domid, bool retry)
      * would cut calls in flight. An agent that really restarted closed its old vchan, which
      * ends this connection; peer_drop() then has us look at the announcement again. */
     if (peer && peer->ready) {
-        dlog(LOG_DEBUG, "guest %s (domid %d): vrpc-ready changed while connected; kept",
-             peer->name, domid);
+        dlog(LOG_DEBUG, "guest %s (domid %d): vrpc-ready changed while connected; kept", peer->name,
+             domid);
         return;
     }
     k = known_get(g, domid, true);
@@ -330,8 +333,8 @@ static void on_watch(RpcLoopSource *src, int fd, uint32_t events, void *userdata
             scan_all(g);
         } else if (strcmp(path, "@introduceDomain") == 0 || strcmp(path, "/local/domain") == 0) {
             scan_all(g);
-        } else if (sscanf(path, "/local/domain/%d/data/vrpc-ready%n", &domid, &n) == 1 &&
-                   n > 0 && path[n] == '\0') {
+        } else if (sscanf(path, "/local/domain/%d/data/vrpc-ready%n", &domid, &n) == 1 && n > 0 &&
+                   path[n] == '\0') {
             check_domain(g, domid, false);
         }
         free(vec);
@@ -353,8 +356,7 @@ int guests_new(Guests **gp, Dispatcher *d)
         return r;
     }
     if (!xs_watch(g->xs, "@introduceDomain", "vrpc") ||
-        !xs_watch(g->xs, "@releaseDomain", "vrpc") ||
-        !xs_watch(g->xs, "/local/domain", "vrpc")) {
+        !xs_watch(g->xs, "@releaseDomain", "vrpc") || !xs_watch(g->xs, "/local/domain", "vrpc")) {
         r = errno ? -errno : -EIO;
         guests_free(g);
         return r;

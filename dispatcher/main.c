@@ -45,20 +45,19 @@ static void on_guests_changed(Dispatcher *d)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: vrpc-dispatcher [--etc DIR] [--socket PATH] [--control PATH]\n"
-            "                       [--audit FILE] [--debug]\n"
-            "The vrpc dom0 daemon: connects to every guest's vrpc-agent, decides calls with\n"
-            "the policy in DIR/policy.d, runs dom0 services from DIR/services.\n"
-            "\n"
-            "  --etc DIR       configuration folder (default /etc/vrpc)\n"
-            "  --socket PATH   socket for dom0 callers (default $VRPC_SOCKET, else\n"
-            "                  " DEFAULT_SOCKET ")\n"
-            "  --control PATH  control socket for vrpc-ctl (default $VRPC_CONTROL, else\n"
-            "                  " DEFAULT_CONTROL ")\n"
-            "  --audit FILE    append the audit log (JSON lines) to FILE (default: the log)\n"
-            "  --debug         log at debug level\n"
-            "  --help, --version\n");
+    fprintf(f, "Usage: vrpc-dispatcher [--etc DIR] [--socket PATH] [--control PATH]\n"
+               "                       [--audit FILE] [--debug]\n"
+               "The vrpc dom0 daemon: connects to every guest's vrpc-agent, decides calls with\n"
+               "the policy in DIR/policy.d, runs dom0 services from DIR/services.\n"
+               "\n"
+               "  --etc DIR       configuration folder (default /etc/vrpc)\n"
+               "  --socket PATH   socket for dom0 callers (default $VRPC_SOCKET, else\n"
+               "                  " DEFAULT_SOCKET ")\n"
+               "  --control PATH  control socket for vrpc-ctl (default $VRPC_CONTROL, else\n"
+               "                  " DEFAULT_CONTROL ")\n"
+               "  --audit FILE    append the audit log (JSON lines) to FILE (default: the log)\n"
+               "  --debug         log at debug level\n"
+               "  --help, --version\n");
 }
 
 typedef struct Listener {
@@ -139,14 +138,10 @@ static void on_signal(RpcLoopSource *src, const struct signalfd_siginfo *si, voi
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"etc", required_argument, NULL, 'e'},
-        {"socket", required_argument, NULL, 's'},
-        {"control", required_argument, NULL, 'c'},
-        {"audit", required_argument, NULL, 'a'},
-        {"debug", no_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {0},
+        {"etc", required_argument, NULL, 'e'},     {"socket", required_argument, NULL, 's'},
+        {"control", required_argument, NULL, 'c'}, {"audit", required_argument, NULL, 'a'},
+        {"debug", no_argument, NULL, 'd'},         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},       {0},
     };
     const char *etc = VRPC_POLICY_DEFAULT_ETC, *socket_path = NULL, *control_path = NULL;
     const char *audit_path = NULL;
@@ -189,7 +184,8 @@ int main(int argc, char **argv)
         }
     }
     if (optind != argc) {
-        fprintf(stderr, "vrpc-dispatcher: unexpected argument '%s' (try --help)\n", VRPC_ESC(argv[optind]));
+        fprintf(stderr, "vrpc-dispatcher: unexpected argument '%s' (try --help)\n",
+                VRPC_ESC(argv[optind]));
         return 2;
     }
     if (!socket_path) {
@@ -239,8 +235,8 @@ int main(int argc, char **argv)
     }
     /* Checked again at every prompt (a failure there denies); said once here. */
     if (d.config.ask_program && access(d.config.ask_program, X_OK) < 0)
-        dlog(LOG_WARNING, "ask-program %s: %s (every ask will be denied)",
-             d.config.ask_program, strerror(errno));
+        dlog(LOG_WARNING, "ask-program %s: %s (every ask will be denied)", d.config.ask_program,
+             strerror(errno));
     if (d.config.notify_program && access(d.config.notify_program, X_OK) < 0)
         dlog(LOG_WARNING, "notify-program %s: %s", d.config.notify_program, strerror(errno));
     if (rpc_loop_add_signal(d.loop, SIGTERM, on_signal, &d, &sigterm) < 0 ||
@@ -261,8 +257,8 @@ int main(int argc, char **argv)
         dlog(LOG_ERR, "policy: cannot watch %s: %s", etc, strerror(-r));
         goto out;
     }
-    r = rpc_loop_add_fd(d.loop, vrpc_policy_watch_get_fd(pw.watch), EPOLLIN, on_policy_watch,
-                        &pw, &policy_src);
+    r = rpc_loop_add_fd(d.loop, vrpc_policy_watch_get_fd(pw.watch), EPOLLIN, on_policy_watch, &pw,
+                        &policy_src);
     if (r < 0)
         goto out;
 
@@ -292,9 +288,11 @@ int main(int argc, char **argv)
 
     r = guests_new(&d.guests, &d);
     if (r < 0) {
-        dlog(LOG_ERR, "cannot open xenstore (%s): vrpc-dispatcher runs in dom0 of a Xen host; "
-                      "on a host without Xen use 'vrpc-sim up --vrpc' or "
-                      "'vrpc-sim exec dom0 -- vrpc-dispatcher'", strerror(-r));
+        dlog(LOG_ERR,
+             "cannot open xenstore (%s): vrpc-dispatcher runs in dom0 of a Xen host; "
+             "on a host without Xen use 'vrpc-sim up --vrpc' or "
+             "'vrpc-sim exec dom0 -- vrpc-dispatcher'",
+             strerror(-r));
         goto out;
     }
     dlog(LOG_INFO, "ready: socket %s, control %s, etc %s", socket_path, control_path, etc);

@@ -166,8 +166,7 @@ static Peer *peer_alloc(Dispatcher *d, PeerKind kind)
     return p;
 }
 
-int peer_new_guest(Dispatcher *d, int domid, const char *name, const char *generation,
-                   Peer **peerp)
+int peer_new_guest(Dispatcher *d, int domid, const char *name, const char *generation, Peer **peerp)
 {
     RpcConnConfig cfg;
     char path[64], label[RPC_DOMAIN_MAX + 16];

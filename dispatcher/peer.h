@@ -19,16 +19,16 @@ typedef enum PeerKind {
 
 struct Peer {
     Dispatcher *d;
-    Peer *prev, *next;      /* in d->peers while not dropped */
+    Peer *prev, *next; /* in d->peers while not dropped */
     PeerKind kind;
-    int domid;              /* guests; 0 for local callers */
+    int domid;                     /* guests; 0 for local callers */
     char name[RPC_DOMAIN_MAX + 1]; /* the source name of its calls ("dom0" for local) */
-    char generation[64];    /* guests: the vrpc-ready value we connected for */
+    char generation[64];           /* guests: the vrpc-ready value we connected for */
     RpcConn *conn;
-    Vchan *vchan;           /* guests: owned by conn, kept for vchan_check_peer() */
-    bool ready;             /* HELLO exchanged */
-    bool dropped;           /* closing: no longer in d->peers, freed by a deferred call */
-    bool destroyed;         /* guests: dropped because the domain was destroyed */
+    Vchan *vchan;             /* guests: owned by conn, kept for vchan_check_peer() */
+    bool ready;               /* HELLO exchanged */
+    bool dropped;             /* closing: no longer in d->peers, freed by a deferred call */
+    bool destroyed;           /* guests: dropped because the domain was destroyed */
     unsigned calls_in_flight; /* calls this peer made that are not finished */
     uint64_t calls_total;
 };

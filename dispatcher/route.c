@@ -39,17 +39,17 @@ struct Call {
     Dispatcher *d;
     Call *prev, *next;
     uint64_t id;
-    Peer *src;          /* NULL once freed */
+    Peer *src; /* NULL once freed */
     Peer *dst;
-    RpcStream *in;      /* the caller's stream while the prompt is pending */
-    RpcRelay *relay;    /* the call relayed to a guest, until both its streams are gone */
+    RpcStream *in;   /* the caller's stream while the prompt is pending */
+    RpcRelay *relay; /* the call relayed to a guest, until both its streams are gone */
     VrpcHandler *handler;
-    Ask *ask;           /* the prompt, while it is pending */
+    Ask *ask;             /* the prompt, while it is pending */
     VrpcPolicy *snapshot; /* held while the prompt is pending (dec points into it) */
     VrpcPolicyDecision dec;
-    bool in_eof;        /* the caller's stdin EOF arrived while the prompt was pending */
-    bool answered;      /* EXIT or REFUSE sent on in (or in aborted) */
-    bool finished;      /* audit written, counters released */
+    bool in_eof;   /* the caller's stdin EOF arrived while the prompt was pending */
+    bool answered; /* EXIT or REFUSE sent on in (or in aborted) */
+    bool finished; /* audit written, counters released */
     char source[RPC_DOMAIN_MAX + 1];
     char target[RPC_DOMAIN_MAX + 1];
     char resolved[RPC_DOMAIN_MAX + 1];
@@ -168,9 +168,9 @@ static void call_finish(Call *c, AuditEnd end, int exit_code)
     };
     audit_write(d->audit, &rec);
     dlog(LOG_DEBUG, "call %llu: %s -> %s %s%s%s: %s, %s %d%s%s", (unsigned long long)c->id,
-         c->source, c->resolved[0] ? c->resolved : c->target, c->service,
-         c->argument[0] ? "+" : "", c->argument, c->decision, audit_end_name(end), exit_code,
-         c->reason[0] ? ": " : "", c->reason);
+         c->source, c->resolved[0] ? c->resolved : c->target, c->service, c->argument[0] ? "+" : "",
+         c->argument, c->decision, audit_end_name(end), exit_code, c->reason[0] ? ": " : "",
+         c->reason);
 }
 
 /* Answer the caller with REFUSE (no stream of ours is attached to @s). */
@@ -215,8 +215,7 @@ static void handler_done(VrpcHandler *h, const VrpcHandlerResult *res, void *use
     else if (res->timed_out) {
         set_reason(c, "the service timed out");
         call_finish(c, AUDIT_END_TIMEOUT, res->exit_code);
-    }
-    else
+    } else
         call_finish(c, AUDIT_END_EXIT, res->exit_code);
     call_maybe_free(c);
 }
@@ -244,13 +243,13 @@ static void route_dom0(Call *c, RpcStream *s)
         return;
     c->handler = NULL;
     if (why.started) {
-        dlog(LOG_WARNING, "call %llu: cannot start %s: %s", (unsigned long long)c->id,
-             why.entry, why.detail);
+        dlog(LOG_WARNING, "call %llu: cannot start %s: %s", (unsigned long long)c->id, why.entry,
+             why.detail);
         set_reason(c, "cannot start the service: %s", why.detail);
     } else {
         dlog(LOG_INFO, "call %llu: %s: %s", (unsigned long long)c->id, c->service, why.detail);
-        set_reason(c, "%s", why.code == VRPC_SERVICES_EXIT_NOT_FOUND ? "service not found"
-                                                                    : why.detail);
+        set_reason(c, "%s",
+                   why.code == VRPC_SERVICES_EXIT_NOT_FOUND ? "service not found" : why.detail);
     }
     /* the stream is refused already */
     c->answered = true;
@@ -283,8 +282,7 @@ static void relay_abort_reason(RpcRelay *r, bool reset, uint32_t code, const cha
         snprintf(buf, size, "vrpc: call aborted");
     else
         snprintf(buf, size, "vrpc: call to %s aborted (%s)", c->resolved,
-                 code == RPC_RESET_CONN_CLOSED ? "connection lost"
-                                               : rpc_reset_code_name(code));
+                 code == RPC_RESET_CONN_CLOSED ? "connection lost" : rpc_reset_code_name(code));
 }
 
 static void relay_ended(RpcRelay *r, RpcRelayEnd end, int32_t code, const char *reason,
@@ -399,8 +397,8 @@ static void route_notify(Call *c, bool notify)
                    .source = c->source,
                    .call = call,
                    .target = c->decision[0] == 'a' && c->resolved[0] ? c->resolved
-                             : c->dec.target[0]                     ? c->dec.target
-                                                                    : c->target,
+                             : c->dec.target[0]                      ? c->dec.target
+                                                                     : c->target,
                    .default_target = c->dec.default_target,
                },
                c->decision);
@@ -423,10 +421,9 @@ static void ask_done(const AskAnswer *ans, void *userdata)
         if (c->dec.user)
             snprintf(c->user, sizeof(c->user), "%s", c->dec.user);
     }
-    dlog(LOG_INFO, "call %llu: ask: %s -> %s %s%s%s: answer \"%s\": %s",
-         (unsigned long long)c->id, c->source, c->dec.target, c->service,
-         c->argument[0] ? "+" : "", c->argument, ans->verdict ? ans->text : "",
-         why ? why : c->resolved);
+    dlog(LOG_INFO, "call %llu: ask: %s -> %s %s%s%s: answer \"%s\": %s", (unsigned long long)c->id,
+         c->source, c->dec.target, c->service, c->argument[0] ? "+" : "", c->argument,
+         ans->verdict ? ans->text : "", why ? why : c->resolved);
     /* Hand the stream over as if the call had just arrived. */
     rpc_stream_set_ops(s, NULL, NULL);
     c->in = NULL;
@@ -507,8 +504,8 @@ static bool route_ask(Call *c, RpcStream *s, VrpcPolicy *snapshot)
                   },
                   ask_done, c, &c->ask);
     if (r < 0) {
-        dlog(LOG_WARNING, "call %llu: cannot run the ask program: %s",
-             (unsigned long long)c->id, strerror(-r));
+        dlog(LOG_WARNING, "call %llu: cannot run the ask program: %s", (unsigned long long)c->id,
+             strerror(-r));
         set_reason(c, "ask: cannot run the ask program: %s", strerror(-r));
         return false;
     }

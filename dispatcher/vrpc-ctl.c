@@ -218,8 +218,7 @@ int main(int argc, char **argv)
         const char *env = getenv("VRPC_CONTROL");
         control = env && *env ? env : DEFAULT_CONTROL;
     }
-    if (optind < argc && strcmp(argv[optind], "status") == 0 && optind + 1 == argc &&
-        !timeout_set)
+    if (optind < argc && strcmp(argv[optind], "status") == 0 && optind + 1 == argc && !timeout_set)
         return cmd_status(control);
     if (optind < argc && strcmp(argv[optind], "wait-guests") == 0 && optind + 2 == argc) {
         const char *arg = argv[optind + 1];

@@ -55,8 +55,7 @@ static void on_news(VrpcCall *call, void *userdata)
 {
     Job *j = userdata;
     ssize_t n;
-    while ((n = vrpc_call_read(call, VRPC_STDOUT, j->out + j->len, sizeof j->out - 1 - j->len)) >
-           0)
+    while ((n = vrpc_call_read(call, VRPC_STDOUT, j->out + j->len, sizeof j->out - 1 - j->len)) > 0)
         j->len += (size_t)n;
     char discard[512]; /* stderr is not shown */
     while (vrpc_call_read(call, VRPC_STDERR, discard, sizeof discard) > 0)
@@ -145,8 +144,10 @@ int main(int argc, char **argv)
             return 2;
     }
     if (argc < 3 || argc > 4) {
-        fprintf(stderr, "usage: vrpc-example [--many N] TARGET SERVICE[+ARG] [TEXT]\n"
-                        "(libvrpc %s)\n", vrpc_version());
+        fprintf(stderr,
+                "usage: vrpc-example [--many N] TARGET SERVICE[+ARG] [TEXT]\n"
+                "(libvrpc %s)\n",
+                vrpc_version());
         return 2;
     }
     const char *text = argc > 3 ? argv[3] : "";

@@ -50,7 +50,7 @@ typedef enum ConnState {
 typedef enum StreamLife {
     STREAM_PREOPEN = 0, /* opened before the peer's HELLO: its CALL waits for it */
     STREAM_OPEN,
-    STREAM_FINISHING,   /* on the work list: stream_finish deferred to the next dispatch */
+    STREAM_FINISHING, /* on the work list: stream_finish deferred to the next dispatch */
     STREAM_ORPHAN,
     STREAM__COUNT,
 } StreamLife;
@@ -92,15 +92,15 @@ struct RpcStream {
     RpcCall call;
     const RpcStreamOps *ops; /* rpc_stream_set_ops(); NULL: the connection's callbacks */
     void *userdata;
-    RpcStream *hnext;  /* hash chain */
-    Link all;          /* every stream of the connection, orphans included */
-    Link ready;        /* has queued output */
-    Link blocked;      /* a write came up short: wants on_writable */
-    Link work;         /* resume_pending, or FINISHING */
+    RpcStream *hnext; /* hash chain */
+    Link all;         /* every stream of the connection, orphans included */
+    Link ready;       /* has queued output */
+    Link blocked;     /* a write came up short: wants on_writable */
+    Link work;        /* resume_pending, or FINISHING */
     /* send side */
     TxChunk *txq_head, *txq_tail;
-    size_t txq_data;   /* DATA bytes queued (credit already taken) */
-    size_t txq_bytes;  /* all bytes queued */
+    size_t txq_data;  /* DATA bytes queued (credit already taken) */
+    size_t txq_bytes; /* all bytes queued */
     int64_t send_credit;
     /* receive side */
     uint32_t recv_remaining;
@@ -145,13 +145,13 @@ struct RpcConn {
     /* output bytes in transport order, [out_head, out_head + out_len) */
     uint8_t *out;
     size_t out_cap, out_head, out_len;
-    size_t txq_total; /* bytes in all stream queues */
+    size_t txq_total;    /* bytes in all stream queues */
     int64_t send_credit; /* connection window granted by the peer */
     uint32_t recv_remaining, recv_unreported;
     /* streams */
     RpcStream **buckets;
     size_t nbuckets;
-    uint32_t nstreams;       /* in the table */
+    uint32_t nstreams; /* in the table */
     uint32_t peer_live, local_live;
     uint32_t last_peer_id;
     uint64_t next_local_id;
@@ -168,7 +168,7 @@ struct RpcConn {
     bool free_pending;
     int pending_err;
     bool writable_check;
-    bool reap;          /* orphans may be ready to free */
+    bool reap; /* orphans may be ready to free */
     uint64_t notify_round;
     /* loop */
     RpcLoop *loop;
@@ -182,7 +182,7 @@ struct RpcConn {
  * the connection's userdata. May be NULL (the event's default). Once rpc_conn_free() is
  * pending only on_stream_free (STREAM_FREE_CB) reaches the application, as rpc_conn_free()
  * does for the connection's callbacks. */
-#define STREAM_CB(c, s, name)                                                               \
+#define STREAM_CB(c, s, name) \
     ((s)->ops ? ((c)->free_pending ? NULL : (s)->ops->name) : (c)->cb.name)
 #define STREAM_FREE_CB(c, s) ((s)->ops ? (s)->ops->on_stream_free : (c)->cb.on_stream_free)
 #define STREAM_UD(c, s) ((s)->ops ? (s)->userdata : (c)->userdata)
@@ -196,30 +196,30 @@ static inline int64_t now_ms(void)
 
 /* ---- lists ------------------------------------------------------------------------------ */
 
-#define LIST_ADD(headp, s, field)                                                           \
-    do {                                                                                    \
-        if (!(s)->field.on) {                                                               \
-            (s)->field.on = true;                                                           \
-            (s)->field.prev = NULL;                                                         \
-            (s)->field.next = *(headp);                                                     \
-            if (*(headp))                                                                   \
-                (*(headp))->field.prev = (s);                                               \
-            *(headp) = (s);                                                                 \
-        }                                                                                   \
+#define LIST_ADD(headp, s, field)             \
+    do {                                      \
+        if (!(s)->field.on) {                 \
+            (s)->field.on = true;             \
+            (s)->field.prev = NULL;           \
+            (s)->field.next = *(headp);       \
+            if (*(headp))                     \
+                (*(headp))->field.prev = (s); \
+            *(headp) = (s);                   \
+        }                                     \
     } while (0)
 
-#define LIST_DEL(headp, s, field)                                                           \
-    do {                                                                                    \
-        if ((s)->field.on) {                                                                \
-            if ((s)->field.prev)                                                            \
-                (s)->field.prev->field.next = (s)->field.next;                              \
-            else                                                                            \
-                *(headp) = (s)->field.next;                                                 \
-            if ((s)->field.next)                                                            \
-                (s)->field.next->field.prev = (s)->field.prev;                              \
-            (s)->field.on = false;                                                          \
-            (s)->field.prev = (s)->field.next = NULL;                                       \
-        }                                                                                   \
+#define LIST_DEL(headp, s, field)                              \
+    do {                                                       \
+        if ((s)->field.on) {                                   \
+            if ((s)->field.prev)                               \
+                (s)->field.prev->field.next = (s)->field.next; \
+            else                                               \
+                *(headp) = (s)->field.next;                    \
+            if ((s)->field.next)                               \
+                (s)->field.next->field.prev = (s)->field.prev; \
+            (s)->field.on = false;                             \
+            (s)->field.prev = (s)->field.next = NULL;          \
+        }                                                      \
     } while (0)
 
 /* The ready list is a FIFO (round robin): append at the tail. */
@@ -295,12 +295,12 @@ void conn_api_done(RpcConn *c);
 /* ---- conn-send.c: output buffer, stream send queues, credit, write path ---- */
 
 /* Queue a whole frame in the output buffer, behind what is there. 0 or -ENOMEM. */
-int tx_queue_frame(RpcConn *c, uint8_t type, uint8_t flags, uint32_t stream,
-                   const void *payload, size_t len);
+int tx_queue_frame(RpcConn *c, uint8_t type, uint8_t flags, uint32_t stream, const void *payload,
+                   size_t len);
 /* The same for a frame the peer provoked, bounded by max_tx_queue: over it, or out of
  * memory, the connection fails (-ENOBUFS, -ENOMEM). */
-int tx_queue_reply(RpcConn *c, uint8_t type, uint8_t flags, uint32_t stream,
-                   const void *payload, size_t len);
+int tx_queue_reply(RpcConn *c, uint8_t type, uint8_t flags, uint32_t stream, const void *payload,
+                   size_t len);
 /* Queue a GOAWAY, RESET, REFUSE or EXIT with its code and reason. 0 or -errno. */
 int tx_queue_reason(RpcConn *c, uint8_t type, uint8_t flags, uint32_t stream, int64_t code,
                     const char *reason);
@@ -311,8 +311,7 @@ void conn_credit(RpcConn *c, size_t n);
 void stream_credit(RpcConn *c, RpcStream *s, size_t n);
 void txq_drop(RpcConn *c, RpcStream *s);
 /* Append to @s's send queue (CHUNK_DATA coalesces) and make it ready. 0 or -ENOMEM. */
-int tx_append_chunk(RpcConn *c, RpcStream *s, uint8_t kind, RpcChannel ch, const void *p,
-                    size_t n);
+int tx_append_chunk(RpcConn *c, RpcStream *s, uint8_t kind, RpcChannel ch, const void *p, size_t n);
 /* Write the output buffer, then one frame per ready stream in turn. 0 (done or the
  * transport is full) or the transport's -errno. */
 int tx_flush(RpcConn *c);

@@ -82,8 +82,7 @@ static void deliver_eof(RpcConn *c, RpcStream *s, RpcChannel ch)
         STREAM_CB(c, s, on_eof)(s, ch, STREAM_UD(c, s));
 }
 
-static void deliver_exit(RpcConn *c, RpcStream *s, int32_t code, bool refused,
-                         const char *reason)
+static void deliver_exit(RpcConn *c, RpcStream *s, int32_t code, bool refused, const char *reason)
 {
     if (!refused) {
         deliver_eof(c, s, RPC_CH_STDOUT);
@@ -100,8 +99,7 @@ static void deliver_exit(RpcConn *c, RpcStream *s, int32_t code, bool refused,
 }
 
 /* Hand @n bytes to the application; returns how many it consumed. */
-static size_t deliver_data_now(RpcConn *c, RpcStream *s, RpcChannel ch, const uint8_t *p,
-                               size_t n)
+static size_t deliver_data_now(RpcConn *c, RpcStream *s, RpcChannel ch, const uint8_t *p, size_t n)
 {
     size_t used = n;
 
@@ -283,8 +281,8 @@ static void handle_data(RpcConn *c, RpcStream *s, const RpcFrameHeader *h,
     deliver_data(c, s, ch, untrusted_p, h->length, eof);
     return;
 violation:
-    conn_fail(c, RPC_E_PROTO, "stream %u: %s frame: %s", h->stream,
-              rpc_frame_type_name(h->type), why);
+    conn_fail(c, RPC_E_PROTO, "stream %u: %s frame: %s", h->stream, rpc_frame_type_name(h->type),
+              why);
 }
 
 static void handle_answer(RpcConn *c, RpcStream *s, const RpcFrameHeader *h,
@@ -292,7 +290,7 @@ static void handle_answer(RpcConn *c, RpcStream *s, const RpcFrameHeader *h,
 {
     const char *why = NULL;
     RpcReasonMsg m = {0};
-    RpcSmEvent ev = h->type == RPC_FT_ACCEPT ? RPC_SM_ACCEPT
+    RpcSmEvent ev = h->type == RPC_FT_ACCEPT   ? RPC_SM_ACCEPT
                     : h->type == RPC_FT_REFUSE ? RPC_SM_REFUSE
                                                : RPC_SM_EXIT;
     bool stdin_closed = s->sm.out_eof & 1u;
@@ -365,8 +363,7 @@ static void handle_reset(RpcConn *c, RpcStream *s, const RpcFrameHeader *h,
         if (tx_queue_reply(c, RPC_FT_RESET, RPC_FLAG_ACK, s->id, NULL, 0) < 0)
             return;
         rx_hold_drop(c, s);
-        if (!s->no_reset_cb && !rpc_stream_sm_completed(&s->sm) &&
-            STREAM_CB(c, s, on_reset)) {
+        if (!s->no_reset_cb && !rpc_stream_sm_completed(&s->sm) && STREAM_CB(c, s, on_reset)) {
             s->no_reset_cb = true;
             STREAM_CB(c, s, on_reset)(s, (uint32_t)m.code, false, m.reason, STREAM_UD(c, s));
         }
@@ -392,8 +389,7 @@ static void handle_frame(RpcConn *c, const RpcFrameHeader *h, const uint8_t *unt
             conn_fail(c, RPC_E_PROTO, "%s", why);
             return;
         }
-        conn_fail(c, m.code == RPC_E_VERSION ? RPC_E_VERSION : RPC_E_GOAWAY, "peer: %s",
-                  m.reason);
+        conn_fail(c, m.code == RPC_E_VERSION ? RPC_E_VERSION : RPC_E_GOAWAY, "peer: %s", m.reason);
         return;
     }
     case RPC_FT_PING:
@@ -405,8 +401,7 @@ static void handle_frame(RpcConn *c, const RpcFrameHeader *h, const uint8_t *unt
     case RPC_FT_WINDOW: {
         uint32_t untrusted_inc = rpc_get_le32(untrusted_p);
         if (untrusted_inc == 0 || untrusted_inc > RPC_WINDOW_MAX) {
-            conn_fail(c, RPC_E_PROTO, "WINDOW_UPDATE increment %u out of range",
-                      untrusted_inc);
+            conn_fail(c, RPC_E_PROTO, "WINDOW_UPDATE increment %u out of range", untrusted_inc);
             return;
         }
         if (h->stream == 0) {
@@ -427,8 +422,7 @@ static void handle_frame(RpcConn *c, const RpcFrameHeader *h, const uint8_t *unt
         if (rpc_stream_sm_rx(&s->sm, RPC_SM_WINDOW, RPC_CH_STDIN, &why) != RPC_SM_OK)
             return;
         if (s->send_credit + untrusted_inc > (int64_t)RPC_WINDOW_MAX) {
-            conn_fail(c, RPC_E_PROTO, "stream %u: window grows over %u", h->stream,
-                      RPC_WINDOW_MAX);
+            conn_fail(c, RPC_E_PROTO, "stream %u: window grows over %u", h->stream, RPC_WINDOW_MAX);
             return;
         }
         s->send_credit += untrusted_inc;
@@ -460,8 +454,8 @@ static void handle_frame(RpcConn *c, const RpcFrameHeader *h, const uint8_t *unt
     case RPC_FT_REFUSE:
     case RPC_FT_EXIT:
         if (!s->sm.caller) {
-            conn_fail(c, RPC_E_PROTO, "stream %u: %s from the caller (wrong direction)",
-                      h->stream, rpc_frame_type_name(h->type));
+            conn_fail(c, RPC_E_PROTO, "stream %u: %s from the caller (wrong direction)", h->stream,
+                      rpc_frame_type_name(h->type));
             return;
         }
         handle_answer(c, s, h, untrusted_p);
@@ -558,4 +552,3 @@ void rx_pump(RpcConn *c)
         budget = cost >= budget ? 0 : budget - cost;
     }
 }
-

@@ -81,8 +81,8 @@ static int out_append(RpcConn *c, const void *p, size_t n)
 }
 
 /* Queue a whole frame behind everything already in the output buffer. */
-int tx_queue_frame(RpcConn *c, uint8_t type, uint8_t flags, uint32_t stream,
-                       const void *payload, size_t len)
+int tx_queue_frame(RpcConn *c, uint8_t type, uint8_t flags, uint32_t stream, const void *payload,
+                   size_t len)
 {
     uint8_t hdr[RPC_FRAME_HEADER_SIZE];
     RpcFrameHeader h = {.type = type, .flags = flags, .stream = stream, .length = (uint32_t)len};
@@ -101,8 +101,8 @@ int tx_queue_frame(RpcConn *c, uint8_t type, uint8_t flags, uint32_t stream,
 
 /* A frame the peer provoked (PONG, WINDOW_UPDATE, RESET ack): bounded by max_tx_queue, so a
  * peer that never reads cannot make us buffer without limit. */
-int tx_queue_reply(RpcConn *c, uint8_t type, uint8_t flags, uint32_t stream,
-                       const void *payload, size_t len)
+int tx_queue_reply(RpcConn *c, uint8_t type, uint8_t flags, uint32_t stream, const void *payload,
+                   size_t len)
 {
     if (c->out_len + c->txq_total > c->cfg.max_tx_queue) {
         conn_fail(c, RPC_E_QUOTA, "peer does not read: %zu bytes queued for it",
@@ -116,7 +116,7 @@ int tx_queue_reply(RpcConn *c, uint8_t type, uint8_t flags, uint32_t stream,
 }
 
 int tx_queue_reason(RpcConn *c, uint8_t type, uint8_t flags, uint32_t stream, int64_t code,
-                        const char *reason)
+                    const char *reason)
 {
     uint8_t buf[RPC_REASON_MSG_MAX];
     int n = rpc_msg_encode_reason(type, code, reason, buf, sizeof(buf));
@@ -186,8 +186,7 @@ void txq_drop(RpcConn *c, RpcStream *s)
 
 /* ---- sending ----------------------------------------------------------------------------- */
 
-int tx_append_chunk(RpcConn *c, RpcStream *s, uint8_t kind, RpcChannel ch,
-                           const void *p, size_t n)
+int tx_append_chunk(RpcConn *c, RpcStream *s, uint8_t kind, RpcChannel ch, const void *p, size_t n)
 {
     TxChunk *t = s->txq_tail;
 
@@ -261,8 +260,7 @@ static size_t frame_payload(RpcConn *c, size_t want)
     size_t n = want < c->peer.max_frame ? want : c->peer.max_frame;
     size_t space = t_space(c);
 
-    if (space != SIZE_MAX && space > RPC_FRAME_HEADER_SIZE &&
-        space - RPC_FRAME_HEADER_SIZE < n) {
+    if (space != SIZE_MAX && space > RPC_FRAME_HEADER_SIZE && space - RPC_FRAME_HEADER_SIZE < n) {
         size_t fit = space - RPC_FRAME_HEADER_SIZE;
         if (fit >= 4096)
             n = fit;
@@ -461,8 +459,8 @@ ssize_t rpc_stream_write(RpcStream *s, RpcChannel ch, const void *buf, size_t le
         while (done < take) {
             size_t n = frame_payload(c, take - done);
             uint8_t hdr[RPC_FRAME_HEADER_SIZE];
-            RpcFrameHeader h = {.type = (uint8_t)rpc_frame_data_type(ch), .stream = s->id,
-                                .length = (uint32_t)n};
+            RpcFrameHeader h = {
+                .type = (uint8_t)rpc_frame_data_type(ch), .stream = s->id, .length = (uint32_t)n};
             rpc_frame_header_encode(hdr, &h);
             int r = write_frame_direct(c, hdr, p + done, n);
             if (r < 0) {
@@ -497,4 +495,3 @@ ssize_t rpc_stream_write(RpcStream *s, RpcChannel ch, const void *buf, size_t le
     conn_sync_loop(c);
     return (ssize_t)done;
 }
-

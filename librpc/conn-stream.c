@@ -196,8 +196,7 @@ void stream_reset_local(RpcConn *c, RpcStream *s, uint32_t code, const char *rea
         return;
     }
     c->stats.resets_out++;
-    if (!s->no_reset_cb && !rpc_stream_sm_completed(&s->sm) &&
-        STREAM_CB(c, s, on_reset)) {
+    if (!s->no_reset_cb && !rpc_stream_sm_completed(&s->sm) && STREAM_CB(c, s, on_reset)) {
         s->no_reset_cb = true;
         STREAM_CB(c, s, on_reset)(s, code, true, reason, STREAM_UD(c, s));
     }
@@ -315,12 +314,13 @@ int rpc_stream_exit(RpcStream *s, int32_t exit_code, const char *reason)
         return r;
     if (s->txq_head) {
         uint8_t frame[RPC_FRAME_HEADER_SIZE + RPC_REASON_MSG_MAX];
-        int n = rpc_msg_encode_reason(RPC_FT_EXIT, exit_code, reason,
-                                      frame + RPC_FRAME_HEADER_SIZE, RPC_REASON_MSG_MAX);
+        int n = rpc_msg_encode_reason(RPC_FT_EXIT, exit_code, reason, frame + RPC_FRAME_HEADER_SIZE,
+                                      RPC_REASON_MSG_MAX);
         RpcFrameHeader h = {.type = RPC_FT_EXIT, .stream = s->id, .length = (uint32_t)n};
         rpc_frame_header_encode(frame, &h);
-        r = n < 0 ? n : tx_append_chunk(c, s, CHUNK_FRAME, RPC_CH_STDOUT, frame,
-                                        RPC_FRAME_HEADER_SIZE + (size_t)n);
+        r = n < 0 ? n
+                  : tx_append_chunk(c, s, CHUNK_FRAME, RPC_CH_STDOUT, frame,
+                                    RPC_FRAME_HEADER_SIZE + (size_t)n);
     } else {
         r = tx_queue_reason(c, RPC_FT_EXIT, 0, s->id, exit_code, reason);
     }

@@ -76,8 +76,8 @@ void conn_fail(RpcConn *c, int err, const char *fmt, ...)
             "%s: connection closed (%s, state %s): %s", c->name, rpc_error_name(err),
             conn_state_names[c->state], reason);
     c->state = CONN_CLOSED;
-    if (err == RPC_E_PROTO || err == RPC_E_VERSION || err == RPC_E_TIMEOUT ||
-        err == RPC_E_LOCAL || err == RPC_E_QUOTA) {
+    if (err == RPC_E_PROTO || err == RPC_E_VERSION || err == RPC_E_TIMEOUT || err == RPC_E_LOCAL ||
+        err == RPC_E_QUOTA) {
         /* Best effort: one try, no waiting. */
         if (tx_queue_reason(c, RPC_FT_GOAWAY, 0, 0, err, reason) == 0)
             tx_flush(c);
@@ -91,8 +91,7 @@ void conn_fail(RpcConn *c, int err, const char *fmt, ...)
         next = s->all.next;
         if (s->life == STREAM_ORPHAN)
             continue;
-        if (!s->no_reset_cb && !rpc_stream_sm_completed(&s->sm) &&
-            STREAM_CB(c, s, on_reset)) {
+        if (!s->no_reset_cb && !rpc_stream_sm_completed(&s->sm) && STREAM_CB(c, s, on_reset)) {
             s->no_reset_cb = true;
             STREAM_CB(c, s, on_reset)(s, RPC_RESET_CONN_CLOSED, true, reason, STREAM_UD(c, s));
         }
@@ -170,9 +169,9 @@ void conn_handle_hello(RpcConn *c, const uint8_t *untrusted_p, size_t len)
             txq_drop(c, s);
             if (!s->no_reset_cb && STREAM_CB(c, s, on_reset)) {
                 s->no_reset_cb = true;
-                STREAM_CB(c, s, on_reset)(s, RPC_RESET_REFUSED_STREAM, true,
-                                          "over the peer's concurrent-stream quota",
-                                          STREAM_UD(c, s));
+                STREAM_CB(c, s, on_reset)
+                (s, RPC_RESET_REFUSED_STREAM, true, "over the peer's concurrent-stream quota",
+                 STREAM_UD(c, s));
             }
             s->sm.done = true;
             stream_finish(c, s);
@@ -203,8 +202,7 @@ static void run_timers(RpcConn *c)
 
     if (c->state == CONN_HELLO_WAIT && c->cfg.hello_timeout_ms &&
         now - c->created_ms >= c->cfg.hello_timeout_ms) {
-        conn_fail(c, RPC_E_TIMEOUT, "no HELLO from the peer within %u ms",
-                  c->cfg.hello_timeout_ms);
+        conn_fail(c, RPC_E_TIMEOUT, "no HELLO from the peer within %u ms", c->cfg.hello_timeout_ms);
         return;
     }
     if (c->state != CONN_READY || !c->cfg.keepalive_ms)
@@ -594,11 +592,11 @@ static void conn_really_free(RpcConn *c)
     for (RpcStream *s = c->all_head, *next; s; s = next) {
         next = s->all.next;
         if (s->life != STREAM_ORPHAN) {
-            if (!s->no_reset_cb && !rpc_stream_sm_completed(&s->sm) &&
-                STREAM_CB(c, s, on_reset) && c->state != CONN_CLOSED) {
+            if (!s->no_reset_cb && !rpc_stream_sm_completed(&s->sm) && STREAM_CB(c, s, on_reset) &&
+                c->state != CONN_CLOSED) {
                 s->no_reset_cb = true;
-                STREAM_CB(c, s, on_reset)(s, RPC_RESET_CONN_CLOSED, true, "connection freed",
-                                          STREAM_UD(c, s));
+                STREAM_CB(c, s, on_reset)
+                (s, RPC_RESET_CONN_CLOSED, true, "connection freed", STREAM_UD(c, s));
             }
             s->sm.done = true;
             s->sm.reset_sent = true; /* drop its queue: nothing more is sent */
@@ -700,4 +698,3 @@ void rpc_conn_get_stats(const RpcConn *c, RpcConnStats *statsp)
     *statsp = c->stats;
     statsp->tx_queued = c->out_len + c->txq_total;
 }
-

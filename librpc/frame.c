@@ -322,8 +322,7 @@ int rpc_msg_encode_call(const RpcCall *call, uint8_t *buf, size_t cap)
     return pack_checked(&c.base, buf, cap);
 }
 
-int rpc_msg_decode_call(const uint8_t *untrusted_buf, size_t len, RpcCallMsg *mp,
-                        const char **whyp)
+int rpc_msg_decode_call(const uint8_t *untrusted_buf, size_t len, RpcCallMsg *mp, const char **whyp)
 {
     Vrpc__Call *untrusted;
     int r = -EPROTO;
@@ -364,8 +363,7 @@ int rpc_msg_decode_call(const uint8_t *untrusted_buf, size_t len, RpcCallMsg *mp
     return r;
 }
 
-int rpc_msg_encode_reason(unsigned type, int64_t code, const char *reason, uint8_t *buf,
-                          size_t cap)
+int rpc_msg_encode_reason(unsigned type, int64_t code, const char *reason, uint8_t *buf, size_t cap)
 {
     char clean[RPC_REASON_MAX + 1];
 
@@ -395,8 +393,8 @@ int rpc_msg_encode_reason(unsigned type, int64_t code, const char *reason, uint8
     }
 }
 
-int rpc_msg_decode_reason(unsigned type, const uint8_t *untrusted_buf, size_t len,
-                          RpcReasonMsg *mp, const char **whyp)
+int rpc_msg_decode_reason(unsigned type, const uint8_t *untrusted_buf, size_t len, RpcReasonMsg *mp,
+                          const char **whyp)
 {
     ProtobufCMessage *untrusted;
     const ProtobufCMessageDescriptor *desc;

@@ -118,8 +118,8 @@ int rpc_msg_decode_hello(const uint8_t *untrusted_buf, size_t len, RpcHelloMsg *
                          const char **whyp);
 int rpc_msg_decode_call(const uint8_t *untrusted_buf, size_t len, RpcCallMsg *mp,
                         const char **whyp);
-int rpc_msg_decode_reason(unsigned type, const uint8_t *untrusted_buf, size_t len,
-                          RpcReasonMsg *mp, const char **whyp);
+int rpc_msg_decode_reason(unsigned type, const uint8_t *untrusted_buf, size_t len, RpcReasonMsg *mp,
+                          const char **whyp);
 
 /* Raw fixed payloads. */
 void rpc_put_le32(uint8_t *p, uint32_t v);

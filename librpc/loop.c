@@ -32,7 +32,7 @@ struct RpcLoopSource {
     RpcLoop *loop;
     SourceKind kind;
     bool dead;
-    bool self_free; /* defer without a handle */
+    bool self_free;             /* defer without a handle */
     RpcLoopSource *next, *prev; /* every live source */
     RpcLoopSource *gc_next;
     void *userdata;
@@ -46,7 +46,7 @@ struct RpcLoopSource {
     uint32_t events;
     int64_t deadline; /* timers: -1 disarmed */
     int signo;
-    bool pending;     /* defers */
+    bool pending; /* defers */
 };
 
 struct RpcLoop {

@@ -72,8 +72,8 @@ RPC_EXPORT int rpc_loop_timer_set(RpcLoopSource *src, int64_t delay_ms);
  * signal is blocked in the calling thread. One source per signal. Returns 0 and sets *@srcp
  * (@srcp may be NULL: the source then lives until the loop is freed), or -EEXIST (already
  * handled), -EINVAL (bad signo), -ENOMEM, -errno. */
-RPC_EXPORT int rpc_loop_add_signal(RpcLoop *loop, int signo, RpcLoopSignalFn fn,
-                                   void *userdata, RpcLoopSource **srcp);
+RPC_EXPORT int rpc_loop_add_signal(RpcLoop *loop, int signo, RpcLoopSignalFn fn, void *userdata,
+                                   RpcLoopSource **srcp);
 
 /* Run @fn once at the start of the next iteration (the source is then inert until
  * rpc_loop_defer_again() or freed). Returns 0 and sets *@srcp, or -ENOMEM. @srcp may be

@@ -166,8 +166,7 @@ static void relay_on_exit(RpcStream *s, int32_t code, bool refused, const char *
     if (s == r->up && !r->ended) {
         if (!refused && r->down && !r->down_accepted && rpc_stream_accept(r->down) == 0)
             r->down_accepted = true; /* an EXIT is an answer after an accept */
-        relay_answer_down(r, refused ? RPC_RELAY_END_REFUSED : RPC_RELAY_END_EXIT, code,
-                          reason);
+        relay_answer_down(r, refused ? RPC_RELAY_END_REFUSED : RPC_RELAY_END_EXIT, code, reason);
     }
     relay_leave(r);
 }

@@ -53,12 +53,11 @@ typedef struct RpcRelayOps {
     /* up failed: write the reason down gets into @buf (@size bytes). @reset: up was reset
      * (by its peer, the library or its connection closing: @code and @reason are the
      * reset's); false: up was freed without an answer. NULL: "vrpc: call aborted". */
-    void (*abort_reason)(RpcRelay *r, bool reset, uint32_t code, const char *reason,
-                         char *buf, size_t size, void *userdata);
+    void (*abort_reason)(RpcRelay *r, bool reset, uint32_t code, const char *reason, char *buf,
+                         size_t size, void *userdata);
     /* The call ended (once): @code is the exit code down was given (-1 for CANCELLED) and
      * @reason up's refusal or the abort reason (NULL when there is none). */
-    void (*on_end)(RpcRelay *r, RpcRelayEnd end, int32_t code, const char *reason,
-                   void *userdata);
+    void (*on_end)(RpcRelay *r, RpcRelayEnd end, int32_t code, const char *reason, void *userdata);
     /* Both streams are gone; the relay is freed when this returns. */
     void (*on_free)(RpcRelay *r, void *userdata);
 } RpcRelayOps;
@@ -69,8 +68,8 @@ typedef struct RpcRelayOps {
  * @ops is kept by reference. Returns 0 and sets *@rp (may be NULL), -EINVAL or -ENOMEM
  * (nothing changed: the caller still owns both streams).
  */
-RPC_EXPORT int rpc_relay_new(RpcRelay **rp, RpcStream *down, RpcStream *up,
-                             const RpcRelayOps *ops, void *userdata);
+RPC_EXPORT int rpc_relay_new(RpcRelay **rp, RpcStream *down, RpcStream *up, const RpcRelayOps *ops,
+                             void *userdata);
 
 /* The streams (NULL once gone). */
 RPC_EXPORT RpcStream *rpc_relay_down(const RpcRelay *r);

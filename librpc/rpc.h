@@ -77,7 +77,7 @@ extern "C" {
 #define RPC_ARG_MAX ((unsigned)VRPC_NAME_MAX)     /* argument */
 #define RPC_DOMAIN_MAX ((unsigned)VRPC_NAME_MAX)  /* target and source */
 #define RPC_USER_MAX ((unsigned)VRPC_USER_MAX)    /* user */
-#define RPC_REASON_MAX 256u /* reasons: printable ASCII 0x20..0x7e, {0,256} */
+#define RPC_REASON_MAX 256u                       /* reasons: printable ASCII 0x20..0x7e, {0,256} */
 
 /* Feature bits for HELLO. None is defined in protocol v1; unknown bits are ignored and the
  * negotiated set is the AND of both ends' bits. */
@@ -155,13 +155,13 @@ typedef struct RpcCall {
 
 /* What the peer announced in HELLO, and what was negotiated. */
 typedef struct RpcPeerInfo {
-    uint32_t version;      /* negotiated protocol version */
-    uint32_t features;     /* negotiated feature bits (AND of both ends) */
-    RpcRole role;          /* the peer's role */
-    uint32_t max_frame;    /* largest payload the peer accepts (we split DATA to fit) */
-    uint32_t max_streams;  /* concurrent streams the peer lets us open */
+    uint32_t version;       /* negotiated protocol version */
+    uint32_t features;      /* negotiated feature bits (AND of both ends) */
+    RpcRole role;           /* the peer's role */
+    uint32_t max_frame;     /* largest payload the peer accepts (we split DATA to fit) */
+    uint32_t max_streams;   /* concurrent streams the peer lets us open */
     uint32_t stream_window; /* the peer's initial per-stream receive window */
-    uint32_t conn_window;  /* the peer's initial connection receive window */
+    uint32_t conn_window;   /* the peer's initial connection receive window */
 } RpcPeerInfo;
 
 /*
@@ -225,8 +225,7 @@ typedef struct RpcCallbacks {
      * many bytes (0..@len) were consumed: their credit goes back to the peer. If fewer than
      * @len, the rest is kept by the library and delivery on this stream pauses (frames that
      * follow queue up behind it, within the window) until rpc_stream_resume(s). */
-    size_t (*on_data)(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len,
-                      void *userdata);
+    size_t (*on_data)(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len, void *userdata);
 
     /* The peer half-closed @ch (after all of its data was delivered). */
     void (*on_eof)(RpcStream *s, RpcChannel ch, void *userdata);
@@ -235,15 +234,13 @@ typedef struct RpcCallbacks {
      * (then code is its exit code, e.g. 126, and @reason its one-line reason); otherwise
      * EXIT with the handler's status. Delivered after all stdout/stderr data and EOFs. The
      * stream is freed right after this callback (on_stream_free follows). */
-    void (*on_exit)(RpcStream *s, int32_t code, bool refused, const char *reason,
-                    void *userdata);
+    void (*on_exit)(RpcStream *s, int32_t code, bool refused, const char *reason, void *userdata);
 
     /* The stream was aborted before completing: by the peer's RESET, by the library
      * (local == true: e.g. the peer overran the window, over quota) or because the
      * connection closed (code RPC_RESET_CONN_CLOSED). Not called for streams that completed
      * (caller: exit delivered; handler: exit/refuse sent). */
-    void (*on_reset)(RpcStream *s, uint32_t code, bool local, const char *reason,
-                     void *userdata);
+    void (*on_reset)(RpcStream *s, uint32_t code, bool local, const char *reason, void *userdata);
 
     /* rpc_stream_write() returned -EAGAIN or a short count on @s earlier, and credit (or
      * queue space) is available again. */
@@ -263,14 +260,14 @@ typedef struct RpcCallbacks {
 /* Counters, for tests and benchmarks. */
 typedef struct RpcConnStats {
     uint64_t frames_in, frames_out;
-    uint64_t bytes_in, bytes_out;        /* transport bytes, headers included */
-    uint64_t data_in, data_out;          /* DATA payload bytes */
-    uint32_t streams_open;               /* live streams now */
-    uint64_t streams_total;              /* streams ever opened (both ends) */
+    uint64_t bytes_in, bytes_out; /* transport bytes, headers included */
+    uint64_t data_in, data_out;   /* DATA payload bytes */
+    uint32_t streams_open;        /* live streams now */
+    uint64_t streams_total;       /* streams ever opened (both ends) */
     uint64_t resets_in, resets_out;
     uint64_t pings_out, pongs_in;
-    size_t tx_queued;                    /* bytes queued for the transport now */
-    size_t rx_held;                      /* bytes held for paused streams now */
+    size_t tx_queued; /* bytes queued for the transport now */
+    size_t rx_held;   /* bytes held for paused streams now */
 } RpcConnStats;
 
 /* Log sink: level is a syslog(3) level; msg is one line without a newline. */
@@ -447,13 +444,10 @@ RPC_EXPORT void *rpc_stream_get_userdata(const RpcStream *s);
  */
 typedef struct RpcStreamOps {
     void (*on_accept)(RpcStream *s, void *userdata);
-    size_t (*on_data)(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len,
-                      void *userdata);
+    size_t (*on_data)(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len, void *userdata);
     void (*on_eof)(RpcStream *s, RpcChannel ch, void *userdata);
-    void (*on_exit)(RpcStream *s, int32_t code, bool refused, const char *reason,
-                    void *userdata);
-    void (*on_reset)(RpcStream *s, uint32_t code, bool local, const char *reason,
-                     void *userdata);
+    void (*on_exit)(RpcStream *s, int32_t code, bool refused, const char *reason, void *userdata);
+    void (*on_reset)(RpcStream *s, uint32_t code, bool local, const char *reason, void *userdata);
     void (*on_writable)(RpcStream *s, void *userdata);
     void (*on_stream_free)(RpcStream *s, void *userdata);
 } RpcStreamOps;
@@ -493,9 +487,9 @@ RPC_EXPORT bool rpc_valid_domain(const char *s); /* source */
 RPC_EXPORT bool rpc_valid_user(const char *s);
 
 /* Names for logs. */
-RPC_EXPORT const char *rpc_error_name(int error);        /* RPC_E_* or -errno */
+RPC_EXPORT const char *rpc_error_name(int error); /* RPC_E_* or -errno */
 RPC_EXPORT const char *rpc_reset_code_name(uint32_t code);
-RPC_EXPORT const char *rpc_channel_name(RpcChannel ch);  /* "stdin", "stdout", "stderr" */
+RPC_EXPORT const char *rpc_channel_name(RpcChannel ch); /* "stdin", "stdout", "stderr" */
 
 #ifdef __cplusplus
 }

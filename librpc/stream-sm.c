@@ -15,9 +15,14 @@
 #define HANDLER_CHANNELS (CH_BIT(RPC_CH_STDOUT) | CH_BIT(RPC_CH_STDERR))
 
 static const char *const event_names[RPC_SM__COUNT] = {
-    [RPC_SM_ACCEPT] = "accept", [RPC_SM_REFUSE] = "refuse",     [RPC_SM_EXIT] = "exit",
-    [RPC_SM_DATA] = "data",     [RPC_SM_EOF] = "eof",           [RPC_SM_RESET] = "reset",
-    [RPC_SM_RESET_ACK] = "reset-ack", [RPC_SM_WINDOW] = "window-update",
+    [RPC_SM_ACCEPT] = "accept",
+    [RPC_SM_REFUSE] = "refuse",
+    [RPC_SM_EXIT] = "exit",
+    [RPC_SM_DATA] = "data",
+    [RPC_SM_EOF] = "eof",
+    [RPC_SM_RESET] = "reset",
+    [RPC_SM_RESET_ACK] = "reset-ack",
+    [RPC_SM_WINDOW] = "window-update",
 };
 
 static const char *const answer_names[RPC_ANSWER__COUNT] = {

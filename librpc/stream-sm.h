@@ -25,8 +25,8 @@ typedef enum RpcSmEvent {
     RPC_SM_ACCEPT = 0,
     RPC_SM_REFUSE,
     RPC_SM_EXIT,
-    RPC_SM_DATA,  /* with a channel */
-    RPC_SM_EOF,   /* with a channel */
+    RPC_SM_DATA, /* with a channel */
+    RPC_SM_EOF,  /* with a channel */
     RPC_SM_RESET,
     RPC_SM_RESET_ACK,
     RPC_SM_WINDOW,
@@ -34,19 +34,19 @@ typedef enum RpcSmEvent {
 } RpcSmEvent;
 
 typedef enum RpcSmResult {
-    RPC_SM_OK = 0,     /* legal: act on it */
-    RPC_SM_DISCARD,    /* legal but moot (stream being reset or already answered): drop it */
-    RPC_SM_VIOLATION,  /* the peer broke the protocol: close the connection */
+    RPC_SM_OK = 0,    /* legal: act on it */
+    RPC_SM_DISCARD,   /* legal but moot (stream being reset or already answered): drop it */
+    RPC_SM_VIOLATION, /* the peer broke the protocol: close the connection */
 } RpcSmResult;
 
 typedef struct RpcStreamSm {
-    bool caller;       /* we opened the stream */
+    bool caller; /* we opened the stream */
     RpcAnswer answer;
-    uint8_t in_eof;    /* bit per channel: the peer half-closed it */
-    uint8_t out_eof;   /* bit per channel: we half-closed it */
-    bool exit_done;    /* handler: EXIT sent; caller: EXIT received */
-    bool reset_sent;   /* we sent RESET and wait for the peer's RESET/ACK */
-    bool done;         /* finished: free the stream */
+    uint8_t in_eof;  /* bit per channel: the peer half-closed it */
+    uint8_t out_eof; /* bit per channel: we half-closed it */
+    bool exit_done;  /* handler: EXIT sent; caller: EXIT received */
+    bool reset_sent; /* we sent RESET and wait for the peer's RESET/ACK */
+    bool done;       /* finished: free the stream */
 } RpcStreamSm;
 
 void rpc_stream_sm_init(RpcStreamSm *sm, bool caller);

@@ -31,11 +31,11 @@ typedef struct ChanBuf {
 } ChanBuf;
 
 struct VrpcCall {
-    VrpcClient *client;             /* NULL once the client was freed */
-    VrpcCall *next, *prev;          /* client's calls */
-    VrpcCall *pnext, *pprev;        /* client's pending notifications */
+    VrpcClient *client;      /* NULL once the client was freed */
+    VrpcCall *next, *prev;   /* client's calls */
+    VrpcCall *pnext, *pprev; /* client's pending notifications */
     bool pending;
-    RpcStream *stream;              /* NULL once the stream is gone */
+    RpcStream *stream; /* NULL once the stream is gone */
     ChanBuf out, err;
     bool stdin_closed;
     bool done;
@@ -206,8 +206,7 @@ static VrpcCall *call_of_ending_stream(RpcStream *s)
     return call;
 }
 
-static void cb_on_exit(RpcStream *s, int32_t code, bool refused, const char *reason,
-                       void *userdata)
+static void cb_on_exit(RpcStream *s, int32_t code, bool refused, const char *reason, void *userdata)
 {
     VrpcCall *call = call_of_ending_stream(s);
     if (!call)
@@ -225,8 +224,7 @@ static void cb_on_exit(RpcStream *s, int32_t code, bool refused, const char *rea
         call_end(call, st, NULL);
 }
 
-static void cb_on_reset(RpcStream *s, uint32_t code, bool local, const char *reason,
-                        void *userdata)
+static void cb_on_reset(RpcStream *s, uint32_t code, bool local, const char *reason, void *userdata)
 {
     VrpcCall *call = call_of_ending_stream(s);
     if (!call)
@@ -256,9 +254,8 @@ static void cb_on_close(RpcConn *conn, int error, const char *reason, void *user
 {
     VrpcClient *c = userdata;
     c->closed = true;
-    snprintf(c->close_reason, sizeof c->close_reason,
-             "connection to the vrpc daemon lost (%s%s%s)", rpc_error_name(error),
-             reason && reason[0] ? ": " : "", reason ? reason : "");
+    snprintf(c->close_reason, sizeof c->close_reason, "connection to the vrpc daemon lost (%s%s%s)",
+             rpc_error_name(error), reason && reason[0] ? ": " : "", reason ? reason : "");
     /* A closed socket would keep the epoll set readable for ever. */
     if (c->sock_events) {
         (void)epoll_ctl(c->epfd, EPOLL_CTL_DEL, c->sock_fd, NULL);

@@ -19,7 +19,8 @@ struct PolicyDomains {
     size_t n, cap;
 };
 
-PolicyDomain *policy_domain_new(const char *name, size_t len) {
+PolicyDomain *policy_domain_new(const char *name, size_t len)
+{
     PolicyDomain *d = calloc(1, sizeof(*d));
 
     if (!d)
@@ -32,7 +33,8 @@ PolicyDomain *policy_domain_new(const char *name, size_t len) {
     return d;
 }
 
-PolicyDomain *policy_domain_free(PolicyDomain *domain) {
+PolicyDomain *policy_domain_free(PolicyDomain *domain)
+{
     if (!domain)
         return NULL;
     for (size_t i = 0; i < domain->n_tags; i++)
@@ -44,7 +46,8 @@ PolicyDomain *policy_domain_free(PolicyDomain *domain) {
     return NULL;
 }
 
-bool policy_domain_has_tag(const PolicyDomain *domain, const char *tag) {
+bool policy_domain_has_tag(const PolicyDomain *domain, const char *tag)
+{
     if (!domain)
         return false;
     for (size_t i = 0; i < domain->n_tags; i++)
@@ -53,7 +56,8 @@ bool policy_domain_has_tag(const PolicyDomain *domain, const char *tag) {
     return false;
 }
 
-int policy_domain_add_tag(PolicyDomain *domain, const char *tag, size_t len) {
+int policy_domain_add_tag(PolicyDomain *domain, const char *tag, size_t len)
+{
     char **tags;
     char *copy = strndup(tag, len);
 
@@ -73,7 +77,8 @@ int policy_domain_add_tag(PolicyDomain *domain, const char *tag, size_t len) {
     return 0;
 }
 
-int policy_domain_set_type(PolicyDomain *domain, const char *type, size_t len) {
+int policy_domain_set_type(PolicyDomain *domain, const char *type, size_t len)
+{
     char *copy = strndup(type, len);
 
     if (!copy)
@@ -83,7 +88,8 @@ int policy_domain_set_type(PolicyDomain *domain, const char *type, size_t len) {
     return 0;
 }
 
-int policy_domains_new(PolicyDomains **domainsp) {
+int policy_domains_new(PolicyDomains **domainsp)
+{
     PolicyDomains *d = calloc(1, sizeof(*d));
 
     if (!d || policy_strmap_new(&d->by_name, NULL) < 0) {
@@ -94,7 +100,8 @@ int policy_domains_new(PolicyDomains **domainsp) {
     return 0;
 }
 
-PolicyDomains *policy_domains_free(PolicyDomains *domains) {
+PolicyDomains *policy_domains_free(PolicyDomains *domains)
+{
     if (!domains)
         return NULL;
     for (size_t i = 0; i < domains->n; i++)
@@ -105,7 +112,8 @@ PolicyDomains *policy_domains_free(PolicyDomains *domains) {
     return NULL;
 }
 
-int policy_domains_add(PolicyDomains *domains, PolicyDomain *domain) {
+int policy_domains_add(PolicyDomains *domains, PolicyDomain *domain)
+{
     int r;
 
     if (domains->n == domains->cap) {
@@ -124,16 +132,19 @@ int policy_domains_add(PolicyDomains *domains, PolicyDomain *domain) {
     return 0;
 }
 
-const PolicyDomain *policy_domains_lookup(const PolicyDomains *domains, const char *name) {
+const PolicyDomain *policy_domains_lookup(const PolicyDomains *domains, const char *name)
+{
     if (!domains || !name)
         return NULL;
     return policy_strmap_get(domains->by_name, name, strlen(name));
 }
 
-size_t policy_domains_get_n(const PolicyDomains *domains) {
+size_t policy_domains_get_n(const PolicyDomains *domains)
+{
     return domains ? domains->n : 0;
 }
 
-const PolicyDomain *policy_domains_get(const PolicyDomains *domains, size_t index) {
+const PolicyDomain *policy_domains_get(const PolicyDomains *domains, size_t index)
+{
     return domains && index < domains->n ? domains->list[index] : NULL;
 }

@@ -11,7 +11,7 @@
 
 typedef struct PolicyDomain {
     char *name;
-    char *type;  /* NULL: no type */
+    char *type; /* NULL: no type */
     char **tags;
     size_t n_tags;
     unsigned line, col; /* where domains.yaml defines it */

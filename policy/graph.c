@@ -45,7 +45,8 @@ typedef struct Graph {
     PolicyStrMap *labels_seen; /* key/label */
 } Graph;
 
-static int graph_add_name(Graph *g, const char *name) {
+static int graph_add_name(Graph *g, const char *name)
+{
     const char **names;
     int r;
 
@@ -62,13 +63,15 @@ static int graph_add_name(Graph *g, const char *name) {
     return 0;
 }
 
-static const char *token_name(const PolicyToken *t) {
+static const char *token_name(const PolicyToken *t)
+{
     if (t->kind == POLICY_TOKEN_NAME)
         return t->value;
     return NULL;
 }
 
-static int graph_add_rep(Graph *g, const PolicyRule *r) {
+static int graph_add_rep(Graph *g, const PolicyRule *r)
+{
     GraphRep rep = {0};
     GraphRep *reps;
     char key[sizeof(rep.service) + sizeof(rep.argument) + 2];
@@ -94,12 +97,14 @@ static int graph_add_rep(Graph *g, const PolicyRule *r) {
     return 0;
 }
 
-static int cmp_str(const void *a, const void *b) {
+static int cmp_str(const void *a, const void *b)
+{
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 static int graph_add_edge(Graph *g, const char *source, const VrpcPolicyDecision *d,
-                          const char *label) {
+                          const char *label)
+{
     char key[3 * VRPC_POLICY_NAME_MAX + 16];
     GraphEdge *e;
     size_t index;
@@ -145,7 +150,8 @@ static int graph_add_edge(Graph *g, const char *source, const VrpcPolicyDecision
     return policy_strmap_put(g->edges_seen, key, (size_t)n, (void *)(uintptr_t)(index + 1));
 }
 
-static void graph_deinit(Graph *g) {
+static void graph_deinit(Graph *g)
+{
     for (size_t i = 0; i < g->n_edges; i++)
         free(g->edges[i].labels);
     free(g->edges);
@@ -157,7 +163,8 @@ static void graph_deinit(Graph *g) {
     policy_strmap_free(g->labels_seen);
 }
 
-static int graph_collect(Graph *g, const VrpcPolicy *policy) {
+static int graph_collect(Graph *g, const VrpcPolicy *policy)
+{
     const PolicyDomains *domains = policy_get_domains(policy);
     size_t n_rules = policy_get_n_rules_internal(policy);
     int r = graph_add_name(g, "dom0");
@@ -216,7 +223,8 @@ static int graph_collect(Graph *g, const VrpcPolicy *policy) {
     return 0;
 }
 
-int policy_graph_write(const VrpcPolicy *policy, FILE *out) {
+int policy_graph_write(const VrpcPolicy *policy, FILE *out)
+{
     Graph g = {0};
     int r;
 

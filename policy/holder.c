@@ -22,7 +22,8 @@ struct VrpcPolicyHolder {
     char *etc_dir;
 };
 
-int vrpc_policy_holder_new(VrpcPolicyHolder **holderp, const char *etc_dir) {
+int vrpc_policy_holder_new(VrpcPolicyHolder **holderp, const char *etc_dir)
+{
     VrpcPolicyHolder *h;
     int r;
 
@@ -47,7 +48,8 @@ int vrpc_policy_holder_new(VrpcPolicyHolder **holderp, const char *etc_dir) {
     return r;
 }
 
-VrpcPolicyHolder *vrpc_policy_holder_free(VrpcPolicyHolder *holder) {
+VrpcPolicyHolder *vrpc_policy_holder_free(VrpcPolicyHolder *holder)
+{
     if (!holder)
         return NULL;
     vrpc_policy_unref(holder->current);
@@ -57,7 +59,8 @@ VrpcPolicyHolder *vrpc_policy_holder_free(VrpcPolicyHolder *holder) {
     return NULL;
 }
 
-VrpcPolicy *vrpc_policy_holder_get(VrpcPolicyHolder *holder) {
+VrpcPolicy *vrpc_policy_holder_get(VrpcPolicyHolder *holder)
+{
     VrpcPolicy *p;
 
     pthread_mutex_lock(&holder->lock);
@@ -66,7 +69,8 @@ VrpcPolicy *vrpc_policy_holder_get(VrpcPolicyHolder *holder) {
     return p;
 }
 
-int vrpc_policy_holder_reload(VrpcPolicyHolder *holder) {
+int vrpc_policy_holder_reload(VrpcPolicyHolder *holder)
+{
     VrpcPolicy *fresh = NULL, *old;
     int r;
 
@@ -81,6 +85,7 @@ int vrpc_policy_holder_reload(VrpcPolicyHolder *holder) {
     return r;
 }
 
-const char *vrpc_policy_holder_get_etc_dir(const VrpcPolicyHolder *holder) {
+const char *vrpc_policy_holder_get_etc_dir(const VrpcPolicyHolder *holder)
+{
     return holder ? holder->etc_dir : NULL;
 }

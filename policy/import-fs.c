@@ -27,7 +27,8 @@ typedef struct FsRoot {
 } FsRoot;
 
 /* realpath() of ROOT/REL, which must stay inside ROOT. */
-static int fs_resolve(const FsRoot *root, const char *rel, char **realp) {
+static int fs_resolve(const FsRoot *root, const char *rel, char **realp)
+{
     _cleanup_free_ char *joined = NULL;
     char *real;
     size_t len = strlen(root->abs);
@@ -47,7 +48,8 @@ static int fs_resolve(const FsRoot *root, const char *rel, char **realp) {
 }
 
 /* Read FD (at most POLICY_FILE_MAX bytes) into a malloc'd buffer. */
-static int read_all(int fd, char **datap, size_t *sizep) {
+static int read_all(int fd, char **datap, size_t *sizep)
+{
     char *data = NULL;
     size_t size = 0, cap = 0;
 
@@ -91,7 +93,8 @@ static int read_all(int fd, char **datap, size_t *sizep) {
     return 0;
 }
 
-static int fs_read(void *ctx, const char *path, char **datap, size_t *sizep, char **keyp) {
+static int fs_read(void *ctx, const char *path, char **datap, size_t *sizep, char **keyp)
+{
     _cleanup_free_ char *real = NULL;
     _cleanup_close_ int fd = -1;
     struct stat st;
@@ -117,7 +120,8 @@ static int fs_read(void *ctx, const char *path, char **datap, size_t *sizep, cha
     return 0;
 }
 
-static int fs_list(void *ctx, const char *path, char ***namesp, size_t *np) {
+static int fs_list(void *ctx, const char *path, char ***namesp, size_t *np)
+{
     _cleanup_free_ char *real = NULL;
     _cleanup_closedir_ DIR *d = NULL;
     char **names = NULL;
@@ -134,8 +138,7 @@ static int fs_list(void *ctx, const char *path, char ***namesp, size_t *np) {
         struct stat st;
 
         /* Only names the walker may read: skip the rest without a stat. */
-        if (e->d_name[0] == '.' || fstatat(dirfd(d), e->d_name, &st, 0) < 0 ||
-            !S_ISREG(st.st_mode))
+        if (e->d_name[0] == '.' || fstatat(dirfd(d), e->d_name, &st, 0) < 0 || !S_ISREG(st.st_mode))
             continue;
         if (n == cap) {
             char **bigger = reallocarray(names, cap ? cap * 2 : 16, sizeof(*names));
@@ -168,7 +171,8 @@ nomem:
 }
 
 /* Convert one user-given PATH. Returns 0 (problems are counted) or -ENOMEM. */
-static int import_path(ImportCtx *im, const char *path, size_t *budgetp) {
+static int import_path(ImportCtx *im, const char *path, size_t *budgetp)
+{
     _cleanup_free_ char *folder = NULL;
     _cleanup_free_ char *shown = NULL;
     _cleanup_free_ char *stdin_data = NULL;
@@ -238,7 +242,8 @@ static int import_path(ImportCtx *im, const char *path, size_t *budgetp) {
 
 int policy_import_qubes_paths(const char *const *paths, size_t n_paths,
                               const PolicyImportOptions *opts, FILE *out, FILE *err,
-                              PolicyImportStats *statsp) {
+                              PolicyImportStats *statsp)
+{
     size_t budget = opts && opts->max_bytes ? opts->max_bytes : POLICY_FILE_MAX;
     char *body = NULL;
     size_t body_size = 0;

@@ -21,7 +21,7 @@ typedef struct ImportCtx {
     bool skip_unconvertible;
     const char *file; /* printable name of the file being read */
     unsigned line;
-    const char *via;  /* printable "FILE:LINE" of the !include-service line, or NULL */
+    const char *via; /* printable "FILE:LINE" of the !include-service line, or NULL */
     PolicyImportStats stats;
 } ImportCtx;
 

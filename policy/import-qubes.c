@@ -21,7 +21,8 @@
 #include "import-int.h"
 #include "names.h"
 
-void import_problem(ImportCtx *im, const char *fmt, ...) {
+void import_problem(ImportCtx *im, const char *fmt, ...)
+{
     va_list ap;
 
     im->stats.problems++;
@@ -32,7 +33,8 @@ void import_problem(ImportCtx *im, const char *fmt, ...) {
     fputc('\n', im->err);
 }
 
-void import_unconvertible(ImportCtx *im, const char *why) {
+void import_unconvertible(ImportCtx *im, const char *why)
+{
     if (im->skip_unconvertible) {
         im->stats.skipped++;
         fprintf(im->err, "%s:%u: skipped: %s\n", im->file, im->line, why);
@@ -45,7 +47,8 @@ void import_unconvertible(ImportCtx *im, const char *why) {
 static void note(ImportCtx *im, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Something converted that behaves differently in vrpc: not a failure. */
-static void note(ImportCtx *im, const char *fmt, ...) {
+static void note(ImportCtx *im, const char *fmt, ...)
+{
     va_list ap;
 
     im->stats.notes++;
@@ -57,27 +60,31 @@ static void note(ImportCtx *im, const char *fmt, ...) {
 }
 
 /* Printable copy of untrusted text for messages and comments. */
-static const char *printable(char *buf, size_t size, const char *s) {
+static const char *printable(char *buf, size_t size, const char *s)
+{
     return vrpc_quote(buf, size, s, strlen(s));
 }
 
 /* Make text safe to embed in a YAML comment or a one-line message: printable
  * ASCII only, since a stray byte that is not UTF-8 (or a control character)
  * would make the whole converted file unreadable or forge a line. */
-void import_sanitize(char *s) {
+void import_sanitize(char *s)
+{
     for (; *s; s++)
         if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
             *s = '?';
 }
 
-void import_printable_line(char *buf, size_t size, const char *line) {
+void import_printable_line(char *buf, size_t size, const char *line)
+{
     while (*line == ' ' || *line == '\t')
         line++;
     snprintf(buf, size, "%s", line);
     import_sanitize(buf);
 }
 
-bool import_check_service(ImportCtx *im, const char *service, const char *argument) {
+bool import_check_service(ImportCtx *im, const char *service, const char *argument)
+{
     char q[VRPC_QUOTE_MAX];
     bool ok = true;
 
@@ -111,11 +118,12 @@ typedef struct ImportRule {
     const char *user;
     const char *notify;
     char why[VRPC_QUOTE_MAX + 96]; /* first reason the line cannot be expressed */
-    char notes[256];                 /* for the comment above the rule */
-    bool autostart_yes;              /* worth a note on stderr once converted */
+    char notes[256];               /* for the comment above the rule */
+    bool autostart_yes;            /* worth a note on stderr once converted */
 } ImportRule;
 
-static void add_note(ImportRule *r, const char *text) {
+static void add_note(ImportRule *r, const char *text)
+{
     size_t len = strlen(r->notes);
 
     snprintf(r->notes + len, sizeof(r->notes) - len, "%s%s", len ? "; " : "", text);
@@ -124,7 +132,8 @@ static void add_note(ImportRule *r, const char *text) {
 /* Convert a qrexec domain token. COLUMN is "source", "target" or a parameter.
  * Returns the text to write (dom0 becomes @adminvm), or NULL. */
 static const char *convert_token(ImportCtx *im, ImportRule *r, const char *column, const char *s,
-                                 bool allow_default, bool single) {
+                                 bool allow_default, bool single)
+{
     char q[VRPC_QUOTE_MAX];
     const char *err = NULL;
     PolicyToken token;
@@ -164,7 +173,8 @@ static const char *convert_token(ImportCtx *im, ImportRule *r, const char *colum
     return s;
 }
 
-static void convert_param(ImportCtx *im, ImportRule *r, const char *key, const char *value) {
+static void convert_param(ImportCtx *im, ImportRule *r, const char *key, const char *value)
+{
     char q[VRPC_QUOTE_MAX];
     bool deny = r->action && strcmp(r->action, "deny") == 0;
 
@@ -205,7 +215,8 @@ static void convert_param(ImportCtx *im, ImportRule *r, const char *key, const c
     }
 }
 
-static void write_rule(ImportCtx *im, const ImportRule *r, const char *original) {
+static void write_rule(ImportCtx *im, const ImportRule *r, const char *original)
+{
     FILE *o = im->rules;
 
     if (r->notes[0])
@@ -230,9 +241,9 @@ static void write_rule(ImportCtx *im, const ImportRule *r, const char *original)
     im->stats.rules++;
 }
 
-void import_convert_rule(ImportCtx *im, char **f, size_t n, const char *original) {
-    static const char *const known[] = {"target", "default_target", "user", "notify",
-                                        "autostart"};
+void import_convert_rule(ImportCtx *im, char **f, size_t n, const char *original)
+{
+    static const char *const known[] = {"target", "default_target", "user", "notify", "autostart"};
     ImportRule r = {0};
     unsigned seen = 0;
     char q[VRPC_QUOTE_MAX];
@@ -299,14 +310,16 @@ void import_convert_rule(ImportCtx *im, char **f, size_t n, const char *original
 }
 
 int import_begin(ImportCtx *im, const PolicyImportOptions *opts, FILE *err, char **bodyp,
-                 size_t *body_sizep) {
+                 size_t *body_sizep)
+{
     *im = (ImportCtx){.err = err, .skip_unconvertible = opts && opts->skip_unconvertible};
     im->rules = open_memstream(bodyp, body_sizep);
     return im->rules ? 0 : -ENOMEM;
 }
 
 int import_end(ImportCtx *im, int r, char **bodyp, size_t *body_sizep, FILE *out,
-               PolicyImportStats *statsp) {
+               PolicyImportStats *statsp)
+{
     if (fclose(im->rules) != 0 && r >= 0)
         r = -ENOMEM;
     im->rules = NULL;

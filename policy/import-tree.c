@@ -45,7 +45,8 @@ static void path_problem(ImportCtx *im, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* A problem that belongs to a file or folder rather than to a line. */
-static void path_problem(ImportCtx *im, const char *path, const char *fmt, ...) {
+static void path_problem(ImportCtx *im, const char *path, const char *fmt, ...)
+{
     va_list ap;
 
     im->stats.problems++;
@@ -57,7 +58,8 @@ static void path_problem(ImportCtx *im, const char *path, const char *fmt, ...) 
 }
 
 /* Printable name of REL for messages and comments (malloc'd). */
-static char *display_name(const ImportSource *src, const char *rel) {
+static char *display_name(const ImportSource *src, const char *rel)
+{
     char *s = NULL;
 
     if (!src->display_root[0])
@@ -79,7 +81,8 @@ static char *display_name(const ImportSource *src, const char *rel) {
  * works) or inside the root itself. Returns 0 and *RELP (malloc'd),
  * -EXDEV when the path leaves the root, -EINVAL or -ENOMEM.
  */
-static int resolve_path(const ImportSource *src, const char *untrusted_path, char **relp) {
+static int resolve_path(const ImportSource *src, const char *untrusted_path, char **relp)
+{
     const char *p = untrusted_path;
     size_t len = strlen(QUBES_POLICY_DIR);
     _cleanup_free_ char *rel = NULL;
@@ -132,7 +135,8 @@ static int resolve_path(const ImportSource *src, const char *untrusted_path, cha
 
 /* Message for a failed read or listing of an include's target, SHOWN
  * being its printable name. */
-static void source_problem(ImportCtx *im, const char *shown, int r) {
+static void source_problem(ImportCtx *im, const char *shown, int r)
+{
     if (r == -EXDEV)
         import_problem(im, "%s leads out of the policy folder (through a symbolic link)", shown);
     else if (r == -EISDIR)
@@ -145,18 +149,21 @@ static void source_problem(ImportCtx *im, const char *shown, int r) {
         import_problem(im, "cannot read %s: %s", shown, strerror(-r));
 }
 
-static int compare_names(const void *a, const void *b) {
+static int compare_names(const void *a, const void *b)
+{
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void free_names(char **names, size_t n) {
+static void free_names(char **names, size_t n)
+{
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
 }
 
 /* What qrexec reads from a folder: NAME.policy, NAME not starting with '.'. */
-static bool is_policy_name(const char *name) {
+static bool is_policy_name(const char *name)
+{
     size_t len = strlen(name);
 
     return name[0] != '.' && len > 7 && strcmp(name + len - 7, ".policy") == 0;
@@ -164,7 +171,8 @@ static bool is_policy_name(const char *name) {
 
 /* Read the folder REL (qrexec's order and name rules). *LIST_ERRORP gets
  * the error of listing it, for the caller to report (0: listed). */
-static int walk_folder(Walker *w, const char *rel, int *list_errorp) {
+static int walk_folder(Walker *w, const char *rel, int *list_errorp)
+{
     char **names = NULL;
     size_t n = 0, kept = 0;
     int r = w->src->list(w->src->ctx, rel, &names, &n);
@@ -213,7 +221,8 @@ static int walk_folder(Walker *w, const char *rel, int *list_errorp) {
 
 /* Handle a directive line (already split into F[0..N)). */
 static int directive(Walker *w, char **f, size_t n, WalkMode mode, const char *service,
-                     const char *argument) {
+                     const char *argument)
+{
     ImportCtx *im = w->im;
     char q[VRPC_QUOTE_MAX];
     _cleanup_free_ char *rel = NULL;
@@ -235,16 +244,16 @@ static int directive(Walker *w, char **f, size_t n, WalkMode mode, const char *s
     else if (mode == MODE_RULES && strcmp(f[0], "!include-service") == 0)
         want = 4;
     else {
-        import_problem(im, "%s %s", mode == MODE_SERVICE ? "invalid directive in an "
-                                                           "!include-service file (only !include):"
-                                                         : "unknown directive",
+        import_problem(im, "%s %s",
+                       mode == MODE_SERVICE ? "invalid directive in an "
+                                              "!include-service file (only !include):"
+                                            : "unknown directive",
                        vrpc_quote(q, sizeof(q), f[0], strlen(f[0])));
         return 0;
     }
     if (n != want) {
         import_problem(im, "%s takes %s, got %zu word%s", f[0],
-                       want == 4 ? "SERVICE ARGUMENT FILE" : "one path", n - 1,
-                       n == 2 ? "" : "s");
+                       want == 4 ? "SERVICE ARGUMENT FILE" : "one path", n - 1, n == 2 ? "" : "s");
         return 0;
     }
     if (want == 4 && !import_check_service(im, f[1], f[2]))
@@ -275,7 +284,8 @@ static int directive(Walker *w, char **f, size_t n, WalkMode mode, const char *s
     return walk_file(w, rel, mode, service, argument);
 }
 
-static void split(char *p, char **f, size_t *np, bool *overflowp) {
+static void split(char *p, char **f, size_t *np, bool *overflowp)
+{
     char *save = NULL;
 
     *np = 0;
@@ -290,7 +300,8 @@ static void split(char *p, char **f, size_t *np, bool *overflowp) {
 }
 
 /* qrexec's substitutions for the pre-4.1 format, in place (same lengths). */
-static void old_format_substitutions(char *p) {
+static void old_format_substitutions(char *p)
+{
     for (char *hit; (hit = strstr(p, "$include:"));)
         memcpy(hit, "!include ", 9);
     for (; *p; p++)
@@ -301,7 +312,8 @@ static void old_format_substitutions(char *p) {
 }
 
 static int walk_line(Walker *w, char *line, WalkMode mode, const char *service,
-                     const char *argument) {
+                     const char *argument)
+{
     ImportCtx *im = w->im;
     char original[IMPORT_MAX_LINE + 1];
     char *f[IMPORT_MAX_FIELDS + 2];
@@ -334,8 +346,9 @@ static int walk_line(Walker *w, char *line, WalkMode mode, const char *service,
         return 0;
     }
     if (n < 3) {
-        import_problem(im, "expected SOURCE TARGET ACTION [PARAM=VALUE ...] (the format of an "
-                           "!include-service file), got %zu field%s",
+        import_problem(im,
+                       "expected SOURCE TARGET ACTION [PARAM=VALUE ...] (the format of an "
+                       "!include-service file), got %zu field%s",
                        n, n == 1 ? "" : "s");
         return 0;
     }
@@ -348,7 +361,8 @@ static int walk_line(Walker *w, char *line, WalkMode mode, const char *service,
 /* Convert the text of one file. IM's location is saved and restored around
  * it, so that the includer's messages keep their FILE:LINE. */
 static int walk_text(Walker *w, const char *display, const char *data, size_t size, WalkMode mode,
-                     const char *service, const char *argument) {
+                     const char *service, const char *argument)
+{
     ImportCtx *im = w->im;
     const char *saved_file = im->file, *saved_via = im->via;
     unsigned saved_line = im->line;
@@ -395,7 +409,8 @@ static int walk_text(Walker *w, const char *display, const char *data, size_t si
 }
 
 static int walk_file(Walker *w, const char *rel, WalkMode mode, const char *service,
-                     const char *argument) {
+                     const char *argument)
+{
     ImportCtx *im = w->im;
     _cleanup_free_ char *data = NULL;
     _cleanup_free_ char *key = NULL;
@@ -440,7 +455,8 @@ static int walk_file(Walker *w, const char *rel, WalkMode mode, const char *serv
     return r;
 }
 
-int import_walk(ImportCtx *im, const ImportSource *src, const ImportTop *top, size_t *budgetp) {
+int import_walk(ImportCtx *im, const ImportSource *src, const ImportTop *top, size_t *budgetp)
+{
     Walker w = {.im = im, .src = src, .budget = budgetp};
     int list_error = 0, r;
 
@@ -469,7 +485,8 @@ typedef struct MemoryTree {
 } MemoryTree;
 
 /* Whether NAME lies inside folder DIR ("" is the root). */
-static const char *inside(const char *name, const char *dir) {
+static const char *inside(const char *name, const char *dir)
+{
     size_t len = strlen(dir);
 
     if (!len)
@@ -479,7 +496,8 @@ static const char *inside(const char *name, const char *dir) {
     return NULL;
 }
 
-static int memory_read(void *ctx, const char *path, char **datap, size_t *sizep, char **keyp) {
+static int memory_read(void *ctx, const char *path, char **datap, size_t *sizep, char **keyp)
+{
     const MemoryTree *t = ctx;
 
     for (size_t i = 0; i < t->n; i++) {
@@ -502,7 +520,8 @@ static int memory_read(void *ctx, const char *path, char **datap, size_t *sizep,
     return -ENOENT;
 }
 
-static int memory_list(void *ctx, const char *path, char ***namesp, size_t *np) {
+static int memory_list(void *ctx, const char *path, char ***namesp, size_t *np)
+{
     const MemoryTree *t = ctx;
     char **names = calloc(t->n + 1, sizeof(*names));
     bool exists = !path[0];
@@ -540,7 +559,8 @@ static int memory_list(void *ctx, const char *path, char ***namesp, size_t *np) 
 
 int policy_import_qubes_memory(const VrpcPolicyText *tree, size_t n_tree, const char *const *top,
                                size_t n_top, const PolicyImportOptions *opts, FILE *out, FILE *err,
-                               PolicyImportStats *statsp) {
+                               PolicyImportStats *statsp)
+{
     MemoryTree t = {tree, n_tree};
     ImportSource src = {.ctx = &t, .display_root = "", .read = memory_read, .list = memory_list};
     size_t budget = opts && opts->max_bytes ? opts->max_bytes : POLICY_FILE_MAX;

@@ -37,10 +37,11 @@ typedef int (*ItemFn)(Loader *l, const VrpcYamlNode *key, const VrpcYamlNode *va
 DEFINE_CLEANUP_FUNC(VrpcYamlNode, vrpc_yaml_node_free)
 #define _cleanup_node_ __attribute__((cleanup(vrpc_yaml_node_freep)))
 
-#define node_error(l, node, ...)                                                                  \
+#define node_error(l, node, ...) \
     vrpc_diag_add((l)->diag, (l)->file, (node)->line, (node)->col, __VA_ARGS__)
 
-static char *quote(char buf[VRPC_QUOTE_MAX], const VrpcYamlNode *node) {
+static char *quote(char buf[VRPC_QUOTE_MAX], const VrpcYamlNode *node)
+{
     return vrpc_quote(buf, VRPC_QUOTE_MAX, node->value, node->len);
 }
 
@@ -49,7 +50,8 @@ static char *quote(char buf[VRPC_QUOTE_MAX], const VrpcYamlNode *node) {
  * none: not a scalar, YAML null, a YAML boolean, or a string with a NUL byte.
  * Plain numbers are accepted as the strings they are written as.
  */
-static const char *node_string(Loader *l, const char *name, const VrpcYamlNode *value) {
+static const char *node_string(Loader *l, const char *name, const VrpcYamlNode *value)
+{
     bool ignored;
 
     if (value->kind != VRPC_YAML_SCALAR || vrpc_yaml_node_is_null(value) ||
@@ -65,7 +67,8 @@ static const char *node_string(Loader *l, const char *name, const VrpcYamlNode *
 }
 
 /* Walk the items of the sequence or mapping whose start is the current event. */
-static int parse_collection(Loader *l, yaml_event_type_t end, ItemFn fn) {
+static int parse_collection(Loader *l, yaml_event_type_t end, ItemFn fn)
+{
     for (;;) {
         _cleanup_node_ VrpcYamlNode *key = NULL;
         _cleanup_node_ VrpcYamlNode *value = NULL;
@@ -94,7 +97,8 @@ static int parse_collection(Loader *l, yaml_event_type_t end, ItemFn fn) {
 }
 
 /* Skip the value that starts at the current event. */
-static int skip_value(Loader *l) {
+static int skip_value(Loader *l)
+{
     _cleanup_node_ VrpcYamlNode *value = NULL;
 
     return vrpc_yaml_read_node(&l->y, &value);
@@ -104,10 +108,11 @@ static int skip_value(Loader *l) {
  * A file is one YAML document: a mapping whose only key is TOP_KEY, holding a
  * collection (START: sequence or mapping) whose items go to FN one by one.
  */
-static int parse_document(Loader *l, const char *top_key, yaml_event_type_t start,
-                          const char *what, ItemFn fn) {
-    yaml_event_type_t end =
-        start == YAML_SEQUENCE_START_EVENT ? YAML_SEQUENCE_END_EVENT : YAML_MAPPING_END_EVENT;
+static int parse_document(Loader *l, const char *top_key, yaml_event_type_t start, const char *what,
+                          ItemFn fn)
+{
+    yaml_event_type_t end = start == YAML_SEQUENCE_START_EVENT ? YAML_SEQUENCE_END_EVENT
+                                                               : YAML_MAPPING_END_EVENT;
     char q[VRPC_QUOTE_MAX];
     bool seen = false;
     unsigned root_line, root_col, top_line = 0, top_col = 0;
@@ -136,8 +141,7 @@ static int parse_document(Loader *l, const char *top_key, yaml_event_type_t star
         if (r < 0)
             return r;
         if (vrpc_yaml_node_is_null(root))
-            vrpc_diag_add(l->diag, l->file, 1, 1, "empty file (expected a \"%s:\" key)",
-                          top_key);
+            vrpc_diag_add(l->diag, l->file, 1, 1, "empty file (expected a \"%s:\" key)", top_key);
         else
             node_error(l, root, "expected a mapping with a \"%s:\" key, got %s", top_key,
                        vrpc_yaml_node_describe(root));
@@ -186,8 +190,8 @@ static int parse_document(Loader *l, const char *top_key, yaml_event_type_t star
                 return r;
         }
         if (!seen)
-            vrpc_diag_add(l->diag, l->file, root_line, root_col,
-                          "missing required key \"%s\"", top_key);
+            vrpc_diag_add(l->diag, l->file, root_line, root_col, "missing required key \"%s\"",
+                          top_key);
     }
 
     r = vrpc_yaml_next(&l->y); /* document end */
@@ -209,7 +213,8 @@ static int parse_document(Loader *l, const char *top_key, yaml_event_type_t star
  * missing its keys.
  */
 static int run_parse(Loader *l, const char *data, size_t size, const char *top_key,
-                     yaml_event_type_t start, const char *what, ItemFn fn) {
+                     yaml_event_type_t start, const char *what, ItemFn fn)
+{
     size_t n_lines = l->diag->n_lines, n_errors = l->diag->n_errors;
     int r = vrpc_yaml_init(&l->y, l->file, data, size, l->diag);
 
@@ -239,14 +244,19 @@ typedef enum RuleKey {
 } RuleKey;
 
 static const char *const rule_key_names[KEY_MAX] = {
-    [KEY_SERVICE] = "service",   [KEY_ARGUMENT] = "argument",
-    [KEY_SOURCE] = "source",     [KEY_TARGET] = "target",
-    [KEY_ACTION] = "action",     [KEY_REDIRECT] = "redirect",
+    [KEY_SERVICE] = "service",
+    [KEY_ARGUMENT] = "argument",
+    [KEY_SOURCE] = "source",
+    [KEY_TARGET] = "target",
+    [KEY_ACTION] = "action",
+    [KEY_REDIRECT] = "redirect",
     [KEY_DEFAULT_TARGET] = "default_target",
-    [KEY_USER] = "user",         [KEY_NOTIFY] = "notify",
+    [KEY_USER] = "user",
+    [KEY_NOTIFY] = "notify",
 };
 
-static int rule_key_lookup(const VrpcYamlNode *key) {
+static int rule_key_lookup(const VrpcYamlNode *key)
+{
     for (int i = 0; i < KEY_MAX; i++)
         if (strlen(rule_key_names[i]) == key->len && strcmp(rule_key_names[i], key->value) == 0)
             return i;
@@ -254,7 +264,8 @@ static int rule_key_lookup(const VrpcYamlNode *key) {
 }
 
 /* A domain token for KEY, restricted to a single domain (redirect, default_target). */
-static const char *parse_single_domain(Loader *l, RuleKey key, const VrpcYamlNode *value) {
+static const char *parse_single_domain(Loader *l, RuleKey key, const VrpcYamlNode *value)
+{
     const char *s = node_string(l, rule_key_names[key], value);
     const char *err = NULL;
     PolicyToken t;
@@ -269,14 +280,15 @@ static const char *parse_single_domain(Loader *l, RuleKey key, const VrpcYamlNod
     if (t.kind == POLICY_TOKEN_ADMINVM)
         return "dom0";
     if (t.kind != POLICY_TOKEN_NAME) {
-        node_error(l, value, "%s: expected a domain name or @adminvm, got %s",
-                   rule_key_names[key], quote(q, value));
+        node_error(l, value, "%s: expected a domain name or @adminvm, got %s", rule_key_names[key],
+                   quote(q, value));
         return NULL;
     }
     return s;
 }
 
-static int compile_rule(Loader *l, const VrpcYamlNode *unused_key, const VrpcYamlNode *m) {
+static int compile_rule(Loader *l, const VrpcYamlNode *unused_key, const VrpcYamlNode *m)
+{
     static const RuleKey required[] = {KEY_SERVICE, KEY_SOURCE, KEY_TARGET, KEY_ACTION};
     const VrpcYamlNode *keys[KEY_MAX] = {0};
     const VrpcYamlNode *vals[KEY_MAX] = {0};
@@ -378,9 +390,9 @@ static int compile_rule(Loader *l, const VrpcYamlNode *unused_key, const VrpcYam
 
         if (vrpc_yaml_node_get_bool(vals[KEY_NOTIFY], &notify) < 0)
             node_error(l, vals[KEY_NOTIFY], "notify: expected true or false, got %s",
-                       vals[KEY_NOTIFY]->kind == VRPC_YAML_SCALAR ? quote(q, vals[KEY_NOTIFY])
-                                                                    : vrpc_yaml_node_describe(
-                                                                          vals[KEY_NOTIFY]));
+                       vals[KEY_NOTIFY]->kind == VRPC_YAML_SCALAR
+                           ? quote(q, vals[KEY_NOTIFY])
+                           : vrpc_yaml_node_describe(vals[KEY_NOTIFY]));
         else
             spec.notify = notify;
     }
@@ -403,8 +415,8 @@ static int compile_rule(Loader *l, const VrpcYamlNode *unused_key, const VrpcYam
     return policy_add_rule(l->policy, l->file, &spec);
 }
 
-int policy_loader_parse_policy(VrpcPolicy *policy, const char *file, const char *data,
-                               size_t size) {
+int policy_loader_parse_policy(VrpcPolicy *policy, const char *file, const char *data, size_t size)
+{
     Loader l = {.diag = policy_get_diag(policy), .policy = policy, .file = file};
 
     return run_parse(&l, data, size, "rules", YAML_SEQUENCE_START_EVENT, "a list of rules",
@@ -413,7 +425,8 @@ int policy_loader_parse_policy(VrpcPolicy *policy, const char *file, const char 
 
 /* ---- domains.yaml ---- */
 
-static int compile_tags(Loader *l, PolicyDomain *d, const VrpcYamlNode *tags) {
+static int compile_tags(Loader *l, PolicyDomain *d, const VrpcYamlNode *tags)
+{
     char q[VRPC_QUOTE_MAX];
 
     if (tags->kind != VRPC_YAML_SEQUENCE) {
@@ -428,8 +441,10 @@ static int compile_tags(Loader *l, PolicyDomain *d, const VrpcYamlNode *tags) {
         if (!s)
             continue;
         if (!vrpc_name_valid_label(s, t->len)) {
-            node_error(l, t, "tags: invalid tag name %s (expected [A-Za-z0-9._-], 1 to 64 "
-                             "characters)", quote(q, t));
+            node_error(l, t,
+                       "tags: invalid tag name %s (expected [A-Za-z0-9._-], 1 to 64 "
+                       "characters)",
+                       quote(q, t));
             continue;
         }
         if (policy_domain_add_tag(d, s, t->len) < 0)
@@ -438,7 +453,8 @@ static int compile_tags(Loader *l, PolicyDomain *d, const VrpcYamlNode *tags) {
     return 0;
 }
 
-static int compile_domain(Loader *l, const VrpcYamlNode *key, const VrpcYamlNode *value) {
+static int compile_domain(Loader *l, const VrpcYamlNode *key, const VrpcYamlNode *value)
+{
     PolicyDomain *d = NULL;
     const PolicyDomain *first;
     const VrpcYamlNode *seen_tags = NULL, *seen_type = NULL;
@@ -451,8 +467,10 @@ static int compile_domain(Loader *l, const VrpcYamlNode *key, const VrpcYamlNode
         return 0;
     }
     if (!vrpc_name_valid_domain(key->value, key->len)) {
-        node_error(l, key, "invalid domain name %s (expected [A-Za-z0-9._-], 1 to 64 "
-                           "characters, starting with a letter or digit)", quote(q, key));
+        node_error(l, key,
+                   "invalid domain name %s (expected [A-Za-z0-9._-], 1 to 64 "
+                   "characters, starting with a letter or digit)",
+                   quote(q, key));
         return 0;
     }
     first = policy_domains_lookup(l->domains, key->value);
@@ -462,8 +480,8 @@ static int compile_domain(Loader *l, const VrpcYamlNode *key, const VrpcYamlNode
         return 0;
     }
     if (value->kind != VRPC_YAML_MAPPING) {
-        node_error(l, value, "%s: expected a mapping with tags and/or type, got %s",
-                   key->value, vrpc_yaml_node_describe(value));
+        node_error(l, value, "%s: expected a mapping with tags and/or type, got %s", key->value,
+                   vrpc_yaml_node_describe(value));
         return 0;
     }
     d = policy_domain_new(key->value, key->len);
@@ -483,8 +501,7 @@ static int compile_domain(Loader *l, const VrpcYamlNode *key, const VrpcYamlNode
             }
             seen_tags = k;
             r = compile_tags(l, d, v);
-        } else if (k->kind == VRPC_YAML_SCALAR && strcmp(k->value, "type") == 0 &&
-                   k->len == 4) {
+        } else if (k->kind == VRPC_YAML_SCALAR && strcmp(k->value, "type") == 0 && k->len == 4) {
             if (seen_type) {
                 node_error(l, k, "duplicate key \"type\" (first at %u:%u)", seen_type->line,
                            seen_type->col);
@@ -493,8 +510,10 @@ static int compile_domain(Loader *l, const VrpcYamlNode *key, const VrpcYamlNode
             seen_type = k;
             s = node_string(l, "type", v);
             if (s && !vrpc_name_valid_label(s, v->len))
-                node_error(l, v, "type: invalid type name %s (expected [A-Za-z0-9._-], 1 to 64 "
-                                 "characters)", quote(q, v));
+                node_error(l, v,
+                           "type: invalid type name %s (expected [A-Za-z0-9._-], 1 to 64 "
+                           "characters)",
+                           quote(q, v));
             else if (s)
                 r = policy_domain_set_type(d, s, v->len);
         } else if (k->kind != VRPC_YAML_SCALAR) {
@@ -513,7 +532,8 @@ static int compile_domain(Loader *l, const VrpcYamlNode *key, const VrpcYamlNode
 }
 
 int policy_loader_parse_domains(PolicyDomains *domains, VrpcDiag *diag, const char *file,
-                                const char *data, size_t size) {
+                                const char *data, size_t size)
+{
     Loader l = {.diag = diag, .domains = domains, .file = file};
 
     return run_parse(&l, data, size, "domains", YAML_MAPPING_START_EVENT,
@@ -524,14 +544,16 @@ int policy_loader_parse_domains(PolicyDomains *domains, VrpcDiag *diag, const ch
 
 /* The error for a file of SIZE bytes (at least) when only LEFT bytes of the
  * total are left; false when it fits. */
-static bool over_caps(VrpcDiag *diag, const char *path, unsigned long long size, size_t left) {
+static bool over_caps(VrpcDiag *diag, const char *path, unsigned long long size, size_t left)
+{
     if (size > POLICY_LOAD_FILE_MAX) {
         vrpc_diag_add(diag, path, 0, 0, "file too large (over %u bytes, the limit per file)",
                       POLICY_LOAD_FILE_MAX);
         return true;
     }
     if (size > left) {
-        vrpc_diag_add(diag, path, 0, 0, "policy too large: with this file the files read come "
+        vrpc_diag_add(diag, path, 0, 0,
+                      "policy too large: with this file the files read come "
                       "to over %u bytes (the limit for all files together)",
                       POLICY_LOAD_TOTAL_MAX);
         return true;
@@ -543,8 +565,9 @@ static bool over_caps(VrpcDiag *diag, const char *path, unsigned long long size,
  * of POLICY_LOAD_TOTAL_MAX, reduced by the size read). Returns 0, -ENOENT when
  * it does not exist and MISSING_OK (nothing reported), -EIO for any other
  * problem, a file over a cap included (reported) or -ENOMEM. */
-static int read_file(const char *path, bool missing_ok, VrpcDiag *diag, size_t *leftp,
-                     char **datap, size_t *sizep) {
+static int read_file(const char *path, bool missing_ok, VrpcDiag *diag, size_t *leftp, char **datap,
+                     size_t *sizep)
+{
     _cleanup_close_ int fd = -1;
     _cleanup_free_ char *data = NULL;
     struct stat st;
@@ -601,24 +624,28 @@ static int read_file(const char *path, bool missing_ok, VrpcDiag *diag, size_t *
     return 0;
 }
 
-static int cmp_names(const void *a, const void *b) {
+static int cmp_names(const void *a, const void *b)
+{
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static bool is_policy_file_name(const char *name) {
+static bool is_policy_file_name(const char *name)
+{
     size_t len = strlen(name);
 
     return name[0] != '.' && len > 5 && strcmp(name + len - 5, ".yaml") == 0;
 }
 
-static void free_names(char **names, size_t n) {
+static void free_names(char **names, size_t n)
+{
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
 }
 
 /* The policy file names in DIR, sorted. Returns 0, -EIO (reported) or -ENOMEM. */
-static int list_policy_files(const char *dir, VrpcDiag *diag, char ***namesp, size_t *np) {
+static int list_policy_files(const char *dir, VrpcDiag *diag, char ***namesp, size_t *np)
+{
     _cleanup_closedir_ DIR *d = NULL;
     char **names = NULL;
     size_t n = 0;
@@ -658,7 +685,8 @@ oom:
     return -ENOMEM;
 }
 
-static char *path_join(const char *dir, const char *name) {
+static char *path_join(const char *dir, const char *name)
+{
     size_t len = strlen(dir);
     char *path = NULL;
 
@@ -669,7 +697,8 @@ static char *path_join(const char *dir, const char *name) {
     return path;
 }
 
-static int finish(VrpcPolicy *policy, PolicyDomains *domains, VrpcPolicy **policyp) {
+static int finish(VrpcPolicy *policy, PolicyDomains *domains, VrpcPolicy **policyp)
+{
     int r;
 
     policy_set_domains(policy, domains);
@@ -682,7 +711,8 @@ static int finish(VrpcPolicy *policy, PolicyDomains *domains, VrpcPolicy **polic
     return vrpc_policy_is_valid(policy) ? 0 : VRPC_POLICY_E_INVALID;
 }
 
-int vrpc_policy_load(const char *etc_dir, VrpcPolicy **policyp) {
+int vrpc_policy_load(const char *etc_dir, VrpcPolicy **policyp)
+{
     VrpcPolicy *policy = NULL;
     PolicyDomains *domains = NULL;
     _cleanup_free_ char *domains_path = NULL;
@@ -744,7 +774,8 @@ fail:
 }
 
 int vrpc_policy_load_texts(const VrpcPolicyText *files, size_t n_files,
-                           const VrpcPolicyText *domains_text, VrpcPolicy **policyp) {
+                           const VrpcPolicyText *domains_text, VrpcPolicy **policyp)
+{
     VrpcPolicy *policy = NULL;
     PolicyDomains *domains = NULL;
     int r;
@@ -766,8 +797,7 @@ int vrpc_policy_load_texts(const VrpcPolicyText *files, size_t n_files,
         if (domains_text->size > POLICY_FILE_MAX)
             vrpc_diag_add(policy_get_diag(policy), domains_text->name, 0, 0,
                           "file too large (over %u bytes)", POLICY_FILE_MAX);
-        else if (policy_loader_parse_domains(domains, policy_get_diag(policy),
-                                             domains_text->name,
+        else if (policy_loader_parse_domains(domains, policy_get_diag(policy), domains_text->name,
                                              domains_text->data ? domains_text->data : "",
                                              domains_text->size) < 0)
             goto fail;

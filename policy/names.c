@@ -16,12 +16,14 @@
 #include "names.h"
 #include "vrpc-policy.h"
 
-bool policy_is_dom0(const char *s) {
+bool policy_is_dom0(const char *s)
+{
     return s && strcmp(s, "dom0") == 0;
 }
 
 int policy_service_pattern_parse(const char *s, size_t len, size_t *prefix_lenp, bool *is_prefixp,
-                                 const char **errp) {
+                                 const char **errp)
+{
     bool is_prefix = len > 0 && s[len - 1] == '*';
     size_t plen = is_prefix ? len - 1 : len;
 
@@ -42,16 +44,19 @@ int policy_service_pattern_parse(const char *s, size_t len, size_t *prefix_lenp,
     return 0;
 }
 
-static bool token_is(const char *s, size_t len, const char *word) {
+static bool token_is(const char *s, size_t len, const char *word)
+{
     return strlen(word) == len && memcmp(s, word, len) == 0;
 }
 
-static bool token_has_prefix(const char *s, size_t len, const char *prefix) {
+static bool token_has_prefix(const char *s, size_t len, const char *prefix)
+{
     size_t plen = strlen(prefix);
     return len >= plen && memcmp(s, prefix, plen) == 0;
 }
 
-int policy_token_parse(const char *s, size_t len, PolicyToken *tokenp, const char **errp) {
+int policy_token_parse(const char *s, size_t len, PolicyToken *tokenp, const char **errp)
+{
     PolicyToken t = {0};
 
     if (len == 0) {
@@ -98,7 +103,8 @@ int policy_token_parse(const char *s, size_t len, PolicyToken *tokenp, const cha
     return 0;
 }
 
-const char *policy_token_kind_to_string(PolicyTokenKind kind) {
+const char *policy_token_kind_to_string(PolicyTokenKind kind)
+{
     switch (kind) {
     case POLICY_TOKEN_ANY:
         return "*";
@@ -118,20 +124,24 @@ const char *policy_token_kind_to_string(PolicyTokenKind kind) {
     return "?";
 }
 
-bool vrpc_policy_service_is_valid(const char *service) {
+bool vrpc_policy_service_is_valid(const char *service)
+{
     return service && vrpc_name_valid_service(service, strlen(service));
 }
 
-bool vrpc_policy_argument_is_valid(const char *argument) {
+bool vrpc_policy_argument_is_valid(const char *argument)
+{
     return argument && vrpc_name_valid_argument(argument, strlen(argument));
 }
 
-bool vrpc_policy_domain_is_valid(const char *domain) {
+bool vrpc_policy_domain_is_valid(const char *domain)
+{
     return domain && vrpc_name_valid_domain(domain, strlen(domain));
 }
 
 int vrpc_policy_split_call(const char *untrusted_call, char servicep[VRPC_POLICY_NAME_MAX + 1],
-                           char argumentp[VRPC_POLICY_NAME_MAX + 1]) {
+                           char argumentp[VRPC_POLICY_NAME_MAX + 1])
+{
     switch (vrpc_name_split_call(untrusted_call, servicep, argumentp)) {
     case 0:
         return 0;

@@ -58,7 +58,8 @@ struct VrpcPolicy {
     PolicyIdList generic;
 };
 
-static char *arena_alloc(VrpcPolicy *p, size_t size) {
+static char *arena_alloc(VrpcPolicy *p, size_t size)
+{
     ArenaChunk *c = p->arena;
 
     if (!c || c->size - c->used < size) {
@@ -76,7 +77,8 @@ static char *arena_alloc(VrpcPolicy *p, size_t size) {
     return c->data + c->used - size;
 }
 
-static const char *arena_strndup(VrpcPolicy *p, const char *s, size_t len) {
+static const char *arena_strndup(VrpcPolicy *p, const char *s, size_t len)
+{
     char *copy = arena_alloc(p, len + 1);
 
     if (!copy)
@@ -86,7 +88,8 @@ static const char *arena_strndup(VrpcPolicy *p, const char *s, size_t len) {
     return copy;
 }
 
-static void id_list_free(void *value) {
+static void id_list_free(void *value)
+{
     PolicyIdList *l = value;
 
     if (l)
@@ -94,7 +97,8 @@ static void id_list_free(void *value) {
     free(l);
 }
 
-static int id_list_append(PolicyIdList *l, uint32_t id) {
+static int id_list_append(PolicyIdList *l, uint32_t id)
+{
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 4;
         uint32_t *ids = realloc(l->ids, cap * sizeof(*ids));
@@ -109,7 +113,8 @@ static int id_list_append(PolicyIdList *l, uint32_t id) {
 }
 
 /* Append ID to the list under KEY, creating the list on first use. */
-static int index_add(PolicyStrMap *map, const char *key, size_t len, uint32_t id) {
+static int index_add(PolicyStrMap *map, const char *key, size_t len, uint32_t id)
+{
     PolicyIdList *l = policy_strmap_get(map, key, len);
     int r;
 
@@ -126,7 +131,8 @@ static int index_add(PolicyStrMap *map, const char *key, size_t len, uint32_t id
     return id_list_append(l, id);
 }
 
-int policy_new(VrpcPolicy **policyp) {
+int policy_new(VrpcPolicy **policyp)
+{
     VrpcPolicy *p = calloc(1, sizeof(*p));
 
     if (!p)
@@ -143,7 +149,8 @@ int policy_new(VrpcPolicy **policyp) {
     return 0;
 }
 
-static void policy_free(VrpcPolicy *p) {
+static void policy_free(VrpcPolicy *p)
+{
     policy_strmap_free(p->by_service_source);
     policy_strmap_free(p->by_service);
     policy_strmap_free(p->by_source);
@@ -163,23 +170,27 @@ static void policy_free(VrpcPolicy *p) {
     free(p);
 }
 
-VrpcPolicy *vrpc_policy_ref(VrpcPolicy *policy) {
+VrpcPolicy *vrpc_policy_ref(VrpcPolicy *policy)
+{
     if (policy)
         atomic_fetch_add_explicit(&policy->refcount, 1, memory_order_relaxed);
     return policy;
 }
 
-VrpcPolicy *vrpc_policy_unref(VrpcPolicy *policy) {
+VrpcPolicy *vrpc_policy_unref(VrpcPolicy *policy)
+{
     if (policy && atomic_fetch_sub_explicit(&policy->refcount, 1, memory_order_acq_rel) == 1)
         policy_free(policy);
     return NULL;
 }
 
-VrpcDiag *policy_get_diag(VrpcPolicy *policy) {
+VrpcDiag *policy_get_diag(VrpcPolicy *policy)
+{
     return &policy->diag;
 }
 
-int policy_add_file(VrpcPolicy *policy, const char *path, const char **pathp) {
+int policy_add_file(VrpcPolicy *policy, const char *path, const char **pathp)
+{
     char **files = realloc(policy->files, (policy->n_files + 1) * sizeof(*files));
     char *copy;
 
@@ -194,7 +205,8 @@ int policy_add_file(VrpcPolicy *policy, const char *path, const char **pathp) {
     return 0;
 }
 
-static int copy_token(VrpcPolicy *p, PolicyToken *dst, const PolicyToken *src) {
+static int copy_token(VrpcPolicy *p, PolicyToken *dst, const PolicyToken *src)
+{
     *dst = *src;
     if (src->value) {
         dst->value = arena_strndup(p, src->value, src->len);
@@ -204,7 +216,8 @@ static int copy_token(VrpcPolicy *p, PolicyToken *dst, const PolicyToken *src) {
     return 0;
 }
 
-static int copy_opt_string(VrpcPolicy *p, const char **dst, const char *src) {
+static int copy_opt_string(VrpcPolicy *p, const char **dst, const char *src)
+{
     *dst = NULL;
     if (src) {
         *dst = arena_strndup(p, src, strlen(src));
@@ -214,7 +227,8 @@ static int copy_opt_string(VrpcPolicy *p, const char **dst, const char *src) {
     return 0;
 }
 
-int policy_add_rule(VrpcPolicy *policy, const char *file, const PolicyRuleSpec *spec) {
+int policy_add_rule(VrpcPolicy *policy, const char *file, const PolicyRuleSpec *spec)
+{
     PolicyRule r = {0};
 
     if (policy->n_rules >= UINT32_MAX - 1)
@@ -252,13 +266,15 @@ int policy_add_rule(VrpcPolicy *policy, const char *file, const PolicyRuleSpec *
     return 0;
 }
 
-void policy_set_domains(VrpcPolicy *policy, PolicyDomains *domains) {
+void policy_set_domains(VrpcPolicy *policy, PolicyDomains *domains)
+{
     policy_domains_free(policy->domains);
     policy->domains = domains;
 }
 
 /* The exact source a rule is keyed by, or NULL when it needs a full test. */
-static const char *rule_exact_source(const PolicyRule *r) {
+static const char *rule_exact_source(const PolicyRule *r)
+{
     if (r->source.kind == POLICY_TOKEN_NAME)
         return r->source.value;
     if (r->source.kind == POLICY_TOKEN_ADMINVM)
@@ -266,7 +282,8 @@ static const char *rule_exact_source(const PolicyRule *r) {
     return NULL;
 }
 
-int policy_seal(VrpcPolicy *policy) {
+int policy_seal(VrpcPolicy *policy)
+{
     char key[2 * VRPC_POLICY_NAME_MAX + 8];
     int r = 0;
 
@@ -294,39 +311,48 @@ int policy_seal(VrpcPolicy *policy) {
     return 0;
 }
 
-size_t policy_get_n_rules_internal(const VrpcPolicy *policy) {
+size_t policy_get_n_rules_internal(const VrpcPolicy *policy)
+{
     return policy->n_rules;
 }
 
-const PolicyRule *policy_get_rule(const VrpcPolicy *policy, size_t index) {
+const PolicyRule *policy_get_rule(const VrpcPolicy *policy, size_t index)
+{
     return index < policy->n_rules ? &policy->rules[index] : NULL;
 }
 
-const PolicyDomains *policy_get_domains(const VrpcPolicy *policy) {
+const PolicyDomains *policy_get_domains(const VrpcPolicy *policy)
+{
     return policy->domains;
 }
 
-bool vrpc_policy_is_valid(const VrpcPolicy *policy) {
+bool vrpc_policy_is_valid(const VrpcPolicy *policy)
+{
     return policy && policy->sealed && policy->valid;
 }
 
-size_t vrpc_policy_get_n_errors(const VrpcPolicy *policy) {
+size_t vrpc_policy_get_n_errors(const VrpcPolicy *policy)
+{
     return policy ? policy->diag.n_lines : 0;
 }
 
-const char *vrpc_policy_get_error(const VrpcPolicy *policy, size_t index) {
+const char *vrpc_policy_get_error(const VrpcPolicy *policy, size_t index)
+{
     return policy && index < policy->diag.n_lines ? policy->diag.lines[index] : NULL;
 }
 
-size_t vrpc_policy_get_n_rules(const VrpcPolicy *policy) {
+size_t vrpc_policy_get_n_rules(const VrpcPolicy *policy)
+{
     return policy ? policy->n_rules : 0;
 }
 
-size_t vrpc_policy_get_n_files(const VrpcPolicy *policy) {
+size_t vrpc_policy_get_n_files(const VrpcPolicy *policy)
+{
     return policy ? policy->n_files : 0;
 }
 
-const char *vrpc_policy_action_to_string(VrpcPolicyAction action) {
+const char *vrpc_policy_action_to_string(VrpcPolicyAction action)
+{
     switch (action) {
     case VRPC_POLICY_ALLOW:
         return "allow";
@@ -345,7 +371,8 @@ typedef struct LazyDomain {
     bool looked_up;
 } LazyDomain;
 
-static const PolicyDomain *lazy_domain_get(const VrpcPolicy *p, LazyDomain *l) {
+static const PolicyDomain *lazy_domain_get(const VrpcPolicy *p, LazyDomain *l)
+{
     if (!l->looked_up) {
         l->domain = policy_domains_lookup(p->domains, l->name);
         l->looked_up = true;
@@ -359,7 +386,8 @@ static const PolicyDomain *lazy_domain_get(const VrpcPolicy *p, LazyDomain *l) {
  * lets "@anyvm @anyvm ask" cover it; an allow rule reached that way without a
  * redirect denies (see decide()).
  */
-static bool token_matches(const VrpcPolicy *p, const PolicyToken *t, LazyDomain *l) {
+static bool token_matches(const VrpcPolicy *p, const PolicyToken *t, LazyDomain *l)
+{
     const PolicyDomain *d;
 
     switch (t->kind) {
@@ -384,7 +412,8 @@ static bool token_matches(const VrpcPolicy *p, const PolicyToken *t, LazyDomain 
 }
 
 static bool rule_matches(const VrpcPolicy *p, const PolicyRule *r, const PolicyCall *call,
-                         LazyDomain *src, LazyDomain *tgt) {
+                         LazyDomain *src, LazyDomain *tgt)
+{
     if (r->service_prefix) {
         if (call->service_len < r->service_len ||
             memcmp(call->service, r->service, r->service_len) != 0)
@@ -398,12 +427,14 @@ static bool rule_matches(const VrpcPolicy *p, const PolicyRule *r, const PolicyC
     return token_matches(p, &r->source, src) && token_matches(p, &r->target, tgt);
 }
 
-static void set_target(VrpcPolicyDecision *d, const char *name) {
+static void set_target(VrpcPolicyDecision *d, const char *name)
+{
     snprintf(d->target, sizeof(d->target), "%s", name);
 }
 
 static void decide(const VrpcPolicy *p, const PolicyRule *r, const PolicyCall *call,
-                   VrpcPolicyDecision *d) {
+                   VrpcPolicyDecision *d)
+{
     const char *target = r->redirect ? r->redirect : call->target;
 
     d->rule_file = r->file;
@@ -440,11 +471,13 @@ static void decide(const VrpcPolicy *p, const PolicyRule *r, const PolicyCall *c
     d->notify = r->notify != 0;
 }
 
-static const PolicyIdList *index_get(const PolicyStrMap *map, const char *key, size_t len) {
+static const PolicyIdList *index_get(const PolicyStrMap *map, const char *key, size_t len)
+{
     return policy_strmap_get(map, key, len);
 }
 
-static void decision_deny(VrpcPolicyDecision *d, const char *reason) {
+static void decision_deny(VrpcPolicyDecision *d, const char *reason)
+{
     *d = (VrpcPolicyDecision){
         .action = VRPC_POLICY_DENY,
         .notify = true,
@@ -452,7 +485,8 @@ static void decision_deny(VrpcPolicyDecision *d, const char *reason) {
     };
 }
 
-void policy_match(const VrpcPolicy *policy, const PolicyCall *call, VrpcPolicyDecision *decision) {
+void policy_match(const VrpcPolicy *policy, const PolicyCall *call, VrpcPolicyDecision *decision)
+{
     char key[2 * VRPC_POLICY_NAME_MAX + 8];
     const PolicyIdList *lists[4] = {0};
     size_t pos[4] = {0};
@@ -493,7 +527,8 @@ void policy_match(const VrpcPolicy *policy, const PolicyCall *call, VrpcPolicyDe
 }
 
 int vrpc_policy_evaluate(const VrpcPolicy *policy, const VrpcPolicyRequest *request,
-                         VrpcPolicyDecision *decisionp) {
+                         VrpcPolicyDecision *decisionp)
+{
     const char *source, *target, *service, *argument;
 
     decision_deny(decisionp, "invalid request");
@@ -545,7 +580,8 @@ int vrpc_policy_evaluate(const VrpcPolicy *policy, const VrpcPolicyRequest *requ
     return 0;
 }
 
-bool vrpc_policy_decision_resolve_ask(VrpcPolicyDecision *decision, const char *ask_program) {
+bool vrpc_policy_decision_resolve_ask(VrpcPolicyDecision *decision, const char *ask_program)
+{
     if (!decision || decision->action != VRPC_POLICY_ASK)
         return false;
     if (ask_program && *ask_program)
@@ -561,7 +597,8 @@ bool vrpc_policy_decision_resolve_ask(VrpcPolicyDecision *decision, const char *
 
 int vrpc_policy_decision_check_target(const VrpcPolicy *policy, const VrpcPolicyDecision *decision,
                                       const char *untrusted_name,
-                                      char targetp[VRPC_POLICY_NAME_MAX + 1]) {
+                                      char targetp[VRPC_POLICY_NAME_MAX + 1])
+{
     const PolicyRule *r;
     const char *name;
 
@@ -587,7 +624,8 @@ int vrpc_policy_decision_check_target(const VrpcPolicy *policy, const VrpcPolicy
     return 0;
 }
 
-int vrpc_policy_decision_format(const VrpcPolicyDecision *decision, char *buf, size_t size) {
+int vrpc_policy_decision_format(const VrpcPolicyDecision *decision, char *buf, size_t size)
+{
     char rule[4096], reason[256] = "";
     bool default_notify = decision->action == VRPC_POLICY_DENY;
 
@@ -600,14 +638,12 @@ int vrpc_policy_decision_format(const VrpcPolicyDecision *decision, char *buf, s
         strcmp(decision->reason, "denied by rule") != 0 &&
         strcmp(decision->reason, "no matching rule") != 0)
         snprintf(reason, sizeof(reason), " reason=\"%s\"", decision->reason);
-    return snprintf(buf, size, "%s%s%s rule=%s%s%s%s%s%s%s",
-                    vrpc_policy_action_to_string(decision->action),
-                    decision->target[0] ? " target=" : "", decision->target, rule,
-                    decision->user ? " user=" : "", decision->user ? decision->user : "",
-                    decision->default_target ? " default_target=" : "",
-                    decision->default_target ? decision->default_target : "",
-                    decision->notify != default_notify
-                        ? (decision->notify ? " notify=yes" : " notify=no")
-                        : "",
-                    reason);
+    return snprintf(
+        buf, size, "%s%s%s rule=%s%s%s%s%s%s%s", vrpc_policy_action_to_string(decision->action),
+        decision->target[0] ? " target=" : "", decision->target, rule,
+        decision->user ? " user=" : "", decision->user ? decision->user : "",
+        decision->default_target ? " default_target=" : "",
+        decision->default_target ? decision->default_target : "",
+        decision->notify != default_notify ? (decision->notify ? " notify=yes" : " notify=no") : "",
+        reason);
 }

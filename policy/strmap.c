@@ -28,7 +28,8 @@ struct PolicyStrMap {
     PolicyStrMapFreeFn free_value;
 };
 
-static uint64_t strmap_hash(const char *key, size_t len) {
+static uint64_t strmap_hash(const char *key, size_t len)
+{
     uint64_t h = 0xcbf29ce484222325ULL;
 
     for (size_t i = 0; i < len; i++) {
@@ -38,7 +39,8 @@ static uint64_t strmap_hash(const char *key, size_t len) {
     return h;
 }
 
-int policy_strmap_new(PolicyStrMap **mapp, PolicyStrMapFreeFn free_value) {
+int policy_strmap_new(PolicyStrMap **mapp, PolicyStrMapFreeFn free_value)
+{
     PolicyStrMap *map = calloc(1, sizeof(*map));
 
     if (!map)
@@ -54,7 +56,8 @@ int policy_strmap_new(PolicyStrMap **mapp, PolicyStrMapFreeFn free_value) {
     return 0;
 }
 
-PolicyStrMap *policy_strmap_free(PolicyStrMap *map) {
+PolicyStrMap *policy_strmap_free(PolicyStrMap *map)
+{
     if (!map)
         return NULL;
     for (size_t i = 0; i < map->n_slots; i++) {
@@ -69,8 +72,9 @@ PolicyStrMap *policy_strmap_free(PolicyStrMap *map) {
     return NULL;
 }
 
-static PolicyStrMapSlot *strmap_find(const PolicyStrMapSlot *slots, size_t n_slots,
-                                     const char *key, size_t len, uint64_t hash) {
+static PolicyStrMapSlot *strmap_find(const PolicyStrMapSlot *slots, size_t n_slots, const char *key,
+                                     size_t len, uint64_t hash)
+{
     size_t mask = n_slots - 1;
 
     for (size_t i = (size_t)hash & mask;; i = (i + 1) & mask) {
@@ -81,7 +85,8 @@ static PolicyStrMapSlot *strmap_find(const PolicyStrMapSlot *slots, size_t n_slo
     }
 }
 
-static int strmap_grow(PolicyStrMap *map) {
+static int strmap_grow(PolicyStrMap *map)
+{
     size_t n = map->n_slots * 2;
     PolicyStrMapSlot *slots = calloc(n, sizeof(*slots));
 
@@ -99,7 +104,8 @@ static int strmap_grow(PolicyStrMap *map) {
     return 0;
 }
 
-int policy_strmap_put(PolicyStrMap *map, const char *key, size_t len, void *value) {
+int policy_strmap_put(PolicyStrMap *map, const char *key, size_t len, void *value)
+{
     uint64_t hash = strmap_hash(key, len);
     PolicyStrMapSlot *s;
     char *copy;
@@ -120,7 +126,8 @@ int policy_strmap_put(PolicyStrMap *map, const char *key, size_t len, void *valu
     return 0;
 }
 
-void *policy_strmap_get(const PolicyStrMap *map, const char *key, size_t len) {
+void *policy_strmap_get(const PolicyStrMap *map, const char *key, size_t len)
+{
     const PolicyStrMapSlot *s;
 
     if (!map)

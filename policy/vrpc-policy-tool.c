@@ -57,7 +57,8 @@ static const char *const usage_text =
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* One line on stderr for bad usage, and the usage exit code. */
-static int usage_error(const char *fmt, ...) {
+static int usage_error(const char *fmt, ...)
+{
     va_list ap;
 
     fprintf(stderr, "vrpc-policy: ");
@@ -81,7 +82,8 @@ enum { TAKES_ETC = 1, TAKES_SKIP = 2 };
  * command are in *O already; a later one wins. Returns -1 to go on, else an
  * exit code.
  */
-static int parse_options(const char *name, int argc, char **argv, Options *o) {
+static int parse_options(const char *name, int argc, char **argv, Options *o)
+{
     static const struct option options[] = {
         {"etc", required_argument, NULL, 'e'},
         {"skip-unconvertible", no_argument, NULL, 's'},
@@ -121,7 +123,8 @@ static int parse_options(const char *name, int argc, char **argv, Options *o) {
 }
 
 /* Refuse the options COMMAND does not take. Returns -1 to go on. */
-static int check_allowed(const char *command, const Options *o, unsigned takes) {
+static int check_allowed(const char *command, const Options *o, unsigned takes)
+{
     if (o->etc && !(takes & TAKES_ETC))
         return usage_error("%s does not take --etc", command);
     if (o->skip_unconvertible && !(takes & TAKES_SKIP))
@@ -136,8 +139,8 @@ static int check_allowed(const char *command, const Options *o, unsigned takes) 
  * whose last component is policy.d: its parent holds domains.yaml).
  * *ETCP is malloc'd. Returns -1 to go on, else an exit code.
  */
-static int etc_folder(const char *command, int argc, char **argv, const Options *o,
-                      char **etcp) {
+static int etc_folder(const char *command, int argc, char **argv, const Options *o, char **etcp)
+{
     const char *arg;
     size_t len;
     char *etc;
@@ -157,8 +160,8 @@ static int etc_folder(const char *command, int argc, char **argv, const Options 
     }
     for (len = strlen(etc); len > 1 && etc[len - 1] == '/'; len--)
         etc[len - 1] = 0;
-    if (argc - optind == 1 && (strcmp(etc, "policy.d") == 0 ||
-                               (len >= 9 && strcmp(etc + len - 9, "/policy.d") == 0))) {
+    if (argc - optind == 1 &&
+        (strcmp(etc, "policy.d") == 0 || (len >= 9 && strcmp(etc + len - 9, "/policy.d") == 0))) {
         if (len == 8)
             strcpy(etc, ".");
         else if (len == 9)
@@ -170,13 +173,15 @@ static int etc_folder(const char *command, int argc, char **argv, const Options 
     return -1;
 }
 
-static void print_errors(const VrpcPolicy *policy, FILE *to) {
+static void print_errors(const VrpcPolicy *policy, FILE *to)
+{
     for (size_t i = 0; i < vrpc_policy_get_n_errors(policy); i++)
         fprintf(to, "%s\n", vrpc_policy_get_error(policy, i));
 }
 
 /* Load ETC; prints a one-line failure for system errors. Returns 0, E_INVALID or <0. */
-static int load(const char *etc, VrpcPolicy **policyp) {
+static int load(const char *etc, VrpcPolicy **policyp)
+{
     int r = vrpc_policy_load(etc, policyp);
 
     if (r < 0)
@@ -184,7 +189,8 @@ static int load(const char *etc, VrpcPolicy **policyp) {
     return r;
 }
 
-static int cmd_check(int argc, char **argv, Options *o) {
+static int cmd_check(int argc, char **argv, Options *o)
+{
     _cleanup_free_ char *etc = NULL;
     VrpcPolicy *policy = NULL;
     size_t n_rules, n_files;
@@ -212,7 +218,8 @@ static int cmd_check(int argc, char **argv, Options *o) {
     return EXIT_OK;
 }
 
-static int cmd_explain(int argc, char **argv, Options *o) {
+static int cmd_explain(int argc, char **argv, Options *o)
+{
     const char *etc;
     char service[VRPC_POLICY_NAME_MAX + 1], argument[VRPC_POLICY_NAME_MAX + 1];
     char line[8192];
@@ -274,7 +281,8 @@ static int cmd_explain(int argc, char **argv, Options *o) {
     return EXIT_OK;
 }
 
-static int cmd_graph(int argc, char **argv, Options *o) {
+static int cmd_graph(int argc, char **argv, Options *o)
+{
     _cleanup_free_ char *etc = NULL;
     VrpcPolicy *policy = NULL;
     int r = parse_options(argv[0], argc, argv, o);
@@ -303,7 +311,8 @@ static int cmd_graph(int argc, char **argv, Options *o) {
     return EXIT_OK;
 }
 
-static int cmd_import_qubes(int argc, char **argv, Options *o) {
+static int cmd_import_qubes(int argc, char **argv, Options *o)
+{
     PolicyImportStats stats;
     int r = parse_options(argv[0], argc, argv, o);
 
@@ -313,17 +322,16 @@ static int cmd_import_qubes(int argc, char **argv, Options *o) {
         return r;
     if (optind == argc)
         return usage_error("import-qubes needs at least one PATH (a policy.d folder or a file)");
-    r = policy_import_qubes_paths((const char *const *)argv + optind, (size_t)(argc - optind),
-                                  &(PolicyImportOptions){.skip_unconvertible =
-                                                             o->skip_unconvertible},
-                                  stdout, stderr, &stats);
+    r = policy_import_qubes_paths(
+        (const char *const *)argv + optind, (size_t)(argc - optind),
+        &(PolicyImportOptions){.skip_unconvertible = o->skip_unconvertible}, stdout, stderr,
+        &stats);
     if (r < 0) {
         fprintf(stderr, "vrpc-policy: import failed: %s\n", strerror(-r));
         return EXIT_FAIL;
     }
     if (r > 0) {
-        fprintf(stderr, "vrpc-policy: %d problem%s; nothing was written\n", r,
-                r == 1 ? "" : "s");
+        fprintf(stderr, "vrpc-policy: %d problem%s; nothing was written\n", r, r == 1 ? "" : "s");
         return EXIT_FAIL;
     }
     if (stats.skipped > 0)
@@ -333,7 +341,8 @@ static int cmd_import_qubes(int argc, char **argv, Options *o) {
     return EXIT_OK;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     static const struct {
         const char *name;
         int (*fn)(int argc, char **argv, Options *o);

@@ -39,8 +39,8 @@
 
 #include "vrpc-policy.h"
 
-#define WATCH_MASK                                                                                \
-    (IN_CLOSE_WRITE | IN_MODIFY | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |          \
+#define WATCH_MASK                                                                      \
+    (IN_CLOSE_WRITE | IN_MODIFY | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | \
      IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 
 #define WATCH_DEBOUNCE_MS 100
@@ -62,8 +62,8 @@ struct VrpcPolicyWatch {
     VrpcPolicyHolder *holder;
     char *policy_dir;
 
-    bool pending;             /* a change was seen and is not loaded yet */
-    int64_t first_change_ms;  /* of the pending changes */
+    bool pending;            /* a change was seen and is not loaded yet */
+    int64_t first_change_ms; /* of the pending changes */
     int64_t last_change_ms;
     Writing writing[WATCH_WRITING_MAX]; /* written to and not closed yet */
     size_t n_writing;
@@ -73,7 +73,8 @@ struct VrpcPolicyWatch {
     int thread_result;
 };
 
-static int64_t now_ms(void) {
+static int64_t now_ms(void)
+{
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -82,18 +83,21 @@ static int64_t now_ms(void) {
 
 /* (Re)arm the watch on policy.d; its absence is not an error (fail closed
  * happens in the loader), the folder watch will tell when it appears. */
-static void watch_arm_policy_dir(VrpcPolicyWatch *w) {
+static void watch_arm_policy_dir(VrpcPolicyWatch *w)
+{
     if (w->wd_policy < 0)
         w->wd_policy = inotify_add_watch(w->inotify_fd, w->policy_dir, WATCH_MASK);
 }
 
-static int epoll_add(int epfd, int fd) {
+static int epoll_add(int epfd, int fd)
+{
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
 
     return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
-int vrpc_policy_watch_new(VrpcPolicyWatch **watchp, VrpcPolicyHolder *holder) {
+int vrpc_policy_watch_new(VrpcPolicyWatch **watchp, VrpcPolicyHolder *holder)
+{
     const char *etc = vrpc_policy_holder_get_etc_dir(holder);
     VrpcPolicyWatch *w;
     int r;
@@ -135,7 +139,8 @@ fail:
     return r;
 }
 
-static void writing_clear(VrpcPolicyWatch *w, int wd) {
+static void writing_clear(VrpcPolicyWatch *w, int wd)
+{
     for (size_t i = 0; i < w->n_writing;) {
         if (wd < 0 || w->writing[i].wd == wd) {
             free(w->writing[i].name);
@@ -146,7 +151,8 @@ static void writing_clear(VrpcPolicyWatch *w, int wd) {
     }
 }
 
-VrpcPolicyWatch *vrpc_policy_watch_free(VrpcPolicyWatch *watch) {
+VrpcPolicyWatch *vrpc_policy_watch_free(VrpcPolicyWatch *watch)
+{
     if (!watch)
         return NULL;
     if (watch->running)
@@ -165,11 +171,13 @@ VrpcPolicyWatch *vrpc_policy_watch_free(VrpcPolicyWatch *watch) {
     return NULL;
 }
 
-int vrpc_policy_watch_get_fd(const VrpcPolicyWatch *watch) {
+int vrpc_policy_watch_get_fd(const VrpcPolicyWatch *watch)
+{
     return watch ? watch->fd : -EINVAL;
 }
 
-bool vrpc_policy_watch_get_pending(const VrpcPolicyWatch *watch, const char **writingp) {
+bool vrpc_policy_watch_get_pending(const VrpcPolicyWatch *watch, const char **writingp)
+{
     if (writingp)
         *writingp = watch && watch->n_writing > 0 ? watch->writing[0].name : NULL;
     return watch && (watch->pending || watch->running);
@@ -177,7 +185,8 @@ bool vrpc_policy_watch_get_pending(const VrpcPolicyWatch *watch, const char **wr
 
 /* Names that can never change the policy: temporaries of editors and
  * installers, and anything the loader does not read. */
-static bool name_is_temporary(const char *name) {
+static bool name_is_temporary(const char *name)
+{
     size_t len = strlen(name);
 
     return name[0] == '.' || (len > 0 && name[len - 1] == '~') ||
@@ -185,13 +194,15 @@ static bool name_is_temporary(const char *name) {
            (len >= 4 && strcmp(name + len - 4, ".tmp") == 0);
 }
 
-static bool name_is_policy_file(const char *name) {
+static bool name_is_policy_file(const char *name)
+{
     size_t len = strlen(name);
 
     return !name_is_temporary(name) && len > 5 && strcmp(name + len - 5, ".yaml") == 0;
 }
 
-static void writing_forget(VrpcPolicyWatch *w, int wd, const char *name) {
+static void writing_forget(VrpcPolicyWatch *w, int wd, const char *name)
+{
     for (size_t i = 0; i < w->n_writing; i++) {
         if (w->writing[i].wd == wd && strcmp(w->writing[i].name, name) == 0) {
             free(w->writing[i].name);
@@ -201,7 +212,8 @@ static void writing_forget(VrpcPolicyWatch *w, int wd, const char *name) {
     }
 }
 
-static void writing_note(VrpcPolicyWatch *w, int wd, const char *name) {
+static void writing_note(VrpcPolicyWatch *w, int wd, const char *name)
+{
     char *copy;
 
     for (size_t i = 0; i < w->n_writing; i++)
@@ -217,7 +229,8 @@ static void writing_note(VrpcPolicyWatch *w, int wd, const char *name) {
 
 /* One event on a file that the loader reads (policy file or domains.yaml):
  * true when it completes a change. */
-static bool file_event(VrpcPolicyWatch *w, const struct inotify_event *ev) {
+static bool file_event(VrpcPolicyWatch *w, const struct inotify_event *ev)
+{
     if (ev->mask & IN_MODIFY) {
         writing_note(w, ev->wd, ev->name);
         return false;
@@ -230,7 +243,8 @@ static bool file_event(VrpcPolicyWatch *w, const struct inotify_event *ev) {
 }
 
 /* Classify one event; *rearmp is set when policy.d may now be another folder. */
-static bool event_is_relevant(VrpcPolicyWatch *w, const struct inotify_event *ev, bool *rearmp) {
+static bool event_is_relevant(VrpcPolicyWatch *w, const struct inotify_event *ev, bool *rearmp)
+{
     if (ev->mask & IN_Q_OVERFLOW) {
         *rearmp = true;
         writing_clear(w, -1); /* unknown now */
@@ -262,7 +276,8 @@ static bool event_is_relevant(VrpcPolicyWatch *w, const struct inotify_event *ev
     return false;
 }
 
-static void *reload_main(void *userdata) {
+static void *reload_main(void *userdata)
+{
     VrpcPolicyWatch *w = userdata;
     uint64_t one = 1;
 
@@ -274,14 +289,16 @@ static void *reload_main(void *userdata) {
     return NULL;
 }
 
-static void drain_counter(int fd, bool *firedp) {
+static void drain_counter(int fd, bool *firedp)
+{
     uint64_t count;
 
     while (read(fd, &count, sizeof(count)) == (ssize_t)sizeof(count))
         *firedp = true;
 }
 
-static int set_timer(VrpcPolicyWatch *w, int64_t delay_ms) {
+static int set_timer(VrpcPolicyWatch *w, int64_t delay_ms)
+{
     struct itimerspec its = {0};
 
     if (delay_ms >= 0) {
@@ -296,7 +313,8 @@ static int set_timer(VrpcPolicyWatch *w, int64_t delay_ms) {
 
 /* Start the worker if a change is due, else arm the timer for when it is.
  * Returns 0, 1 when it had to load on this thread, or -errno. */
-static int schedule(VrpcPolicyWatch *w) {
+static int schedule(VrpcPolicyWatch *w)
+{
     int64_t now, due;
 
     if (!w->pending || w->running || w->n_writing > 0)
@@ -317,7 +335,8 @@ static int schedule(VrpcPolicyWatch *w) {
     return 1;
 }
 
-int vrpc_policy_watch_dispatch(VrpcPolicyWatch *watch) {
+int vrpc_policy_watch_dispatch(VrpcPolicyWatch *watch)
+{
     char buf[16 * (sizeof(struct inotify_event) + NAME_MAX + 1)]
         __attribute__((aligned(__alignof__(struct inotify_event))));
     bool rearm = false, fired = false, done = false;

@@ -51,10 +51,11 @@ typedef struct ConfigParser {
     const VrpcYamlNode *seen[KEY_COUNT];
 } ConfigParser;
 
-#define node_error(p, node, ...)                                                                  \
+#define node_error(p, node, ...) \
     vrpc_diag_add(&(p)->diag, (p)->file, (node)->line, (node)->col, __VA_ARGS__)
 
-static int key_lookup(const VrpcYamlNode *key) {
+static int key_lookup(const VrpcYamlNode *key)
+{
     if (key->kind != VRPC_YAML_SCALAR || strlen(key->value) != key->len)
         return -1;
     for (int i = 0; i < KEY_COUNT; i++)
@@ -65,7 +66,8 @@ static int key_lookup(const VrpcYamlNode *key) {
 
 /* A YAML number for timeout: plain decimal digits with an optional fraction
  * and exponent; no sign, hex, inf or nan, which strtod() would take. */
-static int parse_timeout(const VrpcYamlNode *value, double *secondsp) {
+static int parse_timeout(const VrpcYamlNode *value, double *secondsp)
+{
     char *end = NULL;
     double v;
 
@@ -75,8 +77,7 @@ static int parse_timeout(const VrpcYamlNode *value, double *secondsp) {
     for (size_t i = 0; i < value->len; i++) {
         char c = value->value[i];
 
-        if (!((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' ||
-              c == '-'))
+        if (!((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'))
             return -EINVAL;
     }
     if (value->value[0] < '0' || value->value[0] > '9')
@@ -89,7 +90,8 @@ static int parse_timeout(const VrpcYamlNode *value, double *secondsp) {
     return 0;
 }
 
-static void set_value(ConfigParser *p, int key, const VrpcYamlNode *value) {
+static void set_value(ConfigParser *p, int key, const VrpcYamlNode *value)
+{
     char q[VRPC_QUOTE_MAX];
     bool flag;
 
@@ -102,8 +104,7 @@ static void set_value(ConfigParser *p, int key, const VrpcYamlNode *value) {
             node_error(p, value,
                        "user: %s is not a user name ([A-Za-z0-9._-], 1 to %d characters, not "
                        "starting with '-')",
-                       vrpc_quote(q, sizeof(q), value->value, value->len),
-                       VRPC_SERVICES_USER_MAX);
+                       vrpc_quote(q, sizeof(q), value->value, value->len), VRPC_SERVICES_USER_MAX);
         } else {
             memcpy(p->config.user, value->value, value->len);
             p->config.user[value->len] = '\0';
@@ -141,7 +142,8 @@ static void set_value(ConfigParser *p, int key, const VrpcYamlNode *value) {
     }
 }
 
-static void parse_root(ConfigParser *p, const VrpcYamlNode *root) {
+static void parse_root(ConfigParser *p, const VrpcYamlNode *root)
+{
     char q[VRPC_QUOTE_MAX];
 
     if (vrpc_yaml_node_is_null(root))
@@ -173,7 +175,8 @@ static void parse_root(ConfigParser *p, const VrpcYamlNode *root) {
 }
 
 int service_config_parse(const char *file, const char *data, size_t size,
-                         VrpcServiceConfig *configp, char *err) {
+                         VrpcServiceConfig *configp, char *err)
+{
     ConfigParser p = {.file = file};
     _cleanup_node_ VrpcYamlNode *root = NULL;
     int r;
@@ -204,8 +207,9 @@ int service_config_parse(const char *file, const char *data, size_t size,
 
 /* Read NAME in DIRFD: -ENOENT when absent, VRPC_SERVICES_E_CONFIG with a
  * reason for anything but a readable regular file of bounded size. */
-static int read_config(int dirfd, const char *path, const char *name, char **datap,
-                       size_t *sizep, char *err) {
+static int read_config(int dirfd, const char *path, const char *name, char **datap, size_t *sizep,
+                       char *err)
+{
     int r = vrpc_file_read(dirfd, name, VRPC_SERVICES_CONFIG_MAX, datap, sizep);
 
     if (r == 0 || r == -ENOENT || r == -ENOMEM)
@@ -220,7 +224,8 @@ static int read_config(int dirfd, const char *path, const char *name, char **dat
 }
 
 int service_config_load(int dirfd, const char *dir, const char *entry, const char *service,
-                        VrpcServiceConfig *configp, char **pathp, char *err) {
+                        VrpcServiceConfig *configp, char **pathp, char *err)
+{
     const char *bases[2] = {entry, service};
     size_t n_bases = strcmp(entry, service) == 0 ? 1 : 2;
 

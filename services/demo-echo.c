@@ -20,7 +20,8 @@
 #define CHUNK (256 * 1024)
 
 /* Returns 1 when done (EOF), 0 when splice does not apply, -1 on error. */
-static int copy_splice(void) {
+static int copy_splice(void)
+{
     for (;;) {
         ssize_t n = splice(STDIN_FILENO, NULL, STDOUT_FILENO, NULL, 1 << 20, SPLICE_F_MOVE);
 
@@ -45,7 +46,8 @@ static int copy_splice(void) {
     }
 }
 
-static int copy_rw(void) {
+static int copy_rw(void)
+{
     static char buf[CHUNK];
 
     for (;;) {
@@ -64,7 +66,8 @@ static int copy_rw(void) {
     }
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     int r;
 
     service_cli(argc, argv, "demo.Echo", "Copy stdin to stdout until EOF.");

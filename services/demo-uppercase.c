@@ -18,7 +18,8 @@
 
 #define BUF_SIZE (64 * 1024)
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     static char buf[BUF_SIZE];
     size_t len = 0;
 

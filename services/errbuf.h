@@ -12,8 +12,9 @@
 
 #include "vrpc-services.h"
 
-__attribute__((format(printf, 2, 3))) static inline void services_err(char *err,
-                                                                      const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static inline void services_err(char *err, const char *fmt,
+                                                                      ...)
+{
     va_list ap;
 
     if (!err)

@@ -373,9 +373,8 @@ static size_t handler_on_data(RpcStream *s, RpcChannel ch, const uint8_t *data, 
     h->result.stdin_bytes += done;
     if (done < len) {
         h->stdin_blocked = true;
-        if (!h->stdin_src &&
-            rpc_loop_add_fd(h->set->loop, h->proc.stdin_fd, EPOLLOUT, on_stdin_writable, h,
-                            &h->stdin_src) < 0) {
+        if (!h->stdin_src && rpc_loop_add_fd(h->set->loop, h->proc.stdin_fd, EPOLLOUT,
+                                             on_stdin_writable, h, &h->stdin_src) < 0) {
             close_stdin(h);
             h->stdin_blocked = false;
             return len;
@@ -555,8 +554,8 @@ int vrpc_handler_start(VrpcHandlerSet *set, RpcStream *s, const VrpcService *ser
         h->out[OUT_STDOUT].eof = true;
     if (h->timeout > 0) {
         double ms = h->timeout * 1000.0;
-        r = rpc_loop_add_timer(set->loop, ms > 9e15 ? (int64_t)9e15 : (int64_t)ms, on_timeout,
-                               h, &h->timer);
+        r = rpc_loop_add_timer(set->loop, ms > 9e15 ? (int64_t)9e15 : (int64_t)ms, on_timeout, h,
+                               &h->timer);
         if (r < 0)
             goto fail;
     }
@@ -578,8 +577,7 @@ int vrpc_handler_start(VrpcHandlerSet *set, RpcStream *s, const VrpcService *ser
     return 0;
 
 fail:
-    snprintf(err, VRPC_SERVICES_ERROR_MAX, "vrpc: cannot run %s: %s", service->entry,
-             strerror(-r));
+    snprintf(err, VRPC_SERVICES_ERROR_MAX, "vrpc: cannot run %s: %s", service->entry, strerror(-r));
     close_all(h);
     h->pid_src = rpc_loop_source_free(h->pid_src);
     if (h->pidfd >= 0)

@@ -76,8 +76,7 @@ typedef struct VrpcHandlerResult {
 
 /* Called once per handler when its call ends. @h is still valid during the call; do not
  * free it (it frees itself). Its stream may already be gone. */
-typedef void (*VrpcHandlerDoneFn)(VrpcHandler *h, const VrpcHandlerResult *result,
-                                  void *userdata);
+typedef void (*VrpcHandlerDoneFn)(VrpcHandler *h, const VrpcHandlerResult *result, void *userdata);
 
 /* What the daemon knows about the call. Strings are copied; NULL means "". */
 typedef struct VrpcHandlerCall {

@@ -13,7 +13,8 @@
 #include <unistd.h>
 
 /* Wait until FD is ready for EVENTS; false on a poll error. */
-static inline bool wait_fd(int fd, short events) {
+static inline bool wait_fd(int fd, short events)
+{
     struct pollfd p = {.fd = fd, .events = events};
 
     while (poll(&p, 1, -1) < 0)
@@ -23,7 +24,8 @@ static inline bool wait_fd(int fd, short events) {
 }
 
 /* Returns 0 or -errno. */
-static inline int write_all(int fd, const char *buf, size_t len) {
+static inline int write_all(int fd, const char *buf, size_t len)
+{
     while (len > 0) {
         ssize_t n = write(fd, buf, len);
 

@@ -24,12 +24,14 @@
 #include "errbuf.h"
 #include "vrpc-services.h"
 
-static bool has_yaml_suffix(const char *s, size_t len) {
+static bool has_yaml_suffix(const char *s, size_t len)
+{
     return len >= 5 && memcmp(s + len - 5, ".yaml", 5) == 0;
 }
 
 int vrpc_services_validate(const char *untrusted_service, size_t service_len,
-                           const char *untrusted_argument, size_t argument_len, char *err) {
+                           const char *untrusted_argument, size_t argument_len, char *err)
+{
     char q[VRPC_QUOTE_MAX];
 
     if (!untrusted_service || !vrpc_name_valid_service(untrusted_service, service_len)) {
@@ -46,9 +48,8 @@ int vrpc_services_validate(const char *untrusted_service, size_t service_len,
     if (argument_len > 0 &&
         (!untrusted_argument || !vrpc_name_valid_argument(untrusted_argument, argument_len))) {
         services_err(err, "invalid service argument %s",
-                     untrusted_argument
-                         ? vrpc_quote(q, sizeof(q), untrusted_argument, argument_len)
-                         : "(null)");
+                     untrusted_argument ? vrpc_quote(q, sizeof(q), untrusted_argument, argument_len)
+                                        : "(null)");
         return VRPC_SERVICES_E_NAME;
     }
     if (argument_len > 0 && has_yaml_suffix(untrusted_argument, argument_len)) {
@@ -59,7 +60,8 @@ int vrpc_services_validate(const char *untrusted_service, size_t service_len,
     return 0;
 }
 
-VrpcService *vrpc_service_free(VrpcService *service) {
+VrpcService *vrpc_service_free(VrpcService *service)
+{
     if (!service)
         return NULL;
     free(service->path);
@@ -73,7 +75,8 @@ DEFINE_CLEANUP_FUNC(VrpcService, vrpc_service_free)
 /* Classify the entry NAME found by lstat in *ST. Returns 0 with the kind, or
  * VRPC_SERVICES_E_KIND / -errno with a reason. */
 static int classify(int dirfd, const char *path, const char *name, struct stat *st,
-                    VrpcServiceKind *kindp, char *err) {
+                    VrpcServiceKind *kindp, char *err)
+{
     if (S_ISLNK(st->st_mode)) {
         /* The administrator's link, possibly out of the folder: follow it. */
         if (fstatat(dirfd, name, st, 0) < 0) {
@@ -105,7 +108,8 @@ static int classify(int dirfd, const char *path, const char *name, struct stat *
 
 int vrpc_service_resolve(const char *services_dir, const char *untrusted_service,
                          size_t service_len, const char *untrusted_argument, size_t argument_len,
-                         VrpcService **servicep, char *err) {
+                         VrpcService **servicep, char *err)
+{
     __attribute__((cleanup(vrpc_service_freep))) VrpcService *s = NULL;
     char asked[sizeof(s->entry)];
     _cleanup_close_ int dirfd = -1;
@@ -194,7 +198,8 @@ int vrpc_service_resolve(const char *services_dir, const char *untrusted_service
     return 0;
 }
 
-int vrpc_services_error_exit_code(int r) {
+int vrpc_services_error_exit_code(int r)
+{
     if (r == 0)
         return 0;
     if (r == VRPC_SERVICES_E_NAME || r == VRPC_SERVICES_E_NOT_FOUND)
@@ -202,7 +207,8 @@ int vrpc_services_error_exit_code(int r) {
     return VRPC_SERVICES_EXIT_FRAMEWORK;
 }
 
-const char *vrpc_services_strerror(int r) {
+const char *vrpc_services_strerror(int r)
+{
     switch (r) {
     case 0:
         return "success";

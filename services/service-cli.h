@@ -17,7 +17,8 @@
 #endif
 
 /* Handle --help / --version when run by hand; returns only otherwise. */
-static inline void service_cli(int argc, char **argv, const char *name, const char *usage) {
+static inline void service_cli(int argc, char **argv, const char *name, const char *usage)
+{
     if (getenv("VRPC_SERVICE_NAME") || argc != 2)
         return;
     if (strcmp(argv[1], "--help") == 0) {

@@ -46,7 +46,8 @@ extern char **environ;
 #define ENV_PREFIX "VRPC_"
 
 /* Take an fd out of a _cleanup_close_ variable, leaving -1 behind. */
-static inline int take_fd(int *fdp) {
+static inline int take_fd(int *fdp)
+{
     int fd = *fdp;
 
     *fdp = -1;
@@ -69,7 +70,8 @@ static pid_t big_pids[BIG_PIPE_SLOTS]; /* 0: free; -1: reserved, spawn pending *
 
 /* Reserve a slot for a handler about to start: its index, or -1 if none is
  * free. */
-static int big_reserve(void) {
+static int big_reserve(void)
+{
     int slot = -1;
 
     pthread_mutex_lock(&big_lock);
@@ -83,7 +85,8 @@ static int big_reserve(void) {
 }
 
 /* Give slot SLOT to PID, or free it when PID is 0 (the start failed). */
-static void big_commit(int slot, pid_t pid) {
+static void big_commit(int slot, pid_t pid)
+{
     if (slot < 0)
         return;
     pthread_mutex_lock(&big_lock);
@@ -94,7 +97,8 @@ static void big_commit(int slot, pid_t pid) {
 /* PID was reaped: its slot, if it had one, is free again. A handler reaped
  * elsewhere (waitpid at shutdown or after a failed start) keeps its slot;
  * that only makes later pipes smaller, never bigger than the bound. */
-static void big_release(pid_t pid) {
+static void big_release(pid_t pid)
+{
     pthread_mutex_lock(&big_lock);
     for (int i = 0; i < BIG_PIPE_SLOTS; i++)
         if (big_pids[i] == pid)
@@ -105,25 +109,28 @@ static void big_release(pid_t pid) {
 /* ---- environment ------------------------------------------------------- */
 
 typedef struct Env {
-    char **vec;    /* NULL-terminated; points into the base and into extra */
+    char **vec; /* NULL-terminated; points into the base and into extra */
     char *extra[8];
     size_t n_extra;
 } Env;
 
-static void env_deinit(Env *env) {
+static void env_deinit(Env *env)
+{
     for (size_t i = 0; i < env->n_extra; i++)
         free(env->extra[i]);
     free(env->vec);
     *env = (Env){0};
 }
 
-static bool env_is_name(const char *entry, const char *name) {
+static bool env_is_name(const char *entry, const char *name)
+{
     size_t len = strlen(name);
 
     return strncmp(entry, name, len) == 0 && entry[len] == '=';
 }
 
-static int env_add(Env *env, size_t *np, const char *name, const char *value) {
+static int env_add(Env *env, size_t *np, const char *name, const char *value)
+{
     char *s;
 
     if (env->n_extra == sizeof(env->extra) / sizeof(env->extra[0]))
@@ -137,8 +144,9 @@ static int env_add(Env *env, size_t *np, const char *name, const char *value) {
 
 /* The handler's environment: BASE minus every VRPC_* variable (and minus
  * HOME, USER and LOGNAME when PW switches users), plus the call's variables. */
-static int env_build(Env *env, char *const *base, const VrpcService *s,
-                     const VrpcServiceCall *call, const struct passwd *pw) {
+static int env_build(Env *env, char *const *base, const VrpcService *s, const VrpcServiceCall *call,
+                     const struct passwd *pw)
+{
     size_t n_base = 0, n = 0;
     int r = 0;
 
@@ -153,16 +161,16 @@ static int env_build(Env *env, char *const *base, const VrpcService *s,
         /* Only names that really start with "VRPC_": VRPCSIM_* stays. */
         if (strncmp(e, ENV_PREFIX, strlen(ENV_PREFIX)) == 0)
             continue;
-        if (pw && (env_is_name(e, "HOME") || env_is_name(e, "USER") ||
-                   env_is_name(e, "LOGNAME")))
+        if (pw && (env_is_name(e, "HOME") || env_is_name(e, "USER") || env_is_name(e, "LOGNAME")))
             continue;
         env->vec[n++] = (char *)e;
     }
     r = r ?: env_add(env, &n, "VRPC_REMOTE_DOMAIN", call->source);
     r = r ?: env_add(env, &n, "VRPC_SERVICE_NAME", s->service);
     r = r ?: env_add(env, &n, "VRPC_SERVICE_ARGUMENT", s->argument);
-    r = r ?: env_add(env, &n, "VRPC_REQUESTED_TARGET",
-                     call->requested_target ? call->requested_target : "");
+    r = r
+            ?: env_add(env, &n, "VRPC_REQUESTED_TARGET",
+                       call->requested_target ? call->requested_target : "");
     if (pw) {
         r = r ?: env_add(env, &n, "HOME", pw->pw_dir);
         r = r ?: env_add(env, &n, "USER", pw->pw_name);
@@ -182,7 +190,8 @@ typedef struct User {
     int n_groups;
 } User;
 
-static void user_deinit(User *u) {
+static void user_deinit(User *u)
+{
     free(u->buf);
     free(u->groups);
     *u = (User){0};
@@ -190,10 +199,11 @@ static void user_deinit(User *u) {
 
 /* Decide who runs the handler: the configuration's user, else the call's,
  * else the daemon's own. Only root may switch to someone else. */
-static int user_resolve(User *u, const VrpcService *s, const VrpcServiceCall *call, char *err) {
-    const char *name = s->config.user[0] ? s->config.user
+static int user_resolve(User *u, const VrpcService *s, const VrpcServiceCall *call, char *err)
+{
+    const char *name = s->config.user[0]             ? s->config.user
                        : call->user && call->user[0] ? call->user
-                                                      : NULL;
+                                                     : NULL;
     struct passwd *found = NULL;
     size_t size = 16384;
     int r;
@@ -223,8 +233,7 @@ static int user_resolve(User *u, const VrpcService *s, const VrpcServiceCall *ca
     if (u->pw.pw_uid == geteuid())
         return 0; /* already that user */
     if (geteuid() != 0) {
-        services_err(err, "cannot run %s as user %s: vrpc does not run as root", s->service,
-                     name);
+        services_err(err, "cannot run %s as user %s: vrpc does not run as root", s->service, name);
         return VRPC_SERVICES_E_USER;
     }
     u->n_groups = 32;
@@ -240,8 +249,7 @@ static int user_resolve(User *u, const VrpcService *s, const VrpcServiceCall *ca
             break;
         }
         if (n <= u->n_groups || n > 65536) {
-            services_err(err, "cannot run %s as user %s: cannot list its groups", s->service,
-                         name);
+            services_err(err, "cannot run %s as user %s: cannot list its groups", s->service, name);
             return VRPC_SERVICES_E_USER;
         }
         u->n_groups = n;
@@ -254,7 +262,8 @@ static int user_resolve(User *u, const VrpcService *s, const VrpcServiceCall *ca
 
 /* Move FD to 3 or above (keeping O_CLOEXEC), so that dup2() onto 0, 1 and 2
  * in the child cannot clobber another of the child's ends. */
-static int fd_above_stdio(int *fdp) {
+static int fd_above_stdio(int *fdp)
+{
     int fd;
 
     if (*fdp > 2)
@@ -267,7 +276,8 @@ static int fd_above_stdio(int *fdp) {
     return 0;
 }
 
-static int set_nonblock(int fd) {
+static int set_nonblock(int fd)
+{
     int flags = fcntl(fd, F_GETFL);
 
     if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
@@ -281,7 +291,8 @@ static int set_nonblock(int fd) {
  * kernel caps it at fs.pipe-max-size and at the user's pipe quota), so that
  * a streaming handler and the daemon wake each other per megabyte instead
  * of per 64 KiB. */
-static int make_pipe(bool child_reads, bool big, int *childp, int *parentp) {
+static int make_pipe(bool child_reads, bool big, int *childp, int *parentp)
+{
     int p[2], r;
 
     if (pipe2(p, O_CLOEXEC) < 0)
@@ -301,7 +312,8 @@ static int make_pipe(bool child_reads, bool big, int *childp, int *parentp) {
     return r;
 }
 
-static void close_fd(int *fdp) {
+static void close_fd(int *fdp)
+{
     if (*fdp >= 0) {
         int saved = errno;
 
@@ -313,7 +325,8 @@ static void close_fd(int *fdp) {
 
 /* ---- executables ------------------------------------------------------- */
 
-static bool is_resource_error(int e) {
+static bool is_resource_error(int e)
+{
     return e == ENOMEM || e == EAGAIN || e == EMFILE || e == ENFILE;
 }
 
@@ -334,7 +347,8 @@ struct kernel_sigaction {
     unsigned long mask;
 };
 
-static void close_from(int from, int to, int max_fd) {
+static void close_from(int from, int to, int max_fd)
+{
     if (from > to)
         return;
     if (syscall(SYS_close_range, (unsigned)from, (unsigned)to, 0) == 0)
@@ -348,7 +362,8 @@ static void close_from(int from, int to, int max_fd) {
 __attribute__((noreturn)) static void child_run(const char *path, char *const argv[],
                                                 char *const envp[], const int child[3],
                                                 int report_fd, int max_fd, const User *u,
-                                                pid_t parent) {
+                                                pid_t parent)
+{
     ChildFailure f = {STAGE_SETUP, 0};
     struct sigaction dfl = {.sa_handler = SIG_DFL};
     sigset_t none;
@@ -408,15 +423,17 @@ typedef struct ChildArgs {
 
 /* Entry of the CLONE_VM child: it runs on its own stack while we are suspended
  * (CLONE_VFORK) until it has exec'ed or exited. */
-static int child_entry(void *p) {
+static int child_entry(void *p)
+{
     const ChildArgs *a = p;
 
     child_run(a->path, a->argv, a->envp, a->child, a->report_fd, a->max_fd, NULL, a->parent);
 }
 
 /* Start @path as a handler (as user @u, or NULL: ours). */
-static int spawn_child(const char *path, char *const argv[], char *const envp[],
-                       const int child[3], const User *u, pid_t *pidp, char *err) {
+static int spawn_child(const char *path, char *const argv[], char *const envp[], const int child[3],
+                       const User *u, pid_t *pidp, char *err)
+{
     static const char *const stages[] = {
         [STAGE_SETUP] = "set up", [STAGE_GROUPS] = "setgroups", [STAGE_GID] = "setgid",
         [STAGE_UID] = "setuid",   [STAGE_EXEC] = "exec",
@@ -481,7 +498,8 @@ static int spawn_child(const char *path, char *const argv[], char *const envp[],
 }
 
 static int start_executable(const VrpcService *s, const VrpcServiceCall *call,
-                            VrpcServiceProcess *proc, char *err) {
+                            VrpcServiceProcess *proc, char *err)
+{
     char *const *base = call->base_env ? call->base_env : environ;
     char *argv[3] = {(char *)s->service, s->argument[0] ? (char *)s->argument : NULL, NULL};
     int child[3] = {-1, -1, -1}, ours[3] = {-1, -1, -1};
@@ -534,12 +552,13 @@ out:
 /* ---- sockets ----------------------------------------------------------- */
 
 int vrpc_service_descriptor_format(const char *service, const char *argument, const char *source,
-                                   char *buf, size_t size) {
+                                   char *buf, size_t size)
+{
     int n;
 
     if (!service || !source || !buf ||
-        vrpc_services_validate(service, strlen(service), argument,
-                               argument ? strlen(argument) : 0, NULL) != 0 ||
+        vrpc_services_validate(service, strlen(service), argument, argument ? strlen(argument) : 0,
+                               NULL) != 0 ||
         !vrpc_name_valid_domain(source, strlen(source)))
         return -EINVAL;
     n = snprintf(buf, size, "%s+%s %s\n", service, argument ? argument : "", source);
@@ -548,8 +567,9 @@ int vrpc_service_descriptor_format(const char *service, const char *argument, co
     return n;
 }
 
-static int start_socket(const VrpcService *s, const VrpcServiceCall *call,
-                        VrpcServiceProcess *proc, char *err) {
+static int start_socket(const VrpcService *s, const VrpcServiceCall *call, VrpcServiceProcess *proc,
+                        char *err)
+{
     _cleanup_close_ int fd = -1, path_fd = -1, out_fd = -1;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     char line[VRPC_SERVICES_DESCRIPTOR_MAX + 1];
@@ -612,7 +632,8 @@ static int start_socket(const VrpcService *s, const VrpcServiceCall *call,
 /* ---- public ------------------------------------------------------------ */
 
 int vrpc_service_start(const VrpcService *service, const VrpcServiceCall *call,
-                       VrpcServiceProcess *procp, char *err) {
+                       VrpcServiceProcess *procp, char *err)
+{
     VrpcServiceProcess proc = {.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
     int r;
 
@@ -635,7 +656,8 @@ int vrpc_service_start(const VrpcService *service, const VrpcServiceCall *call,
     return r;
 }
 
-void vrpc_service_process_close_stdin(VrpcServiceProcess *proc) {
+void vrpc_service_process_close_stdin(VrpcServiceProcess *proc)
+{
     if (!proc || proc->stdin_fd < 0)
         return;
     if (proc->is_socket)
@@ -643,7 +665,8 @@ void vrpc_service_process_close_stdin(VrpcServiceProcess *proc) {
     close_fd(&proc->stdin_fd);
 }
 
-void vrpc_service_process_deinit(VrpcServiceProcess *proc) {
+void vrpc_service_process_deinit(VrpcServiceProcess *proc)
+{
     if (!proc)
         return;
     close_fd(&proc->stdin_fd);
@@ -651,7 +674,8 @@ void vrpc_service_process_deinit(VrpcServiceProcess *proc) {
     close_fd(&proc->stderr_fd);
 }
 
-int vrpc_service_process_kill(const VrpcServiceProcess *proc, int sig) {
+int vrpc_service_process_kill(const VrpcServiceProcess *proc, int sig)
+{
     if (!proc || proc->pid <= 0)
         return -EINVAL;
     if (kill(-proc->pid, sig) < 0)
@@ -659,7 +683,8 @@ int vrpc_service_process_kill(const VrpcServiceProcess *proc, int sig) {
     return 0;
 }
 
-int vrpc_service_pidfd_open(pid_t pid) {
+int vrpc_service_pidfd_open(pid_t pid)
+{
 #ifdef SYS_pidfd_open
     int fd;
 
@@ -673,7 +698,8 @@ int vrpc_service_pidfd_open(pid_t pid) {
 #endif
 }
 
-int vrpc_service_exit_code(int wait_status) {
+int vrpc_service_exit_code(int wait_status)
+{
     if (WIFEXITED(wait_status))
         return WEXITSTATUS(wait_status);
     if (WIFSIGNALED(wait_status))
@@ -681,7 +707,8 @@ int vrpc_service_exit_code(int wait_status) {
     return VRPC_SERVICES_EXIT_FRAMEWORK; /* stopped/continued: not an exit */
 }
 
-int vrpc_service_reap(pid_t pid, int *exit_codep) {
+int vrpc_service_reap(pid_t pid, int *exit_codep)
+{
     int status = 0;
     pid_t r;
 

@@ -9,7 +9,8 @@
 
 #include "service-cli.h"
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     service_cli(argc, argv, "vrpc.Ping", "Print \"pong\" and the argument, if any, then exit.");
     if (argc > 1 && argv[1][0])
         printf("pong %s\n", argv[1]);

@@ -146,8 +146,8 @@ typedef struct VrpcServiceProcess {
  * (ERR may be NULL).
  */
 VRPC_SERVICES_EXPORT int vrpc_services_validate(const char *untrusted_service, size_t service_len,
-                                                const char *untrusted_argument,
-                                                size_t argument_len, char *err);
+                                                const char *untrusted_argument, size_t argument_len,
+                                                char *err);
 
 /*
  * vrpc_service_resolve() - find SERVICE+ARG, else SERVICE (only SERVICE when
@@ -163,9 +163,8 @@ VRPC_SERVICES_EXPORT int vrpc_services_validate(const char *untrusted_service, s
  */
 VRPC_SERVICES_EXPORT int vrpc_service_resolve(const char *services_dir,
                                               const char *untrusted_service, size_t service_len,
-                                              const char *untrusted_argument,
-                                              size_t argument_len, VrpcService **servicep,
-                                              char *err);
+                                              const char *untrusted_argument, size_t argument_len,
+                                              VrpcService **servicep, char *err);
 
 /* vrpc_service_free() - free SERVICE; NULL is allowed. Returns NULL. */
 VRPC_SERVICES_EXPORT VrpcService *vrpc_service_free(VrpcService *service);
@@ -183,8 +182,7 @@ VRPC_SERVICES_EXPORT VrpcService *vrpc_service_free(VrpcService *service);
  * -EMFILE and other -errno from creating pipes or the process. On error
  * nothing is left open or running and *PROCP holds pid 0 and fds -1.
  */
-VRPC_SERVICES_EXPORT int vrpc_service_start(const VrpcService *service,
-                                            const VrpcServiceCall *call,
+VRPC_SERVICES_EXPORT int vrpc_service_start(const VrpcService *service, const VrpcServiceCall *call,
                                             VrpcServiceProcess *procp, char *err);
 
 /*
@@ -243,10 +241,8 @@ VRPC_SERVICES_EXPORT const char *vrpc_services_strerror(int r);
  * NUL-terminated. Returns the line length without the NUL, or -EINVAL for an
  * invalid name or source, -ENOBUFS when SIZE is too small.
  */
-VRPC_SERVICES_EXPORT int vrpc_service_descriptor_format(const char *service,
-                                                        const char *argument,
-                                                        const char *source, char *buf,
-                                                        size_t size);
+VRPC_SERVICES_EXPORT int vrpc_service_descriptor_format(const char *service, const char *argument,
+                                                        const char *source, char *buf, size_t size);
 
 #ifdef __cplusplus
 }

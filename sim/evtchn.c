@@ -23,10 +23,10 @@ struct xenevtchn_handle {
     int sock;
     int hv;
     uint32_t dom;
-    uint32_t pid;           /* the pid in the socket's name (not getpid() after a fork) */
+    uint32_t pid; /* the pid in the socket's name (not getpid() after a fork) */
     uint32_t serial;
     pthread_mutex_t lock;
-    uint32_t *ports;        /* ports bound through this handle */
+    uint32_t *ports; /* ports bound through this handle */
     size_t nports, cap;
 };
 
@@ -231,7 +231,7 @@ xenevtchn_port_or_error_t xenevtchn_bind_interdomain(xenevtchn_handle *xce, uint
     r = &rdf->ports[remote_port];
     if (atomic_load_explicit(&r->state, memory_order_acquire) != SIM_PORT_UNBOUND ||
         atomic_load(&r->remote_dom) != xce->dom) {
-        errno = EINVAL;     /* not offered to us, or already bound */
+        errno = EINVAL; /* not offered to us, or already bound */
         return -1;
     }
     if ((port = sim_evtchn_alloc(df)) < 0) {
@@ -317,7 +317,7 @@ xenevtchn_port_or_error_t xenevtchn_pending(xenevtchn_handle *xce)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return -1;      /* EAGAIN when the caller made the fd non-blocking */
+            return -1; /* EAGAIN when the caller made the fd non-blocking */
         if (n != sizeof(port) || port == 0 || port >= SIM_MAX_PORTS)
             continue;
         break;

@@ -22,11 +22,11 @@ typedef struct SimMapping {
     struct SimMapping *next;
     uint8_t *addr;
     uint32_t count;
-    uint32_t owner;         /* first page's owner and ref: the notify page */
+    uint32_t owner; /* first page's owner and ref: the notify page */
     uint32_t ref;
-    uint32_t notify;        /* offset | flags << 16, 0 = none */
+    uint32_t notify; /* offset | flags << 16, 0 = none */
     uint32_t notify_port;
-    uint32_t refs[];        /* share side: every ref, to unshare */
+    uint32_t refs[]; /* share side: every ref, to unshare */
 } SimMapping;
 
 typedef struct SimGnt {
@@ -178,8 +178,8 @@ static void *map_refs(xengnttab_handle *xgt, uint32_t count, const uint32_t *dom
             err = -fd;
             break;
         }
-        if (mmap(base + (size_t)i * SIM_PAGE_SIZE, SIM_PAGE_SIZE, prot, MAP_SHARED | MAP_FIXED,
-                 fd, 0) == MAP_FAILED)
+        if (mmap(base + (size_t)i * SIM_PAGE_SIZE, SIM_PAGE_SIZE, prot, MAP_SHARED | MAP_FIXED, fd,
+                 0) == MAP_FAILED)
             err = errno;
         close(fd);
         if (err)
@@ -196,7 +196,7 @@ static void *map_refs(xengnttab_handle *xgt, uint32_t count, const uint32_t *dom
     m->owner = domids[0];
     m->ref = refs[0];
     if ((prot & PROT_WRITE) == 0)
-        notify_offset = -1;     /* gntdev clears the byte only in a writable map */
+        notify_offset = -1; /* gntdev clears the byte only in a writable map */
     m->notify = notify_word(notify_offset, notify_port);
     m->notify_port = notify_port;
     if (m->notify)
@@ -222,9 +222,8 @@ void *xengnttab_map_domain_grant_refs(xengnttab_handle *xgt, uint32_t count, uin
     return map_refs(xgt, count, &domid, 0, refs, prot, -1, (evtchn_port_t)-1);
 }
 
-void *xengnttab_map_grant_ref_notify(xengnttab_handle *xgt, uint32_t domid, uint32_t ref,
-                                     int prot, uint32_t notify_offset,
-                                     evtchn_port_t notify_port)
+void *xengnttab_map_grant_ref_notify(xengnttab_handle *xgt, uint32_t domid, uint32_t ref, int prot,
+                                     uint32_t notify_offset, evtchn_port_t notify_port)
 {
     return map_refs(xgt, 1, &domid, 0, &ref, prot, (int)notify_offset, notify_port);
 }
@@ -281,8 +280,8 @@ int xengnttab_dmabuf_exp_wait_released(xengnttab_handle *xgt, uint32_t fd, uint3
     return -1;
 }
 
-int xengnttab_dmabuf_imp_to_refs(xengnttab_handle *xgt, uint32_t domid, uint32_t fd,
-                                 uint32_t count, uint32_t *refs)
+int xengnttab_dmabuf_imp_to_refs(xengnttab_handle *xgt, uint32_t domid, uint32_t fd, uint32_t count,
+                                 uint32_t *refs)
 {
     errno = ENOSYS;
     return -1;
@@ -315,7 +314,7 @@ int xengntshr_close(xengntshr_handle *xgs)
 {
     if (!xgs)
         return 0;
-    gnt_deinit(&xgs->g);    /* the daemon removes what is still shared */
+    gnt_deinit(&xgs->g); /* the daemon removes what is still shared */
     free(xgs);
     return 0;
 }
@@ -333,8 +332,8 @@ static void unshare_refs(SimGnt *g, const uint32_t *refs, uint32_t n)
     }
 }
 
-static void *share(xengntshr_handle *xgs, uint32_t domid, int count, uint32_t *refs,
-                   int writable, int notify_offset, evtchn_port_t notify_port)
+static void *share(xengntshr_handle *xgs, uint32_t domid, int count, uint32_t *refs, int writable,
+                   int notify_offset, evtchn_port_t notify_port)
 {
     SimMapping *m;
     uint8_t *base;
@@ -395,8 +394,7 @@ void *xengntshr_share_pages(xengntshr_handle *xgs, uint32_t domid, int count, ui
 }
 
 void *xengntshr_share_page_notify(xengntshr_handle *xgs, uint32_t domid, uint32_t *ref,
-                                  int writable, uint32_t notify_offset,
-                                  evtchn_port_t notify_port)
+                                  int writable, uint32_t notify_offset, evtchn_port_t notify_port)
 {
     return share(xgs, domid, 1, ref, writable, (int)notify_offset, notify_port);
 }

@@ -249,8 +249,8 @@ static void do_status(char *msg, size_t len)
     size_t off = 0;
     int n;
 
-    n = snprintf(msg, len, "daemon %d xenstored %d handles %zu\n", (int)getpid(),
-                 (int)hv.xenstored, hv.nconns);
+    n = snprintf(msg, len, "daemon %d xenstored %d handles %zu\n", (int)getpid(), (int)hv.xenstored,
+                 hv.nconns);
     off = n > 0 ? (size_t)n : 0;
     for (unsigned int i = 0; i < hv.table.n && off < len; i++) {
         SimDomain *d = &hv.table.dom[i];
@@ -317,12 +317,11 @@ static void handle_msg(Conn *c, const SimMsg *m, size_t n)
         break;
     case SIM_MSG_CMD_DOWN:
         sim_log("down requested by pid %u", c->pid);
-        hv.quit = true;     /* from now on a dying xenbus is no domain death */
+        hv.quit = true; /* from now on a dying xenbus is no domain death */
         sim_kill_instance_procs(SIM_DOMID_INVALID, SIGTERM, (pid_t)c->pid);
         {
             uint64_t deadline = now_ms() + 1000;
-            while (now_ms() < deadline &&
-                   sim_count_instance_procs(SIM_DOMID_INVALID) > 0)
+            while (now_ms() < deadline && sim_count_instance_procs(SIM_DOMID_INVALID) > 0)
                 pump(10);
         }
         sim_kill_instance_procs(SIM_DOMID_INVALID, SIGKILL, (pid_t)c->pid);
@@ -506,8 +505,8 @@ static bool xs_put(const char *path, const char *val, const struct xs_permission
 {
     if (!xs_write(hv.xs, XBT_NULL, path, val, (unsigned int)strlen(val)))
         return false;
-    return !perms || xs_set_permissions(hv.xs, XBT_NULL, path, (struct xs_permissions *)perms,
-                                        nperms);
+    return !perms ||
+           xs_set_permissions(hv.xs, XBT_NULL, path, (struct xs_permissions *)perms, nperms);
 }
 
 static int write_domain_nodes(uint32_t domid, const char *name)
@@ -642,7 +641,8 @@ static int start(char **guests, unsigned int nguests, int ready_fd)
         return say(ready_fd, "instance path too long\n"), -1;
     if (access(sim_xenstored_path(), X_OK) < 0)
         return say(ready_fd, "xenstored not found at %s (run scripts/setup)\n",
-                   sim_xenstored_path()), -1;
+                   sim_xenstored_path()),
+               -1;
     hv.xenstored = spawn_xenstored();
     if (hv.xenstored < 0)
         return say(ready_fd, "cannot start xenstored: %s\n", strerror(errno)), -1;
@@ -651,7 +651,8 @@ static int start(char **guests, unsigned int nguests, int ready_fd)
         pump(5);
     if (hv.xenstored <= 0 || !xs_socket_ready())
         return say(ready_fd, "xenstored did not start (see %s/xenstored.log)\n",
-                   sim_instance_dir()), -1;
+                   sim_instance_dir()),
+               -1;
     setenv("XENSTORED_PATH", hv.xs_socket, 1);
     hv.xs = xs_open(XS_OPEN_SOCKETONLY);
     if (!hv.xs)
@@ -712,7 +713,7 @@ static void shutdown_all(void)
     hv.nconns = 0;
     if (hv.listen_fd >= 0)
         close(hv.listen_fd);
-    if (!getenv("VRPCSIM_KEEP"))    /* debugging aid: keep the logs */
+    if (!getenv("VRPCSIM_KEEP")) /* debugging aid: keep the logs */
         sim_remove_tree(sim_instance_dir());
 }
 

@@ -79,7 +79,7 @@ int sim_instance_for(const char *ns, char *buf, size_t len)
         root = "/dev/shm/vrpc-sim";
     n = snprintf(buf, len, "%s/%s", root, ns);
     if (n < 0 || (size_t)n >= len || (size_t)n > 60)
-        return -ENAMETOOLONG;   /* socket paths below it must fit sun_path */
+        return -ENAMETOOLONG; /* socket paths below it must fit sun_path */
     return 0;
 }
 
@@ -97,8 +97,7 @@ int sim_table_load(SimTable *t)
     f = fopen(path, "re");
     if (!f)
         return -errno;
-    while (t->n < SIM_MAX_DOMAINS &&
-           fscanf(f, "%u %65s %31s", &domid, name, state) == 3) {
+    while (t->n < SIM_MAX_DOMAINS && fscanf(f, "%u %65s %31s", &domid, name, state) == 3) {
         SimDomain *d = &t->dom[t->n++];
         d->domid = domid;
         nl = strnlen(name, SIM_NAME_MAX);

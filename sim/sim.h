@@ -66,8 +66,8 @@ int sim_xenbus_main(uint32_t domid, int ready_fd);
  * guests of instance @ns (already up), configured from @etc (NULL: the shipped example),
  * and wait until every agent is connected. Returns 0, or -1 with a one-line reason in
  * @err. */
-int sim_vrpc_start(const char *ns, const char *etc, const char *const *guests, int n,
-                   char *err, size_t errlen);
+int sim_vrpc_start(const char *ns, const char *etc, const char *const *guests, int n, char *err,
+                   size_t errlen);
 
 /* Folder holding the drop-in libraries and shims. */
 const char *sim_libdir(void);

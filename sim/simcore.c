@@ -200,7 +200,7 @@ int sim_evtchn_addr(uint32_t pid, uint32_t serial, void *addr, socklen_t *lenp)
         return -ENAMETOOLONG;
     memset(sun, 0, sizeof(*sun));
     sun->sun_family = AF_UNIX;
-    memcpy(sun->sun_path + 1, name, (size_t)n);     /* abstract: leading NUL */
+    memcpy(sun->sun_path + 1, name, (size_t)n); /* abstract: leading NUL */
     *lenp = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
     return 0;
 }
@@ -234,7 +234,7 @@ void sim_evtchn_deliver(uint32_t dom, uint32_t port)
         return;
     old = atomic_fetch_or(&p->flags, SIM_PORT_PENDING);
     if (old & (SIM_PORT_PENDING | SIM_PORT_MASKED))
-        return;     /* merged with an event already on its way, or masked */
+        return; /* merged with an event already on its way, or masked */
     pid = atomic_load(&p->owner_pid);
     serial = atomic_load(&p->owner_serial);
     if (sim_evtchn_addr(pid, serial, &sun, &len) < 0 || (fd = sender_socket()) < 0)
@@ -244,8 +244,9 @@ void sim_evtchn_deliver(uint32_t dom, uint32_t port)
      * sweeps its ports for PENDING bits when its queue drains, so an
      * EAGAIN here loses nothing.
      */
-    if (sendto(fd, &port, sizeof(port), MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&sun,
-               len) < 0 && errno == EAGAIN)
+    if (sendto(fd, &port, sizeof(port), MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&sun, len) <
+            0 &&
+        errno == EAGAIN)
         atomic_fetch_or(&p->flags, SIM_PORT_LOST);
 }
 
@@ -424,8 +425,8 @@ void sim_grant_remove(uint32_t owner, uint32_t ref)
         unlink(path);
 }
 
-void sim_notify_execute(uint32_t owner, uint32_t ref, uint32_t offset_flags,
-                        uint32_t notifier_dom, uint32_t port)
+void sim_notify_execute(uint32_t owner, uint32_t ref, uint32_t offset_flags, uint32_t notifier_dom,
+                        uint32_t port)
 {
     uint32_t offset = offset_flags & 0xFFFFu, flags = offset_flags >> 16;
     char path[PATH_MAX];

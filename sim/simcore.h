@@ -30,35 +30,35 @@
 #include <sys/types.h>
 
 #define SIM_PAGE_SIZE 4096u
-#define SIM_MAX_PORTS 4096u         /* per domain */
+#define SIM_MAX_PORTS 4096u /* per domain */
 #define SIM_MAX_DOMAINS 256u
-#define SIM_FIRST_FREE_REF 8u       /* refs 0-7 are reserved, as in Xen */
+#define SIM_FIRST_FREE_REF 8u /* refs 0-7 are reserved, as in Xen */
 #define SIM_MAX_REF 65535u
-#define SIM_XENSTORE_REF 1u         /* GNTTAB_RESERVED_XENSTORE */
+#define SIM_XENSTORE_REF 1u /* GNTTAB_RESERVED_XENSTORE */
 #define SIM_DOMID_INVALID 0xFFFFFFFFu
 #define SIM_VIRQ_DOM_EXC 3u
 
 enum SimPortState {
     SIM_PORT_FREE = 0,
-    SIM_PORT_RESERVED,              /* being set up */
+    SIM_PORT_RESERVED, /* being set up */
     SIM_PORT_UNBOUND,
-    SIM_PORT_BINDING,               /* remote end being connected */
+    SIM_PORT_BINDING, /* remote end being connected */
     SIM_PORT_INTERDOMAIN,
     SIM_PORT_VIRQ,
 };
 
 #define SIM_PORT_PENDING 0x1u
 #define SIM_PORT_MASKED 0x2u
-#define SIM_PORT_LOST 0x4u     /* a datagram was dropped on a full queue */
+#define SIM_PORT_LOST 0x4u /* a datagram was dropped on a full queue */
 
 /* One event-channel port, in a shared page table of the owning domain. */
 typedef struct SimPort {
     _Atomic uint32_t state;
-    _Atomic uint32_t flags;         /* SIM_PORT_PENDING | SIM_PORT_MASKED */
+    _Atomic uint32_t flags; /* SIM_PORT_PENDING | SIM_PORT_MASKED */
     _Atomic uint32_t remote_dom;
     _Atomic uint32_t remote_port;
     _Atomic uint32_t virq;
-    _Atomic uint32_t owner_pid;     /* the handle that receives its events */
+    _Atomic uint32_t owner_pid; /* the handle that receives its events */
     _Atomic uint32_t owner_serial;
     uint32_t pad;
 } SimPort;
@@ -68,7 +68,7 @@ typedef struct SimPort {
 typedef struct SimDomFile {
     uint32_t magic;
     uint32_t domid;
-    _Atomic uint32_t next_ref;      /* grant-ref allocation hint */
+    _Atomic uint32_t next_ref; /* grant-ref allocation hint */
     uint32_t pad;
     SimPort ports[SIM_MAX_PORTS];
 } SimDomFile;
@@ -88,15 +88,15 @@ typedef struct SimGrantMeta {
 
 /* Messages on hv.sock (SOCK_SEQPACKET, one struct per packet). */
 enum SimMsgType {
-    SIM_MSG_HELLO = 1,      /* a = handle kind, b = pid, c = serial, dom */
-    SIM_MSG_SHARE,          /* a = ref (shared by this handle) */
-    SIM_MSG_UNSHARE,        /* a = ref */
-    SIM_MSG_NOTIFY_SET,     /* a = owner dom, b = ref, c = offset|flags, d = port */
-    SIM_MSG_NOTIFY_CLEAR,   /* a = owner dom, b = ref */
+    SIM_MSG_HELLO = 1,    /* a = handle kind, b = pid, c = serial, dom */
+    SIM_MSG_SHARE,        /* a = ref (shared by this handle) */
+    SIM_MSG_UNSHARE,      /* a = ref */
+    SIM_MSG_NOTIFY_SET,   /* a = owner dom, b = ref, c = offset|flags, d = port */
+    SIM_MSG_NOTIFY_CLEAR, /* a = owner dom, b = ref */
     SIM_MSG_CMD_STATUS = 100,
-    SIM_MSG_CMD_DESTROY,    /* a = domid */
+    SIM_MSG_CMD_DESTROY, /* a = domid */
     SIM_MSG_CMD_DOWN,
-    SIM_MSG_REPLY = 200,    /* a = 0 or errno, text = message */
+    SIM_MSG_REPLY = 200, /* a = 0 or errno, text = message */
 };
 
 enum SimHandleKind {
@@ -124,8 +124,7 @@ const char *sim_instance_dir(void);
 /* Domain id of the current process (VRPCSIM_DOMID, default 0). */
 uint32_t sim_self_domid(void);
 /* snprintf into buf a path below the instance folder; -ENAMETOOLONG. */
-int sim_path(char *buf, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int sim_path(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Map domain @domid's shared table (cached for the process); NULL+errno. */
 SimDomFile *sim_domfile(uint32_t domid);
@@ -155,8 +154,7 @@ int sim_evtchn_alloc(SimDomFile *df);
 /* --- grants ------------------------------------------------------------ */
 
 /* Create a grant file for (@owner, @ref) granted to @grantee; -EEXIST. */
-int sim_grant_create(uint32_t owner, uint32_t ref, uint32_t grantee, bool writable,
-                     int *fdp);
+int sim_grant_create(uint32_t owner, uint32_t ref, uint32_t grantee, bool writable, int *fdp);
 /* Allocate a fresh ref for @owner and create its file; returns ref or -errno. */
 int sim_grant_alloc(uint32_t owner, uint32_t grantee, bool writable, int *fdp);
 /* Open (@owner, @ref) for mapping by @mapper; checks access. fd or -errno. */
@@ -164,7 +162,7 @@ int sim_grant_open(uint32_t owner, uint32_t ref, uint32_t mapper, bool write);
 /* Remove the grant file. */
 void sim_grant_remove(uint32_t owner, uint32_t ref);
 /* Execute an unmap-notify registration from outside the process. */
-void sim_notify_execute(uint32_t owner, uint32_t ref, uint32_t offset_flags,
-                        uint32_t notifier_dom, uint32_t port);
+void sim_notify_execute(uint32_t owner, uint32_t ref, uint32_t offset_flags, uint32_t notifier_dom,
+                        uint32_t port);
 
 #endif

@@ -79,20 +79,17 @@ static int fail(const char *fmt, ...)
 }
 
 static const char *ns;
-static bool opt_vrpc;          /* up --vrpc */
-static const char *opt_etc;    /* up --etc DIR */
+static bool opt_vrpc;       /* up --vrpc */
+static const char *opt_etc; /* up --etc DIR */
 
 /* Parse [--ns NAME] and --help (plus --vrpc and --etc DIR when @up_opts); returns index of
  * the first operand or -2/-1. */
 static int parse_common_ex(int argc, char **argv, bool stop_at_operand, bool up_opts)
 {
     static const struct option opts[] = {
-        {"ns", required_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {"vrpc", no_argument, NULL, 'v'},
-        {"etc", required_argument, NULL, 'e'},
-        {NULL, 0, NULL, 0},
+        {"ns", required_argument, NULL, 'n'},  {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},   {"vrpc", no_argument, NULL, 'v'},
+        {"etc", required_argument, NULL, 'e'}, {NULL, 0, NULL, 0},
     };
     int c;
 
@@ -210,7 +207,8 @@ static int cmd_up(int argc, char **argv)
     for (int i = first; i < argc; i++) {
         if (!sim_name_valid(argv[i]))
             return usage_error("invalid domain name '%s': use [A-Za-z0-9_.-], 1 to 64 "
-                               "characters, not dom0 and not only digits", VRPC_ESC(argv[i]));
+                               "characters, not dom0 and not only digits",
+                               VRPC_ESC(argv[i]));
         for (int j = first; j < i; j++)
             if (strcmp(argv[i], argv[j]) == 0)
                 return usage_error("duplicate domain name '%s'", VRPC_ESC(argv[i]));
@@ -475,7 +473,7 @@ int main(int argc, char **argv)
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {
-        {"up", cmd_up}, {"exec", cmd_exec}, {"destroy", cmd_destroy},
+        {"up", cmd_up},         {"exec", cmd_exec}, {"destroy", cmd_destroy},
         {"status", cmd_status}, {"down", cmd_down},
     };
 

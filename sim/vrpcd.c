@@ -155,8 +155,8 @@ static bool child_alive(pid_t pid)
     return waitpid(pid, &st, WNOHANG) == 0;
 }
 
-int sim_vrpc_start(const char *ns, const char *etc, const char *const *guests, int n,
-                   char *err, size_t errlen)
+int sim_vrpc_start(const char *ns, const char *etc, const char *const *guests, int n, char *err,
+                   size_t errlen)
 {
     char dispatcher[PATH_MAX], agent[PATH_MAX], ctl[PATH_MAX], etcdir[PATH_MAX];
     char sock[PATH_MAX], control[PATH_MAX], audit[PATH_MAX], path[PATH_MAX], count[16];
@@ -167,8 +167,9 @@ int sim_vrpc_start(const char *ns, const char *etc, const char *const *guests, i
     if (find_program(dispatcher, sizeof(dispatcher), "dispatcher", "vrpc-dispatcher") < 0 ||
         find_program(ctl, sizeof(ctl), "dispatcher", "vrpc-ctl") < 0 ||
         find_program(agent, sizeof(agent), "agent", "vrpc-agent") < 0) {
-        set_err(err, errlen, "vrpc-dispatcher, vrpc-ctl or vrpc-agent not found next to "
-                             "vrpc-sim (set VRPCSIM_VRPC_BINDIR)");
+        set_err(err, errlen,
+                "vrpc-dispatcher, vrpc-ctl or vrpc-agent not found next to "
+                "vrpc-sim (set VRPCSIM_VRPC_BINDIR)");
         return -1;
     }
     if (find_etc(etcdir, sizeof(etcdir), etc, err, errlen) < 0)
@@ -181,8 +182,8 @@ int sim_vrpc_start(const char *ns, const char *etc, const char *const *guests, i
         return -1;
     }
 
-    const char *dargv[] = {dispatcher, "--etc", etcdir, "--socket", sock, "--control", control,
-                           "--audit", audit, NULL};
+    const char *dargv[] = {dispatcher,  "--etc", etcdir,    "--socket", sock,
+                           "--control", control, "--audit", audit,      NULL};
     dpid = spawn_in_domain(ns, "dom0", "dispatcher.log", dargv, true);
     if (dpid < 0) {
         set_err(err, errlen, "cannot start vrpc-dispatcher: %s", strerror(errno));
@@ -198,8 +199,7 @@ int sim_vrpc_start(const char *ns, const char *etc, const char *const *guests, i
         }
         const char *aargv[] = {agent, "--etc", etcdir, "--socket", asock, NULL};
         if (spawn_in_domain(ns, guests[i], logname, aargv, true) < 0) {
-            set_err(err, errlen, "cannot start vrpc-agent in %s: %s", guests[i],
-                    strerror(errno));
+            set_err(err, errlen, "cannot start vrpc-agent in %s: %s", guests[i], strerror(errno));
             return -1;
         }
     }
@@ -212,21 +212,24 @@ int sim_vrpc_start(const char *ns, const char *etc, const char *const *guests, i
             return -1;
         }
         if (i >= VRPC_START_TIMEOUT_S * 100) {
-            set_err(err, errlen, "vrpc-dispatcher did not start within %d s (see "
-                                 "%s/dispatcher.log)", VRPC_START_TIMEOUT_S,
-                    sim_instance_dir());
+            set_err(err, errlen,
+                    "vrpc-dispatcher did not start within %d s (see "
+                    "%s/dispatcher.log)",
+                    VRPC_START_TIMEOUT_S, sim_instance_dir());
             return -1;
         }
         usleep(10000);
     }
     snprintf(count, sizeof(count), "%d", n);
     snprintf(timeout, sizeof(timeout), "%d", VRPC_START_TIMEOUT_S);
-    const char *wargv[] = {ctl, "--control", control, "wait-guests", count, "--timeout", timeout,
-                           NULL};
+    const char *wargv[] = {ctl,   "--control", control, "wait-guests",
+                           count, "--timeout", timeout, NULL};
     pid = spawn_in_domain(ns, "dom0", "vrpc-ctl.log", wargv, false);
     if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        set_err(err, errlen, "not every agent connected within %d s (see %s/dispatcher.log "
-                             "and agent.*.log)", VRPC_START_TIMEOUT_S, sim_instance_dir());
+        set_err(err, errlen,
+                "not every agent connected within %d s (see %s/dispatcher.log "
+                "and agent.*.log)",
+                VRPC_START_TIMEOUT_S, sim_instance_dir());
         return -1;
     }
     return 0;

@@ -29,8 +29,7 @@ struct xc_interface_core {
 };
 
 EXPORT xc_interface *xc_interface_open(xentoollog_logger *logger,
-                                       xentoollog_logger *dombuild_logger,
-                                       unsigned open_flags)
+                                       xentoollog_logger *dombuild_logger, unsigned open_flags)
 {
     return calloc(1, sizeof(struct xc_interface_core));
 }

@@ -43,7 +43,7 @@ typedef struct Client {
     Buf in, out;
     uint32_t *txs;
     size_t ntx, captx;
-    char **watches;         /* "path\0token\0" as the client sent them */
+    char **watches; /* "path\0token\0" as the client sent them */
     size_t nwatch, capwatch;
     size_t *watch_len;
 } Client;
@@ -151,8 +151,8 @@ static void client_free(Client *c)
 
 static void reply_error(Client *c, const struct xsd_sockmsg *h, const char *err)
 {
-    struct xsd_sockmsg r = {.type = XS_ERROR, .req_id = h->req_id, .tx_id = h->tx_id,
-                            .len = (uint32_t)strlen(err) + 1};
+    struct xsd_sockmsg r = {
+        .type = XS_ERROR, .req_id = h->req_id, .tx_id = h->tx_id, .len = (uint32_t)strlen(err) + 1};
     buf_put(&c->out, &r, HDR);
     buf_put(&c->out, err, r.len);
 }
@@ -322,7 +322,7 @@ static void ring_io(void)
         uint32_t used = prod - cons, space, off, chunk;
 
         if (used > XENSTORE_RING_SIZE)
-            break;      /* xenstored is broken; nothing sane to do */
+            break; /* xenstored is broken; nothing sane to do */
         space = XENSTORE_RING_SIZE - used;
         if (!space)
             break;

@@ -20,12 +20,12 @@
 
 #include "vchan-internal.h"
 
-#define SPIN_FLOOR_NS 500u           /* the adaptive budget never drops below this */
-#define SPIN_NS_LIMIT 1000000000u    /* options sanity bound: one second */
-#define SPIN_MISS_RUN 4              /* useless spins in a row before the budget shrinks */
-#define SPIN_PROBE_MIN 32u           /* a full-budget probe spin at least this many waits apart */
-#define BATCH_NS 50000u              /* a blocking writer lets the reader drain this long at most */
-#define SPIN_PROBE_MAX 1024u         /* ... and at most this many, after lost probes */
+#define SPIN_FLOOR_NS 500u        /* the adaptive budget never drops below this */
+#define SPIN_NS_LIMIT 1000000000u /* options sanity bound: one second */
+#define SPIN_MISS_RUN 4           /* useless spins in a row before the budget shrinks */
+#define SPIN_PROBE_MIN 32u        /* a full-budget probe spin at least this many waits apart */
+#define BATCH_NS 50000u           /* a blocking writer lets the reader drain this long at most */
+#define SPIN_PROBE_MAX 1024u      /* ... and at most this many, after lost probes */
 
 static VchanLogFn log_fn;
 static void *log_userdata;
@@ -51,7 +51,7 @@ void vchan_log(int level, const char *fmt, ...)
 
 void vchan_options_init(VchanOptions *o)
 {
-    *o = (VchanOptions){ .spin_ns = VCHAN_SPIN_NS_DEFAULT, .spin_adaptive = true };
+    *o = (VchanOptions){.spin_ns = VCHAN_SPIN_NS_DEFAULT, .spin_adaptive = true};
 }
 
 Vchan *vchan_alloc(const VchanBackend *backend, int domid, const char *path)
@@ -184,7 +184,7 @@ static ssize_t do_writev(Vchan *c, const struct iovec *iov, int iovcnt, bool pac
 
 ssize_t vchan_read(Vchan *c, void *buf, size_t size)
 {
-    struct iovec iov = { .iov_base = buf, .iov_len = size };
+    struct iovec iov = {.iov_base = buf, .iov_len = size};
 
     return do_readv(c, &iov, 1, false);
 }
@@ -196,14 +196,14 @@ ssize_t vchan_readv(Vchan *c, const struct iovec *iov, int iovcnt)
 
 ssize_t vchan_recv(Vchan *c, void *buf, size_t size)
 {
-    struct iovec iov = { .iov_base = buf, .iov_len = size };
+    struct iovec iov = {.iov_base = buf, .iov_len = size};
 
     return do_readv(c, &iov, 1, true);
 }
 
 ssize_t vchan_write(Vchan *c, const void *buf, size_t size)
 {
-    struct iovec iov = { .iov_base = (void *)buf, .iov_len = size };
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = size};
 
     return do_writev(c, &iov, 1, false);
 }
@@ -215,7 +215,7 @@ ssize_t vchan_writev(Vchan *c, const struct iovec *iov, int iovcnt)
 
 ssize_t vchan_send(Vchan *c, const void *buf, size_t size)
 {
-    struct iovec iov = { .iov_base = (void *)buf, .iov_len = size };
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = size};
 
     return do_writev(c, &iov, 1, true);
 }
@@ -518,7 +518,7 @@ static int wait_for(Vchan *c, WaitKind kind, size_t min, uint64_t deadline)
     if (budget > 0)
         c->stats.spin_losses++;
     for (bool woken = false;; woken = true) {
-        struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
         int timeout;
 
         rc = woken ? wait_check(c, kind, min) : 0;

@@ -184,8 +184,7 @@ int vchan_pair_new(Vchan **serverp, Vchan **clientp, size_t read_min, size_t wri
     rc = end_new(sh, 1, &cli);
     if (rc < 0)
         goto fail;
-    vchan_ring_init(&cli->ring, sh->ctrl, false, lbuf, 1u << untrusted_lo, rbuf,
-                    1u << untrusted_ro,
+    vchan_ring_init(&cli->ring, sh->ctrl, false, lbuf, 1u << untrusted_lo, rbuf, 1u << untrusted_ro,
                     atomic_load_explicit(&sh->ctrl->right.cons, memory_order_relaxed),
                     atomic_load_explicit(&sh->ctrl->left.prod, memory_order_relaxed));
     cli->ring_ready = true;

@@ -12,8 +12,7 @@
 
 #include "vchan.h"
 
-int vchan_parse_u32(const char *untrusted, size_t len, uint32_t min, uint32_t max,
-                    uint32_t *valp)
+int vchan_parse_u32(const char *untrusted, size_t len, uint32_t min, uint32_t max, uint32_t *valp)
 {
     uint64_t val = 0;
 

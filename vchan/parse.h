@@ -12,8 +12,7 @@
  * decimal: 1 to 10 ASCII digits, no sign, no spaces, no leading zero (except "0" itself),
  * no embedded NUL, value within [@min, @max]. Returns 0 and sets *@valp, or -EPROTO.
  */
-int vchan_parse_u32(const char *untrusted, size_t len, uint32_t min, uint32_t max,
-                    uint32_t *valp);
+int vchan_parse_u32(const char *untrusted, size_t len, uint32_t min, uint32_t max, uint32_t *valp);
 
 /* A grant reference (1 .. 2^32-1). */
 int vchan_parse_grant_ref(const char *untrusted, size_t len, uint32_t *refp);

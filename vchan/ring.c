@@ -12,11 +12,10 @@
 
 #include <string.h>
 
-void vchan_ring_init(VchanRing *r, VchanCtrl *ctrl, bool is_server, void *left,
-                     uint32_t left_size, void *right, uint32_t right_size, uint32_t rcons,
-                     uint32_t wprod)
+void vchan_ring_init(VchanRing *r, VchanCtrl *ctrl, bool is_server, void *left, uint32_t left_size,
+                     void *right, uint32_t right_size, uint32_t rcons, uint32_t wprod)
 {
-    *r = (VchanRing){ .ctrl = ctrl, .is_server = is_server, .rcons = rcons, .wprod = wprod };
+    *r = (VchanRing){.ctrl = ctrl, .is_server = is_server, .rcons = rcons, .wprod = wprod};
     if (is_server) {
         /* server reads left, writes right */
         r->rbuf = left;
@@ -175,8 +174,8 @@ static size_t iov_total(const struct iovec *iov, int iovcnt)
 }
 
 /* Copy @n bytes out of the ring starting at index @pos; n <= size was checked. */
-static void ring_to_iov(const uint8_t *ring, uint32_t size, uint32_t pos,
-                        const struct iovec *iov, int iovcnt, size_t n)
+static void ring_to_iov(const uint8_t *ring, uint32_t size, uint32_t pos, const struct iovec *iov,
+                        int iovcnt, size_t n)
 {
     size_t off = pos & (size - 1);
 
@@ -225,8 +224,7 @@ static void iov_to_ring(uint8_t *ring, uint32_t size, uint32_t pos, const struct
     }
 }
 
-ssize_t vchan_ring_readv(VchanRing *r, const struct iovec *iov, int iovcnt, size_t min,
-                         bool *kickp)
+ssize_t vchan_ring_readv(VchanRing *r, const struct iovec *iov, int iovcnt, size_t min, bool *kickp)
 {
     size_t want = iov_total(iov, iovcnt);
     uint32_t ready = 0;

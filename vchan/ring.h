@@ -112,9 +112,8 @@ typedef struct VchanRing {
  * (0 for a fresh server; what the page held at connect for a client).
  * Writes nothing to shared memory.
  */
-void vchan_ring_init(VchanRing *r, VchanCtrl *ctrl, bool is_server, void *left,
-                     uint32_t left_size, void *right, uint32_t right_size, uint32_t rcons,
-                     uint32_t wprod);
+void vchan_ring_init(VchanRing *r, VchanCtrl *ctrl, bool is_server, void *left, uint32_t left_size,
+                     void *right, uint32_t right_size, uint32_t rcons, uint32_t wprod);
 
 /*
  * Initialise a fresh control page as a server does before publishing it: zero indices,

@@ -34,15 +34,15 @@ int vchan_geom_select(size_t read_min, size_t write_min, VchanGeom *geomp)
      * ring next to an external one is always the 2 KiB slot; never 1 KiB next to external.
      */
     if (read_min <= SMALL_RING && write_min <= LARGE_RING)
-        g = (VchanGeom){ VCHAN_ORDER_MIN, VCHAN_ORDER_INPAGE_MAX };
+        g = (VchanGeom){VCHAN_ORDER_MIN, VCHAN_ORDER_INPAGE_MAX};
     else if (read_min <= LARGE_RING && write_min <= SMALL_RING)
-        g = (VchanGeom){ VCHAN_ORDER_INPAGE_MAX, VCHAN_ORDER_MIN };
+        g = (VchanGeom){VCHAN_ORDER_INPAGE_MAX, VCHAN_ORDER_MIN};
     else if (read_min <= LARGE_RING)
-        g = (VchanGeom){ VCHAN_ORDER_INPAGE_MAX, external_order(write_min) };
+        g = (VchanGeom){VCHAN_ORDER_INPAGE_MAX, external_order(write_min)};
     else if (write_min <= LARGE_RING)
-        g = (VchanGeom){ external_order(read_min), VCHAN_ORDER_INPAGE_MAX };
+        g = (VchanGeom){external_order(read_min), VCHAN_ORDER_INPAGE_MAX};
     else
-        g = (VchanGeom){ external_order(read_min), external_order(write_min) };
+        g = (VchanGeom){external_order(read_min), external_order(write_min)};
 
     *geomp = g;
     return 0;

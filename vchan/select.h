@@ -8,11 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VCHAN_ORDER_MIN 10u      /* 1 KiB ring at offset 1024 of the control page */
+#define VCHAN_ORDER_MIN 10u        /* 1 KiB ring at offset 1024 of the control page */
 #define VCHAN_ORDER_INPAGE_MAX 11u /* 2 KiB ring at offset 2048 of the control page */
-#define VCHAN_ORDER_EXT_MIN 12u  /* from here on: 2^(order-12) separately granted pages */
-#define VCHAN_ORDER_MAX 20u      /* 1 MiB */
-#define VCHAN_GRANTS_MAX 512u    /* 2 x 256 refs at order 20 */
+#define VCHAN_ORDER_EXT_MIN 12u    /* from here on: 2^(order-12) separately granted pages */
+#define VCHAN_ORDER_MAX 20u        /* 1 MiB */
+#define VCHAN_GRANTS_MAX 512u      /* 2 x 256 refs at order 20 */
 
 typedef struct VchanGeom {
     unsigned left_order;  /* client -> server ring */

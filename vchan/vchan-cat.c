@@ -63,8 +63,8 @@ static void on_signal(int sig)
  * reason in our one failure line. */
 static void log_sink(int level, const char *msg, void *userdata)
 {
-    static const char *const names[] = { "emerg", "alert", "crit", "error",
-                                         "warning", "notice", "info", "debug" };
+    static const char *const names[] = {"emerg",   "alert",  "crit", "error",
+                                        "warning", "notice", "info", "debug"};
     const char *detail = msg;
 
     (void)userdata;
@@ -162,21 +162,21 @@ static int parse_args(int argc, char **argv, Args *a)
 {
     enum { OPT_READ_MIN = 256, OPT_WRITE_MIN, OPT_UPPER, OPT_PERSIST, OPT_WAIT, OPT_LINGER };
     static const struct option opts[] = {
-        { "read-min", required_argument, NULL, OPT_READ_MIN },
-        { "write-min", required_argument, NULL, OPT_WRITE_MIN },
-        { "uppercase", no_argument, NULL, OPT_UPPER },
-        { "persist", no_argument, NULL, OPT_PERSIST },
-        { "wait", required_argument, NULL, OPT_WAIT },
-        { "linger", required_argument, NULL, OPT_LINGER },
-        { "verbose", no_argument, NULL, 'v' },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },
+        {"read-min", required_argument, NULL, OPT_READ_MIN},
+        {"write-min", required_argument, NULL, OPT_WRITE_MIN},
+        {"uppercase", no_argument, NULL, OPT_UPPER},
+        {"persist", no_argument, NULL, OPT_PERSIST},
+        {"wait", required_argument, NULL, OPT_WAIT},
+        {"linger", required_argument, NULL, OPT_LINGER},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {},
     };
     uint32_t domid;
     int opt;
 
-    *a = (Args){ .linger_ms = LINGER_DEFAULT_MS };
+    *a = (Args){.linger_ms = LINGER_DEFAULT_MS};
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "vhV", opts, NULL)) != -1) {
         switch (opt) {
@@ -224,8 +224,7 @@ static int parse_args(int argc, char **argv, Args *a)
     }
 
     if (argc - optind != 3)
-        return usage_error("expected 3 arguments: server|client DOMID PATH, got %d",
-                           argc - optind);
+        return usage_error("expected 3 arguments: server|client DOMID PATH, got %d", argc - optind);
     if (strcmp(argv[optind], "server") == 0)
         a->server = true;
     else if (strcmp(argv[optind], "client") != 0)
@@ -347,9 +346,9 @@ static int run_cat(const Args *a, Vchan *c)
             }
         }
 
-        pfd[nfds++] = (struct pollfd){ .fd = vchan_fd(c), .events = POLLIN };
+        pfd[nfds++] = (struct pollfd){.fd = vchan_fd(c), .events = POLLIN};
         if (!stdin_eof && in_len == 0)
-            pfd[nfds++] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
+            pfd[nfds++] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
         rc = poll(pfd, (nfds_t)nfds, timeout);
         if (rc < 0) {
             if (errno == EINTR)
@@ -384,7 +383,7 @@ static int serve_uppercase(const Args *a, Vchan *c)
     static uint8_t buf[BUF_SIZE];
 
     for (;;) {
-        struct pollfd pfd = { .fd = vchan_fd(c), .events = POLLIN };
+        struct pollfd pfd = {.fd = vchan_fd(c), .events = POLLIN};
         ssize_t n;
         int rc;
 
@@ -411,8 +410,8 @@ static int serve_uppercase(const Args *a, Vchan *c)
         if (n == 0)
             return 0;
         if (n == -EPROTO) {
-            fprintf(stderr, "vchan-cat: domain %d at %s: client violated the protocol\n",
-                    a->domid, a->path);
+            fprintf(stderr, "vchan-cat: domain %d at %s: client violated the protocol\n", a->domid,
+                    a->path);
             return 0;
         }
         if (n != -EAGAIN) {
@@ -450,7 +449,7 @@ static int open_channel(const Args *a, Vchan **cp)
 
 int main(int argc, char **argv)
 {
-    struct sigaction sa = { .sa_handler = on_signal }; /* no SA_RESTART: poll returns */
+    struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: poll returns */
     Vchan *c = NULL;
     Args a;
     int rc;

@@ -121,8 +121,7 @@ VCHAN_EXPORT int vchan_client_new(Vchan **cp, int domid, const char *path);
  * way), and it looks again at least every 100 ms (watch events the caller may not read are
  * dropped). Returns what vchan_client_new() returns, or -ETIMEDOUT.
  */
-VCHAN_EXPORT int vchan_client_new_wait(Vchan **cp, int domid, const char *path,
-                                       int timeout_ms);
+VCHAN_EXPORT int vchan_client_new_wait(Vchan **cp, int domid, const char *path, int timeout_ms);
 
 /*
  * An in-process connected pair (no Xen): the same ring code over plain memory, with an
@@ -253,8 +252,7 @@ VCHAN_EXPORT int vchan_wait_writable(Vchan *c, size_t min, int timeout_ms);
  * Returns 0 (all read), VCHAN_E_EOF (peer closed first), -ETIMEDOUT, -EPROTO, -EINVAL
  * (@size 0) or -errno.
  */
-VCHAN_EXPORT int vchan_read_full(Vchan *c, void *buf, size_t size, size_t *donep,
-                                 int timeout_ms);
+VCHAN_EXPORT int vchan_read_full(Vchan *c, void *buf, size_t size, size_t *donep, int timeout_ms);
 
 /*
  * Blocking write of all @size bytes within @timeout_ms in total (-1 forever); the bytes are

@@ -26,8 +26,8 @@
 #include "vchan-internal.h"
 #include "xenops.h"
 
-#define PUBLISH_ATTEMPTS 64 /* transaction retries on EAGAIN */
-#define CONSUME_MAX 64      /* events consumed per dispatch call */
+#define PUBLISH_ATTEMPTS 64  /* transaction retries on EAGAIN */
+#define CONSUME_MAX 64       /* events consumed per dispatch call */
 #define WATCH_RECHECK_MS 100 /* client wait: longest time between two looks */
 
 const VchanXenOps vchan_xen_real_ops = {
@@ -73,17 +73,18 @@ void vchan_xen_set_ops(const VchanXenOps *ops)
 
 /* The Xen libraries log through xentoollog; forward to our sink at debug level (our own
  * error return and message describe the failure to the caller). */
-__attribute__((format(printf, 5, 0))) static void
-xtl_vmessage(struct xentoollog_logger *logger, xentoollog_level level, int errnoval,
-             const char *context, const char *format, va_list al)
+__attribute__((format(printf, 5, 0))) static void xtl_vmessage(struct xentoollog_logger *logger,
+                                                               xentoollog_level level, int errnoval,
+                                                               const char *context,
+                                                               const char *format, va_list al)
 {
     char msg[384];
 
     (void)logger;
     (void)level;
     vsnprintf(msg, sizeof(msg), format, al);
-    vchan_log(LOG_DEBUG, "xen %s: %s%s%s", context ? context : "", msg,
-              errnoval >= 0 ? ": " : "", errnoval >= 0 ? strerror(errnoval) : "");
+    vchan_log(LOG_DEBUG, "xen %s: %s%s%s", context ? context : "", msg, errnoval >= 0 ? ": " : "",
+              errnoval >= 0 ? strerror(errnoval) : "");
 }
 
 static void xtl_destroy(struct xentoollog_logger *logger)
@@ -180,7 +181,7 @@ static int xen_consume(Vchan *c)
 
     /* xenevtchn_pending() may block even on a non-blocking fd: poll before each call */
     for (int i = 0; i < CONSUME_MAX; i++) {
-        struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
         int rc = poll(&pfd, 1, 0);
 
         if (rc < 0) {
@@ -299,8 +300,8 @@ static void xen_destroy(Vchan *c)
         _cleanup_(xs_closep) struct xs_handle *xs = xo->xs_open(0);
 
         if (!xs || !xo->xs_rm(xs, XBT_NULL, c->path))
-            vchan_log(LOG_WARNING, "vchan dom%d %s: cannot remove XenStore directory: %s",
-                      c->domid, c->path, strerror(errno));
+            vchan_log(LOG_WARNING, "vchan dom%d %s: cannot remove XenStore directory: %s", c->domid,
+                      c->path, strerror(errno));
     }
     free(x);
     c->priv = NULL;
@@ -331,8 +332,7 @@ static int check_args(int domid, const char *path, const char *role)
 
 /* Our own domain id from the relative key "domid"; refuse a vchan to ourselves
  * (a loopback vchan once crashed the kernel: Qubes #951). */
-static int check_not_loopback(struct xs_handle *xs, int domid, const char *path,
-                              uint32_t *ownp)
+static int check_not_loopback(struct xs_handle *xs, int domid, const char *path, uint32_t *ownp)
 {
     _cleanup_free_ char *untrusted = NULL;
     unsigned len = 0;
@@ -365,8 +365,8 @@ static int publish(struct xs_handle *xs, const char *path, uint32_t own, uint32_
     _cleanup_free_ char *ref_key = key_path(path, "ring-ref");
     _cleanup_free_ char *port_key = key_path(path, "event-channel");
     struct xs_permissions perms[2] = {
-        { .id = own, .perms = XS_PERM_NONE },
-        { .id = peer, .perms = XS_PERM_READ },
+        {.id = own, .perms = XS_PERM_NONE},
+        {.id = peer, .perms = XS_PERM_READ},
     };
     char ref_val[16], port_val[16];
 
@@ -408,8 +408,7 @@ static XenPriv *priv_new(Vchan *c, bool is_server)
     return x;
 }
 
-int vchan_server_new(Vchan **cp, int domid, const char *path, size_t read_min,
-                     size_t write_min)
+int vchan_server_new(Vchan **cp, int domid, const char *path, size_t read_min, size_t write_min)
 {
     _cleanup_(vchan_freep) Vchan *c = NULL;
     _cleanup_(xs_closep) struct xs_handle *xs = NULL;
@@ -463,8 +462,8 @@ int vchan_server_new(Vchan **cp, int domid, const char *path, size_t read_min,
     if (!x->gs)
         goto fail_errno;
     step = "share control page";
-    x->ctrl = xo->gntshr_share_page_notify(x->gs, (uint32_t)domid, &ctrl_ref, 1,
-                                           VCHAN_OFF_SRV_LIVE, x->port);
+    x->ctrl = xo->gntshr_share_page_notify(x->gs, (uint32_t)domid, &ctrl_ref, 1, VCHAN_OFF_SRV_LIVE,
+                                           x->port);
     if (!x->ctrl)
         goto fail_errno;
     step = "share ring pages";
@@ -500,8 +499,8 @@ int vchan_server_new(Vchan **cp, int domid, const char *path, size_t read_min,
     c->fd = xo->evtchn_fd(x->evt);
     x->fd_blocks = fd_blocks(c->fd);
 
-    vchan_log(LOG_DEBUG, "vchan dom%d %s: server ready, rings %u/%u bytes, port %u", domid,
-              path, 1u << geom.left_order, 1u << geom.right_order, x->port);
+    vchan_log(LOG_DEBUG, "vchan dom%d %s: server ready, rings %u/%u bytes, port %u", domid, path,
+              1u << geom.left_order, 1u << geom.right_order, x->port);
     *cp = c;
     c = NULL;
     return 0;
@@ -547,8 +546,8 @@ static int read_server_keys(struct xs_handle *xs, int domid, const char *path, u
     }
     if (vchan_parse_grant_ref(untrusted_ref, ref_len, refp) < 0 ||
         vchan_parse_port(untrusted_port, port_len, portp) < 0) {
-        vchan_log(LOG_ERR, "vchan dom%d %s: malformed ring-ref or event-channel in XenStore",
-                  domid, path);
+        vchan_log(LOG_ERR, "vchan dom%d %s: malformed ring-ref or event-channel in XenStore", domid,
+                  path);
         return -EPROTO;
     }
     return 0;
@@ -591,9 +590,8 @@ static int client_connect(struct xs_handle *xs, int domid, const char *path, Vch
     if (!x->gt)
         goto fail_errno;
     step = "map control page";
-    x->probe = xo->gnttab_map_grant_ref_notify(x->gt, (uint32_t)domid, ref,
-                                               PROT_READ | PROT_WRITE, (uint32_t)-1,
-                                               (evtchn_port_t)-1);
+    x->probe = xo->gnttab_map_grant_ref_notify(x->gt, (uint32_t)domid, ref, PROT_READ | PROT_WRITE,
+                                               (uint32_t)-1, (evtchn_port_t)-1);
     if (!x->probe)
         goto fail_errno;
 
@@ -603,8 +601,8 @@ static int client_connect(struct xs_handle *xs, int domid, const char *path, Vch
     untrusted_srv_live = atomic_load_explicit(&x->probe->srv_live, memory_order_acquire);
     untrusted_cli_live = atomic_load_explicit(&x->probe->cli_live, memory_order_acquire);
     if (vchan_geom_check(untrusted_lo, untrusted_ro) < 0) {
-        vchan_log(LOG_ERR, "vchan dom%d %s: invalid ring orders %u/%u in control page", domid,
-                  path, untrusted_lo, untrusted_ro);
+        vchan_log(LOG_ERR, "vchan dom%d %s: invalid ring orders %u/%u in control page", domid, path,
+                  untrusted_lo, untrusted_ro);
         return -EPROTO;
     }
     lo = untrusted_lo;
@@ -619,8 +617,7 @@ static int client_connect(struct xs_handle *xs, int domid, const char *path, Vch
         return -EBUSY;
     }
     if (untrusted_cli_live != VCHAN_LIVE_WAITING && untrusted_cli_live != VCHAN_LIVE_CLOSED) {
-        vchan_log(LOG_ERR, "vchan dom%d %s: invalid cli_live %u", domid, path,
-                  untrusted_cli_live);
+        vchan_log(LOG_ERR, "vchan dom%d %s: invalid cli_live %u", domid, path, untrusted_cli_live);
         return -EPROTO;
     }
 
@@ -641,8 +638,8 @@ static int client_connect(struct xs_handle *xs, int domid, const char *path, Vch
     }
     if (nr) {
         /* we only read the right ring: map it read-only */
-        x->right_map = xo->gnttab_map_domain_grant_refs(x->gt, nr, (uint32_t)domid,
-                                                        grants + nl, PROT_READ);
+        x->right_map = xo->gnttab_map_domain_grant_refs(x->gt, nr, (uint32_t)domid, grants + nl,
+                                                        PROT_READ);
         if (!x->right_map)
             goto fail_errno;
         x->right_pages = nr;
@@ -660,9 +657,8 @@ static int client_connect(struct xs_handle *xs, int domid, const char *path, Vch
     x->port_bound = true;
 
     step = "map control page with unmap-notify";
-    x->ctrl = xo->gnttab_map_grant_ref_notify(x->gt, (uint32_t)domid, ref,
-                                              PROT_READ | PROT_WRITE, VCHAN_OFF_CLI_LIVE,
-                                              x->port);
+    x->ctrl = xo->gnttab_map_grant_ref_notify(x->gt, (uint32_t)domid, ref, PROT_READ | PROT_WRITE,
+                                              VCHAN_OFF_CLI_LIVE, x->port);
     if (!x->ctrl)
         goto fail_errno;
     xo->gnttab_unmap(x->gt, x->probe, 1);
@@ -708,8 +704,7 @@ int vchan_client_new(Vchan **cp, int domid, const char *path)
     xs = xo->xs_open(0);
     if (!xs) {
         rc = neg_errno();
-        vchan_log(LOG_ERR, "vchan dom%d %s: cannot open XenStore: %s", domid, path,
-                  strerror(-rc));
+        vchan_log(LOG_ERR, "vchan dom%d %s: cannot open XenStore: %s", domid, path, strerror(-rc));
         return rc;
     }
     rc = client_connect(xs, domid, path, cp, &missing);
@@ -742,20 +737,18 @@ int vchan_client_new_wait(Vchan **cp, int domid, const char *path, int timeout_m
     xs = xo->xs_open(0);
     if (!xs) {
         rc = neg_errno();
-        vchan_log(LOG_ERR, "vchan dom%d %s: cannot open XenStore: %s", domid, path,
-                  strerror(-rc));
+        vchan_log(LOG_ERR, "vchan dom%d %s: cannot open XenStore: %s", domid, path, strerror(-rc));
         return rc;
     }
     /* Watch before the first look, so a server publishing in between is not missed. */
     if (!xo->xs_watch(xs, path, "vchan")) {
         rc = neg_errno();
-        vchan_log(LOG_ERR, "vchan dom%d %s: cannot watch XenStore: %s", domid, path,
-                  strerror(-rc));
+        vchan_log(LOG_ERR, "vchan dom%d %s: cannot watch XenStore: %s", domid, path, strerror(-rc));
         return rc;
     }
 
     for (;;) {
-        struct pollfd pfd = { .fd = xo->xs_fileno(xs), .events = POLLIN };
+        struct pollfd pfd = {.fd = xo->xs_fileno(xs), .events = POLLIN};
         uint64_t now;
         int wait_ms;
         char **ev;

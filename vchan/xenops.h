@@ -17,10 +17,9 @@ struct xentoollog_logger;
 typedef struct VchanXenOps {
     struct xs_handle *(*xs_open)(unsigned long flags);
     void (*xs_close)(struct xs_handle *xsh);
-    void *(*xs_read)(struct xs_handle *h, xs_transaction_t t, const char *path,
-                     unsigned int *len);
-    bool (*xs_write)(struct xs_handle *h, xs_transaction_t t, const char *path,
-                     const void *data, unsigned int len);
+    void *(*xs_read)(struct xs_handle *h, xs_transaction_t t, const char *path, unsigned int *len);
+    bool (*xs_write)(struct xs_handle *h, xs_transaction_t t, const char *path, const void *data,
+                     unsigned int len);
     bool (*xs_rm)(struct xs_handle *h, xs_transaction_t t, const char *path);
     bool (*xs_set_permissions)(struct xs_handle *h, xs_transaction_t t, const char *path,
                                struct xs_permissions *perms, unsigned int num_perms);
@@ -35,10 +34,8 @@ typedef struct VchanXenOps {
     int (*evtchn_close)(xenevtchn_handle *xce);
     int (*evtchn_fd)(xenevtchn_handle *xce);
     int (*evtchn_notify)(xenevtchn_handle *xce, evtchn_port_t port);
-    xenevtchn_port_or_error_t (*evtchn_bind_unbound_port)(xenevtchn_handle *xce,
-                                                          uint32_t domid);
-    xenevtchn_port_or_error_t (*evtchn_bind_interdomain)(xenevtchn_handle *xce,
-                                                         uint32_t domid,
+    xenevtchn_port_or_error_t (*evtchn_bind_unbound_port)(xenevtchn_handle *xce, uint32_t domid);
+    xenevtchn_port_or_error_t (*evtchn_bind_interdomain)(xenevtchn_handle *xce, uint32_t domid,
                                                          evtchn_port_t remote_port);
     int (*evtchn_unbind)(xenevtchn_handle *xce, evtchn_port_t port);
     xenevtchn_port_or_error_t (*evtchn_pending)(xenevtchn_handle *xce);
@@ -46,8 +43,8 @@ typedef struct VchanXenOps {
 
     xengntshr_handle *(*gntshr_open)(struct xentoollog_logger *logger, unsigned flags);
     int (*gntshr_close)(xengntshr_handle *xgs);
-    void *(*gntshr_share_pages)(xengntshr_handle *xgs, uint32_t domid, int count,
-                                uint32_t *refs, int writable);
+    void *(*gntshr_share_pages)(xengntshr_handle *xgs, uint32_t domid, int count, uint32_t *refs,
+                                int writable);
     void *(*gntshr_share_page_notify)(xengntshr_handle *xgs, uint32_t domid, uint32_t *ref,
                                       int writable, uint32_t notify_offset,
                                       evtchn_port_t notify_port);
@@ -58,8 +55,8 @@ typedef struct VchanXenOps {
     void *(*gnttab_map_grant_ref_notify)(xengnttab_handle *xgt, uint32_t domid, uint32_t ref,
                                          int prot, uint32_t notify_offset,
                                          evtchn_port_t notify_port);
-    void *(*gnttab_map_domain_grant_refs)(xengnttab_handle *xgt, uint32_t count,
-                                          uint32_t domid, uint32_t *refs, int prot);
+    void *(*gnttab_map_domain_grant_refs)(xengnttab_handle *xgt, uint32_t count, uint32_t domid,
+                                          uint32_t *refs, int prot);
     int (*gnttab_unmap)(xengnttab_handle *xgt, void *start_address, uint32_t count);
 } VchanXenOps;
 

@@ -115,8 +115,7 @@ VRPC_POLICY_EXPORT int vrpc_policy_load(const char *etc_dir, VrpcPolicy **policy
  * Returns 0, VRPC_POLICY_E_INVALID (see vrpc_policy_load()), -EINVAL or -ENOMEM.
  */
 VRPC_POLICY_EXPORT int vrpc_policy_load_texts(const VrpcPolicyText *files, size_t n_files,
-                                              const VrpcPolicyText *domains,
-                                              VrpcPolicy **policyp);
+                                              const VrpcPolicyText *domains, VrpcPolicy **policyp);
 
 /* vrpc_policy_ref() - take one more reference; returns POLICY. NULL is allowed. */
 VRPC_POLICY_EXPORT VrpcPolicy *vrpc_policy_ref(VrpcPolicy *policy);
@@ -201,8 +200,8 @@ VRPC_POLICY_EXPORT int vrpc_policy_decision_check_target(const VrpcPolicy *polic
  * reason="..." for a deny that no deny rule or missing rule explains.
  * Returns the length snprintf() would write (>= SIZE means truncated).
  */
-VRPC_POLICY_EXPORT int vrpc_policy_decision_format(const VrpcPolicyDecision *decision,
-                                                   char *buf, size_t size);
+VRPC_POLICY_EXPORT int vrpc_policy_decision_format(const VrpcPolicyDecision *decision, char *buf,
+                                                   size_t size);
 
 /* vrpc_policy_action_to_string() - "allow", "deny" or "ask"; "invalid" else. */
 VRPC_POLICY_EXPORT const char *vrpc_policy_action_to_string(VrpcPolicyAction action);

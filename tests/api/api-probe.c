@@ -120,8 +120,7 @@ static int mode_stream(int argc, char **argv)
             got += (size_t)n;
         }
         for (;;) {
-            ssize_t n = vrpc_call_read(call, VRPC_STDERR, err + err_len,
-                                       sizeof err - 1 - err_len);
+            ssize_t n = vrpc_call_read(call, VRPC_STDERR, err + err_len, sizeof err - 1 - err_len);
             if (n == 0 || err_len == sizeof err - 1)
                 err_eof = true;
             if (n <= 0)
@@ -144,8 +143,8 @@ static int mode_stream(int argc, char **argv)
     int code = -1;
     vrpc_call_exit_code(call, &code);
     const char *reason = vrpc_call_reason(call);
-    printf("exit=%d out=%zu sum=%016llx err=%s reason=%s\n", code, got,
-           (unsigned long long)h_out, err, reason ? reason : "(none)");
+    printf("exit=%d out=%zu sum=%016llx err=%s reason=%s\n", code, got, (unsigned long long)h_out,
+           err, reason ? reason : "(none)");
     fprintf(stderr, "in=%zu sum=%016llx\n", sent, (unsigned long long)h_in);
     vrpc_call_free(call);
     vrpc_client_free(client);
@@ -177,7 +176,8 @@ static int mode_cancel(int argc, char **argv)
         return 2;
     VrpcClient *client;
     VrpcCall *call;
-    if (vrpc_client_new(&client, NULL) < 0 || vrpc_call_open(client, argv[0], "test.Sleep", &call) < 0) {
+    if (vrpc_client_new(&client, NULL) < 0 ||
+        vrpc_call_open(client, argv[0], "test.Sleep", &call) < 0) {
         printf("BAD: open\n");
         return 1;
     }
@@ -222,8 +222,7 @@ static void *thread_main(void *arg)
         snprintf(in, sizeof in, "thread %d call %d\n", t->index, i);
         snprintf(want, sizeof want, "THREAD %d CALL %d\n", t->index, i);
         int code = -1;
-        if (vrpc_call_buffer(t->target, "demo.Uppercase", in, strlen(in), &out, NULL, &code) ==
-                0 &&
+        if (vrpc_call_buffer(t->target, "demo.Uppercase", in, strlen(in), &out, NULL, &code) == 0 &&
             code == 0 && strcmp(out, want) == 0)
             t->ok++;
         free(out);
@@ -274,8 +273,8 @@ static void conc_notify(VrpcCall *call, void *userdata)
         c->got[c->got_len] = '\0';
         c->ok = code == 0 && strcmp(c->got, c->want) == 0;
         if (!c->ok)
-            fprintf(stderr, "call %p: exit %d got '%s' want '%s'\n", (void *)call, code,
-                    c->got, c->want);
+            fprintf(stderr, "call %p: exit %d got '%s' want '%s'\n", (void *)call, code, c->got,
+                    c->want);
         c->finished = true;
         (*c->left)--;
         /* freeing the call inside its own notify is allowed */

@@ -72,8 +72,8 @@ static char *probe(const char *dom, const char *const *args)
         argv[n++] = *args;
     argv[n] = NULL;
     VtResult r = vt_run(argv, VT_HANG_S * 2);
-    ck_assert_msg(r.status == 0, "api-probe %s in %s: status %d, out '%s' err '%s'", argv[7],
-                  dom, r.status, r.out, r.err);
+    ck_assert_msg(r.status == 0, "api-probe %s in %s: status %d, out '%s' err '%s'", argv[7], dom,
+                  r.status, r.out, r.err);
     ck_assert_msg(!strstr(r.out, "BAD"), "api-probe: %s", r.out);
     char *out = strdup(r.out);
     vt_result_free(&r);
@@ -253,17 +253,17 @@ START_TEST(server_descriptor)
     vrpc_server_call_free(call);
 
     static const char *const bad[] = {
-        "demo.Echo work\n",         /* no '+' */
-        "demo.Echo+ work extra\n",  /* two spaces */
-        "demo.Echo+work\n",         /* no source */
-        "demo.Echo+ \n",            /* empty source */
-        "demo/Echo+ work\n",        /* '/' in the service */
-        ".hidden+ work\n",          /* leading dot */
-        "demo.Echo+a;b work\n",     /* ';' in the argument */
-        "+arg work\n",              /* empty service */
-        "demo.Echo+ wo\trk\n",      /* control byte in the source */
-        "demo.Echo+ work",          /* EOF before the newline */
-        "",                         /* EOF at once */
+        "demo.Echo work\n",        /* no '+' */
+        "demo.Echo+ work extra\n", /* two spaces */
+        "demo.Echo+work\n",        /* no source */
+        "demo.Echo+ \n",           /* empty source */
+        "demo/Echo+ work\n",       /* '/' in the service */
+        ".hidden+ work\n",         /* leading dot */
+        "demo.Echo+a;b work\n",    /* ';' in the argument */
+        "+arg work\n",             /* empty service */
+        "demo.Echo+ wo\trk\n",     /* control byte in the source */
+        "demo.Echo+ work",         /* EOF before the newline */
+        "",                        /* EOF at once */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         call = (VrpcServerCall *)1;
@@ -363,8 +363,8 @@ START_TEST(streaming)
     ck_assert_uint_eq(n, 6291456);
     free(out);
     /* the same sum as the input (printed by the probe on stderr): run once more capturing both */
-    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "work", "--", API_PROBE_BIN,
-                          "stream", "dom0", "demo.Echo", "1000000", NULL};
+    const char *argv[] = {VRPC_SIM_BIN,  "exec",   "--ns", g_ns,        "work",    "--",
+                          API_PROBE_BIN, "stream", "dom0", "demo.Echo", "1000000", NULL};
     VtResult r = vt_run(argv, VT_HANG_S * 2);
     ck_assert_int_eq(r.status, 0);
     const char *so = strstr(r.out, "sum="), *si = strstr(r.err, "sum=");
@@ -439,8 +439,7 @@ START_TEST(socket_server)
     expect_buffer("work", "dom0", "test.Serve+x-1", "hello", 0, 0,
                   "src=work svc=test.Serve arg=x-1|HELLO");
     expect_buffer("work", "vault", "test.Serve", "abc", 0, 0, "src=work svc=test.Serve arg=|ABC");
-    expect_buffer("dom0", "work", "test.Serve+a+b", NULL, 0, 0,
-                  "src=dom0 svc=test.Serve arg=a+b|");
+    expect_buffer("dom0", "work", "test.Serve+a+b", NULL, 0, 0, "src=dom0 svc=test.Serve arg=a+b|");
     ck_assert_int_eq(vt_wait(srv, VT_HANG_MS), 0); /* three calls, one process */
     ck_assert_int_eq(access(path, F_OK), -1);
     unlink(log);
@@ -451,10 +450,13 @@ END_TEST
 int main(void)
 {
     const VtCase cases[] = {
-        {"no_daemon", no_daemon, 60},       {"daemon_lost", daemon_lost, 60},
+        {"no_daemon", no_daemon, 60},
+        {"daemon_lost", daemon_lost, 60},
         {"server_descriptor", server_descriptor, 60},
-        {"server_listen", server_listen, 60}, {"blocking", blocking, 300},
-        {"streaming", streaming, 600},      {"concurrent", concurrent, 600},
+        {"server_listen", server_listen, 60},
+        {"blocking", blocking, 300},
+        {"streaming", streaming, 600},
+        {"concurrent", concurrent, 600},
         {"socket_server", socket_server, 300},
     };
     return vt_main("api", cases, sizeof cases / sizeof cases[0], "vrpc-api-");

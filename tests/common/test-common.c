@@ -64,8 +64,8 @@ END_TEST
 
 /* Names on which the codec and the policy used to disagree, and ordinary ones. */
 static const char *const agree_names[] = {
-    "work", "dom0", "sys-net", "9lives", "a.b_c", S64, S65, ".work", "-work", "_work",
-    "@adminvm", "a:b", "a b", "a+b", "caf\xc3\xa9", S32, S32 "x", "-root", "r-oot",
+    "work",     "dom0", "sys-net", "9lives", "a.b_c",       S64, S65,     ".work", "-work", "_work",
+    "@adminvm", "a:b",  "a b",     "a+b",    "caf\xc3\xa9", S32, S32 "x", "-root", "r-oot",
 };
 
 START_TEST(layers_agree)
@@ -80,8 +80,8 @@ START_TEST(layers_agree)
     ck_assert_msg(vrpc_policy_service_is_valid(s) == vrpc_name_valid_service(s, n), "service %s",
                   s);
     ck_assert_msg(rpc_valid_argument(s) == vrpc_name_valid_argument(s, n), "argument %s", s);
-    ck_assert_msg(vrpc_policy_argument_is_valid(s) == vrpc_name_valid_argument(s, n),
-                  "argument %s", s);
+    ck_assert_msg(vrpc_policy_argument_is_valid(s) == vrpc_name_valid_argument(s, n), "argument %s",
+                  s);
     ck_assert_msg(rpc_valid_user(s) == vrpc_name_valid_user(s, n), "user %s", s);
     ck_assert_msg(rpc_valid_target(s) == vrpc_name_valid_target(s, n), "target %s", s);
 }

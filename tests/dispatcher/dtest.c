@@ -18,42 +18,39 @@
 #include <time.h>
 #include <unistd.h>
 
-const char *const test_policy =
-    "rules:\n"
-    "  - service: vrpc.Ping\n"
-    "    source: vault\n"
-    "    target: \"*\"\n"
-    "    action: deny\n"
-    "  - service: \"demo.*\"\n"
-    "    source: \"@anyvm\"\n"
-    "    target: \"@adminvm\"\n"
-    "    action: allow\n"
-    "  - service: \"vrpc.*\"\n"
-    "    source: \"@anyvm\"\n"
-    "    target: \"@adminvm\"\n"
-    "    action: allow\n"
-    "  - service: \"test.*\"\n"
-    "    source: \"@anyvm\"\n"
-    "    target: \"@adminvm\"\n"
-    "    action: allow\n"
-    "  - service: \"fake.*\"\n"
-    "    source: \"@anyvm\"\n"
-    "    target: \"@anyvm\"\n"
-    "    action: allow\n"
-    "  - service: \"fake.*\"\n"
-    "    source: \"@adminvm\"\n"
-    "    target: \"@anyvm\"\n"
-    "    action: allow\n"
-    "  - service: \"demo.*\"\n"
-    "    source: \"@adminvm\"\n"
-    "    target: \"@adminvm\"\n"
-    "    action: allow\n"
-    "  - service: \"demo.*\"\n"
-    "    source: \"*\"\n"
-    "    target: \"@anyvm\"\n"
-    "    action: allow\n";
-
-
+const char *const test_policy = "rules:\n"
+                                "  - service: vrpc.Ping\n"
+                                "    source: vault\n"
+                                "    target: \"*\"\n"
+                                "    action: deny\n"
+                                "  - service: \"demo.*\"\n"
+                                "    source: \"@anyvm\"\n"
+                                "    target: \"@adminvm\"\n"
+                                "    action: allow\n"
+                                "  - service: \"vrpc.*\"\n"
+                                "    source: \"@anyvm\"\n"
+                                "    target: \"@adminvm\"\n"
+                                "    action: allow\n"
+                                "  - service: \"test.*\"\n"
+                                "    source: \"@anyvm\"\n"
+                                "    target: \"@adminvm\"\n"
+                                "    action: allow\n"
+                                "  - service: \"fake.*\"\n"
+                                "    source: \"@anyvm\"\n"
+                                "    target: \"@anyvm\"\n"
+                                "    action: allow\n"
+                                "  - service: \"fake.*\"\n"
+                                "    source: \"@adminvm\"\n"
+                                "    target: \"@anyvm\"\n"
+                                "    action: allow\n"
+                                "  - service: \"demo.*\"\n"
+                                "    source: \"@adminvm\"\n"
+                                "    target: \"@adminvm\"\n"
+                                "    action: allow\n"
+                                "  - service: \"demo.*\"\n"
+                                "    source: \"*\"\n"
+                                "    target: \"@anyvm\"\n"
+                                "    action: allow\n";
 
 long long now_ms(void)
 {
@@ -128,9 +125,9 @@ bool wait_status(Env *e, const char *needle, bool present)
 
 void disp_start(Env *e)
 {
-    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", e->ns, "dom0", "--", VRPC_DISPATCHER,
-                          "--etc", e->etc, "--socket", e->sock, "--control", e->control,
-                          "--audit", e->audit, "--debug", NULL};
+    const char *argv[] = {VRPC_SIM_BIN,    "exec",    "--ns",   e->ns,      "dom0",  "--",
+                          VRPC_DISPATCHER, "--etc",   e->etc,   "--socket", e->sock, "--control",
+                          e->control,      "--audit", e->audit, "--debug",  NULL};
     char *s = NULL;
     long long end = now_ms() + VT_HANG_MS;
 
@@ -157,8 +154,8 @@ void disp_stop(Env *e)
 pid_t agent_serve(Env *e, const char *dom)
 {
     char log[160];
-    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", e->ns, dom, "--", FAKE_AGENT, "serve",
-                          NULL};
+    const char *argv[] = {VRPC_SIM_BIN, "exec",     "--ns",  e->ns, dom,
+                          "--",         FAKE_AGENT, "serve", NULL};
     ck_assert_int_lt(e->n_agents, MAX_AGENTS);
     snprintf(log, sizeof(log), "%s/agent-%s-%d.log", e->dir, dom, e->n_agents);
     e->agent[e->n_agents] = vt_spawn(argv, log);
@@ -186,8 +183,8 @@ void agent_gone(Env *e, pid_t pid)
         }
 }
 
-VtResult guest_call_opts(Env *e, const char *dom, const char *const *opts,
-                                const char *target, const char *svc)
+VtResult guest_call_opts(Env *e, const char *dom, const char *const *opts, const char *target,
+                         const char *svc)
 {
     const char *argv[32] = {VRPC_SIM_BIN, "exec", "--ns", e->ns, dom, "--", FAKE_AGENT};
     int n = 7;
@@ -200,8 +197,7 @@ VtResult guest_call_opts(Env *e, const char *dom, const char *const *opts,
     return vt_run(argv, 60);
 }
 
-VtResult guest_call(Env *e, const char *dom, const char *input, const char *target,
-                           const char *svc)
+VtResult guest_call(Env *e, const char *dom, const char *input, const char *target, const char *svc)
 {
     const char *opts[] = {"--input", input, NULL};
     return guest_call_opts(e, dom, input ? opts : NULL, target, svc);
@@ -213,8 +209,7 @@ VtResult local_call(Env *e, const char *input, const char *target, const char *s
     return guest_call_opts(e, "dom0", opts, target, svc);
 }
 
-void env_up(Env *e, const char *tag, const char *dispatcher_yaml,
-                   const char *const *guests)
+void env_up(Env *e, const char *tag, const char *dispatcher_yaml, const char *const *guests)
 {
     static const char *const shipped[] = {"demo.Echo", "demo.Uppercase", "vrpc.Ping"};
     char path[256], target[256];
@@ -257,8 +252,8 @@ void env_up(Env *e, const char *tag, const char *dispatcher_yaml,
     /* The sim's Xen libraries keep a few process-wide sockets after the first vchan and
      * the first event: let one guest make one call (vrpc.Ping) and leave before counting. */
     {
-        const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", e->ns, guests[0], "--",
-                              FAKE_AGENT, "call", "dom0", "vrpc.Ping", NULL};
+        const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", e->ns,       guests[0], "--",
+                              FAKE_AGENT,   "call", "dom0", "vrpc.Ping", NULL};
         VtResult r = vt_run(argv, 60);
         ck_assert_msg(r.status == 0, "fake-agent hello: %d %s", r.status, r.err);
         vt_result_free(&r);

@@ -25,7 +25,7 @@ typedef struct Env {
     int n_agents;
     int n_guests;    /* a test that destroys the last guest lowers it */
     int n_guests_up; /* at env_up */
-    VtLeak *leak; /* taken by env_up, checked by env_down */
+    VtLeak *leak;    /* taken by env_up, checked by env_down */
 } Env;
 
 long long now_ms(void);

@@ -49,7 +49,7 @@ static struct {
     const char *target, *service_arg, *hostile, *input, *forge_source, *ready_file, *socket;
     int wait_ms;
     int count, finished;
-    bool exiting; /* tearing down: no more reports */
+    bool exiting;  /* tearing down: no more reports */
     bool accepted; /* one of our calls was accepted */
     RpcLoop *loop;
     struct xs_handle *xs;
@@ -122,15 +122,16 @@ static void on_call(RpcConn *conn, RpcStream *s, const RpcCall *call, void *u)
     if (strcmp(call->service, "fake.Who") == 0) {
         rpc_stream_accept(s);
         snprintf(line, sizeof(line), "source=%s target=%s service=%s arg=%s\n",
-                 call->source ? call->source : "", call->target ? call->target : "",
-                 call->service, call->argument ? call->argument : "");
+                 call->source ? call->source : "", call->target ? call->target : "", call->service,
+                 call->argument ? call->argument : "");
         rpc_stream_write(s, RPC_CH_STDOUT, line, strlen(line));
         rpc_stream_exit(s, 0, NULL);
     } else if (strcmp(call->service, "fake.Exit") == 0) {
         rpc_stream_accept(s);
         rpc_stream_write(s, RPC_CH_STDERR, "bye\n", 4);
         rpc_stream_exit(s, atoi(call->argument ? call->argument : "0"), NULL);
-    } else if (strcmp(call->service, "fake.Echo") == 0 || strcmp(call->service, "fake.Sleep") == 0) {
+    } else if (strcmp(call->service, "fake.Echo") == 0 ||
+               strcmp(call->service, "fake.Sleep") == 0) {
         sv = calloc(1, sizeof(*sv));
         if (!sv) {
             rpc_stream_refuse(s, 125, "oom");
@@ -192,8 +193,7 @@ static void on_writable(RpcStream *s, void *u)
     if (s == g.call && g.input && !g.stdin_eof) {
         size_t len = strlen(g.input);
         while (g.input_off < len) {
-            ssize_t n = rpc_stream_write(s, RPC_CH_STDIN, g.input + g.input_off,
-                                         len - g.input_off);
+            ssize_t n = rpc_stream_write(s, RPC_CH_STDIN, g.input + g.input_off, len - g.input_off);
             if (n <= 0)
                 return;
             g.input_off += (size_t)n;
@@ -255,7 +255,6 @@ static void on_stream_free(RpcStream *s, void *u)
     rpc_stream_set_userdata(s, NULL);
 }
 
-
 static void open_call(void)
 {
     char service[RPC_SERVICE_MAX + 1], arg[RPC_ARG_MAX + 1] = "";
@@ -268,8 +267,8 @@ static void open_call(void)
     service[sl] = '\0';
     if (plus)
         snprintf(arg, sizeof(arg), "%s", plus + 1);
-    RpcCall call = {.service = service, .argument = arg, .target = g.target,
-                    .source = g.forge_source};
+    RpcCall call = {
+        .service = service, .argument = arg, .target = g.target, .source = g.forge_source};
     if (g.count) {
         for (int i = 0; i < g.count; i++) {
             RpcStream *s;
@@ -291,7 +290,6 @@ static void open_call(void)
         rpc_stream_close_write(g.call, RPC_CH_STDIN);
     }
 }
-
 
 static void stdin_flush(void)
 {
@@ -376,7 +374,7 @@ static int run_hostile(void)
     rpc_conn_detach(g.conn);
     if (strcmp(g.hostile, "garbage") == 0) {
         static const uint8_t junk[] = {0x77, 0xff, 0x12, 0x34, 0xff, 0xff, 0xff, 0xff,
-                                       0xff, 0xff, 0xff, 0x7f, 'x', 'y', 'z'};
+                                       0xff, 0xff, 0xff, 0x7f, 'x',  'y',  'z'};
         vchan_write_full(g.vc, junk, sizeof(junk), NULL, 5000);
     } else if (strcmp(g.hostile, "ping-flood") == 0) {
         uint8_t ping[RPC_PING_SIZE] = {1, 2, 3, 4, 5, 6, 7, 8};

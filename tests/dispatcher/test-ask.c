@@ -55,40 +55,39 @@ static const char notify_script[] =
     "fi\n";
 
 /* Ask rules, read before the test policy (40 < 50). */
-static const char ask_policy[] =
-    "rules:\n"
-    "  - service: demo.Uppercase\n"
-    "    source: work\n"
-    "    target: \"@adminvm\"\n"
-    "    action: ask\n"
-    "  - service: demo.Echo\n"
-    "    source: work\n"
-    "    target: \"@adminvm\"\n"
-    "    action: ask\n"
-    "  - service: demo.Echo\n"
-    "    source: dom0\n"
-    "    target: \"@adminvm\"\n"
-    "    action: ask\n"
-    "  - service: fake.Echo\n"
-    "    source: work\n"
-    "    target: vault\n"
-    "    action: ask\n"
-    "  - service: fake.Who\n"
-    "    source: work\n"
-    "    target: \"@anyvm\"\n"
-    "    action: ask\n"
-    "    default_target: vault\n"
-    "  - service: fake.Exit\n"
-    "    source: work\n"
-    "    target: personal\n"
-    "    action: ask\n"
-    "    default_target: vault\n"
-    "    notify: true\n"
-    "  - service: vrpc.Ping\n"
-    "    source: personal\n"
-    "    target: \"@adminvm\"\n"
-    "    action: allow\n"
-    "    notify: true\n";
+static const char ask_policy[] = "rules:\n"
+                                 "  - service: demo.Uppercase\n"
+                                 "    source: work\n"
+                                 "    target: \"@adminvm\"\n"
+                                 "    action: ask\n"
+                                 "  - service: demo.Echo\n"
+                                 "    source: work\n"
+                                 "    target: \"@adminvm\"\n"
+                                 "    action: ask\n"
+                                 "  - service: demo.Echo\n"
+                                 "    source: dom0\n"
+                                 "    target: \"@adminvm\"\n"
+                                 "    action: ask\n"
+                                 "  - service: fake.Echo\n"
+                                 "    source: work\n"
+                                 "    target: vault\n"
+                                 "    action: ask\n"
+                                 "  - service: fake.Who\n"
+                                 "    source: work\n"
+                                 "    target: \"@anyvm\"\n"
+                                 "    action: ask\n"
+                                 "    default_target: vault\n"
+                                 "  - service: fake.Exit\n"
+                                 "    source: work\n"
+                                 "    target: personal\n"
+                                 "    action: ask\n"
+                                 "    default_target: vault\n"
+                                 "    notify: true\n"
+                                 "  - service: vrpc.Ping\n"
+                                 "    source: personal\n"
+                                 "    target: \"@adminvm\"\n"
+                                 "    action: allow\n"
+                                 "    notify: true\n";
 
 typedef struct Ask {
     Env e;
@@ -280,8 +279,9 @@ START_TEST(ask_allow_name)
     r = guest_call(&a.e, "work", NULL, "personal", "fake.Exit+5");
     ck_assert_msg(r.status == 5, "%d %s", r.status, r.err);
     vt_result_free(&r);
-    assert_audit(&a.e, "work", "fake.Exit", NEEDLES("\"resolved_target\":\"vault\"",
-                                                    "\"answer\":\"allow vault\"", "\"exit\":5,"));
+    assert_audit(
+        &a.e, "work", "fake.Exit",
+        NEEDLES("\"resolved_target\":\"vault\"", "\"answer\":\"allow vault\"", "\"exit\":5,"));
     /* A plain allow for a call naming no target has nowhere to go. */
     put(&a, "answer", "allow\n");
     r = guest_call(&a.e, "work", NULL, "@default", "fake.Who");
@@ -338,8 +338,8 @@ START_TEST(ask_junk)
     char longline[400];
     memset(longline, 'a', sizeof(longline) - 1);
     longline[sizeof(longline) - 1] = '\0';
-    const char *const junk[] = {"deny\n", "yes\n", "allow dom0 please\n", "ALLOW\n", "\n",
-                                "allow\r\n", "\x1b]0;pwned\a\n", longline};
+    const char *const junk[] = {"deny\n", "yes\n",     "allow dom0 please\n", "ALLOW\n",
+                                "\n",     "allow\r\n", "\x1b]0;pwned\a\n",    longline};
     for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
         put(&a, "answer", junk[i]);
         VtResult r = guest_call(&a.e, "work", "x", "dom0", "demo.Uppercase");
@@ -424,10 +424,9 @@ START_TEST(ask_hang)
     put(&a, "mode", "hang\n");
 
     snprintf(clog, sizeof(clog), "%s/asker.log", a.e.dir);
-    const char *argv[] = {VRPC_SIM_BIN, "exec",      "--ns",   a.e.ns,    "dom0",
-                          "--",         FAKE_AGENT,  "--socket", a.e.sock, "--wait-ms",
-                          "120000",     "--input",   "x",      "call",    "dom0",
-                          "demo.Echo",  NULL};
+    const char *argv[] = {VRPC_SIM_BIN, "exec",     "--ns",   a.e.ns,      "dom0",   "--",
+                          FAKE_AGENT,   "--socket", a.e.sock, "--wait-ms", "120000", "--input",
+                          "x",          "call",     "dom0",   "demo.Echo", NULL};
     long long t0 = now_ms();
     pid_t asker = vt_spawn(argv, clog);
     long long end = now_ms() + VT_HANG_MS;
@@ -514,9 +513,9 @@ START_TEST(ask_caller_gone)
     ask_up(&a, "askgone", yaml_ask, guests);
     put(&a, "mode", "wait\n");
 
-    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns",   a.e.ns,  "dom0", "--",
-                          FAKE_AGENT,   "--socket", a.e.sock, "--wait-ms", "120000",
-                          "call",       "dom0",   "demo.Echo", NULL};
+    const char *argv[] = {VRPC_SIM_BIN, "exec",     "--ns",     a.e.ns,      "dom0",
+                          "--",         FAKE_AGENT, "--socket", a.e.sock,    "--wait-ms",
+                          "120000",     "call",     "dom0",     "demo.Echo", NULL};
     pid_t caller = vt_spawn(argv, NULL);
     long long end = now_ms() + VT_HANG_MS;
     char *pids = NULL;
@@ -548,8 +547,9 @@ START_TEST(ask_quota)
     const char *opts[] = {"--count", "3", "--wait-ms", "60000", NULL};
     char clog[160];
     snprintf(clog, sizeof(clog), "%s/count.log", a.e.dir);
-    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", a.e.ns, "work", "--", FAKE_AGENT,
-                          opts[0], opts[1], opts[2], opts[3], "call", "dom0", "demo.Echo", NULL};
+    const char *argv[] = {VRPC_SIM_BIN, "exec",     "--ns",  a.e.ns,      "work",
+                          "--",         FAKE_AGENT, opts[0], opts[1],     opts[2],
+                          opts[3],      "call",     "dom0",  "demo.Echo", NULL};
     pid_t caller = vt_spawn(argv, clog);
     ck_assert(wait_status(&a.e, "guest work domid 1 calls-in-flight 2", true));
     char *text = NULL;
@@ -771,11 +771,16 @@ static Suite *ask_suite(void)
         const char *name;
         const TTest *test;
     } cases[] = {
-        {"ask_allow", ask_allow},           {"ask_allow_name", ask_allow_name},
-        {"ask_outside_rule", ask_outside_rule}, {"ask_junk", ask_junk},
-        {"ask_failing", ask_failing},       {"ask_hang", ask_hang},
-        {"ask_no_program", ask_no_program}, {"ask_notify", ask_notify},
-        {"ask_caller_gone", ask_caller_gone}, {"ask_quota", ask_quota},
+        {"ask_allow", ask_allow},
+        {"ask_allow_name", ask_allow_name},
+        {"ask_outside_rule", ask_outside_rule},
+        {"ask_junk", ask_junk},
+        {"ask_failing", ask_failing},
+        {"ask_hang", ask_hang},
+        {"ask_no_program", ask_no_program},
+        {"ask_notify", ask_notify},
+        {"ask_caller_gone", ask_caller_gone},
+        {"ask_quota", ask_quota},
         {"audit_routing", audit_routing},
         {"audit_cancelled", audit_cancelled},
     };

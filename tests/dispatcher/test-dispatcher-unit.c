@@ -37,8 +37,9 @@ START_TEST(config_defaults_and_values)
     ck_assert_ptr_null(cfg.ask_program);
     ck_assert_ptr_null(cfg.notify_program);
     ck_assert_int_eq(cfg.ask_timeout_ms, 60000);
-    ck_assert_int_eq(parse(&cfg, "ask-program: /usr/lib/vrpc/ask\nask-timeout: 2.5\n"
-                                 "notify-program: /usr/lib/vrpc/notify\n",
+    ck_assert_int_eq(parse(&cfg,
+                           "ask-program: /usr/lib/vrpc/ask\nask-timeout: 2.5\n"
+                           "notify-program: /usr/lib/vrpc/notify\n",
                            err),
                      0);
     ck_assert_str_eq(cfg.ask_program, "/usr/lib/vrpc/ask");
@@ -218,8 +219,19 @@ START_TEST(ask_answers)
     ck_assert_str_eq(a.reason, "ask: answered deny");
     /* Anything else denies: case, spacing, bad names, tokens, trailing bytes. */
     static const char *const junk[] = {
-        "", "Allow", "allow ", "allow  vault", " allow", "allow\r", "allow vault extra",
-        "allow @anyvm", "allow @default", "allow -x", "allow a/b", "yes", "allow\tvault",
+        "",
+        "Allow",
+        "allow ",
+        "allow  vault",
+        " allow",
+        "allow\r",
+        "allow vault extra",
+        "allow @anyvm",
+        "allow @default",
+        "allow -x",
+        "allow a/b",
+        "yes",
+        "allow\tvault",
     };
     for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
         parse_line(junk[i], &a);
@@ -231,31 +243,29 @@ START_TEST(ask_answers)
 }
 END_TEST
 
-static const char *const ask_policy =
-    "rules:\n"
-    "  - service: ask.Any\n"
-    "    source: work\n"
-    "    target: \"@anyvm\"\n"
-    "    action: ask\n"
-    "    default_target: vault\n"
-    "  - service: ask.Tag\n"
-    "    source: work\n"
-    "    target: \"@tag:safe\"\n"
-    "    action: ask\n"
-    "  - service: ask.Redirect\n"
-    "    source: work\n"
-    "    target: \"@default\"\n"
-    "    action: ask\n"
-    "    redirect: vault\n"
-    "  - service: ask.Dom0\n"
-    "    source: work\n"
-    "    target: \"@adminvm\"\n"
-    "    action: ask\n";
+static const char *const ask_policy = "rules:\n"
+                                      "  - service: ask.Any\n"
+                                      "    source: work\n"
+                                      "    target: \"@anyvm\"\n"
+                                      "    action: ask\n"
+                                      "    default_target: vault\n"
+                                      "  - service: ask.Tag\n"
+                                      "    source: work\n"
+                                      "    target: \"@tag:safe\"\n"
+                                      "    action: ask\n"
+                                      "  - service: ask.Redirect\n"
+                                      "    source: work\n"
+                                      "    target: \"@default\"\n"
+                                      "    action: ask\n"
+                                      "    redirect: vault\n"
+                                      "  - service: ask.Dom0\n"
+                                      "    source: work\n"
+                                      "    target: \"@adminvm\"\n"
+                                      "    action: ask\n";
 
 /* Evaluate SERVICE from work to TARGET and decide the answer LINE; returns the target the
  * call goes to, or "deny: REASON". Static buffer. */
-static const char *decide(VrpcPolicy *p, const char *target, const char *service,
-                          const char *line)
+static const char *decide(VrpcPolicy *p, const char *target, const char *service, const char *line)
 {
     static char out[160];
     VrpcPolicyDecision d;

@@ -228,8 +228,8 @@ static void hostile_case(const char *tag, const char *mode, const char *yaml, co
     agent_serve(&e, "work");
     wait_guests(&e, 1);
 
-    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", e.ns, "vault", "--", FAKE_AGENT,
-                          "hostile", mode, NULL};
+    const char *argv[] = {VRPC_SIM_BIN, "exec",     "--ns",    e.ns, "vault",
+                          "--",         FAKE_AGENT, "hostile", mode, NULL};
     char hlog[160];
     snprintf(hlog, sizeof(hlog), "%s/hostile.log", e.dir);
     pid_t h = vt_spawn(argv, hlog);
@@ -269,8 +269,7 @@ END_TEST
 
 START_TEST(ping_flood)
 {
-    hostile_case("flood", "ping-flood", "max-buffer-per-guest: 262144\n",
-                 "peer does not read");
+    hostile_case("flood", "ping-flood", "max-buffer-per-guest: 262144\n", "peer does not read");
 }
 END_TEST
 
@@ -308,8 +307,8 @@ START_TEST(guest_destroyed)
     agent_serve(&e, "vault");
     wait_guests(&e, 1);
 
-    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", e.ns, "work", "--", FAKE_AGENT,
-                          "--wait-ms", "60000", "call", "vault", "fake.Sleep", NULL};
+    const char *argv[] = {VRPC_SIM_BIN, "exec",  "--ns", e.ns,    "work",       "--", FAKE_AGENT,
+                          "--wait-ms",  "60000", "call", "vault", "fake.Sleep", NULL};
     snprintf(clog, sizeof(clog), "%s/caller.log", e.dir);
     pid_t caller = vt_spawn(argv, clog);
     ck_assert(wait_status(&e, "guest work domid 1 calls-in-flight 1", true));
@@ -411,8 +410,8 @@ static pid_t spawn_piped_call(Env *e, const char *dom, const char *target, const
         dup2(out, 1);
         dup2(out, 2);
         unsetenv("VRPCSIM_INSTANCE");
-        execl(VRPC_SIM_BIN, VRPC_SIM_BIN, "exec", "--ns", e->ns, dom, "--", FAKE_AGENT,
-              "--wait-ms", "60000", "call", target, svc, (char *)NULL);
+        execl(VRPC_SIM_BIN, VRPC_SIM_BIN, "exec", "--ns", e->ns, dom, "--", FAKE_AGENT, "--wait-ms",
+              "60000", "call", target, svc, (char *)NULL);
         _exit(127);
     }
     close(p[0]);
@@ -591,8 +590,7 @@ START_TEST(ctl_cmds)
     ck_assert_ptr_nonnull(s);
     ck_assert_msg(strstr(s, "guest work domid 1 calls-in-flight 0 calls-total 0\n"), "%s", s);
     ck_assert_msg(strstr(s, "guest vault domid 2 calls-in-flight 0 calls-total 0\n"), "%s", s);
-    ck_assert_msg(strstr(s, "total guests 2 calls-in-flight 0 calls-total 3 refused 1\n"), "%s",
-                  s);
+    ck_assert_msg(strstr(s, "total guests 2 calls-in-flight 0 calls-total 3 refused 1\n"), "%s", s);
     free(s);
 
     /* wait-guests: 1 on timeout; usage errors 2. */
@@ -652,8 +650,9 @@ START_TEST(cli)
     ck_assert_int_eq(mkdir(path, 0755), 0);
     snprintf(path, sizeof(path), "%s/dispatcher.yaml", dir);
     write_file(path, "max-calls-per-guest: 10\nmax-calls-per-gest: 3\n");
-    const char *start[] = {VRPC_DISPATCHER, "--etc", dir, "--socket", "/tmp/vdt-cli.sock",
-                           "--control", "/tmp/vdt-cli-ctl.sock", NULL};
+    const char *start[] = {
+        VRPC_DISPATCHER,         "--etc", dir, "--socket", "/tmp/vdt-cli.sock", "--control",
+        "/tmp/vdt-cli-ctl.sock", NULL};
     r = vt_run(start, VT_HANG_S);
     ck_assert_int_eq(r.status, 1);
     ck_assert_msg(strstr(r.err, "dispatcher.yaml:2:1: unknown key"), "%s", r.err);
@@ -714,9 +713,10 @@ static VtResult real_call(Env *e, const char *dom, const char *input, const char
 {
     char sock[160];
     snprintf(sock, sizeof(sock), "%s/run/%s.sock", e->dir, dom);
-    const char *argv[] = {VRPC_SIM_BIN, "exec",   "--ns", e->ns,  dom,  "--",
+    const char *argv[] = {VRPC_SIM_BIN, "exec",     "--ns",
+                          e->ns,        dom,        "--",
                           VRPC_CALL,    "--socket", strcmp(dom, "dom0") ? sock : e->sock,
-                          target,       svc,      NULL};
+                          target,       svc,        NULL};
     return run_stdin(e, argv, input);
 }
 
@@ -725,8 +725,8 @@ static pid_t real_agent_start(Env *e, const char *dom)
     char sock[160], log[160];
     snprintf(sock, sizeof(sock), "%s/run/%s.sock", e->dir, dom);
     snprintf(log, sizeof(log), "%s/vrpc-agent-%s-%d.log", e->dir, dom, e->n_agents);
-    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", e->ns, dom, "--", VRPC_AGENT, "--etc",
-                          e->etc, "--socket", sock, NULL};
+    const char *argv[] = {VRPC_SIM_BIN, "exec",  "--ns", e->ns,      dom,  "--",
+                          VRPC_AGENT,   "--etc", e->etc, "--socket", sock, NULL};
     ck_assert_int_lt(e->n_agents, MAX_AGENTS);
     e->agent[e->n_agents] = vt_spawn(argv, log);
     snprintf(e->agent_dom[e->n_agents], sizeof(e->agent_dom[0]), "%s", dom);
@@ -788,15 +788,24 @@ static Suite *dispatcher_suite(void)
         const char *name;
         const TTest *test;
     } cases[] = {
-        {"guest_to_dom0", guest_to_dom0},     {"refused", refused},
-        {"not_found", not_found},             {"guest_to_guest", guest_to_guest},
-        {"loopback", loopback},               {"forged_source", forged_source},
-        {"malformed_frame", malformed_frame}, {"ping_flood", ping_flood},
-        {"wrong_direction", wrong_direction}, {"call_quota", call_quota},
-        {"guest_destroyed", guest_destroyed}, {"agent_restart", agent_restart},
+        {"guest_to_dom0", guest_to_dom0},
+        {"refused", refused},
+        {"not_found", not_found},
+        {"guest_to_guest", guest_to_guest},
+        {"loopback", loopback},
+        {"forged_source", forged_source},
+        {"malformed_frame", malformed_frame},
+        {"ping_flood", ping_flood},
+        {"wrong_direction", wrong_direction},
+        {"call_quota", call_quota},
+        {"guest_destroyed", guest_destroyed},
+        {"agent_restart", agent_restart},
         {"dispatcher_restart", dispatcher_restart},
-        {"policy_reload", policy_reload},     {"policy_partial_file", policy_partial_file},     {"ctl", ctl_cmds},
-        {"cli", cli},                         {"real_agent", real_agent},
+        {"policy_reload", policy_reload},
+        {"policy_partial_file", policy_partial_file},
+        {"ctl", ctl_cmds},
+        {"cli", cli},
+        {"real_agent", real_agent},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);

@@ -27,15 +27,14 @@ static char g_path[512];
 /* The daemons' fds, the instance's processes, grants and xenstore nodes after setup. */
 static VtLeak *g_leak;
 
-static const char ask_script[] =
-    "#!/bin/sh\n"
-    "d=${0%/*}\n"
-    "echo $$ >> \"$d/ask.pids\"\n"
-    "read mode < \"$d/ask.mode\"\n"
-    "case $mode in\n"
-    "hang) exec sleep 1000 ;;\n"
-    "*) cat \"$d/ask.answer\" ;;\n"
-    "esac\n";
+static const char ask_script[] = "#!/bin/sh\n"
+                                 "d=${0%/*}\n"
+                                 "echo $$ >> \"$d/ask.pids\"\n"
+                                 "read mode < \"$d/ask.mode\"\n"
+                                 "case $mode in\n"
+                                 "hang) exec sleep 1000 ;;\n"
+                                 "*) cat \"$d/ask.answer\" ;;\n"
+                                 "esac\n";
 
 static const char ask_policy[] =
     "rules:\n"
@@ -88,8 +87,8 @@ static void setup(const char *tag, const char *timeout)
     put("dispatcher.yaml", yaml, 0644);
     vt_sim_up_vrpc(g_ns, g_etc, (const char *const[]){"work", "vault", NULL});
     /* One call first: the daemons finish setting up their links (lazily opened fds). */
-    const char *ping[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "work", "--", VRPC_CALL_BIN,
-                          "dom0", "vrpc.Ping", NULL};
+    const char *ping[] = {VRPC_SIM_BIN, "exec",        "--ns", g_ns,        "work",
+                          "--",         VRPC_CALL_BIN, "dom0", "vrpc.Ping", NULL};
     r = vt_run(ping, 120);
     ck_assert_msg(r.status == 0, "warm-up call: %d %s", r.status, r.err);
     vt_result_free(&r);
@@ -130,7 +129,7 @@ static void teardown(void)
 /* vrpc-call in @dom, stdin /dev/null. */
 static VtResult call(const char *dom, const char *target, const char *service)
 {
-    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns,    dom,
+    const char *argv[] = {VRPC_SIM_BIN, "exec",        "--ns", g_ns,    dom,
                           "--",         VRPC_CALL_BIN, target, service, NULL};
     return vt_run(argv, 120);
 }
@@ -139,8 +138,8 @@ static void expect(const char *dom, const char *target, const char *service, int
                    const char *out)
 {
     VtResult r = call(dom, target, service);
-    ck_assert_msg(r.status == status, "%s %s %s: %d (want %d) %s", dom, target, service,
-                  r.status, status, r.err);
+    ck_assert_msg(r.status == status, "%s %s %s: %d (want %d) %s", dom, target, service, r.status,
+                  status, r.err);
     if (out)
         ck_assert_str_eq(r.out, out);
     if (status == 126) {
@@ -187,8 +186,8 @@ START_TEST(ask_hang)
 {
     setup("askhang", "15");
     put("ask.mode", "hang\n", 0644);
-    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "work", "--", VRPC_CALL_BIN,
-                          "dom0", "demo.Uppercase", NULL};
+    const char *argv[] = {VRPC_SIM_BIN,  "exec", "--ns",           g_ns, "work", "--",
+                          VRPC_CALL_BIN, "dom0", "demo.Uppercase", NULL};
     long long t0 = now_ms();
     pid_t asker = vt_spawn(argv, NULL);
     long long end = now_ms() + VT_HANG_MS;

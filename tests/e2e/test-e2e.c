@@ -201,7 +201,6 @@ static int wait_status(pid_t pid)
     return st;
 }
 
-
 static void append(char **buf, size_t *len, const void *data, size_t n)
 {
     char *p = realloc(*buf, *len + n + 1);
@@ -245,8 +244,7 @@ static Out call_finish(Call c, const void *input, size_t in_len)
             char buf[65536];
             ssize_t n = read(p[i].fd, buf, sizeof buf);
             if (n > 0) {
-                append(i == 1 ? &o.out : &o.err, i == 1 ? &o.out_len : &o.err_len, buf,
-                       (size_t)n);
+                append(i == 1 ? &o.out : &o.err, i == 1 ? &o.out_len : &o.err_len, buf, (size_t)n);
             } else {
                 close(p[i].fd);
                 if (i == 1)
@@ -283,8 +281,8 @@ static void expect_call(const char *dom, const char *input, const char *const *a
                         const char *out)
 {
     Out o = run_call(dom, input, args);
-    ck_assert_msg(o.status == status, "%s %s %s: status %d, expected %d (stderr: %s)", dom,
-                  args[0], args[1] ? args[1] : "", o.status, status, o.err);
+    ck_assert_msg(o.status == status, "%s %s %s: status %d, expected %d (stderr: %s)", dom, args[0],
+                  args[1] ? args[1] : "", o.status, status, o.err);
     if (out)
         ck_assert_str_eq(o.out, out);
     out_free(&o);
@@ -393,8 +391,8 @@ static int stream_echo(const char *dom, const char *target, uint64_t total, uint
                   (unsigned long long)total, err);
     ck_assert_msg(h_in == h_out, "checksums differ");
     ck_assert_int_eq(fst, 0);
-    fprintf(stderr, "streamed %llu bytes %s -> %s, fnv1a %016llx\n", (unsigned long long)total,
-            dom, target, (unsigned long long)h_out);
+    fprintf(stderr, "streamed %llu bytes %s -> %s, fnv1a %016llx\n", (unsigned long long)total, dom,
+            target, (unsigned long long)h_out);
     return st_call;
 }
 
@@ -482,8 +480,8 @@ START_TEST(exit_codes_and_signals)
             char svc[64];
             snprintf(svc, sizeof svc, "test.Exit+%s", codes[i]);
             Out o = run_call("work", NULL, ARGS(targets[t], svc));
-            ck_assert_msg(o.status == atoi(codes[i]), "%s %s: %d (%s)", targets[t], svc,
-                          o.status, o.err);
+            ck_assert_msg(o.status == atoi(codes[i]), "%s %s: %d (%s)", targets[t], svc, o.status,
+                          o.err);
             out_free(&o);
         }
         static const int sigs[] = {SIGKILL, SIGTERM, SIGSEGV};
@@ -491,8 +489,8 @@ START_TEST(exit_codes_and_signals)
             char svc[64];
             snprintf(svc, sizeof svc, "test.Signal+%d", sigs[i]);
             Out o = run_call("work", NULL, ARGS(targets[t], svc));
-            ck_assert_msg(o.status == 128 + sigs[i], "%s %s: %d (%s)", targets[t], svc,
-                          o.status, o.err);
+            ck_assert_msg(o.status == 128 + sigs[i], "%s %s: %d (%s)", targets[t], svc, o.status,
+                          o.err);
             out_free(&o);
         }
     }
@@ -576,8 +574,8 @@ static int ctl_in_flight(void)
 {
     char control[600];
     snprintf(control, sizeof control, "%s/dom0/control.sock", vt_instance_dir(g_ns));
-    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "dom0", "--", VRPC_CTL_BIN,
-                          "--control", control, "status", NULL};
+    const char *argv[] = {VRPC_SIM_BIN, "exec",      "--ns",  g_ns,     "dom0", "--",
+                          VRPC_CTL_BIN, "--control", control, "status", NULL};
     VtResult r = vt_run(argv, VT_HANG_S);
     int n = -1;
     const char *t = strstr(r.out, "total guests");
@@ -685,8 +683,7 @@ START_TEST(handler_killed)
         ck_assert_msg(hp > 1, "no handler pid: '%s'", buf);
         ck_assert_int_eq(kill(hp, SIGKILL), 0);
         Out o = call_finish(c, NULL, 0);
-        ck_assert_msg(o.status == 128 + SIGKILL, "%s: status %d (%s)", targets[t], o.status,
-                      o.err);
+        ck_assert_msg(o.status == 128 + SIGKILL, "%s: status %d (%s)", targets[t], o.status, o.err);
         out_free(&o);
     }
     /* the caller going away kills the handler too */
@@ -725,8 +722,8 @@ START_TEST(service_config)
         /* timeout: the handler group is killed, the call fails with 125 and a reason */
         Out o = run_call("work", NULL, ARGS(targets[t], "test.Slow"));
         ck_assert_msg(o.status == 125, "%s: %d %s", targets[t], o.status, o.err);
-        ck_assert_msg(strstr(o.err, "vrpc-call: test.Slow timed out after 0.3 s"),
-                      "%s: '%s'", targets[t], o.err);
+        ck_assert_msg(strstr(o.err, "vrpc-call: test.Slow timed out after 0.3 s"), "%s: '%s'",
+                      targets[t], o.err);
         out_free(&o);
         /* exit-on-client-eof: our EOF ends the call although the handler never exits */
         o = run_call("work", "bye", ARGS(targets[t], "test.Forever"));
@@ -786,8 +783,8 @@ START_TEST(call_cli)
     unlink(path);
     /* vrpc-ctl in dom0 finds the sim's dispatcher by itself: `vrpc-sim exec` sets
      * VRPC_CONTROL as it sets VRPC_SOCKET for vrpc-call (issue 11 item 1) */
-    const char *ctl[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "dom0", "--", VRPC_CTL_BIN,
-                         "status", NULL};
+    const char *ctl[] = {VRPC_SIM_BIN, "exec",       "--ns",   g_ns, "dom0",
+                         "--",         VRPC_CTL_BIN, "status", NULL};
     VtResult r = vt_run(ctl, VT_HANG_S);
     ck_assert_msg(r.status == 0, "vrpc-ctl status: %d %s", r.status, r.err);
     ck_assert_ptr_nonnull(strstr(r.out, "total guests"));
@@ -926,8 +923,9 @@ static void ctl_wait_guests(int n)
     char control[600], count[16];
     snprintf(control, sizeof control, "%s/dom0/control.sock", vt_instance_dir(g_ns));
     snprintf(count, sizeof count, "%d", n);
-    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "dom0", "--", VRPC_CTL_BIN,
-                          "--control", control, "wait-guests", count, "--timeout", "60", NULL};
+    const char *argv[] = {VRPC_SIM_BIN, "exec",       "--ns",      g_ns,    "dom0",
+                          "--",         VRPC_CTL_BIN, "--control", control, "wait-guests",
+                          count,        "--timeout",  "60",        NULL};
     VtResult r = vt_run(argv, 90);
     ck_assert_msg(r.status == 0, "wait-guests: %d %s", r.status, r.err);
     vt_result_free(&r);
@@ -940,8 +938,9 @@ static pid_t start_dispatcher(const char *logname)
     snprintf(sock, sizeof sock, "%s/dom0/vrpc.sock", vt_instance_dir(g_ns));
     snprintf(control, sizeof control, "%s/dom0/control.sock", vt_instance_dir(g_ns));
     snprintf(log, sizeof log, "%s/%s", vt_instance_dir(g_ns), logname);
-    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "dom0", "--", VRPC_DISPATCHER_BIN,
-                          "--etc", g_etc, "--socket", sock, "--control", control, NULL};
+    const char *argv[] = {
+        VRPC_SIM_BIN, "exec", "--ns",     g_ns, "dom0",      "--",    VRPC_DISPATCHER_BIN,
+        "--etc",      g_etc,  "--socket", sock, "--control", control, NULL};
     pid_t pid = vt_spawn(argv, log);
     ck_assert_int_gt(pid, 0);
     ctl_wait_guests(2);
@@ -957,8 +956,8 @@ START_TEST(dispatcher_restart)
     /* while dom0 is away, local calls fail at once with 125 and a reason */
     Out o = run_call("work", "x", ARGS("dom0", "demo.Echo"));
     ck_assert_msg(o.status == 125, "status %d", o.status);
-    ck_assert_msg(strncmp(o.err, "vrpc-call: ", 11) == 0 && !strstr(o.err, "vrpc: "),
-                  "stderr '%s'", o.err);
+    ck_assert_msg(strncmp(o.err, "vrpc-call: ", 11) == 0 && !strstr(o.err, "vrpc: "), "stderr '%s'",
+                  o.err);
     out_free(&o);
     /* a new dispatcher finds the agents' new offers */
     pid_t d2 = start_dispatcher("dispatcher2.log");
@@ -1073,8 +1072,9 @@ START_TEST(ready_rewritten)
     };
     setup("ready", ARGS("work", "vault"));
     for (size_t i = 0; i < sizeof rounds / sizeof rounds[0]; i++) {
-        const char *argv[12] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "work", "--", XS_HAMMER_BIN,
-                                "data/vrpc-ready", "3000"};
+        const char *argv[12] = {VRPC_SIM_BIN, "exec", "--ns",        g_ns,
+                                "work",       "--",   XS_HAMMER_BIN, "data/vrpc-ready",
+                                "3000"};
         for (size_t j = 0; rounds[i][j]; j++)
             argv[9 + j] = rounds[i][j];
         VtResult r = vt_run(argv, 300);
@@ -1113,8 +1113,8 @@ START_TEST(ready_rewritten)
     ck_assert_int_eq(kill(g_disp_pid, SIGTERM), 0);
     for (long long end = now_ms() + VT_HANG_MS; now_ms() < end && kill(g_disp_pid, 0) == 0;)
         usleep(20000);
-    const char *hammer[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "work", "--", XS_HAMMER_BIN,
-                            "data/vrpc-ready", "3000", "c.1", "c.2", NULL};
+    const char *hammer[] = {VRPC_SIM_BIN,      "exec", "--ns", g_ns,  "work", "--", XS_HAMMER_BIN,
+                            "data/vrpc-ready", "3000", "c.1",  "c.2", NULL};
     pid_t hp = vt_spawn(hammer, NULL);
     ck_assert_int_gt(hp, 0);
     pid_t d2 = start_dispatcher("dispatcher2.log");

@@ -178,8 +178,7 @@ static void side_deinit(RtSide *side)
     side->log = NULL;
 }
 
-void rt_pair_init(RtPair *p, RtTransport t, const RpcConnConfig *cfg_a,
-                  const RpcConnConfig *cfg_b)
+void rt_pair_init(RtPair *p, RtTransport t, const RpcConnConfig *cfg_a, const RpcConnConfig *cfg_b)
 {
     RpcConnConfig ca, cb;
 
@@ -310,8 +309,7 @@ void rt_raw_init(RtRaw *r, RpcRole role, const RpcConnConfig *cfg)
     c.role = role;
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
     r->raw = sv[1];
-    ck_assert_int_eq(rpc_conn_new_fd(&r->side.conn, sv[0], true, &c, &rt_callbacks, &r->side),
-                     0);
+    ck_assert_int_eq(rpc_conn_new_fd(&r->side.conn, sv[0], true, &c, &rt_callbacks, &r->side), 0);
     rpc_conn_set_name(r->side.conn, "raw-peer");
 }
 
@@ -353,8 +351,13 @@ void rt_raw_frame(RtRaw *r, uint8_t type, uint8_t flags, uint32_t stream, const 
 void rt_raw_hello(RtRaw *r, RpcRole role)
 {
     RpcHelloMsg m = {
-        .version_min = 1, .version_max = 1, .role = role, .max_frame = 65536,
-        .max_streams = 1024, .stream_window = 65536, .conn_window = 1 << 20,
+        .version_min = 1,
+        .version_max = 1,
+        .role = role,
+        .max_frame = 65536,
+        .max_streams = 1024,
+        .stream_window = 65536,
+        .conn_window = 1 << 20,
     };
     uint8_t buf[RPC_HELLO_MAX];
     int n = rpc_msg_encode_hello(&m, buf, sizeof(buf));

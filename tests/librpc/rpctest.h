@@ -74,8 +74,7 @@ typedef struct RtPair {
 const char *rt_transport_name(RtTransport t);
 
 /* Make a pair; @cfg_a/@cfg_b NULL for defaults (roles are forced: a initiator, b acceptor). */
-void rt_pair_init(RtPair *p, RtTransport t, const RpcConnConfig *cfg_a,
-                  const RpcConnConfig *cfg_b);
+void rt_pair_init(RtPair *p, RtTransport t, const RpcConnConfig *cfg_a, const RpcConnConfig *cfg_b);
 void rt_pair_deinit(RtPair *p);
 
 /* Dispatch both ends until nothing changes (bounded). Returns the rounds run. */

@@ -17,8 +17,8 @@ static int decode(uint8_t type, uint8_t flags, uint16_t reserved, uint32_t strea
                   uint32_t max_frame)
 {
     uint8_t b[RPC_FRAME_HEADER_SIZE];
-    RpcFrameHeader h = {.type = type, .flags = flags, .reserved = reserved, .stream = stream,
-                        .length = len};
+    RpcFrameHeader h = {
+        .type = type, .flags = flags, .reserved = reserved, .stream = stream, .length = len};
     RpcFrameHeader out;
     const char *why = NULL;
     rpc_frame_header_encode(b, &h);
@@ -37,8 +37,8 @@ static int decode(uint8_t type, uint8_t flags, uint16_t reserved, uint32_t strea
 START_TEST(header_layout)
 {
     uint8_t b[RPC_FRAME_HEADER_SIZE];
-    RpcFrameHeader h = {.type = RPC_FT_STDOUT, .flags = RPC_FLAG_EOF, .stream = 0x01020304,
-                        .length = 0x0a0b0c};
+    RpcFrameHeader h = {
+        .type = RPC_FT_STDOUT, .flags = RPC_FLAG_EOF, .stream = 0x01020304, .length = 0x0a0b0c};
     rpc_frame_header_encode(b, &h);
     const uint8_t want[] = {12, 1, 0, 0, 4, 3, 2, 1, 0x0c, 0x0b, 0x0a, 0};
     ck_assert_mem_eq(b, want, sizeof(want));
@@ -66,9 +66,11 @@ START_TEST(header_flags)
     /* EOF only on data, ACK only on RESET, nothing else anywhere. */
     for (unsigned t = 1; t <= RPC_FT_LAST; t++) {
         uint32_t stream = (t == RPC_FT_HELLO || t == RPC_FT_GOAWAY || t == RPC_FT_PING ||
-                           t == RPC_FT_PONG) ? 0 : 1;
-        uint32_t len = t == RPC_FT_PING || t == RPC_FT_PONG ? 8
-                       : t == RPC_FT_WINDOW                ? 4
+                           t == RPC_FT_PONG)
+                              ? 0
+                              : 1;
+        uint32_t len = t == RPC_FT_PING || t == RPC_FT_PONG    ? 8
+                       : t == RPC_FT_WINDOW                    ? 4
                        : t == RPC_FT_HELLO || t == RPC_FT_CALL ? 1
                                                                : 0;
         bool data = rpc_frame_is_data(t);
@@ -94,11 +96,11 @@ START_TEST(header_stream_ids)
     ck_assert_int_eq(decode(RPC_FT_PONG, 0, 0, 7, 8, 65536), -EPROTO);
     ck_assert_int_eq(decode(RPC_FT_WINDOW, 0, 0, 0, 4, 65536), 0);
     ck_assert_int_eq(decode(RPC_FT_WINDOW, 0, 0, 9, 4, 65536), 0);
-    unsigned stream_types[] = {RPC_FT_CALL, RPC_FT_ACCEPT, RPC_FT_REFUSE, RPC_FT_EXIT,
-                               RPC_FT_RESET, RPC_FT_STDIN, RPC_FT_STDOUT, RPC_FT_STDERR};
+    unsigned stream_types[] = {RPC_FT_CALL,  RPC_FT_ACCEPT, RPC_FT_REFUSE, RPC_FT_EXIT,
+                               RPC_FT_RESET, RPC_FT_STDIN,  RPC_FT_STDOUT, RPC_FT_STDERR};
     for (size_t i = 0; i < sizeof(stream_types) / sizeof(stream_types[0]); i++)
-        ck_assert_int_eq(decode((uint8_t)stream_types[i], rpc_frame_is_data(stream_types[i]) ? 1 : 0,
-                                0, 0, 1, 65536),
+        ck_assert_int_eq(decode((uint8_t)stream_types[i],
+                                rpc_frame_is_data(stream_types[i]) ? 1 : 0, 0, 0, 1, 65536),
                          -EPROTO);
     ck_assert_int_eq(decode(RPC_FT_STDIN, 0, 0, UINT32_MAX, 1, 65536), 0);
 }
@@ -139,8 +141,7 @@ START_TEST(header_data_lengths)
         ck_assert_int_eq(decode(type, 0, 0, 1, 65536, 65536), 0);
         ck_assert_int_eq(decode(type, 0, 0, 1, 65537, 65536), -EPROTO);
         ck_assert_int_eq(decode(type, 0, 0, 1, RPC_FRAME_MAX_MIN, RPC_FRAME_MAX_MIN), 0);
-        ck_assert_int_eq(decode(type, 0, 0, 1, RPC_FRAME_MAX_MIN + 1, RPC_FRAME_MAX_MIN),
-                         -EPROTO);
+        ck_assert_int_eq(decode(type, 0, 0, 1, RPC_FRAME_MAX_MIN + 1, RPC_FRAME_MAX_MIN), -EPROTO);
         /* The hard bound holds whatever max_frame says. */
         ck_assert_int_eq(decode(type, 0, 0, 1, RPC_FRAME_MAX_HARD, UINT32_MAX), 0);
         ck_assert_int_eq(decode(type, 0, 0, 1, RPC_FRAME_MAX_HARD + 1, UINT32_MAX), -EPROTO);
@@ -259,8 +260,8 @@ START_TEST(reason_at_limits)
 }
 END_TEST
 
-static int pack_call(const char *service, const char *arg, const char *target,
-                     const char *source, const char *user, uint8_t *buf)
+static int pack_call(const char *service, const char *arg, const char *target, const char *source,
+                     const char *user, uint8_t *buf)
 {
     Vrpc__Call c = VRPC__CALL__INIT;
     c.service = (char *)service;
@@ -308,8 +309,13 @@ START_TEST(call_fields_at_limits)
     int n;
 
     /* Every field at its limit at once: fits RPC_CALL_MAX and round-trips. */
-    RpcCall call = {.service = s64, .argument = s64, .target = s64, .source = s64, .user = u32,
-                    .call_id = UINT64_MAX, .flags = UINT32_MAX};
+    RpcCall call = {.service = s64,
+                    .argument = s64,
+                    .target = s64,
+                    .source = s64,
+                    .user = u32,
+                    .call_id = UINT64_MAX,
+                    .flags = UINT32_MAX};
     n = rpc_msg_encode_call(&call, buf, RPC_CALL_MAX);
     ck_assert_int_gt(n, 0);
     ck_assert_int_le(n, (int)RPC_CALL_MAX);
@@ -405,13 +411,34 @@ static int hello_with(void (*tweak)(Vrpc__Hello *h, uint32_t v), uint32_t v)
     return rpc_msg_decode_hello(buf, n, &m, &why);
 }
 
-static void t_vmin(Vrpc__Hello *h, uint32_t v) { h->version_min = v; }
-static void t_vmax(Vrpc__Hello *h, uint32_t v) { h->version_max = v; }
-static void t_role(Vrpc__Hello *h, uint32_t v) { h->role = v; }
-static void t_frame(Vrpc__Hello *h, uint32_t v) { h->max_frame = v; }
-static void t_streams(Vrpc__Hello *h, uint32_t v) { h->max_streams = v; }
-static void t_swin(Vrpc__Hello *h, uint32_t v) { h->stream_window = v, h->conn_window = 1u << 30; }
-static void t_cwin(Vrpc__Hello *h, uint32_t v) { h->conn_window = v; }
+static void t_vmin(Vrpc__Hello *h, uint32_t v)
+{
+    h->version_min = v;
+}
+static void t_vmax(Vrpc__Hello *h, uint32_t v)
+{
+    h->version_max = v;
+}
+static void t_role(Vrpc__Hello *h, uint32_t v)
+{
+    h->role = v;
+}
+static void t_frame(Vrpc__Hello *h, uint32_t v)
+{
+    h->max_frame = v;
+}
+static void t_streams(Vrpc__Hello *h, uint32_t v)
+{
+    h->max_streams = v;
+}
+static void t_swin(Vrpc__Hello *h, uint32_t v)
+{
+    h->stream_window = v, h->conn_window = 1u << 30;
+}
+static void t_cwin(Vrpc__Hello *h, uint32_t v)
+{
+    h->conn_window = v;
+}
 
 START_TEST(hello_fields_at_limits)
 {
@@ -449,8 +476,8 @@ START_TEST(hello_fields_at_limits)
     ck_assert_mem_eq(&in, &out, sizeof(in));
     ck_assert_int_eq(rpc_msg_decode_hello(buf, RPC_HELLO_MAX + 1, &out, &why), -EPROTO);
     /* The largest HELLO fits its bound. */
-    RpcHelloMsg big = {UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX,
-                       UINT32_MAX, UINT32_MAX};
+    RpcHelloMsg big = {UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX,
+                       UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX};
     ck_assert_int_le(rpc_msg_encode_hello(&big, buf, sizeof(buf)), (int)RPC_HELLO_MAX);
 }
 END_TEST

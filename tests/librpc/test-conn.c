@@ -65,8 +65,13 @@ START_TEST(call_lifecycle)
 {
     RtPair p;
     pair_up(&p, _i, NULL, NULL);
-    RpcCall call = {.service = "demo.Echo", .argument = "+x", .target = "@dispvm:work",
-                    .source = "work", .user = "user", .call_id = 42, .flags = 5};
+    RpcCall call = {.service = "demo.Echo",
+                    .argument = "+x",
+                    .target = "@dispvm:work",
+                    .source = "work",
+                    .user = "user",
+                    .call_id = 42,
+                    .flags = 5};
     RpcStream *s;
     ck_assert_int_eq(rpc_stream_open(p.a.conn, &call, &s), 0);
     RtStreamLog *la = rt_log(&p.a, s);
@@ -348,8 +353,7 @@ START_TEST(thousand_concurrent)
     for (int i = 0; i < N; i++) {
         RtStreamLog *lb = &p.b.log[i];
         ck_assert_uint_eq(lb->nbytes[RPC_CH_STDIN], sizeof(int));
-        ck_assert_int_eq(rpc_stream_write(lb->s, RPC_CH_STDOUT, lb->buf[RPC_CH_STDIN],
-                                          sizeof(int)),
+        ck_assert_int_eq(rpc_stream_write(lb->s, RPC_CH_STDOUT, lb->buf[RPC_CH_STDIN], sizeof(int)),
                          sizeof(int));
         ck_assert_int_eq(rpc_stream_exit(lb->s, i % 100, NULL), 0);
     }
@@ -470,8 +474,12 @@ START_TEST(version_refused)
 {
     RtRaw r;
     rt_raw_init(&r, RPC_ROLE_ACCEPTOR, NULL);
-    RpcHelloMsg m = {.version_min = 9, .version_max = 9, .role = RPC_ROLE_INITIATOR,
-                     .max_frame = 65536, .max_streams = 1, .stream_window = 65536,
+    RpcHelloMsg m = {.version_min = 9,
+                     .version_max = 9,
+                     .role = RPC_ROLE_INITIATOR,
+                     .max_frame = 65536,
+                     .max_streams = 1,
+                     .stream_window = 65536,
                      .conn_window = 65536};
     uint8_t buf[RPC_HELLO_MAX];
     int n = rpc_msg_encode_hello(&m, buf, sizeof(buf));
@@ -539,15 +547,24 @@ typedef struct Violation {
 
 static const uint8_t one = 'x';
 
-static void v_before_hello(RtRaw *r) { (void)r; }
-static void v_unknown_type(RtRaw *r) { rt_raw_frame(r, RPC_FT_LAST + 1, 0, 1, NULL, 0); }
+static void v_before_hello(RtRaw *r)
+{
+    (void)r;
+}
+static void v_unknown_type(RtRaw *r)
+{
+    rt_raw_frame(r, RPC_FT_LAST + 1, 0, 1, NULL, 0);
+}
 static void v_reserved(RtRaw *r)
 {
     uint8_t h[12] = {RPC_FT_PING, 0, 1, 0, 0, 0, 0, 0, 8, 0, 0, 0};
     rt_raw_bytes(r, h, sizeof(h));
     rt_raw_bytes(r, "12345678", 8);
 }
-static void v_second_hello(RtRaw *r) { rt_raw_hello(r, RPC_ROLE_INITIATOR); }
+static void v_second_hello(RtRaw *r)
+{
+    rt_raw_hello(r, RPC_ROLE_INITIATOR);
+}
 static void v_caller_stdout(RtRaw *r)
 {
     rt_raw_call(r, 1, "svc");
@@ -586,9 +603,18 @@ static void v_call_lower(RtRaw *r)
     rt_raw_call(r, 5, "svc");
     rt_raw_call(r, 3, "svc");
 }
-static void v_call_parity(RtRaw *r) { rt_raw_call(r, 2, "svc"); }
-static void v_never_opened(RtRaw *r) { rt_raw_frame(r, RPC_FT_STDIN, 0, 9, &one, 1); }
-static void v_bad_service(RtRaw *r) { rt_raw_call(r, 1, "svc"), rt_raw_call(r, 3, "a"); }
+static void v_call_parity(RtRaw *r)
+{
+    rt_raw_call(r, 2, "svc");
+}
+static void v_never_opened(RtRaw *r)
+{
+    rt_raw_frame(r, RPC_FT_STDIN, 0, 9, &one, 1);
+}
+static void v_bad_service(RtRaw *r)
+{
+    rt_raw_call(r, 1, "svc"), rt_raw_call(r, 3, "a");
+}
 static void v_bad_service2(RtRaw *r)
 {
     const uint8_t call[] = {0x0a, 0x03, 'a', '$', 'b'};
@@ -938,7 +964,6 @@ START_TEST(unix_listen)
     ck_assert_int_eq(rmdir(dir), 0);
 }
 END_TEST
-
 
 int main(void)
 {

@@ -206,10 +206,10 @@ START_TEST(round_robin)
         /* A socket buffer the size of a small ring, so that the transport is busy after a
          * few frames as a vchan is, and the test needs little data. */
         int small = 16 << 10;
-        ck_assert_int_eq(setsockopt(rpc_conn_fd(p.a.conn), SOL_SOCKET, SO_SNDBUF, &small,
-                                    sizeof(small)), 0);
-        ck_assert_int_eq(setsockopt(rpc_conn_fd(p.b.conn), SOL_SOCKET, SO_RCVBUF, &small,
-                                    sizeof(small)), 0);
+        ck_assert_int_eq(
+            setsockopt(rpc_conn_fd(p.a.conn), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+        ck_assert_int_eq(
+            setsockopt(rpc_conn_fd(p.b.conn), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
     }
     enum { NS = 4 };
     const size_t each = 256 << 10;

@@ -140,8 +140,8 @@ static void rec_first_byte(RpcRelay *r, void *ud)
     ((RelayRec *)ud)->first_byte++;
 }
 
-static void rec_abort_reason(RpcRelay *r, bool reset, uint32_t code, const char *reason,
-                             char *buf, size_t size, void *ud)
+static void rec_abort_reason(RpcRelay *r, bool reset, uint32_t code, const char *reason, char *buf,
+                             size_t size, void *ud)
 {
     snprintf(buf, size, "vrpc: aborted (%s %s)", reset ? rpc_reset_code_name(code) : "freed",
              reason ? reason : "");
@@ -174,9 +174,9 @@ static const RpcRelayOps test_relay_ops = {
 
 typedef struct Rig {
     RtPair front, back;
-    RpcStream *src;     /* the client's stream (front.a) */
-    RtStreamLog *cli;   /* its log */
-    RtStreamLog *sink;  /* the service's stream (back.b) */
+    RpcStream *src;    /* the client's stream (front.a) */
+    RtStreamLog *cli;  /* its log */
+    RtStreamLog *sink; /* the service's stream (back.b) */
     RelayRec rec;
 } Rig;
 
@@ -309,8 +309,9 @@ START_TEST(relay_up_fails)
     if (conn_lost)
         ck_assert_ptr_nonnull(strstr(g.rec.reason, rpc_reset_code_name(RPC_RESET_CONN_CLOSED)));
     else
-        ck_assert_str_eq(g.rec.reason,
-                         "vrpc: aborted (" "cancel" " boom)"); /* the reset code's name */
+        ck_assert_str_eq(g.rec.reason, "vrpc: aborted ("
+                                       "cancel"
+                                       " boom)"); /* the reset code's name */
     ck_assert(g.cli->freed);
     ck_assert_int_eq(g.rec.ends, 1);
     ck_assert_int_eq(g.rec.frees, 1);

@@ -18,11 +18,11 @@ static const struct {
     RpcChannel ch;
     const char *name;
 } rx_events[] = {
-    {RPC_SM_ACCEPT, RPC_CH_STDIN, "ACCEPT"},   {RPC_SM_REFUSE, RPC_CH_STDIN, "REFUSE"},
-    {RPC_SM_EXIT, RPC_CH_STDIN, "EXIT"},       {RPC_SM_DATA, RPC_CH_STDIN, "DATA stdin"},
-    {RPC_SM_DATA, RPC_CH_STDOUT, "DATA stdout"}, {RPC_SM_DATA, RPC_CH_STDERR, "DATA stderr"},
-    {RPC_SM_EOF, RPC_CH_STDIN, "EOF stdin"},   {RPC_SM_EOF, RPC_CH_STDOUT, "EOF stdout"},
-    {RPC_SM_EOF, RPC_CH_STDERR, "EOF stderr"}, {RPC_SM_RESET, RPC_CH_STDIN, "RESET"},
+    {RPC_SM_ACCEPT, RPC_CH_STDIN, "ACCEPT"},       {RPC_SM_REFUSE, RPC_CH_STDIN, "REFUSE"},
+    {RPC_SM_EXIT, RPC_CH_STDIN, "EXIT"},           {RPC_SM_DATA, RPC_CH_STDIN, "DATA stdin"},
+    {RPC_SM_DATA, RPC_CH_STDOUT, "DATA stdout"},   {RPC_SM_DATA, RPC_CH_STDERR, "DATA stderr"},
+    {RPC_SM_EOF, RPC_CH_STDIN, "EOF stdin"},       {RPC_SM_EOF, RPC_CH_STDOUT, "EOF stdout"},
+    {RPC_SM_EOF, RPC_CH_STDERR, "EOF stderr"},     {RPC_SM_RESET, RPC_CH_STDIN, "RESET"},
     {RPC_SM_RESET_ACK, RPC_CH_STDIN, "RESET ack"}, {RPC_SM_WINDOW, RPC_CH_STDIN, "WINDOW"},
 };
 #define NRX (sizeof(rx_events) / sizeof(rx_events[0]))
@@ -57,8 +57,14 @@ static void must_tx(RpcStreamSm *sm, RpcSmEvent ev, RpcChannel ch)
     ck_assert_int_eq(rpc_stream_sm_tx(sm, ev, ch), 0);
 }
 
-static void c_pending(RpcStreamSm *sm) { rpc_stream_sm_init(sm, true); }
-static void c_accepted(RpcStreamSm *sm) { c_pending(sm), must_rx(sm, RPC_SM_ACCEPT, 0); }
+static void c_pending(RpcStreamSm *sm)
+{
+    rpc_stream_sm_init(sm, true);
+}
+static void c_accepted(RpcStreamSm *sm)
+{
+    c_pending(sm), must_rx(sm, RPC_SM_ACCEPT, 0);
+}
 static void c_out_eof(RpcStreamSm *sm)
 {
     c_accepted(sm);
@@ -80,8 +86,14 @@ static void c_done(RpcStreamSm *sm)
     must_rx(sm, RPC_SM_EXIT, 0);
     ck_assert(sm->done);
 }
-static void h_pending(RpcStreamSm *sm) { rpc_stream_sm_init(sm, false); }
-static void h_accepted(RpcStreamSm *sm) { h_pending(sm), must_tx(sm, RPC_SM_ACCEPT, 0); }
+static void h_pending(RpcStreamSm *sm)
+{
+    rpc_stream_sm_init(sm, false);
+}
+static void h_accepted(RpcStreamSm *sm)
+{
+    h_pending(sm), must_tx(sm, RPC_SM_ACCEPT, 0);
+}
 static void h_stdin_eof(RpcStreamSm *sm)
 {
     h_accepted(sm);
@@ -115,31 +127,45 @@ static void h_done(RpcStreamSm *sm)
 #define NC (-ENOTCONN)
 static const StateCase cases[] = {
     /*                                      ACC REF EXI Din Dout Derr Ein Eout Eerr RST ACK WIN */
-    {"caller pending", c_pending, "OOVVVVVVVOVO",
+    {"caller pending",
+     c_pending,
+     "OOVVVVVVVOVO",
      {-EPERM, -EPERM, -EPERM, 0, -EBADF, -EBADF, 0, -EBADF, -EBADF, 0}},
-    {"caller accepted", c_accepted, "VVOVOOVOOOVO",
+    {"caller accepted",
+     c_accepted,
+     "VVOVOOVOOOVO",
      {-EPERM, -EPERM, -EPERM, 0, -EBADF, -EBADF, 0, -EBADF, -EBADF, 0}},
-    {"caller stdout at EOF", c_out_eof, "VVOVVOVVOOVO",
+    {"caller stdout at EOF",
+     c_out_eof,
+     "VVOVVOVVOOVO",
      {-EPERM, -EPERM, -EPERM, 0, -EBADF, -EBADF, 0, -EBADF, -EBADF, 0}},
-    {"caller stdin closed", c_stdin_closed, "VVOVOOVOOOVO",
+    {"caller stdin closed",
+     c_stdin_closed,
+     "VVOVOOVOOOVO",
      {-EPERM, -EPERM, -EPERM, -EPIPE, -EBADF, -EBADF, -EALREADY, -EBADF, -EBADF, 0}},
-    {"caller reset sent", c_reset_sent, "DDDVDDVDDOOD",
-     {NC, NC, NC, NC, NC, NC, NC, NC, NC, NC}},
+    {"caller reset sent", c_reset_sent, "DDDVDDVDDOOD", {NC, NC, NC, NC, NC, NC, NC, NC, NC, NC}},
     {"caller done", c_done, "VVVVVVVVVVVV", {NC, NC, NC, NC, NC, NC, NC, NC, NC, NC}},
-    {"handler pending", h_pending, "VVVOVVOVVOVO",
+    {"handler pending",
+     h_pending,
+     "VVVOVVOVVOVO",
      {0, 0, -EPROTO, -EBADF, -EPROTO, -EPROTO, -EBADF, -EPROTO, -EPROTO, 0}},
-    {"handler accepted", h_accepted, "VVVOVVOVVOVO",
+    {"handler accepted",
+     h_accepted,
+     "VVVOVVOVVOVO",
      {-EALREADY, -EALREADY, 0, -EBADF, 0, 0, -EBADF, 0, 0, 0}},
-    {"handler stdin at EOF", h_stdin_eof, "VVVVVVVVVOVO",
+    {"handler stdin at EOF",
+     h_stdin_eof,
+     "VVVVVVVVVOVO",
      {-EALREADY, -EALREADY, 0, -EBADF, 0, 0, -EBADF, 0, 0, 0}},
-    {"handler exited", h_exited, "VVVDVVDVVOVO",
-     {-EALREADY, -EALREADY, -EALREADY, -EBADF, -EPIPE, -EPIPE, -EBADF, -EALREADY, -EALREADY,
-      0}},
-    {"handler refused", h_refused, "VVVDVVDVVOVO",
-     {-EALREADY, -EALREADY, -EALREADY, -EBADF, -EPIPE, -EPIPE, -EBADF, -EALREADY, -EALREADY,
-      0}},
-    {"handler reset sent", h_reset_sent, "VVVDVVDVVOOD",
-     {NC, NC, NC, NC, NC, NC, NC, NC, NC, NC}},
+    {"handler exited",
+     h_exited,
+     "VVVDVVDVVOVO",
+     {-EALREADY, -EALREADY, -EALREADY, -EBADF, -EPIPE, -EPIPE, -EBADF, -EALREADY, -EALREADY, 0}},
+    {"handler refused",
+     h_refused,
+     "VVVDVVDVVOVO",
+     {-EALREADY, -EALREADY, -EALREADY, -EBADF, -EPIPE, -EPIPE, -EBADF, -EALREADY, -EALREADY, 0}},
+    {"handler reset sent", h_reset_sent, "VVVDVVDVVOOD", {NC, NC, NC, NC, NC, NC, NC, NC, NC, NC}},
     {"handler done", h_done, "VVVVVVVVVVVV", {NC, NC, NC, NC, NC, NC, NC, NC, NC, NC}},
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
@@ -201,8 +227,7 @@ START_TEST(direction_never_ok)
         }
         /* Out-of-range channels are violations too. */
         RpcStreamSm c = sm;
-        ck_assert_int_eq(rpc_stream_sm_rx(&c, RPC_SM_DATA, (RpcChannel)7, &why),
-                         RPC_SM_VIOLATION);
+        ck_assert_int_eq(rpc_stream_sm_rx(&c, RPC_SM_DATA, (RpcChannel)7, &why), RPC_SM_VIOLATION);
         ck_assert_int_lt(rpc_stream_sm_tx(&c, RPC_SM_DATA, (RpcChannel)7), 0);
     }
 }

@@ -13,66 +13,64 @@
 #define S64 "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijkl"
 #define S65 S64 "m"
 
-static const char domains_yaml[] =
-    "domains:\n"
-    "  work: {tags: [trusted, office], type: app}\n"
-    "  vault: {tags: [secrets], type: app}\n"
-    "  personal: {tags: [], type: app}\n"
-    "  sys-net: {tags: [net], type: service}\n"
-    "  dom0: {tags: [admin]}\n"
-    "  tmpl: {type: template}\n";
+static const char domains_yaml[] = "domains:\n"
+                                   "  work: {tags: [trusted, office], type: app}\n"
+                                   "  vault: {tags: [secrets], type: app}\n"
+                                   "  personal: {tags: [], type: app}\n"
+                                   "  sys-net: {tags: [net], type: service}\n"
+                                   "  dom0: {tags: [admin]}\n"
+                                   "  tmpl: {type: template}\n";
 
 /* Line numbers matter: rows below refer to FILE:LINE. */
 static const char first_yaml[] =
-    "rules:\n"                                                                            /* 1 */
-    "  - {service: first.Match, source: work, target: dom0, action: deny}\n"              /* 2 */
-    "  - {service: tok.Any, source: '*', target: '*', action: allow}\n"                   /* 3 */
-    "  - {service: tok.AnyVm, source: '@anyvm', target: '@anyvm', action: allow}\n"       /* 4 */
-    "  - {service: tok.Admin, source: '@adminvm', target: '@adminvm', action: allow}\n"   /* 5 */
-    "  - {service: tok.Dom0, source: dom0, target: dom0, action: allow}\n"                /* 6 */
+    "rules:\n"                                                                          /* 1 */
+    "  - {service: first.Match, source: work, target: dom0, action: deny}\n"            /* 2 */
+    "  - {service: tok.Any, source: '*', target: '*', action: allow}\n"                 /* 3 */
+    "  - {service: tok.AnyVm, source: '@anyvm', target: '@anyvm', action: allow}\n"     /* 4 */
+    "  - {service: tok.Admin, source: '@adminvm', target: '@adminvm', action: allow}\n" /* 5 */
+    "  - {service: tok.Dom0, source: dom0, target: dom0, action: allow}\n"              /* 6 */
     "  - {service: tok.Tag, source: '@tag:trusted', target: '@tag:secrets', action: allow}\n"
     "  - {service: tok.Type, source: '@type:app', target: '@type:service', action: allow}\n"
-    "  - {service: tok.Name, source: work, target: vault, action: allow}\n"               /* 9 */
-    "  - {service: 'pre.*', source: '@anyvm', target: dom0, action: allow}\n"             /* 10 */
-    "  - {service: pre.Denied, source: '@anyvm', target: dom0, action: deny}\n"           /* 11 */
+    "  - {service: tok.Name, source: work, target: vault, action: allow}\n"     /* 9 */
+    "  - {service: 'pre.*', source: '@anyvm', target: dom0, action: allow}\n"   /* 10 */
+    "  - {service: pre.Denied, source: '@anyvm', target: dom0, action: deny}\n" /* 11 */
     "  - {service: arg.Svc, argument: '', source: '*', target: '*', action: allow, user: noarg}\n"
     "  - {service: arg.Svc, argument: x, source: '*', target: '*', action: allow, user: argx}\n"
-    "  - {service: arg.Svc, argument: a+b, source: '*', target: '*', action: ask}\n"      /* 14 */
-    "  - {service: arg.Svc, source: '*', target: '*', action: deny, notify: false}\n"     /* 15 */
+    "  - {service: arg.Svc, argument: a+b, source: '*', target: '*', action: ask}\n"  /* 14 */
+    "  - {service: arg.Svc, source: '*', target: '*', action: deny, notify: false}\n" /* 15 */
     "  - {service: def.Redir, source: '@anyvm', target: '@default', action: allow,"
-    " redirect: vault}\n"                                                                 /* 16 */
+    " redirect: vault}\n" /* 16 */
     "  - {service: def.Ask, source: '@anyvm', target: '@default', action: ask,"
-    " default_target: vault}\n"                                                           /* 17 */
-    "  - {service: def.Allow, source: '@anyvm', target: '@anyvm', action: allow}\n"       /* 18 */
+    " default_target: vault}\n"                                                     /* 17 */
+    "  - {service: def.Allow, source: '@anyvm', target: '@anyvm', action: allow}\n" /* 18 */
     "  - {service: redir.Any, source: work, target: '@anyvm', action: allow,"
-    " redirect: '@adminvm'}\n"                                                            /* 19 */
+    " redirect: '@adminvm'}\n" /* 19 */
     "  - {service: ask.Full, source: work, target: '@anyvm', action: ask, redirect: vault,"
-    " default_target: personal, user: alice, notify: true}\n"                             /* 20 */
+    " default_target: personal, user: alice, notify: true}\n" /* 20 */
     "  - {service: allow.User, source: '@anyvm', target: dom0, action: allow, user: root,"
-    " notify: true}\n"                                                                    /* 21 */
-    "  - {service: deny.Notify, source: '@anyvm', target: dom0, action: deny}\n"          /* 22 */
-    "  - {service: ask.Plain, source: '@anyvm', target: '@anyvm', action: ask}\n";        /* 23 */
+    " notify: true}\n"                                                             /* 21 */
+    "  - {service: deny.Notify, source: '@anyvm', target: dom0, action: deny}\n"   /* 22 */
+    "  - {service: ask.Plain, source: '@anyvm', target: '@anyvm', action: ask}\n"; /* 23 */
 
-static const char main_yaml[] =
-    "rules:\n"                                                                            /* 1 */
-    "  - service: first.Match\n"                                                          /* 2 */
-    "    source: work\n"
-    "    target: dom0\n"
-    "    action: allow\n"
-    "  - service: first.Match\n"                                                          /* 6 */
-    "    source: '@anyvm'\n"
-    "    target: dom0\n"
-    "    action: allow\n"
-    "  - service: second.File\n"                                                          /* 10 */
-    "    source: '@anyvm'\n"
-    "    target: '@adminvm'\n"
-    "    action: ask\n";
+static const char main_yaml[] = "rules:\n"                   /* 1 */
+                                "  - service: first.Match\n" /* 2 */
+                                "    source: work\n"
+                                "    target: dom0\n"
+                                "    action: allow\n"
+                                "  - service: first.Match\n" /* 6 */
+                                "    source: '@anyvm'\n"
+                                "    target: dom0\n"
+                                "    action: allow\n"
+                                "  - service: second.File\n" /* 10 */
+                                "    source: '@anyvm'\n"
+                                "    target: '@adminvm'\n"
+                                "    action: ask\n";
 
 static const char last_yaml[] =
-    "rules:\n"                                                                            /* 1 */
-    "  - {service: second.File, source: '@anyvm', target: dom0, action: allow}\n"         /* 2 */
-    "  - {service: '*', source: work, target: '*', action: deny}\n"                       /* 3 */
-    "  - {service: '*', source: '*', target: dom0, action: ask}\n";                       /* 4 */
+    "rules:\n"                                                                    /* 1 */
+    "  - {service: second.File, source: '@anyvm', target: dom0, action: allow}\n" /* 2 */
+    "  - {service: '*', source: work, target: '*', action: deny}\n"               /* 3 */
+    "  - {service: '*', source: '*', target: dom0, action: ask}\n";               /* 4 */
 
 typedef struct EvalCase {
     const char *source;
@@ -185,7 +183,8 @@ static const EvalCase eval_cases[] = {
     {"work", "dom0", "arg.Svc", "*", VRPC_POLICY_E_ARGUMENT, NULL, NULL},
 };
 
-static VrpcPolicy *load_fixture(void) {
+static VrpcPolicy *load_fixture(void)
+{
     static const char *const names[] = {"10-first.yaml", "50-main.yaml", "90-last.yaml"};
     const char *const texts[] = {first_yaml, main_yaml, last_yaml};
     VrpcPolicy *policy = NULL;
@@ -195,7 +194,8 @@ static VrpcPolicy *load_fixture(void) {
     return policy;
 }
 
-START_TEST(test_eval) {
+START_TEST(test_eval)
+{
     const EvalCase *c = &eval_cases[_i];
     VrpcPolicy *policy = load_fixture();
     VrpcPolicyDecision d;
@@ -215,8 +215,7 @@ START_TEST(test_eval) {
     if (rc != 0)
         ck_assert_int_eq(d.action, VRPC_POLICY_DENY);
     if (c->line)
-        ck_assert_msg(strcmp(line, c->line) == 0, "row %d: got '%s', want '%s'", _i, line,
-                      c->line);
+        ck_assert_msg(strcmp(line, c->line) == 0, "row %d: got '%s', want '%s'", _i, line, c->line);
     if (c->reason)
         ck_assert_msg(strcmp(d.reason, c->reason) == 0, "row %d: reason '%s', want '%s'", _i,
                       d.reason, c->reason);
@@ -238,7 +237,8 @@ static const AskCase ask_cases[] = {
      "ask target=vault rule=" F "20 user=alice default_target=personal notify=yes"},
 };
 
-START_TEST(test_ask_resolution) {
+START_TEST(test_ask_resolution)
+{
     const AskCase *c = &ask_cases[_i];
     VrpcPolicy *policy = load_fixture();
     VrpcPolicyDecision d;
@@ -262,7 +262,8 @@ START_TEST(test_ask_resolution) {
 END_TEST
 
 /* Decisions point into the snapshot: they stay valid while a reference is held. */
-START_TEST(test_decision_outlives_other_refs) {
+START_TEST(test_decision_outlives_other_refs)
+{
     VrpcPolicy *policy = load_fixture();
     VrpcPolicy *extra = vrpc_policy_ref(policy);
     VrpcPolicyDecision d;
@@ -284,7 +285,8 @@ START_TEST(test_decision_outlives_other_refs) {
 }
 END_TEST
 
-int main(void) {
+int main(void)
+{
     Suite *s = suite_create("policy-eval");
     TCase *tc = tcase_create("eval");
     vt_leak_fixture(tc);

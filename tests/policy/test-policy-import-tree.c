@@ -44,109 +44,292 @@ static const TreeCase tree_cases[] = {
       {"c.policy~", "not a rule\n"},
       {".hidden.policy", "not a rule\n"},
       {"sub/d.policy", "not a rule\n"}},
-     false, 0, 0, "# converted from a.policy\n", "service: \"a.A\"", "service: \"b.B\"", NULL},
+     false,
+     0,
+     0,
+     "# converted from a.policy\n",
+     "service: \"a.A\"",
+     "service: \"b.B\"",
+     NULL},
     {{{"10-Upper.policy", "a.A * w v allow\n"}, {"20-ok.policy", "b.B * w v allow\n"}},
-     false, 1, 0, NULL, NULL, NULL,
+     false,
+     1,
+     0,
+     NULL,
+     NULL,
+     NULL,
      "10-Upper.policy: invalid file name: qrexec reads only names made of [0-9a-z_.-]"},
     /* !include inlines at its position; nested paths are relative to the
      * folder, not to the including file */
     {{{"10.policy", "a.A * w v allow\n!include inc/x\nc.C * w v allow\n"},
       {"inc/x", "b.B * w v allow\n!include inc/y\n"},
       {"inc/y", "b2.B * w v allow\n"}},
-     false, 0, 0, "service: \"a.A\"", "service: \"b2.B\"", "service: \"c.C\"", NULL},
+     false,
+     0,
+     0,
+     "service: \"a.A\"",
+     "service: \"b2.B\"",
+     "service: \"c.C\"",
+     NULL},
     {{{"10.policy", "!include inc/x\n"}, {"inc/x", "!include y\n"}, {"inc/y", "a.A * w v deny\n"}},
-     false, 1, 0, NULL, NULL, NULL, "inc/x:1: cannot read y: No such file or directory"},
+     false,
+     1,
+     0,
+     NULL,
+     NULL,
+     NULL,
+     "inc/x:1: cannot read y: No such file or directory"},
     /* the same file twice is not a loop */
     {{{"10.policy", "!include inc/x\n!include ./inc//x\n"}, {"inc/x", "a.A * w v allow\n"}},
-     false, 0, 0, "# inc/x:1: a.A", "# inc/x:1: a.A", NULL, NULL},
+     false,
+     0,
+     0,
+     "# inc/x:1: a.A",
+     "# inc/x:1: a.A",
+     NULL,
+     NULL},
     /* !include-dir: the folder's NAME.policy files in order, not recursive */
     {{{"10.policy", "!include-dir d\nz.Z * w v allow\n"},
       {"d/2.policy", "b.B * w v allow\n"},
       {"d/1.policy", "a.A * w v allow\n"},
       {"d/notes", "not a rule\n"},
       {"d/sub/3.policy", "not a rule\n"}},
-     false, 0, 0, "service: \"a.A\"", "service: \"b.B\"", "service: \"z.Z\"", NULL},
-    {{{"10.policy", "!include-dir d\n"}, {"d", "a.A * w v allow\n"}}, false, 1, 0, NULL, NULL,
-     NULL, "10.policy:1: d is not a folder"},
-    {{{"10.policy", "!include-dir d\n"}, {"d/Bad.policy", "a.A * w v allow\n"}}, false, 1, 0, NULL,
-     NULL, NULL, "d/Bad.policy: invalid file name"},
+     false,
+     0,
+     0,
+     "service: \"a.A\"",
+     "service: \"b.B\"",
+     "service: \"z.Z\"",
+     NULL},
+    {{{"10.policy", "!include-dir d\n"}, {"d", "a.A * w v allow\n"}},
+     false,
+     1,
+     0,
+     NULL,
+     NULL,
+     NULL,
+     "10.policy:1: d is not a folder"},
+    {{{"10.policy", "!include-dir d\n"}, {"d/Bad.policy", "a.A * w v allow\n"}},
+     false,
+     1,
+     0,
+     NULL,
+     NULL,
+     NULL,
+     "d/Bad.policy: invalid file name"},
     /* !include-service: SOURCE TARGET ACTION[,PARAMS] for one service and
      * argument, '$' for '@', commas between parameters, nested includes */
     {{{"10.policy", "!include-service admin.vm.List + inc/ro\n"},
       {"inc/ro", "# old\n$anyvm $adminvm ask,default_target=dom0,user=u\n$include:inc/more\n"},
       {"inc/more", "mgmt @anyvm allow\n"}},
-     false, 0, 0,
+     false,
+     0,
+     0,
      "# inc/ro:2 (via 10.policy:1): $anyvm $adminvm ask,default_target=dom0,user=u\n"
      "  - service: \"admin.vm.List\"\n    argument: \"\"\n    source: \"@anyvm\"\n"
      "    target: \"@adminvm\"\n    action: ask\n    default_target: \"@adminvm\"\n",
-     "# inc/more:1 (via inc/ro:3): mgmt @anyvm allow\n  - service: \"admin.vm.List\"", NULL,
+     "# inc/more:1 (via inc/ro:3): mgmt @anyvm allow\n  - service: \"admin.vm.List\"",
+     NULL,
      NULL},
     {{{"10.policy", "!include-service * +arg inc/ro\n"}, {"inc/ro", "@anyvm @anyvm deny\n"}},
-     false, 1, 0, NULL, NULL, NULL, "10.policy:1: service * takes only the argument *"},
-    {{{"10.policy", "!include-service a.B * inc/ro\n"}, {"inc/ro", "!include-dir x\n"}}, false, 1,
-     0, NULL, NULL, NULL,
+     false,
+     1,
+     0,
+     NULL,
+     NULL,
+     NULL,
+     "10.policy:1: service * takes only the argument *"},
+    {{{"10.policy", "!include-service a.B * inc/ro\n"}, {"inc/ro", "!include-dir x\n"}},
+     false,
+     1,
+     0,
+     NULL,
+     NULL,
+     NULL,
      "inc/ro:1: invalid directive in an !include-service file (only !include): "
      "\"!include-dir\""},
-    {{{"10.policy", "!include-service a.B * inc/ro\n"}, {"inc/ro", "work allow\n"}}, false, 1, 0,
-     NULL, NULL, NULL, "inc/ro:1: expected SOURCE TARGET ACTION [PARAM=VALUE ...]"},
-    {{{"10.policy", "!include-service a.B inc/ro\n"}}, false, 1, 0, NULL, NULL, NULL,
+    {{{"10.policy", "!include-service a.B * inc/ro\n"}, {"inc/ro", "work allow\n"}},
+     false,
+     1,
+     0,
+     NULL,
+     NULL,
+     NULL,
+     "inc/ro:1: expected SOURCE TARGET ACTION [PARAM=VALUE ...]"},
+    {{{"10.policy", "!include-service a.B inc/ro\n"}},
+     false,
+     1,
+     0,
+     NULL,
+     NULL,
+     NULL,
      "10.policy:1: !include-service takes SERVICE ARGUMENT FILE, got 2 words"},
-    {{{"10.policy", "!include\n!include a b\n"}}, false, 2, 0, NULL, NULL, NULL,
+    {{{"10.policy", "!include\n!include a b\n"}},
+     false,
+     2,
+     0,
+     NULL,
+     NULL,
+     NULL,
      "10.policy:2: !include takes one path, got 2 words"},
     /* loops and escapes, at the FILE:LINE of the directive */
-    {{{"10.policy", "!include 10.policy\n"}}, false, 1, 0, NULL, NULL, NULL,
+    {{{"10.policy", "!include 10.policy\n"}},
+     false,
+     1,
+     0,
+     NULL,
+     NULL,
+     NULL,
      "10.policy:1: include loop: 10.policy is already being read"},
     {{{"10.policy", "a.A * w v allow\n!include inc/a\n"},
       {"inc/a", "!include inc/b\n"},
       {"inc/b", "# b\n!include inc/../inc/a\n"}},
-     false, 1, 0, NULL, NULL, NULL, "inc/b:2: include loop: inc/a is already being read"},
-    {{{"10.policy", "!include ../x\n!include-dir inc/../..\n!include /etc/passwd\n"}}, false, 3,
-     0, NULL, NULL, NULL, "10.policy:3: !include \"/etc/passwd\": the path leaves the policy folder"},
+     false,
+     1,
+     0,
+     NULL,
+     NULL,
+     NULL,
+     "inc/b:2: include loop: inc/a is already being read"},
+    {{{"10.policy", "!include ../x\n!include-dir inc/../..\n!include /etc/passwd\n"}},
+     false,
+     3,
+     0,
+     NULL,
+     NULL,
+     NULL,
+     "10.policy:3: !include \"/etc/passwd\": the path leaves the policy folder"},
     {{{"10.policy", "!include /etc/qubes/policy.d/inc/../inc/x\n"}, {"inc/x", "a.A * w v deny\n"}},
-     false, 0, 0, "# inc/x:1: a.A * w v deny\n", NULL, NULL, NULL},
-    {{{"10.policy", "!include /etc/qubes/policy.d/../x\n"}}, false, 1, 0, NULL, NULL, NULL,
+     false,
+     0,
+     0,
+     "# inc/x:1: a.A * w v deny\n",
+     NULL,
+     NULL,
+     NULL},
+    {{{"10.policy", "!include /etc/qubes/policy.d/../x\n"}},
+     false,
+     1,
+     0,
+     NULL,
+     NULL,
+     NULL,
      "the path leaves the policy folder"},
     /* what vrpc cannot express: strict fails, skip skips exactly those lines */
-    {{{"10.policy", "a.A * w @dispvm allow\nb.B * w v allow\n!compat-4.0\n"}}, false, 2, 0, NULL,
-     NULL, NULL, "10.policy:3: cannot convert !compat-4.0"},
-    {{{"10.policy", "a.A * w @dispvm allow\nb.B * w v allow\n!compat-4.0\n"}}, true, 0, 2,
-     "# skipped 10.policy:1: target: cannot convert \"@dispvm\"", "service: \"b.B\"",
-     "# skipped 10.policy:3: cannot convert !compat-4.0", "10.policy:1: skipped: target:"},
-    {{{"10.policy", "a.A * @dispvm:web v allow\n"}}, true, 0, 1, "rules: []\n", NULL, NULL,
+    {{{"10.policy", "a.A * w @dispvm allow\nb.B * w v allow\n!compat-4.0\n"}},
+     false,
+     2,
+     0,
+     NULL,
+     NULL,
+     NULL,
+     "10.policy:3: cannot convert !compat-4.0"},
+    {{{"10.policy", "a.A * w @dispvm allow\nb.B * w v allow\n!compat-4.0\n"}},
+     true,
+     0,
+     2,
+     "# skipped 10.policy:1: target: cannot convert \"@dispvm\"",
+     "service: \"b.B\"",
+     "# skipped 10.policy:3: cannot convert !compat-4.0",
+     "10.policy:1: skipped: target:"},
+    {{{"10.policy", "a.A * @dispvm:web v allow\n"}},
+     true,
+     0,
+     1,
+     "rules: []\n",
+     NULL,
+     NULL,
      "10.policy:1: skipped: source: cannot convert \"@dispvm:web\""},
-    {{{"10.policy", "a.A * w v ask default_target=@dispvm\n"}}, true, 0, 1, "rules: []", NULL,
-     NULL, "10.policy:1: skipped: default_target=: cannot convert"},
+    {{{"10.policy", "a.A * w v ask default_target=@dispvm\n"}},
+     true,
+     0,
+     1,
+     "rules: []",
+     NULL,
+     NULL,
+     "10.policy:1: skipped: default_target=: cannot convert"},
     /* a broken line is never skipped, even with a @dispvm in it */
-    {{{"10.policy", "a.A * w @dispvm permit\n"}}, true, 2, 0, NULL, NULL, NULL,
+    {{{"10.policy", "a.A * w @dispvm permit\n"}},
+     true,
+     2,
+     0,
+     NULL,
+     NULL,
+     NULL,
      "10.policy:1: unknown action \"permit\""},
-    {{{"10.policy", "!compat-4.0 x\n"}}, true, 1, 0, NULL, NULL, NULL,
+    {{{"10.policy", "!compat-4.0 x\n"}},
+     true,
+     1,
+     0,
+     NULL,
+     NULL,
+     NULL,
      "10.policy:1: !compat-4.0 takes no parameter"},
     /* dom0 and autostart */
-    {{{"10.policy", "a.A * dom0 dom0 allow target=dom0\n"}}, false, 0, 0,
+    {{{"10.policy", "a.A * dom0 dom0 allow target=dom0\n"}},
+     false,
+     0,
+     0,
      "  # note: source dom0 written as @adminvm; target dom0 written as @adminvm; target= dom0 "
      "written as @adminvm\n",
      "    source: \"@adminvm\"\n    target: \"@adminvm\"\n    action: allow\n"
      "    redirect: \"@adminvm\"\n",
-     NULL, NULL},
-    {{{"10.policy", "a.A * w v allow autostart=no\n"}}, false, 0, 0,
-     "  # note: autostart=no: vrpc never starts domains anyway\n  # 10.policy:1: ", NULL, NULL,
+     NULL,
      NULL},
-    {{{"10.policy", "a.A * w v ask autostart=yes\n"}}, false, 0, 0,
-     "# note: autostart=yes: vrpc never starts domains", "    action: ask\n", NULL,
+    {{{"10.policy", "a.A * w v allow autostart=no\n"}},
+     false,
+     0,
+     0,
+     "  # note: autostart=no: vrpc never starts domains anyway\n  # 10.policy:1: ",
+     NULL,
+     NULL,
+     NULL},
+    {{{"10.policy", "a.A * w v ask autostart=yes\n"}},
+     false,
+     0,
+     0,
+     "# note: autostart=yes: vrpc never starts domains",
+     "    action: ask\n",
+     NULL,
      "10.policy:1: note: autostart=yes"},
-    {{{"10.policy", "a.A * w v deny autostart=no\n"}}, false, 1, 0, NULL, NULL, NULL,
+    {{{"10.policy", "a.A * w v deny autostart=no\n"}},
+     false,
+     1,
+     0,
+     NULL,
+     NULL,
+     NULL,
      "10.policy:1: autostart= is not valid with deny"},
-    {{{"10.policy", "a.A * w v allow autostart=maybe\n"}}, false, 1, 0, NULL, NULL, NULL,
+    {{{"10.policy", "a.A * w v allow autostart=maybe\n"}},
+     false,
+     1,
+     0,
+     NULL,
+     NULL,
+     NULL,
      "10.policy:1: autostart= must be yes or no"},
-    {{{"10.policy", "* +arg w v allow\n"}}, false, 1, 0, NULL, NULL, NULL,
+    {{{"10.policy", "* +arg w v allow\n"}},
+     false,
+     1,
+     0,
+     NULL,
+     NULL,
+     NULL,
      "10.policy:1: service * takes only the argument *"},
-    {{{"10.policy", "!frob x\n"}}, false, 1, 0, NULL, NULL, NULL,
+    {{{"10.policy", "!frob x\n"}},
+     false,
+     1,
+     0,
+     NULL,
+     NULL,
+     NULL,
      "10.policy:1: unknown directive \"!frob\""},
 };
 
 /* Convert TREE (the folder: top == NULL) into *OUTP / *ERRP. */
 static int convert(const VrpcPolicyText *tree, size_t n, const PolicyImportOptions *opts,
-                   char **outp, char **errp, PolicyImportStats *stats) {
+                   char **outp, char **errp, PolicyImportStats *stats)
+{
     size_t out_size = 0, err_size = 0;
     FILE *fout = open_memstream(outp, &out_size);
     FILE *ferr = open_memstream(errp, &err_size);
@@ -159,7 +342,8 @@ static int convert(const VrpcPolicyText *tree, size_t n, const PolicyImportOptio
     return r;
 }
 
-static void assert_loads(const char *out) {
+static void assert_loads(const char *out)
+{
     VrpcPolicy *policy = NULL;
     int r = vrpc_policy_load_texts(&(VrpcPolicyText){"out.yaml", out, strlen(out)}, 1, NULL,
                                    &policy);
@@ -169,7 +353,8 @@ static void assert_loads(const char *out) {
     vrpc_policy_unref(policy);
 }
 
-START_TEST(test_tree) {
+START_TEST(test_tree)
+{
     const TreeCase *c = &tree_cases[_i];
     VrpcPolicyText tree[MAX_TREE];
     PolicyImportStats stats;
@@ -180,10 +365,9 @@ START_TEST(test_tree) {
 
     for (; n < MAX_TREE && c->files[n].name; n++)
         tree[n] = (VrpcPolicyText){c->files[n].name, c->files[n].text, strlen(c->files[n].text)};
-    r = convert(tree, n, &(PolicyImportOptions){.skip_unconvertible = c->skip}, &out, &err,
-                &stats);
-    ck_assert_msg(r == c->problems, "row %d: %d problems, want %d; stderr:\n%s", _i, r,
-                  c->problems, err);
+    r = convert(tree, n, &(PolicyImportOptions){.skip_unconvertible = c->skip}, &out, &err, &stats);
+    ck_assert_msg(r == c->problems, "row %d: %d problems, want %d; stderr:\n%s", _i, r, c->problems,
+                  err);
     ck_assert_int_eq(stats.problems, c->problems);
     ck_assert_msg(stats.skipped == c->skipped, "row %d: %d skipped, want %d", _i, stats.skipped,
                   c->skipped);
@@ -214,15 +398,16 @@ START_TEST(test_tree) {
 END_TEST
 
 /* A line that is skipped gets no autostart note: only converted rules do. */
-START_TEST(test_tree_no_note_when_skipped) {
+START_TEST(test_tree_no_note_when_skipped)
+{
     static const char text[] = "a.A * w @dispvm allow autostart=yes\n";
     VrpcPolicyText tree[] = {{"10.policy", text, strlen(text)}};
     char *out = NULL, *err = NULL;
     PolicyImportStats stats;
 
-    ck_assert_int_eq(convert(tree, 1, &(PolicyImportOptions){.skip_unconvertible = true}, &out,
-                             &err, &stats),
-                     0);
+    ck_assert_int_eq(
+        convert(tree, 1, &(PolicyImportOptions){.skip_unconvertible = true}, &out, &err, &stats),
+        0);
     ck_assert_int_eq(stats.skipped, 1);
     ck_assert_int_eq(stats.notes, 0);
     ck_assert_str_eq(err, "10.policy:1: skipped: target: cannot convert \"@dispvm\": vrpc has no "
@@ -233,7 +418,8 @@ START_TEST(test_tree_no_note_when_skipped) {
 END_TEST
 
 /* A chain of includes deeper than the limit is refused, not followed. */
-START_TEST(test_tree_depth) {
+START_TEST(test_tree_depth)
+{
     VrpcPolicyText tree[24];
     char names[24][16], texts[24][32];
     char *out = NULL, *err = NULL;
@@ -253,16 +439,17 @@ START_TEST(test_tree_depth) {
 END_TEST
 
 /* A small tree that includes one file many times stops at the byte budget. */
-START_TEST(test_tree_budget) {
+START_TEST(test_tree_budget)
+{
     static const char top[] = "!include x\n!include x\n!include x\n!include x\n";
     static const char x[] = "a.A * w v allow\n"; /* 16 bytes */
     VrpcPolicyText tree[] = {{"10.policy", top, strlen(top)}, {"x", x, strlen(x)}};
     char *out = NULL, *err = NULL;
 
     /* 44 + 3 * 16 fit, the fourth inclusion does not */
-    ck_assert_int_eq(convert(tree, 2, &(PolicyImportOptions){.max_bytes = 44 + 3 * 16 + 8}, &out,
-                             &err, NULL),
-                     1);
+    ck_assert_int_eq(
+        convert(tree, 2, &(PolicyImportOptions){.max_bytes = 44 + 3 * 16 + 8}, &out, &err, NULL),
+        1);
     ck_assert_msg(strstr(err, "10.policy:4: the include tree reads more than the limit"), "%s",
                   err);
     free(out);
@@ -320,17 +507,18 @@ static const Call calls[] = {
     {"work", "@default", "other.Service", "", "deny", NULL, "90-default.policy:5"},
 };
 
-static char *fixture(const char *folder) {
+static char *fixture(const char *folder)
+{
     char *path = NULL;
 
-    ck_assert_int_ge(asprintf(&path, "%s/tests/policy/qubes-tree/%s", VRPC_SOURCE_DIR, folder),
-                     0);
+    ck_assert_int_ge(asprintf(&path, "%s/tests/policy/qubes-tree/%s", VRPC_SOURCE_DIR, folder), 0);
     return path;
 }
 
 /* Convert PATHS from disk; ROOT/ is removed from every message and comment. */
 static int convert_paths(const char *const *paths, size_t n, bool skip, const char *root,
-                         char **outp, char **errp, PolicyImportStats *stats) {
+                         char **outp, char **errp, PolicyImportStats *stats)
+{
     size_t out_size = 0, err_size = 0;
     FILE *fout = open_memstream(outp, &out_size);
     FILE *ferr = open_memstream(errp, &err_size);
@@ -354,7 +542,8 @@ static int convert_paths(const char *const *paths, size_t n, bool skip, const ch
 }
 
 /* The origin comment just above the rule at LINE (1-based) of YAML. */
-static char *origin_of(const char *yaml, unsigned line) {
+static char *origin_of(const char *yaml, unsigned line)
+{
     const char *p = yaml, *end;
 
     for (unsigned i = 1; i < line - 1 && p; i++) {
@@ -371,7 +560,8 @@ static char *origin_of(const char *yaml, unsigned line) {
     return strndup(p, (size_t)(end - p));
 }
 
-START_TEST(test_fixture_decisions) {
+START_TEST(test_fixture_decisions)
+{
     const Call *c = &calls[_i];
     _cleanup_free_ char *root = fixture("policy.d");
     const char *paths[] = {root};
@@ -413,7 +603,8 @@ START_TEST(test_fixture_decisions) {
 END_TEST
 
 /* Strict mode: each line vrpc cannot express, located; nothing written. */
-START_TEST(test_fixture_strict) {
+START_TEST(test_fixture_strict)
+{
     _cleanup_free_ char *root = fixture("policy.d");
     const char *paths[] = {root};
     char *out = NULL, *err = NULL;
@@ -435,7 +626,8 @@ START_TEST(test_fixture_strict) {
 }
 END_TEST
 
-START_TEST(test_fixture_broken) {
+START_TEST(test_fixture_broken)
+{
     _cleanup_free_ char *root = fixture("broken.d");
     const char *paths[] = {root};
     char *out = NULL, *err = NULL;
@@ -462,7 +654,8 @@ END_TEST
 /* Symbolic links are followed, but may not lead out of the folder; an
  * absolute path inside the folder is accepted; a single file's includes
  * resolve in its own folder. */
-START_TEST(test_fs_links) {
+START_TEST(test_fs_links)
+{
     _cleanup_free_ char *work = tu_mkdtemp();
     _cleanup_free_ char *root = NULL;
     _cleanup_free_ char *abs_include = NULL;
@@ -507,7 +700,8 @@ START_TEST(test_fs_links) {
 }
 END_TEST
 
-int main(void) {
+int main(void)
+{
     Suite *s = suite_create("policy-import-tree");
     TCase *tc = tcase_create("import-qubes-tree");
     vt_leak_fixture(tc);

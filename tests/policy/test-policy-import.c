@@ -29,12 +29,11 @@ static const ImportCase import_cases[] = {
     {"* * @anyvm @adminvm deny\n", NULL, 0, "service: \"*\"", "target: \"@adminvm\""},
     {"qubes.Gpg * work @default allow target=vault\n", NULL, 0, "redirect: \"vault\"\n",
      "target: \"@default\""},
-    {"qubes.Gpg * work @default ask default_target=vault\n", NULL, 0,
-     "default_target: \"vault\"\n", NULL},
+    {"qubes.Gpg * work @default ask default_target=vault\n", NULL, 0, "default_target: \"vault\"\n",
+     NULL},
     {"qubes.Gpg * work @anyvm ask target=@adminvm user=alice notify=yes\n", NULL, 0,
      "redirect: \"@adminvm\"\n    user: \"alice\"\n    notify: true\n", NULL},
-    {"qubes.Gpg * work vault deny notify=no\n", NULL, 0, "action: deny\n    notify: false\n",
-     NULL},
+    {"qubes.Gpg * work vault deny notify=no\n", NULL, 0, "action: deny\n    notify: false\n", NULL},
     {"qubes.Gpg * @tag:trusted @type:AppVM allow\n", NULL, 0, "source: \"@tag:trusted\"",
      "target: \"@type:AppVM\""},
     {"# keep this comment\n\n   \nqubes.Gpg * work vault allow\n", NULL, 0,
@@ -45,8 +44,8 @@ static const ImportCase import_cases[] = {
     {"#wo\x8e\x98 caf\xc3\xa9\x01\n", NULL, 0, "  #wo?? caf???\n", NULL},
     {"", NULL, 0, "rules: []\n", NULL},
     {"# only a comment\n", NULL, 0, "rules: []\n", "# only a comment"},
-    {"a.One * work vault allow\n", "a.Two * work vault deny\n", 0,
-     "# converted from q.policy\n", "# converted from r.policy\n"},
+    {"a.One * work vault allow\n", "a.Two * work vault deny\n", 0, "# converted from q.policy\n",
+     "# converted from r.policy\n"},
     /* refusals */
     /* includes resolve in the folder of the files (see test-policy-import-tree.c) */
     {"!include /etc/qubes/policy.d/include/admin\n", NULL, 1,
@@ -62,14 +61,13 @@ static const ImportCase import_cases[] = {
     {"!frobnicate\n", NULL, 1, "q.policy:1: unknown directive", NULL},
     {"qubes.Open * work @dispvm allow\n", NULL, 1,
      "q.policy:1: target: cannot convert \"@dispvm\": vrpc has no disposable domains", NULL},
-    {"qubes.Open * @dispvm:web vault allow\n", NULL, 1, "q.policy:1: source: cannot convert",
-     NULL},
+    {"qubes.Open * @dispvm:web vault allow\n", NULL, 1, "q.policy:1: source: cannot convert", NULL},
     {"qubes.Open * work @default allow target=@dispvm:web\n", NULL, 1,
      "q.policy:1: target=: cannot convert \"@dispvm:web\"", NULL},
     {"qubes.Open * work vault allow autostart=yes autostart=no\n", NULL, 1,
      "q.policy:1: duplicate parameter autostart=", NULL},
-    {"qubes.Open * work vault allow frob=1\n", NULL, 1,
-     "q.policy:1: unknown parameter \"frob\"", NULL},
+    {"qubes.Open * work vault allow frob=1\n", NULL, 1, "q.policy:1: unknown parameter \"frob\"",
+     NULL},
     {"qubes.Open * work vault allow user\n", NULL, 1,
      "q.policy:1: expected PARAM=VALUE, got \"user\"", NULL},
     {"qubes.Open * work vault allow user=a user=b\n", NULL, 1,
@@ -101,7 +99,8 @@ static const ImportCase import_cases[] = {
     {"a.B * work vault allow\n", "x.Y * work @dispvm allow\n", 1, "r.policy:1: target:", NULL},
 };
 
-START_TEST(test_import) {
+START_TEST(test_import)
+{
     const ImportCase *c = &import_cases[_i];
     VrpcPolicyText files[2] = {
         {"q.policy", c->input, strlen(c->input)},
@@ -119,8 +118,8 @@ START_TEST(test_import) {
                                    ferr, NULL);
     fclose(fout);
     fclose(ferr);
-    ck_assert_msg(r == c->problems, "row %d: %d problems, want %d; stderr:\n%s", _i, r,
-                  c->problems, err);
+    ck_assert_msg(r == c->problems, "row %d: %d problems, want %d; stderr:\n%s", _i, r, c->problems,
+                  err);
     if (c->problems == 0) {
         VrpcPolicy *policy = NULL;
         int lr = vrpc_policy_load_texts(&(VrpcPolicyText){"out.yaml", out, out_size}, 1, NULL,
@@ -132,14 +131,12 @@ START_TEST(test_import) {
         ck_assert_str_eq(err, "");
         ck_assert_msg(strstr(out, c->expect), "row %d: '%s' not in:\n%s", _i, c->expect, out);
         if (c->expect2)
-            ck_assert_msg(strstr(out, c->expect2), "row %d: '%s' not in:\n%s", _i, c->expect2,
-                          out);
+            ck_assert_msg(strstr(out, c->expect2), "row %d: '%s' not in:\n%s", _i, c->expect2, out);
     } else {
         ck_assert_msg(out_size == 0, "row %d: output despite problems:\n%s", _i, out);
         ck_assert_msg(strstr(err, c->expect), "row %d: '%s' not in:\n%s", _i, c->expect, err);
         if (c->expect2)
-            ck_assert_msg(strstr(err, c->expect2), "row %d: '%s' not in:\n%s", _i, c->expect2,
-                          err);
+            ck_assert_msg(strstr(err, c->expect2), "row %d: '%s' not in:\n%s", _i, c->expect2, err);
     }
     free(out);
     free(err);
@@ -147,7 +144,8 @@ START_TEST(test_import) {
 END_TEST
 
 /* A converted policy decides like the original: first match, redirects, @default. */
-START_TEST(test_import_semantics) {
+START_TEST(test_import_semantics)
+{
     static const char qubes[] = "qubes.Gpg * work vault deny\n"
                                 "qubes.Gpg * @anyvm @default allow target=vault\n"
                                 "qubes.Gpg * @anyvm vault allow\n";
@@ -163,8 +161,7 @@ START_TEST(test_import_semantics) {
                      0);
     fclose(fout);
     ck_assert_int_eq(
-        vrpc_policy_load_texts(&(VrpcPolicyText){"out.yaml", out, out_size}, 1, NULL, &policy),
-        0);
+        vrpc_policy_load_texts(&(VrpcPolicyText){"out.yaml", out, out_size}, 1, NULL, &policy), 0);
     ck_assert_int_eq(vrpc_policy_evaluate(policy,
                                           &(VrpcPolicyRequest){.source = "work",
                                                                .untrusted_target = "vault",
@@ -185,7 +182,8 @@ START_TEST(test_import_semantics) {
 }
 END_TEST
 
-int main(void) {
+int main(void)
+{
     Suite *s = suite_create("policy-import");
     TCase *tc = tcase_create("import-qubes");
     vt_leak_fixture(tc);

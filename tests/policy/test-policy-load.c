@@ -34,18 +34,19 @@ static const LoadCase load_cases[] = {
     {"minimal", FLOW("service: a, source: b, target: c, action: allow"), NULL, NULL, 0, NULL},
     {"no rules", "rules: []\n", NULL, NULL, 0, NULL},
     {"number as string", RULE("    action: allow\n    user: 1000\n"), NULL, NULL, 0, NULL},
-    {"every key", RULE("    argument: x+y\n    action: ask\n    redirect: vault\n"
-                       "    default_target: '@adminvm'\n    user: alice\n    notify: false\n"),
+    {"every key",
+     RULE("    argument: x+y\n    action: ask\n    redirect: vault\n"
+          "    default_target: '@adminvm'\n    user: alice\n    notify: false\n"),
      NULL, NULL, 0, NULL},
     {"document markers and comments",
      "# policy\n---\nrules:  # list\n  - service: 'demo.*'  # prefix\n    source: '*'\n"
      "    target: '@anyvm'\n    action: deny\n    notify: True\n...\n",
      NULL, NULL, 0, NULL},
-    {"64-char names", FLOW("service: " S64 ", argument: " S64 ", source: " S64 ", target: " S64
-                           ", action: allow"),
+    {"64-char names",
+     FLOW("service: " S64 ", argument: " S64 ", source: " S64 ", target: " S64 ", action: allow"),
      NULL, NULL, 0, NULL},
-    {"empty argument", FLOW("service: a, argument: '', source: b, target: c, action: allow"),
-     NULL, NULL, 0, NULL},
+    {"empty argument", FLOW("service: a, argument: '', source: b, target: c, action: allow"), NULL,
+     NULL, 0, NULL},
     {"valid domains", "rules: []\n", NULL,
      "domains:\n  dom0: {tags: [admin]}\n  work: {tags: [a, b, a], type: app}\n  x: {}\n", 0, NULL},
     {"allow @default with redirect", RULE("    target: '@default'\n"), NULL, NULL, -1,
@@ -58,8 +59,9 @@ static const LoadCase load_cases[] = {
     {"misspelt key", RULE("    action: allow\n    redirects: vault\n"), NULL, NULL, 1,
      "t.yaml:6:5: unknown key \"redirects\""},
     /* wrong types */
-    {"service is a list", "rules:\n  - service: [a]\n    source: b\n    target: c\n"
-                          "    action: allow\n",
+    {"service is a list",
+     "rules:\n  - service: [a]\n    source: b\n    target: c\n"
+     "    action: allow\n",
      NULL, NULL, 1, "t.yaml:2:14: service: expected a string, got a list"},
     {"notify: yes", RULE("    action: allow\n    notify: yes\n"), NULL, NULL, 1,
      "t.yaml:6:13: notify: expected true or false, got \"yes\""},
@@ -69,8 +71,8 @@ static const LoadCase load_cases[] = {
      "t.yaml:6:13: notify: expected true or false, got a list"},
     {"argument null", RULE("    action: allow\n    argument: ~\n"), NULL, NULL, 1,
      "t.yaml:6:15: argument: expected a string, got null"},
-    {"source mapping", FLOW("service: a, source: {x: y}, target: c, action: allow"), NULL, NULL,
-     1, "t.yaml:2:26: source: expected a string, got a mapping"},
+    {"source mapping", FLOW("service: a, source: {x: y}, target: c, action: allow"), NULL, NULL, 1,
+     "t.yaml:2:26: source: expected a string, got a mapping"},
     {"action boolean", RULE("    action: true\n"), NULL, NULL, 1,
      "t.yaml:5:13: action: expected a string, got a boolean"},
     {"rules is a mapping", "rules: {a: b}\n", NULL, NULL, 1,
@@ -79,8 +81,8 @@ static const LoadCase load_cases[] = {
      "t.yaml:1:7: rules: expected a list of rules, got null"},
     {"rule is a string", "rules:\n  - hello\n", NULL, NULL, 1,
      "t.yaml:2:5: a rule must be a mapping, got a string"},
-    {"rule key not a string", FLOW("[k]: v, service: a, source: b, target: c, action: allow"),
-     NULL, NULL, 1, "t.yaml:2:6: keys must be strings, got a list"},
+    {"rule key not a string", FLOW("[k]: v, service: a, source: b, target: c, action: allow"), NULL,
+     NULL, 1, "t.yaml:2:6: keys must be strings, got a list"},
     {"root is a string", "hello\n", NULL, NULL, 1,
      "t.yaml:1:1: expected a mapping with a \"rules:\" key, got a string"},
     {"root is a list", "- rules\n", NULL, NULL, 1,
@@ -92,25 +94,24 @@ static const LoadCase load_cases[] = {
      "t.yaml:2:5: rule is missing required key \"service\""},
     {"missing target", FLOW("service: a, source: b, action: deny"), NULL, NULL, 1,
      "t.yaml:2:5: rule is missing required key \"target\""},
-    {"missing rules", "other: 1\n", NULL, NULL, 2,
-     "t.yaml:1:1: missing required key \"rules\""},
+    {"missing rules", "other: 1\n", NULL, NULL, 2, "t.yaml:1:1: missing required key \"rules\""},
     /* unknown actions and tokens */
     {"unknown action", RULE("    action: permit\n"), NULL, NULL, 1,
      "t.yaml:5:13: unknown action \"permit\" (expected allow, deny or ask)"},
     {"@dispvm", FLOW("service: a, source: b, target: '@dispvm', action: allow"), NULL, NULL, 1,
      "t.yaml:2:37: target: unknown token: @dispvm is not supported by vrpc"},
-    {"unknown @token", FLOW("service: a, source: '@foo', target: c, action: allow"), NULL, NULL,
-     1, "t.yaml:2:26: source: unknown token (expected @anyvm"},
+    {"unknown @token", FLOW("service: a, source: '@foo', target: c, action: allow"), NULL, NULL, 1,
+     "t.yaml:2:26: source: unknown token (expected @anyvm"},
     {"old $anyvm", FLOW("service: a, source: $anyvm, target: c, action: allow"), NULL, NULL, 1,
      "t.yaml:2:26: source: unknown token"},
-    {"empty @tag:", FLOW("service: a, source: '@tag:', target: c, action: allow"), NULL, NULL,
-     1, "t.yaml:2:26: source: @tag: needs a tag name"},
-    {"bad @type:", FLOW("service: a, source: b, target: '@type:a b', action: allow"), NULL,
-     NULL, 1, "t.yaml:2:37: target: @type: needs a type name"},
+    {"empty @tag:", FLOW("service: a, source: '@tag:', target: c, action: allow"), NULL, NULL, 1,
+     "t.yaml:2:26: source: @tag: needs a tag name"},
+    {"bad @type:", FLOW("service: a, source: b, target: '@type:a b', action: allow"), NULL, NULL, 1,
+     "t.yaml:2:37: target: @type: needs a type name"},
     {"bad domain name", FLOW("service: a, source: -x, target: c, action: allow"), NULL, NULL, 1,
      "t.yaml:2:26: source: invalid domain name"},
-    {"@default as source", FLOW("service: a, source: '@default', target: c, action: allow"),
-     NULL, NULL, 1, "t.yaml:2:26: source: @default is only valid as a target"},
+    {"@default as source", FLOW("service: a, source: '@default', target: c, action: allow"), NULL,
+     NULL, 1, "t.yaml:2:26: source: @default is only valid as a target"},
     /* constraints between keys */
     {"allow @default without redirect",
      FLOW("service: a, source: b, target: '@default', action: allow"), NULL, NULL, 1,
@@ -126,26 +127,26 @@ static const LoadCase load_cases[] = {
     {"default_target *", RULE("    action: ask\n    default_target: '*'\n"), NULL, NULL, 1,
      "t.yaml:6:21: default_target: expected a domain name or @adminvm"},
     /* names */
-    {"service with /", FLOW("service: demo/x, source: b, target: c, action: allow"), NULL, NULL,
-     1, "t.yaml:2:15: service: service must be a name of [A-Za-z0-9._-]"},
-    {"* inside service", FLOW("service: 'a*b', source: b, target: c, action: allow"), NULL,
-     NULL, 1, "t.yaml:2:15: service: service must be a name"},
-    {"65-char service", FLOW("service: " S65 ", source: b, target: c, action: allow"), NULL,
-     NULL, 1, "t.yaml:2:15: service: service name longer than 64 characters"},
+    {"service with /", FLOW("service: demo/x, source: b, target: c, action: allow"), NULL, NULL, 1,
+     "t.yaml:2:15: service: service must be a name of [A-Za-z0-9._-]"},
+    {"* inside service", FLOW("service: 'a*b', source: b, target: c, action: allow"), NULL, NULL, 1,
+     "t.yaml:2:15: service: service must be a name"},
+    {"65-char service", FLOW("service: " S65 ", source: b, target: c, action: allow"), NULL, NULL,
+     1, "t.yaml:2:15: service: service name longer than 64 characters"},
     {"empty service", FLOW("service: '', source: b, target: c, action: allow"), NULL, NULL, 1,
      "t.yaml:2:15: service: empty service name"},
     {"argument with space", RULE("    action: allow\n    argument: a b\n"), NULL, NULL, 1,
      "t.yaml:6:15: argument: invalid argument \"a b\""},
     {"65-char argument", RULE("    action: allow\n    argument: " S65 "\n"), NULL, NULL, 1,
      "t.yaml:6:15: argument: invalid argument"},
-    {"65-char domain", FLOW("service: a, source: b, target: " S65 ", action: allow"), NULL, NULL,
-     1, "t.yaml:2:37: target: invalid domain name"},
+    {"65-char domain", FLOW("service: a, source: b, target: " S65 ", action: allow"), NULL, NULL, 1,
+     "t.yaml:2:37: target: invalid domain name"},
     {"bad user", RULE("    action: allow\n    user: -root\n"), NULL, NULL, 1,
      "t.yaml:6:11: user: invalid user name \"-root\""},
-    {"33-char user", RULE("    action: allow\n    user: abcdefghijklmnopqrstuvwxyz0123456\n"),
-     NULL, NULL, 1, "t.yaml:6:11: user: invalid user name"},
-    {"NUL in a string", FLOW("service: \"a\\0b\", source: b, target: c, action: allow"), NULL,
-     NULL, 1, "t.yaml:2:15: service: string contains a NUL byte"},
+    {"33-char user", RULE("    action: allow\n    user: abcdefghijklmnopqrstuvwxyz0123456\n"), NULL,
+     NULL, 1, "t.yaml:6:11: user: invalid user name"},
+    {"NUL in a string", FLOW("service: \"a\\0b\", source: b, target: c, action: allow"), NULL, NULL,
+     1, "t.yaml:2:15: service: string contains a NUL byte"},
     /* empty files */
     {"empty file", "", NULL, NULL, 1, "t.yaml:1:1: empty file (expected a \"rules:\" key)"},
     {"only comments", "# nothing here\n\n", NULL, NULL, 1, "t.yaml:1:1: empty file"},
@@ -157,16 +158,17 @@ static const LoadCase load_cases[] = {
      "t.yaml:3:4: invalid YAML: did not find expected '-' indicator"},
     {"invalid UTF-8", "rules: []\n# \xff\n", NULL, NULL, 1,
      "t.yaml:2:3: invalid YAML: invalid leading UTF-8 octet"},
-    {"too deep", "rules:\n  - {service: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]"
-                 "]]]]]]]]]]]]]]]]]]]]]]}\n",
+    {"too deep",
+     "rules:\n  - {service: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]"
+     "]]]]]]]]]]]]]]]]]]]]]]}\n",
      NULL, NULL, 1, "t.yaml:2:47: value nested too deeply"},
     /* duplicates and YAML features a policy does not use */
     {"duplicate rule key", RULE("    action: allow\n    service: b\n"), NULL, NULL, 1,
      "t.yaml:6:5: duplicate key \"service\" (first at 2:5)"},
     {"duplicate top key", "rules: []\nrules: []\n", NULL, NULL, 1,
      "t.yaml:2:1: duplicate key \"rules\" (first at 1:1)"},
-    {"anchor", "rules:\n  - &r {service: a, source: b, target: c, action: allow}\n  - *r\n",
-     NULL, NULL, 1, "t.yaml:2:5: YAML anchors are not supported"},
+    {"anchor", "rules:\n  - &r {service: a, source: b, target: c, action: allow}\n  - *r\n", NULL,
+     NULL, 1, "t.yaml:2:5: YAML anchors are not supported"},
     {"alias", "rules:\n  - {service: a, source: b, target: c, action: *x}\n", NULL, NULL, 1,
      "t.yaml:2:"},
     {"tag", "rules: !!seq []\n", NULL, NULL, 1, "t.yaml:1:8: YAML tags are not supported"},
@@ -178,8 +180,8 @@ static const LoadCase load_cases[] = {
     {"bad file after a good one", "rules: []\n", "rules:\n  - nope\n", NULL, 1,
      "u.yaml:2:5: a rule must be a mapping"},
     /* domains.yaml */
-    {"domains: unknown key", "rules: []\n", NULL, "domains:\n  work: {tags: [a], colour: red}\n",
-     1, "domains.yaml:2:21: unknown key \"colour\" (expected tags or type)"},
+    {"domains: unknown key", "rules: []\n", NULL, "domains:\n  work: {tags: [a], colour: red}\n", 1,
+     "domains.yaml:2:21: unknown key \"colour\" (expected tags or type)"},
     {"domains: duplicate domain", "rules: []\n", NULL, "domains:\n  work: {}\n  work: {}\n", 1,
      "domains.yaml:3:3: duplicate domain \"work\" (first at 2:3)"},
     {"domains: bad name", "rules: []\n", NULL, "domains:\n  -x: {}\n", 1,
@@ -206,7 +208,8 @@ static const LoadCase load_cases[] = {
 static const char allow_all[] =
     "rules:\n  - {service: '*', source: '*', target: '*', action: allow}\n";
 
-START_TEST(test_load) {
+START_TEST(test_load)
+{
     const LoadCase *c = &load_cases[_i];
     const char *names[] = {"00-allow-all.yaml", "t.yaml", "u.yaml"};
     const char *texts[] = {allow_all, c->text, c->text2};
@@ -247,14 +250,14 @@ START_TEST(test_load) {
             fprintf(stderr, "%s: got: %s\n", c->what, vrpc_policy_get_error(policy, i));
     ck_assert_msg(found, "%s: no error starts with '%s'", c->what, c->error);
     if (c->n_errors >= 0)
-        ck_assert_msg(n == (size_t)c->n_errors, "%s: %zu errors, want %d", c->what, n,
-                      c->n_errors);
+        ck_assert_msg(n == (size_t)c->n_errors, "%s: %zu errors, want %d", c->what, n, c->n_errors);
     vrpc_policy_unref(policy);
 }
 END_TEST
 
 /* A broken file with very many errors reports a bounded number of lines. */
-START_TEST(test_error_cap) {
+START_TEST(test_error_cap)
+{
     char *text = NULL;
     size_t size = 0;
     FILE *f = open_memstream(&text, &size);
@@ -265,9 +268,9 @@ START_TEST(test_error_cap) {
     for (int i = 0; i < 1000; i++)
         fputs("  - {service: a, source: b, target: c, action: permit}\n", f);
     fclose(f);
-    ck_assert_int_eq(vrpc_policy_load_texts(&(VrpcPolicyText){"t.yaml", text, size}, 1, NULL,
-                                            &policy),
-                     VRPC_POLICY_E_INVALID);
+    ck_assert_int_eq(
+        vrpc_policy_load_texts(&(VrpcPolicyText){"t.yaml", text, size}, 1, NULL, &policy),
+        VRPC_POLICY_E_INVALID);
     n = vrpc_policy_get_n_errors(policy);
     ck_assert_uint_eq(n, 201);
     ck_assert_str_eq(vrpc_policy_get_error(policy, 200),
@@ -282,20 +285,23 @@ END_TEST
 
 static char *etc;
 
-static void etc_setup(void) {
+static void etc_setup(void)
+{
     vt_leak_setup();
     etc = tu_mkdtemp();
 }
 
-static void etc_teardown(void) {
+static void etc_teardown(void)
+{
     tu_rmrf(etc);
     free(etc);
     etc = NULL;
     vt_leak_teardown();
 }
 
-static void explain(VrpcPolicy *policy, const char *source, const char *target,
-                    const char *service, char *line, size_t size) {
+static void explain(VrpcPolicy *policy, const char *source, const char *target, const char *service,
+                    char *line, size_t size)
+{
     VrpcPolicyDecision d;
 
     ck_assert_int_eq(vrpc_policy_evaluate(policy,
@@ -307,7 +313,8 @@ static void explain(VrpcPolicy *policy, const char *source, const char *target,
     vrpc_policy_decision_format(&d, line, size);
 }
 
-START_TEST(test_dir_order_and_ignored_files) {
+START_TEST(test_dir_order_and_ignored_files)
+{
     VrpcPolicy *policy = NULL;
     char line[1024], want[1024];
 
@@ -332,7 +339,8 @@ START_TEST(test_dir_order_and_ignored_files) {
 }
 END_TEST
 
-START_TEST(test_dir_trailing_slash) {
+START_TEST(test_dir_trailing_slash)
+{
     VrpcPolicy *policy = NULL;
     char *dir = NULL;
     char line[1024], want[1024];
@@ -349,20 +357,21 @@ START_TEST(test_dir_trailing_slash) {
 }
 END_TEST
 
-START_TEST(test_dir_missing_policy_d) {
+START_TEST(test_dir_missing_policy_d)
+{
     VrpcPolicy *policy = NULL;
     char want[1024];
 
     ck_assert_int_eq(vrpc_policy_load(etc, &policy), VRPC_POLICY_E_INVALID);
-    snprintf(want, sizeof(want), "%s/policy.d: cannot open folder: No such file or directory",
-             etc);
+    snprintf(want, sizeof(want), "%s/policy.d: cannot open folder: No such file or directory", etc);
     ck_assert_uint_eq(vrpc_policy_get_n_errors(policy), 1);
     ck_assert_str_eq(vrpc_policy_get_error(policy, 0), want);
     vrpc_policy_unref(policy);
 }
 END_TEST
 
-START_TEST(test_dir_empty_policy_d) {
+START_TEST(test_dir_empty_policy_d)
+{
     VrpcPolicy *policy = NULL;
     char line[1024];
 
@@ -375,7 +384,8 @@ START_TEST(test_dir_empty_policy_d) {
 }
 END_TEST
 
-START_TEST(test_dir_odd_entries) {
+START_TEST(test_dir_odd_entries)
+{
     VrpcPolicy *policy = NULL;
     char *link = NULL, want[1024];
 
@@ -394,7 +404,8 @@ START_TEST(test_dir_odd_entries) {
 }
 END_TEST
 
-START_TEST(test_dir_domains_file) {
+START_TEST(test_dir_domains_file)
+{
     VrpcPolicy *policy = NULL;
     char line[1024];
 
@@ -416,8 +427,10 @@ END_TEST
 
 /* A valid policy file of exactly SIZE bytes: one rule for service T, then
  * comment lines. Caller frees. */
-static char *padded_policy(size_t size) {
-    static const char head[] = "rules:\n  - {service: t, source: '*', target: '*', action: allow}\n";
+static char *padded_policy(size_t size)
+{
+    static const char head[] =
+        "rules:\n  - {service: t, source: '*', target: '*', action: allow}\n";
     char *text = malloc(size + 1);
 
     ck_assert_ptr_nonnull(text);
@@ -435,7 +448,8 @@ static char *padded_policy(size_t size) {
 
 /* Loading ETC fails with exactly one error, "ETC/REL: MESSAGE"; the policy
  * fails closed: a call that a valid file allows (service u) is denied. */
-static void expect_one_error(const char *rel, const char *message) {
+static void expect_one_error(const char *rel, const char *message)
+{
     VrpcPolicy *policy = NULL;
     char want[1024], line[1024];
 
@@ -448,13 +462,13 @@ static void expect_one_error(const char *rel, const char *message) {
     vrpc_policy_unref(policy);
 }
 
-static const char allow_u[] =
-    "rules:\n  - {service: u, source: '*', target: '*', action: allow}\n";
+static const char allow_u[] = "rules:\n  - {service: u, source: '*', target: '*', action: allow}\n";
 
 /* Regression (review finding 3): a policy file of any size was read and
  * parsed, stalling the dispatcher on every reload. Over 1 MiB a file is
  * refused with a located error, and the whole policy fails closed. */
-START_TEST(test_dir_file_cap) {
+START_TEST(test_dir_file_cap)
+{
     VrpcPolicy *policy = NULL;
     char *text = padded_policy(1024 * 1024);
 
@@ -467,8 +481,7 @@ START_TEST(test_dir_file_cap) {
     text = padded_policy(1024 * 1024 + 1);
     tu_write(etc, "policy.d/50.yaml", text);
     tu_write(etc, "policy.d/60.yaml", allow_u);
-    expect_one_error("policy.d/50.yaml",
-                     "file too large (over 1048576 bytes, the limit per file)");
+    expect_one_error("policy.d/50.yaml", "file too large (over 1048576 bytes, the limit per file)");
     /* domains.yaml has the same cap */
     tu_write(etc, "policy.d/50.yaml", "rules: []\n");
     tu_write(etc, "domains.yaml", text);
@@ -478,7 +491,8 @@ START_TEST(test_dir_file_cap) {
 END_TEST
 
 /* All files together: at most 4 MiB; the file that goes over is named. */
-START_TEST(test_dir_total_cap) {
+START_TEST(test_dir_total_cap)
+{
     VrpcPolicy *policy = NULL;
     for (int i = 0; i < 4; i++) {
         /* 3 MiB, then 1 MiB less the last file */
@@ -500,7 +514,8 @@ START_TEST(test_dir_total_cap) {
 }
 END_TEST
 
-START_TEST(test_bad_arguments) {
+START_TEST(test_bad_arguments)
+{
     VrpcPolicy *policy = NULL;
 
     ck_assert_int_eq(vrpc_policy_load(NULL, &policy), -EINVAL);
@@ -521,7 +536,8 @@ START_TEST(test_bad_arguments) {
 END_TEST
 
 /* The shipped example configuration must pass its own checker. */
-START_TEST(test_shipped_config) {
+START_TEST(test_shipped_config)
+{
     VrpcPolicy *policy = NULL;
     char line[1024];
     int r = vrpc_policy_load(VRPC_SOURCE_DIR "/services/etc", &policy);
@@ -540,7 +556,8 @@ START_TEST(test_shipped_config) {
 }
 END_TEST
 
-int main(void) {
+int main(void)
+{
     Suite *s = suite_create("policy-load");
     TCase *tc = tcase_create("files");
     TCase *dirs = tcase_create("folders");

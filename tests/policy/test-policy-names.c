@@ -48,7 +48,8 @@ static const SplitCase split_cases[] = {
     {NULL, VRPC_POLICY_E_SERVICE, "", ""},
 };
 
-START_TEST(test_split) {
+START_TEST(test_split)
+{
     const SplitCase *c = &split_cases[_i];
     char service[VRPC_POLICY_NAME_MAX + 1], argument[VRPC_POLICY_NAME_MAX + 1];
     int rc = vrpc_policy_split_call(c->call, service, argument);
@@ -66,12 +67,13 @@ typedef struct DomainCase {
 } DomainCase;
 
 static const DomainCase domain_cases[] = {
-    {"work", true},     {"dom0", true},  {"sys-net", true}, {"a.b_c", true}, {"9lives", true},
-    {S64, true},        {S65, false},    {"", false},       {"-x", false},   {".x", false},
-    {"@anyvm", false},  {"a b", false},  {"a+b", false},    {NULL, false},
+    {"work", true},    {"dom0", true}, {"sys-net", true}, {"a.b_c", true}, {"9lives", true},
+    {S64, true},       {S65, false},   {"", false},       {"-x", false},   {".x", false},
+    {"@anyvm", false}, {"a b", false}, {"a+b", false},    {NULL, false},
 };
 
-START_TEST(test_domain_names) {
+START_TEST(test_domain_names)
+{
     const DomainCase *c = &domain_cases[_i];
 
     ck_assert_msg(vrpc_policy_domain_is_valid(c->name) == c->valid, "row %d (%s)", _i,
@@ -79,7 +81,8 @@ START_TEST(test_domain_names) {
 }
 END_TEST
 
-int main(void) {
+int main(void)
+{
     Suite *s = suite_create("policy-names");
     TCase *tc = tcase_create("names");
     vt_leak_fixture(tc);

@@ -18,12 +18,12 @@
 #include "test-util.h"
 
 static const char allow_t[] = "rules:\n  - {service: t, source: '*', target: '*', action: allow}\n";
-static const char deny_t[] =
-    "rules:\n  # a comment moves the rule to line 3\n"
-    "  - {service: t, source: '*', target: '*', action: deny}\n";
+static const char deny_t[] = "rules:\n  # a comment moves the rule to line 3\n"
+                             "  - {service: t, source: '*', target: '*', action: deny}\n";
 static const char broken[] = "rules:\n  - {service: t, source: '*', target: '*', action: maybe}\n";
 
-static VrpcPolicyDecision decide_with(VrpcPolicy *policy) {
+static VrpcPolicyDecision decide_with(VrpcPolicy *policy)
+{
     VrpcPolicyDecision d;
 
     ck_assert_int_eq(vrpc_policy_evaluate(policy,
@@ -35,7 +35,8 @@ static VrpcPolicyDecision decide_with(VrpcPolicy *policy) {
     return d;
 }
 
-static VrpcPolicyAction decide(VrpcPolicyHolder *holder) {
+static VrpcPolicyAction decide(VrpcPolicyHolder *holder)
+{
     VrpcPolicy *policy = vrpc_policy_holder_get(holder);
     VrpcPolicyDecision d = decide_with(policy);
 
@@ -43,7 +44,8 @@ static VrpcPolicyAction decide(VrpcPolicyHolder *holder) {
     return d.action;
 }
 
-static unsigned decide_line(VrpcPolicyHolder *holder) {
+static unsigned decide_line(VrpcPolicyHolder *holder)
+{
     VrpcPolicy *policy = vrpc_policy_holder_get(holder);
     unsigned line = decide_with(policy).rule_line;
 
@@ -51,7 +53,8 @@ static unsigned decide_line(VrpcPolicyHolder *holder) {
     return line;
 }
 
-static const char *decide_reason(VrpcPolicyHolder *holder) {
+static const char *decide_reason(VrpcPolicyHolder *holder)
+{
     VrpcPolicy *policy = vrpc_policy_holder_get(holder);
     const char *reason = decide_with(policy).reason; /* static text */
 
@@ -60,7 +63,8 @@ static const char *decide_reason(VrpcPolicyHolder *holder) {
 }
 
 /* Wait up to 100 ms for the watch fd, then dispatch; returns its result. */
-static int poll_dispatch(VrpcPolicyWatch *watch) {
+static int poll_dispatch(VrpcPolicyWatch *watch)
+{
     struct pollfd p = {.fd = vrpc_policy_watch_get_fd(watch), .events = POLLIN};
     int r;
 
@@ -72,7 +76,8 @@ static int poll_dispatch(VrpcPolicyWatch *watch) {
 
 /* Poll the watch fd and dispatch until a reload finished: the debounce and
  * the worker thread take a few wake-ups. A hang guard of a minute only. */
-static int wait_and_dispatch(VrpcPolicyWatch *watch) {
+static int wait_and_dispatch(VrpcPolicyWatch *watch)
+{
     for (int i = 0; i < 600; i++) {
         int r = poll_dispatch(watch);
 
@@ -85,7 +90,8 @@ static int wait_and_dispatch(VrpcPolicyWatch *watch) {
 
 /* A holder and its watch on a new folder whose policy.d/NAME holds TEXT. */
 static char *watch_open(const char *name, const char *text, VrpcPolicyHolder **holderp,
-                        VrpcPolicyWatch **watchp) {
+                        VrpcPolicyWatch **watchp)
+{
     char *etc = tu_mkdtemp(), *rel = NULL;
 
     ck_assert_int_ge(asprintf(&rel, "policy.d/%s", name), 0);
@@ -96,7 +102,8 @@ static char *watch_open(const char *name, const char *text, VrpcPolicyHolder **h
     return etc;
 }
 
-static void watch_close(char *etc, VrpcPolicyHolder *holder, VrpcPolicyWatch *watch) {
+static void watch_close(char *etc, VrpcPolicyHolder *holder, VrpcPolicyWatch *watch)
+{
     vrpc_policy_watch_free(watch);
     vrpc_policy_holder_free(holder);
     tu_rmrf(etc);
@@ -106,7 +113,8 @@ static void watch_close(char *etc, VrpcPolicyHolder *holder, VrpcPolicyWatch *wa
 /* Handle the events already queued (the kernel queues them during the
  * syscall that causes them, so after a write returns they are readable).
  * Returns the number of reloads that finished meanwhile. */
-static int dispatch_queued(VrpcPolicyWatch *watch) {
+static int dispatch_queued(VrpcPolicyWatch *watch)
+{
     struct pollfd p = {.fd = vrpc_policy_watch_get_fd(watch), .events = POLLIN};
     int reloads = 0, r;
 
@@ -118,7 +126,8 @@ static int dispatch_queued(VrpcPolicyWatch *watch) {
     return reloads;
 }
 
-START_TEST(test_holder_swaps_snapshots) {
+START_TEST(test_holder_swaps_snapshots)
+{
     char *etc = tu_mkdtemp();
     VrpcPolicyHolder *holder = NULL;
     VrpcPolicy *old, *fresh;
@@ -149,7 +158,8 @@ START_TEST(test_holder_swaps_snapshots) {
 }
 END_TEST
 
-START_TEST(test_holder_fails_closed_and_recovers) {
+START_TEST(test_holder_fails_closed_and_recovers)
+{
     char *etc = tu_mkdtemp();
     VrpcPolicyHolder *holder = NULL;
 
@@ -171,7 +181,8 @@ START_TEST(test_holder_fails_closed_and_recovers) {
 }
 END_TEST
 
-START_TEST(test_holder_invalid_at_start) {
+START_TEST(test_holder_invalid_at_start)
+{
     VrpcPolicyHolder *holder = NULL;
 
     ck_assert_int_eq(vrpc_policy_holder_new(&holder, "/nonexistent/vrpc-policy-test"),
@@ -186,7 +197,8 @@ START_TEST(test_holder_invalid_at_start) {
 }
 END_TEST
 
-START_TEST(test_watch_reloads_on_change) {
+START_TEST(test_watch_reloads_on_change)
+{
     char *etc = tu_mkdtemp();
     VrpcPolicyHolder *holder = NULL;
     VrpcPolicyWatch *watch = NULL;
@@ -218,9 +230,10 @@ START_TEST(test_watch_reloads_on_change) {
 END_TEST
 
 /* Temporaries of editors and installers never trigger a reload. */
-START_TEST(test_watch_ignores_hidden_files) {
+START_TEST(test_watch_ignores_hidden_files)
+{
     static const char *const temps[] = {"policy.d/.50.yaml.swp", "policy.d/50.yaml~",
-                                        "policy.d/50.yaml.swp", "policy.d/50.yaml.tmp",
+                                        "policy.d/50.yaml.swp",  "policy.d/50.yaml.tmp",
                                         "policy.d/.hidden.yaml", "policy.d/README"};
     VrpcPolicyHolder *holder = NULL;
     VrpcPolicyWatch *watch = NULL;
@@ -245,7 +258,8 @@ END_TEST
  * for "work-admin" parses and allowed work's calls. Now the reload waits for
  * the file to be closed, and a creation or a touch triggers nothing.
  */
-START_TEST(test_watch_waits_for_files_being_written) {
+START_TEST(test_watch_waits_for_files_being_written)
+{
     static const char prefix[] =
         "rules:\n  - service: t\n    target: '*'\n    action: allow\n    source: work";
     static const char rest[] = "-admin\n";
@@ -295,7 +309,8 @@ START_TEST(test_watch_waits_for_files_being_written) {
 END_TEST
 
 /* The safe install: write elsewhere, rename in. The rename is picked up. */
-START_TEST(test_watch_rename_in) {
+START_TEST(test_watch_rename_in)
+{
     VrpcPolicyHolder *holder = NULL;
     VrpcPolicyWatch *watch = NULL;
     char *etc = watch_open("90.yaml", deny_t, &holder, &watch), *from = NULL, *to = NULL;
@@ -319,7 +334,8 @@ START_TEST(test_watch_rename_in) {
 END_TEST
 
 /* A burst of changes makes one reload, not one per change. */
-START_TEST(test_watch_debounces) {
+START_TEST(test_watch_debounces)
+{
     VrpcPolicyHolder *holder = NULL;
     VrpcPolicyWatch *watch = NULL;
     char *etc = watch_open("50.yaml", allow_t, &holder, &watch);
@@ -338,7 +354,8 @@ START_TEST(test_watch_debounces) {
 }
 END_TEST
 
-START_TEST(test_watch_domains_yaml) {
+START_TEST(test_watch_domains_yaml)
+{
     char *etc = tu_mkdtemp();
     VrpcPolicyHolder *holder = NULL;
     VrpcPolicyWatch *watch = NULL;
@@ -358,7 +375,8 @@ START_TEST(test_watch_domains_yaml) {
 }
 END_TEST
 
-START_TEST(test_watch_policy_dir_recreated) {
+START_TEST(test_watch_policy_dir_recreated)
+{
     char *etc = tu_mkdtemp();
     char *policy_dir = NULL;
     VrpcPolicyHolder *holder = NULL;
@@ -396,7 +414,8 @@ START_TEST(test_watch_policy_dir_recreated) {
 }
 END_TEST
 
-START_TEST(test_watch_bad_arguments) {
+START_TEST(test_watch_bad_arguments)
+{
     VrpcPolicyWatch *watch = NULL;
 
     ck_assert_int_eq(vrpc_policy_watch_new(&watch, NULL), -EINVAL);
@@ -415,7 +434,8 @@ typedef struct Reader {
     unsigned long torn;
 } Reader;
 
-static void *reader_main(void *arg) {
+static void *reader_main(void *arg)
+{
     Reader *r = arg;
 
     while (!atomic_load(r->stop)) {
@@ -432,7 +452,8 @@ static void *reader_main(void *arg) {
     return NULL;
 }
 
-START_TEST(test_concurrent_reload) {
+START_TEST(test_concurrent_reload)
+{
     char *etc = tu_mkdtemp();
     VrpcPolicyHolder *holder = NULL;
     atomic_bool stop = false;
@@ -461,7 +482,8 @@ START_TEST(test_concurrent_reload) {
 }
 END_TEST
 
-int main(void) {
+int main(void)
+{
     Suite *s = suite_create("policy-reload");
     TCase *tc = tcase_create("reload");
     vt_leak_fixture(tc);

@@ -25,7 +25,8 @@
  * forked Check test with _exit(), skipping the test's own cleanup. */
 static char *base_dir;
 
-static char *make_temp(const char *parent) {
+static char *make_temp(const char *parent)
+{
     char *path = NULL;
 
     if (asprintf(&path, "%s/vrpc-policy-test.XXXXXX", parent) < 0)
@@ -37,20 +38,23 @@ static char *make_temp(const char *parent) {
     return path;
 }
 
-static const char *tmp_root(void) {
+static const char *tmp_root(void)
+{
     const char *tmp = getenv("TMPDIR");
 
     return tmp && *tmp ? tmp : "/tmp";
 }
 
-char *tu_mkdtemp(void) {
+char *tu_mkdtemp(void)
+{
     char *path = make_temp(base_dir ? base_dir : tmp_root());
 
     ck_assert_msg(path != NULL, "mkdtemp: %s", strerror(errno));
     return path;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
     (void)st;
     (void)ftw;
     if (flag == FTW_DP)
@@ -60,22 +64,24 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
     return 0;
 }
 
-void tu_rmrf(const char *path) {
+void tu_rmrf(const char *path)
+{
     if (path)
         nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-void tu_mkdir(const char *dir, const char *rel) {
+void tu_mkdir(const char *dir, const char *rel)
+{
     char *path = NULL;
 
     ck_assert_int_ge(asprintf(&path, "%s/%s", dir, rel), 0);
-    ck_assert_msg(mkdir(path, 0755) == 0 || errno == EEXIST, "mkdir %s: %s", path,
-                  strerror(errno));
+    ck_assert_msg(mkdir(path, 0755) == 0 || errno == EEXIST, "mkdir %s: %s", path, strerror(errno));
     free(path);
 }
 
 /* DIR/REL, after creating the folders inside DIR that lead to it. */
-static char *make_parents(const char *dir, const char *rel) {
+static char *make_parents(const char *dir, const char *rel)
+{
     char *path = NULL;
 
     ck_assert_int_ge(asprintf(&path, "%s/%s", dir, rel), 0);
@@ -88,7 +94,8 @@ static char *make_parents(const char *dir, const char *rel) {
     return path;
 }
 
-void tu_write_in_place(const char *dir, const char *rel, const char *content) {
+void tu_write_in_place(const char *dir, const char *rel, const char *content)
+{
     char *path = make_parents(dir, rel);
     FILE *f = fopen(path, "we");
 
@@ -98,7 +105,8 @@ void tu_write_in_place(const char *dir, const char *rel, const char *content) {
     free(path);
 }
 
-void tu_write(const char *dir, const char *rel, const char *content) {
+void tu_write(const char *dir, const char *rel, const char *content)
+{
     char *path = make_parents(dir, rel), *tmp = NULL, *slash;
     FILE *f;
 
@@ -116,7 +124,8 @@ void tu_write(const char *dir, const char *rel, const char *content) {
 }
 
 /* Read everything from two pipes until both close. */
-static void drain(int out_fd, int err_fd, char **outp, char **errp) {
+static void drain(int out_fd, int err_fd, char **outp, char **errp)
+{
     size_t out_size = 0, err_size = 0;
     FILE *out = open_memstream(outp, &out_size);
     FILE *err = open_memstream(errp, &err_size);
@@ -146,7 +155,8 @@ static void drain(int out_fd, int err_fd, char **outp, char **errp) {
     fclose(err);
 }
 
-void tu_run(char *const argv[], TuRun *run) {
+void tu_run(char *const argv[], TuRun *run)
+{
     int out[2], err[2], status = 0;
     pid_t pid;
 
@@ -169,17 +179,19 @@ void tu_run(char *const argv[], TuRun *run) {
     run->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-void tu_run_free(TuRun *run) {
+void tu_run_free(TuRun *run)
+{
     free(run->out);
     free(run->err);
     *run = (TuRun){0};
 }
 
 int tu_load(VrpcPolicy **policyp, const char *const *names, const char *const *texts,
-            size_t n_files, const char *domains) {
+            size_t n_files, const char *domains)
+{
     VrpcPolicyText files[8];
-    VrpcPolicyText dom = {.name = "domains.yaml", .data = domains,
-                          .size = domains ? strlen(domains) : 0};
+    VrpcPolicyText dom = {
+        .name = "domains.yaml", .data = domains, .size = domains ? strlen(domains) : 0};
 
     ck_assert_uint_le(n_files, 8);
     for (size_t i = 0; i < n_files; i++)
@@ -187,7 +199,8 @@ int tu_load(VrpcPolicy **policyp, const char *const *names, const char *const *t
     return vrpc_policy_load_texts(files, n_files, domains ? &dom : NULL, policyp);
 }
 
-int tu_run_suite(Suite *suite) {
+int tu_run_suite(Suite *suite)
+{
     SRunner *sr = srunner_create(suite);
     int failed;
 

@@ -30,7 +30,8 @@
 
 extern char **environ;
 
-static int list_fds(void) {
+static int list_fds(void)
+{
     DIR *d = opendir("/proc/self/fd");
     struct dirent *e;
 
@@ -43,7 +44,8 @@ static int list_fds(void) {
     return 0;
 }
 
-static int print_sigs(void) {
+static int print_sigs(void)
+{
     FILE *f = fopen("/proc/self/status", "re");
     char line[256];
 
@@ -56,7 +58,8 @@ static int print_sigs(void) {
     return 0;
 }
 
-static int print_ids(void) {
+static int print_ids(void)
+{
     gid_t groups[256];
     int n = getgroups(256, groups);
     const char *home = getenv("HOME");
@@ -68,7 +71,8 @@ static int print_ids(void) {
     return 0;
 }
 
-static int tree(void) {
+static int tree(void)
+{
     pid_t pid = fork();
 
     if (pid == 0) {
@@ -81,7 +85,8 @@ static int tree(void) {
     return 0;
 }
 
-static int cat(void) {
+static int cat(void)
+{
     char buf[65536];
     ssize_t n;
 
@@ -91,7 +96,8 @@ static int cat(void) {
     return n == 0 ? 0 : 1;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     const char *a = argc > 1 ? argv[1] : strrchr(argv[0], '.') ? strrchr(argv[0], '.') + 1 : "";
 
     if (!getenv("VRPC_SERVICE_NAME") && argc == 2 && strcmp(a, "--help") == 0) {

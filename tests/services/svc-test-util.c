@@ -22,29 +22,32 @@
 
 const VrpcServiceCall svc_default_call = {.source = "work", .requested_target = "dom0"};
 
-char *svc_tmpdir(void) {
+char *svc_tmpdir(void)
+{
     const char *base = getenv("TMPDIR");
     char *dir;
 
-    ck_assert_int_ge(asprintf(&dir, "%s/vrpc-svc-test.XXXXXX", base && *base ? base : "/tmp"),
-                     0);
+    ck_assert_int_ge(asprintf(&dir, "%s/vrpc-svc-test.XXXXXX", base && *base ? base : "/tmp"), 0);
     ck_assert_ptr_nonnull(mkdtemp(dir));
     ck_assert_int_eq(chmod(dir, 0755), 0);
     return dir;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
     return remove(path);
 }
 
-void svc_tmpdir_remove(char *dir) {
+void svc_tmpdir_remove(char *dir)
+{
     if (!dir)
         return;
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     free(dir);
 }
 
-void svc_write_file(const char *dir, const char *name, const char *data, int mode) {
+void svc_write_file(const char *dir, const char *name, const char *data, int mode)
+{
     char *path;
     int fd;
     size_t len = strlen(data);
@@ -58,7 +61,8 @@ void svc_write_file(const char *dir, const char *name, const char *data, int mod
     free(path);
 }
 
-void svc_install_probe(const char *dir, const char *name) {
+void svc_install_probe(const char *dir, const char *name)
+{
     char *path, buf[65536];
     int in, out;
     ssize_t n;
@@ -76,7 +80,8 @@ void svc_install_probe(const char *dir, const char *name) {
     free(path);
 }
 
-VrpcService *svc_resolve_ok(const char *dir, const char *service, const char *arg) {
+VrpcService *svc_resolve_ok(const char *dir, const char *service, const char *arg)
+{
     char err[VRPC_SERVICES_ERROR_MAX] = "";
     VrpcService *s = NULL;
     int r = vrpc_service_resolve(dir, service, strlen(service), arg, arg ? strlen(arg) : 0, &s,
@@ -88,7 +93,8 @@ VrpcService *svc_resolve_ok(const char *dir, const char *service, const char *ar
 }
 
 int svc_resolve_err(const char *dir, const char *service, const char *arg,
-                    char err[VRPC_SERVICES_ERROR_MAX]) {
+                    char err[VRPC_SERVICES_ERROR_MAX])
+{
     VrpcService *s = NULL;
     int r;
 
@@ -100,15 +106,16 @@ int svc_resolve_err(const char *dir, const char *service, const char *arg,
     return r;
 }
 
-void svc_start_ok(const VrpcService *service, const VrpcServiceCall *call,
-                  VrpcServiceProcess *proc) {
+void svc_start_ok(const VrpcService *service, const VrpcServiceCall *call, VrpcServiceProcess *proc)
+{
     char err[VRPC_SERVICES_ERROR_MAX] = "";
     int r = vrpc_service_start(service, call ? call : &svc_default_call, proc, err);
 
     ck_assert_msg(r == 0, "start %s: %d %s", service->entry, r, err);
 }
 
-static void append(char **bufp, size_t *lenp, const char *data, size_t n) {
+static void append(char **bufp, size_t *lenp, const char *data, size_t n)
+{
     char *b = realloc(*bufp, *lenp + n + 1);
 
     ck_assert_ptr_nonnull(b);
@@ -118,7 +125,8 @@ static void append(char **bufp, size_t *lenp, const char *data, size_t n) {
     *bufp = b;
 }
 
-SvcOutput svc_finish(VrpcServiceProcess *proc, const void *input, size_t input_len) {
+SvcOutput svc_finish(VrpcServiceProcess *proc, const void *input, size_t input_len)
+{
     SvcOutput o = {.exit_code = -1};
     size_t sent = 0;
     static char buf[65536];
@@ -179,14 +187,16 @@ SvcOutput svc_finish(VrpcServiceProcess *proc, const void *input, size_t input_l
     return o;
 }
 
-void svc_output_free(SvcOutput *o) {
+void svc_output_free(SvcOutput *o)
+{
     free(o->out);
     free(o->err);
     *o = (SvcOutput){0};
 }
 
 SvcOutput svc_run(const char *dir, const char *service, const char *arg,
-                  const VrpcServiceCall *call) {
+                  const VrpcServiceCall *call)
+{
     VrpcService *s = svc_resolve_ok(dir, service, arg);
     VrpcServiceProcess proc;
     SvcOutput o;
@@ -197,7 +207,8 @@ SvcOutput svc_run(const char *dir, const char *service, const char *arg,
     return o;
 }
 
-int svc_run_suite(Suite *suite) {
+int svc_run_suite(Suite *suite)
+{
     SRunner *sr = srunner_create(suite);
     int failed;
 

@@ -19,18 +19,21 @@
 
 static char *dir;
 
-static void setup(void) {
+static void setup(void)
+{
     vt_leak_setup();
     dir = svc_tmpdir();
 }
 
-static void teardown(void) {
+static void teardown(void)
+{
     svc_tmpdir_remove(dir);
     dir = NULL;
     vt_leak_teardown();
 }
 
-static void make_socket(const char *name) {
+static void make_socket(const char *name)
+{
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -41,14 +44,16 @@ static void make_socket(const char *name) {
     close(fd); /* the socket file stays: enough for lookup */
 }
 
-static char *path_of(const char *name) {
+static char *path_of(const char *name)
+{
     char *p;
 
     ck_assert_int_ge(asprintf(&p, "%s/%s", dir, name), 0);
     return p;
 }
 
-START_TEST(test_order) {
+START_TEST(test_order)
+{
     VrpcService *s;
 
     svc_write_file(dir, "svc", "#!/bin/true\n", 0755);
@@ -80,7 +85,8 @@ START_TEST(test_order) {
 }
 END_TEST
 
-START_TEST(test_not_found) {
+START_TEST(test_not_found)
+{
     char err[VRPC_SERVICES_ERROR_MAX];
 
     svc_write_file(dir, "svc+only", "#!/bin/true\n", 0755);
@@ -103,7 +109,8 @@ START_TEST(test_not_found) {
 }
 END_TEST
 
-START_TEST(test_kinds) {
+START_TEST(test_kinds)
+{
     char err[VRPC_SERVICES_ERROR_MAX];
     VrpcService *s;
     char *p;
@@ -138,7 +145,8 @@ START_TEST(test_kinds) {
 }
 END_TEST
 
-START_TEST(test_symlinks) {
+START_TEST(test_symlinks)
+{
     char err[VRPC_SERVICES_ERROR_MAX];
     VrpcService *s;
     char *p = path_of("link.Svc"), *d = path_of("dangling.Svc");
@@ -202,7 +210,8 @@ static const BadConfig bad_configs[] = {
     {"timeout: 5\n  bad indent: 1\n", ":2:", ""},
 };
 
-START_TEST(test_config_errors) {
+START_TEST(test_config_errors)
+{
     const BadConfig *c = &bad_configs[_i];
     char err[VRPC_SERVICES_ERROR_MAX], *p, *want;
 
@@ -220,7 +229,8 @@ START_TEST(test_config_errors) {
 }
 END_TEST
 
-START_TEST(test_config_file_errors) {
+START_TEST(test_config_file_errors)
+{
     char err[VRPC_SERVICES_ERROR_MAX], *p, *big;
     size_t n = VRPC_SERVICES_CONFIG_MAX + 1;
 
@@ -254,7 +264,8 @@ START_TEST(test_config_file_errors) {
 }
 END_TEST
 
-START_TEST(test_config_valid) {
+START_TEST(test_config_valid)
+{
     VrpcService *s;
 
     svc_write_file(dir, "svc", "#!/bin/true\n", 0755);
@@ -305,7 +316,8 @@ START_TEST(test_config_valid) {
 }
 END_TEST
 
-START_TEST(test_config_order) {
+START_TEST(test_config_order)
+{
     char err[VRPC_SERVICES_ERROR_MAX];
     VrpcService *s;
 
@@ -336,7 +348,8 @@ START_TEST(test_config_order) {
 }
 END_TEST
 
-START_TEST(test_no_fd_leak) {
+START_TEST(test_no_fd_leak)
+{
     VtLeak *fds = vt_leak_new();
     char err[VRPC_SERVICES_ERROR_MAX];
 
@@ -355,7 +368,8 @@ START_TEST(test_no_fd_leak) {
 }
 END_TEST
 
-int main(void) {
+int main(void)
+{
     Suite *s = suite_create("services-lookup");
     TCase *tc = tcase_create("lookup");
     TCase *cfg = tcase_create("config");

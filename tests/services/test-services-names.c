@@ -27,8 +27,8 @@ static const NameCase name_cases[] = {
     {N("demo.Echo"), N(""), 0},
     {N("a"), NULL, 0, 0},
     {N("a.b-c_D9"), N("x"), 0},
-    {N("svc"), N("a+b"), 0},  /* '+' inside an argument: the policy's rule */
-    {N("svc"), N(".x"), 0},   /* never a path of its own: always after "svc+" */
+    {N("svc"), N("a+b"), 0}, /* '+' inside an argument: the policy's rule */
+    {N("svc"), N(".x"), 0},  /* never a path of its own: always after "svc+" */
     {N("svc"), N(".."), 0},
     {N(S64), N(S64), 0},
     {N(S64 "m"), N(""), VRPC_SERVICES_E_NAME},
@@ -52,17 +52,18 @@ static const NameCase name_cases[] = {
     {N("svc"), N("*"), VRPC_SERVICES_E_NAME},
     {N("\xc3\xa9t\xc3\xa9"), N(""), VRPC_SERVICES_E_NAME},
     {N("svc"), N("\xff"), VRPC_SERVICES_E_NAME},
-    {N("svc\0evil"), N(""), VRPC_SERVICES_E_NAME},  /* NUL inside the length */
+    {N("svc\0evil"), N(""), VRPC_SERVICES_E_NAME}, /* NUL inside the length */
     {N("svc"), N("a\0b"), VRPC_SERVICES_E_NAME},
-    {"svc", 2, NULL, 0, 0},                          /* explicit length: "sv" */
-    {N("demo.yaml"), N(""), VRPC_SERVICES_E_NAME},   /* would name a config file */
+    {"svc", 2, NULL, 0, 0},                        /* explicit length: "sv" */
+    {N("demo.yaml"), N(""), VRPC_SERVICES_E_NAME}, /* would name a config file */
     {N("svc"), N("x.yaml"), VRPC_SERVICES_E_NAME},
     {N("svc.yamlx"), N(""), 0},
     {NULL, 0, NULL, 0, VRPC_SERVICES_E_NAME},
-    {N("svc"), NULL, 3, VRPC_SERVICES_E_NAME},        /* length without bytes */
+    {N("svc"), NULL, 3, VRPC_SERVICES_E_NAME}, /* length without bytes */
 };
 
-START_TEST(test_validate) {
+START_TEST(test_validate)
+{
     const NameCase *c = &name_cases[_i];
     char err[VRPC_SERVICES_ERROR_MAX] = "";
     int r = vrpc_services_validate(c->service, c->service_len, c->argument, c->argument_len, err);
@@ -78,7 +79,8 @@ START_TEST(test_validate) {
 }
 END_TEST
 
-START_TEST(test_validate_resolve_agree) {
+START_TEST(test_validate_resolve_agree)
+{
     /* Resolve validates the same way, before touching the folder (which
      * does not even exist here). */
     const NameCase *c = &name_cases[_i];
@@ -92,14 +94,14 @@ START_TEST(test_validate_resolve_agree) {
 }
 END_TEST
 
-START_TEST(test_descriptor) {
+START_TEST(test_descriptor)
+{
     char buf[VRPC_SERVICES_DESCRIPTOR_MAX + 1];
 
     ck_assert_int_eq(vrpc_service_descriptor_format("demo.Echo", "arg", "work", buf, sizeof(buf)),
                      19);
     ck_assert_str_eq(buf, "demo.Echo+arg work\n");
-    ck_assert_int_eq(vrpc_service_descriptor_format("demo.Echo", "", "dom0", buf, sizeof(buf)),
-                     16);
+    ck_assert_int_eq(vrpc_service_descriptor_format("demo.Echo", "", "dom0", buf, sizeof(buf)), 16);
     ck_assert_str_eq(buf, "demo.Echo+ dom0\n");
     ck_assert_int_eq(vrpc_service_descriptor_format("demo.Echo", NULL, "dom0", buf, sizeof(buf)),
                      16);
@@ -112,14 +114,14 @@ START_TEST(test_descriptor) {
                      -EINVAL);
     ck_assert_int_eq(vrpc_service_descriptor_format("svc", "a", "x\nevil", buf, sizeof(buf)),
                      -EINVAL);
-    ck_assert_int_eq(vrpc_service_descriptor_format("a/b", "", "work", buf, sizeof(buf)),
-                     -EINVAL);
+    ck_assert_int_eq(vrpc_service_descriptor_format("a/b", "", "work", buf, sizeof(buf)), -EINVAL);
     ck_assert_int_eq(vrpc_service_descriptor_format("svc", "a b", "work", buf, sizeof(buf)),
                      -EINVAL);
 }
 END_TEST
 
-START_TEST(test_exit_codes) {
+START_TEST(test_exit_codes)
+{
     ck_assert_int_eq(vrpc_service_exit_code(W_EXITCODE(0, 0)), 0);
     ck_assert_int_eq(vrpc_service_exit_code(W_EXITCODE(3, 0)), 3);
     ck_assert_int_eq(vrpc_service_exit_code(W_EXITCODE(255, 0)), 255);
@@ -140,7 +142,8 @@ START_TEST(test_exit_codes) {
 }
 END_TEST
 
-int main(void) {
+int main(void)
+{
     Suite *s = suite_create("services-names");
     TCase *tc = tcase_create("names");
     vt_leak_fixture(tc);

@@ -21,7 +21,8 @@
 
 #define SERVICES_DIR VRPC_EXAMPLE_ETC_DIR "/services"
 
-START_TEST(test_example_etc) {
+START_TEST(test_example_etc)
+{
     struct stat st;
 
     ck_assert_int_eq(stat(VRPC_EXAMPLE_ETC_DIR "/policy.d/50-demo.yaml", &st), 0);
@@ -36,7 +37,8 @@ START_TEST(test_example_etc) {
 }
 END_TEST
 
-START_TEST(test_echo_all_bytes) {
+START_TEST(test_echo_all_bytes)
+{
     unsigned char data[256 * 64];
     VrpcService *s = svc_resolve_ok(SERVICES_DIR, "demo.Echo", NULL);
     VrpcServiceProcess proc;
@@ -55,13 +57,15 @@ START_TEST(test_echo_all_bytes) {
 }
 END_TEST
 
-static uint64_t fnv1a(const unsigned char *p, size_t n, uint64_t h) {
+static uint64_t fnv1a(const unsigned char *p, size_t n, uint64_t h)
+{
     for (size_t i = 0; i < n; i++)
         h = (h ^ p[i]) * 0x100000001b3ull;
     return h;
 }
 
-START_TEST(test_echo_large) {
+START_TEST(test_echo_large)
+{
     size_t n = 32u << 20; /* 32 MiB, more than any pipe holds */
     unsigned char *data = malloc(n);
     uint64_t x = 0x9e3779b97f4a7c15ull;
@@ -87,7 +91,8 @@ START_TEST(test_echo_large) {
 END_TEST
 
 /* Read from FD (non-blocking) until exactly WANT has arrived. */
-static void expect_output(int fd, const char *want) {
+static void expect_output(int fd, const char *want)
+{
     size_t len = strlen(want), got = 0;
     char buf[256];
 
@@ -107,11 +112,13 @@ static void expect_output(int fd, const char *want) {
     ck_assert_str_eq(buf, want);
 }
 
-static void write_str(int fd, const char *s) {
+static void write_str(int fd, const char *s)
+{
     ck_assert_int_eq(write(fd, s, strlen(s)), (ssize_t)strlen(s));
 }
 
-START_TEST(test_uppercase_streams) {
+START_TEST(test_uppercase_streams)
+{
     VrpcService *s = svc_resolve_ok(SERVICES_DIR, "demo.Uppercase", NULL);
     VrpcServiceProcess proc;
     SvcOutput o;
@@ -139,7 +146,8 @@ START_TEST(test_uppercase_streams) {
 }
 END_TEST
 
-START_TEST(test_uppercase_long_line) {
+START_TEST(test_uppercase_long_line)
+{
     /* A line longer than the service's buffer still arrives whole. */
     size_t n = 200000;
     char *in = malloc(n + 2), *want = malloc(n + 2);
@@ -166,7 +174,8 @@ START_TEST(test_uppercase_long_line) {
 }
 END_TEST
 
-START_TEST(test_ping) {
+START_TEST(test_ping)
+{
     SvcOutput o = svc_run(SERVICES_DIR, "vrpc.Ping", NULL, NULL);
     VrpcService *s;
     VrpcServiceProcess proc;
@@ -211,7 +220,8 @@ START_TEST(test_ping) {
 }
 END_TEST
 
-int main(void) {
+int main(void)
+{
     Suite *s = suite_create("services-shipped");
     TCase *tc = tcase_create("shipped");
     vt_leak_fixture(tc);

@@ -29,24 +29,28 @@ extern char **environ;
 
 static char *dir;
 
-static void setup(void) {
+static void setup(void)
+{
     vt_leak_setup();
     dir = svc_tmpdir();
     svc_install_probe(dir, "probe");
 }
 
-static void teardown(void) {
+static void teardown(void)
+{
     svc_tmpdir_remove(dir);
     dir = NULL;
     vt_leak_teardown();
 }
 
-static int cmp_str(const void *a, const void *b) {
+static int cmp_str(const void *a, const void *b)
+{
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* Split TEXT into sorted lines (TEXT is modified). */
-static char **sorted_lines(char *text, size_t *np) {
+static char **sorted_lines(char *text, size_t *np)
+{
     char **v = NULL;
     size_t n = 0;
 
@@ -60,7 +64,8 @@ static char **sorted_lines(char *text, size_t *np) {
     return v;
 }
 
-START_TEST(test_argv) {
+START_TEST(test_argv)
+{
     SvcOutput o = svc_run(dir, "probe", "argv", NULL);
 
     ck_assert_int_eq(o.exit_code, 0);
@@ -86,7 +91,8 @@ START_TEST(test_argv) {
 }
 END_TEST
 
-START_TEST(test_env_exact) {
+START_TEST(test_env_exact)
+{
     SvcOutput o;
     size_t n_got, n_want = 0;
     char **got, **want, *want_text = NULL;
@@ -117,12 +123,12 @@ START_TEST(test_env_exact) {
     for (size_t i = 0; i < n_got; i++)
         ck_assert_str_eq(got[i], want[i]);
     /* Spot checks of the tricky prefixes, in case the lists agree by accident. */
-    ck_assert_ptr_nonnull(bsearch(&(const char *){"VRPCSIM_X=kept"}, got, n_got, sizeof(*got),
-                                  cmp_str));
-    ck_assert_ptr_nonnull(bsearch(&(const char *){"XVRPC_Y=kept too"}, got, n_got, sizeof(*got),
-                                  cmp_str));
-    ck_assert_ptr_null(bsearch(&(const char *){"VRPC_FOO=leak"}, got, n_got, sizeof(*got),
-                               cmp_str));
+    ck_assert_ptr_nonnull(
+        bsearch(&(const char *){"VRPCSIM_X=kept"}, got, n_got, sizeof(*got), cmp_str));
+    ck_assert_ptr_nonnull(
+        bsearch(&(const char *){"XVRPC_Y=kept too"}, got, n_got, sizeof(*got), cmp_str));
+    ck_assert_ptr_null(
+        bsearch(&(const char *){"VRPC_FOO=leak"}, got, n_got, sizeof(*got), cmp_str));
     free(got);
     free(want);
     free(want_text);
@@ -130,7 +136,8 @@ START_TEST(test_env_exact) {
 }
 END_TEST
 
-START_TEST(test_env_base_and_empty_argument) {
+START_TEST(test_env_base_and_empty_argument)
+{
     char *base[] = {"PATH=/usr/bin:/bin", "VRPC_SECRET=x", "VRPCSIM_INSTANCE=abc", NULL};
     VrpcServiceCall call = {.source = "vault", .base_env = base};
     SvcOutput o;
@@ -147,7 +154,8 @@ START_TEST(test_env_base_and_empty_argument) {
 }
 END_TEST
 
-START_TEST(test_no_fd_leak) {
+START_TEST(test_no_fd_leak)
+{
     int leak1 = open("/dev/null", O_RDONLY); /* deliberately without O_CLOEXEC */
     int sv[2];
     SvcOutput o;
@@ -170,7 +178,8 @@ START_TEST(test_no_fd_leak) {
 }
 END_TEST
 
-START_TEST(test_stdio_closed_in_parent) {
+START_TEST(test_stdio_closed_in_parent)
+{
     /* A daemon with 0, 1 and 2 closed: the pipes then get low numbers, which
      * must not clobber each other in the child. */
     int saved[3];
@@ -193,7 +202,8 @@ START_TEST(test_stdio_closed_in_parent) {
 }
 END_TEST
 
-START_TEST(test_stdin_stdout_stderr) {
+START_TEST(test_stdin_stdout_stderr)
+{
     VrpcService *s = svc_resolve_ok(dir, "probe", "cat");
     VrpcServiceProcess proc;
     SvcOutput o;
@@ -223,12 +233,13 @@ START_TEST(test_stdin_stdout_stderr) {
 }
 END_TEST
 
-START_TEST(test_exit_codes) {
+START_TEST(test_exit_codes)
+{
     static const struct {
         const char *arg;
         int code;
     } cases[] = {
-        {"exit.0", 0},      {"exit.1", 1},      {"exit.42", 42},     {"exit.255", 255},
+        {"exit.0", 0},      {"exit.1", 1},     {"exit.42", 42},   {"exit.255", 255},
         {"signal.15", 143}, {"signal.9", 137}, {"signal.6", 134}, {"signal.13", 141},
     };
 
@@ -242,7 +253,8 @@ START_TEST(test_exit_codes) {
 }
 END_TEST
 
-START_TEST(test_session_and_signals) {
+START_TEST(test_session_and_signals)
+{
     sigset_t block;
     SvcOutput o;
     int pid, pgid, sid;
@@ -272,7 +284,8 @@ START_TEST(test_session_and_signals) {
 }
 END_TEST
 
-START_TEST(test_kill_group) {
+START_TEST(test_kill_group)
+{
     VrpcService *s = svc_resolve_ok(dir, "probe", "tree");
     VrpcServiceProcess proc;
     char buf[64] = "";
@@ -313,13 +326,13 @@ START_TEST(test_kill_group) {
     close(pidfd);
     vrpc_service_process_deinit(&proc);
     vrpc_service_free(s);
-    ck_assert_int_eq(vrpc_service_process_kill(&(VrpcServiceProcess){.pid = 0}, SIGTERM),
-                     -EINVAL);
+    ck_assert_int_eq(vrpc_service_process_kill(&(VrpcServiceProcess){.pid = 0}, SIGTERM), -EINVAL);
 }
 END_TEST
 
 static void check_start_fails(const char *service, const VrpcServiceCall *call, int want,
-                              const char *reason) {
+                              const char *reason)
+{
     VrpcService *s = svc_resolve_ok(dir, service, NULL);
     VrpcServiceProcess proc = {.pid = 77, .stdin_fd = 5};
     char err[VRPC_SERVICES_ERROR_MAX] = "";
@@ -343,8 +356,12 @@ static void check_start_fails(const char *service, const VrpcServiceCall *call, 
     vrpc_service_free(s);
 }
 
-START_TEST(test_exec_failure) {
-    svc_write_file(dir, "garbage", "\x7f" "ELF not really\n", 0755);
+START_TEST(test_exec_failure)
+{
+    svc_write_file(dir, "garbage",
+                   "\x7f"
+                   "ELF not really\n",
+                   0755);
     check_start_fails("garbage", NULL, VRPC_SERVICES_E_EXEC, "Exec format error");
     svc_write_file(dir, "badinterp", "#!/nonexistent/interpreter\n", 0755);
     check_start_fails("badinterp", NULL, VRPC_SERVICES_E_EXEC, "No such file or directory");
@@ -352,7 +369,8 @@ START_TEST(test_exec_failure) {
 }
 END_TEST
 
-START_TEST(test_bad_call) {
+START_TEST(test_bad_call)
+{
     VrpcService *s = svc_resolve_ok(dir, "probe", NULL);
     VrpcServiceProcess proc;
     char err[VRPC_SERVICES_ERROR_MAX];
@@ -361,20 +379,18 @@ START_TEST(test_bad_call) {
                      -EINVAL);
     ck_assert_int_eq(vrpc_service_start(s, &(VrpcServiceCall){.source = "a b"}, &proc, err),
                      -EINVAL);
-    ck_assert_int_eq(vrpc_service_start(s,
-                                        &(VrpcServiceCall){.source = "work",
-                                                           .requested_target = "x\ny"},
-                                        &proc, err),
-                     -EINVAL);
+    ck_assert_int_eq(
+        vrpc_service_start(s, &(VrpcServiceCall){.source = "work", .requested_target = "x\ny"},
+                           &proc, err),
+        -EINVAL);
     /* The requested target has the codec's limit (common/names.h), not a looser one. */
     char long_target[VRPC_NAME_MAX + 2];
     memset(long_target, 'a', VRPC_NAME_MAX + 1);
     long_target[VRPC_NAME_MAX + 1] = 0;
-    ck_assert_int_eq(vrpc_service_start(s,
-                                        &(VrpcServiceCall){.source = "work",
-                                                           .requested_target = long_target},
-                                        &proc, err),
-                     -EINVAL);
+    ck_assert_int_eq(
+        vrpc_service_start(s, &(VrpcServiceCall){.source = "work", .requested_target = long_target},
+                           &proc, err),
+        -EINVAL);
     ck_assert_int_eq(vrpc_service_start(NULL, &svc_default_call, &proc, err), -EINVAL);
     ck_assert_int_eq(vrpc_service_start(s, &svc_default_call, NULL, err), -EINVAL);
     vrpc_service_free(s);
@@ -383,7 +399,8 @@ END_TEST
 
 /* ---- users ------------------------------------------------------------- */
 
-START_TEST(test_user_switch) {
+START_TEST(test_user_switch)
+{
     struct passwd *pw = getpwnam("nobody");
     SvcOutput o;
     char *want;
@@ -399,7 +416,7 @@ START_TEST(test_user_switch) {
     ck_assert_int_ge(asprintf(&want, "%u %u\n", (unsigned)pw->pw_uid, (unsigned)pw->pw_gid), 0);
     ck_assert_msg(strncmp(o.out, want, strlen(want)) == 0, "got \"%s\"", o.out);
     ck_assert_ptr_nonnull(strstr(o.out, pw->pw_dir)); /* HOME follows the user */
-    ck_assert_ptr_null(strstr(o.out, "\n0 ")); /* root's group 0 is not kept */
+    ck_assert_ptr_null(strstr(o.out, "\n0 "));        /* root's group 0 is not kept */
     svc_output_free(&o);
     /* The forked path keeps the other guarantees too. */
     o = svc_run(dir, "probe", "fds", NULL);
@@ -412,8 +429,7 @@ START_TEST(test_user_switch) {
     ck_assert_int_eq(o.exit_code, 143);
     svc_output_free(&o);
     /* The configuration wins over the call's (policy's) user. */
-    o = svc_run(dir, "probe", "ids",
-                &(VrpcServiceCall){.source = "work", .user = "root"});
+    o = svc_run(dir, "probe", "ids", &(VrpcServiceCall){.source = "work", .user = "root"});
     ck_assert_msg(strncmp(o.out, want, strlen(want)) == 0, "got \"%s\"", o.out);
     svc_output_free(&o);
     /* Without configuration, the call's user applies; root means no switch. */
@@ -434,7 +450,8 @@ START_TEST(test_user_switch) {
 }
 END_TEST
 
-START_TEST(test_user_errors) {
+START_TEST(test_user_errors)
+{
     struct passwd *pw = getpwnam("nobody");
 
     svc_write_file(dir, "probe.yaml", "user: no-such-user-vrpc\n", 0644);
@@ -443,7 +460,10 @@ START_TEST(test_user_errors) {
     if (geteuid() != 0 || !pw)
         return;
     /* exec failure on the forked (user-switching) path. */
-    svc_write_file(dir, "garbage", "\x7f" "ELF not really\n", 0755);
+    svc_write_file(dir, "garbage",
+                   "\x7f"
+                   "ELF not really\n",
+                   0755);
     svc_write_file(dir, "garbage.yaml", "user: nobody\n", 0644);
     check_start_fails("garbage", NULL, VRPC_SERVICES_E_EXEC, "Exec format error");
     /* Not executable by that user (folder closed to others). */
@@ -480,7 +500,8 @@ END_TEST
 
 /* ---- sockets ----------------------------------------------------------- */
 
-static int listen_at(const char *folder, const char *name, int backlog) {
+static int listen_at(const char *folder, const char *name, int backlog)
+{
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int cwd = open(".", O_PATH | O_CLOEXEC);
@@ -496,7 +517,8 @@ static int listen_at(const char *folder, const char *name, int backlog) {
     return fd;
 }
 
-static char *read_all(int fd) {
+static char *read_all(int fd)
+{
     char *buf = calloc(1, 4096);
     size_t len = 0;
     ssize_t n;
@@ -508,7 +530,8 @@ static char *read_all(int fd) {
     return buf;
 }
 
-static void socket_roundtrip(const char *folder, const char *arg, const char *want_first) {
+static void socket_roundtrip(const char *folder, const char *arg, const char *want_first)
+{
     int lfd = listen_at(folder, "sock.Svc", 8);
     VrpcService *s = svc_resolve_ok(folder, "sock.Svc", arg);
     VrpcServiceProcess proc;
@@ -543,19 +566,22 @@ static void socket_roundtrip(const char *folder, const char *arg, const char *wa
     vrpc_service_free(s);
 }
 
-START_TEST(test_socket_descriptor) {
+START_TEST(test_socket_descriptor)
+{
     socket_roundtrip(dir, "arg", "sock.Svc+arg work\ndata");
     socket_roundtrip(dir, NULL, "sock.Svc+ work\ndata");
 }
 END_TEST
 
-START_TEST(test_socket_skip_descriptor) {
+START_TEST(test_socket_skip_descriptor)
+{
     svc_write_file(dir, "sock.Svc.yaml", "skip-service-descriptor: true\n", 0644);
     socket_roundtrip(dir, "arg", "data");
 }
 END_TEST
 
-START_TEST(test_socket_long_path) {
+START_TEST(test_socket_long_path)
+{
     /* A folder path longer than sun_path (108 bytes) still works. */
     char *deep;
 
@@ -570,7 +596,8 @@ START_TEST(test_socket_long_path) {
 }
 END_TEST
 
-START_TEST(test_socket_errors) {
+START_TEST(test_socket_errors)
+{
     int lfd = listen_at(dir, "sock.Svc", 0), n_ok = 0, r = 0;
     VrpcService *s = svc_resolve_ok(dir, "sock.Svc", NULL);
     VrpcServiceProcess procs[64];
@@ -598,7 +625,8 @@ START_TEST(test_socket_errors) {
 }
 END_TEST
 
-int main(void) {
+int main(void)
+{
     Suite *s = suite_create("services-spawn");
     TCase *tc = tcase_create("spawn");
     TCase *users = tcase_create("users");

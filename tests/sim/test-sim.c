@@ -52,8 +52,8 @@ static void as_dom(const char *ns, unsigned int domid)
     setenv("XENSTORED_PATH", buf, 1);
 }
 
-static VtResult sim(const char *a0, const char *a1, const char *a2, const char *a3,
-                    const char *a4, const char *a5, const char *a6)
+static VtResult sim(const char *a0, const char *a1, const char *a2, const char *a3, const char *a4,
+                    const char *a5, const char *a6)
 {
     const char *argv[] = {VRPC_SIM_BIN, a0, a1, a2, a3, a4, a5, a6, NULL};
     return vt_run(argv, 120);
@@ -194,8 +194,9 @@ START_TEST(cli_exec_xenstore_tools)
     vt_result_free(&r);
     /* each domain's local vrpc socket is named in its environment */
     {
-        const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "vault", "--", "sh", "-c",
-                              "echo \"$VRPC_SOCKET\"", NULL};
+        const char *argv[] = {
+            VRPC_SIM_BIN, "exec", "--ns", ns, "vault", "--", "sh", "-c", "echo \"$VRPC_SOCKET\"",
+            NULL};
         char want[700];
 
         r = vt_run(argv, 60);
@@ -206,8 +207,8 @@ START_TEST(cli_exec_xenstore_tools)
     }
     /* the command's exit status comes back */
     {
-        const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "work", "--", "sh", "-c",
-                              "exit 7", NULL};
+        const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", ns,       "work",
+                              "--",         "sh",   "-c",   "exit 7", NULL};
         r = vt_run(argv, 60);
     }
     ck_assert_int_eq(r.status, 7);
@@ -229,7 +230,7 @@ START_TEST(cli_destroy)
     xs = xs_open(XS_OPEN_SOCKETONLY);
     ck_assert_ptr_nonnull(xs);
     ck_assert(xs_watch(xs, "@releaseDomain", "rel"));
-    ev = xs_read_watch(xs, &n);     /* fires once at registration */
+    ev = xs_read_watch(xs, &n); /* fires once at registration */
     ck_assert_ptr_nonnull(ev);
     free(ev);
     ck_assert(xs_is_domain_introduced(xs, 2));
@@ -319,7 +320,7 @@ START_TEST(xs_guest_identity)
     ck_assert_int_eq(errno, EACCES);
     ck_assert(!xs_write(g, XBT_NULL, "/local/domain/0/x", "1", 1));
     ck_assert_int_eq(errno, EACCES);
-    ck_assert(!xs_write(g, XBT_NULL, "name", "evil", 4));   /* toolstack-owned */
+    ck_assert(!xs_write(g, XBT_NULL, "name", "evil", 4)); /* toolstack-owned */
     ck_assert_int_eq(errno, EACCES);
 
     as_dom(ns, 0);
@@ -330,9 +331,9 @@ START_TEST(xs_guest_identity)
     free(v);
     perms = xs_get_permissions(d0, XBT_NULL, "/local/domain/1/data/hello", &n);
     ck_assert_ptr_nonnull(perms);
-    ck_assert_uint_eq(perms[0].id, 1);  /* the guest owns what it created */
+    ck_assert_uint_eq(perms[0].id, 1); /* the guest owns what it created */
     free(perms);
-    v = xs_read(d0, XBT_NULL, "domid", &n);     /* dom0's relative base */
+    v = xs_read(d0, XBT_NULL, "domid", &n); /* dom0's relative base */
     ck_assert_str_eq(v, "0");
     free(v);
 
@@ -360,7 +361,7 @@ START_TEST(xs_watches)
     vt_sim_up(ns, two_guests);
     as_dom(ns, 1);
     g = xs_open(XS_OPEN_SOCKETONLY);
-    g2 = xs_open(XS_OPEN_SOCKETONLY);   /* a second process-like client on the same ring */
+    g2 = xs_open(XS_OPEN_SOCKETONLY); /* a second process-like client on the same ring */
     ck_assert(g && g2);
     ck_assert(xs_watch(g, "data/w", "tokA"));
     ck_assert(xs_watch(g2, "data/w", "tokB"));
@@ -376,7 +377,7 @@ START_TEST(xs_watches)
     ck_assert(xs_write(d0, XBT_NULL, "/local/domain/1/data/w", "x", 1));
     ev = xs_read_watch(g, &n);
     ck_assert_ptr_nonnull(ev);
-    ck_assert_str_eq(ev[XS_WATCH_PATH], "data/w");     /* relative, as registered */
+    ck_assert_str_eq(ev[XS_WATCH_PATH], "data/w"); /* relative, as registered */
     ck_assert_str_eq(ev[XS_WATCH_TOKEN], "tokA");
     free(ev);
     ev = xs_read_watch(g2, &n);
@@ -418,7 +419,7 @@ START_TEST(grant_semantics)
     s = xengntshr_share_pages(shr, 2, 4, refs, 1);
     ck_assert_ptr_nonnull(s);
     for (int i = 0; i < 4; i++) {
-        ck_assert_uint_ge(refs[i], 8);     /* 0-7 are reserved */
+        ck_assert_uint_ge(refs[i], 8); /* 0-7 are reserved */
         s[i * 4096] = (uint8_t)(0xA0 + i);
     }
     as_dom(ns, 2);
@@ -429,7 +430,7 @@ START_TEST(grant_semantics)
     ck_assert_ptr_nonnull(m);
     for (int i = 0; i < 4; i++)
         ck_assert_uint_eq(m[i * 4096], 0xA0 + i);
-    m[5] = 0x55;                                /* shared both ways */
+    m[5] = 0x55; /* shared both ways */
     ck_assert_uint_eq(s[5], 0x55);
     ck_assert_int_eq(xengnttab_unmap(tab2, m, 4), 0);
     /* a missing ref */
@@ -514,9 +515,9 @@ START_TEST(evtchn_semantics)
     ck_assert_int_eq(xenevtchn_pending(e2), p2);
     ck_assert_int_eq(xenevtchn_notify(e1, (evtchn_port_t)p1), 0);
     ck_assert_int_eq(xenevtchn_notify(e1, (evtchn_port_t)p1), 0);
-    ck_assert(!readable(fd2, 100));         /* masked: held back */
+    ck_assert(!readable(fd2, 100)); /* masked: held back */
     ck_assert_int_eq(xenevtchn_unmask(e2, (evtchn_port_t)p2), 0);
-    ck_assert(readable(fd2, 2000));         /* ...and delivered once on unmask */
+    ck_assert(readable(fd2, 2000)); /* ...and delivered once on unmask */
     ck_assert_int_eq(xenevtchn_pending(e2), p2);
     ck_assert_int_eq(xenevtchn_unmask(e2, (evtchn_port_t)p2), 0);
     ck_assert(!readable(fd2, 100));
@@ -598,8 +599,8 @@ static void notify_on_kill(bool killer_is_sharer)
         xengnttab_handle *t = xengnttab_open(NULL, 0);
         int lp = xenevtchn_bind_interdomain(e, 1, (evtchn_port_t)port);
         ck_assert_int_gt(lp, 0);
-        volatile uint8_t *page =
-            (volatile uint8_t *)xengnttab_map_grant_ref(t, 1, ref, PROT_READ | PROT_WRITE);
+        volatile uint8_t *page = (volatile uint8_t *)xengnttab_map_grant_ref(
+            t, 1, ref, PROT_READ | PROT_WRITE);
         ck_assert(page != NULL);
         ck_assert_uint_eq(page[21], 1);
         kill(pid, SIGKILL);
@@ -659,10 +660,10 @@ static void peer_transfer(const char *ns, const char *srv_dom, const char *cli_d
                           const char *cli_path, const char *ring)
 {
     char logf[256], bytes[32];
-    const char *srv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, srv_dom, "--", XVCHAN_PEER, "server",
-                         srv_for, path, "send", bytes, "--ring", ring, NULL};
-    const char *cli[] = {VRPC_SIM_BIN, "exec", "--ns", ns, cli_dom, "--", XVCHAN_PEER, "client",
-                         cli_for, cli_path, "recv", bytes, NULL};
+    const char *srv[] = {VRPC_SIM_BIN, "exec", "--ns", ns,    srv_dom,  "--", XVCHAN_PEER, "server",
+                         srv_for,      path,   "send", bytes, "--ring", ring, NULL};
+    const char *cli[] = {VRPC_SIM_BIN, "exec",  "--ns",   ns,     cli_dom, "--", XVCHAN_PEER,
+                         "client",     cli_for, cli_path, "recv", bytes,   NULL};
     char *so, *expect;
     VtResult r;
     pid_t pid;
@@ -711,10 +712,11 @@ static void kill_end(bool kill_server)
 {
     const char *ns = vt_ns(kill_server ? "ks" : "kc");
     char slog[256], clog[256];
-    const char *srv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "work", "--", XVCHAN_PEER, "server",
-                         "2", "data/vchan/2/k", "hold", NULL};
-    const char *cli[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "vault", "--", XVCHAN_PEER, "client",
-                         "1", "/local/domain/1/data/vchan/2/k", "hold", NULL};
+    const char *srv[] = {VRPC_SIM_BIN, "exec", "--ns",           ns,     "work", "--", XVCHAN_PEER,
+                         "server",     "2",    "data/vchan/2/k", "hold", NULL};
+    const char *cli[] = {VRPC_SIM_BIN, "exec",      "--ns",   ns,  "vault",
+                         "--",         XVCHAN_PEER, "client", "1", "/local/domain/1/data/vchan/2/k",
+                         "hold",       NULL};
     pid_t sp, cp;
     char *out;
 
@@ -776,8 +778,9 @@ START_TEST(vchan_socket_proxy_server_mode)
     snprintf(sock, sizeof(sock), "/tmp/vrpc-test-%d-echo.sock", (int)getpid());
     echo = vt_unix_echo_server(sock);
     /* guest work: a vchan server for dom0 whose connections go to the echo socket */
-    const char *pargv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "work", "--", VCHAN_SOCKET_PROXY,
-                           "-m", "server", "0", "data/vchan/0/p", sock, NULL};
+    const char *pargv[] = {
+        VRPC_SIM_BIN, "exec", "--ns",           ns,   "work", "--", VCHAN_SOCKET_PROXY, "-m",
+        "server",     "0",    "data/vchan/0/p", sock, NULL};
     proxy = vt_spawn(pargv, NULL);
     /*
      * vchan-socket-proxy (4.17) strands data that a client sends before the
@@ -788,9 +791,10 @@ START_TEST(vchan_socket_proxy_server_mode)
     char accepted[300];
     snprintf(accepted, sizeof(accepted), "%s.accepted", sock);
     unlink(accepted);
-    const char *cargv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "dom0", "--", XVCHAN_PEER, "client",
-                           "1", "/local/domain/1/data/vchan/0/p", "ping", "1048576",
-                           "--after", accepted, NULL};
+    const char *cargv[] = {
+        VRPC_SIM_BIN, "exec",      "--ns",    ns,       "dom0",
+        "--",         XVCHAN_PEER, "client",  "1",      "/local/domain/1/data/vchan/0/p",
+        "ping",       "1048576",   "--after", accepted, NULL};
     vt_wait_vchan_server(ns, "/local/domain/1/data/vchan/0/p");
     r = vt_run(cargv, 60);
     ck_assert_msg(r.status == 0, "ping through vchan-socket-proxy failed (%d): %s %s", r.status,
@@ -817,15 +821,27 @@ START_TEST(vchan_socket_proxy_client_mode)
 
     vt_sim_up(ns, two_guests);
     /* guest vault: a libxenvchan echo server for dom0 */
-    const char *sargv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "vault", "--", XVCHAN_PEER, "server",
-                           "0", "data/vchan/0/e", "echo", NULL};
+    const char *sargv[] = {VRPC_SIM_BIN, "exec",      "--ns",   ns,  "vault",
+                           "--",         XVCHAN_PEER, "server", "0", "data/vchan/0/e",
+                           "echo",       NULL};
     server = vt_spawn(sargv, NULL);
     vt_wait_vchan_server(ns, "/local/domain/2/data/vchan/0/e");
     /* dom0: the proxy's client mode listens on a Unix socket */
     snprintf(sock, sizeof(sock), "/tmp/vrpc-test-%d-proxy.sock", (int)getpid());
     unlink(sock);
-    const char *pargv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "dom0", "--", VCHAN_SOCKET_PROXY,
-                           "-m", "client", "2", "/local/domain/2/data/vchan/0/e", sock, NULL};
+    const char *pargv[] = {VRPC_SIM_BIN,
+                           "exec",
+                           "--ns",
+                           ns,
+                           "dom0",
+                           "--",
+                           VCHAN_SOCKET_PROXY,
+                           "-m",
+                           "client",
+                           "2",
+                           "/local/domain/2/data/vchan/0/e",
+                           sock,
+                           NULL};
     proxy = vt_spawn(pargv, NULL);
     ck_assert(vt_wait_path(sock, VT_HANG_MS));
     snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", sock);

@@ -64,12 +64,12 @@ int main(int argc, char **argv)
     else
         v = libxenvchan_client_init(NULL, domid, argv[3]);
     if (!v) {
-        fprintf(stderr, "xvchan-peer: %s init failed for domain %d path %s: %s\n", argv[1],
-                domid, argv[3], strerror(errno));
+        fprintf(stderr, "xvchan-peer: %s init failed for domain %d path %s: %s\n", argv[1], domid,
+                argv[3], strerror(errno));
         return 1;
     }
     v->blocking = 1;
-    if (server && libxenvchan_wait(v) < 0) {  /* the client's connect event */
+    if (server && libxenvchan_wait(v) < 0) { /* the client's connect event */
         fprintf(stderr, "xvchan-peer: wait failed\n");
         return 1;
     }
@@ -116,7 +116,7 @@ int main(int argc, char **argv)
         /* send BYTES in chunks, read each chunk back, compare */
         static uint8_t back[sizeof(buf)];
         while (total < want) {
-            size_t n = 512, got = 0;   /* below the smallest ring: no deadlock */
+            size_t n = 512, got = 0; /* below the smallest ring: no deadlock */
             if (want - total < n)
                 n = (size_t)(want - total);
             peer_fill(buf, n, &st);

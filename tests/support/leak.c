@@ -115,8 +115,8 @@ static void read_sender_inodes(Lines *out)
     while (f && fgets(line, sizeof(line), f)) {
         unsigned long refs, proto, flags, type, st, inode;
         int used = 0;
-        if (sscanf(line, "%*s %lx %lx %lx %lx %lx %lu%n", &refs, &proto, &flags, &type, &st,
-                   &inode, &used) != 6)
+        if (sscanf(line, "%*s %lx %lx %lx %lx %lx %lu%n", &refs, &proto, &flags, &type, &st, &inode,
+                   &used) != 6)
             continue;
         const char *rest = line + used;
         while (*rest == ' ')
@@ -227,8 +227,7 @@ static void read_children(Lines *out, int *livep)
         char comm[64], state, detail[64], *end;
         long pid = strtol(de->d_name, &end, 10), ppid;
 
-        if (*end || pid <= 1 || !proc_stat(pid, comm, sizeof(comm), &state, &ppid) ||
-            ppid != self)
+        if (*end || pid <= 1 || !proc_stat(pid, comm, sizeof(comm), &state, &ppid) || ppid != self)
             continue;
         snprintf(detail, sizeof(detail), "pid %ld, state %c", pid, state);
         lines_add(out, comm, detail);
@@ -284,8 +283,8 @@ static void read_grants(Lines *out, const char *ns)
 
 static void read_xs_nodes(Lines *out, const char *ns, const char *root)
 {
-    const char *argv[] = {VRPC_SIM_BIN, "exec",    "--ns", ns, "dom0", "--", "xenstore-ls",
-                          "-f",         root, NULL};
+    const char *argv[] = {VRPC_SIM_BIN, "exec",        "--ns", ns,   "dom0",
+                          "--",         "xenstore-ls", "-f",   root, NULL};
     VtResult r = vt_run(argv, VT_HANG_S);
 
     ck_assert_msg(r.status == 0, "xenstore-ls %s in %s: %d %s", root, ns, r.status, r.err);
@@ -384,8 +383,7 @@ void vt_leak_fds(VtLeak *l, const char *label, pid_t pid, unsigned flags)
     Item *it = add(l, ITEM_FDS, label);
 
     snprintf(path, sizeof(path), "/proc/%d/fd", pid > 0 ? (int)pid : (int)getpid());
-    ck_assert_msg(access(path, R_OK) == 0, "%s: cannot list %s: %s", label, path,
-                  strerror(errno));
+    ck_assert_msg(access(path, R_OK) == 0, "%s: cannot list %s: %s", label, path, strerror(errno));
     it->pid = pid;
     it->flags = flags;
     it->base = item_read(it, NULL);
@@ -483,8 +481,7 @@ void vt_leak_forget_domain(VtLeak *l, int domid)
 
 static bool cheap(const Item *it)
 {
-    return it->kind == ITEM_FDS || it->kind == ITEM_CHILDREN ||
-           it->kind == ITEM_INSTANCE_PROCS;
+    return it->kind == ITEM_FDS || it->kind == ITEM_CHILDREN || it->kind == ITEM_INSTANCE_PROCS;
 }
 
 void vt_leak_settle(VtLeak *l)

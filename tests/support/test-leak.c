@@ -136,8 +136,7 @@ END_TEST
 
 static void xs(const char *ns, const char *tool, const char *path, const char *value)
 {
-    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "dom0", "--", tool, path, value,
-                          NULL};
+    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "dom0", "--", tool, path, value, NULL};
     VtResult r = vt_run(argv, VT_HANG_S);
     ck_assert_msg(r.status == 0, "%s %s: %d %s", tool, path, r.status, r.err);
     vt_result_free(&r);

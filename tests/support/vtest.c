@@ -149,8 +149,7 @@ pid_t vt_spawn(const char *const *argv, const char *logfile)
     if (pid == 0) {
         /* CLOEXEC: only the dup2'ed copies reach the program (its fd counts are checked) */
         int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-        int log = logfile ? open(logfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)
-                          : devnull;
+        int log = logfile ? open(logfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : devnull;
         dup2(devnull, 0);
         dup2(log, 1);
         dup2(log, 2);
@@ -278,8 +277,8 @@ static int env_domid(const char *env, ssize_t n)
     return -1;
 }
 
-int vt_instance_each(const char *ns,
-                     void (*fn)(pid_t pid, const char *comm, int domid, void *arg), void *arg)
+int vt_instance_each(const char *ns, void (*fn)(pid_t pid, const char *comm, int domid, void *arg),
+                     void *arg)
 {
     char want[600];
     struct dirent *de;
@@ -402,8 +401,8 @@ void vt_wait_vchan_server(const char *ns, const char *path)
 
     snprintf(key, sizeof(key), "%s/event-channel", path);
     for (long long end = now_ms() + VT_HANG_MS; now_ms() < end;) {
-        const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, "dom0", "--", "xenstore-read",
-                              key, NULL};
+        const char *argv[] = {VRPC_SIM_BIN, "exec",          "--ns", ns,  "dom0",
+                              "--",         "xenstore-read", key,    NULL};
         VtResult r = vt_run(argv, VT_HANG_S);
         bool ok = r.status == 0;
 

@@ -20,9 +20,9 @@
 #define VT_HANG_S 120
 
 typedef struct VtResult {
-    int status;         /* exit code, 128+signal, or -1 if it could not run */
-    char *out;          /* NUL-terminated captured stdout */
-    char *err;          /* NUL-terminated captured stderr */
+    int status; /* exit code, 128+signal, or -1 if it could not run */
+    char *out;  /* NUL-terminated captured stdout */
+    char *err;  /* NUL-terminated captured stderr */
 } VtResult;
 
 /* Run argv (NULL-terminated) with a timeout; captures output. */
@@ -53,8 +53,8 @@ const char *vt_instance_dir(const char *ns);
 int vt_instance_procs(const char *ns);
 /* The same, calling @fn (may be NULL) with each one's pid, command name and VRPCSIM_DOMID
  * (-1: none); returns how many. */
-int vt_instance_each(const char *ns,
-                     void (*fn)(pid_t pid, const char *comm, int domid, void *arg), void *arg);
+int vt_instance_each(const char *ns, void (*fn)(pid_t pid, const char *comm, int domid, void *arg),
+                     void *arg);
 /* The pid of the instance's running process whose argv[0] ends in @prog and, for
  * @domid >= 0, whose VRPCSIM_DOMID is @domid; 0 if there is none. */
 pid_t vt_instance_pid(const char *ns, const char *prog, int domid);

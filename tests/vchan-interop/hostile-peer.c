@@ -72,9 +72,9 @@ static uint32_t pick_value(uint32_t cur)
 static void scribble(void)
 {
     struct vchan_interface *p = v->ring;
-    uint32_t *idx[] = { &p->left.cons, &p->left.prod, &p->right.cons, &p->right.prod };
-    uint16_t *ord[] = { &p->left_order, &p->right_order };
-    uint8_t *bytes[] = { &p->cli_live, &p->srv_live, &p->cli_notify, &p->srv_notify };
+    uint32_t *idx[] = {&p->left.cons, &p->left.prod, &p->right.cons, &p->right.prod};
+    uint16_t *ord[] = {&p->left_order, &p->right_order};
+    uint8_t *bytes[] = {&p->cli_live, &p->srv_live, &p->cli_notify, &p->srv_notify};
     unsigned what = rnd() % 16;
 
     if (what < 8) {
@@ -105,7 +105,7 @@ static void *scribbler(void *arg)
 {
     (void)arg;
     while (now_ns() < deadline_ns) {
-        struct timespec ts = { 0, (long)(rnd() % 300) * 1000 };
+        struct timespec ts = {0, (long)(rnd() % 300) * 1000};
 
         if (rnd() % 8 == 0)
             scribble();
@@ -175,7 +175,7 @@ int main(int argc, char **argv)
     if (pthread_create(&thr, NULL, scribbler, NULL) != 0)
         return 1;
     while (now_ns() < deadline_ns) {
-        struct pollfd pfd = { .fd = xenevtchn_fd(v->event), .events = POLLIN };
+        struct pollfd pfd = {.fd = xenevtchn_fd(v->event), .events = POLLIN};
 
         libxenvchan_read(v, buf, 1 + rnd() % sizeof(buf));
         libxenvchan_write(v, buf, 1 + rnd() % sizeof(buf));

@@ -60,7 +60,7 @@ static uint64_t now_ms(void)
 static int wait_connected(Vchan *c)
 {
     while (vchan_is_open(c) == VCHAN_STATE_WAITING) {
-        struct pollfd pfd = { .fd = vchan_fd(c), .events = POLLIN };
+        struct pollfd pfd = {.fd = vchan_fd(c), .events = POLLIN};
 
         if (poll(&pfd, 1, WAIT_MS) <= 0)
             return -ETIMEDOUT;
@@ -320,8 +320,8 @@ int main(int argc, char **argv)
     else
         rc = vchan_client_new_wait(&c, domid, argv[3], 10000);
     if (rc < 0) {
-        fprintf(stderr, "ovchan-peer: %s init failed for domain %d path %s: %s\n", argv[1],
-                domid, argv[3], strerror(-rc));
+        fprintf(stderr, "ovchan-peer: %s init failed for domain %d path %s: %s\n", argv[1], domid,
+                argv[3], strerror(-rc));
         /* a hostile server's page may be refused at connect: that is an EPROTO outcome */
         if (strcmp(mode, "stress") == 0 && rc == -EPROTO) {
             printf("outcome eproto\n");

@@ -26,7 +26,7 @@
 
 #define GiB "1073741824"
 
-static const char *const two_guests[] = { "work", "vault", NULL };
+static const char *const two_guests[] = {"work", "vault", NULL};
 
 /* Server in guest work (domid 1) for guest vault (domid 2); the client's absolute path. */
 #define SRV_DOM "work"
@@ -78,11 +78,34 @@ static void transfer(const char *tag, const char *sprog, const char *cprog, bool
 {
     const char *ns = vt_ns(tag);
     char *slog = tmpname("srv.log"), *so, sent[64], received[64];
-    const char *srv[] = { VRPC_SIM_BIN, "exec", "--ns", ns, SRV_DOM, "--", sprog, "server",
-                          SRV_FOR, SRV_PATH, server_sends ? "send" : "recv", bytes, "--ring",
-                          ring, NULL };
-    const char *cli[] = { VRPC_SIM_BIN, "exec", "--ns", ns, CLI_DOM, "--", cprog, "client",
-                          CLI_FOR, CLI_PATH, server_sends ? "recv" : "send", bytes, NULL };
+    const char *srv[] = {VRPC_SIM_BIN,
+                         "exec",
+                         "--ns",
+                         ns,
+                         SRV_DOM,
+                         "--",
+                         sprog,
+                         "server",
+                         SRV_FOR,
+                         SRV_PATH,
+                         server_sends ? "send" : "recv",
+                         bytes,
+                         "--ring",
+                         ring,
+                         NULL};
+    const char *cli[] = {VRPC_SIM_BIN,
+                         "exec",
+                         "--ns",
+                         ns,
+                         CLI_DOM,
+                         "--",
+                         cprog,
+                         "client",
+                         CLI_FOR,
+                         CLI_PATH,
+                         server_sends ? "recv" : "send",
+                         bytes,
+                         NULL};
     const char *sender, *receiver, *hs, *hr;
     VtResult r;
     pid_t pid;
@@ -116,31 +139,67 @@ static void transfer(const char *tag, const char *sprog, const char *cprog, bool
 #define X XVCHAN_PEER
 
 /* ---- our server, Debian's client ---- */
-START_TEST(ours_server_sends_2k) { transfer("os2s", O, X, true, "16777216", "1024"); }
+START_TEST(ours_server_sends_2k)
+{
+    transfer("os2s", O, X, true, "16777216", "1024");
+}
 END_TEST
-START_TEST(ours_server_recvs_2k) { transfer("os2r", O, X, false, "16777216", "1024"); }
+START_TEST(ours_server_recvs_2k)
+{
+    transfer("os2r", O, X, false, "16777216", "1024");
+}
 END_TEST
-START_TEST(ours_server_sends_64k) { transfer("os64s", O, X, true, GiB, "65536"); }
+START_TEST(ours_server_sends_64k)
+{
+    transfer("os64s", O, X, true, GiB, "65536");
+}
 END_TEST
-START_TEST(ours_server_recvs_64k) { transfer("os64r", O, X, false, GiB, "65536"); }
+START_TEST(ours_server_recvs_64k)
+{
+    transfer("os64r", O, X, false, GiB, "65536");
+}
 END_TEST
-START_TEST(ours_server_sends_1m) { transfer("os1ms", O, X, true, GiB, "1048576"); }
+START_TEST(ours_server_sends_1m)
+{
+    transfer("os1ms", O, X, true, GiB, "1048576");
+}
 END_TEST
-START_TEST(ours_server_recvs_1m) { transfer("os1mr", O, X, false, GiB, "1048576"); }
+START_TEST(ours_server_recvs_1m)
+{
+    transfer("os1mr", O, X, false, GiB, "1048576");
+}
 END_TEST
 
 /* ---- Debian's server, our client ---- */
-START_TEST(ours_client_recvs_2k) { transfer("oc2r", X, O, true, "16777216", "1024"); }
+START_TEST(ours_client_recvs_2k)
+{
+    transfer("oc2r", X, O, true, "16777216", "1024");
+}
 END_TEST
-START_TEST(ours_client_sends_2k) { transfer("oc2s", X, O, false, "16777216", "1024"); }
+START_TEST(ours_client_sends_2k)
+{
+    transfer("oc2s", X, O, false, "16777216", "1024");
+}
 END_TEST
-START_TEST(ours_client_recvs_64k) { transfer("oc64r", X, O, true, GiB, "65536"); }
+START_TEST(ours_client_recvs_64k)
+{
+    transfer("oc64r", X, O, true, GiB, "65536");
+}
 END_TEST
-START_TEST(ours_client_sends_64k) { transfer("oc64s", X, O, false, GiB, "65536"); }
+START_TEST(ours_client_sends_64k)
+{
+    transfer("oc64s", X, O, false, GiB, "65536");
+}
 END_TEST
-START_TEST(ours_client_recvs_1m) { transfer("oc1mr", X, O, true, GiB, "1048576"); }
+START_TEST(ours_client_recvs_1m)
+{
+    transfer("oc1mr", X, O, true, GiB, "1048576");
+}
 END_TEST
-START_TEST(ours_client_sends_1m) { transfer("oc1ms", X, O, false, GiB, "1048576"); }
+START_TEST(ours_client_sends_1m)
+{
+    transfer("oc1ms", X, O, false, GiB, "1048576");
+}
 END_TEST
 
 /*
@@ -152,10 +211,10 @@ START_TEST(ours_client_waits_for_real_server)
 {
     const char *ns = vt_ns("ocw");
     char *clog = tmpname("cli.log"), *co;
-    const char *srv[] = { VRPC_SIM_BIN, "exec", "--ns", ns, SRV_DOM, "--", X, "server", SRV_FOR,
-                          SRV_PATH, "send", "1048576", "--ring", "1024", NULL };
-    const char *cli[] = { VRPC_SIM_BIN, "exec", "--ns", ns, CLI_DOM, "--", O, "client", CLI_FOR,
-                          CLI_PATH, "recv", "1048576", NULL };
+    const char *srv[] = {VRPC_SIM_BIN, "exec",   "--ns", ns,        SRV_DOM,  "--",   X,   "server",
+                         SRV_FOR,      SRV_PATH, "send", "1048576", "--ring", "1024", NULL};
+    const char *cli[] = {VRPC_SIM_BIN, "exec",  "--ns",   ns,     CLI_DOM,   "--", O,
+                         "client",     CLI_FOR, CLI_PATH, "recv", "1048576", NULL};
     VtResult r;
     pid_t cp;
 
@@ -167,10 +226,10 @@ START_TEST(ours_client_waits_for_real_server)
     ck_assert_int_eq(vt_wait(cp, VT_HANG_MS), 0);
     co = vt_read_file(clog);
     ck_assert_ptr_nonnull(co);
-    ck_assert_msg(strstr(co, "received 1048576 fnv=") &&
-                      strncmp(checksum_after(co, "received "), checksum_after(r.out, "sent "),
-                              20) == 0,
-                  "client: %s server: %s", co, r.out);
+    ck_assert_msg(
+        strstr(co, "received 1048576 fnv=") &&
+            strncmp(checksum_after(co, "received "), checksum_after(r.out, "sent "), 20) == 0,
+        "client: %s server: %s", co, r.out);
     free(co);
     unlink(clog);
     free(clog);
@@ -188,11 +247,34 @@ static void ping_then_close(const char *tag, const char *sprog, const char *cpro
 {
     const char *ns = vt_ns(tag);
     char *slog = tmpname("srv.log"), *so;
-    const char *srv[] = { VRPC_SIM_BIN, "exec", "--ns", ns, SRV_DOM, "--", sprog, "server",
-                          SRV_FOR, SRV_PATH, server_pings ? "ping" : "echo", "1048576",
-                          "--ring", ring, NULL };
-    const char *cli[] = { VRPC_SIM_BIN, "exec", "--ns", ns, CLI_DOM, "--", cprog, "client",
-                          CLI_FOR, CLI_PATH, server_pings ? "echo" : "ping", "1048576", NULL };
+    const char *srv[] = {VRPC_SIM_BIN,
+                         "exec",
+                         "--ns",
+                         ns,
+                         SRV_DOM,
+                         "--",
+                         sprog,
+                         "server",
+                         SRV_FOR,
+                         SRV_PATH,
+                         server_pings ? "ping" : "echo",
+                         "1048576",
+                         "--ring",
+                         ring,
+                         NULL};
+    const char *cli[] = {VRPC_SIM_BIN,
+                         "exec",
+                         "--ns",
+                         ns,
+                         CLI_DOM,
+                         "--",
+                         cprog,
+                         "client",
+                         CLI_FOR,
+                         CLI_PATH,
+                         server_pings ? "echo" : "ping",
+                         "1048576",
+                         NULL};
     VtResult r;
     pid_t pid;
 
@@ -205,8 +287,7 @@ static void ping_then_close(const char *tag, const char *sprog, const char *cpro
     ck_assert_int_eq(vt_wait(pid, VT_HANG_MS), 0);
     so = vt_read_file(slog);
     ck_assert_ptr_nonnull(so);
-    ck_assert_msg(strstr(server_pings ? so : r.out, "echoed 1048576\n"), "pinger: %s%s", so,
-                  r.out);
+    ck_assert_msg(strstr(server_pings ? so : r.out, "echoed 1048576\n"), "pinger: %s%s", so, r.out);
     free(so);
     unlink(slog);
     free(slog);
@@ -214,11 +295,20 @@ static void ping_then_close(const char *tag, const char *sprog, const char *cpro
     vt_sim_down(ns);
 }
 
-START_TEST(close_real_client_seen_by_our_server) { ping_then_close("cl1", O, X, false, "1024"); }
+START_TEST(close_real_client_seen_by_our_server)
+{
+    ping_then_close("cl1", O, X, false, "1024");
+}
 END_TEST
-START_TEST(close_our_server_seen_by_real_client) { ping_then_close("cl2", O, X, true, "65536"); }
+START_TEST(close_our_server_seen_by_real_client)
+{
+    ping_then_close("cl2", O, X, true, "65536");
+}
 END_TEST
-START_TEST(close_real_server_seen_by_our_client) { ping_then_close("cl3", X, O, true, "1024"); }
+START_TEST(close_real_server_seen_by_our_client)
+{
+    ping_then_close("cl3", X, O, true, "1024");
+}
 END_TEST
 START_TEST(close_our_client_seen_by_real_server)
 {
@@ -236,13 +326,15 @@ static void kill_one(const char *tag, const char *sprog, const char *cprog, bool
     const char *ns = vt_ns(tag);
     const char *cli_path = srv_in_dom0 ? "/local/domain/0/" SRV_PATH : CLI_PATH;
     char *slog = tmpname("srv.log"), *clog = tmpname("cli.log"), *out;
-    const char *srv[] = { VRPC_SIM_BIN, "exec", "--ns", ns, srv_in_dom0 ? "dom0" : SRV_DOM,
-                          "--", sprog, "server", SRV_FOR, SRV_PATH, "hold", "--ring", "65536",
-                          NULL };
-    const char *cli[] = { VRPC_SIM_BIN, "exec", "--ns", ns, CLI_DOM, "--", cprog, "client",
-                          srv_in_dom0 ? "0" : CLI_FOR, cli_path, "hold", NULL };
-    const char *destroy[] = { VRPC_SIM_BIN, "destroy", "--ns", ns,
-                              kill_server ? SRV_DOM : CLI_DOM, NULL };
+    const char *srv[] = {VRPC_SIM_BIN, "exec",   "--ns",   ns,      srv_in_dom0 ? "dom0" : SRV_DOM,
+                         "--",         sprog,    "server", SRV_FOR, SRV_PATH,
+                         "hold",       "--ring", "65536",  NULL};
+    const char *cli[] = {VRPC_SIM_BIN, "exec",   "--ns",
+                         ns,           CLI_DOM,  "--",
+                         cprog,        "client", srv_in_dom0 ? "0" : CLI_FOR,
+                         cli_path,     "hold",   NULL};
+    const char *destroy[] = {VRPC_SIM_BIN, "destroy", "--ns", ns, kill_server ? SRV_DOM : CLI_DOM,
+                             NULL};
     pid_t sp, cp;
 
     vt_sim_up(ns, two_guests);
@@ -278,9 +370,15 @@ static void kill_one(const char *tag, const char *sprog, const char *cprog, bool
 }
 
 /* A guest server cannot ask xenstored about another domain (EACCES): not asserted. */
-START_TEST(kill_real_client_seen_by_our_server) { kill_one("k1", O, X, false, false, false, NULL); }
+START_TEST(kill_real_client_seen_by_our_server)
+{
+    kill_one("k1", O, X, false, false, false, NULL);
+}
 END_TEST
-START_TEST(kill_our_server_seen_by_real_client) { kill_one("k2", O, X, true, false, false, NULL); }
+START_TEST(kill_our_server_seen_by_real_client)
+{
+    kill_one("k2", O, X, true, false, false, NULL);
+}
 END_TEST
 /* the process died, its domain lives: a guest client falls back to the server's ring-ref */
 START_TEST(kill_real_server_seen_by_our_client)
@@ -288,7 +386,10 @@ START_TEST(kill_real_server_seen_by_our_client)
     kill_one("k3", X, O, true, false, false, "peer-domain 1\n");
 }
 END_TEST
-START_TEST(kill_our_client_seen_by_real_server) { kill_one("k4", X, O, false, false, false, NULL); }
+START_TEST(kill_our_client_seen_by_real_server)
+{
+    kill_one("k4", X, O, false, false, false, NULL);
+}
 END_TEST
 START_TEST(kill_real_client_seen_by_our_dom0_server)
 {
@@ -311,8 +412,7 @@ END_TEST
 /* Run `sh -c SCRIPT` as @dom in @ns; returns the result. */
 static VtResult sh_as(const char *ns, const char *dom, const char *script, int timeout_s)
 {
-    const char *argv[] = { VRPC_SIM_BIN, "exec", "--ns", ns, dom, "--", "sh", "-c", script,
-                           NULL };
+    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", ns, dom, "--", "sh", "-c", script, NULL};
 
     return vt_run(argv, timeout_s);
 }
@@ -320,8 +420,9 @@ static VtResult sh_as(const char *ns, const char *dom, const char *script, int t
 START_TEST(vchan_cat_uppercase)
 {
     const char *ns = vt_ns("up");
-    const char *srv[] = { VRPC_SIM_BIN, "exec", "--ns", ns, "work", "--", VCHAN_CAT, "server",
-                          "0", "data/vchan/0/up", "--uppercase", NULL };
+    const char *srv[] = {VRPC_SIM_BIN,  "exec",    "--ns",   ns,  "work",
+                         "--",          VCHAN_CAT, "server", "0", "data/vchan/0/up",
+                         "--uppercase", NULL};
     VtResult r;
     pid_t pid;
 
@@ -343,10 +444,11 @@ END_TEST
 START_TEST(vchan_cat_uppercase_persist)
 {
     const char *ns = vt_ns("upp");
-    const char *srv[] = { VRPC_SIM_BIN, "exec", "--ns", ns, "work", "--", VCHAN_CAT, "server",
-                          "2", "data/vchan/2/up", "--uppercase", "--persist", NULL };
-    static const char *const msgs[] = { "first client", "second client, MixedCase 123" };
-    static const char *const want[] = { "FIRST CLIENT", "SECOND CLIENT, MIXEDCASE 123" };
+    const char *srv[] = {VRPC_SIM_BIN,  "exec",      "--ns",   ns,  "work",
+                         "--",          VCHAN_CAT,   "server", "2", "data/vchan/2/up",
+                         "--uppercase", "--persist", NULL};
+    static const char *const msgs[] = {"first client", "second client, MixedCase 123"};
+    static const char *const want[] = {"FIRST CLIENT", "SECOND CLIENT, MIXEDCASE 123"};
     pid_t pid;
 
     vt_sim_up(ns, two_guests);
@@ -358,8 +460,8 @@ START_TEST(vchan_cat_uppercase_persist)
         /* the server re-offers the vchan after each client: wait for the fresh keys */
         vt_wait_vchan_server(ns, "/local/domain/1/data/vchan/2/up");
         snprintf(script, sizeof(script),
-                 "printf '%s' | %s client 1 /local/domain/1/data/vchan/2/up --wait 10000",
-                 msgs[i], VCHAN_CAT);
+                 "printf '%s' | %s client 1 /local/domain/1/data/vchan/2/up --wait 10000", msgs[i],
+                 VCHAN_CAT);
         r = sh_as(ns, "vault", script, 60);
         ck_assert_msg(r.status == 0, "client %d failed (%d): %s", i, r.status, r.err);
         ck_assert_str_eq(r.out, want[i]);
@@ -383,9 +485,10 @@ START_TEST(vchan_cat_client_to_proxy_server)
     const char *ns = vt_ns("pxs");
     char *sock = tmpname("echo.sock"), *in = tmpname("in"), *out = tmpname("out");
     char script[2048];
-    const char *pargv[] = { VRPC_SIM_BIN, "exec", "--ns", ns, "work", "--", VCHAN_SOCKET_PROXY,
-                            "-m", "server", "0", "data/vchan/0/p", sock, NULL };
-    const char *cmp[] = { "cmp", in, out, NULL };
+    const char *pargv[] = {
+        VRPC_SIM_BIN, "exec", "--ns",           ns,   "work", "--", VCHAN_SOCKET_PROXY, "-m",
+        "server",     "0",    "data/vchan/0/p", sock, NULL};
+    const char *cmp[] = {"cmp", in, out, NULL};
     pid_t echo, proxy;
     VtResult r;
 
@@ -399,8 +502,7 @@ START_TEST(vchan_cat_client_to_proxy_server)
              "%s client 1 /local/domain/1/data/vchan/0/p --linger 3000 > %s",
              in, sock, sock, in, VCHAN_CAT, out);
     r = sh_as(ns, "dom0", script, 120);
-    ck_assert_msg(r.status == 0, "vchan-cat through the proxy failed (%d): %s", r.status,
-                  r.err);
+    ck_assert_msg(r.status == 0, "vchan-cat through the proxy failed (%d): %s", r.status, r.err);
     vt_result_free(&r);
     r = vt_run(cmp, VT_HANG_S);
     ck_assert_msg(r.status == 0, "echoed data differs: %s", r.out);
@@ -433,12 +535,24 @@ END_TEST
 START_TEST(proxy_client_to_vchan_cat_server)
 {
     const char *ns = vt_ns("pxc");
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
     char *sock = tmpname("proxy.sock");
-    const char *sargv[] = { VRPC_SIM_BIN, "exec", "--ns", ns, "vault", "--", VCHAN_CAT,
-                            "server", "0", "data/vchan/0/u", "--uppercase", NULL };
-    const char *pargv[] = { VRPC_SIM_BIN, "exec", "--ns", ns, "dom0", "--", VCHAN_SOCKET_PROXY,
-                            "-m", "client", "2", "/local/domain/2/data/vchan/0/u", sock, NULL };
+    const char *sargv[] = {VRPC_SIM_BIN,  "exec",    "--ns",   ns,  "vault",
+                           "--",          VCHAN_CAT, "server", "0", "data/vchan/0/u",
+                           "--uppercase", NULL};
+    const char *pargv[] = {VRPC_SIM_BIN,
+                           "exec",
+                           "--ns",
+                           ns,
+                           "dom0",
+                           "--",
+                           VCHAN_SOCKET_PROXY,
+                           "-m",
+                           "client",
+                           "2",
+                           "/local/domain/2/data/vchan/0/u",
+                           sock,
+                           NULL};
     static char buf[200000], back[200000];
     pid_t server, proxy;
     int fd = -1;
@@ -501,7 +615,7 @@ END_TEST
 static void hostile(const char *tag, bool attacker_is_server)
 {
     const char *ns = vt_ns(tag);
-    static const char *const rings[] = { "1024", "65536", "1048576", "4096" };
+    static const char *const rings[] = {"1024", "65536", "1048576", "4096"};
     int eproto = 0, eof = 0;
 
     vt_sim_up(ns, two_guests);
@@ -510,14 +624,16 @@ static void hostile(const char *tag, bool attacker_is_server)
         const char *ring = rings[round % 4];
         const char *srv_prog = attacker_is_server ? HOSTILE_PEER : O;
         const char *cli_prog = attacker_is_server ? O : HOSTILE_PEER;
-        const char *att_srv[] = { VRPC_SIM_BIN, "exec", "--ns", ns, SRV_DOM, "--", srv_prog,
-                                  "server", SRV_FOR, SRV_PATH, "2", seed, "--ring", ring, NULL };
-        const char *att_cli[] = { VRPC_SIM_BIN, "exec", "--ns", ns, CLI_DOM, "--", cli_prog,
-                                  "client", CLI_FOR, CLI_PATH, "2", seed, NULL };
-        const char *our_srv[] = { VRPC_SIM_BIN, "exec", "--ns", ns, SRV_DOM, "--", O, "server",
-                                  SRV_FOR, SRV_PATH, "stress", "60000", "--ring", ring, NULL };
-        const char *our_cli[] = { VRPC_SIM_BIN, "exec", "--ns", ns, CLI_DOM, "--", O, "client",
-                                  CLI_FOR, CLI_PATH, "stress", "60000", NULL };
+        const char *att_srv[] = {VRPC_SIM_BIN, "exec",   "--ns",   ns,      SRV_DOM,
+                                 "--",         srv_prog, "server", SRV_FOR, SRV_PATH,
+                                 "2",          seed,     "--ring", ring,    NULL};
+        const char *att_cli[] = {VRPC_SIM_BIN, "exec",  "--ns",   ns,  CLI_DOM, "--", cli_prog,
+                                 "client",     CLI_FOR, CLI_PATH, "2", seed,    NULL};
+        const char *our_srv[] = {VRPC_SIM_BIN, "exec",  "--ns",   ns,      SRV_DOM,
+                                 "--",         O,       "server", SRV_FOR, SRV_PATH,
+                                 "stress",     "60000", "--ring", ring,    NULL};
+        const char *our_cli[] = {VRPC_SIM_BIN, "exec",  "--ns",   ns,       CLI_DOM, "--", O,
+                                 "client",     CLI_FOR, CLI_PATH, "stress", "60000", NULL};
         VtResult r;
         pid_t att;
         int st;
@@ -535,7 +651,7 @@ static void hostile(const char *tag, bool attacker_is_server)
             vt_wait_vchan_server(ns, CLI_PATH);
             att = vt_spawn(att_cli, alog);
             st = vt_wait(ours, 120000);
-            r = (VtResult){ .status = st, .out = vt_read_file(olog), .err = strdup("") };
+            r = (VtResult){.status = st, .out = vt_read_file(olog), .err = strdup("")};
             if (st < 0) {
                 kill(ours, SIGKILL);
                 vt_wait(ours, VT_HANG_MS);
@@ -561,8 +677,8 @@ static void hostile(const char *tag, bool attacker_is_server)
         /* the server of the next round publishes at the same path: wait for this one's
          * keys to go (a killed libxenvchan server leaves them; remove them as dom0) */
         {
-            const char *rm[] = { VRPC_SIM_BIN, "exec", "--ns", ns, "dom0", "--", "xenstore-rm",
-                                 CLI_PATH, NULL };
+            const char *rm[] = {VRPC_SIM_BIN, "exec",        "--ns",   ns,  "dom0",
+                                "--",         "xenstore-rm", CLI_PATH, NULL};
             VtResult rr = vt_run(rm, VT_HANG_S);
 
             vt_result_free(&rr);
@@ -573,9 +689,15 @@ static void hostile(const char *tag, bool attacker_is_server)
     vt_sim_down(ns);
 }
 
-START_TEST(hostile_server_attacks_our_client) { hostile("hs", true); }
+START_TEST(hostile_server_attacks_our_client)
+{
+    hostile("hs", true);
+}
 END_TEST
-START_TEST(hostile_client_attacks_our_server) { hostile("hc", false); }
+START_TEST(hostile_client_attacks_our_server)
+{
+    hostile("hc", false);
+}
 END_TEST
 
 static Suite *interop_suite(void)
@@ -586,32 +708,30 @@ static Suite *interop_suite(void)
         int timeout;
         const TTest *tests[4];
     } cases[] = {
-        { "ours-server-2k", 300, { ours_server_sends_2k, ours_server_recvs_2k } },
-        { "ours-server-64k", 900, { ours_server_sends_64k, ours_server_recvs_64k } },
-        { "ours-server-1m", 900, { ours_server_sends_1m, ours_server_recvs_1m } },
-        { "ours-client-2k",
-          300,
-          { ours_client_recvs_2k, ours_client_sends_2k, ours_client_waits_for_real_server } },
-        { "ours-client-64k", 900, { ours_client_recvs_64k, ours_client_sends_64k } },
-        { "ours-client-1m", 900, { ours_client_recvs_1m, ours_client_sends_1m } },
-        { "close",
-          300,
-          { close_real_client_seen_by_our_server, close_our_server_seen_by_real_client,
-            close_real_server_seen_by_our_client, close_our_client_seen_by_real_server } },
-        { "kill",
-          300,
-          { kill_real_client_seen_by_our_server, kill_our_server_seen_by_real_client,
-            kill_real_server_seen_by_our_client, kill_our_client_seen_by_real_server } },
-        { "domain-death",
-          300,
-          { destroy_server_domain_seen_by_our_client, destroy_client_domain_seen_by_our_dom0_server,
-            kill_real_client_seen_by_our_dom0_server } },
-        { "vchan-cat", 300, { vchan_cat_uppercase, vchan_cat_uppercase_persist } },
-        { "socket-proxy",
-          300,
-          { vchan_cat_client_to_proxy_server, proxy_client_to_vchan_cat_server } },
-        { "hostile-server", 600, { hostile_server_attacks_our_client } },
-        { "hostile-client", 600, { hostile_client_attacks_our_server } },
+        {"ours-server-2k", 300, {ours_server_sends_2k, ours_server_recvs_2k}},
+        {"ours-server-64k", 900, {ours_server_sends_64k, ours_server_recvs_64k}},
+        {"ours-server-1m", 900, {ours_server_sends_1m, ours_server_recvs_1m}},
+        {"ours-client-2k",
+         300,
+         {ours_client_recvs_2k, ours_client_sends_2k, ours_client_waits_for_real_server}},
+        {"ours-client-64k", 900, {ours_client_recvs_64k, ours_client_sends_64k}},
+        {"ours-client-1m", 900, {ours_client_recvs_1m, ours_client_sends_1m}},
+        {"close",
+         300,
+         {close_real_client_seen_by_our_server, close_our_server_seen_by_real_client,
+          close_real_server_seen_by_our_client, close_our_client_seen_by_real_server}},
+        {"kill",
+         300,
+         {kill_real_client_seen_by_our_server, kill_our_server_seen_by_real_client,
+          kill_real_server_seen_by_our_client, kill_our_client_seen_by_real_server}},
+        {"domain-death",
+         300,
+         {destroy_server_domain_seen_by_our_client, destroy_client_domain_seen_by_our_dom0_server,
+          kill_real_client_seen_by_our_dom0_server}},
+        {"vchan-cat", 300, {vchan_cat_uppercase, vchan_cat_uppercase_persist}},
+        {"socket-proxy", 300, {vchan_cat_client_to_proxy_server, proxy_client_to_vchan_cat_server}},
+        {"hostile-server", 600, {hostile_server_attacks_our_client}},
+        {"hostile-client", 600, {hostile_client_attacks_our_server}},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -104,7 +104,7 @@ typedef struct Map {
     uint8_t *addr;
     uint32_t count;
     int prot;
-    int fd;       /* share: the memfd, closed at unshare */
+    int fd;         /* share: the memfd, closed at unshare */
     int notify_off; /* -1 none */
     int notify_port;
     uint32_t refs[1]; /* share: first ref (grants of one share are consecutive) */
@@ -126,7 +126,7 @@ static struct {
     int commit_eagain;
     unsigned next_txn;
     int next_share;
-} W = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} W = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static _Thread_local int cur_domid;
 
@@ -217,7 +217,7 @@ static void fire_watches(const char *path)
             if (!is_under(path, h->watch_path[j]))
                 continue;
             h->queue = realloc(h->queue, sizeof(*h->queue) * (size_t)(h->nqueue + 1));
-            h->queue[h->nqueue++] = (WatchEv){ strdup(path), strdup(h->watch_token[j]) };
+            h->queue[h->nqueue++] = (WatchEv){strdup(path), strdup(h->watch_token[j])};
             if (write(h->pipe[1], "w", 1) != 1)
                 abort();
         }
@@ -231,7 +231,7 @@ static Node *node_write(const char *path, const char *val, unsigned len, unsigne
     if (!n) {
         W.nodes = realloc(W.nodes, sizeof(*W.nodes) * (size_t)(W.nnodes + 1));
         n = &W.nodes[W.nnodes++];
-        *n = (Node){ .path = strdup(path) };
+        *n = (Node){.path = strdup(path)};
     }
     free(n->val);
     n->val = malloc(len + 1);
@@ -332,8 +332,7 @@ static void f_xs_close(struct xs_handle *h)
     free(h);
 }
 
-static void *f_xs_read(struct xs_handle *h, xs_transaction_t t, const char *path,
-                       unsigned int *len)
+static void *f_xs_read(struct xs_handle *h, xs_transaction_t t, const char *path, unsigned int *len)
 {
     char *p, *out = NULL;
     Node *n;
@@ -367,8 +366,8 @@ static void txn_add(struct xs_handle *h, TxnOp op)
     h->ops[h->nops++] = op;
 }
 
-static bool f_xs_write(struct xs_handle *h, xs_transaction_t t, const char *path,
-                       const void *data, unsigned int len)
+static bool f_xs_write(struct xs_handle *h, xs_transaction_t t, const char *path, const void *data,
+                       unsigned int len)
 {
     char *p;
 
@@ -382,12 +381,12 @@ static bool f_xs_write(struct xs_handle *h, xs_transaction_t t, const char *path
         char *v = malloc(len + 1);
 
         memcpy(v, data, len);
-        txn_add(h, (TxnOp){ .path = p, .val = v, .len = len });
+        txn_add(h, (TxnOp){.path = p, .val = v, .len = len});
     } else {
         Node *n = node_write(p, data, len, 0);
 
         if (n->nperms == 0) {
-            n->perms[0] = (struct xs_permissions){ .id = (unsigned)h->domid, .perms = 0 };
+            n->perms[0] = (struct xs_permissions){.id = (unsigned)h->domid, .perms = 0};
             n->nperms = 1;
         }
         free(p);
@@ -416,7 +415,7 @@ static bool f_xs_rm(struct xs_handle *h, xs_transaction_t t, const char *path)
 static bool f_xs_set_permissions(struct xs_handle *h, xs_transaction_t t, const char *path,
                                  struct xs_permissions *perms, unsigned int num)
 {
-    TxnOp op = { .is_perms = true, .nperms = num };
+    TxnOp op = {.is_perms = true, .nperms = num};
 
     lock();
     if (fault()) {
@@ -481,7 +480,7 @@ static bool f_xs_transaction_end(struct xs_handle *h, xs_transaction_t t, bool a
                 memcpy(n->perms, op->perms, sizeof(op->perms));
                 n->nperms = op->nperms;
             } else if (n && n->nperms == 0) {
-                n->perms[0] = (struct xs_permissions){ .id = (unsigned)h->domid };
+                n->perms[0] = (struct xs_permissions){.id = (unsigned)h->domid};
                 n->nperms = 1;
             }
         }
@@ -508,7 +507,7 @@ static bool f_xs_watch(struct xs_handle *h, const char *path, const char *token)
     h->nwatch++;
     /* a watch fires once when registered */
     h->queue = realloc(h->queue, sizeof(*h->queue) * (size_t)(h->nqueue + 1));
-    h->queue[h->nqueue++] = (WatchEv){ strdup(path), strdup(token) };
+    h->queue[h->nqueue++] = (WatchEv){strdup(path), strdup(token)};
     if (write(h->pipe[1], "w", 1) != 1)
         abort();
     unlock();
@@ -617,7 +616,7 @@ static void port_unbind(int port)
         r->connected = false;
         r->remote_port = 0;
     }
-    *p = (Port){ 0 };
+    *p = (Port){0};
 }
 
 static int f_evtchn_close(xenevtchn_handle *h)
@@ -656,8 +655,8 @@ static int port_alloc(struct xenevtchn_handle *h, int remote_domid)
 {
     for (int i = 1; i < MAX_PORTS; i++) {
         if (!W.ports[i].used) {
-            W.ports[i] = (Port){ .used = true, .domid = h->domid, .h = h,
-                                 .remote_domid = remote_domid };
+            W.ports[i] = (Port){
+                .used = true, .domid = h->domid, .h = h, .remote_domid = remote_domid};
             return i;
         }
     }
@@ -665,8 +664,7 @@ static int port_alloc(struct xenevtchn_handle *h, int remote_domid)
     return -1;
 }
 
-static xenevtchn_port_or_error_t f_evtchn_bind_unbound_port(xenevtchn_handle *h,
-                                                            uint32_t domid)
+static xenevtchn_port_or_error_t f_evtchn_bind_unbound_port(xenevtchn_handle *h, uint32_t domid)
 {
     int port;
 
@@ -676,8 +674,8 @@ static xenevtchn_port_or_error_t f_evtchn_bind_unbound_port(xenevtchn_handle *h,
     return port;
 }
 
-static xenevtchn_port_or_error_t f_evtchn_bind_interdomain(xenevtchn_handle *h,
-                                                           uint32_t domid, evtchn_port_t rp)
+static xenevtchn_port_or_error_t f_evtchn_bind_interdomain(xenevtchn_handle *h, uint32_t domid,
+                                                           evtchn_port_t rp)
 {
     int port;
 
@@ -827,22 +825,33 @@ static void *share(struct xengntdev_handle *h, uint32_t domid, int count, uint32
     if (first < 0)
         abort();
     for (int i = 0; i < count; i++) {
-        W.grants[first + i] = (Grant){ .used = true, .owner = h->domid, .grantee = (int)domid,
-                                       .fd = fd, .off = (off_t)i * PAGE,
-                                       .writable = writable, .share = share_no, .page = i };
+        W.grants[first + i] = (Grant){.used = true,
+                                      .owner = h->domid,
+                                      .grantee = (int)domid,
+                                      .fd = fd,
+                                      .off = (off_t)i * PAGE,
+                                      .writable = writable,
+                                      .share = share_no,
+                                      .page = i};
         refs[i] = (uint32_t)(first + i);
     }
     m = map_slot();
-    *m = (Map){ .used = true, .h = h, .shr = true, .addr = addr, .count = (uint32_t)count,
-                .prot = PROT_READ | PROT_WRITE, .fd = fd, .notify_off = notify_off,
-                .notify_port = notify_port };
+    *m = (Map){.used = true,
+               .h = h,
+               .shr = true,
+               .addr = addr,
+               .count = (uint32_t)count,
+               .prot = PROT_READ | PROT_WRITE,
+               .fd = fd,
+               .notify_off = notify_off,
+               .notify_port = notify_port};
     m->refs[0] = (uint32_t)first;
     unlock();
     return addr;
 }
 
-static void *f_gntshr_share_pages(xengntshr_handle *h, uint32_t domid, int count,
-                                  uint32_t *refs, int writable)
+static void *f_gntshr_share_pages(xengntshr_handle *h, uint32_t domid, int count, uint32_t *refs,
+                                  int writable)
 {
     return share(h, domid, count, refs, writable, -1, -1);
 }
@@ -857,10 +866,10 @@ static void unshare_locked(Map *m)
 {
     map_notify(m);
     for (uint32_t i = 0; i < m->count; i++)
-        W.grants[m->refs[0] + i] = (Grant){ 0 };
+        W.grants[m->refs[0] + i] = (Grant){0};
     munmap(m->addr, (size_t)m->count * PAGE);
     close(m->fd); /* mappings held by the peer keep the pages alive */
-    *m = (Map){ 0 };
+    *m = (Map){0};
 }
 
 static int f_gntshr_unshare(xengntshr_handle *h, void *addr, uint32_t count)
@@ -893,7 +902,7 @@ static int gnt_close(struct xengntdev_handle *h)
         } else {
             map_notify(m);
             munmap(m->addr, (size_t)m->count * PAGE);
-            *m = (Map){ 0 };
+            *m = (Map){0};
         }
     }
     W.gnt_handles--;
@@ -948,8 +957,14 @@ static void *map_refs(struct xengntdev_handle *h, uint32_t count, uint32_t domid
             abort();
     }
     m = map_slot();
-    *m = (Map){ .used = true, .h = h, .addr = addr, .count = count, .prot = prot, .fd = -1,
-                .notify_off = notify_off, .notify_port = notify_port };
+    *m = (Map){.used = true,
+               .h = h,
+               .addr = addr,
+               .count = count,
+               .prot = prot,
+               .fd = -1,
+               .notify_off = notify_off,
+               .notify_port = notify_port};
     unlock();
     return addr;
 }
@@ -960,8 +975,8 @@ static void *f_gnttab_map_grant_ref_notify(xengnttab_handle *h, uint32_t domid, 
     return map_refs(h, 1, domid, &ref, prot, (int)off, (int)port);
 }
 
-static void *f_gnttab_map_domain_grant_refs(xengnttab_handle *h, uint32_t count,
-                                            uint32_t domid, uint32_t *refs, int prot)
+static void *f_gnttab_map_domain_grant_refs(xengnttab_handle *h, uint32_t count, uint32_t domid,
+                                            uint32_t *refs, int prot)
 {
     return map_refs(h, count, domid, refs, prot, -1, -1);
 }
@@ -979,7 +994,7 @@ static int f_gnttab_unmap(xengnttab_handle *h, void *addr, uint32_t count)
     }
     map_notify(m);
     munmap(m->addr, (size_t)m->count * PAGE);
-    *m = (Map){ 0 };
+    *m = (Map){0};
     unlock();
     return 0;
 }
@@ -1048,7 +1063,7 @@ void fake_xen_add_domain(int domid)
     snprintf(val, sizeof(val), "%d", domid);
     lock();
     n = node_write(path, val, (unsigned)strlen(val), 0);
-    n->perms[0] = (struct xs_permissions){ .id = (unsigned)domid, .perms = XS_PERM_NONE };
+    n->perms[0] = (struct xs_permissions){.id = (unsigned)domid, .perms = XS_PERM_NONE};
     n->nperms = 1;
     W.dead[domid] = false;
     unlock();
@@ -1077,8 +1092,8 @@ void fake_xen_fire_unmap_notify(int domid)
 void fake_xen_counts(FakeXenCounts *c)
 {
     lock();
-    *c = (FakeXenCounts){ .xs_handles = W.nxs, .evtchn_handles = W.evtchn_handles,
-                          .gnt_handles = W.gnt_handles };
+    *c = (FakeXenCounts){
+        .xs_handles = W.nxs, .evtchn_handles = W.evtchn_handles, .gnt_handles = W.gnt_handles};
     for (int i = 1; i < MAX_PORTS; i++)
         c->ports += W.ports[i].used;
     for (int i = 0; i < MAX_GRANTS; i++)
@@ -1111,8 +1126,8 @@ void fake_xs_set(const char *path, const char *val, size_t len, int owner, int r
 
     lock();
     n = node_write(path, val, (unsigned)len, 0);
-    n->perms[0] = (struct xs_permissions){ .id = (unsigned)owner, .perms = XS_PERM_NONE };
-    n->perms[1] = (struct xs_permissions){ .id = (unsigned)reader, .perms = XS_PERM_READ };
+    n->perms[0] = (struct xs_permissions){.id = (unsigned)owner, .perms = XS_PERM_NONE};
+    n->perms[1] = (struct xs_permissions){.id = (unsigned)reader, .perms = XS_PERM_READ};
     n->nperms = 2;
     unlock();
 }

@@ -12,7 +12,7 @@
 #include "vchan/ring.h"
 #include "leak.h"
 
-#define SAME_OFFSET(ours, theirs)                                                          \
+#define SAME_OFFSET(ours, theirs) \
     ck_assert_uint_eq(offsetof(VchanCtrl, ours), offsetof(struct vchan_interface, theirs))
 
 START_TEST(test_offsets_match_debian_header)
@@ -51,10 +51,10 @@ START_TEST(test_server_init_reads_back_through_debian_struct)
     uint8_t *page = aligned_alloc(4096, 4096);
     struct vchan_interface *theirs = (struct vchan_interface *)page;
     static const uint8_t golden[24] = {
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* indices */
-        12, 0, 11, 0,                                   /* orders, little-endian */
-        2, 1,                                           /* cli_live waiting, srv_live open */
-        1, 0,                                           /* cli_notify WRITE, srv_notify 0 */
+        0,  0, 0,  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* indices */
+        12, 0, 11, 0,                                     /* orders, little-endian */
+        2,  1,                                            /* cli_live waiting, srv_live open */
+        1,  0,                                            /* cli_notify WRITE, srv_notify 0 */
     };
 
     memset(page, 0xAA, 4096);
@@ -82,8 +82,8 @@ START_TEST(test_indices_land_in_debian_fields)
     uint8_t *page = aligned_alloc(4096, 4096);
     struct vchan_interface *theirs = (struct vchan_interface *)page;
     VchanRing srv, cli;
-    uint8_t buf[100] = { 0 };
-    struct iovec iov = { buf, 37 };
+    uint8_t buf[100] = {0};
+    struct iovec iov = {buf, 37};
     bool kick;
 
     memset(page, 0, 4096);

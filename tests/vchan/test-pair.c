@@ -74,12 +74,12 @@ END_TEST
 
 START_TEST(test_argument_semantics)
 {
-    uint8_t buf[4096] = { 0 };
-    struct iovec iov = { buf, 0 };
+    uint8_t buf[4096] = {0};
+    struct iovec iov = {buf, 0};
     Vchan *s, *c;
 
     ck_assert_int_eq(vchan_pair_new(&s, &c, 0, 0), 0); /* 1 KiB left, 2 KiB right */
-    ck_assert_int_eq(vchan_read(s, buf, 0), -EINVAL);   /* 0 is reserved for EOF */
+    ck_assert_int_eq(vchan_read(s, buf, 0), -EINVAL);  /* 0 is reserved for EOF */
     ck_assert_int_eq(vchan_recv(s, buf, 0), -EINVAL);
     ck_assert_int_eq(vchan_readv(s, &iov, 1), -EINVAL);
     ck_assert_int_eq(vchan_readv(s, &iov, -1), -EINVAL);
@@ -87,7 +87,7 @@ START_TEST(test_argument_semantics)
     ck_assert_int_eq(vchan_send(c, buf, 0), 0);
     ck_assert_int_eq(vchan_send(c, buf, 1025), -EMSGSIZE); /* larger than the ring */
     ck_assert_int_eq(vchan_recv(s, buf, 1025), -EMSGSIZE);
-    ck_assert_int_eq(vchan_send(c, buf, 1024), 1024);      /* exactly the ring */
+    ck_assert_int_eq(vchan_send(c, buf, 1024), 1024); /* exactly the ring */
     ck_assert_int_eq(vchan_recv(s, buf, 1024), 1024);
     ck_assert_int_eq(vchan_wait_readable(s, 1025, 0), -EMSGSIZE);
     ck_assert_int_eq(vchan_read(s, buf, sizeof(buf)), -EAGAIN);
@@ -109,8 +109,8 @@ START_TEST(test_readv_writev)
         if (sent < sizeof(src)) {
             size_t rem = sizeof(src) - sent, a = rem < 100 ? rem : 100;
             size_t b = rem - a < 900 ? rem - a : 900;
-            struct iovec w[4] = { { src + sent, a }, { src, 0 }, { src + sent + a, b },
-                                  { src + sent + a + b, rem - a - b } };
+            struct iovec w[4] = {
+                {src + sent, a}, {src, 0}, {src + sent + a, b}, {src + sent + a + b, rem - a - b}};
             ssize_t n = vchan_writev(s, w, 4); /* server writes the 2 KiB right ring */
 
             ck_assert(n > 0 || n == -EAGAIN);
@@ -119,7 +119,7 @@ START_TEST(test_readv_writev)
         }
         {
             size_t rem = sizeof(dst) - got, a = rem < 700 ? rem : 700;
-            struct iovec r[2] = { { dst + got, a }, { dst + got + a, rem - a } };
+            struct iovec r[2] = {{dst + got, a}, {dst + got + a, rem - a}};
             ssize_t m = vchan_readv(c, r, 2);
 
             ck_assert(m > 0 || m == -EAGAIN);
@@ -143,7 +143,7 @@ START_TEST(test_fd_semantics)
     ck_assert_int_eq(vchan_pair_new(&s, &c, 0, 0), 0);
     ck_assert_int_ge(vchan_fd(s), 0);
     /* the client's connect event */
-    pfd = (struct pollfd){ .fd = vchan_fd(s), .events = POLLIN };
+    pfd = (struct pollfd){.fd = vchan_fd(s), .events = POLLIN};
     ck_assert_int_eq(poll(&pfd, 1, 0), 1);
     ck_assert_int_eq(vchan_dispatch(s), 1);
     ck_assert_int_eq(poll(&pfd, 1, 0), 0);
@@ -275,7 +275,7 @@ START_TEST(test_blocked_reader_sees_close)
 
     ck_assert_int_eq(vchan_pair_new(&s, &c, 0, 0), 0);
     no_spin(s);
-    cl = (Closer){ c, 100 };
+    cl = (Closer){c, 100};
     ck_assert_int_eq(pthread_create(&th, NULL, close_later, &cl), 0);
     ck_assert_int_eq(vchan_read_full(s, buf, sizeof(buf), &done, -1), VCHAN_E_EOF);
     ck_assert_uint_eq(done, 0);
@@ -359,7 +359,7 @@ static void ping_pong(size_t read_min, size_t write_min, size_t msg, int rounds,
     }
     pinger = client_pings ? c : s;
     echoer = client_pings ? s : c;
-    p = (Peer){ .v = echoer, .rounds = rounds, .msg = msg };
+    p = (Peer){.v = echoer, .rounds = rounds, .msg = msg};
     ck_assert_int_eq(pthread_create(&th, NULL, echo_thread, &p), 0);
     for (int i = 0; i < rounds; i++) {
         size_t done;
@@ -374,8 +374,8 @@ static void ping_pong(size_t read_min, size_t write_min, size_t msg, int rounds,
     pthread_join(th, NULL);
     ck_assert_int_eq(p.rc, 0);
     vchan_get_stats(pinger, &st);
-    printf("ping-pong %zu B x %d (spin %s): %llu events sent, %llu spin wins, %llu sleeps\n",
-           msg, rounds, spin ? "on" : "off", (unsigned long long)st.events_sent,
+    printf("ping-pong %zu B x %d (spin %s): %llu events sent, %llu spin wins, %llu sleeps\n", msg,
+           rounds, spin ? "on" : "off", (unsigned long long)st.events_sent,
            (unsigned long long)st.spin_wins, (unsigned long long)st.sleeps);
     vchan_free(c);
     vchan_free(s);
@@ -391,7 +391,7 @@ static int nb_xfer(Vchan *v, uint8_t *buf, size_t n, bool reading)
     while (done < n) {
         ssize_t k = reading ? vchan_read(v, buf + done, n - done)
                             : vchan_write(v, buf + done, n - done);
-        struct pollfd pfd = { .fd = vchan_fd(v), .events = POLLIN };
+        struct pollfd pfd = {.fd = vchan_fd(v), .events = POLLIN};
 
         if (k > 0) {
             done += (size_t)k;
@@ -434,7 +434,7 @@ static void nb_ping_pong(size_t msg, int rounds)
     NbPeer p;
 
     ck_assert_int_eq(vchan_pair_new(&s, &c, 0, 0), 0);
-    p = (NbPeer){ .v = s, .rounds = rounds, .msg = msg };
+    p = (NbPeer){.v = s, .rounds = rounds, .msg = msg};
     ck_assert_int_eq(pthread_create(&th, NULL, nb_echo, &p), 0);
     for (int i = 0; i < rounds; i++) {
         for (size_t j = 0; j < msg; j++)
@@ -506,7 +506,7 @@ static void nb_stream(bool to_server)
 
     periodic_init();
     ck_assert_int_eq(vchan_pair_new(&s, &c, 0, 0), 0);
-    w = (NbStream){ .v = to_server ? c : s, .total = total };
+    w = (NbStream){.v = to_server ? c : s, .total = total};
     ck_assert_int_eq(pthread_create(&th, NULL, nb_stream_writer, &w), 0);
     while (pos < total) {
         size_t n = 1 + (x = x * 1103515245u + 12345u) % sizeof(buf);
@@ -556,7 +556,7 @@ static int spin_token(Vchan *v)
 static void *hot_writer(void *arg)
 {
     Hot *h = arg;
-    uint8_t buf[4096] = { 0 };
+    uint8_t buf[4096] = {0};
 
     for (int i = 0; i < h->rounds && !h->rc; i++) {
         if (vchan_write(h->v, buf, h->burst) != (ssize_t)h->burst)
@@ -599,11 +599,11 @@ START_TEST(test_race_against_hot_peer)
     Vchan *s, *c;
     pthread_t th;
     Hot h;
-    uint8_t buf[4096] = { 0 };
+    uint8_t buf[4096] = {0};
 
     /* poll reader vs hot writer */
     ck_assert_int_eq(vchan_pair_new(&s, &c, 0, 0), 0);
-    h = (Hot){ .v = c, .rounds = 100000, .burst = 1 };
+    h = (Hot){.v = c, .rounds = 100000, .burst = 1};
     ck_assert_int_eq(pthread_create(&th, NULL, hot_writer, &h), 0);
     for (int i = 0; i < h.rounds; i++) {
         ck_assert_msg(nb_xfer(s, buf, 1, true) == 0, "round %d: reader lost a wakeup", i);
@@ -616,7 +616,7 @@ START_TEST(test_race_against_hot_peer)
 
     /* poll writer vs hot reader: fill the 2 KiB ring, then one more byte */
     ck_assert_int_eq(vchan_pair_new(&s, &c, 0, 0), 0);
-    h = (Hot){ .v = c, .rounds = 50000, .burst = 2049 };
+    h = (Hot){.v = c, .rounds = 50000, .burst = 2049};
     ck_assert_int_eq(pthread_create(&th, NULL, hot_reader, &h), 0);
     for (int i = 0; i < h.rounds; i++) {
         ck_assert_msg(nb_xfer(s, buf, 2049, false) == 0, "round %d: writer lost a wakeup", i);
@@ -715,7 +715,7 @@ static void bulk(size_t read_min, size_t write_min, uint64_t total, size_t chunk
         no_spin(s);
         no_spin(c);
     }
-    w = (Bulk){ .v = c, .total = total, .chunk = chunk };
+    w = (Bulk){.v = c, .total = total, .chunk = chunk};
     ck_assert_int_eq(pthread_create(&th, NULL, bulk_writer, &w), 0);
     for (;;) {
         size_t done;
@@ -732,8 +732,8 @@ static void bulk(size_t read_min, size_t write_min, uint64_t total, size_t chunk
     ck_assert_uint_eq(got, total);
     ck_assert_uint_eq(sum, w.sum);
     printf("bulk %llu MiB, ring %zu, chunk %zu, spin %s: %llu ms\n",
-           (unsigned long long)(total >> 20), vchan_read_ring_size(s), chunk,
-           spin ? "on" : "off", (unsigned long long)(now_ms() - t0));
+           (unsigned long long)(total >> 20), vchan_read_ring_size(s), chunk, spin ? "on" : "off",
+           (unsigned long long)(now_ms() - t0));
     vchan_free(s);
     free(buf);
 }

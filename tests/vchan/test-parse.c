@@ -19,8 +19,24 @@ static int ref_of(const char *s, uint32_t *v)
 START_TEST(test_grant_ref_rejects)
 {
     static const char *const bad[] = {
-        "", "0", "-1", "+1", "12abc", "abc", " 12", "12 ", "12\n", "4294967296",
-        "99999999999", "0012", "00", "0x10", "1e3", "1.5", "１２", "18446744073709551617",
+        "",
+        "0",
+        "-1",
+        "+1",
+        "12abc",
+        "abc",
+        " 12",
+        "12 ",
+        "12\n",
+        "4294967296",
+        "99999999999",
+        "0012",
+        "00",
+        "0x10",
+        "1e3",
+        "1.5",
+        "１２",
+        "18446744073709551617",
         "4294967295000",
     };
     uint32_t v = 7;
@@ -52,7 +68,10 @@ START_TEST(test_embedded_nul_and_length)
     uint32_t v;
 
     /* xs_read returns a length: a NUL inside it is junk */
-    ck_assert_int_eq(vchan_parse_grant_ref("12\0" "3", 4, &v), -EPROTO);
+    ck_assert_int_eq(vchan_parse_grant_ref("12\0"
+                                           "3",
+                                           4, &v),
+                     -EPROTO);
     /* only len bytes count */
     ck_assert_int_eq(vchan_parse_grant_ref("123", 2, &v), 0);
     ck_assert_uint_eq(v, 12);
@@ -79,7 +98,7 @@ START_TEST(test_domid)
 
     ck_assert_int_eq(vchan_parse_domid("0", 1, &v), 0);
     ck_assert_uint_eq(v, 0);
-    ck_assert_int_eq(vchan_parse_domid("32751", 5, &v), 0); /* 0x7FEF */
+    ck_assert_int_eq(vchan_parse_domid("32751", 5, &v), 0);       /* 0x7FEF */
     ck_assert_int_eq(vchan_parse_domid("32752", 5, &v), -EPROTO); /* DOMID_FIRST_RESERVED */
     ck_assert_int_eq(vchan_parse_domid("32753", 5, &v), -EPROTO); /* DOMID_SELF + 1 ... */
     ck_assert_int_eq(vchan_parse_domid("65535", 5, &v), -EPROTO);

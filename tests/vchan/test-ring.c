@@ -57,14 +57,14 @@ static bool last_kick;
 
 static ssize_t wr(VchanRing *r, const void *p, size_t n, bool packet)
 {
-    struct iovec iov = { (void *)p, n };
+    struct iovec iov = {(void *)p, n};
 
     return vchan_ring_writev(r, &iov, 1, packet ? n : 1, &last_kick);
 }
 
 static ssize_t rd(VchanRing *r, void *p, size_t n, bool packet)
 {
-    struct iovec iov = { p, n };
+    struct iovec iov = {p, n};
 
     return vchan_ring_readv(r, &iov, 1, packet ? n : 1, &last_kick);
 }
@@ -92,7 +92,7 @@ static void check_pat(const uint8_t *p, size_t n, uint64_t pos)
 /* Edge case 5: size-2, then 1, then 5 bytes: the last write wraps. */
 START_TEST(test_wrap_at_ring_end)
 {
-    static const size_t steps[] = { 1022, 1, 5 };
+    static const size_t steps[] = {1022, 1, 5};
     uint8_t buf[2048];
     uint64_t pos = 0;
     Fix f;
@@ -186,7 +186,7 @@ START_TEST(test_packet_vs_stream)
     ck_assert_int_eq(wr(&f.cli, buf, 24, true), -EAGAIN);
 
     ck_assert_int_eq(rd(&f.srv, buf, 1025, true), -EAGAIN); /* more than ready */
-    ck_assert_uint_eq(atomic_load(&f.ctrl->left.cons), 0); /* nothing consumed */
+    ck_assert_uint_eq(atomic_load(&f.ctrl->left.cons), 0);  /* nothing consumed */
     ck_assert_int_eq(rd(&f.srv, buf, 1024, true), 1024);
     check_pat(buf, 1024, 0);
     ck_assert_int_eq(rd(&f.srv, buf, 10, true), -EAGAIN);
@@ -205,8 +205,8 @@ END_TEST
 START_TEST(test_iov_across_wrap)
 {
     uint8_t src[60], a[7], b[13], c[40], junk[1000];
-    struct iovec wiov[3] = { { src, 10 }, { src + 10, 0 }, { src + 10, 50 } };
-    struct iovec riov[4] = { { a, 7 }, { b, 13 }, { junk, 0 }, { c, 40 } };
+    struct iovec wiov[3] = {{src, 10}, {src + 10, 0}, {src + 10, 50}};
+    struct iovec riov[4] = {{a, 7}, {b, 13}, {junk, 0}, {c, 40}};
     Fix f;
 
     fix_init(&f, 10, 11);
@@ -228,14 +228,14 @@ START_TEST(test_random_sizes)
 {
     const char *env = getenv("VCHAN_TEST_SEED");
     unsigned seed = env ? (unsigned)strtoul(env, NULL, 0) : (unsigned)time(NULL);
-    static const unsigned orders[][2] = { { 10, 11 }, { 11, 10 }, { 12, 11 }, { 13, 14 } };
+    static const unsigned orders[][2] = {{10, 11}, {11, 10}, {12, 11}, {13, 14}};
     static uint8_t buf[5000];
 
     printf("test_random_sizes: seed %u (set VCHAN_TEST_SEED to repeat)\n", seed);
     fflush(stdout);
     srand(seed);
     for (size_t g = 0; g < sizeof(orders) / sizeof(orders[0]); g++) {
-        uint64_t wpos[2] = { 0 }, rpos[2] = { 0 };
+        uint64_t wpos[2] = {0}, rpos[2] = {0};
         Fix f;
 
         fix_init(&f, orders[g][0], orders[g][1]);
@@ -285,8 +285,8 @@ END_TEST
 START_TEST(test_hostile_producer_index)
 {
     const uint32_t cons = 0x1000;
-    const uint32_t bad[] = { cons + 1024 + 1, cons - 1, 0xFFFFFFFFu, cons + 0x80000000u,
-                             cons + 2048 };
+    const uint32_t bad[] = {cons + 1024 + 1, cons - 1, 0xFFFFFFFFu, cons + 0x80000000u,
+                            cons + 2048};
     uint8_t buf[4096];
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -297,7 +297,7 @@ START_TEST(test_hostile_producer_index)
         atomic_store(&f.ctrl->left.prod, bad[i]);
         memset(buf, 0x5A, sizeof(buf));
         ck_assert_int_eq(rd(&f.srv, buf, sizeof(buf), false), -EPROTO);
-        ck_assert_uint_eq(buf[0], 0x5A); /* nothing copied */
+        ck_assert_uint_eq(buf[0], 0x5A);                       /* nothing copied */
         ck_assert_uint_eq(atomic_load(&f.ctrl->left.cons), 0); /* nothing consumed */
         /* latched: a repaired index does not help, every op fails */
         atomic_store(&f.ctrl->left.prod, cons + 10);
@@ -325,7 +325,7 @@ END_TEST
 START_TEST(test_hostile_consumer_index)
 {
     const uint32_t prod = 0x2000;
-    const uint32_t bad[] = { prod + 1, prod - 1024 - 1, 0xFFFFFFFFu, prod + 0x80000000u };
+    const uint32_t bad[] = {prod + 1, prod - 1024 - 1, 0xFFFFFFFFu, prod + 0x80000000u};
     uint8_t buf[4096];
 
     memset(buf, 0x33, sizeof(buf));
@@ -337,7 +337,7 @@ START_TEST(test_hostile_consumer_index)
         atomic_store(&f.ctrl->left.prod, prod);
         atomic_store(&f.ctrl->left.cons, bad[i]);
         ck_assert_int_eq(wr(&f.cli, buf, sizeof(buf), false), -EPROTO);
-        ck_assert_int_eq(f.lbuf[0], 0);                            /* nothing written */
+        ck_assert_int_eq(f.lbuf[0], 0);                           /* nothing written */
         ck_assert_uint_eq(atomic_load(&f.ctrl->left.prod), prod); /* nor published */
         ck_assert_int_eq(vchan_ring_buffer_space(&f.cli), -EPROTO);
         fix_free(&f);
@@ -386,7 +386,7 @@ static void *toggle_prod(void *arg)
 START_TEST(test_toggling_index_single_fetch)
 {
     static uint8_t buf[65536];
-    Toggler t = { 0 };
+    Toggler t = {0};
     pthread_t th;
     Fix f;
     int ok = 0, proto = 0;
@@ -450,7 +450,7 @@ static void *scribble(void *arg)
 START_TEST(test_scribbler_thread)
 {
     static uint8_t buf[8192];
-    Scribbler s = { .seed = 42 };
+    Scribbler s = {.seed = 42};
     pthread_t th;
     int violations = 0, moved = 0;
     Fix f;
@@ -472,8 +472,8 @@ START_TEST(test_scribbler_thread)
                           "write returned %zd", got);
         } else {
             got = rd(r, buf, n, i & 4);
-            ck_assert_msg((got >= 0 && (size_t)got <= n) || got == -EAGAIN ||
-                              got == -EPROTO || got == -ECONNRESET,
+            ck_assert_msg((got >= 0 && (size_t)got <= n) || got == -EAGAIN || got == -EPROTO ||
+                              got == -ECONNRESET,
                           "read returned %zd", got);
         }
         if (got > 0)
@@ -501,7 +501,7 @@ END_TEST
  * keep being used. */
 START_TEST(test_orders_rewritten_after_connect)
 {
-    static const uint16_t hostile[] = { 20, 0, 65535, 10 };
+    static const uint16_t hostile[] = {20, 0, 65535, 10};
     uint8_t buf[10000];
     uint64_t wpos = 0, rpos = 0;
     Fix f;
@@ -526,7 +526,7 @@ END_TEST
 /* Edge case 13: live bytes other than 0, 1, 2 are violations. */
 START_TEST(test_live_byte_out_of_range)
 {
-    uint8_t buf[16] = { 0 };
+    uint8_t buf[16] = {0};
 
     for (unsigned v = 3; v <= 255; v++) {
         Fix f;
@@ -549,7 +549,7 @@ END_TEST
 /* Edge case 13: a client seeing 2 treats the server as not ready, not as a violation. */
 START_TEST(test_client_sees_waiting)
 {
-    uint8_t buf[16] = { 0 };
+    uint8_t buf[16] = {0};
     Fix f;
 
     fix_init(&f, 10, 11);
@@ -638,7 +638,7 @@ END_TEST
 /* The notify-bit protocol: events only when the peer asked, bits in the right bytes. */
 START_TEST(test_notify_protocol)
 {
-    uint8_t buf[2048] = { 0 };
+    uint8_t buf[2048] = {0};
     Fix f;
 
     fix_init(&f, 10, 11);

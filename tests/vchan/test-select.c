@@ -20,51 +20,51 @@ static const struct {
     unsigned left, right;
 } table[] = {
     /* the spec's examples */
-    { 0, 0, 0, 10, 11 },
-    { 2048, 1024, 0, 11, 10 },
-    { 2048, 2048, 0, 11, 12 },
-    { 4096, 1024, 0, 12, 11 },
-    { 65536, 65536, 0, 16, 16 },
-    { M, M, 0, 20, 20 },
+    {0, 0, 0, 10, 11},
+    {2048, 1024, 0, 11, 10},
+    {2048, 2048, 0, 11, 12},
+    {4096, 1024, 0, 12, 11},
+    {65536, 65536, 0, 16, 16},
+    {M, M, 0, 20, 20},
     /* one side varies, the other 0 */
-    { 1024, 0, 0, 10, 11 },
-    { 1025, 0, 0, 11, 10 },
-    { 2048, 0, 0, 11, 10 },
-    { 2049, 0, 0, 12, 11 },
-    { 4096, 0, 0, 12, 11 },
-    { 4097, 0, 0, 13, 11 },
-    { 65536, 0, 0, 16, 11 },
-    { M, 0, 0, 20, 11 },
-    { M + 1, 0, -EINVAL, 0, 0 },
-    { 0, 1024, 0, 10, 11 },
-    { 0, 1025, 0, 10, 11 },
-    { 0, 2048, 0, 10, 11 },
-    { 0, 2049, 0, 11, 12 },
-    { 0, 4096, 0, 11, 12 },
-    { 0, 4097, 0, 11, 13 },
-    { 0, 65536, 0, 11, 16 },
-    { 0, M, 0, 11, 20 },
-    { 0, M + 1, -EINVAL, 0, 0 },
+    {1024, 0, 0, 10, 11},
+    {1025, 0, 0, 11, 10},
+    {2048, 0, 0, 11, 10},
+    {2049, 0, 0, 12, 11},
+    {4096, 0, 0, 12, 11},
+    {4097, 0, 0, 13, 11},
+    {65536, 0, 0, 16, 11},
+    {M, 0, 0, 20, 11},
+    {M + 1, 0, -EINVAL, 0, 0},
+    {0, 1024, 0, 10, 11},
+    {0, 1025, 0, 10, 11},
+    {0, 2048, 0, 10, 11},
+    {0, 2049, 0, 11, 12},
+    {0, 4096, 0, 11, 12},
+    {0, 4097, 0, 11, 13},
+    {0, 65536, 0, 11, 16},
+    {0, M, 0, 11, 20},
+    {0, M + 1, -EINVAL, 0, 0},
     /* both vary */
-    { 1024, 1024, 0, 10, 11 },
-    { 1025, 1025, 0, 11, 12 },
-    { 1024, 2048, 0, 10, 11 },
-    { 2049, 2049, 0, 12, 12 },
-    { 4096, 4096, 0, 12, 12 },
-    { 4097, 4097, 0, 13, 13 },
-    { 1025, 2049, 0, 11, 12 },
-    { 2049, 1025, 0, 12, 11 },
-    { 65536, 1024, 0, 16, 11 },
-    { 1024, 65536, 0, 11, 16 },
-    { M, M + 1, -EINVAL, 0, 0 },
-    { M + 1, M + 1, -EINVAL, 0, 0 },
-    { SIZE_MAX, 0, -EINVAL, 0, 0 },
+    {1024, 1024, 0, 10, 11},
+    {1025, 1025, 0, 11, 12},
+    {1024, 2048, 0, 10, 11},
+    {2049, 2049, 0, 12, 12},
+    {4096, 4096, 0, 12, 12},
+    {4097, 4097, 0, 13, 13},
+    {1025, 2049, 0, 11, 12},
+    {2049, 1025, 0, 12, 11},
+    {65536, 1024, 0, 16, 11},
+    {1024, 65536, 0, 11, 16},
+    {M, M + 1, -EINVAL, 0, 0},
+    {M + 1, M + 1, -EINVAL, 0, 0},
+    {SIZE_MAX, 0, -EINVAL, 0, 0},
 };
 
 START_TEST(test_selection_table)
 {
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
-        VchanGeom g = { 99, 99 };
+        VchanGeom g = {99, 99};
         int rc = vchan_geom_select(table[i].read_min, table[i].write_min, &g);
 
         ck_assert_msg(rc == table[i].rc, "(%zu,%zu): rc %d, expected %d", table[i].read_min,
@@ -83,8 +83,8 @@ END_TEST
 /* Properties over every pair of the interesting sizes. */
 START_TEST(test_selection_properties)
 {
-    static const size_t sizes[] = { 0, 1, 1023, 1024, 1025, 2047, 2048, 2049, 4095,
-                                    4096, 4097, 65535, 65536, 65537, M - 1, M };
+    static const size_t sizes[] = {0,    1,    1023, 1024,  1025,  2047,  2048,  2049,
+                                   4095, 4096, 4097, 65535, 65536, 65537, M - 1, M};
 
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         for (size_t j = 0; j < sizeof(sizes) / sizeof(sizes[0]); j++) {
@@ -114,17 +114,17 @@ END_TEST
 START_TEST(test_client_order_validation)
 {
     static const unsigned reject[][2] = {
-        { 9, 11 }, { 11, 9 }, { 21, 11 }, { 11, 21 }, { 0, 0 }, { 10, 10 },
-        { 11, 11 }, { 65535, 11 }, { 12, 65535 }, { 9, 9 }, { 21, 21 },
+        {9, 11},  {11, 9},     {21, 11},    {11, 21}, {0, 0},   {10, 10},
+        {11, 11}, {65535, 11}, {12, 65535}, {9, 9},   {21, 21},
     };
     static const unsigned accept[][2] = {
-        { 10, 11 }, { 11, 10 }, { 11, 12 }, { 20, 20 }, { 10, 12 },
-        { 10, 20 }, { 12, 10 }, { 12, 12 }, { 20, 10 }, { 12, 11 },
+        {10, 11}, {11, 10}, {11, 12}, {20, 20}, {10, 12},
+        {10, 20}, {12, 10}, {12, 12}, {20, 10}, {12, 11},
     };
 
     for (size_t i = 0; i < sizeof(reject) / sizeof(reject[0]); i++)
-        ck_assert_msg(vchan_geom_check(reject[i][0], reject[i][1]) == -EPROTO,
-                      "(%u,%u) accepted", reject[i][0], reject[i][1]);
+        ck_assert_msg(vchan_geom_check(reject[i][0], reject[i][1]) == -EPROTO, "(%u,%u) accepted",
+                      reject[i][0], reject[i][1]);
     for (size_t i = 0; i < sizeof(accept) / sizeof(accept[0]); i++)
         ck_assert_msg(vchan_geom_check(accept[i][0], accept[i][1]) == 0, "(%u,%u) rejected",
                       accept[i][0], accept[i][1]);
@@ -150,24 +150,24 @@ START_TEST(test_grant_ordering)
 {
     VchanGeom g;
 
-    g = (VchanGeom){ 11, 12 }; /* in-page left + external right */
+    g = (VchanGeom){11, 12}; /* in-page left + external right */
     ck_assert_uint_eq(vchan_geom_right_grant0(&g), 0);
     ck_assert_uint_eq(vchan_geom_grants(&g), 1);
-    g = (VchanGeom){ 12, 11 };
+    g = (VchanGeom){12, 11};
     ck_assert_uint_eq(vchan_geom_left_grant0(&g), 0);
     ck_assert_uint_eq(vchan_geom_grants(&g), 1);
-    g = (VchanGeom){ 16, 13 };
+    g = (VchanGeom){16, 13};
     ck_assert_uint_eq(vchan_geom_right_grant0(&g), 16);
     ck_assert_uint_eq(vchan_geom_grants(&g), 18);
-    g = (VchanGeom){ 20, 20 };
+    g = (VchanGeom){20, 20};
     ck_assert_uint_eq(vchan_geom_right_grant0(&g), 256);
     ck_assert_uint_eq(vchan_geom_grants(&g), VCHAN_GRANTS_MAX);
     /* the largest grant array ends below the end of the page */
     ck_assert(24 + 4 * VCHAN_GRANTS_MAX <= 4096);
-    g = (VchanGeom){ 10, 11 };
+    g = (VchanGeom){10, 11};
     ck_assert_uint_eq(vchan_geom_grants(&g), 0);
     /* an ocaml-vchan layout: right's 256 refs overlap the in-page left ring at 1024 */
-    g = (VchanGeom){ 10, 20 };
+    g = (VchanGeom){10, 20};
     ck_assert_uint_eq(vchan_geom_right_grant0(&g), 0);
     ck_assert(24 + 4 * vchan_geom_grants(&g) > vchan_order_page_offset(10));
 }

@@ -136,12 +136,10 @@ START_TEST(test_connect_and_transfer)
 {
     static const size_t sizes[][4] = {
         /* read_min, write_min, expected left, right */
-        { 0, 0, 1024, 2048 },
-        { 2048, 1024, 2048, 1024 },
-        { 4096, 1024, 4096, 2048 },  /* external left + in-page right */
-        { 1024, 4096, 2048, 4096 },  /* in-page left + external right */
-        { 65536, 65536, 65536, 65536 },
-        { 1 << 20, 1 << 20, 1 << 20, 1 << 20 },
+        {0, 0, 1024, 2048},           {2048, 1024, 2048, 1024},
+        {4096, 1024, 4096, 2048}, /* external left + in-page right */
+        {1024, 4096, 2048, 4096}, /* in-page left + external right */
+        {65536, 65536, 65536, 65536}, {1 << 20, 1 << 20, 1 << 20, 1 << 20},
     };
 
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
@@ -265,8 +263,8 @@ END_TEST
 /* Edge case 20: hostile or stale XenStore values are refused without leaks. */
 START_TEST(test_client_rejects_bad_values)
 {
-    static const char *const bad[] = { "", "0", "-1", "12abc", "4294967296", "99999999999999",
-                                       " 12", "+12", "012", "0x1f" };
+    static const char *const bad[] = {"",    "0",   "-1",  "12abc", "4294967296", "99999999999999",
+                                      " 12", "+12", "012", "0x1f"};
     Vchan *s = server(0, 0), *c = NULL;
     unsigned len;
     char *good_ref = fake_xs_get(PATH "/ring-ref", &len);
@@ -278,12 +276,14 @@ START_TEST(test_client_rejects_bad_values)
         ck_assert_msg(vchan_client_new(&c, SRV, PATH) == -EPROTO, "ring-ref '%s'", bad[i]);
         fake_xs_set(PATH "/ring-ref", good_ref, len, SRV, CLI);
         fake_xs_set(PATH "/event-channel", bad[i], strlen(bad[i]), SRV, CLI);
-        ck_assert_msg(vchan_client_new(&c, SRV, PATH) == -EPROTO, "event-channel '%s'",
-                      bad[i]);
+        ck_assert_msg(vchan_client_new(&c, SRV, PATH) == -EPROTO, "event-channel '%s'", bad[i]);
         fake_xs_set(PATH "/event-channel", good_port, strlen(good_port), SRV, CLI);
     }
     /* an embedded NUL is junk too */
-    fake_xs_set(PATH "/ring-ref", "8\0" "9", 3, SRV, CLI);
+    fake_xs_set(PATH "/ring-ref",
+                "8\0"
+                "9",
+                3, SRV, CLI);
     ck_assert_int_eq(vchan_client_new(&c, SRV, PATH), -EPROTO);
     fake_xs_set(PATH "/ring-ref", good_ref, len, SRV, CLI);
     /* a ref that is a number but not a grant of the server's: mapping fails cleanly */
@@ -305,7 +305,7 @@ END_TEST
 /* Edge case 21 / Qubes #951: loopback and invalid domids. */
 START_TEST(test_loopback_and_invalid_domids)
 {
-    static const int bad[] = { -1, 0x7FF0, 0x7FF1, 0x7FFF, 0xFFFF, 1 << 20 };
+    static const int bad[] = {-1, 0x7FF0, 0x7FF1, 0x7FFF, 0xFFFF, 1 << 20};
     Vchan *v = NULL;
 
     fake_xen_as(CLI);
@@ -397,8 +397,8 @@ END_TEST
 /* Client order checks on a real page, and stale pages (a crashed server). */
 START_TEST(test_client_rejects_bad_pages)
 {
-    static const uint16_t orders[][2] = { { 9, 11 }, { 21, 11 }, { 10, 10 }, { 11, 11 },
-                                          { 0, 0 }, { 11, 65535 } };
+    static const uint16_t orders[][2] = {{9, 11},  {21, 11}, {10, 10},
+                                         {11, 11}, {0, 0},   {11, 65535}};
     Vchan *s = server(0, 0), *c = NULL;
     VchanCtrl *ctrl = s->ring.ctrl;
 
@@ -490,7 +490,7 @@ END_TEST
 START_TEST(test_unmap_notify_on_client_death)
 {
     Vchan *s = server(0, 0), *c = client();
-    struct pollfd pfd = { .fd = vchan_fd(s), .events = POLLIN };
+    struct pollfd pfd = {.fd = vchan_fd(s), .events = POLLIN};
     uint8_t buf[64];
 
     vchan_dispatch(s);
@@ -602,7 +602,7 @@ static void *serve_later(void *arg)
 
 START_TEST(test_client_waits_for_server)
 {
-    Later l = { .delay_ms = 150 };
+    Later l = {.delay_ms = 150};
     Vchan *c = NULL;
     pthread_t th;
     uint64_t t0 = now_ms();
@@ -630,9 +630,9 @@ START_TEST(test_grant_ordering_in_page)
 {
     static const size_t cases[][4] = {
         /* read_min, write_min, left pages, right pages */
-        { 4096, 65536, 1, 16 },
-        { 2048, 4096, 0, 1 }, /* in-page left + external right: right starts at grants[0] */
-        { 65536, 2048, 16, 0 },
+        {4096, 65536, 1, 16},
+        {2048, 4096, 0, 1}, /* in-page left + external right: right starts at grants[0] */
+        {65536, 2048, 16, 0},
     };
 
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
@@ -692,7 +692,7 @@ START_TEST(test_pingpong_event_channel)
     VchanOptions o;
     uint8_t out[100], in[100];
     pthread_t th;
-    Echo e = { .v = s, .rounds = 5000 };
+    Echo e = {.v = s, .rounds = 5000};
 
     vchan_options_init(&o);
     o.spin_ns = 0;

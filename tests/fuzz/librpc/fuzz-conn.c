@@ -84,8 +84,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     RpcConn *c = NULL;
     RpcConnConfig cfg;
     App app = {0};
-    RpcCallbacks cb = {.on_call = on_call, .on_data = on_data,
-                       .on_stream_free = on_stream_free, .on_close = on_close};
+    RpcCallbacks cb = {.on_call = on_call,
+                       .on_data = on_data,
+                       .on_stream_free = on_stream_free,
+                       .on_close = on_close};
 
     if (size < 1 || size > 200000)
         return 0;
@@ -107,10 +109,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     if (app.mode & 2) {
-        RpcHelloMsg m = {.version_min = 1, .version_max = 1,
+        RpcHelloMsg m = {.version_min = 1,
+                         .version_max = 1,
                          .role = (app.mode & 1) ? RPC_ROLE_ACCEPTOR : RPC_ROLE_INITIATOR,
-                         .max_frame = RPC_FRAME_MAX_MIN, .max_streams = 8,
-                         .stream_window = 4096, .conn_window = 16384};
+                         .max_frame = RPC_FRAME_MAX_MIN,
+                         .max_streams = 8,
+                         .stream_window = 4096,
+                         .conn_window = 16384};
         uint8_t frame[RPC_FRAME_HEADER_SIZE + RPC_HELLO_MAX];
         int n = rpc_msg_encode_hello(&m, frame + RPC_FRAME_HEADER_SIZE, RPC_HELLO_MAX);
         RpcFrameHeader h = {.type = RPC_FT_HELLO, .length = (uint32_t)n};

@@ -26,8 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 0: {
         RpcFrameHeader h;
         uint32_t max = RPC_FRAME_MAX_MIN << (sel >> 4);
-        if (size >= RPC_FRAME_HEADER_SIZE &&
-            rpc_frame_header_decode(data, max, &h, &why) == 0) {
+        if (size >= RPC_FRAME_HEADER_SIZE && rpc_frame_header_decode(data, max, &h, &why) == 0) {
             uint8_t again[RPC_FRAME_HEADER_SIZE];
             rpc_frame_header_encode(again, &h);
             if (memcmp(again, data, sizeof(again)) != 0)

@@ -31,7 +31,8 @@ typedef struct Result {
 } Result;
 
 static void run(const VrpcPolicyText *tree, size_t n, const char *const *top, bool skip,
-                Result *res) {
+                Result *res)
+{
     /* small enough to keep each run fast, big enough for real trees */
     PolicyImportOptions opts = {.skip_unconvertible = skip, .max_bytes = 256 * 1024};
     char *err = NULL;
@@ -41,8 +42,8 @@ static void run(const VrpcPolicyText *tree, size_t n, const char *const *top, bo
 
     if (!fout || !ferr)
         abort();
-    res->problems =
-        policy_import_qubes_memory(tree, n, top, top ? 1 : 0, &opts, fout, ferr, &res->stats);
+    res->problems = policy_import_qubes_memory(tree, n, top, top ? 1 : 0, &opts, fout, ferr,
+                                               &res->stats);
     fclose(fout);
     fclose(ferr);
     free(err);
@@ -60,22 +61,23 @@ static void run(const VrpcPolicyText *tree, size_t n, const char *const *top, bo
     }
 }
 
-static void check_modes(const VrpcPolicyText *tree, size_t n, const char *const *top) {
+static void check_modes(const VrpcPolicyText *tree, size_t n, const char *const *top)
+{
     Result strict = {0}, skip = {0};
 
     run(tree, n, top, false, &strict);
     run(tree, n, top, true, &skip);
     if (skip.problems > strict.problems)
         __builtin_trap();
-    if (strict.problems == 0 &&
-        (skip.stats.skipped != 0 || skip.out_size != strict.out_size ||
-         memcmp(skip.out, strict.out, strict.out_size) != 0))
+    if (strict.problems == 0 && (skip.stats.skipped != 0 || skip.out_size != strict.out_size ||
+                                 memcmp(skip.out, strict.out, strict.out_size) != 0))
         __builtin_trap();
     free(strict.out);
     free(skip.out);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
     VrpcPolicyText tree[MAX_FILES];
     char *names[MAX_FILES];
     size_t n = 0, off = 0;

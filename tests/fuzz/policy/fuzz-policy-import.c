@@ -15,7 +15,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
     VrpcPolicyText in = {"fuzz.policy", (const char *)data, size};
     char *out = NULL, *err = NULL;
     size_t out_size = 0, err_size = 0;

@@ -14,7 +14,8 @@
 
 #include "vrpc-policy.h"
 
-static void check_errors(const VrpcPolicy *policy, const char *file) {
+static void check_errors(const VrpcPolicy *policy, const char *file)
+{
     size_t n = vrpc_policy_get_n_errors(policy);
 
     if (vrpc_policy_is_valid(policy) != (n == 0))
@@ -24,12 +25,11 @@ static void check_errors(const VrpcPolicy *policy, const char *file) {
             __builtin_trap();
 }
 
-static void evaluate_some(const VrpcPolicy *policy) {
+static void evaluate_some(const VrpcPolicy *policy)
+{
     static const VrpcPolicyRequest calls[] = {
-        {"work", "dom0", "demo.Echo", ""},
-        {"dom0", "work", "a", "b"},
-        {"work", "@default", "demo.Secret", NULL},
-        {"vault", "@adminvm", "x", "y+z"},
+        {"work", "dom0", "demo.Echo", ""},         {"dom0", "work", "a", "b"},
+        {"work", "@default", "demo.Secret", NULL}, {"vault", "@adminvm", "x", "y+z"},
         {"@adminvm", "vault", "demo.", ""},
     };
 
@@ -49,7 +49,8 @@ static void evaluate_some(const VrpcPolicy *policy) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
     static const char tag_rules[] =
         "rules:\n  - {service: '*', source: '@tag:a', target: '@type:b', action: allow}\n";
     VrpcPolicyText text = {"fuzz.yaml", (const char *)data, size};

@@ -16,7 +16,8 @@
 
 static VrpcPolicy *policy;
 
-static void load_policy(void) {
+static void load_policy(void)
+{
     static const char rules[] =
         "rules:\n"
         "  - {service: 'demo.*', source: '@anyvm', target: '@adminvm', action: allow}\n"
@@ -33,7 +34,8 @@ static void load_policy(void) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
     char service[VRPC_POLICY_NAME_MAX + 1], argument[VRPC_POLICY_NAME_MAX + 1];
     char *copy;
     const char *fields[3] = {"", "", ""};
@@ -58,8 +60,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
 
     rc = vrpc_policy_split_call(fields[2], service, argument);
-    if (rc == 0 && (!vrpc_policy_service_is_valid(service) ||
-                    !vrpc_policy_argument_is_valid(argument)))
+    if (rc == 0 &&
+        (!vrpc_policy_service_is_valid(service) || !vrpc_policy_argument_is_valid(argument)))
         __builtin_trap();
     if (rc != 0 && (service[0] || argument[0]))
         __builtin_trap();

@@ -10,10 +10,10 @@
 
 #include "vchan/parse.h"
 
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (!(cond))                                                                       \
-            __builtin_trap();                                                              \
+#define CHECK(cond)           \
+    do {                      \
+        if (!(cond))          \
+            __builtin_trap(); \
     } while (0)
 
 static void roundtrip(const char *s, size_t len, uint32_t v)

@@ -42,10 +42,10 @@ static uint32_t take32(Input *in)
     return (uint32_t)take16(in) | (uint32_t)take16(in) << 16;
 }
 
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (!(cond))                                                                       \
-            __builtin_trap();                                                              \
+#define CHECK(cond)           \
+    do {                      \
+        if (!(cond))          \
+            __builtin_trap(); \
     } while (0)
 
 static uint8_t scratch[1 << 17];
@@ -76,8 +76,8 @@ static void check_read(VchanRing *r, uint32_t cons0, const struct iovec *iov, in
     }
 }
 
-static void check_write(VchanRing *r, uint32_t prod0, const uint8_t *data, ssize_t got,
-                        size_t want, size_t min, int err0)
+static void check_write(VchanRing *r, uint32_t prod0, const uint8_t *data, ssize_t got, size_t want,
+                        size_t min, int err0)
 {
     if (err0) {
         CHECK(got == err0);
@@ -97,7 +97,7 @@ static void check_write(VchanRing *r, uint32_t prod0, const uint8_t *data, ssize
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    Input in = { data, size };
+    Input in = {data, size};
     uint8_t g = take8(&in);
     bool is_server = g & 0x80;
     unsigned lo = 10 + (g & 7), ro = 10 + ((g >> 3) & 7); /* orders 10..17 */
@@ -149,7 +149,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 7: { /* read / recv */
             size_t n = take16(&in) % (sizeof(scratch) / 2);
             size_t min = op % 18 == 7 ? n : 1;
-            struct iovec iov = { scratch, n };
+            struct iovec iov = {scratch, n};
             uint32_t cons0 = r.rcons;
             ssize_t got;
 
@@ -163,7 +163,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 9: { /* write / send */
             size_t n = take16(&in) % (sizeof(src) / 2);
             size_t min = op % 18 == 9 ? n : 1;
-            struct iovec iov = { src, n };
+            struct iovec iov = {src, n};
             uint32_t prod0 = r.wprod;
             ssize_t got;
 
@@ -185,7 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (int i = 0; i < cnt; i++) {
                 size_t len = take16(&in) % 4096;
 
-                iov[i] = (struct iovec){ scratch + off, len };
+                iov[i] = (struct iovec){scratch + off, len};
                 off += len;
                 want += len;
             }
@@ -205,7 +205,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (int i = 0; i < cnt; i++) {
                 size_t len = take16(&in) % 4096;
 
-                iov[i] = (struct iovec){ src + off, len };
+                iov[i] = (struct iovec){src + off, len};
                 off += len;
             }
             if (off == 0)
