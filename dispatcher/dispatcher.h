@@ -59,6 +59,15 @@ typedef struct Dispatcher {
      * at the control socket (wakes vrpc-ctl wait-guests). NULL: nobody listens. A hook, so
      * that the modules below main.c never call back up into it. */
     void (*guests_changed)(struct Dispatcher *d);
+    /* What peer.c, the connections, hands up to the modules above it, set by main.c (the
+     * same reason: no module calls up into one that depends on it):
+     * peer_call       a CALL arrived on @src's connection (route.c: route_call);
+     * peer_gone       @p's connection is released, its streams gone (route.c);
+     * peer_lost       a guest connection ended: look at its announcement again (guests.c).
+     * NULL: ignored (unit tests). */
+    void (*peer_call)(Peer *src, RpcStream *s, const RpcCall *untrusted_call);
+    void (*peer_gone)(Peer *p);
+    void (*peer_lost)(struct Dispatcher *d, int domid);
 } Dispatcher;
 
 /* The connection configuration for a peer (role given), from dispatcher.yaml. */

@@ -37,6 +37,12 @@
 #define DEFAULT_SOCKET "/run/vrpc/dispatcher.sock"
 #define DEFAULT_CONTROL "/run/vrpc/control.sock"
 
+/* Dispatcher.peer_lost: a guest connection ended; guests.c looks at its announcement. */
+static void on_peer_lost(Dispatcher *d, int domid)
+{
+    guests_connection_lost(d->guests, domid);
+}
+
 /* Dispatcher.guests_changed: a guest connection became ready or went away. */
 static void on_guests_changed(Dispatcher *d)
 {
@@ -146,7 +152,10 @@ int main(int argc, char **argv)
     const char *etc = VRPC_POLICY_DEFAULT_ETC, *socket_path = NULL, *control_path = NULL;
     const char *audit_path = NULL;
     char err[DISPATCHER_CONFIG_ERROR_MAX];
-    Dispatcher d = {.guests_changed = on_guests_changed};
+    Dispatcher d = {.guests_changed = on_guests_changed,
+                    .peer_call = route_call,
+                    .peer_gone = route_peer_gone,
+                    .peer_lost = on_peer_lost};
     Listener local = {.fd = -1};
     PolicyWatchCtx pw = {0};
     RpcLoopSource *policy_src = NULL, *sigterm = NULL, *sigint = NULL;

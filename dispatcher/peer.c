@@ -18,10 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "guests.h"
 #include "librpc/loop.h"
 #include "log.h"
-#include "route.h"
 #include "vchan/vchan.h"
 
 static void list_add(Dispatcher *d, Peer *p)
@@ -91,7 +89,12 @@ static void on_ready(RpcConn *conn, const RpcPeerInfo *info, void *userdata)
 
 static void on_call(RpcConn *conn, RpcStream *s, const RpcCall *call, void *userdata)
 {
-    route_call(userdata, s, call);
+    Peer *p = userdata;
+
+    if (p->d->peer_call)
+        p->d->peer_call(p, s, call);
+    else
+        rpc_stream_refuse(s, 125, "vrpc: no router");
 }
 
 static void on_close(RpcConn *conn, int error, const char *reason, void *userdata)
@@ -229,7 +232,8 @@ void peer_free(Peer *p)
          p->name);
     /* Outside any dispatch: the stream callbacks run now, while p is intact. */
     p->conn = rpc_conn_free(p->conn);
-    route_peer_gone(p);
+    if (p->d->peer_gone)
+        p->d->peer_gone(p);
     free(p);
 }
 
@@ -260,8 +264,8 @@ void peer_drop(Peer *p, const char *reason)
         guests_changed(p->d);
     /* Either way, look at the announcement again: a connection that never got ready may
      * have its offer still there, and an agent that restarted has made a new one. */
-    if (p->kind == PEER_GUEST)
-        guests_connection_lost(p->d->guests, p->domid);
+    if (p->kind == PEER_GUEST && p->d->peer_lost)
+        p->d->peer_lost(p->d, p->domid);
 }
 
 Peer *peer_find_guest(Dispatcher *d, const char *name)
