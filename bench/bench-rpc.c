@@ -470,38 +470,23 @@ static void usage(FILE *f)
 int bench_rpc_main(int argc, char **argv)
 {
     static const char *const guests[] = {"rpcguest", NULL};
-    Cfg cfg = {.sim = VRPC_SIM_BIN, .bytes = 1ull << 30, .reps = 3, .rtt = 10000};
+    BenchOpts o = {.sim = VRPC_SIM_BIN, .bytes = 1ull << 30, .reps = 3, .rtt = 10000};
+    Cfg cfg = {0};
+    int rc;
     uint64_t v[M_COUNT][MAX_REPS], w[M_COUNT][MAX_REPS];
     bool failed = false;
 
     if (argc >= 2 && strcmp(argv[1], "__peer") == 0)
         return peer_main(argc, argv);
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(argv[i], "--bytes") == 0 && i + 1 < argc) {
-            cfg.bytes = strtoull(argv[++i], NULL, 0);
-        } else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-            cfg.reps = atoi(argv[++i]);
-        } else if (strcmp(argv[i], "--rtt") == 0 && i + 1 < argc) {
-            cfg.rtt = atoi(argv[++i]);
-        } else if (strcmp(argv[i], "--sim") == 0 && i + 1 < argc) {
-            cfg.sim = argv[++i];
-        } else if (strcmp(argv[i], "--local") == 0) {
-            cfg.local = true;
-        } else {
-            fprintf(stderr, "vrpc-bench rpc-mux: unknown option '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (cfg.bytes < (1ull << 20) || cfg.reps < 1 || cfg.reps > MAX_REPS || cfg.rtt < 100) {
-        fprintf(stderr, "vrpc-bench rpc-mux: --bytes >= 1048576, --reps 1..%d, --rtt >= 100\n",
-                MAX_REPS);
-        return 2;
-    }
-    int rc = bench_self_exe(cfg.self, sizeof(cfg.self));
+    rc = bench_parse_opts("rpc-mux", argc, argv, &o, true, 1ull << 20, MAX_REPS, usage);
+    if (rc >= 0)
+        return rc;
+    cfg.sim = o.sim;
+    cfg.bytes = o.bytes;
+    cfg.reps = o.reps;
+    cfg.rtt = o.rtt;
+    cfg.local = o.local;
+    rc = bench_self_exe(cfg.self, sizeof(cfg.self));
     if (rc < 0) {
         fprintf(stderr, "vrpc-bench rpc-mux: /proc/self/exe: %s\n", strerror(-rc));
         return 1;

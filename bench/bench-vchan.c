@@ -474,34 +474,19 @@ int bench_vchan_main(int argc, char **argv)
     static const char *const guests[] = {"bencha", "benchb", NULL};
     char selfbuf[PATH_MAX];
     int rc;
-    Cfg cfg = {.sim = VRPC_SIM_BIN, .bytes = 1ull << 30, .reps = 3, .rtt = 20000};
+    BenchOpts o = {.sim = VRPC_SIM_BIN, .bytes = 1ull << 30, .reps = 3, .rtt = 20000};
+    Cfg cfg = {0};
     bool failed = false;
 
     if (argc >= 2 && strcmp(argv[1], "__peer") == 0)
         return peer_main(argc, argv);
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(argv[i], "--bytes") == 0 && i + 1 < argc) {
-            cfg.bytes = strtoull(argv[++i], NULL, 0);
-        } else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-            cfg.reps = atoi(argv[++i]);
-        } else if (strcmp(argv[i], "--rtt") == 0 && i + 1 < argc) {
-            cfg.rtt = atoi(argv[++i]);
-        } else if (strcmp(argv[i], "--sim") == 0 && i + 1 < argc) {
-            cfg.sim = argv[++i];
-        } else {
-            fprintf(stderr, "vrpc-bench vchan: unknown option '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (cfg.bytes < 65536 || cfg.reps < 1 || cfg.reps > MAX_REPS || cfg.rtt < 100) {
-        fprintf(stderr, "vrpc-bench vchan: --bytes >= 65536, --reps 1..%d, --rtt >= 100\n",
-                MAX_REPS);
-        return 2;
-    }
+    rc = bench_parse_opts("vchan", argc, argv, &o, false, 65536, MAX_REPS, usage);
+    if (rc >= 0)
+        return rc;
+    cfg.sim = o.sim;
+    cfg.bytes = o.bytes;
+    cfg.reps = o.reps;
+    cfg.rtt = o.rtt;
     rc = bench_self_exe(selfbuf, sizeof(selfbuf));
     if (rc < 0) {
         fprintf(stderr, "vrpc-bench vchan: /proc/self/exe: %s\n", strerror(-rc));
