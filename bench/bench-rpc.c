@@ -369,12 +369,9 @@ static int peer_main(int argc, char **argv)
 /* ---- driver -------------------------------------------------------------------------- */
 
 typedef struct Cfg {
-    const char *sim;
+    BenchOpts opt; /* sim, bytes, reps, rtt (and --local) */
     char self[PATH_MAX];
     char ns[64];
-    unsigned long long bytes;
-    int reps, rtt;
-    bool local;
     unsigned seq;
 } Cfg;
 
@@ -396,12 +393,12 @@ static void *local_rx(void *arg)
 static char *one_run(Cfg *cfg, int mode)
 {
     char sbytes[24], scount[24];
-    snprintf(sbytes, sizeof(sbytes), "%llu", cfg->bytes);
-    snprintf(scount, sizeof(scount), "%d", cfg->rtt);
+    snprintf(sbytes, sizeof(sbytes), "%llu", cfg->opt.bytes);
+    snprintf(scount, sizeof(scount), "%d", cfg->opt.rtt);
 
-    if (cfg->local) {
+    if (cfg->opt.local) {
         /* vchan_pair_new() is in-process: the receiving end runs in a thread. */
-        LocalEnd rx = {.mode = mode, .bytes = cfg->bytes, .count = cfg->rtt};
+        LocalEnd rx = {.mode = mode, .bytes = cfg->opt.bytes, .count = cfg->opt.rtt};
         Vchan *srv;
         pthread_t th;
         char out[128] = "";
@@ -412,14 +409,14 @@ static char *one_run(Cfg *cfg, int mode)
             vchan_free(rx.v);
             return NULL;
         }
-        int rc = run_end(srv, mode, true, cfg->bytes, cfg->rtt, out, sizeof(out));
+        int rc = run_end(srv, mode, true, cfg->opt.bytes, cfg->opt.rtt, out, sizeof(out));
         pthread_join(th, NULL);
         return rc < 0 || rx.rc < 0 ? NULL : strdup(out);
     }
     char path[64], abspath[96];
     snprintf(path, sizeof(path), "data/rpcbench/%u", ++cfg->seq);
     snprintf(abspath, sizeof(abspath), "/local/domain/1/%s", path);
-    char *sargv[] = {(char *)cfg->sim,
+    char *sargv[] = {(char *)cfg->opt.sim,
                      "exec",
                      "--ns",
                      cfg->ns,
@@ -435,7 +432,7 @@ static char *one_run(Cfg *cfg, int mode)
                      sbytes,
                      scount,
                      NULL};
-    char *cargv[] = {(char *)cfg->sim,
+    char *cargv[] = {(char *)cfg->opt.sim,
                      "exec",
                      "--ns",
                      cfg->ns,
@@ -470,22 +467,16 @@ static void usage(FILE *f)
 int bench_rpc_main(int argc, char **argv)
 {
     static const char *const guests[] = {"rpcguest", NULL};
-    BenchOpts o = {.sim = VRPC_SIM_BIN, .bytes = 1ull << 30, .reps = 3, .rtt = 10000};
-    Cfg cfg = {0};
+    Cfg cfg = {.opt = {.sim = VRPC_SIM_BIN, .bytes = 1ull << 30, .reps = 3, .rtt = 10000}};
     int rc;
     uint64_t v[M_COUNT][MAX_REPS], w[M_COUNT][MAX_REPS];
     bool failed = false;
 
     if (argc >= 2 && strcmp(argv[1], "__peer") == 0)
         return peer_main(argc, argv);
-    rc = bench_parse_opts("rpc-mux", argc, argv, &o, true, 1ull << 20, MAX_REPS, usage);
+    rc = bench_parse_opts("rpc-mux", argc, argv, &cfg.opt, true, 1ull << 20, MAX_REPS, usage);
     if (rc >= 0)
         return rc;
-    cfg.sim = o.sim;
-    cfg.bytes = o.bytes;
-    cfg.reps = o.reps;
-    cfg.rtt = o.rtt;
-    cfg.local = o.local;
     rc = bench_self_exe(cfg.self, sizeof(cfg.self));
     if (rc < 0) {
         fprintf(stderr, "vrpc-bench rpc-mux: /proc/self/exe: %s\n", strerror(-rc));
@@ -493,17 +484,18 @@ int bench_rpc_main(int argc, char **argv)
     }
     snprintf(cfg.ns, sizeof(cfg.ns), "vrpc-rpcbench-%d", (int)getpid());
     signal(SIGPIPE, SIG_IGN);
-    if (!cfg.local && bench_sim_up(cfg.sim, cfg.ns, guests) < 0) {
-        fprintf(stderr, "vrpc-bench rpc-mux: cannot bring up a sim instance with %s\n", cfg.sim);
+    if (!cfg.opt.local && bench_sim_up(cfg.opt.sim, cfg.ns, guests) < 0) {
+        fprintf(stderr, "vrpc-bench rpc-mux: cannot bring up a sim instance with %s\n",
+                cfg.opt.sim);
         return 1;
     }
     printf("vrpc-bench rpc-mux: %s, 1 MiB rings, %llu bytes per bulk run, %d round trips, "
            "median of %d\n",
-           cfg.local ? "in-process vchan pair (--local)" : "guest -> dom0 on vrpc-sim", cfg.bytes,
-           cfg.rtt, cfg.reps);
+           cfg.opt.local ? "in-process vchan pair (--local)" : "guest -> dom0 on vrpc-sim",
+           cfg.opt.bytes, cfg.opt.rtt, cfg.opt.reps);
     fflush(stdout);
     /* Interleave the contenders rep by rep, so that drift hits all alike. */
-    for (int rep = 0; rep < cfg.reps; rep++) {
+    for (int rep = 0; rep < cfg.opt.reps; rep++) {
         for (int m = 0; m < M_COUNT; m++) {
             char *out = one_run(&cfg, m);
             unsigned long long x = 0, y = 0;
@@ -520,16 +512,16 @@ int bench_rpc_main(int argc, char **argv)
             free(out);
         }
     }
-    if (!cfg.local)
-        bench_sim_down(cfg.sim, cfg.ns);
+    if (!cfg.opt.local)
+        bench_sim_down(cfg.opt.sim, cfg.ns);
     double med[M_COUNT], med99[M_COUNT];
     for (int m = 0; m < M_COUNT; m++) {
-        med[m] = (double)bench_median_u64(v[m], cfg.reps);
-        med99[m] = (double)bench_median_u64(w[m], cfg.reps);
+        med[m] = (double)bench_median_u64(v[m], cfg.opt.reps);
+        med99[m] = (double)bench_median_u64(w[m], cfg.opt.reps);
     }
     double gb[3];
     for (int m = 0; m < 3; m++)
-        gb[m] = med[m] > 0 ? (double)cfg.bytes / med[m] : 0;
+        gb[m] = med[m] > 0 ? (double)cfg.opt.bytes / med[m] : 0;
     printf("\n%-34s %12s %10s\n", "measurement", "value", "vs raw");
     printf("%-34s %8.2f GB/s %9s\n", "raw vchan bulk", gb[M_RAW], "1.00x");
     printf("%-34s %8.2f GB/s %9.2fx\n", "librpc bulk, 1 stream", gb[M_ONE],
