@@ -18,6 +18,7 @@
 
 #include "librpc/relay.h"
 #include "vrpc-services.h"
+#include "common/list.h"
 
 struct Client {
     Agent *agent;
@@ -83,12 +84,7 @@ static void local_call(Agent *a, RpcStream *s, const RpcCall *call)
 static void client_free(Client *c)
 {
     Agent *a = c->agent;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        a->clients = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    VRPC_LIST_UNLINK(&a->clients, c);
     rpc_conn_free(c->conn); /* deferred when inside its dispatch */
     free(c);
 }

@@ -369,12 +369,9 @@ static int peer_main(int argc, char **argv)
 /* ---- driver -------------------------------------------------------------------------- */
 
 typedef struct Cfg {
-    const char *sim;
+    BenchOpts opt; /* sim, bytes, reps, rtt (and --local) */
     char self[PATH_MAX];
     char ns[64];
-    unsigned long long bytes;
-    int reps, rtt;
-    bool local;
     unsigned seq;
 } Cfg;
 
@@ -396,12 +393,12 @@ static void *local_rx(void *arg)
 static char *one_run(Cfg *cfg, int mode)
 {
     char sbytes[24], scount[24];
-    snprintf(sbytes, sizeof(sbytes), "%llu", cfg->bytes);
-    snprintf(scount, sizeof(scount), "%d", cfg->rtt);
+    snprintf(sbytes, sizeof(sbytes), "%llu", cfg->opt.bytes);
+    snprintf(scount, sizeof(scount), "%d", cfg->opt.rtt);
 
-    if (cfg->local) {
+    if (cfg->opt.local) {
         /* vchan_pair_new() is in-process: the receiving end runs in a thread. */
-        LocalEnd rx = {.mode = mode, .bytes = cfg->bytes, .count = cfg->rtt};
+        LocalEnd rx = {.mode = mode, .bytes = cfg->opt.bytes, .count = cfg->opt.rtt};
         Vchan *srv;
         pthread_t th;
         char out[128] = "";
@@ -412,14 +409,14 @@ static char *one_run(Cfg *cfg, int mode)
             vchan_free(rx.v);
             return NULL;
         }
-        int rc = run_end(srv, mode, true, cfg->bytes, cfg->rtt, out, sizeof(out));
+        int rc = run_end(srv, mode, true, cfg->opt.bytes, cfg->opt.rtt, out, sizeof(out));
         pthread_join(th, NULL);
         return rc < 0 || rx.rc < 0 ? NULL : strdup(out);
     }
     char path[64], abspath[96];
     snprintf(path, sizeof(path), "data/rpcbench/%u", ++cfg->seq);
     snprintf(abspath, sizeof(abspath), "/local/domain/1/%s", path);
-    char *sargv[] = {(char *)cfg->sim,
+    char *sargv[] = {(char *)cfg->opt.sim,
                      "exec",
                      "--ns",
                      cfg->ns,
@@ -435,7 +432,7 @@ static char *one_run(Cfg *cfg, int mode)
                      sbytes,
                      scount,
                      NULL};
-    char *cargv[] = {(char *)cfg->sim,
+    char *cargv[] = {(char *)cfg->opt.sim,
                      "exec",
                      "--ns",
                      cfg->ns,
@@ -470,55 +467,35 @@ static void usage(FILE *f)
 int bench_rpc_main(int argc, char **argv)
 {
     static const char *const guests[] = {"rpcguest", NULL};
-    Cfg cfg = {.sim = VRPC_SIM_BIN, .bytes = 1ull << 30, .reps = 3, .rtt = 10000};
+    Cfg cfg = {.opt = {.sim = VRPC_SIM_BIN, .bytes = 1ull << 30, .reps = 3, .rtt = 10000}};
+    int rc;
     uint64_t v[M_COUNT][MAX_REPS], w[M_COUNT][MAX_REPS];
     bool failed = false;
 
     if (argc >= 2 && strcmp(argv[1], "__peer") == 0)
         return peer_main(argc, argv);
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(argv[i], "--bytes") == 0 && i + 1 < argc) {
-            cfg.bytes = strtoull(argv[++i], NULL, 0);
-        } else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-            cfg.reps = atoi(argv[++i]);
-        } else if (strcmp(argv[i], "--rtt") == 0 && i + 1 < argc) {
-            cfg.rtt = atoi(argv[++i]);
-        } else if (strcmp(argv[i], "--sim") == 0 && i + 1 < argc) {
-            cfg.sim = argv[++i];
-        } else if (strcmp(argv[i], "--local") == 0) {
-            cfg.local = true;
-        } else {
-            fprintf(stderr, "vrpc-bench rpc-mux: unknown option '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (cfg.bytes < (1ull << 20) || cfg.reps < 1 || cfg.reps > MAX_REPS || cfg.rtt < 100) {
-        fprintf(stderr, "vrpc-bench rpc-mux: --bytes >= 1048576, --reps 1..%d, --rtt >= 100\n",
-                MAX_REPS);
-        return 2;
-    }
-    int rc = bench_self_exe(cfg.self, sizeof(cfg.self));
+    rc = bench_parse_opts("rpc-mux", argc, argv, &cfg.opt, true, 1ull << 20, MAX_REPS, usage);
+    if (rc >= 0)
+        return rc;
+    rc = bench_self_exe(cfg.self, sizeof(cfg.self));
     if (rc < 0) {
         fprintf(stderr, "vrpc-bench rpc-mux: /proc/self/exe: %s\n", strerror(-rc));
         return 1;
     }
     snprintf(cfg.ns, sizeof(cfg.ns), "vrpc-rpcbench-%d", (int)getpid());
     signal(SIGPIPE, SIG_IGN);
-    if (!cfg.local && bench_sim_up(cfg.sim, cfg.ns, guests) < 0) {
-        fprintf(stderr, "vrpc-bench rpc-mux: cannot bring up a sim instance with %s\n", cfg.sim);
+    if (!cfg.opt.local && bench_sim_up(cfg.opt.sim, cfg.ns, guests) < 0) {
+        fprintf(stderr, "vrpc-bench rpc-mux: cannot bring up a sim instance with %s\n",
+                cfg.opt.sim);
         return 1;
     }
     printf("vrpc-bench rpc-mux: %s, 1 MiB rings, %llu bytes per bulk run, %d round trips, "
            "median of %d\n",
-           cfg.local ? "in-process vchan pair (--local)" : "guest -> dom0 on vrpc-sim", cfg.bytes,
-           cfg.rtt, cfg.reps);
+           cfg.opt.local ? "in-process vchan pair (--local)" : "guest -> dom0 on vrpc-sim",
+           cfg.opt.bytes, cfg.opt.rtt, cfg.opt.reps);
     fflush(stdout);
     /* Interleave the contenders rep by rep, so that drift hits all alike. */
-    for (int rep = 0; rep < cfg.reps; rep++) {
+    for (int rep = 0; rep < cfg.opt.reps; rep++) {
         for (int m = 0; m < M_COUNT; m++) {
             char *out = one_run(&cfg, m);
             unsigned long long x = 0, y = 0;
@@ -535,16 +512,16 @@ int bench_rpc_main(int argc, char **argv)
             free(out);
         }
     }
-    if (!cfg.local)
-        bench_sim_down(cfg.sim, cfg.ns);
+    if (!cfg.opt.local)
+        bench_sim_down(cfg.opt.sim, cfg.ns);
     double med[M_COUNT], med99[M_COUNT];
     for (int m = 0; m < M_COUNT; m++) {
-        med[m] = (double)bench_median_u64(v[m], cfg.reps);
-        med99[m] = (double)bench_median_u64(w[m], cfg.reps);
+        med[m] = (double)bench_median_u64(v[m], cfg.opt.reps);
+        med99[m] = (double)bench_median_u64(w[m], cfg.opt.reps);
     }
     double gb[3];
     for (int m = 0; m < 3; m++)
-        gb[m] = med[m] > 0 ? (double)cfg.bytes / med[m] : 0;
+        gb[m] = med[m] > 0 ? (double)cfg.opt.bytes / med[m] : 0;
     printf("\n%-34s %12s %10s\n", "measurement", "value", "vs raw");
     printf("%-34s %8.2f GB/s %9s\n", "raw vchan bulk", gb[M_RAW], "1.00x");
     printf("%-34s %8.2f GB/s %9.2fx\n", "librpc bulk, 1 stream", gb[M_ONE],

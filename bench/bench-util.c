@@ -248,3 +248,34 @@ int bench_sim_down(const char *sim, const char *ns)
 
     return run_quiet(argv);
 }
+
+int bench_parse_opts(const char *name, int argc, char **argv, BenchOpts *o, bool takes_local,
+                     unsigned long long min_bytes, int max_reps, void (*usage)(FILE *))
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--bytes") == 0 && i + 1 < argc) {
+            o->bytes = strtoull(argv[++i], NULL, 0);
+        } else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
+            o->reps = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--rtt") == 0 && i + 1 < argc) {
+            o->rtt = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--sim") == 0 && i + 1 < argc) {
+            o->sim = argv[++i];
+        } else if (takes_local && strcmp(argv[i], "--local") == 0) {
+            o->local = true;
+        } else {
+            fprintf(stderr, "vrpc-bench %s: unknown option '%s'\n", name, argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (o->bytes < min_bytes || o->reps < 1 || o->reps > max_reps || o->rtt < 100) {
+        fprintf(stderr, "vrpc-bench %s: --bytes >= %llu, --reps 1..%d, --rtt >= 100\n", name,
+                min_bytes, max_reps);
+        return 2;
+    }
+    return -1;
+}

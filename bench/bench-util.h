@@ -3,8 +3,10 @@
  * running child programs with their stdout captured, a private vrpc-sim instance. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "vchan/vchan.h"
@@ -74,3 +76,17 @@ int bench_sim_up(const char *sim, const char *ns, const char *const *args);
 /* bench_sim_down() - `SIM down --ns NS` with stdout discarded. Returns 0 if it succeeded,
  * -1 otherwise. */
 int bench_sim_down(const char *sim, const char *ns);
+
+/* The options the sim benchmarks share; the caller fills in the defaults. */
+typedef struct BenchOpts {
+    const char *sim;
+    unsigned long long bytes;
+    int reps, rtt;
+    bool local; /* --local, where @takes_local */
+} BenchOpts;
+
+/* bench_parse_opts() - parse --help, --bytes N, --reps N, --rtt N, --sim PATH (and --local
+ * when @takes_local) for "vrpc-bench @name", then check bytes >= @min_bytes, reps
+ * 1..@max_reps and rtt >= 100. Returns -1 to go on, else the exit code (0 after --help). */
+int bench_parse_opts(const char *name, int argc, char **argv, BenchOpts *o, bool takes_local,
+                     unsigned long long min_bytes, int max_reps, void (*usage)(FILE *));

@@ -304,12 +304,9 @@ static int peer_main(int argc, char **argv)
 /* ---- the driver ---- */
 
 typedef struct Cfg {
-    const char *sim;
+    BenchOpts opt; /* sim, bytes, reps, rtt (and --local) */
     const char *self;
     char ns[64];
-    unsigned long long bytes;
-    int reps;
-    int rtt;
     unsigned path_seq;
 } Cfg;
 
@@ -326,10 +323,10 @@ static char *vchan_run(Cfg *cfg, int kind, const char *smode, const char *cmode,
     snprintf(abspath, sizeof(abspath), "/local/domain/1/%s", path);
     snprintf(sring, sizeof(sring), "%zu", ring);
     snprintf(sws, sizeof(sws), "%zu", wsize);
-    snprintf(sbytes, sizeof(sbytes), "%llu", cfg->bytes);
+    snprintf(sbytes, sizeof(sbytes), "%llu", cfg->opt.bytes);
     snprintf(scount, sizeof(scount), "%d", count);
     {
-        char *sargv[] = {(char *)cfg->sim,
+        char *sargv[] = {(char *)cfg->opt.sim,
                          "exec",
                          "--ns",
                          cfg->ns,
@@ -348,7 +345,7 @@ static char *vchan_run(Cfg *cfg, int kind, const char *smode, const char *cmode,
                          sbytes,
                          scount,
                          NULL};
-        char *cargv[] = {(char *)cfg->sim,
+        char *cargv[] = {(char *)cfg->opt.sim,
                          "exec",
                          "--ns",
                          cfg->ns,
@@ -413,7 +410,7 @@ static char *local_run(Cfg *cfg, int kind, bool rtt, size_t ring, size_t wsize, 
     fflush(stdout);
     pid = fork();
     if (pid == 0) {
-        int rc = rtt ? run_echo(&ce, count) : run_recv(&ce, cfg->bytes, wsize);
+        int rc = rtt ? run_echo(&ce, count) : run_recv(&ce, cfg->opt.bytes, wsize);
 
         _exit(rc < 0 ? 1 : 0);
     }
@@ -424,7 +421,7 @@ static char *local_run(Cfg *cfg, int kind, bool rtt, size_t ring, size_t wsize, 
     fd = dup(1);
     dup2(out[1], 1);
     close(out[1]);
-    if (run_role(&pe, rtt ? "ping" : "send", cfg->bytes, wsize, count) < 0)
+    if (run_role(&pe, rtt ? "ping" : "send", cfg->opt.bytes, wsize, count) < 0)
         printf("failed\n");
     fflush(stdout);
     dup2(fd, 1);
@@ -443,10 +440,10 @@ static char *local_run(Cfg *cfg, int kind, bool rtt, size_t ring, size_t wsize, 
 static char *one_run(Cfg *cfg, int kind, bool rtt, size_t ring, size_t wsize)
 {
     if (kind == C_PIPE || kind == C_SOCK)
-        return local_run(cfg, kind, rtt, ring, wsize, cfg->rtt);
+        return local_run(cfg, kind, rtt, ring, wsize, cfg->opt.rtt);
     if (rtt) /* the client pings and measures */
-        return vchan_run(cfg, kind, "echo", "ping", false, ring, wsize, cfg->rtt);
-    return vchan_run(cfg, kind, "send", "recv", true, ring, wsize, cfg->rtt);
+        return vchan_run(cfg, kind, "echo", "ping", false, ring, wsize, cfg->opt.rtt);
+    return vchan_run(cfg, kind, "send", "recv", true, ring, wsize, cfg->opt.rtt);
 }
 
 static void usage(FILE *f)
@@ -474,34 +471,14 @@ int bench_vchan_main(int argc, char **argv)
     static const char *const guests[] = {"bencha", "benchb", NULL};
     char selfbuf[PATH_MAX];
     int rc;
-    Cfg cfg = {.sim = VRPC_SIM_BIN, .bytes = 1ull << 30, .reps = 3, .rtt = 20000};
+    Cfg cfg = {.opt = {.sim = VRPC_SIM_BIN, .bytes = 1ull << 30, .reps = 3, .rtt = 20000}};
     bool failed = false;
 
     if (argc >= 2 && strcmp(argv[1], "__peer") == 0)
         return peer_main(argc, argv);
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(argv[i], "--bytes") == 0 && i + 1 < argc) {
-            cfg.bytes = strtoull(argv[++i], NULL, 0);
-        } else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-            cfg.reps = atoi(argv[++i]);
-        } else if (strcmp(argv[i], "--rtt") == 0 && i + 1 < argc) {
-            cfg.rtt = atoi(argv[++i]);
-        } else if (strcmp(argv[i], "--sim") == 0 && i + 1 < argc) {
-            cfg.sim = argv[++i];
-        } else {
-            fprintf(stderr, "vrpc-bench vchan: unknown option '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (cfg.bytes < 65536 || cfg.reps < 1 || cfg.reps > MAX_REPS || cfg.rtt < 100) {
-        fprintf(stderr, "vrpc-bench vchan: --bytes >= 65536, --reps 1..%d, --rtt >= 100\n",
-                MAX_REPS);
-        return 2;
-    }
+    rc = bench_parse_opts("vchan", argc, argv, &cfg.opt, false, 65536, MAX_REPS, usage);
+    if (rc >= 0)
+        return rc;
     rc = bench_self_exe(selfbuf, sizeof(selfbuf));
     if (rc < 0) {
         fprintf(stderr, "vrpc-bench vchan: /proc/self/exe: %s\n", strerror(-rc));
@@ -510,13 +487,13 @@ int bench_vchan_main(int argc, char **argv)
     cfg.self = selfbuf;
     snprintf(cfg.ns, sizeof(cfg.ns), "vrpc-bench-%d", (int)getpid());
     signal(SIGPIPE, SIG_IGN);
-    if (bench_sim_up(cfg.sim, cfg.ns, guests) < 0) {
-        fprintf(stderr, "vrpc-bench vchan: cannot bring up a sim instance with %s\n", cfg.sim);
+    if (bench_sim_up(cfg.opt.sim, cfg.ns, guests) < 0) {
+        fprintf(stderr, "vrpc-bench vchan: cannot bring up a sim instance with %s\n", cfg.opt.sim);
         return 1;
     }
 
     printf("vrpc-bench vchan: %llu bytes per throughput run, %d round trips, median of %d\n",
-           cfg.bytes, cfg.rtt, cfg.reps);
+           cfg.opt.bytes, cfg.opt.rtt, cfg.opt.reps);
     fflush(stdout);
     for (int k = 0; k < C_COUNT; k++) {
         uint64_t a[MAX_REPS], b[MAX_REPS];
@@ -525,7 +502,7 @@ int bench_vchan_main(int argc, char **argv)
             for (size_t w = 0; w < NWS; w++) {
                 uint64_t v[MAX_REPS];
 
-                for (int rep = 0; rep < cfg.reps; rep++) {
+                for (int rep = 0; rep < cfg.opt.reps; rep++) {
                     char *out = one_run(&cfg, k, false, rings[r], wsizes[w]);
                     unsigned long long ns = 0;
 
@@ -536,10 +513,10 @@ int bench_vchan_main(int argc, char **argv)
                     v[rep] = ns;
                     free(out);
                 }
-                tput[k][r][w] = bench_median_u64(v, cfg.reps);
+                tput[k][r][w] = bench_median_u64(v, cfg.opt.reps);
             }
         }
-        for (int rep = 0; rep < cfg.reps; rep++) {
+        for (int rep = 0; rep < cfg.opt.reps; rep++) {
             char *out = one_run(&cfg, k, true, 65536, RTT_MSG);
             unsigned long long x = 0, y = 0;
 
@@ -551,10 +528,10 @@ int bench_vchan_main(int argc, char **argv)
             b[rep] = y;
             free(out);
         }
-        p50[k] = bench_median_u64(a, cfg.reps);
-        p99[k] = bench_median_u64(b, cfg.reps);
+        p50[k] = bench_median_u64(a, cfg.opt.reps);
+        p99[k] = bench_median_u64(b, cfg.opt.reps);
     }
-    bench_sim_down(cfg.sim, cfg.ns);
+    bench_sim_down(cfg.opt.sim, cfg.ns);
 
     printf("\nthroughput, GB/s (10^9 bytes/s)\n");
     printf("%-5s %-5s %9s %12s %9s %11s %11s\n", "ring", "write", "ours", "libxenvchan", "pipe",
@@ -565,7 +542,7 @@ int bench_vchan_main(int argc, char **argv)
             double g[C_COUNT];
 
             for (int k = 0; k < C_COUNT; k++)
-                g[k] = tput[k][r][w] ? (double)cfg.bytes / (double)tput[k][r][w] : 0;
+                g[k] = tput[k][r][w] ? (double)cfg.opt.bytes / (double)tput[k][r][w] : 0;
             printf("%-5s %-5s %9.2f %12.2f %9.2f %11.2f %10.2fx\n", human(rings[r], rb, sizeof(rb)),
                    human(wsizes[w], wb, sizeof(wb)), g[C_OURS], g[C_XEN], g[C_PIPE], g[C_SOCK],
                    g[C_XEN] > 0 ? g[C_OURS] / g[C_XEN] : 0);

@@ -27,6 +27,7 @@
 
 #include "log.h"
 #include "vrpc-services.h"
+#include "common/list.h"
 
 /* The whole environment of both programs: nothing of the dispatcher's leaks through. */
 #define ASK_ENV_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -96,12 +97,7 @@ static void proc_free(Ask *a)
 {
     AskSet *set = a->set;
 
-    if (a->prev)
-        a->prev->next = a->next;
-    else if (set->procs == a)
-        set->procs = a->next;
-    if (a->next)
-        a->next->prev = a->prev;
+    VRPC_LIST_UNLINK(&set->procs, a);
     if (a->is_notify && set->notify_running)
         set->notify_running--;
     proc_close_out(a);

@@ -17,6 +17,7 @@
 #include "librpc/loop.h"
 #include "log.h"
 #include "peer.h"
+#include "common/list.h"
 
 typedef struct CtlClient CtlClient;
 
@@ -47,12 +48,7 @@ static void client_free(CtlClient *cl)
 {
     Control *ctl = cl->ctl;
 
-    if (cl->prev)
-        cl->prev->next = cl->next;
-    else
-        ctl->clients = cl->next;
-    if (cl->next)
-        cl->next->prev = cl->prev;
+    VRPC_LIST_UNLINK(&ctl->clients, cl);
     ctl->n_clients--;
     rpc_loop_source_free(cl->src);
     rpc_loop_source_free(cl->timer);

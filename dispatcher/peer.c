@@ -21,6 +21,7 @@
 #include "librpc/loop.h"
 #include "log.h"
 #include "vchan/vchan.h"
+#include "common/list.h"
 
 static void list_add(Dispatcher *d, Peer *p)
 {
@@ -33,12 +34,7 @@ static void list_add(Dispatcher *d, Peer *p)
 
 static void list_remove(Dispatcher *d, Peer *p)
 {
-    if (p->prev)
-        p->prev->next = p->next;
-    else if (d->peers == p)
-        d->peers = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
+    VRPC_LIST_UNLINK(&d->peers, p);
     p->prev = p->next = NULL;
 }
 

@@ -34,6 +34,7 @@
 #include "peer.h"
 #include "vrpc-policy.h"
 #include "vrpc-services.h"
+#include "common/list.h"
 
 struct Call {
     Dispatcher *d;
@@ -92,12 +93,7 @@ static void call_unlink(Call *c)
 {
     Dispatcher *d = c->d;
 
-    if (c->prev)
-        c->prev->next = c->next;
-    else if (d->calls == c)
-        d->calls = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    VRPC_LIST_UNLINK(&d->calls, c);
     c->prev = c->next = NULL;
 }
 

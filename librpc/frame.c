@@ -242,6 +242,29 @@ static bool is_canonical(const ProtobufCMessage *m, const uint8_t *untrusted_buf
     return memcmp(again, untrusted_buf, len) == 0;
 }
 
+/*
+ * Unpack @len bytes as a @desc message that must be in canonical form. Returns the message
+ * (free it with protobuf_c_message_free_unpacked()), or NULL with *whyp set to @why[0]
+ * (does not unpack) or @why[1] (not canonical).
+ */
+static ProtobufCMessage *unpack_canonical(const ProtobufCMessageDescriptor *desc,
+                                          const char *const why[2], const uint8_t *untrusted_buf,
+                                          size_t len, const char **whyp)
+{
+    ProtobufCMessage *untrusted = protobuf_c_message_unpack(desc, NULL, len, untrusted_buf);
+
+    if (!untrusted) {
+        *whyp = why[0];
+        return NULL;
+    }
+    if (!is_canonical(untrusted, untrusted_buf, len)) {
+        *whyp = why[1];
+        protobuf_c_message_free_unpacked(untrusted, NULL);
+        return NULL;
+    }
+    return untrusted;
+}
+
 int rpc_msg_encode_hello(const RpcHelloMsg *m, uint8_t *buf, size_t cap)
 {
     Vrpc__Hello h = VRPC__HELLO__INIT;
@@ -267,14 +290,13 @@ int rpc_msg_decode_hello(const uint8_t *untrusted_buf, size_t len, RpcHelloMsg *
         *whyp = "HELLO too long";
         return -EPROTO;
     }
-    untrusted = vrpc__hello__unpack(NULL, len, untrusted_buf);
-    if (!untrusted) {
-        *whyp = "HELLO does not unpack";
+    untrusted = (Vrpc__Hello *)unpack_canonical(
+        &vrpc__hello__descriptor,
+        (const char *const[]){"HELLO does not unpack", "HELLO not in canonical encoding"},
+        untrusted_buf, len, whyp);
+    if (!untrusted)
         return -EPROTO;
-    }
-    if (!is_canonical(&untrusted->base, untrusted_buf, len))
-        *whyp = "HELLO not in canonical encoding";
-    else if (untrusted->version_min == 0 || untrusted->version_min > untrusted->version_max)
+    if (untrusted->version_min == 0 || untrusted->version_min > untrusted->version_max)
         *whyp = "HELLO version range invalid";
     else if (untrusted->role != RPC_ROLE_INITIATOR && untrusted->role != RPC_ROLE_ACCEPTOR)
         *whyp = "HELLO role invalid";
@@ -331,14 +353,13 @@ int rpc_msg_decode_call(const uint8_t *untrusted_buf, size_t len, RpcCallMsg *mp
         *whyp = "CALL too long";
         return -EPROTO;
     }
-    untrusted = vrpc__call__unpack(NULL, len, untrusted_buf);
-    if (!untrusted) {
-        *whyp = "CALL does not unpack";
+    untrusted = (Vrpc__Call *)unpack_canonical(
+        &vrpc__call__descriptor,
+        (const char *const[]){"CALL does not unpack", "CALL not in canonical encoding"},
+        untrusted_buf, len, whyp);
+    if (!untrusted)
         return -EPROTO;
-    }
-    if (!is_canonical(&untrusted->base, untrusted_buf, len))
-        *whyp = "CALL not in canonical encoding";
-    else if (!rpc_valid_service(untrusted->service))
+    if (!rpc_valid_service(untrusted->service))
         *whyp = "CALL service name invalid";
     else if (!rpc_valid_argument(untrusted->argument))
         *whyp = "CALL argument invalid";
@@ -421,11 +442,11 @@ int rpc_msg_decode_reason(unsigned type, const uint8_t *untrusted_buf, size_t le
         *whyp = "not a reason message";
         return -EPROTO;
     }
-    untrusted = protobuf_c_message_unpack(desc, NULL, len, untrusted_buf);
-    if (!untrusted) {
-        *whyp = "message does not unpack";
+    untrusted = unpack_canonical(
+        desc, (const char *const[]){"message does not unpack", "message not in canonical encoding"},
+        untrusted_buf, len, whyp);
+    if (!untrusted)
         return -EPROTO;
-    }
     if (desc == &vrpc__go_away__descriptor) {
         untrusted_code = ((Vrpc__GoAway *)untrusted)->code;
         untrusted_reason = ((Vrpc__GoAway *)untrusted)->reason;
@@ -436,9 +457,7 @@ int rpc_msg_decode_reason(unsigned type, const uint8_t *untrusted_buf, size_t le
         untrusted_code = ((Vrpc__Reset *)untrusted)->code;
         untrusted_reason = ((Vrpc__Reset *)untrusted)->reason;
     }
-    if (!is_canonical(untrusted, untrusted_buf, len))
-        *whyp = "message not in canonical encoding";
-    else if (!rpc_valid_reason(untrusted_reason))
+    if (!rpc_valid_reason(untrusted_reason))
         *whyp = "reason not printable ASCII or too long";
     else {
         mp->code = untrusted_code;

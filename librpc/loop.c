@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "common/list.h"
 
 #define MAX_EVENTS 64
 #define NSIG_MAX 65
@@ -109,12 +110,7 @@ static RpcLoopSource *source_new(RpcLoop *l, SourceKind kind, void *userdata)
 static void source_unlink(RpcLoopSource *s)
 {
     RpcLoop *l = s->loop;
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        l->sources = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    VRPC_LIST_UNLINK(&l->sources, s);
     s->next = s->prev = NULL;
 }
 

@@ -20,6 +20,7 @@
 
 #include "libvrpc/internal.h"
 #include "librpc/rpc.h"
+#include "common/list.h"
 
 #define CHAN_BUF_MAX (64u * 1024u)
 #define REASON_MAX 512
@@ -631,12 +632,7 @@ VrpcCall *vrpc_call_free(VrpcCall *call)
     call_drop_stream(call);
     if (c) {
         notify_unlink(call);
-        if (call->prev)
-            call->prev->next = call->next;
-        else
-            c->calls = call->next;
-        if (call->next)
-            call->next->prev = call->prev;
+        VRPC_LIST_UNLINK(&c->calls, call);
     }
     chan_clear(&call->out);
     chan_clear(&call->err);

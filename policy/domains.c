@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "domains.h"
+#include "common/array.h"
 #include "strmap.h"
 
 struct PolicyDomains {
@@ -116,15 +117,9 @@ int policy_domains_add(PolicyDomains *domains, PolicyDomain *domain)
 {
     int r;
 
-    if (domains->n == domains->cap) {
-        size_t cap = domains->cap ? domains->cap * 2 : 8;
-        PolicyDomain **list = realloc(domains->list, cap * sizeof(*list));
-
-        if (!list)
-            return -ENOMEM;
-        domains->list = list;
-        domains->cap = cap;
-    }
+    r = vrpc_array_reserve(&domains->list, domains->n, &domains->cap, sizeof(*domains->list), 8);
+    if (r < 0)
+        return r;
     r = policy_strmap_put(domains->by_name, domain->name, strlen(domain->name), domain);
     if (r < 0)
         return r;

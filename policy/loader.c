@@ -697,6 +697,29 @@ static char *path_join(const char *dir, const char *name)
     return path;
 }
 
+/* The start of a load: a new policy and its domain table, or -ENOMEM with neither. */
+static int start(VrpcPolicy **policyp, PolicyDomains **domainsp)
+{
+    int r = policy_new(policyp);
+
+    if (r < 0)
+        return r;
+    r = policy_domains_new(domainsp);
+    if (r < 0) {
+        vrpc_policy_unref(*policyp);
+        *policyp = NULL;
+    }
+    return r;
+}
+
+/* A load that ran out of memory: drop what it built. */
+static int give_up(VrpcPolicy *policy, PolicyDomains *domains)
+{
+    policy_domains_free(domains);
+    vrpc_policy_unref(policy);
+    return -ENOMEM;
+}
+
 static int finish(VrpcPolicy *policy, PolicyDomains *domains, VrpcPolicy **policyp)
 {
     int r;
@@ -729,12 +752,9 @@ int vrpc_policy_load(const char *etc_dir, VrpcPolicy **policyp)
     policy_dir = path_join(etc_dir, "policy.d");
     if (!domains_path || !policy_dir)
         return -ENOMEM;
-    r = policy_new(&policy);
+    r = start(&policy, &domains);
     if (r < 0)
         return r;
-    r = policy_domains_new(&domains);
-    if (r < 0)
-        goto fail;
     diag = policy_get_diag(policy);
 
     r = read_file(domains_path, true, diag, &left, &data, &size);
@@ -768,9 +788,7 @@ int vrpc_policy_load(const char *etc_dir, VrpcPolicy **policyp)
 
 fail:
     free_names(names, n_names);
-    policy_domains_free(domains);
-    vrpc_policy_unref(policy);
-    return -ENOMEM;
+    return give_up(policy, domains);
 }
 
 int vrpc_policy_load_texts(const VrpcPolicyText *files, size_t n_files,
@@ -787,12 +805,9 @@ int vrpc_policy_load_texts(const VrpcPolicyText *files, size_t n_files,
             return -EINVAL;
     if (domains_text && (!domains_text->name || (!domains_text->data && domains_text->size)))
         return -EINVAL;
-    r = policy_new(&policy);
+    r = start(&policy, &domains);
     if (r < 0)
         return r;
-    r = policy_domains_new(&domains);
-    if (r < 0)
-        goto fail;
     if (domains_text) {
         if (domains_text->size > POLICY_FILE_MAX)
             vrpc_diag_add(policy_get_diag(policy), domains_text->name, 0, 0,
@@ -817,7 +832,5 @@ int vrpc_policy_load_texts(const VrpcPolicyText *files, size_t n_files,
     return finish(policy, domains, policyp);
 
 fail:
-    policy_domains_free(domains);
-    vrpc_policy_unref(policy);
-    return -ENOMEM;
+    return give_up(policy, domains);
 }

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "policy.h"
+#include "common/array.h"
 #include "strmap.h"
 
 #define ARENA_CHUNK 65536
@@ -99,15 +100,8 @@ static void id_list_free(void *value)
 
 static int id_list_append(PolicyIdList *l, uint32_t id)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 4;
-        uint32_t *ids = realloc(l->ids, cap * sizeof(*ids));
-
-        if (!ids)
-            return -ENOMEM;
-        l->ids = ids;
-        l->cap = cap;
-    }
+    if (vrpc_array_reserve(&l->ids, l->n, &l->cap, sizeof(*l->ids), 4) < 0)
+        return -ENOMEM;
     l->ids[l->n++] = id;
     return 0;
 }
@@ -233,15 +227,9 @@ int policy_add_rule(VrpcPolicy *policy, const char *file, const PolicyRuleSpec *
 
     if (policy->n_rules >= UINT32_MAX - 1)
         return -ENOMEM;
-    if (policy->n_rules == policy->cap_rules) {
-        size_t cap = policy->cap_rules ? policy->cap_rules * 2 : 64;
-        PolicyRule *rules = realloc(policy->rules, cap * sizeof(*rules));
-
-        if (!rules)
-            return -ENOMEM;
-        policy->rules = rules;
-        policy->cap_rules = cap;
-    }
+    if (vrpc_array_reserve(&policy->rules, policy->n_rules, &policy->cap_rules,
+                           sizeof(*policy->rules), 64) < 0)
+        return -ENOMEM;
     r.service = arena_strndup(policy, spec->service, spec->service_len);
     r.service_len = spec->service_len;
     r.service_prefix = spec->service_prefix;

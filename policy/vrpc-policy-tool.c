@@ -189,27 +189,45 @@ static int load(const char *etc, VrpcPolicy **policyp)
     return r;
 }
 
-static int cmd_check(int argc, char **argv, Options *o)
+/*
+ * The start of check and graph: options, the ETC folder (*etcp, the caller frees it), and
+ * a load that must give a valid policy. Returns -1 with *policyp set, or the exit code to
+ * return; an invalid policy's errors go to @errs (on stderr with the note that it denies).
+ */
+static int load_valid(int argc, char **argv, Options *o, FILE *errs, char **etcp,
+                      VrpcPolicy **policyp)
 {
-    _cleanup_free_ char *etc = NULL;
-    VrpcPolicy *policy = NULL;
-    size_t n_rules, n_files;
     int r = parse_options(argv[0], argc, argv, o);
 
     if (r < 0)
         r = check_allowed(argv[0], o, TAKES_ETC);
     if (r < 0)
-        r = etc_folder(argv[0], argc, argv, o, &etc);
+        r = etc_folder(argv[0], argc, argv, o, etcp);
     if (r >= 0)
         return r;
-    r = load(etc, &policy);
+    r = load(*etcp, policyp);
     if (r < 0)
         return EXIT_FAIL;
     if (r == VRPC_POLICY_E_INVALID) {
-        print_errors(policy, stdout);
-        vrpc_policy_unref(policy);
+        print_errors(*policyp, errs);
+        if (errs == stderr)
+            fprintf(stderr, "vrpc-policy: the policy is invalid, so every call is denied\n");
+        vrpc_policy_unref(*policyp);
+        *policyp = NULL;
         return EXIT_FAIL;
     }
+    return -1;
+}
+
+static int cmd_check(int argc, char **argv, Options *o)
+{
+    _cleanup_free_ char *etc = NULL;
+    VrpcPolicy *policy = NULL;
+    size_t n_rules, n_files;
+    int r = load_valid(argc, argv, o, stdout, &etc, &policy);
+
+    if (r >= 0)
+        return r;
     n_rules = vrpc_policy_get_n_rules(policy);
     n_files = vrpc_policy_get_n_files(policy);
     printf("%s: policy OK: %zu rule%s in %zu file%s\n", etc, n_rules, n_rules == 1 ? "" : "s",
@@ -285,23 +303,10 @@ static int cmd_graph(int argc, char **argv, Options *o)
 {
     _cleanup_free_ char *etc = NULL;
     VrpcPolicy *policy = NULL;
-    int r = parse_options(argv[0], argc, argv, o);
+    int r = load_valid(argc, argv, o, stderr, &etc, &policy);
 
-    if (r < 0)
-        r = check_allowed(argv[0], o, TAKES_ETC);
-    if (r < 0)
-        r = etc_folder(argv[0], argc, argv, o, &etc);
     if (r >= 0)
         return r;
-    r = load(etc, &policy);
-    if (r < 0)
-        return EXIT_FAIL;
-    if (r == VRPC_POLICY_E_INVALID) {
-        print_errors(policy, stderr);
-        fprintf(stderr, "vrpc-policy: the policy is invalid, so every call is denied\n");
-        vrpc_policy_unref(policy);
-        return EXIT_FAIL;
-    }
     r = policy_graph_write(policy, stdout);
     vrpc_policy_unref(policy);
     if (r < 0) {

@@ -8,6 +8,7 @@
  */
 
 #include "handler.h"
+#include "common/list.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -120,12 +121,7 @@ static void handler_free(VrpcHandler *h)
     if (h->pidfd >= 0)
         close(h->pidfd);
     VrpcHandlerSet *set = h->set;
-    if (h->prev)
-        h->prev->next = h->next;
-    else
-        set->head = h->next;
-    if (h->next)
-        h->next->prev = h->prev;
+    VRPC_LIST_UNLINK(&set->head, h);
     set->count--;
     free(h);
 }

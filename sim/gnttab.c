@@ -73,6 +73,31 @@ static void gnt_deinit(SimGnt *g)
     pthread_mutex_destroy(&g->lock);
 }
 
+/* Open and close either kind of handle: both are a struct xengntdev_handle. */
+static struct xengntdev_handle *gnt_open(enum SimHandleKind kind)
+{
+    struct xengntdev_handle *h = calloc(1, sizeof(*h));
+    int r;
+
+    if (!h)
+        return NULL;
+    if ((r = gnt_init(&h->g, kind)) < 0) {
+        free(h);
+        errno = -r;
+        return NULL;
+    }
+    return h;
+}
+
+static int gnt_close(struct xengntdev_handle *h)
+{
+    if (!h)
+        return 0;
+    gnt_deinit(&h->g);
+    free(h);
+    return 0;
+}
+
 static void gnt_add(SimGnt *g, SimMapping *m)
 {
     pthread_mutex_lock(&g->lock);
@@ -121,26 +146,12 @@ static uint32_t notify_word(int offset, evtchn_port_t port)
 
 xengnttab_handle *xengnttab_open(struct xentoollog_logger *logger, unsigned open_flags)
 {
-    xengnttab_handle *h = calloc(1, sizeof(*h));
-    int r;
-
-    if (!h)
-        return NULL;
-    if ((r = gnt_init(&h->g, SIM_KIND_GNTTAB)) < 0) {
-        free(h);
-        errno = -r;
-        return NULL;
-    }
-    return h;
+    return gnt_open(SIM_KIND_GNTTAB);
 }
 
 int xengnttab_close(xengnttab_handle *xgt)
 {
-    if (!xgt)
-        return 0;
-    gnt_deinit(&xgt->g);
-    free(xgt);
-    return 0;
+    return gnt_close(xgt);
 }
 
 int xengnttab_fd(xengnttab_handle *xgt)
@@ -297,26 +308,12 @@ int xengnttab_dmabuf_imp_release(xengnttab_handle *xgt, uint32_t fd)
 
 xengntshr_handle *xengntshr_open(struct xentoollog_logger *logger, unsigned open_flags)
 {
-    xengntshr_handle *h = calloc(1, sizeof(*h));
-    int r;
-
-    if (!h)
-        return NULL;
-    if ((r = gnt_init(&h->g, SIM_KIND_GNTSHR)) < 0) {
-        free(h);
-        errno = -r;
-        return NULL;
-    }
-    return h;
+    return gnt_open(SIM_KIND_GNTSHR);
 }
 
 int xengntshr_close(xengntshr_handle *xgs)
 {
-    if (!xgs)
-        return 0;
-    gnt_deinit(&xgs->g); /* the daemon removes what is still shared */
-    free(xgs);
-    return 0;
+    return gnt_close(xgs); /* the daemon removes what is still shared */
 }
 
 int xengntshr_fd(xengntshr_handle *xgs)

@@ -11,6 +11,7 @@
  * fires @releaseDomain), down.
  */
 #include "sim.h"
+#include "common/array.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -67,14 +68,8 @@ static uint64_t now_ms(void)
 
 static int push_u32(uint32_t **arr, size_t *n, size_t *cap, uint32_t v)
 {
-    if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 8;
-        uint32_t *p = realloc(*arr, c * sizeof(*p));
-        if (!p)
-            return -ENOMEM;
-        *arr = p;
-        *cap = c;
-    }
+    if (vrpc_array_reserve(arr, *n, cap, sizeof(**arr), 8) < 0)
+        return -ENOMEM;
     (*arr)[(*n)++] = v;
     return 0;
 }
@@ -290,14 +285,9 @@ static void handle_msg(Conn *c, const SimMsg *m, size_t n)
             }
         break;
     case SIM_MSG_NOTIFY_SET:
-        if (c->nnotifies == c->capnotifies) {
-            size_t cap = c->capnotifies ? c->capnotifies * 2 : 4;
-            Notify *p = realloc(c->notifies, cap * sizeof(*p));
-            if (!p)
-                break;
-            c->notifies = p;
-            c->capnotifies = cap;
-        }
+        if (vrpc_array_reserve(&c->notifies, c->nnotifies, &c->capnotifies, sizeof(*c->notifies),
+                               4) < 0)
+            break;
         c->notifies[c->nnotifies++] = (Notify){m->a, m->b, m->c, m->d};
         break;
     case SIM_MSG_NOTIFY_CLEAR:

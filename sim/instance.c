@@ -139,27 +139,9 @@ SimDomain *sim_table_find(SimTable *t, const char *name)
     return NULL;
 }
 
-static int control_connect(void)
-{
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    int fd;
-
-    if (sim_path(sun.sun_path, sizeof(sun.sun_path), "hv.sock") < 0)
-        return -ENAMETOOLONG;
-    fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-        int r = -errno;
-        close(fd);
-        return r;
-    }
-    return fd;
-}
-
 bool sim_instance_up(void)
 {
-    int fd = control_connect();
+    int fd = sim_hv_dial(0);
 
     if (fd < 0)
         return false;
@@ -171,7 +153,7 @@ int sim_control(uint32_t type, uint32_t a, uint32_t b, char *reply, size_t len)
 {
     SimMsg m = {.type = SIM_MSG_HELLO, .a = SIM_KIND_CONTROL, .b = (uint32_t)getpid()};
     ssize_t n;
-    int fd = control_connect();
+    int fd = sim_hv_dial(0);
 
     if (fd < 0)
         return fd;

@@ -150,10 +150,9 @@ uint32_t sim_next_serial(void)
     return atomic_fetch_add(&serial, 1) + 1;
 }
 
-int sim_hv_connect(enum SimHandleKind kind, uint32_t serial)
+int sim_hv_dial(int absent_err)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    SimMsg m = {0};
     int fd;
 
     if (sim_path(sun.sun_path, sizeof(sun.sun_path), "hv.sock") < 0)
@@ -162,10 +161,21 @@ int sim_hv_connect(enum SimHandleKind kind, uint32_t serial)
     if (fd < 0)
         return -errno;
     if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+        int r = absent_err ? absent_err : -errno;
         close(fd);
-        /* no emulated hypervisor here: like a missing /dev/xen node */
-        return -ENOENT;
+        return r;
     }
+    return fd;
+}
+
+int sim_hv_connect(enum SimHandleKind kind, uint32_t serial)
+{
+    SimMsg m = {0};
+    /* no emulated hypervisor here: like a missing /dev/xen node */
+    int fd = sim_hv_dial(-ENOENT);
+
+    if (fd < 0)
+        return fd;
     m.type = SIM_MSG_HELLO;
     m.dom = sim_self_domid();
     m.a = kind;

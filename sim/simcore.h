@@ -131,6 +131,9 @@ SimDomFile *sim_domfile(uint32_t domid);
 /* Create (or reset) the table file of @domid. Daemon only. */
 int sim_domfile_create(uint32_t domid);
 
+/* Connect a socket to the hypervisor daemon's hv.sock. Returns fd, -ENAMETOOLONG, or
+ * -errno; a failed connect (no daemon) gives @absent_err instead when it is non-zero. */
+int sim_hv_dial(int absent_err);
 /* Connect to the hypervisor daemon and say hello. Returns fd or -errno. */
 int sim_hv_connect(enum SimHandleKind kind, uint32_t serial);
 /* Fire-and-forget message to the daemon on @fd. */

@@ -128,11 +128,10 @@ static ssize_t check_error(Vchan *c, ssize_t rc)
     return rc;
 }
 
-static ssize_t do_readv(Vchan *c, const struct iovec *iov, int iovcnt, bool packet)
+/* The byte count of @iov; -EINVAL for a bad count or a total that overflows size_t. */
+static inline int iov_checked_total(const struct iovec *iov, int iovcnt, size_t *totalp)
 {
     size_t total = 0;
-    bool kick;
-    ssize_t n;
 
     if (iovcnt < 0 || iovcnt > IOV_MAX)
         return -EINVAL;
@@ -141,6 +140,18 @@ static ssize_t do_readv(Vchan *c, const struct iovec *iov, int iovcnt, bool pack
             return -EINVAL;
         total += iov[i].iov_len;
     }
+    *totalp = total;
+    return 0;
+}
+
+static ssize_t do_readv(Vchan *c, const struct iovec *iov, int iovcnt, bool packet)
+{
+    size_t total = 0;
+    bool kick;
+    ssize_t n;
+
+    if (iov_checked_total(iov, iovcnt, &total) < 0)
+        return -EINVAL;
     if (total == 0)
         return -EINVAL; /* 0 is reserved for EOF */
     if (packet && total > c->ring.rsize)
@@ -160,13 +171,8 @@ static ssize_t do_writev(Vchan *c, const struct iovec *iov, int iovcnt, bool pac
     bool kick;
     ssize_t n;
 
-    if (iovcnt < 0 || iovcnt > IOV_MAX)
+    if (iov_checked_total(iov, iovcnt, &total) < 0)
         return -EINVAL;
-    for (int i = 0; i < iovcnt; i++) {
-        if (iov[i].iov_len > SIZE_MAX - total)
-            return -EINVAL;
-        total += iov[i].iov_len;
-    }
     if (c->ring.error)
         return c->ring.error;
     if (total == 0)
