@@ -15,33 +15,35 @@
 void vchan_ring_init(VchanRing *r, VchanCtrl *ctrl, bool is_server, void *left, uint32_t left_size,
                      void *right, uint32_t right_size, uint32_t rcons, uint32_t wprod)
 {
-    /* The server reads left and writes right; the client the other way round. Each
-     * endpoint's own notify and live bytes go with the ring it reads. */
-    const struct {
-        void *buf;
-        uint32_t size;
-        VchanIdx *idx;
-        _Atomic uint8_t *notify, *live;
-    } l = {left, left_size, &ctrl->left, &ctrl->srv_notify, &ctrl->srv_live},
-      rt = {right, right_size, &ctrl->right, &ctrl->cli_notify, &ctrl->cli_live},
-      *mine = is_server ? &l : &rt, *theirs = is_server ? &rt : &l;
-
-    *r = (VchanRing){.ctrl = ctrl,
-                     .is_server = is_server,
-                     .rcons = rcons,
-                     .wprod = wprod,
-                     .rbuf = mine->buf,
-                     .rsize = mine->size,
-                     .r_prod = &mine->idx->prod,
-                     .r_cons = &mine->idx->cons,
-                     .wbuf = theirs->buf,
-                     .wsize = theirs->size,
-                     .w_prod = &theirs->idx->prod,
-                     .w_cons = &theirs->idx->cons,
-                     .own_notify = mine->notify,
-                     .peer_notify = theirs->notify,
-                     .own_live = mine->live,
-                     .peer_live = theirs->live};
+    *r = (VchanRing){.ctrl = ctrl, .is_server = is_server, .rcons = rcons, .wprod = wprod};
+    if (is_server) {
+        /* server reads left, writes right */
+        r->rbuf = left;
+        r->rsize = left_size;
+        r->r_prod = &ctrl->left.prod;
+        r->r_cons = &ctrl->left.cons;
+        r->wbuf = right;
+        r->wsize = right_size;
+        r->w_prod = &ctrl->right.prod;
+        r->w_cons = &ctrl->right.cons;
+        r->own_notify = &ctrl->srv_notify;
+        r->peer_notify = &ctrl->cli_notify;
+        r->own_live = &ctrl->srv_live;
+        r->peer_live = &ctrl->cli_live;
+    } else {
+        r->rbuf = right;
+        r->rsize = right_size;
+        r->r_prod = &ctrl->right.prod;
+        r->r_cons = &ctrl->right.cons;
+        r->wbuf = left;
+        r->wsize = left_size;
+        r->w_prod = &ctrl->left.prod;
+        r->w_cons = &ctrl->left.cons;
+        r->own_notify = &ctrl->cli_notify;
+        r->peer_notify = &ctrl->srv_notify;
+        r->own_live = &ctrl->cli_live;
+        r->peer_live = &ctrl->srv_live;
+    }
 }
 
 void vchan_ctrl_server_init(VchanCtrl *ctrl, unsigned left_order, unsigned right_order)
@@ -171,16 +173,14 @@ static size_t iov_total(const struct iovec *iov, int iovcnt)
     return total;
 }
 
-/* Copy @n bytes between the ring (starting at index @pos) and @iov: into the ring if
- * @to_ring, out of it otherwise; n <= size was checked. Inlined at both call sites with a
- * constant @to_ring, so each keeps a branch-free copy loop. */
-static inline void ring_copy(uint8_t *ring, uint32_t size, uint32_t pos, const struct iovec *iov,
-                             int iovcnt, size_t n, bool to_ring)
+/* Copy @n bytes out of the ring starting at index @pos; n <= size was checked. */
+static void ring_to_iov(const uint8_t *ring, uint32_t size, uint32_t pos, const struct iovec *iov,
+                        int iovcnt, size_t n)
 {
     size_t off = pos & (size - 1);
 
     for (int i = 0; n > 0 && i < iovcnt; i++) {
-        uint8_t *p = iov[i].iov_base;
+        uint8_t *dst = iov[i].iov_base;
         size_t len = iov[i].iov_len < n ? iov[i].iov_len : n;
 
         while (len > 0) {
@@ -188,11 +188,33 @@ static inline void ring_copy(uint8_t *ring, uint32_t size, uint32_t pos, const s
 
             if (chunk > len)
                 chunk = len;
-            if (to_ring)
-                memcpy(ring + off, p, chunk);
-            else
-                memcpy(p, ring + off, chunk);
-            p += chunk;
+            memcpy(dst, ring + off, chunk);
+            dst += chunk;
+            len -= chunk;
+            n -= chunk;
+            off += chunk;
+            if (off == size)
+                off = 0;
+        }
+    }
+}
+
+static void iov_to_ring(uint8_t *ring, uint32_t size, uint32_t pos, const struct iovec *iov,
+                        int iovcnt, size_t n)
+{
+    size_t off = pos & (size - 1);
+
+    for (int i = 0; n > 0 && i < iovcnt; i++) {
+        const uint8_t *src = iov[i].iov_base;
+        size_t len = iov[i].iov_len < n ? iov[i].iov_len : n;
+
+        while (len > 0) {
+            size_t chunk = size - off;
+
+            if (chunk > len)
+                chunk = len;
+            memcpy(ring + off, src, chunk);
+            src += chunk;
             len -= chunk;
             n -= chunk;
             off += chunk;
@@ -245,8 +267,7 @@ ssize_t vchan_ring_readv(VchanRing *r, const struct iovec *iov, int iovcnt, size
     }
 
     n = ready < want ? ready : want;
-    /* only read from: the cast drops const for the shared helper */
-    ring_copy((uint8_t *)r->rbuf, r->rsize, r->rcons, iov, iovcnt, n, false);
+    ring_to_iov(r->rbuf, r->rsize, r->rcons, iov, iovcnt, n);
     r->rcons += (uint32_t)n;
     atomic_store_explicit(r->r_cons, r->rcons, memory_order_release);
     *kickp = take_notify(r, VCHAN_NOTIFY_READ_BIT);
@@ -290,7 +311,7 @@ ssize_t vchan_ring_writev(VchanRing *r, const struct iovec *iov, int iovcnt, siz
     }
 
     n = space < want ? space : want;
-    ring_copy(r->wbuf, r->wsize, r->wprod, iov, iovcnt, n, true);
+    iov_to_ring(r->wbuf, r->wsize, r->wprod, iov, iovcnt, n);
     r->wprod += (uint32_t)n;
     atomic_store_explicit(r->w_prod, r->wprod, memory_order_release);
     *kickp = take_notify(r, VCHAN_NOTIFY_WRITE_BIT);
