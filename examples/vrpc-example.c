@@ -136,18 +136,26 @@ static int many_calls(int n, const char *target, const char *service, const char
 int main(int argc, char **argv)
 {
     int many = 0;
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "--version") == 0)) {
+        if (argv[1][2] == 'h')
+            printf("Usage: vrpc-example [--many N] TARGET SERVICE[+ARG] [TEXT]\n"
+                   "Calls SERVICE in TARGET with TEXT as its input through libvrpc and prints\n"
+                   "its output; --many N makes N calls at once on one connection.\n");
+        else
+            printf("vrpc-example (vrpc) %s\n", vrpc_version());
+        return 0;
+    }
     if (argc > 2 && strcmp(argv[1], "--many") == 0) {
         many = atoi(argv[2]);
         argv += 2;
         argc -= 2;
-        if (many <= 0)
+        if (many <= 0) {
+            fprintf(stderr, "vrpc-example: --many needs a positive count (try --help)\n");
             return 2;
+        }
     }
     if (argc < 3 || argc > 4) {
-        fprintf(stderr,
-                "usage: vrpc-example [--many N] TARGET SERVICE[+ARG] [TEXT]\n"
-                "(libvrpc %s)\n",
-                vrpc_version());
+        fprintf(stderr, "vrpc-example: expected TARGET SERVICE[+ARG] [TEXT] (try --help)\n");
         return 2;
     }
     const char *text = argc > 3 ? argv[3] : "";
