@@ -764,45 +764,21 @@ START_TEST(audit_cancelled)
 }
 END_TEST
 
-static Suite *ask_suite(void)
-{
-    Suite *s = suite_create("dispatcher-ask");
-    const struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
-        {"ask_allow", ask_allow},
-        {"ask_allow_name", ask_allow_name},
-        {"ask_outside_rule", ask_outside_rule},
-        {"ask_junk", ask_junk},
-        {"ask_failing", ask_failing},
-        {"ask_hang", ask_hang},
-        {"ask_no_program", ask_no_program},
-        {"ask_notify", ask_notify},
-        {"ask_caller_gone", ask_caller_gone},
-        {"ask_quota", ask_quota},
-        {"audit_routing", audit_routing},
-        {"audit_cancelled", audit_cancelled},
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 300);
-        vt_leak_fixture(tc); /* this process's fds and children (dtest.h has leak.h) */
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(ask_suite());
-    int failed;
-
-    vt_init();
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    vt_cleanup_instances();
-    return failed ? 1 : 0;
+    const VtCase cases[] = {
+        {"ask_allow", ask_allow, 300},
+        {"ask_allow_name", ask_allow_name, 300},
+        {"ask_outside_rule", ask_outside_rule, 300},
+        {"ask_junk", ask_junk, 300},
+        {"ask_failing", ask_failing, 300},
+        {"ask_hang", ask_hang, 300},
+        {"ask_no_program", ask_no_program, 300},
+        {"ask_notify", ask_notify, 300},
+        {"ask_caller_gone", ask_caller_gone, 300},
+        {"ask_quota", ask_quota, 300},
+        {"audit_routing", audit_routing, 300},
+        {"audit_cancelled", audit_cancelled, 300},
+    };
+    return vt_main("dispatcher-ask", cases, sizeof(cases) / sizeof(cases[0]), NULL);
 }

@@ -781,51 +781,27 @@ START_TEST(real_agent)
 }
 END_TEST
 
-static Suite *dispatcher_suite(void)
-{
-    Suite *s = suite_create("dispatcher");
-    const struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
-        {"guest_to_dom0", guest_to_dom0},
-        {"refused", refused},
-        {"not_found", not_found},
-        {"guest_to_guest", guest_to_guest},
-        {"loopback", loopback},
-        {"forged_source", forged_source},
-        {"malformed_frame", malformed_frame},
-        {"ping_flood", ping_flood},
-        {"wrong_direction", wrong_direction},
-        {"call_quota", call_quota},
-        {"guest_destroyed", guest_destroyed},
-        {"agent_restart", agent_restart},
-        {"dispatcher_restart", dispatcher_restart},
-        {"policy_reload", policy_reload},
-        {"policy_partial_file", policy_partial_file},
-        {"ctl", ctl_cmds},
-        {"cli", cli},
-        {"real_agent", real_agent},
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 300);
-        vt_leak_fixture(tc); /* this process's fds and children (dtest.h has leak.h) */
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
-}
-
 int main(void)
 {
-    SRunner *sr = srunner_create(dispatcher_suite());
-    int failed;
-
-    vt_init();
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    vt_cleanup_instances();
-    return failed ? 1 : 0;
+    const VtCase cases[] = {
+        {"guest_to_dom0", guest_to_dom0, 300},
+        {"refused", refused, 300},
+        {"not_found", not_found, 300},
+        {"guest_to_guest", guest_to_guest, 300},
+        {"loopback", loopback, 300},
+        {"forged_source", forged_source, 300},
+        {"malformed_frame", malformed_frame, 300},
+        {"ping_flood", ping_flood, 300},
+        {"wrong_direction", wrong_direction, 300},
+        {"call_quota", call_quota, 300},
+        {"guest_destroyed", guest_destroyed, 300},
+        {"agent_restart", agent_restart, 300},
+        {"dispatcher_restart", dispatcher_restart, 300},
+        {"policy_reload", policy_reload, 300},
+        {"policy_partial_file", policy_partial_file, 300},
+        {"ctl", ctl_cmds, 300},
+        {"cli", cli, 300},
+        {"real_agent", real_agent, 300},
+    };
+    return vt_main("dispatcher", cases, sizeof(cases) / sizeof(cases[0]), NULL);
 }

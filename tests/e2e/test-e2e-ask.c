@@ -220,24 +220,6 @@ END_TEST
 
 int main(void)
 {
-    vt_init();
-    signal(SIGPIPE, SIG_IGN);
-    Suite *s = suite_create("e2e-ask");
-    const struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {{"ask_answers", ask_answers}, {"ask_hang", ask_hang}};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        vt_leak_fixture(tc); /* this process's fds and children */
-        tcase_add_test(tc, cases[i].test);
-        tcase_set_timeout(tc, 300);
-        suite_add_tcase(s, tc);
-    }
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    vt_cleanup_instances();
-    return failed ? 1 : 0;
+    const VtCase cases[] = {{"ask_answers", ask_answers, 300}, {"ask_hang", ask_hang, 300}};
+    return vt_main("e2e-ask", cases, sizeof(cases) / sizeof(cases[0]), NULL);
 }
