@@ -400,8 +400,15 @@ static int mode_serve(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+        printf("Usage: api-probe buffer|stream|concurrent|serve ARGS...\n"
+               "Exercises libvrpc inside a guest of the emulated host (a test helper of "
+               "tests/api).\n");
+        return 0;
+    }
     if (argc < 2) {
-        fprintf(stderr, "usage: api-probe buffer|stream|concurrent|serve ARGS...\n");
+        fprintf(stderr, "api-probe: expected a mode: buffer|stream|concurrent|serve (try "
+                        "--help)\n");
         return 2;
     }
     int fds = vt_count_fds();

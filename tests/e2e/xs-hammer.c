@@ -14,8 +14,14 @@
 
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+        printf(
+            "Usage: xs-hammer PATH COUNT VALUE...\n"
+            "Writes to xenstore PATH COUNT times, cycling through the VALUEs (a test helper).\n");
+        return 0;
+    }
     if (argc < 4) {
-        fprintf(stderr, "usage: xs-hammer PATH COUNT VALUE...\n");
+        fprintf(stderr, "xs-hammer: expected PATH COUNT VALUE... (try --help)\n");
         return 2;
     }
     char *end;
