@@ -337,29 +337,46 @@ bool json_flat_object(const char *p)
     }
 }
 
-char *audit_line(Env *e, const char *source, const char *service)
+/* The last line matching @source and @service among the lines after line @after (1-based), or
+ * NULL; *@index is its line number. */
+static char *audit_find(Env *e, const char *source, const char *service, size_t after,
+                        size_t *index)
 {
     char needle1[128], needle2[128], *text, *line, *save, *found = NULL;
+    size_t n = 0;
 
     text = vt_read_file(e->audit);
     if (!text)
         return NULL;
     snprintf(needle1, sizeof(needle1), "\"source\":\"%s\"", source);
     snprintf(needle2, sizeof(needle2), "\"service\":\"%s\"", service);
-    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-        if (strstr(line, needle1) && strstr(line, needle2))
+    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        n++;
+        if (n > after && strstr(line, needle1) && strstr(line, needle2)) {
             found = line;
+            *index = n;
+        }
+    }
     found = found ? strdup(found) : NULL;
     free(text);
     return found;
 }
 
+char *audit_line(Env *e, const char *source, const char *service)
+{
+    size_t index;
+    return audit_find(e, source, service, 0, &index);
+}
+
 char *wait_audit_line(Env *e, const char *source, const char *service)
 {
     long long end = now_ms() + VT_HANG_MS;
+    size_t index = 0;
     char *l = NULL;
-    while (!(l = audit_line(e, source, service)) && now_ms() < end)
+    while (!(l = audit_find(e, source, service, e->audit_seen, &index)) && now_ms() < end)
         sleep_ms(20);
+    if (l)
+        e->audit_seen = index;
     return l;
 }
 

@@ -23,9 +23,10 @@ typedef struct Env {
     pid_t agent[MAX_AGENTS];
     char agent_dom[MAX_AGENTS][32];
     int n_agents;
-    int n_guests;    /* a test that destroys the last guest lowers it */
-    int n_guests_up; /* at env_up */
-    VtLeak *leak;    /* taken by env_up, checked by env_down */
+    int n_guests;      /* a test that destroys the last guest lowers it */
+    int n_guests_up;   /* at env_up */
+    VtLeak *leak;      /* taken by env_up, checked by env_down */
+    size_t audit_seen; /* audit lines up to this one were returned by wait_audit_line */
 } Env;
 
 long long now_ms(void);
@@ -67,6 +68,8 @@ void env_down(Env *e);
 bool json_flat_object(const char *line);
 /* The last audit line of a call of @service from @source, or NULL. Caller frees. */
 char *audit_line(Env *e, const char *source, const char *service);
-/* The same, polled for up to 20 s. */
+/* The last such line among those written after the last line this function returned, polled until it
+ * appears (hang guard VT_HANG_MS): a call's line, not the line of the call before it, even when
+ * the caller saw its answer before the dispatcher wrote the audit. NULL on the hang guard. */
 char *wait_audit_line(Env *e, const char *source, const char *service);
 void assert_alive(Env *e);
