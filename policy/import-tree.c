@@ -333,6 +333,8 @@ static int walk_line(Walker *w, char *line, WalkMode mode, const char *service,
     if (mode == MODE_SERVICE)
         old_format_substitutions(p);
     split(p, f + 2, &n, &overflow);
+    if (n == 0)
+        return 0; /* only separators: "," in the pre-4.1 format */
     if (overflow) {
         import_problem(im, "too many fields (more than %d)", IMPORT_MAX_FIELDS);
         return 0;

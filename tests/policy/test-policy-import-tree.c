@@ -117,6 +117,16 @@ static const TreeCase tree_cases[] = {
      NULL,
      NULL,
      "d/Bad.policy: invalid file name"},
+    /* a line of separators only ("," becomes a blank in the pre-4.1 format)
+     * is an empty line, not a rule (the fuzzer found it read past the fields) */
+    {{{"10.policy", "!include-service a.A + svc\n"}, {"svc", ",\n ,\t,\nw v allow\n"}},
+     false,
+     0,
+     0,
+     "service: \"a.A\"",
+     NULL,
+     NULL,
+     NULL},
     /* !include-service: SOURCE TARGET ACTION[,PARAMS] for one service and
      * argument, '$' for '@', commas between parameters, nested includes */
     {{{"10.policy", "!include-service admin.vm.List + inc/ro\n"},
