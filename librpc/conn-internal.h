@@ -136,6 +136,8 @@ struct RpcConn {
     int fd;
     bool own;
     bool is_socket;
+    const RpcTransportOps *tops; /* rpc_conn_new_stream(): the application's transport */
+    void *tctx;
     ConnState state;
     RpcPeerInfo peer;
     /* receive buffer: [rx_pos, rx_fill) not yet parsed */
@@ -163,6 +165,11 @@ struct RpcConn {
     int64_t created_ms, last_rx_ms, ping_sent_ms;
     bool ping_outstanding;
     uint64_t ping_seq;
+    /* rpc_conn_ping(): the PING it sent, when (us), and whom to tell of its PONG */
+    uint64_t uping_seq;
+    int64_t uping_sent_us;
+    RpcPongFn on_pong;
+    void *pong_ud;
     /* deferred things */
     int busy;
     bool free_pending;
@@ -192,6 +199,13 @@ static inline int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* ---- lists ------------------------------------------------------------------------------ */

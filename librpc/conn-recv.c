@@ -20,6 +20,8 @@ static ssize_t t_read(RpcConn *c, void *buf, size_t n)
 {
     if (c->vc)
         return vchan_read(c->vc, buf, n);
+    if (c->tops)
+        return c->tops->read(c->tctx, buf, n);
     for (;;) {
         ssize_t r = read(c->fd, buf, n);
         if (r >= 0)
@@ -395,9 +397,19 @@ static void handle_frame(RpcConn *c, const RpcFrameHeader *h, const uint8_t *unt
     case RPC_FT_PING:
         tx_queue_reply(c, RPC_FT_PONG, 0, 0, untrusted_p, RPC_PING_SIZE);
         return;
-    case RPC_FT_PONG:
+    case RPC_FT_PONG: {
         c->stats.pongs_in++;
+        uint64_t seq = 0;
+        for (int i = 0; i < 8; i++)
+            seq |= (uint64_t)untrusted_p[i] << (8 * i);
+        if (c->on_pong && c->uping_seq && seq == c->uping_seq) {
+            RpcPongFn fn = c->on_pong;
+            int64_t rtt = now_us() - c->uping_sent_us;
+            c->uping_seq = 0;
+            fn(c, rtt > 0 ? (uint64_t)rtt : 0, c->pong_ud);
+        }
         return;
+    }
     case RPC_FT_WINDOW: {
         uint32_t untrusted_inc = rpc_get_le32(untrusted_p);
         if (untrusted_inc == 0 || untrusted_inc > RPC_WINDOW_MAX) {

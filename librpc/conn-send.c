@@ -22,6 +22,8 @@ static ssize_t t_writev(RpcConn *c, const struct iovec *iov, int cnt)
 {
     if (c->vc)
         return vchan_writev(c->vc, iov, cnt);
+    if (c->tops)
+        return c->tops->writev(c->tctx, iov, cnt);
     for (;;) {
         ssize_t r;
         if (c->is_socket) {

@@ -232,6 +232,8 @@ int rpc_conn_next_timeout_ms(const RpcConn *c)
         return -1;
     if (c->pending_err || c->more_rx || c->work_head)
         return 0;
+    if (c->tops && c->tops->pending && c->tops->pending(c->tctx) > 0)
+        return 0; /* bytes inside the transport that polling the fd cannot see */
     int64_t now = now_ms(), when = INT64_MAX;
     if (c->state == CONN_HELLO_WAIT && c->cfg.hello_timeout_ms)
         when = c->created_ms + c->cfg.hello_timeout_ms;
@@ -585,6 +587,64 @@ int rpc_conn_new_fd(RpcConn **connp, int fd, bool own, const RpcConnConfig *cfg,
     return 0;
 }
 
+int rpc_conn_new_stream(RpcConn **connp, int fd, const RpcTransportOps *ops, void *ctx,
+                        const RpcConnConfig *cfg, const RpcCallbacks *cb, void *userdata)
+{
+    RpcConn *c;
+    int r;
+
+    if (fd < 0 || !ops || !ops->read || !ops->writev) {
+        r = -EINVAL;
+        goto fail;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        r = -errno;
+        goto fail;
+    }
+    r = conn_new(&c, cfg, cb, userdata);
+    if (r < 0)
+        goto fail;
+    c->fd = fd;
+    c->own = false; /* the transport's free releases @fd */
+    c->tops = ops;
+    c->tctx = ctx;
+    /* The transport may hold bytes already (read along with its handshake). */
+    c->more_rx = true;
+    tx_flush_soft(c);
+    *connp = c;
+    return 0;
+fail:
+    if (ops && ops->free)
+        ops->free(ctx);
+    return r;
+}
+
+int rpc_conn_ping(RpcConn *c, RpcPongFn on_pong, void *userdata)
+{
+    uint8_t p[RPC_PING_SIZE];
+
+    if (c->state != CONN_READY)
+        return -ENOTCONN;
+    if (c->uping_seq)
+        return -EBUSY;
+    /* Its own sequence space (top bit set), apart from the keepalive's. */
+    uint64_t seq = ((uint64_t)1 << 63) | ++c->ping_seq;
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(seq >> (8 * i));
+    /* Not tx_queue_reply: that fails the connection, and no callback may run here. */
+    int r = tx_queue_frame(c, RPC_FT_PING, 0, 0, p, sizeof(p));
+    if (r < 0)
+        return r;
+    c->uping_seq = seq;
+    c->uping_sent_us = now_us();
+    c->on_pong = on_pong;
+    c->pong_ud = userdata;
+    c->stats.pings_out++;
+    conn_api_done(c);
+    return 0;
+}
+
 static void conn_really_free(RpcConn *c)
 {
     rpc_conn_detach(c);
@@ -610,6 +670,8 @@ static void conn_really_free(RpcConn *c)
         vchan_free(c->vc);
     if (c->fd >= 0 && c->own)
         close(c->fd);
+    if (c->tops && c->tops->free)
+        c->tops->free(c->tctx);
     free(c->rx);
     free(c->out);
     free(c->buckets);

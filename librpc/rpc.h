@@ -41,6 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "common/names.h"
 
@@ -301,6 +302,45 @@ RPC_EXPORT int rpc_conn_new_vchan(RpcConn **connp, Vchan *vc, bool own, const Rp
  */
 RPC_EXPORT int rpc_conn_new_fd(RpcConn **connp, int fd, bool own, const RpcConnConfig *cfg,
                                const RpcCallbacks *cb, void *userdata);
+
+/*
+ * A byte-stream transport of the application's (e.g. TLS over TCP, in the dispatcher): the
+ * connection reads and writes through these callbacks instead of read(2)/writev(2), and
+ * polls @fd (rpc_conn_fd()) for readiness. Each callback gets the @ctx given to
+ * rpc_conn_new_stream().
+ * read:    up to @n bytes into @buf: the count, 0 at the peer's orderly end, -EAGAIN when
+ *          nothing is available now, or another -errno (the connection fails).
+ * writev:  as writev(2): the count written (may be short), -EAGAIN, or -errno.
+ * pending: bytes already buffered inside the transport (decrypted, say) that polling @fd
+ *          cannot see; the connection dispatches again at once while it is non-zero. NULL:
+ *          never any.
+ * free:    called once from rpc_conn_free() (also on failure of rpc_conn_new_stream()):
+ *          release @ctx and @fd. NULL: nothing to release.
+ */
+typedef struct RpcTransportOps {
+    ssize_t (*read)(void *ctx, void *buf, size_t n);
+    ssize_t (*writev)(void *ctx, const struct iovec *iov, int cnt);
+    size_t (*pending)(void *ctx);
+    void (*free)(void *ctx);
+} RpcTransportOps;
+
+/*
+ * Create a connection over the application's transport @ops (kept by reference) on @fd (made
+ * non-blocking; polled, never read or written directly). Returns 0 and sets *@connp, or
+ * -EINVAL (fd < 0, no read or writev, bad config), -ENOMEM, -errno of fcntl(2).
+ */
+RPC_EXPORT int rpc_conn_new_stream(RpcConn **connp, int fd, const RpcTransportOps *ops, void *ctx,
+                                   const RpcConnConfig *cfg, const RpcCallbacks *cb,
+                                   void *userdata);
+
+/*
+ * Send a PING now (whatever the keepalive timer says) and call @on_pong with the round trip
+ * in microseconds when its PONG comes (a PONG answering an older PING is ignored). One PING
+ * at a time: -EBUSY while one is outstanding, -ENOTCONN before HELLO or after close, -ENOMEM
+ * or -ENOBUFS if it cannot be queued.
+ */
+typedef void (*RpcPongFn)(RpcConn *conn, uint64_t rtt_us, void *userdata);
+RPC_EXPORT int rpc_conn_ping(RpcConn *conn, RpcPongFn on_pong, void *userdata);
 
 /* Free the connection: every live stream gets on_reset (RPC_RESET_CONN_CLOSED, unless it
  * completed) and on_stream_free; on_close is NOT called if it had not been; nothing more is

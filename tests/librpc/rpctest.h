@@ -16,6 +16,9 @@
 typedef enum RtTransport {
     RT_SOCKET = 0,
     RT_VCHAN = 1,
+    /* rpc_conn_new_stream() over a socketpair through a transport that buffers what it
+     * reads (as TLS does): bytes the fd's poll does not see, reported by its pending. */
+    RT_STREAM = 2,
     RT__COUNT,
 } RtTransport;
 

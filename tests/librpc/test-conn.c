@@ -432,6 +432,44 @@ START_TEST(keepalive_alive)
 }
 END_TEST
 
+static int pongs_seen;
+static uint64_t pong_rtt;
+
+static void on_pong(RpcConn *conn, uint64_t rtt_us, void *userdata)
+{
+    pongs_seen++;
+    pong_rtt = rtt_us;
+    ck_assert_ptr_eq(userdata, &pongs_seen);
+}
+
+static bool ponged(RtPair *p)
+{
+    return pongs_seen > 0;
+}
+
+/* rpc_conn_ping: one at a time, its PONG measured and reported once. */
+START_TEST(ping_rtt)
+{
+    RtPair p;
+    pair_up(&p, _i, NULL, NULL);
+    pongs_seen = 0;
+    pong_rtt = UINT64_MAX;
+    ck_assert_int_eq(rpc_conn_ping(p.a.conn, on_pong, &pongs_seen), 0);
+    ck_assert_int_eq(rpc_conn_ping(p.a.conn, on_pong, &pongs_seen), -EBUSY);
+    ck_assert(rt_pump_until(&p, ponged, RT_HANG_MS));
+    ck_assert_int_eq(pongs_seen, 1);
+    ck_assert_uint_lt(pong_rtt, (uint64_t)RT_HANG_MS * 1000);
+    /* Free again: a second one works. */
+    ck_assert_int_eq(rpc_conn_ping(p.a.conn, on_pong, &pongs_seen), 0);
+    ck_assert(rt_pump_until(&p, ponged, RT_HANG_MS));
+    rt_pump(&p);
+    ck_assert_int_eq(pongs_seen, 2);
+    rpc_conn_close(p.a.conn, "done");
+    ck_assert_int_eq(rpc_conn_ping(p.a.conn, on_pong, &pongs_seen), -ENOTCONN);
+    rt_pair_deinit(&p);
+}
+END_TEST
+
 START_TEST(keepalive_dead_peer)
 {
     RtPair p;
@@ -988,6 +1026,7 @@ int main(void)
     tcase_add_loop_test(tc, keepalive_alive, 0, RT__COUNT);
     tcase_add_loop_test(tc, keepalive_dead_peer, 0, RT__COUNT);
     tcase_add_loop_test(tc, tx_queue_bound, 0, RT__COUNT);
+    tcase_add_loop_test(tc, ping_rtt, 0, RT__COUNT);
     tcase_add_test(tc, version_refused);
     tcase_add_test(tc, unix_listen);
     tcase_add_test(tc, version_refused_by_peer);
