@@ -123,9 +123,9 @@ static const LoadCase load_cases[] = {
     {"allow with default_target", RULE("    action: allow\n    default_target: vault\n"), NULL,
      NULL, 1, "t.yaml:6:5: default_target is only allowed with action ask"},
     {"redirect to @anyvm", RULE("    action: allow\n    redirect: '@anyvm'\n"), NULL, NULL, 1,
-     "t.yaml:6:15: redirect: expected a domain name or @adminvm, got \"@anyvm\""},
+     "t.yaml:6:15: redirect: expected a domain name, NAME@HOST or @adminvm, got \"@anyvm\""},
     {"default_target *", RULE("    action: ask\n    default_target: '*'\n"), NULL, NULL, 1,
-     "t.yaml:6:21: default_target: expected a domain name or @adminvm"},
+     "t.yaml:6:21: default_target: expected a domain name, NAME@HOST or @adminvm"},
     /* names */
     {"service with /", FLOW("service: demo/x, source: b, target: c, action: allow"), NULL, NULL, 1,
      "t.yaml:2:15: service: service must be a name of [A-Za-z0-9._-]"},
