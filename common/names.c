@@ -9,6 +9,7 @@
  */
 #include "common/names.h"
 
+#include <errno.h>
 #include <string.h>
 
 static bool is_alnum(char c)
@@ -61,9 +62,104 @@ bool vrpc_name_valid_user(const char *s, size_t len)
     return name_valid(s, len, 1, VRPC_USER_MAX, NULL) && s[0] != '-';
 }
 
+bool vrpc_name_valid_host(const char *s, size_t len)
+{
+    size_t label = 0; /* length of the label being read */
+
+    if (!s || len == 0 || len > VRPC_HOST_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+
+        if (c == '.') {
+            /* No empty label, no label ending in '-'. */
+            if (label == 0 || s[i - 1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+            return false;
+        if (c == '-' && label == 0)
+            return false;
+        label++;
+    }
+    /* len <= VRPC_HOST_MAX keeps every label within 63 characters. */
+    return label > 0 && s[len - 1] != '-';
+}
+
+bool vrpc_name_valid_qualified(const char *s, size_t len)
+{
+    const char *at;
+    size_t domain_len;
+
+    if (!s || len > VRPC_NAME_MAX)
+        return false;
+    at = memchr(s, '@', len);
+    if (!at)
+        return vrpc_name_valid_domain(s, len);
+    domain_len = (size_t)(at - s);
+    return vrpc_name_valid_domain(s, domain_len) &&
+           vrpc_name_valid_host(at + 1, len - domain_len - 1);
+}
+
 bool vrpc_name_valid_target(const char *s, size_t len)
 {
-    return name_valid(s, len, 0, VRPC_NAME_MAX, "@:");
+    if (!s || len > VRPC_NAME_MAX)
+        return false;
+    if (len > 0 && s[0] == '@')
+        return name_valid(s + 1, len - 1, 0, VRPC_NAME_MAX, ":");
+    if (memchr(s, '@', len))
+        return vrpc_name_valid_qualified(s, len);
+    return name_valid(s, len, 0, VRPC_NAME_MAX, ":");
+}
+
+int vrpc_name_split_qualified(const char *untrusted, char domain[VRPC_NAME_MAX + 1],
+                              char host[VRPC_HOST_MAX + 1])
+{
+    const char *at;
+    size_t len, domain_len;
+
+    domain[0] = 0;
+    host[0] = 0;
+    if (!untrusted)
+        return -EINVAL;
+    len = strnlen(untrusted, VRPC_NAME_MAX + 1);
+    if (!vrpc_name_valid_qualified(untrusted, len))
+        return -EINVAL;
+    at = memchr(untrusted, '@', len);
+    domain_len = at ? (size_t)(at - untrusted) : len;
+    memcpy(domain, untrusted, domain_len);
+    domain[domain_len] = 0;
+    if (!at)
+        return 0;
+    memcpy(host, at + 1, len - domain_len - 1);
+    host[len - domain_len - 1] = 0;
+    return 1;
+}
+
+int vrpc_name_join_qualified(char out[VRPC_NAME_MAX + 1], const char *domain, const char *host)
+{
+    size_t domain_len, host_len;
+
+    out[0] = 0;
+    if (!domain)
+        return -EINVAL;
+    domain_len = strnlen(domain, VRPC_NAME_MAX + 1);
+    host_len = host ? strnlen(host, VRPC_HOST_MAX + 1) : 0;
+    if (!vrpc_name_valid_domain(domain, domain_len) ||
+        (host_len > 0 && !vrpc_name_valid_host(host, host_len)))
+        return -EINVAL;
+    if (host_len > 0 && domain_len + 1 + host_len > VRPC_NAME_MAX)
+        return -ENAMETOOLONG;
+    memcpy(out, domain, domain_len);
+    out[domain_len] = 0;
+    if (host_len > 0) {
+        out[domain_len] = '@';
+        memcpy(out + domain_len + 1, host, host_len);
+        out[domain_len + 1 + host_len] = 0;
+    }
+    return 0;
 }
 
 int vrpc_name_split_call(const char *untrusted_call, char servicep[VRPC_NAME_MAX + 1],

@@ -18,6 +18,8 @@
 #define VRPC_NAME_MAX 64
 /* Longest user name, in bytes. */
 #define VRPC_USER_MAX 32
+/* Longest host name (the HOST of DOMAIN@HOST), in bytes. */
+#define VRPC_HOST_MAX 63
 
 /* Outcomes of vrpc_name_split_call(). */
 enum {
@@ -36,9 +38,16 @@ bool vrpc_name_valid_domain(const char *s, size_t len);
 bool vrpc_name_valid_label(const char *s, size_t len);
 /* User name: [A-Za-z0-9._-]{1,32} not starting with '-'. */
 bool vrpc_name_valid_user(const char *s, size_t len);
-/* Call target as a caller names it: [A-Za-z0-9._:@-]{0,64} (a domain name or a token such as
- * @default or @dispvm:NAME; empty: none named). Which tokens mean something is the policy's
- * business. */
+/* Host name: a lowercase DNS name, labels of [a-z0-9-] (1 to 63 characters, not starting or
+ * ending with '-') separated by single '.', 1 to VRPC_HOST_MAX characters in all. */
+bool vrpc_name_valid_host(const char *s, size_t len);
+/* Qualified domain name: a domain name (vrpc_name_valid_domain), or DOMAIN@HOST naming domain
+ * DOMAIN on host HOST (dom0@hostb is host hostb's dom0). At most VRPC_NAME_MAX bytes in all. */
+bool vrpc_name_valid_qualified(const char *s, size_t len);
+/* Call target as a caller names it (empty: none named), at most VRPC_NAME_MAX bytes: a token
+ * "@" [A-Za-z0-9._:-]* such as @default, @adminvm or @dispvm:NAME (never with a second '@'),
+ * a name of [A-Za-z0-9._:-], or a qualified DOMAIN@HOST (vrpc_name_valid_qualified). Which
+ * tokens mean something is the policy's business. */
 bool vrpc_name_valid_target(const char *s, size_t len);
 
 /*
@@ -50,5 +59,21 @@ bool vrpc_name_valid_target(const char *s, size_t len);
  */
 int vrpc_name_split_call(const char *untrusted_call, char servicep[VRPC_NAME_MAX + 1],
                          char argumentp[VRPC_NAME_MAX + 1]);
+
+/*
+ * vrpc_name_split_qualified() - split an untrusted qualified name at its '@' into @domain and
+ * @host after validating it (vrpc_name_valid_qualified). Never reads more than
+ * VRPC_NAME_MAX + 1 bytes of @untrusted. Returns 0 for a plain domain name (@host is then ""),
+ * 1 for DOMAIN@HOST, or -EINVAL (NULL or invalid; both buffers are then "").
+ */
+int vrpc_name_split_qualified(const char *untrusted, char domain[VRPC_NAME_MAX + 1],
+                              char host[VRPC_HOST_MAX + 1]);
+
+/*
+ * vrpc_name_join_qualified() - write "DOMAIN@HOST" into @out, or just DOMAIN when @host is NULL
+ * or "". Returns 0; -EINVAL when @domain or @host is not a valid domain / host name;
+ * -ENAMETOOLONG when the joined name is longer than VRPC_NAME_MAX. On error @out is "".
+ */
+int vrpc_name_join_qualified(char out[VRPC_NAME_MAX + 1], const char *domain, const char *host);
 
 #endif

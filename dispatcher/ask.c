@@ -440,7 +440,7 @@ void ask_parse_line(const char *untrusted_line, size_t len, AskAnswer *ans)
         snprintf(ans->reason, sizeof(ans->reason), "ask: answered deny");
     } else if (len > n_allow_sp && len - n_allow_sp <= VRPC_POLICY_NAME_MAX &&
                memcmp(ans->text, allow_sp, n_allow_sp) == 0 &&
-               (vrpc_policy_domain_is_valid(ans->text + n_allow_sp) ||
+               (vrpc_policy_qualified_domain_is_valid(ans->text + n_allow_sp) ||
                 strcmp(ans->text + n_allow_sp, "@adminvm") == 0)) {
         ans->verdict = ASK_VERDICT_ALLOW_NAME;
         snprintf(ans->name, sizeof(ans->name), "%s", ans->text + n_allow_sp);

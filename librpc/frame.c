@@ -179,7 +179,7 @@ bool rpc_valid_target(const char *s)
 
 bool rpc_valid_domain(const char *s)
 {
-    return !s || !s[0] || vrpc_name_valid_domain(s, bounded_len(s, VRPC_NAME_MAX));
+    return !s || !s[0] || vrpc_name_valid_qualified(s, bounded_len(s, VRPC_NAME_MAX));
 }
 
 bool rpc_valid_user(const char *s)

@@ -133,11 +133,13 @@ typedef struct Vchan Vchan;     /* vchan/vchan.h */
  * A call, as sent in CALL. Strings are NUL-terminated; NULL means "" for the optional ones.
  * service:  required, [A-Za-z0-9._-]{1,RPC_SERVICE_MAX}.
  * argument: [A-Za-z0-9._+-]{0,RPC_ARG_MAX} ("" = no argument; the text after '+').
- * target:   requested target, [A-Za-z0-9._:@-]{0,RPC_DOMAIN_MAX} ("" = none named, i.e.
- *           @default); e.g. "dom0", "@adminvm", "@dispvm:work".
- * source:   "" or a domain name (common/names.h: [A-Za-z0-9._-]{1,RPC_DOMAIN_MAX}, starting
- *           with a letter or digit); only meaningful from the dispatcher to an agent
- *           (the calling domain). A dispatcher must take the source from the connection a
+ * target:   requested target, at most RPC_DOMAIN_MAX bytes (common/names.h,
+ *           vrpc_name_valid_target; "" = none named, i.e. @default); e.g. "dom0", "@adminvm",
+ *           "@dispvm:work", or a domain on another host "vault@hostb".
+ * source:   "" or a qualified domain name (common/names.h, vrpc_name_valid_qualified: a domain
+ *           name [A-Za-z0-9._-] starting with a letter or digit, or DOMAIN@HOST for a domain
+ *           of another host, e.g. "work@hosta"; at most RPC_DOMAIN_MAX bytes); only
+ *           meaningful from the dispatcher to an agent (the calling domain). A dispatcher must take the source from the connection a
  *           call arrived on, NEVER from this field.
  * user:     "" or [A-Za-z0-9._-]{1,RPC_USER_MAX} not starting with '-'; user to run the
  *           service as ("" = default).

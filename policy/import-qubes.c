@@ -154,6 +154,12 @@ static const char *convert_token(ImportCtx *im, ImportRule *r, const char *colum
         import_problem(im, "%s: %s: %s", column, err, printable(q, sizeof(q), s));
         return NULL;
     }
+    if (token.kind == POLICY_TOKEN_REMOTE_ANY || token.kind == POLICY_TOKEN_REMOTE_HOST ||
+        (token.kind == POLICY_TOKEN_NAME && memchr(token.value, '@', token.len))) {
+        import_problem(im, "%s: a qrexec policy names no domain of another host: %s", column,
+                       printable(q, sizeof(q), s));
+        return NULL;
+    }
     if (token.kind == POLICY_TOKEN_DEFAULT && !allow_default) {
         import_problem(im, "%s: @default is only valid as a target", column);
         return NULL;

@@ -280,8 +280,8 @@ static const char *parse_single_domain(Loader *l, RuleKey key, const VrpcYamlNod
     if (t.kind == POLICY_TOKEN_ADMINVM)
         return "dom0";
     if (t.kind != POLICY_TOKEN_NAME) {
-        node_error(l, value, "%s: expected a domain name or @adminvm, got %s", rule_key_names[key],
-                   quote(q, value));
+        node_error(l, value, "%s: expected a domain name, NAME@HOST or @adminvm, got %s",
+                   rule_key_names[key], quote(q, value));
         return NULL;
     }
     return s;

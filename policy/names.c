@@ -44,6 +44,11 @@ int policy_service_pattern_parse(const char *s, size_t len, size_t *prefix_lenp,
     return 0;
 }
 
+bool policy_name_is_remote(const char *name)
+{
+    return name && strchr(name, '@') != NULL;
+}
+
 static bool token_is(const char *s, size_t len, const char *word)
 {
     return strlen(word) == len && memcmp(s, word, len) == 0;
@@ -65,6 +70,17 @@ int policy_token_parse(const char *s, size_t len, PolicyToken *tokenp, const cha
     }
     if (token_is(s, len, "*")) {
         t.kind = POLICY_TOKEN_ANY;
+    } else if (token_is(s, len, "*@*")) {
+        t.kind = POLICY_TOKEN_REMOTE_ANY;
+    } else if (token_has_prefix(s, len, "*@")) {
+        t.kind = POLICY_TOKEN_REMOTE_HOST;
+        t.value = s + 2;
+        t.len = len - 2;
+        if (!vrpc_name_valid_host(t.value, t.len)) {
+            *errp = "*@ needs \"*\" or a host name (lowercase DNS name: labels of [a-z0-9-] "
+                    "not starting or ending with '-', joined by '.', 1 to 63 characters)";
+            return -EINVAL;
+        }
     } else if (token_is(s, len, "@anyvm")) {
         t.kind = POLICY_TOKEN_ANYVM;
     } else if (token_is(s, len, "@adminvm") || token_is(s, len, "dom0")) {
@@ -86,6 +102,9 @@ int policy_token_parse(const char *s, size_t len, PolicyToken *tokenp, const cha
     } else if (token_has_prefix(s, len, "@dispvm")) {
         *errp = "unknown token: @dispvm is not supported by vrpc";
         return -EINVAL;
+    } else if (s[0] == '@' && memchr(s + 1, '@', len - 1)) {
+        *errp = "a token such as @adminvm cannot name a host (another host's dom0 is dom0@HOST)";
+        return -EINVAL;
     } else if (s[0] == '@' || s[0] == '$') {
         *errp = "unknown token (expected @anyvm, @adminvm, @tag:T, @type:T, @default or \"*\")";
         return -EINVAL;
@@ -93,7 +112,14 @@ int policy_token_parse(const char *s, size_t len, PolicyToken *tokenp, const cha
         t.kind = POLICY_TOKEN_NAME;
         t.value = s;
         t.len = len;
-        if (!vrpc_name_valid_domain(s, len)) {
+        if (memchr(s, '@', len)) {
+            if (!vrpc_name_valid_qualified(s, len)) {
+                *errp = "invalid remote domain (expected NAME@HOST: a domain name of "
+                        "[A-Za-z0-9._-] starting with a letter or digit, '@', a lowercase DNS "
+                        "host name; 64 characters in all)";
+                return -EINVAL;
+            }
+        } else if (!vrpc_name_valid_domain(s, len)) {
             *errp = "invalid domain name (expected [A-Za-z0-9._-], 1 to 64 characters, "
                     "starting with a letter or digit)";
             return -EINVAL;
@@ -120,6 +146,10 @@ const char *policy_token_kind_to_string(PolicyTokenKind kind)
         return "@type:";
     case POLICY_TOKEN_DEFAULT:
         return "@default";
+    case POLICY_TOKEN_REMOTE_ANY:
+        return "*@*";
+    case POLICY_TOKEN_REMOTE_HOST:
+        return "*@HOST";
     }
     return "?";
 }
@@ -137,6 +167,11 @@ bool vrpc_policy_argument_is_valid(const char *argument)
 bool vrpc_policy_domain_is_valid(const char *domain)
 {
     return domain && vrpc_name_valid_domain(domain, strlen(domain));
+}
+
+bool vrpc_policy_qualified_domain_is_valid(const char *name)
+{
+    return name && vrpc_name_valid_qualified(name, strnlen(name, VRPC_NAME_MAX + 1));
 }
 
 int vrpc_policy_split_call(const char *untrusted_call, char servicep[VRPC_POLICY_NAME_MAX + 1],

@@ -15,16 +15,19 @@
 #include "common/names.h"
 
 typedef enum PolicyTokenKind {
-    POLICY_TOKEN_ANY,     /* "*": every domain, dom0 included */
-    POLICY_TOKEN_ANYVM,   /* @anyvm: every domain but dom0 */
-    POLICY_TOKEN_ADMINVM, /* @adminvm or the name dom0 */
-    POLICY_TOKEN_NAME,    /* a domain name */
-    POLICY_TOKEN_TAG,     /* @tag:T */
-    POLICY_TOKEN_TYPE,    /* @type:T */
-    POLICY_TOKEN_DEFAULT, /* @default: the caller named no target */
+    POLICY_TOKEN_ANY,         /* "*": every domain, dom0 included */
+    POLICY_TOKEN_ANYVM,       /* @anyvm: every domain but dom0 */
+    POLICY_TOKEN_ADMINVM,     /* @adminvm or the name dom0 */
+    POLICY_TOKEN_NAME,        /* a domain name */
+    POLICY_TOKEN_TAG,         /* @tag:T */
+    POLICY_TOKEN_TYPE,        /* @type:T */
+    POLICY_TOKEN_DEFAULT,     /* @default: the caller named no target */
+    POLICY_TOKEN_REMOTE_ANY,  /* "*@*": every domain of every other host */
+    POLICY_TOKEN_REMOTE_HOST, /* "*@HOST": every domain of HOST (value: HOST) */
 } PolicyTokenKind;
 
-/* A parsed token; VALUE points into the parsed text (NAME, TAG, TYPE only). */
+/* A parsed token; VALUE points into the parsed text (NAME, TAG, TYPE, REMOTE_HOST only). A
+ * NAME may be qualified (NAME@HOST: one domain of another host). */
 typedef struct PolicyToken {
     PolicyTokenKind kind;
     const char *value;
@@ -42,9 +45,13 @@ bool policy_is_dom0(const char *s);
 int policy_service_pattern_parse(const char *s, size_t len, size_t *prefix_lenp, bool *is_prefixp,
                                  const char **errp);
 
+/* policy_name_is_remote() - NAME (NUL-terminated, may be NULL) is DOMAIN@HOST. */
+bool policy_name_is_remote(const char *name);
+
 /*
- * policy_token_parse() - name | dom0 | * | @anyvm | @adminvm | @tag:T |
- * @type:T | @default. Which tokens fit which column is the caller's business.
+ * policy_token_parse() - name | NAME@HOST | dom0 | * | *@* | *@HOST | @anyvm |
+ * @adminvm | @tag:T | @type:T | @default. Which tokens fit which column is the
+ * caller's business.
  * Returns 0, or -EINVAL with a static message in *errp.
  */
 int policy_token_parse(const char *s, size_t len, PolicyToken *tokenp, const char **errp);

@@ -352,12 +352,21 @@ const char *vrpc_policy_action_to_string(VrpcPolicyAction action)
     return "invalid";
 }
 
-/* Domain metadata is looked up at most once per side and call. */
+/* Domain metadata is looked up at most once per side and call. HOST is the part
+ * after '@' of a remote (qualified) name, NULL for a local one. */
 typedef struct LazyDomain {
     const char *name;
+    const char *host;
     const PolicyDomain *domain;
     bool looked_up;
 } LazyDomain;
+
+static LazyDomain lazy_domain_init(const char *name, size_t len)
+{
+    const char *at = name ? memchr(name, '@', len) : NULL;
+
+    return (LazyDomain){.name = name, .host = at ? at + 1 : NULL};
+}
 
 static const PolicyDomain *lazy_domain_get(const VrpcPolicy *p, LazyDomain *l)
 {
@@ -372,7 +381,9 @@ static const PolicyDomain *lazy_domain_get(const VrpcPolicy *p, LazyDomain *l)
  * Does token T match domain L->name (NULL: the caller named no target)?
  * Like qrexec, "*" and @anyvm also match a call that named no target, which
  * lets "@anyvm @anyvm ask" cover it; an allow rule reached that way without a
- * redirect denies (see decide()).
+ * redirect denies (see decide()). A remote name (DOMAIN@HOST) is matched only
+ * by *@*, *@HOST and its own exact name: "*", @anyvm, @adminvm, tags and types
+ * never match it, so that no existing policy opens a host to the network.
  */
 static bool token_matches(const VrpcPolicy *p, const PolicyToken *t, LazyDomain *l)
 {
@@ -380,21 +391,25 @@ static bool token_matches(const VrpcPolicy *p, const PolicyToken *t, LazyDomain 
 
     switch (t->kind) {
     case POLICY_TOKEN_ANY:
-        return true;
+        return !l->host;
     case POLICY_TOKEN_ANYVM:
-        return !policy_is_dom0(l->name);
+        return !l->host && !policy_is_dom0(l->name);
     case POLICY_TOKEN_ADMINVM:
         return policy_is_dom0(l->name);
     case POLICY_TOKEN_NAME:
         return l->name && strcmp(t->value, l->name) == 0;
     case POLICY_TOKEN_TAG:
-        d = l->name ? lazy_domain_get(p, l) : NULL;
+        d = l->name && !l->host ? lazy_domain_get(p, l) : NULL;
         return d && policy_domain_has_tag(d, t->value);
     case POLICY_TOKEN_TYPE:
-        d = l->name ? lazy_domain_get(p, l) : NULL;
+        d = l->name && !l->host ? lazy_domain_get(p, l) : NULL;
         return d && d->type && strcmp(d->type, t->value) == 0;
     case POLICY_TOKEN_DEFAULT:
         return !l->name;
+    case POLICY_TOKEN_REMOTE_ANY:
+        return l->host != NULL;
+    case POLICY_TOKEN_REMOTE_HOST:
+        return l->host && strcmp(t->value, l->host) == 0;
     }
     return false;
 }
@@ -478,9 +493,9 @@ void policy_match(const VrpcPolicy *policy, const PolicyCall *call, VrpcPolicyDe
     char key[2 * VRPC_POLICY_NAME_MAX + 8];
     const PolicyIdList *lists[4] = {0};
     size_t pos[4] = {0};
-    LazyDomain src = {.name = call->source};
-    LazyDomain tgt = {.name = call->target};
     size_t source_len = strlen(call->source);
+    LazyDomain src = lazy_domain_init(call->source, source_len);
+    LazyDomain tgt = lazy_domain_init(call->target, call->target ? strlen(call->target) : 0);
 
     decision_deny(decision, "no matching rule");
     /* "SERVICE/SOURCE", built without snprintf: this is the hot path. */
@@ -524,11 +539,13 @@ int vrpc_policy_evaluate(const VrpcPolicy *policy, const VrpcPolicyRequest *requ
         return -EINVAL;
 
     /* Validate everything the caller supplied, in one place, before any of
-     * it is used: names must fit their character sets and length limits. */
+     * it is used: names must fit their character sets and length limits. A
+     * name may be qualified (DOMAIN@HOST, a domain of another host); the
+     * dispatcher has already made NAME@THISHOST plain. */
     source = request->source;
     if (source && strcmp(source, "@adminvm") == 0)
         source = "dom0";
-    if (!vrpc_policy_domain_is_valid(source)) {
+    if (!vrpc_policy_qualified_domain_is_valid(source)) {
         decisionp->reason = "invalid source";
         return VRPC_POLICY_E_SOURCE;
     }
@@ -537,7 +554,7 @@ int vrpc_policy_evaluate(const VrpcPolicy *policy, const VrpcPolicyRequest *requ
         target = NULL;
     else if (strcmp(target, "@adminvm") == 0)
         target = "dom0";
-    else if (!vrpc_policy_domain_is_valid(target)) {
+    else if (!vrpc_policy_qualified_domain_is_valid(target)) {
         decisionp->reason = "invalid target";
         return VRPC_POLICY_E_TARGET;
     }
@@ -589,6 +606,7 @@ int vrpc_policy_decision_check_target(const VrpcPolicy *policy, const VrpcPolicy
 {
     const PolicyRule *r;
     const char *name;
+    LazyDomain target;
 
     if (targetp)
         targetp[0] = 0;
@@ -599,13 +617,15 @@ int vrpc_policy_decision_check_target(const VrpcPolicy *policy, const VrpcPolicy
     if (r->action != VRPC_POLICY_ASK || r->file != decision->rule_file ||
         r->line != decision->rule_line)
         return -EINVAL;
-    /* Validate the name before using it: a domain name, or dom0 under either name. */
+    /* Validate the name before using it: a domain name, a domain of another
+     * host (DOMAIN@HOST), or dom0 under either name. */
     name = untrusted_name;
     if (name && strcmp(name, "@adminvm") == 0)
         name = "dom0";
-    if (!name || !vrpc_policy_domain_is_valid(name))
+    if (!name || !vrpc_policy_qualified_domain_is_valid(name))
         return VRPC_POLICY_E_TARGET;
-    if (!token_matches(policy, &r->target, &(LazyDomain){.name = name}) &&
+    target = lazy_domain_init(name, strlen(name));
+    if (!token_matches(policy, &r->target, &target) &&
         !(r->default_target && strcmp(r->default_target, name) == 0))
         return VRPC_POLICY_E_TARGET;
     snprintf(targetp, VRPC_POLICY_NAME_MAX + 1, "%s", name);

@@ -35,7 +35,9 @@ static const char *const usage_text =
     "  check [--etc DIR] [DIR]                    validate the policy; print every error\n"
     "  explain [--etc DIR] SOURCE TARGET SERVICE[+ARG]\n"
     "                                             show the decision for one call\n"
-    "                                             (TARGET may be @default or @adminvm)\n"
+    "                                             (SOURCE and TARGET may be NAME@HOST, a\n"
+    "                                             domain of another host; TARGET may be\n"
+    "                                             @default or @adminvm)\n"
     "  graph [--etc DIR] [DIR]                    print a Graphviz dot graph of allowed calls\n"
     "  import-qubes [--skip-unconvertible] PATH...\n"
     "                                             convert a qrexec policy.d folder or\n"
@@ -258,12 +260,13 @@ static int cmd_explain(int argc, char **argv, Options *o)
     target = argv[optind + 1];
 
     /* The same checks the dispatcher applies, before any policy is read. */
-    if (strcmp(source, "@adminvm") != 0 && !vrpc_policy_domain_is_valid(source))
-        return usage_error("invalid SOURCE '%s': expected a domain name or @adminvm",
+    if (strcmp(source, "@adminvm") != 0 && !vrpc_policy_qualified_domain_is_valid(source))
+        return usage_error("invalid SOURCE '%s': expected a domain name, NAME@HOST or @adminvm",
                            VRPC_ESC(source));
     if (strcmp(target, "@default") != 0 && strcmp(target, "@adminvm") != 0 &&
-        !vrpc_policy_domain_is_valid(target))
-        return usage_error("invalid TARGET '%s': expected a domain name, @adminvm or @default",
+        !vrpc_policy_qualified_domain_is_valid(target))
+        return usage_error("invalid TARGET '%s': expected a domain name, NAME@HOST, @adminvm "
+                           "or @default",
                            VRPC_ESC(target));
     r = vrpc_policy_split_call(argv[optind + 2], service, argument);
     if (r == VRPC_POLICY_E_SERVICE)

@@ -168,6 +168,9 @@ VRPC_POLICY_EXPORT int vrpc_policy_split_call(const char *untrusted_call,
 VRPC_POLICY_EXPORT bool vrpc_policy_service_is_valid(const char *service);
 VRPC_POLICY_EXPORT bool vrpc_policy_argument_is_valid(const char *argument);
 VRPC_POLICY_EXPORT bool vrpc_policy_domain_is_valid(const char *domain);
+/* vrpc_policy_qualified_domain_is_valid() - NAME is a domain name or DOMAIN@HOST
+ * (a domain of another host; HOST a lowercase DNS name), 64 bytes at most. */
+VRPC_POLICY_EXPORT bool vrpc_policy_qualified_domain_is_valid(const char *name);
 
 /*
  * vrpc_policy_decision_resolve_ask() - apply the dispatcher's ask setting: an

@@ -115,6 +115,120 @@ START_TEST(split_call)
 }
 END_TEST
 
+#define L63 S32 "abcdefghijklmnopqrstuvwxyzabcde" /* one 63-character label */
+
+/* Host, qualified and target rules for DOMAIN@HOST names, at their boundaries. */
+START_TEST(qualified_names)
+{
+    static const struct {
+        const char *s;
+        bool host, qualified, target;
+    } rows[] = {
+        {"hosta", true, true, true},
+        {"host-b.example.org", true, true, true},
+        {L63, true, true, true},
+        {L63 "x", false, true, true},        /* a 64-character label: no host, still a domain */
+        {"a." L63 "x", false, false, false}, /* 66 bytes */
+        {"Hosta", false, true, true},
+        {"-b", false, false, true}, /* a target name, as before */
+        {"b-", false, true, true},
+        {"a..b", false, true, true},
+        {".a", false, false, true},
+        {"a.", false, true, true},
+        {"a_b", false, true, true},
+        {"work@hosta", false, true, true},
+        {"dom0@hostb", false, true, true},
+        {"work@Hosta", false, false, false},
+        {"work@host_a", false, false, false},
+        {"a@", false, false, false},
+        {"@b", false, false, true}, /* a token, as @default is */
+        {"a@b@c", false, false, false},
+        {"a@-b", false, false, false},
+        {"a@b-", false, false, false},
+        {"a@b..c", false, false, false},
+        {"-a@b", false, false, false},
+        {"@adminvm", false, false, true},
+        {"@adminvm@x", false, false, false},
+        {"@dispvm:work", false, false, true},
+        {"a:b@c", false, false, false},
+        {"", false, false, true},
+    };
+    char q64[VRPC_NAME_MAX + 2];
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        const char *s = rows[i].s;
+        size_t n = strlen(s);
+
+        ck_assert_msg(vrpc_name_valid_host(s, n) == rows[i].host, "host %s", s);
+        ck_assert_msg(vrpc_name_valid_qualified(s, n) == rows[i].qualified, "qualified %s", s);
+        ck_assert_msg(vrpc_name_valid_target(s, n) == rows[i].target, "target %s", s);
+        ck_assert_msg(vrpc_policy_qualified_domain_is_valid(s) == rows[i].qualified, "policy %s",
+                      s);
+        ck_assert_msg(rpc_valid_domain(s) == (rows[i].qualified || !s[0]), "codec %s", s);
+    }
+    /* 64 bytes in all is the limit, whatever the split. */
+    memset(q64, 'h', sizeof(q64));
+    memcpy(q64, "work@", 5);
+    q64[VRPC_NAME_MAX] = 0;
+    ck_assert(vrpc_name_valid_qualified(q64, VRPC_NAME_MAX));
+    ck_assert(vrpc_name_valid_target(q64, VRPC_NAME_MAX));
+    q64[VRPC_NAME_MAX] = 'h';
+    q64[VRPC_NAME_MAX + 1] = 0;
+    ck_assert(!vrpc_name_valid_qualified(q64, VRPC_NAME_MAX + 1));
+    ck_assert(!vrpc_name_valid_target(q64, VRPC_NAME_MAX + 1));
+    ck_assert(!rpc_valid_domain(q64));
+    ck_assert(!vrpc_name_valid_host(S64, 64));
+    ck_assert(!vrpc_name_valid_host("a\0b", 3));
+    ck_assert(!vrpc_name_valid_qualified("a@b\0", 4));
+    ck_assert(!vrpc_name_valid_host(NULL, 0));
+    ck_assert(!vrpc_name_valid_qualified(NULL, 0));
+}
+END_TEST
+
+START_TEST(split_join_qualified)
+{
+    char domain[VRPC_NAME_MAX + 1], host[VRPC_HOST_MAX + 1], out[VRPC_NAME_MAX + 1];
+    char long_host[VRPC_HOST_MAX + 1];
+
+    ck_assert_int_eq(vrpc_name_split_qualified("work@hosta", domain, host), 1);
+    ck_assert_str_eq(domain, "work");
+    ck_assert_str_eq(host, "hosta");
+    ck_assert_int_eq(vrpc_name_split_qualified("work", domain, host), 0);
+    ck_assert_str_eq(domain, "work");
+    ck_assert_str_eq(host, "");
+    ck_assert_int_eq(vrpc_name_split_qualified(S64, domain, host), 0);
+    ck_assert_int_eq(vrpc_name_split_qualified(S65, domain, host), -EINVAL);
+    ck_assert_str_eq(domain, "");
+    ck_assert_int_eq(vrpc_name_split_qualified("a@b@c", domain, host), -EINVAL);
+    ck_assert_str_eq(domain, "");
+    ck_assert_str_eq(host, "");
+    ck_assert_int_eq(vrpc_name_split_qualified("a@", domain, host), -EINVAL);
+    ck_assert_int_eq(vrpc_name_split_qualified("@b", domain, host), -EINVAL);
+    ck_assert_int_eq(vrpc_name_split_qualified(NULL, domain, host), -EINVAL);
+
+    ck_assert_int_eq(vrpc_name_join_qualified(out, "dom0", "hostb"), 0);
+    ck_assert_str_eq(out, "dom0@hostb");
+    ck_assert_int_eq(vrpc_name_join_qualified(out, "work", ""), 0);
+    ck_assert_str_eq(out, "work");
+    ck_assert_int_eq(vrpc_name_join_qualified(out, "work", NULL), 0);
+    ck_assert_str_eq(out, "work");
+    ck_assert_int_eq(vrpc_name_join_qualified(out, "work", "Hostb"), -EINVAL);
+    ck_assert_str_eq(out, "");
+    ck_assert_int_eq(vrpc_name_join_qualified(out, "-work", "hostb"), -EINVAL);
+    ck_assert_int_eq(vrpc_name_join_qualified(out, NULL, "hostb"), -EINVAL);
+    memset(long_host, 'h', VRPC_HOST_MAX);
+    long_host[VRPC_HOST_MAX] = 0;
+    ck_assert_int_eq(vrpc_name_join_qualified(out, "w", long_host), -ENAMETOOLONG);
+    ck_assert_str_eq(out, "");
+    long_host[VRPC_NAME_MAX - 2] = 0; /* "w@" + 62 = 64 bytes */
+    ck_assert_int_eq(vrpc_name_join_qualified(out, "w", long_host), 0);
+    ck_assert_int_eq(strlen(out), VRPC_NAME_MAX);
+    ck_assert_int_eq(vrpc_name_split_qualified(out, domain, host), 1);
+    ck_assert_str_eq(domain, "w");
+    ck_assert_str_eq(host, long_host);
+}
+END_TEST
+
 /* vrpc_yaml_read_document() on @text: the return, and the first diagnostic (or ""). */
 static int read_doc(const char *text, VrpcYamlNode **rootp, char *first, size_t size)
 {
@@ -272,6 +386,8 @@ int main(void)
     tcase_add_loop_test(tc, layers_agree, 0, sizeof(agree_names) / sizeof(agree_names[0]));
     tcase_add_test(tc, codec_optional_fields);
     tcase_add_test(tc, split_call);
+    tcase_add_test(tc, qualified_names);
+    tcase_add_test(tc, split_join_qualified);
     tcase_add_test(tc, yaml_one_document);
     tcase_add_test(tc, file_read_bounded);
     tcase_add_test(tc, diag_cap);

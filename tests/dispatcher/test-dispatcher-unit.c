@@ -214,6 +214,9 @@ START_TEST(ask_answers)
     ck_assert_str_eq(a.name, "vault");
     parse_line("allow @adminvm", &a);
     ck_assert_int_eq(a.verdict, ASK_VERDICT_ALLOW_NAME);
+    parse_line("allow vault@hostb", &a);
+    ck_assert_int_eq(a.verdict, ASK_VERDICT_ALLOW_NAME);
+    ck_assert_str_eq(a.name, "vault@hostb");
     parse_line("deny", &a);
     ck_assert_int_eq(a.verdict, ASK_VERDICT_DENY);
     ck_assert_str_eq(a.reason, "ask: answered deny");
@@ -230,6 +233,11 @@ START_TEST(ask_answers)
         "allow @default",
         "allow -x",
         "allow a/b",
+        "allow vault@Hostb",
+        "allow vault@",
+        "allow a@b@c",
+        "allow @adminvm@hostb",
+        "allow *@*",
         "yes",
         "allow\tvault",
     };
@@ -258,6 +266,11 @@ static const char *const ask_policy = "rules:\n"
                                       "    target: \"@default\"\n"
                                       "    action: ask\n"
                                       "    redirect: vault\n"
+                                      "  - service: ask.Remote\n"
+                                      "    source: work\n"
+                                      "    target: \"*@hostb\"\n"
+                                      "    action: ask\n"
+                                      "    default_target: vault@hostc\n"
                                       "  - service: ask.Dom0\n"
                                       "    source: work\n"
                                       "    target: \"@adminvm\"\n"
@@ -313,6 +326,18 @@ START_TEST(ask_decisions)
     /* A redirect is the target of a plain allow; the @default column matches no name. */
     ck_assert_str_eq(decide(p, "@default", "ask.Redirect", "allow"), "vault");
     ck_assert_str_eq(decide(p, "@default", "ask.Redirect", "allow vault"),
+                     "deny: ask: answered a target outside the rule");
+    /* Remote names: allowed where the target column or default_target allows them; a
+     * local column ("@anyvm") never lets an answer send the call to another host. */
+    ck_assert_str_eq(decide(p, "vault@hostb", "ask.Remote", "allow x@hostb"), "x@hostb");
+    ck_assert_str_eq(decide(p, "vault@hostb", "ask.Remote", "allow vault@hostc"), "vault@hostc");
+    ck_assert_str_eq(decide(p, "vault@hostb", "ask.Remote", "allow x@hostc"),
+                     "deny: ask: answered a target outside the rule");
+    ck_assert_str_eq(decide(p, "vault@hostb", "ask.Remote", "allow vault"),
+                     "deny: ask: answered a target outside the rule");
+    ck_assert_str_eq(decide(p, "personal", "ask.Any", "allow vault@hostb"),
+                     "deny: ask: answered a target outside the rule");
+    ck_assert_str_eq(decide(p, "dom0", "ask.Dom0", "allow dom0@hostb"),
                      "deny: ask: answered a target outside the rule");
     ck_assert_str_eq(decide(p, "dom0", "ask.Dom0", "allow"), "dom0");
     ck_assert_str_eq(decide(p, "dom0", "ask.Dom0", "allow @adminvm"), "dom0");

@@ -197,6 +197,17 @@ START_TEST(names_at_limits)
     ck_assert(!rpc_valid_domain(s65));
     ck_assert(!rpc_valid_domain("@adminvm"));
     ck_assert(!rpc_valid_domain("a:b"));
+    /* Qualified names: a dispatcher sends an agent a CALL from work@hosta. */
+    ck_assert(rpc_valid_domain("work@hosta"));
+    ck_assert(rpc_valid_domain("dom0@host-b.lan"));
+    ck_assert(!rpc_valid_domain("work@Hosta"));
+    ck_assert(!rpc_valid_domain("work@"));
+    ck_assert(!rpc_valid_domain("@hosta"));
+    ck_assert(!rpc_valid_domain("a@b@c"));
+    ck_assert(rpc_valid_target("vault@hostb"));
+    ck_assert(rpc_valid_target("@adminvm"));
+    ck_assert(!rpc_valid_target("@adminvm@hostb"));
+    ck_assert(!rpc_valid_target("vault@-b"));
     ck_assert(rpc_valid_user(s32));
     ck_assert(!rpc_valid_user(s33));
     ck_assert(!rpc_valid_user("root user"));
@@ -299,6 +310,21 @@ START_TEST(call_fields_common_rules)
     ck_assert_int_eq(decode_call(buf, pack_call("a", "", "", "", "-root", buf)), -EPROTO);
     ck_assert_int_eq(decode_call(buf, pack_call("a", "", "", "work", "r-oot", buf)), 0);
     ck_assert_int_eq(decode_call(buf, pack_call("a", "", "", "", "", buf)), 0);
+    /* Cross-host: source and target may be DOMAIN@HOST, and nothing else loosens. */
+    call.source = "work@hosta";
+    call.target = "vault@hostb";
+    ck_assert_int_gt(rpc_msg_encode_call(&call, buf, sizeof(buf)), 0);
+    bad = call, bad.source = "work@Hosta";
+    ck_assert_int_eq(rpc_msg_encode_call(&bad, buf, sizeof(buf)), -EINVAL);
+    bad = call, bad.target = "@adminvm@hostb";
+    ck_assert_int_eq(rpc_msg_encode_call(&bad, buf, sizeof(buf)), -EINVAL);
+    ck_assert_int_eq(decode_call(buf, pack_call("a", "", "dom0@hostb", "work@hosta", "", buf)), 0);
+    ck_assert_int_eq(decode_call(buf, pack_call("a", "", "", "work@", "", buf)), -EPROTO);
+    ck_assert_int_eq(decode_call(buf, pack_call("a", "", "", "@hosta", "", buf)), -EPROTO);
+    ck_assert_int_eq(decode_call(buf, pack_call("a", "", "v@-b", "work", "", buf)), -EPROTO);
+    ck_assert_int_eq(decode_call(buf, pack_call("a", "", "a@b@c", "work", "", buf)), -EPROTO);
+    ck_assert_int_eq(decode_call(buf, pack_call("a@b", "", "", "work@hosta", "", buf)), -EPROTO);
+    ck_assert_int_eq(decode_call(buf, pack_call("a", "", "", "work@hosta", "a@b", buf)), -EPROTO);
 }
 END_TEST
 

@@ -48,9 +48,16 @@ static const char first_yaml[] =
     "  - {service: ask.Full, source: work, target: '@anyvm', action: ask, redirect: vault,"
     " default_target: personal, user: alice, notify: true}\n" /* 20 */
     "  - {service: allow.User, source: '@anyvm', target: dom0, action: allow, user: root,"
-    " notify: true}\n"                                                             /* 21 */
-    "  - {service: deny.Notify, source: '@anyvm', target: dom0, action: deny}\n"   /* 22 */
-    "  - {service: ask.Plain, source: '@anyvm', target: '@anyvm', action: ask}\n"; /* 23 */
+    " notify: true}\n"                                                            /* 21 */
+    "  - {service: deny.Notify, source: '@anyvm', target: dom0, action: deny}\n"  /* 22 */
+    "  - {service: ask.Plain, source: '@anyvm', target: '@anyvm', action: ask}\n" /* 23 */
+    "  - {service: rem.AnyAny, source: '*@*', target: vault, action: allow}\n"    /* 24 */
+    "  - {service: rem.Host, source: '*@hosta', target: '*', action: allow}\n"    /* 25 */
+    "  - {service: rem.Name, source: work, target: vault@hostb, action: allow}\n" /* 26 */
+    "  - {service: rem.Redir, source: work, target: '@default', action: allow,"
+    " redirect: vault@hostb}\n"                                                  /* 27 */
+    "  - {service: rem.Out, source: '*', target: '*@*', action: allow}\n"        /* 28 */
+    "  - {service: rem.In, source: work@hosta, target: vault, action: allow}\n"; /* 29 */
 
 static const char main_yaml[] = "rules:\n"                   /* 1 */
                                 "  - service: first.Match\n" /* 2 */
@@ -163,7 +170,46 @@ static const EvalCase eval_cases[] = {
     {"personal", "vault", "unknown.Svc", NULL, 0, "deny rule=default", NULL},
     {"work", "vault", "unknown.Svc", NULL, 0, "deny rule=" L "3", NULL},
     {"personal", "dom0", S64, NULL, 0, "ask target=dom0 rule=" L "4", NULL},
+    /* remote (qualified) names: only *@*, *@HOST and the exact name match them; "*",
+     * @anyvm, @adminvm, dom0, tags and types never do */
+    {"work@hosta", "vault", "tok.Any", NULL, 0, "deny rule=default", NULL},
+    {"work", "vault@hostb", "tok.Any", NULL, 0, "deny rule=default", NULL},
+    {"personal", "vault@hostb", "tok.Any", NULL, 0, "deny rule=default", NULL},
+    {"work@hosta", "vault", "tok.AnyVm", NULL, 0, "deny rule=default", NULL},
+    {"personal", "vault@hostb", "tok.AnyVm", NULL, 0, "deny rule=default", NULL},
+    {"dom0@hostb", "dom0", "tok.Admin", NULL, 0, "deny rule=default", NULL},
+    {"dom0", "dom0@hostb", "tok.Dom0", NULL, 0, "deny rule=default", NULL},
+    {"work@hosta", "vault", "tok.Tag", NULL, 0, "deny rule=default", NULL},
+    {"work", "vault@hostb", "tok.Tag", NULL, 0, "deny rule=default", NULL},
+    {"work@hosta", "sys-net", "tok.Type", NULL, 0, "deny rule=default", NULL},
+    {"personal", "dom0@hosta", "unknown.Svc", NULL, 0, "deny rule=default", NULL},
+    {"work@hosta", "vault", "rem.AnyAny", NULL, 0, "allow target=vault rule=" F "24", NULL},
+    {"dom0@hostb", "vault", "rem.AnyAny", NULL, 0, "allow target=vault rule=" F "24", NULL},
+    {"work", "vault", "rem.AnyAny", NULL, 0, "deny rule=" L "3", NULL},
+    {"personal", "vault", "rem.AnyAny", NULL, 0, "deny rule=default", NULL},
+    {"work@hosta", "vault", "rem.Host", NULL, 0, "allow target=vault rule=" F "25", NULL},
+    {"x@hosta", "dom0", "rem.Host", NULL, 0, "allow target=dom0 rule=" F "25", NULL},
+    {"work@hosta", "vault@hostb", "rem.Host", NULL, 0, "deny rule=default", NULL},
+    {"work@hostab", "vault", "rem.Host", NULL, 0, "deny rule=default", NULL},
+    {"work@b.hosta", "vault", "rem.Host", NULL, 0, "deny rule=default", NULL},
+    {"work", "vault@hostb", "rem.Name", NULL, 0, "allow target=vault@hostb rule=" F "26", NULL},
+    {"work", "vault", "rem.Name", NULL, 0, "deny rule=" L "3", NULL},
+    {"work", "vault@hostc", "rem.Name", NULL, 0, "deny rule=default", NULL},
+    {"work", "@default", "rem.Redir", NULL, 0, "allow target=vault@hostb rule=" F "27", NULL},
+    {"personal", "x@hostc", "rem.Out", NULL, 0, "allow target=x@hostc rule=" F "28", NULL},
+    {"personal", "x", "rem.Out", NULL, 0, "deny rule=default", NULL},
+    {"personal", "@default", "rem.Out", NULL, 0, "deny rule=default", NULL},
+    {"a@hosta", "x@hostc", "rem.Out", NULL, 0, "deny rule=default", NULL},
+    {"work@hosta", "vault", "rem.In", NULL, 0, "allow target=vault rule=" F "29", NULL},
+    {"work", "vault", "rem.In", NULL, 0, "deny rule=" L "3", NULL},
+    {"work@hostb", "vault", "rem.In", NULL, 0, "deny rule=default", NULL},
     /* malformed requests: refused before the policy is consulted */
+    {"work@Hosta", "dom0", "tok.Any", NULL, VRPC_POLICY_E_SOURCE, NULL, NULL},
+    {"work@", "dom0", "tok.Any", NULL, VRPC_POLICY_E_SOURCE, NULL, NULL},
+    {"a@b@c", "dom0", "tok.Any", NULL, VRPC_POLICY_E_SOURCE, NULL, NULL},
+    {"work", "a@-b", "tok.Any", NULL, VRPC_POLICY_E_TARGET, NULL, NULL},
+    {"work", "@adminvm@x", "tok.Any", NULL, VRPC_POLICY_E_TARGET, NULL, NULL},
+    {"work", "*@*", "tok.Any", NULL, VRPC_POLICY_E_TARGET, NULL, NULL},
     {"bad name", "dom0", "tok.Any", NULL, VRPC_POLICY_E_SOURCE,
      "deny rule=default reason=\"invalid source\"", "invalid source"},
     {"", "dom0", "tok.Any", NULL, VRPC_POLICY_E_SOURCE, NULL, NULL},
