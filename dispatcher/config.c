@@ -2,7 +2,7 @@
 /*
  * config.c - dispatcher.yaml: a mapping with the optional keys max-calls-per-guest,
  * max-buffer-per-guest, keepalive-interval, audit-log, log-level, ask-program, ask-timeout
- * and notify-program. The file is read with
+ * notify-program and host (cross-host links: name, listen, tls {ca, cert, key}, peers). The file is read with
  * the bounded single-document YAML reader of common/yaml.h (no anchors, aliases or tags) and checked strictly:
  * an unknown or duplicate key, a wrong type or an out-of-range value is an error that stops
  * the dispatcher at start, naming the file, line and column.
@@ -16,8 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/diag.h"
+#include "common/names.h"
 #include "common/file.h"
 #include "common/yaml.h"
 #include "log.h"
@@ -31,12 +33,14 @@ enum {
     KEY_ASK_PROGRAM,
     KEY_ASK_TIMEOUT,
     KEY_NOTIFY_PROGRAM,
+    KEY_HOST,
     N_KEYS,
 };
 
 static const char *const key_names[N_KEYS] = {
     "max-calls-per-guest", "max-buffer-per-guest", "keepalive-interval", "audit-log",
     "log-level",           "ask-program",          "ask-timeout",        "notify-program",
+    "host",
 };
 
 void dispatcher_config_init(DispatcherConfig *cfg)
@@ -59,6 +63,10 @@ void dispatcher_config_deinit(DispatcherConfig *cfg)
     cfg->ask_program = NULL;
     free(cfg->notify_program);
     cfg->notify_program = NULL;
+    free(cfg->host.ca);
+    free(cfg->host.cert);
+    free(cfg->host.key);
+    cfg->host = (HostConfig){0};
 }
 
 static void set_err(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -117,6 +125,218 @@ static int node_path(const VrpcYamlNode *v, char **dstp)
     return *dstp ? 0 : -ENOMEM;
 }
 
+int dispatcher_parse_addr(const char *s, size_t len, HostAddr *out)
+{
+    const char *colon, *hs = s;
+    size_t hl;
+
+    if (!s || len == 0 || len > DISPATCHER_ADDR_MAX + 7 || strlen(s) != len)
+        return -EINVAL;
+    colon = strrchr(s, ':');
+    if (!colon)
+        return -EINVAL;
+    hl = (size_t)(colon - s);
+    if (s[0] == '[') { /* [IPv6]:port */
+        if (hl < 3 || s[hl - 1] != ']')
+            return -EINVAL;
+        hs = s + 1;
+        hl -= 2;
+        for (size_t i = 0; i < hl; i++)
+            if (!strchr("0123456789abcdefABCDEF:.", hs[i]))
+                return -EINVAL;
+    } else {
+        if (hl == 0 || memchr(s, ':', hl))
+            return -EINVAL;
+        for (size_t i = 0; i < hl; i++)
+            if (!((hs[i] >= 'a' && hs[i] <= 'z') || (hs[i] >= 'A' && hs[i] <= 'Z') ||
+                  (hs[i] >= '0' && hs[i] <= '9') || hs[i] == '.' || hs[i] == '-'))
+                return -EINVAL;
+        if (hs[0] == '-' || hs[0] == '.')
+            return -EINVAL;
+    }
+    if (hl > DISPATCHER_ADDR_MAX)
+        return -EINVAL;
+    const char *ps = colon + 1;
+    size_t pl = strlen(ps);
+    if (pl == 0 || pl > 5 || ps[0] == '0')
+        return -EINVAL;
+    unsigned port = 0;
+    for (size_t i = 0; i < pl; i++) {
+        if (ps[i] < '0' || ps[i] > '9')
+            return -EINVAL;
+        port = port * 10 + (unsigned)(ps[i] - '0');
+    }
+    if (port < 1 || port > 65535)
+        return -EINVAL;
+    memcpy(out->host, hs, hl);
+    out->host[hl] = '\0';
+    memcpy(out->port, ps, pl + 1);
+    return 0;
+}
+
+static bool scalar_is(const VrpcYamlNode *n, const char *s)
+{
+    return n->kind == VRPC_YAML_SCALAR && strlen(n->value) == n->len && strcmp(n->value, s) == 0;
+}
+
+static bool node_text(const VrpcYamlNode *n)
+{
+    return n->kind == VRPC_YAML_SCALAR && n->len > 0 && strlen(n->value) == n->len;
+}
+
+/* tls: {ca: PATH, cert: PATH, key: PATH}, every file readable now. */
+static int parse_tls(HostConfig *h, const VrpcYamlNode *m, const char *file, char *err)
+{
+    static const char *const names[3] = {"ca", "cert", "key"};
+    char **dst[3] = {&h->ca, &h->cert, &h->key};
+    const VrpcYamlNode *seen[3] = {0};
+
+    if (m->kind != VRPC_YAML_MAPPING) {
+        set_err(err, "%s:%u:%u: host.tls: expected a mapping {ca, cert, key}, got %s", file,
+                m->line, m->col, vrpc_yaml_node_describe(m));
+        return -EINVAL;
+    }
+    for (size_t i = 0; i + 1 < m->n_children; i += 2) {
+        const VrpcYamlNode *key = m->children[i], *v = m->children[i + 1];
+        int k = -1;
+        for (int j = 0; j < 3; j++)
+            if (scalar_is(key, names[j]))
+                k = j;
+        if (k < 0) {
+            set_err(err, "%s:%u:%u: host.tls: unknown key (expected ca, cert or key)", file,
+                    key->line, key->col);
+            return -EINVAL;
+        }
+        if (seen[k]) {
+            set_err(err, "%s:%u:%u: host.tls: duplicate key %s", file, key->line, key->col,
+                    names[k]);
+            return -EINVAL;
+        }
+        seen[k] = key;
+        int r = node_path(v, dst[k]);
+        if (r == -EINVAL) {
+            set_err(err, "%s:%u:%u: host.tls.%s: expected an absolute path", file, v->line,
+                    v->col, names[k]);
+            return r;
+        }
+        if (r < 0)
+            return r;
+        if (access(*dst[k], R_OK) < 0) {
+            set_err(err, "%s:%u:%u: host.tls.%s: %s: %s", file, v->line, v->col, names[k],
+                    *dst[k], strerror(errno));
+            return -EINVAL;
+        }
+    }
+    for (int j = 0; j < 3; j++)
+        if (!seen[j]) {
+            set_err(err, "%s:%u:%u: host.tls: missing %s", file, m->line, m->col, names[j]);
+            return -EINVAL;
+        }
+    return 0;
+}
+
+static int parse_peers(HostConfig *h, const VrpcYamlNode *m, const char *file, char *err)
+{
+    if (m->kind != VRPC_YAML_MAPPING) {
+        set_err(err, "%s:%u:%u: host.peers: expected a mapping of NAME: \"address:port\", got %s",
+                file, m->line, m->col, vrpc_yaml_node_describe(m));
+        return -EINVAL;
+    }
+    for (size_t i = 0; i + 1 < m->n_children; i += 2) {
+        const VrpcYamlNode *key = m->children[i], *v = m->children[i + 1];
+        if (!node_text(key) || !vrpc_name_valid_host(key->value, key->len)) {
+            set_err(err, "%s:%u:%u: host.peers: invalid host name (letters, digits, '-' and "
+                    "'.', at most %d characters)", file, key->line, key->col, VRPC_HOST_MAX);
+            return -EINVAL;
+        }
+        if (strcmp(key->value, h->name) == 0) {
+            set_err(err, "%s:%u:%u: host.peers: %s is this host's own name", file, key->line,
+                    key->col, key->value);
+            return -EINVAL;
+        }
+        for (size_t j = 0; j < h->n_peers; j++)
+            if (strcmp(h->peers[j].name, key->value) == 0) {
+                set_err(err, "%s:%u:%u: host.peers: duplicate peer %s", file, key->line,
+                        key->col, key->value);
+                return -EINVAL;
+            }
+        if (h->n_peers >= DISPATCHER_PEERS_MAX) {
+            set_err(err, "%s:%u:%u: host.peers: more than %d peers", file, key->line, key->col,
+                    DISPATCHER_PEERS_MAX);
+            return -EINVAL;
+        }
+        HostPeerConfig *p = &h->peers[h->n_peers];
+        if (!node_text(v) || dispatcher_parse_addr(v->value, v->len, &p->addr) < 0) {
+            set_err(err, "%s:%u:%u: host.peers.%s: invalid address (expected \"address:port\", "
+                    "port 1..65535)", file, v->line, v->col, key->value);
+            return -EINVAL;
+        }
+        snprintf(p->name, sizeof(p->name), "%s", key->value);
+        h->n_peers++;
+    }
+    return 0;
+}
+
+/* host: {name, listen, tls, peers}; name first checked so that peers can refuse it. */
+static int parse_host(HostConfig *h, const VrpcYamlNode *m, const char *file, char *err)
+{
+    static const char *const names[4] = {"name", "listen", "tls", "peers"};
+    const VrpcYamlNode *seen[4] = {0}, *vals[4] = {0};
+
+    if (m->kind != VRPC_YAML_MAPPING) {
+        set_err(err, "%s:%u:%u: host: expected a mapping (name, listen, tls, peers), got %s",
+                file, m->line, m->col, vrpc_yaml_node_describe(m));
+        return -EINVAL;
+    }
+    for (size_t i = 0; i + 1 < m->n_children; i += 2) {
+        const VrpcYamlNode *key = m->children[i];
+        int k = -1;
+        for (int j = 0; j < 4; j++)
+            if (scalar_is(key, names[j]))
+                k = j;
+        if (k < 0) {
+            set_err(err, "%s:%u:%u: host: unknown key (expected name, listen, tls or peers)",
+                    file, key->line, key->col);
+            return -EINVAL;
+        }
+        if (seen[k]) {
+            set_err(err, "%s:%u:%u: host: duplicate key %s", file, key->line, key->col,
+                    names[k]);
+            return -EINVAL;
+        }
+        seen[k] = key;
+        vals[k] = m->children[i + 1];
+    }
+    for (int j = 0; j < 3; j++)
+        if (!seen[j]) {
+            set_err(err, "%s:%u:%u: host: missing %s", file, m->line, m->col, names[j]);
+            return -EINVAL;
+        }
+    const VrpcYamlNode *v = vals[0];
+    if (!node_text(v) || !vrpc_name_valid_host(v->value, v->len)) {
+        set_err(err, "%s:%u:%u: host.name: invalid host name (letters, digits, '-' and '.', "
+                "at most %d characters)", file, v->line, v->col, VRPC_HOST_MAX);
+        return -EINVAL;
+    }
+    snprintf(h->name, sizeof(h->name), "%s", v->value);
+    v = vals[1];
+    if (!node_text(v) || dispatcher_parse_addr(v->value, v->len, &h->listen) < 0) {
+        set_err(err, "%s:%u:%u: host.listen: invalid address (expected \"address:port\", port "
+                "1..65535)", file, v->line, v->col);
+        return -EINVAL;
+    }
+    int r = parse_tls(h, vals[2], file, err);
+    if (r < 0)
+        return r;
+    if (vals[3] && !vrpc_yaml_node_is_null(vals[3])) {
+        r = parse_peers(h, vals[3], file, err);
+        if (r < 0)
+            return r;
+    }
+    h->enabled = true;
+    return 0;
+}
+
 static int set_value(DispatcherConfig *cfg, int k, const VrpcYamlNode *v, const char *file,
                      char *err)
 {
@@ -125,6 +345,8 @@ static int set_value(DispatcherConfig *cfg, int k, const VrpcYamlNode *v, const 
     int r;
 
     switch (k) {
+    case KEY_HOST:
+        return parse_host(&cfg->host, v, file, err);
     case KEY_MAX_CALLS:
         if (node_uint(v, 1, DISPATCHER_MAX_CALLS_LIMIT, &u) < 0)
             goto bad;
@@ -201,7 +423,7 @@ static int parse_root(DispatcherConfig *cfg, const VrpcYamlNode *root, const cha
             set_err(err,
                     "%s:%u:%u: unknown key (expected max-calls-per-guest, "
                     "max-buffer-per-guest, keepalive-interval, audit-log, log-level, "
-                    "ask-program, ask-timeout or notify-program)",
+                    "ask-program, ask-timeout, notify-program or host)",
                     file, key->line, key->col);
             return -EINVAL;
         }

@@ -4,6 +4,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,6 +17,30 @@
 #define DISPATCHER_CONFIG_ERROR_MAX 512
 #define DISPATCHER_ASK_TIMEOUT_DEFAULT_MS 60000
 
+#define DISPATCHER_PEERS_MAX 64
+#define DISPATCHER_ADDR_MAX 255 /* the host part of "address:port" */
+
+/* "address:port": a host name or IPv4 address, or [IPv6], and a port 1..65535. */
+typedef struct HostAddr {
+    char host[DISPATCHER_ADDR_MAX + 1];
+    char port[6];
+} HostAddr;
+
+typedef struct HostPeerConfig {
+    char name[64]; /* VRPC_HOST_MAX + 1 */
+    HostAddr addr;
+} HostPeerConfig;
+
+/* The host: section (cross-host links, docs/cross-host.md). enabled false: no section. */
+typedef struct HostConfig {
+    bool enabled;
+    char name[64];
+    HostAddr listen;
+    char *ca, *cert, *key;
+    HostPeerConfig peers[DISPATCHER_PEERS_MAX];
+    size_t n_peers;
+} HostConfig;
+
 typedef struct DispatcherConfig {
     unsigned max_calls_per_guest;  /* calls in flight per connection */
     uint64_t max_buffer_per_guest; /* 0: librpc's defaults; else conn window and tx bound */
@@ -25,7 +50,11 @@ typedef struct DispatcherConfig {
     char *ask_program;             /* NULL: ask means deny */
     int64_t ask_timeout_ms;        /* how long a prompt may take */
     char *notify_program;          /* NULL: notify: true does nothing */
+    HostConfig host;               /* host: (cross-host links) */
 } DispatcherConfig;
+
+/* Parse "address:port" (untrusted text, @len bytes). 0 or -EINVAL. */
+int dispatcher_parse_addr(const char *s, size_t len, HostAddr *out);
 
 void dispatcher_config_init(DispatcherConfig *cfg);
 void dispatcher_config_deinit(DispatcherConfig *cfg);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "librpc/loop.h"
+#include "link.h"
 #include "log.h"
 #include "peer.h"
 #include "common/list.h"
@@ -102,6 +103,7 @@ static char *format_status(Dispatcher *d)
         fprintf(f, "guest %s domid %d calls-in-flight %u calls-total %llu\n", p->name, p->domid,
                 p->calls_in_flight, (unsigned long long)p->calls_total);
     }
+    links_status(d->links, f);
     fprintf(f, "total guests %u calls-in-flight %u calls-total %llu refused %llu\n", guests,
             d->calls_in_flight, (unsigned long long)d->calls_total,
             (unsigned long long)d->refused_total);

@@ -7,6 +7,7 @@
  *   route.c    one call: policy, dom0 services (vrpc_handler), relay to a guest
  *   ask.c      the ask program (policy `ask`) and the notify program (`notify: true`)
  *   control.c  the control socket of vrpc-ctl
+ *   link.c     links to other hosts (TLS: tls.c), one Peer (PEER_HOST) each
  *   audit.c    the audit log;  config.c dispatcher.yaml;  log.c the stderr log
  *   main.c     options, start-up, the loop, shutdown
  */
@@ -24,6 +25,7 @@ typedef struct Audit Audit;
 typedef struct Call Call;
 typedef struct Control Control;
 typedef struct Guests Guests;
+typedef struct Links Links;
 typedef struct Peer Peer;
 typedef struct VrpcHandlerSet VrpcHandlerSet;
 typedef struct VrpcPolicyHolder VrpcPolicyHolder;
@@ -42,6 +44,7 @@ typedef struct Dispatcher {
     AskSet *asks;
     Guests *guests;
     Control *control;
+    Links *links; /* cross-host links (link.c); NULL without a host: section */
     Peer *peers; /* every live connection, guests and local callers */
     Call *calls; /* every call not yet finished */
     uint64_t next_call_id;
@@ -68,6 +71,8 @@ typedef struct Dispatcher {
     void (*peer_call)(Peer *src, RpcStream *s, const RpcCall *untrusted_call);
     void (*peer_gone)(Peer *p);
     void (*peer_lost)(struct Dispatcher *d, int domid);
+    /* host_lost       a host link's peer was dropped (link.c: dial again). */
+    void (*host_lost)(Peer *p);
 } Dispatcher;
 
 /* The connection configuration for a peer (role given), from dispatcher.yaml. */

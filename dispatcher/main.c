@@ -20,6 +20,7 @@
 #include "common/escape.h"
 #include "audit.h"
 #include "config.h"
+#include "link.h"
 #include "control.h"
 #include "dispatcher.h"
 #include "guests.h"
@@ -304,6 +305,14 @@ int main(int argc, char **argv)
              strerror(-r));
         goto out;
     }
+    {
+        char lerr[512];
+        r = links_new(&d.links, &d, lerr, sizeof(lerr));
+        if (r < 0) {
+            dlog(LOG_ERR, "%s", lerr);
+            goto out;
+        }
+    }
     dlog(LOG_INFO, "ready: socket %s, control %s, etc %s", socket_path, control_path, etc);
 
     r = rpc_loop_run(d.loop);
@@ -328,6 +337,7 @@ out:
      * defer sources by rpc_loop_free() below, without the callback: run them now. */
     if (d.loop)
         rpc_loop_run_once(d.loop, 0);
+    d.links = links_free(d.links);
     d.handlers = vrpc_handler_set_free(d.handlers);
     route_free_all(&d);
     d.asks = ask_set_free(d.asks);

@@ -20,6 +20,7 @@
 
 #include "librpc/loop.h"
 #include "log.h"
+#include "tls.h"
 #include "vchan/vchan.h"
 #include "common/list.h"
 
@@ -100,6 +101,9 @@ static void on_close(RpcConn *conn, int error, const char *reason, void *userdat
     if (p->kind == PEER_GUEST)
         dlog(error == RPC_E_PROTO || error == RPC_E_QUOTA ? LOG_WARNING : LOG_INFO,
              "guest %s (domid %d) disconnected: %s", p->name, p->domid, reason);
+    else if (p->kind == PEER_HOST)
+        dlog(error == RPC_E_PROTO || error == RPC_E_QUOTA ? LOG_WARNING : LOG_INFO,
+             "host %s disconnected: %s", p->name, reason);
     else
         dlog(LOG_DEBUG, "local caller disconnected: %s", reason);
     peer_drop(p, NULL);
@@ -217,6 +221,31 @@ int peer_new_local(Dispatcher *d, int fd, Peer **peerp)
     return peer_start(d, p, "local caller", peerp);
 }
 
+int peer_new_host(Dispatcher *d, Tls *tls, RpcRole role, const char *host, Peer **peerp)
+{
+    RpcConnConfig cfg;
+    char label[RPC_DOMAIN_MAX + 16];
+    Peer *p;
+    int r;
+
+    p = peer_alloc(d, PEER_HOST);
+    if (!p) {
+        tls_free(tls);
+        return -ENOMEM;
+    }
+    snprintf(p->name, sizeof(p->name), "%s", host);
+    /* A host gets a guest's quotas. */
+    dispatcher_conn_config(d, role, &cfg);
+    r = rpc_conn_new_stream(&p->conn, tls_fd(tls), &tls_transport_ops, tls, &cfg, &peer_callbacks,
+                            p);
+    if (r < 0) {
+        free(p);
+        return r;
+    }
+    snprintf(label, sizeof(label), "host %s", p->name);
+    return peer_start(d, p, label, peerp);
+}
+
 void peer_free(Peer *p)
 {
     if (!p)
@@ -224,7 +253,12 @@ void peer_free(Peer *p)
     if (!p->dropped)
         list_remove(p->d, p);
     p->dropped = true;
-    dlog(LOG_DEBUG, "%s %s: connection released", p->kind == PEER_GUEST ? "guest" : "local",
+    if (p->kind == PEER_HOST && p->link && p->d->host_lost)
+        p->d->host_lost(p);
+    dlog(LOG_DEBUG, "%s %s: connection released",
+         p->kind == PEER_GUEST  ? "guest"
+         : p->kind == PEER_HOST ? "host"
+                                : "local",
          p->name);
     /* Outside any dispatch: the stream callbacks run now, while p is intact. */
     p->conn = rpc_conn_free(p->conn);
@@ -250,6 +284,8 @@ void peer_drop(Peer *p, const char *reason)
     list_remove(p->d, p);
     if (reason && p->conn && !rpc_conn_is_closed(p->conn))
         rpc_conn_close(p->conn, reason);
+    if (p->kind == PEER_HOST && p->d->host_lost)
+        p->d->host_lost(p);
     if (rpc_loop_add_defer(p->d->loop, deferred_free, p, NULL) < 0) {
         /* Out of memory: leak the peer rather than free it under a running dispatch. */
         dlog(LOG_ERR, "cannot schedule the release of connection %s", p->name);

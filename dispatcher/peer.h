@@ -15,7 +15,10 @@
 typedef enum PeerKind {
     PEER_GUEST = 1,
     PEER_LOCAL = 2,
+    PEER_HOST = 3, /* another host's dispatcher, over TLS (link.c) */
 } PeerKind;
+
+typedef struct Tls Tls;
 
 struct Peer {
     Dispatcher *d;
@@ -30,6 +33,8 @@ struct Peer {
     bool dropped;             /* closing: no longer in d->peers, freed by a deferred call */
     bool destroyed;           /* guests: dropped because the domain was destroyed */
     unsigned calls_in_flight; /* calls this peer made that are not finished */
+    unsigned calls_out;       /* hosts: calls relayed to it that are not finished */
+    void *link;               /* hosts: link.c's HostLink */
     uint64_t calls_total;
 };
 
@@ -41,6 +46,9 @@ int peer_new_guest(Dispatcher *d, int domid, const char *name, const char *gener
 
 /* Wrap an accepted local socket (taken over; closed on failure). Returns 0 or -errno. */
 int peer_new_local(Dispatcher *d, int fd, Peer **peerp);
+
+/* A link to host @host over the finished TLS session @tls (taken over). Returns 0 or -errno. */
+int peer_new_host(Dispatcher *d, Tls *tls, RpcRole role, const char *host, Peer **peerp);
 
 /* Close the connection (GOAWAY with @reason, streams reset) and free the peer once the
  * current dispatch has unwound. Safe inside any callback; idempotent. */
