@@ -559,7 +559,7 @@ int vrpc_service_descriptor_format(const char *service, const char *argument, co
     if (!service || !source || !buf ||
         vrpc_services_validate(service, strlen(service), argument, argument ? strlen(argument) : 0,
                                NULL) != 0 ||
-        !vrpc_name_valid_domain(source, strlen(source)))
+        !vrpc_name_valid_qualified(source, strnlen(source, VRPC_NAME_MAX + 1)))
         return -EINVAL;
     n = snprintf(buf, size, "%s+%s %s\n", service, argument ? argument : "", source);
     if (n < 0 || (size_t)n >= size)
@@ -640,7 +640,8 @@ int vrpc_service_start(const VrpcService *service, const VrpcServiceCall *call,
     if (procp)
         *procp = proc;
     if (!service || !call || !procp || !call->source ||
-        !vrpc_name_valid_domain(call->source, strlen(call->source)) ||
+        /* a domain of this host, or DOMAIN@HOST for a call from another host */
+        !vrpc_name_valid_qualified(call->source, strnlen(call->source, VRPC_NAME_MAX + 1)) ||
         (call->requested_target &&
          !vrpc_name_valid_target(call->requested_target,
                                  strnlen(call->requested_target, VRPC_NAME_MAX + 1)))) {

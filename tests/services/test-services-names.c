@@ -110,6 +110,12 @@ START_TEST(test_descriptor)
     ck_assert_int_eq(vrpc_service_descriptor_format(S64, S64, S64, buf, sizeof(buf)),
                      VRPC_SERVICES_DESCRIPTOR_MAX);
     ck_assert_int_eq(vrpc_service_descriptor_format("svc", "a", "work", buf, 5), -ENOBUFS);
+    /* A caller on another host: DOMAIN@HOST, passed on unchanged. */
+    ck_assert_int_eq(vrpc_service_descriptor_format("svc", "a", "work@hosta", buf, sizeof(buf)),
+                     17);
+    ck_assert_str_eq(buf, "svc+a work@hosta\n");
+    ck_assert_int_eq(vrpc_service_descriptor_format("svc", "a", "work@Hosta", buf, sizeof(buf)),
+                     -EINVAL);
     ck_assert_int_eq(vrpc_service_descriptor_format("svc", "a", "bad source", buf, sizeof(buf)),
                      -EINVAL);
     ck_assert_int_eq(vrpc_service_descriptor_format("svc", "a", "x\nevil", buf, sizeof(buf)),
