@@ -38,9 +38,8 @@ enum {
 };
 
 static const char *const key_names[N_KEYS] = {
-    "max-calls-per-guest", "max-buffer-per-guest", "keepalive-interval", "audit-log",
-    "log-level",           "ask-program",          "ask-timeout",        "notify-program",
-    "host",
+    "max-calls-per-guest", "max-buffer-per-guest", "keepalive-interval", "audit-log", "log-level",
+    "ask-program",         "ask-timeout",          "notify-program",     "host",
 };
 
 void dispatcher_config_init(DispatcherConfig *cfg)
@@ -215,15 +214,15 @@ static int parse_tls(HostConfig *h, const VrpcYamlNode *m, const char *file, cha
         seen[k] = key;
         int r = node_path(v, dst[k]);
         if (r == -EINVAL) {
-            set_err(err, "%s:%u:%u: host.tls.%s: expected an absolute path", file, v->line,
-                    v->col, names[k]);
+            set_err(err, "%s:%u:%u: host.tls.%s: expected an absolute path", file, v->line, v->col,
+                    names[k]);
             return r;
         }
         if (r < 0)
             return r;
         if (access(*dst[k], R_OK) < 0) {
-            set_err(err, "%s:%u:%u: host.tls.%s: %s: %s", file, v->line, v->col, names[k],
-                    *dst[k], strerror(errno));
+            set_err(err, "%s:%u:%u: host.tls.%s: %s: %s", file, v->line, v->col, names[k], *dst[k],
+                    strerror(errno));
             return -EINVAL;
         }
     }
@@ -245,8 +244,10 @@ static int parse_peers(HostConfig *h, const VrpcYamlNode *m, const char *file, c
     for (size_t i = 0; i + 1 < m->n_children; i += 2) {
         const VrpcYamlNode *key = m->children[i], *v = m->children[i + 1];
         if (!node_text(key) || !vrpc_name_valid_host(key->value, key->len)) {
-            set_err(err, "%s:%u:%u: host.peers: invalid host name (letters, digits, '-' and "
-                    "'.', at most %d characters)", file, key->line, key->col, VRPC_HOST_MAX);
+            set_err(err,
+                    "%s:%u:%u: host.peers: invalid host name (letters, digits, '-' and "
+                    "'.', at most %d characters)",
+                    file, key->line, key->col, VRPC_HOST_MAX);
             return -EINVAL;
         }
         if (strcmp(key->value, h->name) == 0) {
@@ -256,8 +257,8 @@ static int parse_peers(HostConfig *h, const VrpcYamlNode *m, const char *file, c
         }
         for (size_t j = 0; j < h->n_peers; j++)
             if (strcmp(h->peers[j].name, key->value) == 0) {
-                set_err(err, "%s:%u:%u: host.peers: duplicate peer %s", file, key->line,
-                        key->col, key->value);
+                set_err(err, "%s:%u:%u: host.peers: duplicate peer %s", file, key->line, key->col,
+                        key->value);
                 return -EINVAL;
             }
         if (h->n_peers >= DISPATCHER_PEERS_MAX) {
@@ -267,8 +268,10 @@ static int parse_peers(HostConfig *h, const VrpcYamlNode *m, const char *file, c
         }
         HostPeerConfig *p = &h->peers[h->n_peers];
         if (!node_text(v) || dispatcher_parse_addr(v->value, v->len, &p->addr) < 0) {
-            set_err(err, "%s:%u:%u: host.peers.%s: invalid address (expected \"address:port\", "
-                    "port 1..65535)", file, v->line, v->col, key->value);
+            set_err(err,
+                    "%s:%u:%u: host.peers.%s: invalid address (expected \"address:port\", "
+                    "port 1..65535)",
+                    file, v->line, v->col, key->value);
             return -EINVAL;
         }
         snprintf(p->name, sizeof(p->name), "%s", key->value);
@@ -284,8 +287,8 @@ static int parse_host(HostConfig *h, const VrpcYamlNode *m, const char *file, ch
     const VrpcYamlNode *seen[4] = {0}, *vals[4] = {0};
 
     if (m->kind != VRPC_YAML_MAPPING) {
-        set_err(err, "%s:%u:%u: host: expected a mapping (name, listen, tls, peers), got %s",
-                file, m->line, m->col, vrpc_yaml_node_describe(m));
+        set_err(err, "%s:%u:%u: host: expected a mapping (name, listen, tls, peers), got %s", file,
+                m->line, m->col, vrpc_yaml_node_describe(m));
         return -EINVAL;
     }
     for (size_t i = 0; i + 1 < m->n_children; i += 2) {
@@ -295,13 +298,12 @@ static int parse_host(HostConfig *h, const VrpcYamlNode *m, const char *file, ch
             if (scalar_is(key, names[j]))
                 k = j;
         if (k < 0) {
-            set_err(err, "%s:%u:%u: host: unknown key (expected name, listen, tls or peers)",
-                    file, key->line, key->col);
+            set_err(err, "%s:%u:%u: host: unknown key (expected name, listen, tls or peers)", file,
+                    key->line, key->col);
             return -EINVAL;
         }
         if (seen[k]) {
-            set_err(err, "%s:%u:%u: host: duplicate key %s", file, key->line, key->col,
-                    names[k]);
+            set_err(err, "%s:%u:%u: host: duplicate key %s", file, key->line, key->col, names[k]);
             return -EINVAL;
         }
         seen[k] = key;
@@ -314,15 +316,19 @@ static int parse_host(HostConfig *h, const VrpcYamlNode *m, const char *file, ch
         }
     const VrpcYamlNode *v = vals[0];
     if (!node_text(v) || !vrpc_name_valid_host(v->value, v->len)) {
-        set_err(err, "%s:%u:%u: host.name: invalid host name (letters, digits, '-' and '.', "
-                "at most %d characters)", file, v->line, v->col, VRPC_HOST_MAX);
+        set_err(err,
+                "%s:%u:%u: host.name: invalid host name (letters, digits, '-' and '.', "
+                "at most %d characters)",
+                file, v->line, v->col, VRPC_HOST_MAX);
         return -EINVAL;
     }
     snprintf(h->name, sizeof(h->name), "%s", v->value);
     v = vals[1];
     if (!node_text(v) || dispatcher_parse_addr(v->value, v->len, &h->listen) < 0) {
-        set_err(err, "%s:%u:%u: host.listen: invalid address (expected \"address:port\", port "
-                "1..65535)", file, v->line, v->col);
+        set_err(err,
+                "%s:%u:%u: host.listen: invalid address (expected \"address:port\", port "
+                "1..65535)",
+                file, v->line, v->col);
         return -EINVAL;
     }
     int r = parse_tls(h, vals[2], file, err);

@@ -45,8 +45,8 @@ typedef struct Dispatcher {
     Guests *guests;
     Control *control;
     Links *links; /* cross-host links (link.c); NULL without a host: section */
-    Peer *peers; /* every live connection, guests and local callers */
-    Call *calls; /* every call not yet finished */
+    Peer *peers;  /* every live connection, guests and local callers */
+    Call *calls;  /* every call not yet finished */
     uint64_t next_call_id;
     uint64_t calls_total;   /* calls received */
     uint64_t refused_total; /* calls refused (126) */

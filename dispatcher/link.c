@@ -53,7 +53,7 @@ typedef struct HostLink HostLink;
 typedef struct Pending {
     Links *ls;
     struct Pending *prev, *next;
-    HostLink *link; /* dialled for this peer; NULL: accepted */
+    HostLink *link;  /* dialled for this peer; NULL: accepted */
     bool connecting; /* dialled: TCP connect not finished */
     Tls *tls;
     int fd; /* until tls takes it */
@@ -64,9 +64,9 @@ struct HostLink {
     Links *ls;
     const HostPeerConfig *cfg;
     LinkState state;
-    Peer *peer;     /* up */
-    bool dialled;   /* the up link is the one we dialled */
-    Pending *dial;  /* our dial in progress */
+    Peer *peer;    /* up */
+    bool dialled;  /* the up link is the one we dialled */
+    Pending *dial; /* our dial in progress */
     struct gaicb gcb;
     struct addrinfo hints;
     struct gaicb *gcbp;
@@ -367,8 +367,7 @@ static void link_timer(RpcLoopSource *src, void *userdata)
         l->resolving = false;
         if (e != 0) {
             char why[DISPATCHER_ADDR_MAX + 96];
-            snprintf(why, sizeof(why), "cannot resolve %s: %s", l->cfg->addr.host,
-                     gai_strerror(e));
+            snprintf(why, sizeof(why), "cannot resolve %s: %s", l->cfg->addr.host, gai_strerror(e));
             dlog(LOG_WARNING, "host %s: %s", l->cfg->name, why);
             schedule_retry(l, why);
             return;

@@ -30,6 +30,7 @@
 #include "audit.h"
 #include "handler.h"
 #include "librpc/relay.h"
+#include "link.h"
 #include "log.h"
 #include "peer.h"
 #include "vrpc-policy.h"
@@ -138,6 +139,8 @@ static void call_finish(Call *c, AuditEnd end, int exit_code)
     }
     if (c->src && c->src->calls_in_flight)
         c->src->calls_in_flight--;
+    if (c->dst && c->dst->kind == PEER_HOST && c->dst->calls_out)
+        c->dst->calls_out--;
     if (d->calls_in_flight)
         d->calls_in_flight--;
     if (end == AUDIT_END_CANCELLED && !c->reason[0])
@@ -276,6 +279,8 @@ static void relay_abort_reason(RpcRelay *r, bool reset, uint32_t code, const cha
 
     if (!reset)
         snprintf(buf, size, "vrpc: call aborted");
+    else if (code == RPC_RESET_CONN_CLOSED && c->dst && c->dst->kind == PEER_HOST)
+        snprintf(buf, size, "vrpc: link to %s lost", c->dst->name);
     else
         snprintf(buf, size, "vrpc: call to %s aborted (%s)", c->resolved,
                  code == RPC_RESET_CONN_CLOSED ? "connection lost" : rpc_reset_code_name(code));
@@ -303,7 +308,13 @@ static void relay_ended(RpcRelay *r, RpcRelayEnd end, int32_t code, const char *
         call_finish(c, AUDIT_END_ABORTED, code);
         break;
     case RPC_RELAY_END_CANCELLED:
-        call_finish(c, AUDIT_END_CANCELLED, -1);
+        if (c->src && c->src->kind == PEER_HOST && rpc_conn_is_closed(c->src->conn)) {
+            /* The calling host's link went: the caller there gets 125 from its dispatcher. */
+            set_reason(c, "link to %s lost", c->src->name);
+            call_finish(c, AUDIT_END_ABORTED, VRPC_SERVICES_EXIT_FRAMEWORK);
+        } else {
+            call_finish(c, AUDIT_END_CANCELLED, -1);
+        }
         break;
     }
 }
@@ -326,12 +337,12 @@ static const RpcRelayOps route_relay_ops = {
     .on_free = relay_freed,
 };
 
-static void route_guest(Call *c, RpcStream *s, Peer *dst)
+static void route_guest(Call *c, RpcStream *s, Peer *dst, const char *remote_target)
 {
     RpcCall oc = {
         .service = c->service,
         .argument = c->argument,
-        .target = c->target,
+        .target = remote_target ? remote_target : c->target,
         .source = c->source,
         .user = c->user,
         .call_id = c->id,
@@ -354,6 +365,8 @@ static void route_guest(Call *c, RpcStream *s, Peer *dst)
         return;
     }
     c->dst = dst;
+    if (dst->kind == PEER_HOST)
+        dst->calls_out++;
 }
 
 /* ---- a decided call ----------------------------------------------------------------------- */
@@ -373,9 +386,21 @@ static void route_decided(Call *c, RpcStream *s, const char *why_denied)
         route_dom0(c, s);
         return;
     }
+    char domain[VRPC_NAME_MAX + 1], host[VRPC_HOST_MAX + 1];
+    if (vrpc_name_split_qualified(c->resolved, domain, host) == 1) {
+        /* NAME@PEER: over that host's link, where its own policy decides again (inbound). A
+         * call that came from a host never goes on to a third one. */
+        dst = c->src && c->src->kind != PEER_HOST ? links_find(c->d->links, host) : NULL;
+        if (dst)
+            route_guest(c, s, dst, domain);
+        else
+            call_deny(c, s,
+                      links_is_peer(c->d->links, host) ? "host not connected" : "unknown host");
+        return;
+    }
     dst = rpc_valid_domain(c->resolved) ? peer_find_guest(c->d, c->resolved) : NULL;
     if (dst)
-        route_guest(c, s, dst);
+        route_guest(c, s, dst, NULL);
     else
         call_deny(c, s, peer_absent_reason(c->d, c->resolved));
 }
@@ -531,6 +556,15 @@ void route_call(Peer *src, RpcStream *s, const RpcCall *untrusted_call)
         peer_drop(src, "protocol violation: CALL with a source field");
         return;
     }
+    /* From a host: its dispatcher vouches for the domain part only, one of its own domains
+     * (plain); the @HOST part is the link's certificate's. */
+    if (src->kind == PEER_HOST && (!untrusted_call->source || !untrusted_call->source[0] ||
+                                   !rpc_valid_domain(untrusted_call->source))) {
+        dlog(LOG_WARNING, "host %s: protocol violation: CALL without a plain source domain",
+             src->name);
+        peer_drop(src, "protocol violation: CALL without a plain source domain");
+        return;
+    }
     c = calloc(1, sizeof(*c));
     if (!c) {
         rpc_stream_refuse(s, VRPC_SERVICES_EXIT_FRAMEWORK, "vrpc: out of memory");
@@ -545,10 +579,23 @@ void route_call(Peer *src, RpcStream *s, const RpcCall *untrusted_call)
     c->policy_action = "none";
     c->decision = "deny";
     snprintf(c->rule, sizeof(c->rule), "none");
-    snprintf(c->source, sizeof(c->source), "%s", src->name);
+    if (src->kind == PEER_HOST) {
+        if (vrpc_name_join_qualified(c->source, untrusted_call->source, src->name) < 0)
+            snprintf(c->source, sizeof(c->source), "%s", "-invalid-");
+    } else {
+        snprintf(c->source, sizeof(c->source), "%s", src->name);
+    }
     snprintf(c->target, sizeof(c->target), "%s",
              untrusted_call->target && untrusted_call->target[0] ? untrusted_call->target
                                                                  : "@default");
+    /* NAME@THISHOST is local: normalized before the policy sees it. */
+    {
+        char domain[VRPC_NAME_MAX + 1], host[VRPC_HOST_MAX + 1];
+        const HostConfig *hc = &d->config.host;
+        if (hc->enabled && vrpc_name_split_qualified(c->target, domain, host) == 1 &&
+            strcmp(host, hc->name) == 0)
+            snprintf(c->target, sizeof(c->target), "%s", domain);
+    }
     snprintf(c->service, sizeof(c->service), "%s", untrusted_call->service);
     snprintf(c->argument, sizeof(c->argument), "%s",
              untrusted_call->argument ? untrusted_call->argument : "");

@@ -99,8 +99,8 @@ TlsCtx *tls_ctx_free(TlsCtx *c)
 bool tls_ctx_cert_has_name(const TlsCtx *c, const char *name)
 {
     return c->own &&
-           X509_check_host(c->own, name, strlen(name), X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
-                                                           X509_CHECK_FLAG_NO_WILDCARDS,
+           X509_check_host(c->own, name, strlen(name),
+                           X509_CHECK_FLAG_NEVER_CHECK_SUBJECT | X509_CHECK_FLAG_NO_WILDCARDS,
                            NULL) == 1;
 }
 
@@ -180,8 +180,9 @@ int tls_peer_name(Tls *t, const char *const *names, size_t n, char *err, size_t 
                             X509_CHECK_FLAG_NEVER_CHECK_SUBJECT | X509_CHECK_FLAG_NO_WILDCARDS,
                             NULL) == 1)
             return (int)i;
-    snprintf(err, errsize, n == 1 ? "certificate does not name host %s (subjectAltName DNS)"
-                                  : "certificate names no configured peer host (subjectAltName DNS)",
+    snprintf(err, errsize,
+             n == 1 ? "certificate does not name host %s (subjectAltName DNS)"
+                    : "certificate names no configured peer host (subjectAltName DNS)",
              n ? names[0] : "");
     return -1;
 }
