@@ -309,19 +309,20 @@ static int parse_host(HostConfig *h, const VrpcYamlNode *m, const char *file, ch
         seen[k] = key;
         vals[k] = m->children[i + 1];
     }
-    for (int j = 0; j < 3; j++)
-        if (!seen[j]) {
-            set_err(err, "%s:%u:%u: host: missing %s", file, m->line, m->col, names[j]);
-            return -EINVAL;
-        }
+    /* In file order as far as possible: the name first, then what is missing. */
     const VrpcYamlNode *v = vals[0];
-    if (!node_text(v) || !vrpc_name_valid_host(v->value, v->len)) {
+    if (v && (!node_text(v) || !vrpc_name_valid_host(v->value, v->len))) {
         set_err(err,
                 "%s:%u:%u: host.name: invalid host name (letters, digits, '-' and '.', "
                 "at most %d characters)",
                 file, v->line, v->col, VRPC_HOST_MAX);
         return -EINVAL;
     }
+    for (int j = 0; j < 3; j++)
+        if (!seen[j]) {
+            set_err(err, "%s:%u:%u: host: missing %s", file, m->line, m->col, names[j]);
+            return -EINVAL;
+        }
     snprintf(h->name, sizeof(h->name), "%s", v->value);
     v = vals[1];
     if (!node_text(v) || dispatcher_parse_addr(v->value, v->len, &h->listen) < 0) {

@@ -557,6 +557,12 @@ void links_status(const Links *ls, FILE *f)
 {
     if (!ls)
         return;
+    unsigned up = 0, handshakes = 0;
+    for (const Pending *pd = ls->pending; pd; pd = pd->next)
+        handshakes++;
+    for (size_t i = 0; i < ls->n; i++)
+        up += ls->links[i].state == LINK_UP;
+    fprintf(f, "hosts %zu up %u handshakes %u\n", ls->n, up, handshakes);
     for (size_t i = 0; i < ls->n; i++) {
         const HostLink *l = &ls->links[i];
         unsigned inflight = l->peer ? l->peer->calls_in_flight + l->peer->calls_out : 0;
