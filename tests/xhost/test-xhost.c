@@ -501,15 +501,15 @@ START_TEST(concurrent_100)
     host_baseline(&B);
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
-             "for i in $(seq 100); do (printf \"x$i\" | %s vault@hostb demo.Echo; echo) & done; "
-             "wait",
+             "for i in $(seq 100); do (r=$(printf \"x$i\" | %s vault@hostb demo.Echo); "
+             "echo \"<$r>\") & done; wait",
              VRPC_CALL_BIN);
     VtResult r = vt_run(ARGS(VRPC_SIM_BIN, "exec", "--ns", A.ns, "work", "--", "bash", "-c", cmd),
                         600);
     ck_assert_int_eq(r.status, 0);
     for (int i = 1; i <= 100; i++) {
         char want[16];
-        snprintf(want, sizeof want, "x%d\n", i);
+        snprintf(want, sizeof want, "<x%d>\n", i);
         ck_assert_msg(strstr(r.out, want), "no answer %d: %s", i, r.err);
     }
     vt_result_free(&r);
