@@ -187,8 +187,11 @@ static void link_install(Pending *pd, HostLink *l)
         host_lost(old);
         peer_drop(old, "duplicate link between two hosts");
     }
-    if (!dialled && l->dial && dialled != keep_dialled_by_me)
-        pending_free(l->dial); /* theirs is the keeper: our dial is not needed */
+    /* An accepted link is up before our own dial finished: drop the dial, so that the peer
+     * (whose dial this is) never sees a second link of ours complete. A dial that did
+     * complete on both ends meanwhile is resolved by the rule above, the same on both. */
+    if (!dialled && l->dial)
+        pending_free(l->dial);
     Tls *t = pd->tls;
     pd->tls = NULL;
     if (pd == l->dial)
