@@ -437,8 +437,10 @@ START_TEST(link_killed)
         free(t);
     }
     ck_assert(started);
-    char filt[64];
-    snprintf(filt, sizeof filt, "sport = :%d or dport = :%d", B.port, B.port);
+    /* the link, whichever host dialled it */
+    char filt[128];
+    snprintf(filt, sizeof filt, "sport = :%d or dport = :%d or sport = :%d or dport = :%d", B.port,
+             B.port, A.port, A.port);
     VtResult k = vt_run(ARGS("ss", "-K", "-t", filt), 60);
     ck_assert_msg(k.status == 0, "ss -K: %s", k.err);
     vt_result_free(&k);
