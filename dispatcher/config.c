@@ -183,6 +183,36 @@ static bool node_text(const VrpcYamlNode *n)
     return n->kind == VRPC_YAML_SCALAR && n->len > 0 && strlen(n->value) == n->len;
 }
 
+/*
+ * The index of KEY among the N key NAMES of a mapping, marked in SEEN. An
+ * unknown or repeated key is an error located at KEY, prefixed with WHERE
+ * ("host", "host.tls"; "" at the top level) and naming the EXPECTED keys.
+ * Returns the index or -EINVAL.
+ */
+static int mapping_key(const VrpcYamlNode *key, const char *const *names, int n,
+                       const VrpcYamlNode **seen, const char *where, const char *expected,
+                       const char *file, char *err)
+{
+    const char *sep = where[0] ? ": " : "";
+    int k = -1;
+
+    for (int j = 0; j < n && k < 0; j++)
+        if (scalar_is(key, names[j]))
+            k = j;
+    if (k < 0) {
+        set_err(err, "%s:%u:%u: %s%sunknown key (expected %s)", file, key->line, key->col, where,
+                sep, expected);
+        return -EINVAL;
+    }
+    if (seen[k]) {
+        set_err(err, "%s:%u:%u: %s%sduplicate key %s (first at %u:%u)", file, key->line, key->col,
+                where, sep, names[k], seen[k]->line, seen[k]->col);
+        return -EINVAL;
+    }
+    seen[k] = key;
+    return k;
+}
+
 /* tls: {ca: PATH, cert: PATH, key: PATH}, every file readable now. */
 static int parse_tls(HostConfig *h, const VrpcYamlNode *m, const char *file, char *err)
 {
@@ -196,22 +226,11 @@ static int parse_tls(HostConfig *h, const VrpcYamlNode *m, const char *file, cha
         return -EINVAL;
     }
     for (size_t i = 0; i + 1 < m->n_children; i += 2) {
-        const VrpcYamlNode *key = m->children[i], *v = m->children[i + 1];
-        int k = -1;
-        for (int j = 0; j < 3; j++)
-            if (scalar_is(key, names[j]))
-                k = j;
-        if (k < 0) {
-            set_err(err, "%s:%u:%u: host.tls: unknown key (expected ca, cert or key)", file,
-                    key->line, key->col);
-            return -EINVAL;
-        }
-        if (seen[k]) {
-            set_err(err, "%s:%u:%u: host.tls: duplicate key %s", file, key->line, key->col,
-                    names[k]);
-            return -EINVAL;
-        }
-        seen[k] = key;
+        const VrpcYamlNode *v = m->children[i + 1];
+        int k = mapping_key(m->children[i], names, 3, seen, "host.tls", "ca, cert or key", file,
+                            err);
+        if (k < 0)
+            return k;
         int r = node_path(v, dst[k]);
         if (r == -EINVAL) {
             set_err(err, "%s:%u:%u: host.tls.%s: expected an absolute path", file, v->line, v->col,
@@ -292,21 +311,10 @@ static int parse_host(HostConfig *h, const VrpcYamlNode *m, const char *file, ch
         return -EINVAL;
     }
     for (size_t i = 0; i + 1 < m->n_children; i += 2) {
-        const VrpcYamlNode *key = m->children[i];
-        int k = -1;
-        for (int j = 0; j < 4; j++)
-            if (scalar_is(key, names[j]))
-                k = j;
-        if (k < 0) {
-            set_err(err, "%s:%u:%u: host: unknown key (expected name, listen, tls or peers)", file,
-                    key->line, key->col);
-            return -EINVAL;
-        }
-        if (seen[k]) {
-            set_err(err, "%s:%u:%u: host: duplicate key %s", file, key->line, key->col, names[k]);
-            return -EINVAL;
-        }
-        seen[k] = key;
+        int k = mapping_key(m->children[i], names, 4, seen, "host", "name, listen, tls or peers",
+                            file, err);
+        if (k < 0)
+            return k;
         vals[k] = m->children[i + 1];
     }
     /* In file order as far as possible: the name first, then what is missing. */
@@ -418,29 +426,16 @@ static int parse_root(DispatcherConfig *cfg, const VrpcYamlNode *root, const cha
         return -EINVAL;
     }
     for (size_t i = 0; i + 1 < root->n_children; i += 2) {
-        const VrpcYamlNode *key = root->children[i], *value = root->children[i + 1];
-        int k = -1;
+        int k = mapping_key(root->children[i], key_names, N_KEYS, seen, "",
+                            "max-calls-per-guest, max-buffer-per-guest, keepalive-interval, "
+                            "audit-log, log-level, ask-program, ask-timeout, notify-program or "
+                            "host",
+                            file, err);
         int r;
 
-        if (key->kind == VRPC_YAML_SCALAR)
-            for (int j = 0; j < N_KEYS; j++)
-                if (strlen(key->value) == key->len && strcmp(key->value, key_names[j]) == 0)
-                    k = j;
-        if (k < 0) {
-            set_err(err,
-                    "%s:%u:%u: unknown key (expected max-calls-per-guest, "
-                    "max-buffer-per-guest, keepalive-interval, audit-log, log-level, "
-                    "ask-program, ask-timeout, notify-program or host)",
-                    file, key->line, key->col);
-            return -EINVAL;
-        }
-        if (seen[k]) {
-            set_err(err, "%s:%u:%u: duplicate key %s (first at %u:%u)", file, key->line, key->col,
-                    key_names[k], seen[k]->line, seen[k]->col);
-            return -EINVAL;
-        }
-        seen[k] = key;
-        r = set_value(cfg, k, value, file, err);
+        if (k < 0)
+            return k;
+        r = set_value(cfg, k, root->children[i + 1], file, err);
         if (r < 0)
             return r;
     }
