@@ -8,6 +8,7 @@
 
 #include "common/escape.h"
 #include "bench-calls.h"
+#include "bench-report.h"
 #include "bench-policy.h"
 #include "bench-rpc.h"
 #include "bench-vchan.h"
@@ -28,6 +29,11 @@ static void usage(FILE *f)
     fprintf(f, "Usage: vrpc-bench BENCHMARK [OPTIONS]   (vrpc-bench BENCHMARK --help)\n\n");
     for (size_t i = 0; i < sizeof(benches) / sizeof(benches[0]); i++)
         fprintf(f, "  %-8s %s\n", benches[i].name, benches[i].what);
+    fprintf(f, "\nEvery benchmark also takes:\n"
+               "  --load N   run N CPU-bound co-runners (busy loops, normal priority) throughout\n"
+               "  --json     print one JSON object per row on stdout:\n"
+               "             {\"bench\": B, \"row\": NAME, \"value\": NUMBER, \"unit\": U};\n"
+               "             the human table goes to stderr\n");
 }
 
 int main(int argc, char **argv)
@@ -45,8 +51,13 @@ int main(int argc, char **argv)
         return 0;
     }
     for (size_t i = 0; i < sizeof(benches) / sizeof(benches[0]); i++)
-        if (strcmp(argv[1], benches[i].name) == 0)
-            return benches[i].fn(argc - 1, argv + 1);
+        if (strcmp(argv[1], benches[i].name) == 0) {
+            int sub_argc = argc - 1, rc = bench_report_take_opts(&sub_argc, argv + 1);
+
+            if (rc >= 0)
+                return rc;
+            return benches[i].fn(sub_argc, argv + 1);
+        }
     fprintf(stderr, "vrpc-bench: unknown %s '%s' (try --help)\n",
             argv[1][0] == '-' ? "option" : "benchmark", VRPC_ESC(argv[1]));
     return 2;
