@@ -450,10 +450,10 @@ END_TEST
 int main(void)
 {
     const VtCase cases[] = {
-        {"no_daemon", no_daemon, 60},
-        {"daemon_lost", daemon_lost, 60},
-        {"server_descriptor", server_descriptor, 60},
-        {"server_listen", server_listen, 60},
+        {"no_daemon", no_daemon, 600},
+        {"daemon_lost", daemon_lost, 600},
+        {"server_descriptor", server_descriptor, 600},
+        {"server_listen", server_listen, 600},
         {"blocking", blocking, 300},
         {"streaming", streaming, 600},
         {"concurrent", concurrent, 600},

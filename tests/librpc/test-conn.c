@@ -1008,7 +1008,7 @@ int main(void)
     Suite *s = suite_create("librpc-conn");
     TCase *tc = tcase_create("conn");
     vt_leak_fixture(tc);
-    tcase_set_timeout(tc, 120);
+    tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, handshake, 0, RT__COUNT);
     tcase_add_loop_test(tc, call_lifecycle, 0, RT__COUNT);
     tcase_add_loop_test(tc, exit_before_stdin_eof, 0, RT__COUNT);

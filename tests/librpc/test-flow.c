@@ -371,7 +371,7 @@ int main(void)
     Suite *s = suite_create("librpc-flow");
     TCase *tc = tcase_create("flow");
     vt_leak_fixture(tc);
-    tcase_set_timeout(tc, 240);
+    tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, slow_stream_does_not_block_fast, 0, RT__COUNT);
     tcase_add_loop_test(tc, partial_consumption_integrity, 0, RT__COUNT);
     tcase_add_loop_test(tc, exit_after_held_data, 0, RT__COUNT);

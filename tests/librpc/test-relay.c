@@ -382,7 +382,7 @@ int main(void)
 {
     Suite *s = suite_create("librpc-relay");
     TCase *tc = tcase_create("relay");
-    tcase_set_timeout(tc, 240);
+    tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, stream_ops, 0, RT__COUNT);
     tcase_add_loop_test(tc, relay_call, 0, RT__COUNT);
     tcase_add_loop_test(tc, relay_refused, 0, RT__COUNT);

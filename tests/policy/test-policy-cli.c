@@ -294,7 +294,7 @@ int main(void)
     TCase *tc = tcase_create("vrpc-policy");
     vt_leak_fixture(tc);
 
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_cli, 0, sizeof(cli_cases) / sizeof(cli_cases[0]));
     suite_add_tcase(s, tc);
     return tu_run_suite(s);

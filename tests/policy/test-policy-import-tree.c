@@ -716,7 +716,7 @@ int main(void)
     TCase *tc = tcase_create("import-qubes-tree");
     vt_leak_fixture(tc);
 
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_tree, 0, sizeof(tree_cases) / sizeof(tree_cases[0]));
     tcase_add_test(tc, test_tree_no_note_when_skipped);
     tcase_add_test(tc, test_tree_depth);

@@ -488,7 +488,7 @@ int main(void)
     TCase *tc = tcase_create("reload");
     vt_leak_fixture(tc);
 
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_holder_swaps_snapshots);
     tcase_add_test(tc, test_holder_fails_closed_and_recovers);
     tcase_add_test(tc, test_holder_invalid_at_start);

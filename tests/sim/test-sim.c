@@ -882,11 +882,11 @@ static Suite *sim_suite(void)
           *hv = tcase_create("hypervisor"), *real = tcase_create("libxenvchan"),
           *proxy = tcase_create("vchan-socket-proxy");
 
-    tcase_set_timeout(cli, 120);
-    tcase_set_timeout(xs, 60);
-    tcase_set_timeout(hv, 60);
-    tcase_set_timeout(real, 300);
-    tcase_set_timeout(proxy, 120);
+    tcase_set_timeout(cli, 600);
+    tcase_set_timeout(xs, 600);
+    tcase_set_timeout(hv, 600);
+    tcase_set_timeout(real, 600);
+    tcase_set_timeout(proxy, 600);
     tcase_add_test(cli, cli_up_status_down);
     tcase_add_test(cli, cli_errors);
     tcase_add_test(cli, cli_exec_xenstore_tools);

@@ -80,7 +80,7 @@ static char *run_inner(const TTest *test)
 
     vt_leak_fixture(tc);
     tcase_add_test(tc, test);
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, 600);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_SILENT);
@@ -219,7 +219,7 @@ int main(void)
 
     vt_init();
     vt_leak_fixture(tc);
-    tcase_set_timeout(tc, 120);
+    tcase_set_timeout(tc, 600);
     tcase_add_test(tc, leaked_fd_fails_with_diff);
     tcase_add_test(tc, lost_fd_fails_with_diff);
     tcase_add_test(tc, zombie_child_fails);

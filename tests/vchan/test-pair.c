@@ -816,7 +816,7 @@ int main(void)
     int failed;
 
     vt_leak_fixture(tc);
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_sizes_and_states);
     tcase_add_test(tc, test_argument_semantics);
     tcase_add_test(tc, test_readv_writev);
@@ -830,7 +830,7 @@ int main(void)
     suite_add_tcase(s, tc);
 
     vt_leak_fixture(stress);
-    tcase_set_timeout(stress, 240);
+    tcase_set_timeout(stress, 600);
     tcase_add_test(stress, test_pingpong_nonblocking_poll);
     tcase_add_test(stress, test_stream_nonblocking_poll);
     tcase_add_test(stress, test_race_against_hot_peer);

@@ -700,7 +700,7 @@ int main(void)
     SRunner *sr;
     int failed;
 
-    tcase_set_timeout(tc, 120);
+    tcase_set_timeout(tc, 600);
     vt_leak_fixture(tc);
     tcase_add_test(tc, test_wrap_at_ring_end);
     tcase_add_test(tc, test_index_wraparound_32bit);

@@ -723,7 +723,7 @@ int main(void)
     int failed;
 
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
+    tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_connect_and_transfer);
     tcase_add_test(tc, test_client_mapping_protections);
     tcase_add_test(tc, test_xenstore_keys_and_perms);
