@@ -29,8 +29,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench-guest.h"
 #include "bench-util.h"
-#include "librpc/rpc.h"
 
 #ifndef VRPC_SIM_BIN
 #define VRPC_SIM_BIN "vrpc-sim"
@@ -142,266 +142,6 @@ static double spawn_stream(const char *path, unsigned long long bytes)
     return (double)bytes / (double)(bench_now_ns() - t0);
 }
 
-/* ---- the caller inside the guest (hidden subcommand) ---------------------------------- */
-
-typedef struct Caller {
-    RpcConn *conn;
-    int done;   /* calls finished */
-    int ok;     /* calls that ended with the expected exit code */
-    int expect; /* expected exit code */
-    unsigned long long received;
-    bool writable;
-    bool closed;
-} Caller;
-
-typedef struct CallState {
-    Caller *c;
-    uint64_t t0;
-    bool finished;
-} CallState;
-
-static size_t cb_data(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t len, void *ud)
-{
-    Caller *c = ud;
-
-    (void)s;
-    (void)data;
-    if (ch == RPC_CH_STDOUT)
-        c->received += len;
-    return len;
-}
-
-static void finish(RpcStream *s, Caller *c, int32_t code)
-{
-    CallState *cs = rpc_stream_get_userdata(s);
-
-    if (cs && !cs->finished) {
-        cs->finished = true;
-        c->done++;
-        if (code == c->expect)
-            c->ok++;
-    }
-}
-
-static void cb_exit(RpcStream *s, int32_t code, bool refused, const char *reason, void *ud)
-{
-    (void)refused;
-    (void)reason;
-    finish(s, ud, code);
-}
-
-static void cb_reset(RpcStream *s, uint32_t code, bool local, const char *reason, void *ud)
-{
-    (void)code;
-    (void)local;
-    (void)reason;
-    finish(s, ud, -1);
-}
-
-static void cb_writable(RpcStream *s, void *ud)
-{
-    (void)s;
-    ((Caller *)ud)->writable = true;
-}
-
-static void cb_close(RpcConn *conn, int error, const char *reason, void *ud)
-{
-    (void)conn;
-    fprintf(stderr, "vrpc-bench: connection to the agent closed: %s (%s)\n", reason,
-            rpc_error_name(error));
-    ((Caller *)ud)->closed = true;
-}
-
-/* Run the connection until @c->done reaches @want (or it closes, or 30 s pass). */
-static int drive(Caller *c, int want)
-{
-    uint64_t deadline = bench_now_ns() + 30000000000ull;
-
-    while (c->done < want && !c->closed) {
-        struct pollfd p = {rpc_conn_fd(c->conn), (short)rpc_conn_events(c->conn), 0};
-        int t = rpc_conn_next_timeout_ms(c->conn);
-
-        if (bench_now_ns() > deadline)
-            return -ETIMEDOUT;
-        if (t < 0 || t > 100)
-            t = 100;
-        if (rpc_conn_dispatch(c->conn) != 0)
-            break;
-        if (c->done >= want)
-            break;
-        poll(&p, 1, t);
-    }
-    return c->done >= want ? 0 : -EIO;
-}
-
-static int connect_agent(Caller *c)
-{
-    static const RpcCallbacks cb = {
-        .on_data = cb_data,
-        .on_exit = cb_exit,
-        .on_reset = cb_reset,
-        .on_writable = cb_writable,
-        .on_close = cb_close,
-        .on_stream_free = NULL,
-    };
-    const char *path = getenv("VRPC_SOCKET");
-    RpcConnConfig cfg;
-    int fd;
-
-    if (!path || !*path) {
-        fprintf(stderr, "vrpc-bench: VRPC_SOCKET is not set (run under vrpc-sim exec)\n");
-        return -1;
-    }
-    fd = rpc_unix_connect(path);
-    if (fd < 0) {
-        fprintf(stderr, "vrpc-bench: cannot connect to %s: %s\n", path, strerror(-fd));
-        return -1;
-    }
-    rpc_conn_config_init(&cfg);
-    cfg.role = RPC_ROLE_INITIATOR;
-    cfg.max_streams = 4096;
-    cfg.keepalive_ms = 0;
-    if (rpc_conn_new_fd(&c->conn, fd, true, &cfg, &cb, c) < 0)
-        return -1;
-    return 0;
-}
-
-static RpcStream *open_call(Caller *c, const char *target, const char *service, CallState *cs)
-{
-    RpcCall call = {.service = service, .target = target};
-    RpcStream *s = NULL;
-
-    if (rpc_stream_open(c->conn, &call, &s) < 0)
-        return NULL;
-    cs->c = c;
-    cs->finished = false;
-    rpc_stream_set_userdata(s, cs);
-    return s;
-}
-
-/* latency: COUNT sequential calls, each sending @payload bytes on stdin then EOF.
- * Prints "lat N OK p50_ns p99_ns". */
-static int client_latency(const char *target, const char *service, int count, size_t payload,
-                          int expect)
-{
-    static const uint8_t msg[64] = "0123456789abcdef0123456789abcdef0123456789abcdef012345678\n";
-    Caller c = {.expect = expect};
-    uint64_t *lat = calloc((size_t)count, sizeof(*lat));
-    int n = 0;
-
-    if (!lat || connect_agent(&c) < 0)
-        return 1;
-    for (int i = 0; i < count && !c.closed; i++) {
-        CallState cs;
-        uint64_t t0 = bench_now_ns();
-        RpcStream *s = open_call(&c, target, service, &cs);
-
-        if (!s)
-            break;
-        if (payload)
-            (void)rpc_stream_write(s, RPC_CH_STDIN, msg, payload < sizeof(msg) ? payload : 64);
-        rpc_stream_close_write(s, RPC_CH_STDIN);
-        if (drive(&c, i + 1) < 0)
-            break;
-        lat[n++] = bench_now_ns() - t0;
-    }
-    printf("lat %d %d %" PRIu64 " %" PRIu64 "\n", n, c.ok, bench_percentile(lat, n, 50),
-           bench_percentile(lat, n, 99));
-    free(lat);
-    rpc_conn_free(c.conn);
-    return 0;
-}
-
-/* concurrent: COUNT calls opened at once on one connection. Prints "conc N OK ns". */
-static int client_concurrent(const char *target, const char *service, int count)
-{
-    Caller c = {.expect = 0};
-    CallState *cs = calloc((size_t)count, sizeof(*cs));
-    uint64_t t0;
-    int opened = 0;
-
-    if (!cs || connect_agent(&c) < 0)
-        return 1;
-    t0 = bench_now_ns();
-    for (int i = 0; i < count; i++) {
-        RpcStream *s = open_call(&c, target, service, &cs[i]);
-
-        if (!s)
-            break;
-        rpc_stream_close_write(s, RPC_CH_STDIN);
-        opened++;
-    }
-    drive(&c, opened);
-    printf("conc %d %d %" PRIu64 "\n", opened, c.ok, bench_now_ns() - t0);
-    free(cs);
-    rpc_conn_free(c.conn);
-    return 0;
-}
-
-/* stream: BYTES through demo.Echo, written and read back at once. Prints "stream BYTES ns". */
-static int client_stream(const char *target, unsigned long long bytes)
-{
-    static uint8_t buf[65536];
-    Caller c = {.expect = 0};
-    unsigned long long sent = 0;
-    CallState cs;
-    RpcStream *s;
-    uint64_t t0;
-
-    if (connect_agent(&c) < 0)
-        return 1;
-    memset(buf, 0xa5, sizeof(buf));
-    t0 = bench_now_ns();
-    s = open_call(&c, target, "demo.Echo", &cs);
-    if (!s)
-        return 1;
-    while (!c.closed && c.done == 0) {
-        while (s && sent < bytes) {
-            size_t want = bytes - sent < sizeof(buf) ? (size_t)(bytes - sent) : sizeof(buf);
-            ssize_t n = rpc_stream_write(s, RPC_CH_STDIN, buf, want);
-
-            if (n <= 0)
-                break;
-            sent += (unsigned long long)n;
-            if (sent == bytes)
-                rpc_stream_close_write(s, RPC_CH_STDIN);
-        }
-        struct pollfd p = {rpc_conn_fd(c.conn), (short)rpc_conn_events(c.conn), 0};
-        if (rpc_conn_dispatch(c.conn) != 0)
-            break;
-        if (c.done)
-            break;
-        if (sent < bytes && c.writable) {
-            c.writable = false;
-            continue;
-        }
-        poll(&p, 1, 100);
-    }
-    printf("stream %llu %" PRIu64 "\n", c.ok && c.received == bytes ? bytes : 0ull,
-           bench_now_ns() - t0);
-    rpc_conn_free(c.conn);
-    return 0;
-}
-
-/* __client lat|conc|stream TARGET SERVICE COUNT PAYLOAD EXPECT */
-static int client_main(int argc, char **argv)
-{
-    if (argc != 8)
-        return 2;
-    const char *mode = argv[2], *target = argv[3], *service = argv[4];
-    unsigned long long count = strtoull(argv[5], NULL, 10);
-    int payload = atoi(argv[6]), expect = atoi(argv[7]);
-
-    signal(SIGPIPE, SIG_IGN);
-    if (strcmp(mode, "lat") == 0)
-        return client_latency(target, service, (int)count, (size_t)payload, expect);
-    if (strcmp(mode, "conc") == 0)
-        return client_concurrent(target, service, (int)count);
-    if (strcmp(mode, "stream") == 0)
-        return client_stream(target, count);
-    return 2;
-}
-
 /* ---- the driver ------------------------------------------------------------------------ */
 
 typedef struct Cfg {
@@ -415,19 +155,9 @@ typedef struct Cfg {
     unsigned long long bytes;
 } Cfg;
 
-static char *in_guest(Cfg *cfg, const char *mode, const char *target, const char *service,
-                      unsigned long long count, int payload, int expect)
+static BenchGuest guest_of(const Cfg *cfg)
 {
-    char scount[24], spayload[16], sexpect[16];
-
-    snprintf(scount, sizeof(scount), "%llu", count);
-    snprintf(spayload, sizeof(spayload), "%d", payload);
-    snprintf(sexpect, sizeof(sexpect), "%d", expect);
-    char *argv[] = {(char *)cfg->sim, "exec",       "--ns",         cfg->ns,
-                    "bencha",         "--",         cfg->self,      "calls",
-                    "__client",       (char *)mode, (char *)target, (char *)service,
-                    scount,           spayload,     sexpect,        NULL};
-    return bench_run_capture(argv);
+    return (BenchGuest){cfg->sim, cfg->ns, "bencha", cfg->self, "calls"};
 }
 
 static int sim_up(Cfg *cfg)
@@ -484,7 +214,7 @@ int bench_calls_main(int argc, char **argv)
     int c;
 
     if (argc >= 2 && strcmp(argv[1], "__client") == 0)
-        return client_main(argc, argv);
+        return bench_guest_client_main(argc, argv);
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -545,6 +275,7 @@ int bench_calls_main(int argc, char **argv)
         floor_gbs[r] = spawn_stream(echo, cfg.bytes);
     double floor_stream = bench_median_double(floor_gbs, cfg.reps < 16 ? cfg.reps : 16);
 
+    const BenchGuest g = guest_of(&cfg);
     if (sim_up(&cfg) < 0) {
         fprintf(stderr, "vrpc-bench: vrpc-sim up --vrpc failed\n");
         return 1;
@@ -561,18 +292,13 @@ int bench_calls_main(int argc, char **argv)
         int ok = 0, n = 0, reps = cfg.reps < 16 ? cfg.reps : 16;
 
         for (int r = 0; r < reps; r++) {
-            char *out = in_guest(&cfg, "lat", rows[i].target, rows[i].service,
-                                 (unsigned long long)cfg.calls, rows[i].payload, rows[i].expect);
-            unsigned long long a, b;
-            int cnt, okc;
+            int okc;
 
-            if (out && sscanf(out, "lat %d %d %llu %llu", &cnt, &okc, &a, &b) == 4 && cnt) {
-                p50[n] = (double)a;
-                p99[n] = (double)b;
+            if (bench_guest_latency(&g, rows[i].target, rows[i].service, cfg.calls,
+                                    rows[i].payload, rows[i].expect, &p50[n], &p99[n], &okc)) {
                 n++;
                 ok += okc;
             }
-            free(out);
         }
         if (!n) {
             printf("%-30s %10s\n", rows[i].name, "failed");
@@ -588,28 +314,26 @@ int bench_calls_main(int argc, char **argv)
     const char *st[] = {"dom0", "benchb"};
     const char *stn[] = {"guest->dom0", "guest->guest"};
     for (int k = 0; k < 2; k++) {
-        double g[16];
+        double gb[16];
         int n = 0, reps = cfg.reps < 16 ? cfg.reps : 16;
 
         for (int r = 0; r < reps; r++) {
-            char *out = in_guest(&cfg, "stream", st[k], "demo.Echo", cfg.bytes, 0, 0);
-            unsigned long long b, ns;
+            double gbs = bench_guest_stream(&g, st[k], cfg.bytes);
 
-            if (out && sscanf(out, "stream %llu %llu", &b, &ns) == 2 && b && ns)
-                g[n++] = (double)b / (double)ns;
-            free(out);
+            if (gbs > 0)
+                gb[n++] = gbs;
         }
         if (n)
-            printf("%-30s %10.2f %8.2f\n", stn[k], bench_median_double(g, n),
-                   bench_median_double(g, n) / floor_stream);
+            printf("%-30s %10.2f %8.2f\n", stn[k], bench_median_double(gb, n),
+                   bench_median_double(gb, n) / floor_stream);
         else
             printf("%-30s %10s\n", stn[k], "failed");
     }
 
     printf("\n%-30s %10s %10s %12s\n", "concurrent vrpc.Ping", "opened", "ok", "total ms");
     for (int k = 0; k < 2; k++) {
-        char *out = in_guest(&cfg, "conc", st[k], "vrpc.Ping", (unsigned long long)cfg.concurrent,
-                             0, 0);
+        char *out = bench_guest_run(&g, "conc", st[k], "vrpc.Ping",
+                                    (unsigned long long)cfg.concurrent, 0, 0);
         unsigned long long ns;
         int opened, ok;
 

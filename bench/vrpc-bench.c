@@ -10,6 +10,7 @@
 #include "bench-calls.h"
 #include "bench-report.h"
 #include "bench-policy.h"
+#include "bench-remote.h"
 #include "bench-rpc.h"
 #include "bench-vchan.h"
 
@@ -22,6 +23,7 @@ static const struct {
     {"vchan", bench_vchan_main, "vchan vs libxenvchan, pipe, socketpair on the sim: GB/s, RTT"},
     {"calls", bench_calls_main, "end-to-end vrpc calls on the sim vs spawning the service locally"},
     {"rpc-mux", bench_rpc_main, "librpc streams vs raw vchan, 1 MiB rings: 1/64 streams GB/s, RTT"},
+    {"remote", bench_remote_main, "calls across two sim hosts linked by TLS vs guest->guest"},
 };
 
 static void usage(FILE *f)

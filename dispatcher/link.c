@@ -3,8 +3,9 @@
  * link.c - links to the other hosts of dispatcher.yaml's host: section.
  *
  * Each configured peer has a dialer: resolve its address without blocking the loop
- * (getaddrinfo_a, polled), connect (non-blocking), TLS handshake (tls.c), then check that the
- * verified certificate names that peer. Failures back off from 100 ms doubling to 5 s. The
+ * (getaddrinfo_a, polled), connect (non-blocking) to each address of the answer in turn until
+ * one takes the TCP connection, TLS handshake (tls.c), then check that the verified
+ * certificate names that peer. Failures back off from 100 ms doubling to 5 s. The
  * listener accepts any peer whose verified certificate names one of the configured peers
  * (the name comes from the certificate only). Exactly one link per pair of hosts: when both
  * ends dialled, the link dialled by the lexically smaller host name is kept and the other
@@ -71,6 +72,8 @@ struct HostLink {
     struct addrinfo hints;
     struct gaicb *gcbp;
     bool resolving;
+    struct addrinfo *addrs;     /* the last resolution's answer, tried in turn */
+    struct addrinfo *next_addr; /* the next one to try after a failed connect */
     RpcLoopSource *timer; /* backoff, resolve poll */
     RpcLoopSource *ping;
     int64_t backoff_ms;
@@ -92,6 +95,14 @@ struct Links {
 };
 
 static void dial_start(HostLink *l);
+static void dial_next(HostLink *l, const char *why);
+
+static void addrs_free(HostLink *l)
+{
+    if (l->addrs)
+        freeaddrinfo(l->addrs);
+    l->addrs = l->next_addr = NULL;
+}
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
@@ -129,6 +140,7 @@ static void pending_free(Pending *p)
 static void schedule_retry(HostLink *l, const char *why)
 {
     snprintf(l->last_error, sizeof(l->last_error), "%s", why);
+    addrs_free(l);
     l->state = LINK_DOWN;
     rpc_loop_timer_set(l->timer, l->backoff_ms);
     l->backoff_ms = l->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : l->backoff_ms * 2;
@@ -211,6 +223,7 @@ static void link_install(Pending *pd, HostLink *l)
     l->state = LINK_UP;
     l->backoff_ms = BACKOFF_MIN_MS;
     l->last_error[0] = '\0';
+    addrs_free(l);
     rpc_loop_timer_set(l->ping, 0);
     dlog(LOG_INFO, "link to host %s up (%s)", peer, dialled ? "dialled" : "accepted");
 }
@@ -219,10 +232,14 @@ static void pending_fail(Pending *pd, const char *why)
 {
     HostLink *l = pd->link;
     if (l) {
-        dlog(LOG_WARNING, "host %s (%s:%s): no link: %s", l->cfg->name, l->cfg->addr.host,
-             l->cfg->addr.port, why);
+        /* A TCP connect that failed moves on to the next address of the name, if any. */
+        bool next = pd->connecting && l->next_addr && l->state != LINK_UP;
+        dlog(next ? LOG_INFO : LOG_WARNING, "host %s (%s:%s): no link%s: %s", l->cfg->name,
+             l->cfg->addr.host, l->cfg->addr.port, next ? " on this address" : "", why);
         pending_free(pd);
-        if (l->state != LINK_UP)
+        if (next)
+            dial_next(l, why);
+        else if (l->state != LINK_UP)
             schedule_retry(l, why);
     } else {
         dlog(LOG_WARNING, "incoming host link refused: %s", why);
@@ -332,27 +349,36 @@ static int pending_new(Links *ls, HostLink *l, int fd, bool connecting, Pending 
 
 /* ---- dialling ------------------------------------------------------------------------------ */
 
-static void dial_connect(HostLink *l, const struct addrinfo *ai)
+/* Connect to the next address of l->addrs that takes a connect (non-blocking); when none is
+ * left, back off with the last failure (@why: the one that brought us here, if any). */
+static void dial_next(HostLink *l, const char *why)
 {
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    char why[160];
-    if (fd < 0) {
-        snprintf(why, sizeof(why), "socket: %s", strerror(errno));
-        schedule_retry(l, why);
+    char buf[160];
+
+    while (l->next_addr) {
+        const struct addrinfo *ai = l->next_addr;
+        l->next_addr = ai->ai_next;
+        int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            snprintf(buf, sizeof(buf), "socket: %s", strerror(errno));
+            why = buf;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
+            snprintf(buf, sizeof(buf), "connect: %s", strerror(errno));
+            why = buf;
+            close(fd);
+            dlog(LOG_DEBUG, "host %s: %s", l->cfg->name, why);
+            continue;
+        }
+        l->state = LINK_CONNECTING;
+        if (pending_new(l->ls, l, fd, true, &l->dial) < 0)
+            schedule_retry(l, "out of memory");
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
-        snprintf(why, sizeof(why), "connect: %s", strerror(errno));
-        close(fd);
-        dlog(LOG_DEBUG, "host %s: %s", l->cfg->name, why);
-        schedule_retry(l, why);
-        return;
-    }
-    l->state = LINK_CONNECTING;
-    if (pending_new(l->ls, l, fd, true, &l->dial) < 0)
-        schedule_retry(l, "out of memory");
+    schedule_retry(l, why ? why : "no address");
 }
 
 static void link_timer(RpcLoopSource *src, void *userdata)
@@ -375,10 +401,10 @@ static void link_timer(RpcLoopSource *src, void *userdata)
             schedule_retry(l, why);
             return;
         }
-        struct addrinfo *res = l->gcb.ar_result;
+        addrs_free(l);
+        l->addrs = l->next_addr = l->gcb.ar_result;
         l->gcb.ar_result = NULL;
-        dial_connect(l, res);
-        freeaddrinfo(res);
+        dial_next(l, NULL);
         return;
     }
     if (!l->dial)
@@ -533,6 +559,7 @@ Links *links_free(Links *ls)
             l->peer->link = NULL;
             peer_free(l->peer);
         }
+        addrs_free(l);
         rpc_loop_source_free(l->timer);
         rpc_loop_source_free(l->ping);
     }

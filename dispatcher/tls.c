@@ -6,7 +6,11 @@
  * subjectAltName DNS entries only (never the subject CN, never a name the peer sends).
  * Non-blocking throughout: the handshake is driven from the link's loop source, and after it
  * the session is a librpc transport whose pending() reports the decrypted bytes OpenSSL
- * holds (poll cannot see them).
+ * holds (poll cannot see them). Its writer batches: the frames of one librpc flush are
+ * copied into one buffer and handed to SSL_write_ex together at the end of the flush (or when
+ * the buffer is full), so that small frames share records and a frame's header does not
+ * cost a record of its own; the bytes are librpc's no longer once copied (wpending()), so a
+ * retried SSL_write always gets exactly the bytes of the first try.
  */
 #include "tls.h"
 
@@ -26,10 +30,16 @@ struct TlsCtx {
     X509 *own; /* our certificate (borrowed from ssl) */
 };
 
+/* The write batch: big enough for several full TLS records (16 KiB each) per SSL_write_ex. */
+#define TLS_WBUF_SIZE (256u * 1024u)
+
 struct Tls {
     SSL *ssl;
     int fd;
     unsigned want;
+    uint8_t *wbuf;     /* the batch, TLS_WBUF_SIZE bytes once the first frame is written */
+    size_t wlen, woff; /* bytes in the batch; of them, taken by SSL_write_ex so far */
+    bool wblocked;     /* SSL_write_ex wants a retry with wbuf + woff (the socket was full) */
 };
 
 static void ssl_reason(char *err, size_t errsize, const char *what)
@@ -205,6 +215,7 @@ void tls_free(Tls *t)
     ERR_clear_error();
     if (t->fd >= 0)
         close(t->fd);
+    free(t->wbuf);
     free(t);
 }
 
@@ -237,24 +248,48 @@ static ssize_t t_read(void *ctx, void *buf, size_t n)
     return io_result(t, 0, 0);
 }
 
+/* Hand the batch to OpenSSL: 0 when all of it went out, -EAGAIN when the socket is full
+ * (retried with the same bytes), or -errno. */
+static ssize_t wbuf_push(Tls *t)
+{
+    while (t->woff < t->wlen) {
+        size_t done = 0;
+        if (SSL_write_ex(t->ssl, t->wbuf + t->woff, t->wlen - t->woff, &done) != 1) {
+            ssize_t r = io_result(t, 0, 0);
+            t->wblocked = r == -EAGAIN;
+            return r == 0 ? -EPIPE : r;
+        }
+        t->wblocked = false;
+        t->woff += done;
+    }
+    t->wlen = t->woff = 0;
+    return 0;
+}
+
+/* librpc's writev: copy @iov into the batch (what fits) and report it written; @cnt 0 (the
+ * end of librpc's flush) pushes the batch. A full batch is pushed first; while OpenSSL waits
+ * for the socket nothing new is taken. */
 static ssize_t t_writev(void *ctx, const struct iovec *iov, int cnt)
 {
     Tls *t = ctx;
     size_t total = 0;
+    ssize_t r;
 
-    for (int i = 0; i < cnt; i++) {
-        size_t done = 0;
-        if (iov[i].iov_len == 0)
-            continue;
-        if (SSL_write_ex(t->ssl, iov[i].iov_base, iov[i].iov_len, &done) != 1) {
-            ssize_t r = io_result(t, 0, 0);
-            if (total)
-                return (ssize_t)total;
-            return r == 0 ? -EPIPE : r;
-        }
-        total += done;
-        if (done < iov[i].iov_len)
-            break;
+    if (cnt == 0)
+        return wbuf_push(t);
+    if (t->wblocked || t->wlen == TLS_WBUF_SIZE) {
+        r = wbuf_push(t);
+        if (r < 0)
+            return r;
+    }
+    if (!t->wbuf && !(t->wbuf = malloc(TLS_WBUF_SIZE)))
+        return -ENOMEM;
+    for (int i = 0; i < cnt && t->wlen < TLS_WBUF_SIZE; i++) {
+        size_t room = TLS_WBUF_SIZE - t->wlen;
+        size_t n = iov[i].iov_len < room ? iov[i].iov_len : room;
+        memcpy(t->wbuf + t->wlen, iov[i].iov_base, n);
+        t->wlen += n;
+        total += n;
     }
     return (ssize_t)total;
 }
@@ -263,6 +298,12 @@ static size_t t_pending(void *ctx)
 {
     Tls *t = ctx;
     return (size_t)SSL_pending(t->ssl);
+}
+
+static size_t t_wpending(void *ctx)
+{
+    Tls *t = ctx;
+    return t->wlen - t->woff;
 }
 
 static void t_free(void *ctx)
@@ -275,4 +316,5 @@ const RpcTransportOps tls_transport_ops = {
     .writev = t_writev,
     .pending = t_pending,
     .free = t_free,
+    .wpending = t_wpending,
 };

@@ -329,6 +329,8 @@ int tx_append_chunk(RpcConn *c, RpcStream *s, uint8_t kind, RpcChannel ch, const
 /* Write the output buffer, then one frame per ready stream in turn. 0 (done or the
  * transport is full) or the transport's -errno. */
 int tx_flush(RpcConn *c);
+/* The application's transport still holds bytes writev took (RpcTransportOps.wpending). */
+bool conn_transport_holds(const RpcConn *c);
 /* tx_flush from an API call: a failure is kept in pending_err for the next dispatch. */
 void tx_flush_soft(RpcConn *c);
 

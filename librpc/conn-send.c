@@ -40,6 +40,11 @@ static ssize_t t_writev(RpcConn *c, const struct iovec *iov, int cnt)
     }
 }
 
+bool conn_transport_holds(const RpcConn *c)
+{
+    return c->tops && c->tops->wpending && c->tops->wpending(c->tctx) > 0;
+}
+
 /* Bytes the transport takes now without blocking (SIZE_MAX: unknown, a socket). */
 static size_t t_space(RpcConn *c)
 {
@@ -331,9 +336,9 @@ static int send_from_stream(RpcConn *c, RpcStream *s)
     return 1;
 }
 
-/* Push output: first the output buffer, then one frame per ready stream in turn. Returns 0
- * (done or blocked) or -errno of the transport. */
-int tx_flush(RpcConn *c)
+/* Write the output buffer, then one frame per ready stream in turn. Returns 0 (done or
+ * blocked) or -errno of the transport. */
+static int tx_flush_queued(RpcConn *c)
 {
     for (;;) {
         if (c->out_len) {
@@ -366,6 +371,23 @@ int tx_flush(RpcConn *c)
         else if (s->life == STREAM_ORPHAN)
             c->reap = true;
     }
+}
+
+/* Push output: tx_flush_queued(), then what a batching transport still holds of it
+ * (RpcTransportOps.wpending: writev may keep small frames back to put several in one
+ * record; this is the end of the batch). Returns 0 (done or blocked) or -errno. */
+int tx_flush(RpcConn *c)
+{
+    int r = tx_flush_queued(c);
+
+    if (r < 0)
+        return r;
+    if (conn_transport_holds(c)) {
+        ssize_t w = c->tops->writev(c->tctx, NULL, 0);
+        if (w < 0 && w != -EAGAIN)
+            return (int)w;
+    }
+    return 0;
 }
 
 /* Flush from an API call outside callback context: a transport failure is remembered and

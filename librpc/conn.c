@@ -380,7 +380,7 @@ uint32_t rpc_conn_events(const RpcConn *c)
     if (!c || c->state == CONN_CLOSED)
         return 0;
     uint32_t ev = EPOLLIN;
-    if (!c->vc && (c->out_len || c->ready_head))
+    if (!c->vc && (c->out_len || c->ready_head || conn_transport_holds(c)))
         ev |= EPOLLOUT;
     return ev;
 }

@@ -316,6 +316,11 @@ RPC_EXPORT int rpc_conn_new_fd(RpcConn **connp, int fd, bool own, const RpcConnC
  * pending: bytes already buffered inside the transport (decrypted, say) that polling @fd
  *          cannot see; the connection dispatches again at once while it is non-zero. NULL:
  *          never any.
+ * wpending: bytes writev already took (counted as written) but still holds, e.g. frames
+ *          batched into one TLS record, or records the socket did not take yet. The
+ *          connection calls writev with @cnt 0 (push what you hold: 0, -EAGAIN or -errno)
+ *          at the end of every flush, and polls @fd for writing while this is non-zero.
+ *          NULL: writev never holds bytes back.
  * free:    called once from rpc_conn_free() (also on failure of rpc_conn_new_stream()):
  *          release @ctx and @fd. NULL: nothing to release.
  */
@@ -324,6 +329,7 @@ typedef struct RpcTransportOps {
     ssize_t (*writev)(void *ctx, const struct iovec *iov, int cnt);
     size_t (*pending)(void *ctx);
     void (*free)(void *ctx);
+    size_t (*wpending)(void *ctx);
 } RpcTransportOps;
 
 /*
