@@ -488,13 +488,17 @@ static void control_path(const Cfg *cfg, char *buf, size_t len)
              cfg->ns);
 }
 
-/* The dispatcher's vchan event counters for guest @guest (`stats` on the control socket):
- * sent to its agent plus consumed from it. Returns the sum, or -1. */
-static long long guest_events(const Cfg *cfg, const char *guest)
+/* The dispatcher's counters for its connection to guest @guest (`stats` on the control
+ * socket): vchan events sent to the agent and consumed from it, frames sent and received. */
+typedef struct GuestCounters {
+    unsigned long long sent, consumed, fout, fin;
+} GuestCounters;
+
+/* Fills *@gc; returns 0, or -1 if the guest is not listed or the socket does not answer. */
+static int guest_counters(const Cfg *cfg, const char *guest, GuestCounters *gc)
 {
     char path[PATH_MAX], *answer, *line;
-    long long total = -1;
-    int fd;
+    int fd, rc = -1;
 
     control_path(cfg, path, sizeof(path));
     fd = rpc_unix_connect(path);
@@ -507,27 +511,37 @@ static long long guest_events(const Cfg *cfg, const char *guest)
     answer = bench_slurp(fd); /* closes fd */
     for (line = answer; line && *line;) {
         char name[RPC_DOMAIN_MAX + 1];
-        unsigned long long sent, consumed;
+        GuestCounters g;
         int domid;
         char *nl = strchr(line, '\n');
 
-        if (sscanf(line, "guest %64s domid %d events-sent %llu events-consumed %llu", name,
-                   &domid, &sent, &consumed) == 4 &&
-            strcmp(name, guest) == 0)
-            total = (long long)(sent + consumed);
+        if (sscanf(line,
+                   "guest %64s domid %d events-sent %llu events-consumed %llu frames-sent %llu "
+                   "frames-received %llu",
+                   name, &domid, &g.sent, &g.consumed, &g.fout, &g.fin) == 6 &&
+            strcmp(name, guest) == 0) {
+            *gc = g;
+            rc = 0;
+        }
         line = nl ? nl + 1 : NULL;
     }
     free(answer);
-    return total;
+    return rc;
 }
 
+/* Per-call figures of one latency run, from the counters before and after it. */
+typedef struct PerCall {
+    double events, to_agent, frames_to, frames_from;
+} PerCall;
+
 /* One latency run of @row in guest bencha: p50/p99 in ns into @p50p / @p99p, the number of
- * calls with the expected exit code into @okp, and (when @eventsp) the dispatcher<->bencha
- * vchan events per call. Returns 0, or -1 if the run failed. */
+ * calls with the expected exit code into @okp, and (when @pcp) the dispatcher<->bencha
+ * vchan events and frames per call. Returns 0, or -1 if the run failed. */
 static int latency_run(Cfg *cfg, const Row *row, double *p50p, double *p99p, int *okp,
-                       double *eventsp)
+                       PerCall *pcp)
 {
-    long long e0 = eventsp ? guest_events(cfg, "bencha") : 0, e1;
+    GuestCounters g0, g1;
+    bool counted = pcp && guest_counters(cfg, "bencha", &g0) == 0;
     char *out = in_guest(cfg, "lat", row->target, row->service, (unsigned long long)cfg->calls,
                          row->payload, row->expect);
     unsigned long long a, b;
@@ -538,9 +552,13 @@ static int latency_run(Cfg *cfg, const Row *row, double *p50p, double *p99p, int
         *p99p = (double)b;
         *okp = okc;
         rc = 0;
-        if (eventsp) {
-            e1 = guest_events(cfg, "bencha");
-            *eventsp = e0 >= 0 && e1 >= e0 ? (double)(e1 - e0) / cnt : NAN;
+        if (pcp) {
+            counted = counted && guest_counters(cfg, "bencha", &g1) == 0;
+            pcp->events = counted ? (double)(g1.sent + g1.consumed - g0.sent - g0.consumed) / cnt
+                                  : NAN;
+            pcp->to_agent = counted ? (double)(g1.sent - g0.sent) / cnt : NAN;
+            pcp->frames_to = counted ? (double)(g1.fout - g0.fout) / cnt : NAN;
+            pcp->frames_from = counted ? (double)(g1.fin - g0.fin) / cnt : NAN;
         }
     }
     free(out);
@@ -599,14 +617,16 @@ static int run_all(Cfg *cfg, const char *ping, const char *echo)
     const char *echo_prog[] = {echo};
     int reps = cfg->reps < MAX_REPS ? cfg->reps : MAX_REPS;
     double fl50[MAX_REPS], fl99[MAX_REPS], l50[NROWS][MAX_REPS], l99[NROWS][MAX_REPS];
-    double ev[MAX_REPS], pipe_g[MAX_REPS], echo_g[MAX_REPS], st_g[2][MAX_REPS];
+    PerCall pc[MAX_REPS];
+    double pipe_g[MAX_REPS], echo_g[MAX_REPS], st_g[2][MAX_REPS];
     int nfl = 0, nl[NROWS] = {0}, okl[NROWS] = {0}, nev = 0, npipe = 0, necho = 0,
         nst[2] = {0}, fl_ok = 0;
     const char *st[] = {"dom0", "benchb"};
     const char *stn[] = {"guest->dom0", "guest->guest"};
 
     for (int r = 0; r < reps; r++) {
-        double p50, p99, g, e;
+        double p50, p99, g;
+        PerCall one = {NAN, NAN, NAN, NAN};
         int ok;
 
         ok = floor_run(ping, cfg->calls, &p50, &p99);
@@ -617,11 +637,11 @@ static int run_all(Cfg *cfg, const char *ping, const char *echo)
         }
         for (int i = 0; i < NROWS; i++)
             if (latency_run(cfg, &rows[i], &l50[i][nl[i]], &l99[i][nl[i]], &ok,
-                            i == 0 ? &e : NULL) == 0) {
+                            i == 0 ? &one : NULL) == 0) {
                 nl[i]++;
                 okl[i] += ok;
-                if (i == 0 && isfinite(e))
-                    ev[nev++] = e;
+                if (i == 0 && isfinite(one.events))
+                    pc[nev++] = one;
             }
         if ((g = spawn_stream(pipeline, 2, cfg->bytes)) > 0)
             pipe_g[npipe++] = g;
@@ -660,10 +680,21 @@ static int run_all(Cfg *cfg, const char *ping, const char *echo)
             bench_row("calls", "ping_g2g_p50_us", m50 / 1e3, "us");
     }
     if (nev) {
-        double m = bench_median_double(ev, nev);
+        double ev[MAX_REPS], to[MAX_REPS], fto[MAX_REPS], ffrom[MAX_REPS];
 
-        printf("%-30s %10.2f   (dispatcher<->agent vchan, both directions)\n",
-               "vchan events per vrpc.Ping", m);
+        for (int r = 0; r < nev; r++) {
+            ev[r] = pc[r].events;
+            to[r] = pc[r].to_agent;
+            fto[r] = pc[r].frames_to;
+            ffrom[r] = pc[r].frames_from;
+        }
+        double m = bench_median_double(ev, nev), mt = bench_median_double(to, nev);
+
+        printf("%-30s %10.2f   (dispatcher<->agent vchan: %.2f to the agent, %.2f from it)\n",
+               "vchan events per vrpc.Ping", m, mt, m - mt);
+        printf("%-30s %10.2f   (%.2f to the agent, %.2f from it)\n", "frames per vrpc.Ping",
+               bench_median_double(fto, nev) + bench_median_double(ffrom, nev),
+               bench_median_double(fto, nev), bench_median_double(ffrom, nev));
         bench_row("calls", "ping_events_per_call", m, "events");
     } else {
         printf("%-30s %10s\n", "vchan events per vrpc.Ping", "failed");

@@ -129,10 +129,16 @@ static char *format_stats(Dispatcher *d)
 
         if (p->kind != PEER_GUEST || !p->ready || !p->vchan)
             continue;
+        RpcConnStats cs;
+
         vchan_get_stats(p->vchan, &st);
-        fprintf(f, "guest %s domid %d events-sent %llu events-consumed %llu\n", p->name,
-                p->domid, (unsigned long long)st.events_sent,
-                (unsigned long long)st.events_consumed);
+        rpc_conn_get_stats(p->conn, &cs);
+        fprintf(f,
+                "guest %s domid %d events-sent %llu events-consumed %llu frames-sent %llu "
+                "frames-received %llu\n",
+                p->name, p->domid, (unsigned long long)st.events_sent,
+                (unsigned long long)st.events_consumed, (unsigned long long)cs.frames_out,
+                (unsigned long long)cs.frames_in);
     }
     if (fclose(f) != 0) {
         free(buf);

@@ -208,6 +208,9 @@ static void watch_out(VrpcHandler *h, int i)
     }
 }
 
+static void pump_out(VrpcHandler *h, int i);
+static void try_reap(VrpcHandler *h);
+
 static void out_eof(VrpcHandler *h, int i)
 {
     close_out(h, i);
@@ -218,6 +221,14 @@ static void out_eof(VrpcHandler *h, int i)
         finish(h, h->reaped ? h->exit_code : 0, NULL);
         return;
     }
+    /* An output closes most often because the process is exiting: look at the other output
+     * and the process now rather than on their own wake-ups, so that the EOFs and the EXIT
+     * of a finished call leave in this loop pass, in one write (issue 13). Both are
+     * non-blocking: what is not there yet comes through the loop as before. */
+    if (!h->done && !h->out[!i].eof && h->out[!i].src)
+        pump_out(h, !i);
+    if (!h->done && !h->reaped && h->pid_src)
+        try_reap(h);
     check_complete(h);
 }
 
@@ -284,9 +295,9 @@ static void on_out_ready(RpcLoopSource *src, int fd, uint32_t events, void *user
     unref(h);
 }
 
-static void on_pidfd(RpcLoopSource *src, int fd, uint32_t events, void *userdata)
+/* Reap the process if it has exited (WNOHANG); then stop feeding stdin and complete. */
+static void try_reap(VrpcHandler *h)
 {
-    VrpcHandler *h = userdata;
     int code = 0;
     int r = vrpc_service_reap(h->proc.pid, &code);
 
@@ -307,6 +318,11 @@ static void on_pidfd(RpcLoopSource *src, int fd, uint32_t events, void *userdata
         check_complete(h);
     }
     unref(h);
+}
+
+static void on_pidfd(RpcLoopSource *src, int fd, uint32_t events, void *userdata)
+{
+    try_reap(userdata);
 }
 
 static void on_timeout(RpcLoopSource *src, void *userdata)
