@@ -20,9 +20,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define OUT_CHUNK (64u * 1024u)
+/* One read from a handler's output: up to its whole pipe (enlarged to 1 MiB), so that a
+ * streaming handler moves a pipeful per wake-up of the daemon (issue 13 item 2). */
+#define OUT_CHUNK (1024u * 1024u)
 /* Reads per wakeup and channel, so that one busy handler cannot starve the loop. */
-#define OUT_BURST 8
+#define OUT_BURST 4
 
 enum { OUT_STDOUT = 0, OUT_STDERR = 1 };
 
