@@ -45,6 +45,7 @@ static int offer(Agent *a)
     rpc_conn_config_init(&cfg);
     cfg.role = RPC_ROLE_ACCEPTOR;
     cfg.hello_timeout_ms = 0; /* the dispatcher connects whenever it comes */
+    cfg.accept_hold_ms = RPC_ACCEPT_HOLD_DAEMON_MS; /* ACCEPT leaves with the first output */
     RpcConn *conn = NULL;
     r = rpc_conn_new_vchan(&conn, vc, true, &cfg, &dom0_callbacks, a);
     if (r < 0) {

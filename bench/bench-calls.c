@@ -6,9 +6,12 @@
  * bencha as a caller that speaks librpc to the local agent, exactly as vrpc-call does, but
  * without paying a process start per call. Each figure is printed with its ratio to the
  * floor: spawning the same service binary locally (posix_spawn + wait, stdio on pipes) in
- * the same run. Measured: call latency p50/p99 of vrpc.Ping and demo.Echo (64 bytes) guest
- * to dom0, guest to guest, and a denied call; streaming throughput through demo.Echo guest
- * to dom0 and guest to guest; and N concurrent calls on one connection.
+ * the same run, re-measured in every rep right before the call rows. Measured: call latency
+ * p50/p99 of vrpc.Ping and demo.Echo (64 bytes) guest to dom0, guest to guest, and a denied
+ * call; the vchan events (both directions) between the dispatcher and bencha's agent per
+ * vrpc.Ping, from the dispatcher's counters (`stats` on its control socket); streaming
+ * throughput through demo.Echo guest to dom0 and guest to guest beside a local `cat | cat`
+ * pipeline of the same bytes; and N concurrent calls on one connection.
  */
 #include "bench-calls.h"
 
@@ -17,6 +20,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -30,7 +34,9 @@
 #include <unistd.h>
 
 #include "bench-guest.h"
+#include "bench-report.h"
 #include "bench-util.h"
+#include "librpc/rpc.h"
 
 #ifndef VRPC_SIM_BIN
 #define VRPC_SIM_BIN "vrpc-sim"
@@ -81,37 +87,46 @@ static uint64_t spawn_once(const char *path, const void *in, size_t in_len)
     return bench_now_ns() - t0;
 }
 
-/* Stream @bytes through a locally spawned @path (demo.Echo) over pipes: GB/s, or 0. */
-static double spawn_stream(const char *path, unsigned long long bytes)
+/* Stream @bytes through a chain of @nprogs locally spawned programs @progs (each without
+ * arguments, the first reading our pipe, each writing the next one's stdin, the last writing
+ * back to us): demo.Echo alone, or `cat | cat`. GB/s, or 0 on failure. */
+static double spawn_stream(const char *const *progs, int nprogs, unsigned long long bytes)
 {
     static uint8_t out[65536], in[65536];
-    int pin[2], pout[2], st;
-    posix_spawn_file_actions_t fa;
-    char *argv[] = {(char *)path, NULL};
+    pid_t pids[4];
+    int pin[2], pout[2], feed, np = 0;
     unsigned long long sent = 0, got = 0;
     uint64_t t0 = bench_now_ns();
-    pid_t pid;
+    bool ok = true;
 
-    if (pipe2(pin, O_CLOEXEC | O_NONBLOCK) < 0)
+    if (nprogs < 1 || nprogs > 4 || pipe2(pin, O_CLOEXEC | O_NONBLOCK) < 0)
         return 0;
-    if (pipe2(pout, O_CLOEXEC | O_NONBLOCK) < 0)
-        return 0;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, pin[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, pout[1], 1);
-    /* the child gets blocking ends */
-    fcntl(pin[0], F_SETFL, 0);
-    fcntl(pout[1], F_SETFL, 0);
-    if (posix_spawn(&pid, path, &fa, NULL, argv, environ) != 0)
-        pid = -1;
-    posix_spawn_file_actions_destroy(&fa);
-    close(pin[0]);
-    close(pout[1]);
-    if (pid < 0)
-        return 0;
+    fcntl(pin[0], F_SETFL, 0); /* the children get blocking ends */
+    feed = pin[0];
+    for (int i = 0; i < nprogs && ok; i++) {
+        posix_spawn_file_actions_t fa;
+        char *argv[] = {(char *)progs[i], NULL};
+
+        if (pipe2(pout, O_CLOEXEC) < 0) {
+            ok = false;
+            break;
+        }
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, feed, 0);
+        posix_spawn_file_actions_adddup2(&fa, pout[1], 1);
+        if (posix_spawnp(&pids[np], progs[i], &fa, NULL, argv, environ) == 0)
+            np++;
+        else
+            ok = false;
+        posix_spawn_file_actions_destroy(&fa);
+        close(feed);
+        close(pout[1]);
+        feed = pout[0];
+    }
+    fcntl(feed, F_SETFL, O_NONBLOCK);
     memset(out, 0x5a, sizeof(out));
-    while (got < bytes) {
-        struct pollfd p[2] = {{pout[0], POLLIN, 0}, {sent < bytes ? pin[1] : -1, POLLOUT, 0}};
+    while (ok && got < bytes) {
+        struct pollfd p[2] = {{feed, POLLIN, 0}, {sent < bytes ? pin[1] : -1, POLLOUT, 0}};
         ssize_t n;
 
         if (poll(p, 2, 10000) <= 0)
@@ -128,21 +143,23 @@ static double spawn_stream(const char *path, unsigned long long bytes)
             }
         }
         if (p[0].revents & (POLLIN | POLLHUP)) {
-            n = read(pout[0], in, sizeof(in));
-            if (n <= 0)
+            n = read(feed, in, sizeof(in));
+            if (n <= 0 && n != -1)
                 break;
-            got += (unsigned long long)n;
+            if (n > 0)
+                got += (unsigned long long)n;
         }
     }
     if (pin[1] >= 0)
         close(pin[1]);
-    close(pout[0]);
-    if (waitpid(pid, &st, 0) < 0 || got != bytes)
+    close(feed);
+    for (int i = 0; i < np; i++)
+        if (bench_wait_ok(pids[i]) < 0)
+            ok = false;
+    if (!ok || got != bytes)
         return 0;
     return (double)bytes / (double)(bench_now_ns() - t0);
 }
-
-/* ---- the driver ------------------------------------------------------------------------ */
 
 typedef struct Cfg {
     const char *sim;
@@ -155,9 +172,13 @@ typedef struct Cfg {
     unsigned long long bytes;
 } Cfg;
 
-static BenchGuest guest_of(const Cfg *cfg)
+/* One hidden `vrpc-bench calls __client ...` inside guest bencha (bench-guest.c). */
+static char *in_guest(Cfg *cfg, const char *mode, const char *target, const char *service,
+                      unsigned long long count, int payload, int expect)
 {
-    return (BenchGuest){cfg->sim, cfg->ns, "bencha", cfg->self, "calls"};
+    const BenchGuest g = {cfg->sim, cfg->ns, "bencha", cfg->self, "calls"};
+
+    return bench_guest_run(&g, mode, target, service, count, payload, expect);
 }
 
 static int sim_up(Cfg *cfg)
@@ -173,7 +194,11 @@ static void usage(FILE *f)
                "[--etc DIR]\n"
                "  End-to-end vrpc calls on a private vrpc-sim instance (guests bencha and\n"
                "  benchb with the dispatcher and agents), each figure with its ratio to\n"
-               "  spawning the same service binary locally (posix_spawn + wait).\n"
+               "  spawning the same service binary locally (posix_spawn + wait), re-measured\n"
+               "  in every rep; streams beside a local `cat | cat` of the same bytes; vchan\n"
+               "  events per vrpc.Ping from the dispatcher's counters (vrpc-ctl stats).\n"
+               "  --json rows: floor_p50_us ping_g2d_p50_us ping_g2g_p50_us\n"
+               "  ping_events_per_call stream_g2d_gbps stream_g2g_gbps pipeline_gbps\n"
                "  --calls N       sequential calls per latency row (default 1000)\n"
                "  --concurrent N  calls opened at once on one connection (default 1000)\n"
                "  --bytes N       bytes streamed through demo.Echo (default 1 GiB)\n"
@@ -186,6 +211,267 @@ typedef struct Row {
     int payload, expect;
 } Row;
 
+/* The dispatcher's control socket of our instance, where vrpc-sim puts it
+ * (<VRPCSIM_ROOT or /dev/shm/vrpc-sim>/<ns>/dom0/control.sock). */
+static void control_path(const Cfg *cfg, char *buf, size_t len)
+{
+    const char *root = getenv("VRPCSIM_ROOT");
+
+    snprintf(buf, len, "%s/%s/dom0/control.sock", root && *root ? root : "/dev/shm/vrpc-sim",
+             cfg->ns);
+}
+
+/* The dispatcher's counters for its connection to guest @guest (`stats` on the control
+ * socket): vchan events sent to the agent and consumed from it, frames sent and received. */
+typedef struct GuestCounters {
+    unsigned long long sent, consumed, fout, fin;
+} GuestCounters;
+
+/* Fills *@gc; returns 0, or -1 if the guest is not listed or the socket does not answer. */
+static int guest_counters(const Cfg *cfg, const char *guest, GuestCounters *gc)
+{
+    char path[PATH_MAX], *answer, *line;
+    int fd, rc = -1;
+
+    control_path(cfg, path, sizeof(path));
+    fd = rpc_unix_connect(path);
+    if (fd < 0)
+        return -1;
+    if (write(fd, "stats\n", 6) != 6) {
+        close(fd);
+        return -1;
+    }
+    answer = bench_slurp(fd); /* closes fd */
+    for (line = answer; line && *line;) {
+        char name[RPC_DOMAIN_MAX + 1];
+        GuestCounters g;
+        int domid;
+        char *nl = strchr(line, '\n');
+
+        if (sscanf(line,
+                   "guest %64s domid %d events-sent %llu events-consumed %llu frames-sent %llu "
+                   "frames-received %llu",
+                   name, &domid, &g.sent, &g.consumed, &g.fout, &g.fin) == 6 &&
+            strcmp(name, guest) == 0) {
+            *gc = g;
+            rc = 0;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    free(answer);
+    return rc;
+}
+
+/* Per-call figures of one latency run, from the counters before and after it. */
+typedef struct PerCall {
+    double events, to_agent, frames_to, frames_from;
+} PerCall;
+
+/* One latency run of @row in guest bencha: p50/p99 in ns into @p50p / @p99p, the number of
+ * calls with the expected exit code into @okp, and (when @pcp) the dispatcher<->bencha
+ * vchan events and frames per call. Returns 0, or -1 if the run failed. */
+static int latency_run(Cfg *cfg, const Row *row, double *p50p, double *p99p, int *okp,
+                       PerCall *pcp)
+{
+    GuestCounters g0, g1;
+    bool counted = pcp && guest_counters(cfg, "bencha", &g0) == 0;
+    char *out = in_guest(cfg, "lat", row->target, row->service, (unsigned long long)cfg->calls,
+                         row->payload, row->expect);
+    unsigned long long a, b;
+    int cnt, okc, rc = -1;
+
+    if (out && sscanf(out, "lat %d %d %llu %llu", &cnt, &okc, &a, &b) == 4 && cnt) {
+        *p50p = (double)a;
+        *p99p = (double)b;
+        *okp = okc;
+        rc = 0;
+        if (pcp) {
+            counted = counted && guest_counters(cfg, "bencha", &g1) == 0;
+            pcp->events = counted ? (double)(g1.sent + g1.consumed - g0.sent - g0.consumed) / cnt
+                                  : NAN;
+            pcp->to_agent = counted ? (double)(g1.sent - g0.sent) / cnt : NAN;
+            pcp->frames_to = counted ? (double)(g1.fout - g0.fout) / cnt : NAN;
+            pcp->frames_from = counted ? (double)(g1.fin - g0.fin) / cnt : NAN;
+        }
+    }
+    free(out);
+    return rc;
+}
+
+/* The floor of one rep: @calls local spawns of vrpc.Ping, p50/p99 in ns. Returns the count. */
+static int floor_run(const char *ping, int calls, double *p50p, double *p99p)
+{
+    uint64_t *fl = calloc((size_t)calls, sizeof(*fl));
+    int nf = 0;
+
+    if (!fl)
+        return 0;
+    for (int i = 0; i < calls; i++) {
+        uint64_t t = spawn_once(ping, NULL, 0);
+
+        if (t)
+            fl[nf++] = t;
+    }
+    *p50p = (double)bench_percentile(fl, nf, 50);
+    *p99p = (double)bench_percentile(fl, nf, 99);
+    free(fl);
+    return nf;
+}
+
+static double stream_run(Cfg *cfg, const char *target)
+{
+    char *out = in_guest(cfg, "stream", target, "demo.Echo", cfg->bytes, 0, 0);
+    unsigned long long b, ns;
+    double g = 0;
+
+    if (out && sscanf(out, "stream %llu %llu", &b, &ns) == 2 && b && ns)
+        g = (double)b / (double)ns;
+    free(out);
+    return g;
+}
+
+#define MAX_REPS 16
+#define NROWS 5
+
+static const Row rows[NROWS] = {
+    {"vrpc.Ping guest->dom0", "dom0", "vrpc.Ping", 0, 0},
+    {"vrpc.Ping guest->guest", "benchb", "vrpc.Ping", 0, 0},
+    {"demo.Echo 64 B guest->dom0", "dom0", "demo.Echo", 64, 0},
+    {"demo.Echo 64 B guest->guest", "benchb", "demo.Echo", 64, 0},
+    {"denied (demo.Secret)", "benchb", "demo.Secret", 0, 126},
+};
+
+/* Every measurement, rep by rep: each rep re-measures the floors right before the call rows
+ * (a co-runner or another benchmark that comes and goes then moves both), and the medians
+ * over the reps are reported. */
+static int run_all(Cfg *cfg, const char *ping, const char *echo)
+{
+    static const char *const pipeline[] = {"cat", "cat"};
+    const char *echo_prog[] = {echo};
+    int reps = cfg->reps < MAX_REPS ? cfg->reps : MAX_REPS;
+    double fl50[MAX_REPS], fl99[MAX_REPS], l50[NROWS][MAX_REPS], l99[NROWS][MAX_REPS];
+    PerCall pc[MAX_REPS];
+    double pipe_g[MAX_REPS], echo_g[MAX_REPS], st_g[2][MAX_REPS];
+    int nfl = 0, nl[NROWS] = {0}, okl[NROWS] = {0}, nev = 0, npipe = 0, necho = 0,
+        nst[2] = {0}, fl_ok = 0;
+    const char *st[] = {"dom0", "benchb"};
+    const char *stn[] = {"guest->dom0", "guest->guest"};
+
+    for (int r = 0; r < reps; r++) {
+        double p50, p99, g;
+        PerCall one = {NAN, NAN, NAN, NAN};
+        int ok;
+
+        ok = floor_run(ping, cfg->calls, &p50, &p99);
+        if (ok) {
+            fl50[nfl] = p50;
+            fl99[nfl++] = p99;
+            fl_ok = ok;
+        }
+        for (int i = 0; i < NROWS; i++)
+            if (latency_run(cfg, &rows[i], &l50[i][nl[i]], &l99[i][nl[i]], &ok,
+                            i == 0 ? &one : NULL) == 0) {
+                nl[i]++;
+                okl[i] += ok;
+                if (i == 0 && isfinite(one.events))
+                    pc[nev++] = one;
+            }
+        if ((g = spawn_stream(pipeline, 2, cfg->bytes)) > 0)
+            pipe_g[npipe++] = g;
+        if ((g = spawn_stream(echo_prog, 1, cfg->bytes)) > 0)
+            echo_g[necho++] = g;
+        for (int k = 0; k < 2; k++)
+            if ((g = stream_run(cfg, st[k])) > 0)
+                st_g[k][nst[k]++] = g;
+    }
+    if (!nfl) {
+        fprintf(stderr, "vrpc-bench: cannot run %s\n", ping);
+        return 1;
+    }
+
+    double floor_p50 = bench_median_double(fl50, nfl), floor_p99 = bench_median_double(fl99, nfl);
+    printf("vrpc-bench calls: %d sequential calls per row, %llu bytes per stream, medians of %d "
+           "runs, %d co-runners; floor = posix_spawn+wait of the service binary locally, "
+           "re-measured in every run\n\n",
+           cfg->calls, cfg->bytes, reps, bench_report_load());
+    printf("%-30s %10s %10s %8s %8s %6s\n", "latency", "p50 us", "p99 us", "p50/flr", "p99/flr",
+           "ok");
+    printf("%-30s %10.1f %10.1f %8s %8s %6d\n", "floor: spawn vrpc.Ping", floor_p50 / 1e3,
+           floor_p99 / 1e3, "1.00", "1.00", fl_ok);
+    bench_row("calls", "floor_p50_us", floor_p50 / 1e3, "us");
+    for (int i = 0; i < NROWS; i++) {
+        if (!nl[i]) {
+            printf("%-30s %10s\n", rows[i].name, "failed");
+            continue;
+        }
+        double m50 = bench_median_double(l50[i], nl[i]), m99 = bench_median_double(l99[i], nl[i]);
+        printf("%-30s %10.1f %10.1f %8.2f %8.2f %6d\n", rows[i].name, m50 / 1e3, m99 / 1e3,
+               m50 / floor_p50, m99 / floor_p99, okl[i] / nl[i]);
+        if (i == 0)
+            bench_row("calls", "ping_g2d_p50_us", m50 / 1e3, "us");
+        else if (i == 1)
+            bench_row("calls", "ping_g2g_p50_us", m50 / 1e3, "us");
+    }
+    if (nev) {
+        double ev[MAX_REPS], to[MAX_REPS], fto[MAX_REPS], ffrom[MAX_REPS];
+
+        for (int r = 0; r < nev; r++) {
+            ev[r] = pc[r].events;
+            to[r] = pc[r].to_agent;
+            fto[r] = pc[r].frames_to;
+            ffrom[r] = pc[r].frames_from;
+        }
+        double m = bench_median_double(ev, nev), mt = bench_median_double(to, nev);
+
+        printf("%-30s %10.2f   (dispatcher<->agent vchan: %.2f to the agent, %.2f from it)\n",
+               "vchan events per vrpc.Ping", m, mt, m - mt);
+        printf("%-30s %10.2f   (%.2f to the agent, %.2f from it)\n", "frames per vrpc.Ping",
+               bench_median_double(fto, nev) + bench_median_double(ffrom, nev),
+               bench_median_double(fto, nev), bench_median_double(ffrom, nev));
+        bench_row("calls", "ping_events_per_call", m, "events");
+    } else {
+        printf("%-30s %10s\n", "vchan events per vrpc.Ping", "failed");
+    }
+
+    double pipe_m = npipe ? bench_median_double(pipe_g, npipe) : 0;
+    printf("\n%-30s %10s %8s\n", "streaming demo.Echo", "GB/s", "/pipeln");
+    if (npipe) {
+        printf("%-30s %10.2f %8s\n", "pipeline: local cat | cat", pipe_m, "1.00");
+        bench_row("calls", "pipeline_gbps", pipe_m, "GB/s");
+    } else {
+        printf("%-30s %10s\n", "pipeline: local cat | cat", "failed");
+    }
+    if (necho)
+        printf("%-30s %10.2f %8.2f\n", "floor: local demo.Echo, pipes",
+               bench_median_double(echo_g, necho),
+               npipe ? bench_median_double(echo_g, necho) / pipe_m : NAN);
+    for (int k = 0; k < 2; k++) {
+        if (!nst[k]) {
+            printf("%-30s %10s\n", stn[k], "failed");
+            continue;
+        }
+        double m = bench_median_double(st_g[k], nst[k]);
+
+        printf("%-30s %10.2f %8.2f\n", stn[k], m, npipe ? m / pipe_m : NAN);
+        bench_row("calls", k == 0 ? "stream_g2d_gbps" : "stream_g2g_gbps", m, "GB/s");
+    }
+
+    printf("\n%-30s %10s %10s %12s\n", "concurrent vrpc.Ping", "opened", "ok", "total ms");
+    for (int k = 0; k < 2; k++) {
+        char *out = in_guest(cfg, "conc", st[k], "vrpc.Ping", (unsigned long long)cfg->concurrent,
+                             0, 0);
+        unsigned long long ns;
+        int opened, ok;
+
+        if (out && sscanf(out, "conc %d %d %llu", &opened, &ok, &ns) == 3)
+            printf("%-30s %10d %10d %12.1f\n", stn[k], opened, ok, (double)ns / 1e6);
+        else
+            printf("%-30s %10s\n", stn[k], "failed");
+        free(out);
+    }
+    return 0;
+}
+
 int bench_calls_main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -196,13 +482,6 @@ int bench_calls_main(int argc, char **argv)
         {"etc", required_argument, NULL, 'e'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
-    };
-    static const Row rows[] = {
-        {"vrpc.Ping guest->dom0", "dom0", "vrpc.Ping", 0, 0},
-        {"vrpc.Ping guest->guest", "benchb", "vrpc.Ping", 0, 0},
-        {"demo.Echo 64 B guest->dom0", "dom0", "demo.Echo", 64, 0},
-        {"demo.Echo 64 B guest->guest", "benchb", "demo.Echo", 64, 0},
-        {"denied (demo.Secret)", "benchb", "demo.Secret", 0, 126},
     };
     Cfg cfg = {.sim = VRPC_SIM_BIN,
                .etc = VRPC_EXAMPLE_ETC,
@@ -251,98 +530,11 @@ int bench_calls_main(int argc, char **argv)
     snprintf(ping, sizeof(ping), "%s/services/vrpc.Ping", cfg.etc);
     snprintf(echo, sizeof(echo), "%s/services/demo.Echo", cfg.etc);
 
-    /* the floor, measured in this run */
-    uint64_t *fl = calloc((size_t)cfg.calls, sizeof(*fl));
-    uint64_t floor_p50, floor_p99;
-    int nf = 0;
-    if (!fl)
-        return 1;
-    for (int i = 0; i < cfg.calls; i++) {
-        uint64_t t = spawn_once(ping, NULL, 0);
-
-        if (t)
-            fl[nf++] = t;
-    }
-    floor_p50 = bench_percentile(fl, nf, 50);
-    floor_p99 = bench_percentile(fl, nf, 99);
-    free(fl);
-    if (!nf) {
-        fprintf(stderr, "vrpc-bench: cannot run %s\n", ping);
-        return 1;
-    }
-    double floor_gbs[16];
-    for (int r = 0; r < cfg.reps && r < 16; r++)
-        floor_gbs[r] = spawn_stream(echo, cfg.bytes);
-    double floor_stream = bench_median_double(floor_gbs, cfg.reps < 16 ? cfg.reps : 16);
-
-    const BenchGuest g = guest_of(&cfg);
     if (sim_up(&cfg) < 0) {
         fprintf(stderr, "vrpc-bench: vrpc-sim up --vrpc failed\n");
         return 1;
     }
-    printf("vrpc-bench calls: %d sequential calls per row, medians of %d runs; floor = "
-           "posix_spawn+wait of the service binary locally\n\n",
-           cfg.calls, cfg.reps);
-    printf("%-30s %10s %10s %8s %8s %6s\n", "latency", "p50 us", "p99 us", "p50/flr", "p99/flr",
-           "ok");
-    printf("%-30s %10.1f %10.1f %8s %8s %6d\n", "floor: spawn vrpc.Ping", floor_p50 / 1e3,
-           floor_p99 / 1e3, "1.00", "1.00", nf);
-    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        double p50[16], p99[16];
-        int ok = 0, n = 0, reps = cfg.reps < 16 ? cfg.reps : 16;
-
-        for (int r = 0; r < reps; r++) {
-            int okc;
-
-            if (bench_guest_latency(&g, rows[i].target, rows[i].service, cfg.calls,
-                                    rows[i].payload, rows[i].expect, &p50[n], &p99[n], &okc)) {
-                n++;
-                ok += okc;
-            }
-        }
-        if (!n) {
-            printf("%-30s %10s\n", rows[i].name, "failed");
-            continue;
-        }
-        double m50 = bench_median_double(p50, n), m99 = bench_median_double(p99, n);
-        printf("%-30s %10.1f %10.1f %8.2f %8.2f %6d\n", rows[i].name, m50 / 1e3, m99 / 1e3,
-               m50 / (double)floor_p50, m99 / (double)floor_p99, ok / n);
-    }
-
-    printf("\n%-30s %10s %8s\n", "streaming demo.Echo", "GB/s", "/floor");
-    printf("%-30s %10.2f %8s\n", "floor: local demo.Echo, pipes", floor_stream, "1.00");
-    const char *st[] = {"dom0", "benchb"};
-    const char *stn[] = {"guest->dom0", "guest->guest"};
-    for (int k = 0; k < 2; k++) {
-        double gb[16];
-        int n = 0, reps = cfg.reps < 16 ? cfg.reps : 16;
-
-        for (int r = 0; r < reps; r++) {
-            double gbs = bench_guest_stream(&g, st[k], cfg.bytes);
-
-            if (gbs > 0)
-                gb[n++] = gbs;
-        }
-        if (n)
-            printf("%-30s %10.2f %8.2f\n", stn[k], bench_median_double(gb, n),
-                   bench_median_double(gb, n) / floor_stream);
-        else
-            printf("%-30s %10s\n", stn[k], "failed");
-    }
-
-    printf("\n%-30s %10s %10s %12s\n", "concurrent vrpc.Ping", "opened", "ok", "total ms");
-    for (int k = 0; k < 2; k++) {
-        char *out = bench_guest_run(&g, "conc", st[k], "vrpc.Ping",
-                                    (unsigned long long)cfg.concurrent, 0, 0);
-        unsigned long long ns;
-        int opened, ok;
-
-        if (out && sscanf(out, "conc %d %d %llu", &opened, &ok, &ns) == 3)
-            printf("%-30s %10d %10d %12.1f\n", stn[k], opened, ok, (double)ns / 1e6);
-        else
-            printf("%-30s %10s\n", stn[k], "failed");
-        free(out);
-    }
+    int rc = run_all(&cfg, ping, echo);
     bench_sim_down(cfg.sim, cfg.ns);
-    return 0;
+    return rc;
 }

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench-report.h"
 #include "bench-util.h"
 #include "bench-rpc.h"
 #include "librpc/rpc.h"
@@ -461,7 +463,8 @@ static void usage(FILE *f)
                "  librpc over a vchan with 1 MiB rings vs the raw vchan, in one run: bulk\n"
                "  throughput of one stream and of 64 concurrent streams, 64-byte round trip.\n"
                "  The ends run as a guest and dom0 of a private vrpc-sim instance; --local\n"
-               "  uses an in-process vchan pair (two threads) instead.\n");
+               "  uses an in-process vchan pair (two threads) instead.\n"
+               "  --json rows: raw_gbps mux1_gbps mux64_gbps rtt64_raw_p50_us rtt64_mux_p50_us\n");
 }
 
 int bench_rpc_main(int argc, char **argv)
@@ -490,9 +493,9 @@ int bench_rpc_main(int argc, char **argv)
         return 1;
     }
     printf("vrpc-bench rpc-mux: %s, 1 MiB rings, %llu bytes per bulk run, %d round trips, "
-           "median of %d\n",
+           "median of %d, %d co-runners\n",
            cfg.opt.local ? "in-process vchan pair (--local)" : "guest -> dom0 on vrpc-sim",
-           cfg.opt.bytes, cfg.opt.rtt, cfg.opt.reps);
+           cfg.opt.bytes, cfg.opt.rtt, cfg.opt.reps, bench_report_load());
     fflush(stdout);
     /* Interleave the contenders rep by rep, so that drift hits all alike. */
     for (int rep = 0; rep < cfg.opt.reps; rep++) {
@@ -535,6 +538,13 @@ int bench_rpc_main(int argc, char **argv)
            med[M_RAW_RTT] > 0 ? med[M_RPC_RTT] / med[M_RAW_RTT] : 0);
     printf("%-34s %9.2f us %9.2fx\n", "librpc 64 B round trip p99", med99[M_RPC_RTT] / 1000,
            med99[M_RAW_RTT] > 0 ? med99[M_RPC_RTT] / med99[M_RAW_RTT] : 0);
+    bench_row("rpc-mux", "raw_gbps", gb[M_RAW] > 0 ? gb[M_RAW] : NAN, "GB/s");
+    bench_row("rpc-mux", "mux1_gbps", gb[M_ONE] > 0 ? gb[M_ONE] : NAN, "GB/s");
+    bench_row("rpc-mux", "mux64_gbps", gb[M_MANY] > 0 ? gb[M_MANY] : NAN, "GB/s");
+    bench_row("rpc-mux", "rtt64_raw_p50_us", med[M_RAW_RTT] > 0 ? med[M_RAW_RTT] / 1000 : NAN,
+              "us");
+    bench_row("rpc-mux", "rtt64_mux_p50_us", med[M_RPC_RTT] > 0 ? med[M_RPC_RTT] / 1000 : NAN,
+              "us");
     printf("single-stream target >= 0.85x raw: %s\n",
            gb[M_RAW] > 0 && gb[M_ONE] / gb[M_RAW] >= 0.85 ? "met" : "NOT met");
     fflush(stdout);

@@ -6,6 +6,10 @@
  *   "status\n"                    -> "guest NAME domid N calls-in-flight K calls-total T\n"
  *                                    per connected guest, then
  *                                    "total guests G calls-in-flight K calls-total T refused R\n"
+ *   "stats\n"                     -> "guest NAME domid N events-sent S events-consumed C
+ *                                    frames-sent F frames-received R\n" per connected
+ *                                    guest: its vchan's event counters (sent to the agent,
+ *                                    consumed from it) and its connection's frame counters
  *   "wait-guests COUNT TIMEOUT_MS\n" -> "ok\n" once COUNT guests are connected,
  *                                    "timeout\n" after TIMEOUT_MS
  *   anything else                 -> "error: ...\n"

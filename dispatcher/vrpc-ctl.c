@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * vrpc-ctl - ask a running vrpc-dispatcher about its state through its control socket:
- * `status` prints the connected guests and the call counters, `wait-guests COUNT` waits
+ * `status` prints the connected guests and the call counters, `stats` each guest vchan's
+ * event counters (for vrpc-bench: events per call), `wait-guests COUNT` waits
  * until COUNT guests are connected (used by vrpc-sim up --vrpc and by tests). wait-guests
  * also waits for the dispatcher to start listening, and retries when it restarts.
  */
@@ -36,6 +37,7 @@ static long long now_ms(void)
 static void usage(FILE *f)
 {
     fprintf(f, "Usage: vrpc-ctl [--control PATH] status\n"
+               "       vrpc-ctl [--control PATH] stats\n"
                "       vrpc-ctl [--control PATH] wait-guests COUNT [--timeout SECONDS]\n"
                "Query a running vrpc-dispatcher.\n"
                "\n"
@@ -103,7 +105,8 @@ static int request(int fd, const char *cmd, long long deadline_ms, char **answer
     return 0;
 }
 
-static int cmd_status(const char *control)
+/* One-shot command @cmd ("status\n", "stats\n"): print the answer. */
+static int cmd_query(const char *control, const char *cmd)
 {
     char *answer = NULL;
     int fd = rpc_unix_connect(control), r;
@@ -112,7 +115,7 @@ static int cmd_status(const char *control)
         fprintf(stderr, "vrpc-ctl: cannot connect to %s: %s\n", VRPC_ESC(control), strerror(-fd));
         return 1;
     }
-    r = request(fd, "status\n", now_ms() + 10000, &answer);
+    r = request(fd, cmd, now_ms() + 10000, &answer);
     close(fd);
     if (r < 0) {
         fprintf(stderr, "vrpc-ctl: %s: %s\n", control, strerror(-r));
@@ -219,7 +222,9 @@ int main(int argc, char **argv)
         control = env && *env ? env : DEFAULT_CONTROL;
     }
     if (optind < argc && strcmp(argv[optind], "status") == 0 && optind + 1 == argc && !timeout_set)
-        return cmd_status(control);
+        return cmd_query(control, "status\n");
+    if (optind < argc && strcmp(argv[optind], "stats") == 0 && optind + 1 == argc && !timeout_set)
+        return cmd_query(control, "stats\n");
     if (optind < argc && strcmp(argv[optind], "wait-guests") == 0 && optind + 2 == argc) {
         const char *arg = argv[optind + 1];
         char *end;
@@ -231,6 +236,6 @@ int main(int argc, char **argv)
         }
         return cmd_wait_guests(control, (unsigned)count, timeout_s);
     }
-    fprintf(stderr, "vrpc-ctl: expected 'status' or 'wait-guests COUNT' (try --help)\n");
+    fprintf(stderr, "vrpc-ctl: expected 'status', 'stats' or 'wait-guests COUNT' (try --help)\n");
     return 2;
 }

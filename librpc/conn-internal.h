@@ -27,6 +27,11 @@
 #define RX_FRAME_COST ((size_t)512)
 /* Smallest data chunk allocation in a stream's send queue (small writes coalesce). */
 #define TX_CHUNK_MIN ((size_t)16 << 10)
+/* A stream frame up to this size is copied behind the output buffer at a flush (tx_gather),
+ * and a write up to this size on a loop-attached connection waits for the pass's flush. */
+#define TX_GATHER_FRAME_MAX ((size_t)16 << 10)
+/* tx_gather stops once the output buffer holds this much. */
+#define TX_GATHER_MAX ((size_t)64 << 10)
 
 typedef enum ConnState {
     CONN_HELLO_WAIT = 0,
@@ -124,6 +129,10 @@ struct RpcStream {
      * eof_delivered, not a step of the stream's life. */
     bool no_reset_cb;
     uint64_t notify_round;
+    /* rpc_stream_accept() under accept_hold_ms: the ACCEPT frame is not queued yet; it goes
+     * out before the stream's first other frame, or at accept_deadline_ms. */
+    bool accept_held;
+    int64_t accept_deadline_ms;
 };
 
 struct RpcConn {
@@ -180,7 +189,17 @@ struct RpcConn {
     /* loop */
     RpcLoop *loop;
     RpcLoopSource *fd_src, *timer_src;
+    /* Attached to a loop, output is written once per loop pass: what the application and the
+     * dispatches of one pass queue goes out together from this deferred source, at the start
+     * of the next iteration (conn_want_flush). */
+    RpcLoopSource *flush_src;
+    bool flushing;     /* inside the deferred flush: conn_want_flush writes at once */
+    bool flush_queued; /* the deferred flush is scheduled */
+    bool gathering;    /* tx_gather: "transport writes" append to the output buffer */
     uint32_t loop_events;
+    /* streams with a held ACCEPT, and a deadline no later than the earliest of theirs */
+    uint32_t accepts_held;
+    int64_t accept_deadline_ms;
     RpcConnStats stats;
 };
 
@@ -305,6 +324,11 @@ bool conn_unbusy(RpcConn *c);
 void conn_sync_loop(RpcConn *c);
 /* End of an API entry that may have queued output: flush, reap orphans, sync the loop. */
 void conn_api_done(RpcConn *c);
+/* Output was queued: attached to a loop, write it at the end of this loop pass (together
+ * with whatever else the pass queues); otherwise write it now (tx_flush_soft). */
+void conn_want_flush(RpcConn *c);
+/* Whether the output should wait for the end of the loop pass (see conn_want_flush). */
+bool conn_flush_deferred(const RpcConn *c);
 
 /* ---- conn-send.c: output buffer, stream send queues, credit, write path ---- */
 
@@ -354,3 +378,10 @@ void stream_reset_local(RpcConn *c, RpcStream *s, uint32_t code, const char *rea
 /* Free the ORPHANs whose queues drained (outside callback context only). */
 void stream_reap_orphans(RpcConn *c);
 void stream_free_mem(RpcConn *c, RpcStream *s);
+/* A held ACCEPT of @s goes into the output buffer now (before the frame the caller is about
+ * to queue). No-op if none is held. 0 or -ENOMEM. */
+int stream_accept_release(RpcConn *c, RpcStream *s);
+/* The stream ends without its held ACCEPT (reset, finished, freed). */
+void stream_accept_drop(RpcConn *c, RpcStream *s);
+/* Release the held ACCEPTs whose deadline has passed (all of them if @all). */
+void conn_release_accepts(RpcConn *c, bool all);

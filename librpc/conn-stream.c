@@ -105,6 +105,7 @@ static void stream_table_del(RpcConn *c, RpcStream *s)
 
 void stream_free_mem(RpcConn *c, RpcStream *s)
 {
+    stream_accept_drop(c, s);
     txq_drop(c, s);
     rx_hold_drop(c, s);
     LIST_DEL(&c->all_head, s, all);
@@ -134,6 +135,7 @@ void stream_finish(RpcConn *c, RpcStream *s)
         c->peer_live--;
     c->stats.streams_open--;
     rx_hold_drop(c, s);
+    stream_accept_drop(c, s); /* ended without output or EXIT: reset, or the connection */
     if (s->sm.reset_sent || c->state == CONN_CLOSED)
         txq_drop(c, s);
     if (STREAM_FREE_CB(c, s))
@@ -249,16 +251,63 @@ int rpc_stream_open(RpcConn *c, const RpcCall *call, RpcStream **sp)
     return 0;
 }
 
+int stream_accept_release(RpcConn *c, RpcStream *s)
+{
+    if (!s->accept_held)
+        return 0;
+    if (tx_queue_frame(c, RPC_FT_ACCEPT, 0, s->id, NULL, 0) < 0)
+        return -ENOMEM;
+    stream_accept_drop(c, s);
+    return 0;
+}
+
+void stream_accept_drop(RpcConn *c, RpcStream *s)
+{
+    if (!s->accept_held)
+        return;
+    s->accept_held = false;
+    c->accepts_held--;
+}
+
+void conn_release_accepts(RpcConn *c, bool all)
+{
+    int64_t now = now_ms(), next = INT64_MAX;
+
+    for (RpcStream *s = c->all_head; s && c->accepts_held; s = s->all.next) {
+        if (!s->accept_held)
+            continue;
+        if ((all || s->accept_deadline_ms <= now) && stream_accept_release(c, s) == 0)
+            continue;
+        if (s->accept_deadline_ms < next)
+            next = s->accept_deadline_ms;
+    }
+    c->accept_deadline_ms = next;
+    if (c->out_len)
+        conn_want_flush(c);
+}
+
 int rpc_stream_accept(RpcStream *s)
 {
     if (!stream_usable(s))
         return -ENOTCONN;
+    RpcConn *c = s->conn;
     int r = rpc_stream_sm_tx(&s->sm, RPC_SM_ACCEPT, RPC_CH_STDOUT);
     if (r < 0)
         return r;
-    if (tx_queue_frame(s->conn, RPC_FT_ACCEPT, 0, s->id, NULL, 0) < 0)
+    if (c->cfg.accept_hold_ms && c->flush_src) {
+        /* Held: it leaves with the stream's next frame, or at the deadline. */
+        s->accept_held = true;
+        s->accept_deadline_ms = now_ms() + c->cfg.accept_hold_ms;
+        if (c->accepts_held++ == 0 || s->accept_deadline_ms < c->accept_deadline_ms)
+            c->accept_deadline_ms = s->accept_deadline_ms;
+        conn_sync_loop(c);
+        return 0;
+    }
+    if (tx_queue_frame(c, RPC_FT_ACCEPT, 0, s->id, NULL, 0) < 0) {
+        s->sm.answer = RPC_ANSWER_NONE;
         return -ENOMEM;
-    conn_api_done(s->conn);
+    }
+    conn_api_done(c);
     return 0;
 }
 
@@ -293,6 +342,8 @@ int rpc_stream_close_write(RpcStream *s, RpcChannel ch)
         return 0;
     if (r < 0)
         return r;
+    if (stream_accept_release(c, s) < 0)
+        return -ENOMEM;
     if (s->txq_head || s->life == STREAM_PREOPEN)
         r = tx_append_chunk(c, s, CHUNK_EOF, ch, NULL, 0);
     else
@@ -312,6 +363,10 @@ int rpc_stream_exit(RpcStream *s, int32_t exit_code, const char *reason)
     int r = rpc_stream_sm_tx(&s->sm, RPC_SM_EXIT, RPC_CH_STDOUT);
     if (r < 0)
         return r;
+    if (stream_accept_release(c, s) < 0) {
+        s->sm = save;
+        return -ENOMEM;
+    }
     if (s->txq_head) {
         uint8_t frame[RPC_FRAME_HEADER_SIZE + RPC_REASON_MSG_MAX];
         int n = rpc_msg_encode_reason(RPC_FT_EXIT, exit_code, reason, frame + RPC_FRAME_HEADER_SIZE,
@@ -350,6 +405,7 @@ int rpc_stream_reset(RpcStream *s, uint32_t code, const char *reason)
     if (r < 0)
         return r;
     txq_drop(c, s);
+    stream_accept_drop(c, s); /* a RESET needs no answer before it */
     LIST_DEL(&c->blocked_head, s, blocked);
     if (s->life == STREAM_PREOPEN) {
         /* The peer never heard of it. */

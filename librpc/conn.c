@@ -200,6 +200,9 @@ static void run_timers(RpcConn *c)
 {
     int64_t now = now_ms();
 
+    if (c->accepts_held && now >= c->accept_deadline_ms)
+        conn_release_accepts(c, false);
+
     if (c->state == CONN_HELLO_WAIT && c->cfg.hello_timeout_ms &&
         now - c->created_ms >= c->cfg.hello_timeout_ms) {
         conn_fail(c, RPC_E_TIMEOUT, "no HELLO from the peer within %u ms", c->cfg.hello_timeout_ms);
@@ -243,6 +246,8 @@ int rpc_conn_next_timeout_ms(const RpcConn *c)
         if (t < when)
             when = t;
     }
+    if (c->accepts_held && c->accept_deadline_ms < when)
+        when = c->accept_deadline_ms;
     if (when == INT64_MAX)
         return -1;
     if (when <= now)
@@ -330,7 +335,10 @@ static int dispatch_inner(RpcConn *c)
             return RPC_E_CLOSED;
         }
     }
-    int r = tx_flush(c);
+    /* Output left over because the transport was full (its space may be why we run). What
+     * this loop pass queued waits for the pass's deferred flush instead, to go out in one
+     * write with the rest. */
+    int r = c->flush_queued ? 0 : tx_flush(c);
     if (r < 0) {
         conn_fail(c, r, "transport write failed: %s", strerror(-r));
         return RPC_E_CLOSED;
@@ -343,7 +351,13 @@ static int dispatch_inner(RpcConn *c)
         run_timers(c);
         if (c->state == CONN_CLOSED)
             break;
-        r = tx_flush(c);
+        if (conn_flush_deferred(c)) {
+            if (c->out_len || c->ready_head)
+                conn_want_flush(c);
+            r = 0;
+        } else {
+            r = tx_flush(c);
+        }
         if (r < 0) {
             conn_fail(c, r, "transport write failed: %s", strerror(-r));
             break;
@@ -380,7 +394,8 @@ uint32_t rpc_conn_events(const RpcConn *c)
     if (!c || c->state == CONN_CLOSED)
         return 0;
     uint32_t ev = EPOLLIN;
-    if (!c->vc && (c->out_len || c->ready_head || conn_transport_holds(c)))
+    /* (Output waiting for the deferred flush needs no EPOLLOUT: the flush runs first.) */
+    if (!c->vc && !c->flush_queued && (c->out_len || c->ready_head || conn_transport_holds(c)))
         ev |= EPOLLOUT;
     return ev;
 }
@@ -393,6 +408,30 @@ static void conn_fd_cb(RpcLoopSource *src, int fd, uint32_t events, void *userda
 static void conn_timer_cb(RpcLoopSource *src, void *userdata)
 {
     rpc_conn_dispatch(userdata);
+}
+
+/* The end of a loop pass (the start of the next iteration): write what the pass queued, in
+ * as few transport writes as it takes (tx_flush gathers small frames), then tell the streams
+ * that can write again. What their on_writable callbacks write goes out at once. */
+static void conn_flush_cb(RpcLoopSource *src, void *userdata)
+{
+    RpcConn *c = userdata;
+    int r;
+
+    (void)src;
+    c->flush_queued = false;
+    if (c->state == CONN_CLOSED)
+        return;
+    c->busy++;
+    c->flushing = true;
+    r = c->pending_err ? c->pending_err : tx_flush(c);
+    if (r < 0)
+        conn_fail(c, r, "transport write failed: %s", strerror(-r));
+    else
+        conn_notify_writable(c);
+    c->flushing = false;
+    if (!conn_unbusy(c))
+        conn_sync_loop(c);
 }
 
 void conn_sync_loop(RpcConn *c)
@@ -429,6 +468,13 @@ int rpc_conn_attach(RpcConn *c, RpcLoop *loop)
         conn_detach_fd(c);
         return r;
     }
+    r = rpc_loop_add_defer(loop, conn_flush_cb, c, &c->flush_src);
+    if (r < 0) {
+        conn_detach_fd(c);
+        c->timer_src = rpc_loop_source_free(c->timer_src);
+        return r;
+    }
+    c->flush_queued = true; /* add_defer schedules it once: it writes the HELLO */
     c->loop = loop;
     conn_sync_loop(c);
     return 0;
@@ -440,13 +486,36 @@ void rpc_conn_detach(RpcConn *c)
         return;
     conn_detach_fd(c);
     c->timer_src = rpc_loop_source_free(c->timer_src);
+    c->flush_src = rpc_loop_source_free(c->flush_src);
     c->loop = NULL;
+    /* Without a loop nothing would write what this pass queued, nor release held ACCEPTs:
+     * both go now (best effort: the transport takes what it can). */
+    if (c->state != CONN_CLOSED) {
+        conn_release_accepts(c, true);
+        c->flush_queued = false;
+        tx_flush_soft(c);
+    }
+}
+
+bool conn_flush_deferred(const RpcConn *c)
+{
+    return c->flush_src && !c->flushing;
+}
+
+void conn_want_flush(RpcConn *c)
+{
+    if (!conn_flush_deferred(c)) {
+        tx_flush_soft(c);
+        return;
+    }
+    if (!c->flush_queued && rpc_loop_defer_again(c->flush_src) == 0)
+        c->flush_queued = true;
 }
 
 /* Called at the end of every API entry that may have queued output or work. */
 void conn_api_done(RpcConn *c)
 {
-    tx_flush_soft(c);
+    conn_want_flush(c);
     stream_reap_orphans(c);
     conn_sync_loop(c);
 }
@@ -485,6 +554,8 @@ static int config_check(const RpcConnConfig *cfg)
     if (cfg->conn_window < cfg->stream_window || cfg->conn_window > RPC_WINDOW_MAX)
         return -EINVAL;
     if (cfg->max_tx_queue < 4096)
+        return -EINVAL;
+    if (cfg->accept_hold_ms > RPC_ACCEPT_HOLD_MAX_MS)
         return -EINVAL;
     return 0;
 }

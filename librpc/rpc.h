@@ -191,7 +191,22 @@ typedef struct RpcPeerInfo {
  * hello_timeout_ms: close with RPC_E_TIMEOUT if the peer's HELLO has not arrived by then
  *                 (default 10000; 0 = wait forever).
  * features:       feature bits we offer (default RPC_FEATURES_V1).
+ * accept_hold_ms: on a connection attached to a loop, rpc_stream_accept() holds the ACCEPT
+ *                 frame until the stream's next frame (output, EOF, EXIT) or this many ms,
+ *                 whichever comes first, so that a short call's ACCEPT, output and EXIT reach
+ *                 the peer in one write (one wake-up). The stream is accepted for the
+ *                 application at once either way. Default 0: ACCEPT goes out at once.
+ *
+ * Whatever the configuration, a connection attached to a loop (rpc_conn_attach) writes its
+ * output once per loop pass: frames queued by API calls and by dispatches during one pass go
+ * out together, small frames gathered into one transport write, at the start of the next
+ * iteration (a deferred source). Large DATA writes still go straight to the transport.
  */
+#define RPC_ACCEPT_HOLD_MAX_MS 60000u
+/* What vrpc-agent and vrpc-dispatcher use: long enough for a short call (spawn, output,
+ * exit) on a busy machine, short enough that nobody waits on it. */
+#define RPC_ACCEPT_HOLD_DAEMON_MS 50u
+
 typedef struct RpcConnConfig {
     RpcRole role;
     uint32_t max_streams;
@@ -203,6 +218,7 @@ typedef struct RpcConnConfig {
     uint32_t dead_peer_ms;
     uint32_t hello_timeout_ms;
     uint32_t features;
+    uint32_t accept_hold_ms;
 } RpcConnConfig;
 
 /*

@@ -20,9 +20,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define OUT_CHUNK (64u * 1024u)
+/* One read from a handler's output: up to its whole pipe (enlarged to 1 MiB), so that a
+ * streaming handler moves a pipeful per wake-up of the daemon (issue 13 item 2). */
+#define OUT_CHUNK (1024u * 1024u)
 /* Reads per wakeup and channel, so that one busy handler cannot starve the loop. */
-#define OUT_BURST 8
+#define OUT_BURST 4
 
 enum { OUT_STDOUT = 0, OUT_STDERR = 1 };
 
@@ -208,6 +210,9 @@ static void watch_out(VrpcHandler *h, int i)
     }
 }
 
+static void pump_out(VrpcHandler *h, int i);
+static void try_reap(VrpcHandler *h);
+
 static void out_eof(VrpcHandler *h, int i)
 {
     close_out(h, i);
@@ -218,6 +223,14 @@ static void out_eof(VrpcHandler *h, int i)
         finish(h, h->reaped ? h->exit_code : 0, NULL);
         return;
     }
+    /* An output closes most often because the process is exiting: look at the other output
+     * and the process now rather than on their own wake-ups, so that the EOFs and the EXIT
+     * of a finished call leave in this loop pass, in one write (issue 13). Both are
+     * non-blocking: what is not there yet comes through the loop as before. */
+    if (!h->done && !h->out[!i].eof && h->out[!i].src)
+        pump_out(h, !i);
+    if (!h->done && !h->reaped && h->pid_src)
+        try_reap(h);
     check_complete(h);
 }
 
@@ -284,9 +297,9 @@ static void on_out_ready(RpcLoopSource *src, int fd, uint32_t events, void *user
     unref(h);
 }
 
-static void on_pidfd(RpcLoopSource *src, int fd, uint32_t events, void *userdata)
+/* Reap the process if it has exited (WNOHANG); then stop feeding stdin and complete. */
+static void try_reap(VrpcHandler *h)
 {
-    VrpcHandler *h = userdata;
     int code = 0;
     int r = vrpc_service_reap(h->proc.pid, &code);
 
@@ -307,6 +320,11 @@ static void on_pidfd(RpcLoopSource *src, int fd, uint32_t events, void *userdata
         check_complete(h);
     }
     unref(h);
+}
+
+static void on_pidfd(RpcLoopSource *src, int fd, uint32_t events, void *userdata)
+{
+    try_reap(userdata);
 }
 
 static void on_timeout(RpcLoopSource *src, void *userdata)

@@ -767,6 +767,16 @@ START_TEST(real_agent)
     ck_assert_int_eq(r.status, 126);
     ck_assert_str_eq(r.err, "vrpc-call: nosuch.Service to vault refused\n");
     vt_result_free(&r);
+    /* vrpc-ctl stats: the vchan to work has carried events both ways (vrpc-bench reads them) */
+    VtResult st = ctl(&e, "stats", NULL, NULL, NULL);
+    unsigned long long sent = 0, consumed = 0;
+    ck_assert_msg(st.status == 0, "stats: %d %s", st.status, st.err);
+    const char *line = strstr(st.out, "guest work domid ");
+    ck_assert_msg(line && sscanf(line, "guest work domid %*d events-sent %llu events-consumed %llu",
+                                 &sent, &consumed) == 2,
+                  "stats: %s", st.out);
+    ck_assert_msg(sent > 0 && consumed > 0, "stats: %s", st.out);
+    vt_result_free(&st);
 
     /* The agent restarts: the new offer is picked up, work is untouched. */
     agent_stop(&e, vault, SIGTERM);

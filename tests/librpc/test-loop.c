@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "loop.h"
@@ -231,6 +232,136 @@ START_TEST(attached_connections)
 }
 END_TEST
 
+/* Issue 13 item 1: a loop-attached connection writes what one loop pass queued in one
+ * transport write. The handler side counts its transport writes: a call answered in one
+ * callback (accept, output, exit) under accept_hold_ms is one write, and arrives in order. */
+typedef struct CountingFd {
+    int fd;
+    int writes;
+} CountingFd;
+
+static ssize_t cf_read(void *ctx, void *buf, size_t n)
+{
+    ssize_t r = read(((CountingFd *)ctx)->fd, buf, n);
+    return r < 0 ? -errno : r;
+}
+
+static ssize_t cf_writev(void *ctx, const struct iovec *iov, int cnt)
+{
+    CountingFd *cf = ctx;
+    ssize_t r = writev(cf->fd, iov, cnt);
+    if (r < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    cf->writes++;
+    return r;
+}
+
+static void cf_free(void *ctx)
+{
+    close(((CountingFd *)ctx)->fd);
+}
+
+static const RpcTransportOps counting_ops = {.read = cf_read, .writev = cf_writev, .free = cf_free};
+
+typedef struct Hold {
+    RpcLoop *loop;
+    bool accepted, exited;
+    size_t nout;      /* stdout bytes seen by the caller */
+    size_t at_accept; /* of them, before on_accept (must be 0) */
+    bool answer;      /* the handler answers in its on_call (else accepts only) */
+} Hold;
+
+static void h_call(RpcConn *conn, RpcStream *s, const RpcCall *call, void *ud)
+{
+    Hold *h = ud;
+    ck_assert_int_eq(rpc_stream_accept(s), 0);
+    if (!h->answer)
+        return;
+    ck_assert_int_eq(rpc_stream_write(s, RPC_CH_STDOUT, "pong\n", 5), 5);
+    ck_assert_int_eq(rpc_stream_close_write(s, RPC_CH_STDOUT), 0);
+    ck_assert_int_eq(rpc_stream_exit(s, 0, NULL), 0);
+}
+
+static void h_accept(RpcStream *s, void *ud)
+{
+    Hold *h = ud;
+    h->accepted = true;
+    h->at_accept = h->nout;
+    if (!h->answer)
+        rpc_loop_quit(h->loop, 0);
+}
+
+static size_t h_data(RpcStream *s, RpcChannel ch, const uint8_t *d, size_t n, void *ud)
+{
+    ((Hold *)ud)->nout += n;
+    return n;
+}
+
+static void h_exit(RpcStream *s, int32_t code, bool refused, const char *reason, void *ud)
+{
+    Hold *h = ud;
+    ck_assert(h->accepted);
+    h->exited = true;
+    rpc_loop_quit(h->loop, 0);
+}
+
+static void hold_run(bool answer)
+{
+    Hold h = {.answer = answer};
+    CountingFd cf;
+    int sv[2];
+    RpcConn *a, *b;
+    RpcConnConfig ca, cb;
+    RpcCallbacks cbs = {.on_call = h_call, .on_accept = h_accept, .on_data = h_data,
+                        .on_exit = h_exit};
+    rpc_conn_config_init(&ca);
+    rpc_conn_config_init(&cb);
+    cb.role = RPC_ROLE_ACCEPTOR;
+    cb.accept_hold_ms = 50;
+    ck_assert_int_eq(rpc_loop_new(&h.loop), 0);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    cf = (CountingFd){.fd = sv[1]};
+    ck_assert_int_eq(rpc_conn_new_fd(&a, sv[0], true, &ca, &cbs, &h), 0);
+    ck_assert_int_eq(rpc_conn_new_stream(&b, sv[1], &counting_ops, &cf, &cb, &cbs, &h), 0);
+    ck_assert_int_eq(rpc_conn_attach(a, h.loop), 0);
+    ck_assert_int_eq(rpc_conn_attach(b, h.loop), 0);
+    RpcStream *s;
+    ck_assert_int_eq(rpc_stream_open(a, &(RpcCall){.service = "hold.Test"}, &s), 0);
+    ck_assert_int_eq(rpc_stream_close_write(s, RPC_CH_STDIN), 0);
+    /* the HELLOs are exchanged first: count the handler's writes from its on_call on */
+    while (rpc_conn_peer_info(b, &(RpcPeerInfo){0}) != 0)
+        ck_assert_int_ge(rpc_loop_run_once(h.loop, 1000), 0);
+    int before = cf.writes;
+    ck_assert_int_eq(rpc_loop_run(h.loop), 0);
+    ck_assert(h.accepted);
+    ck_assert_uint_eq(h.at_accept, 0);
+    if (answer) {
+        ck_assert(h.exited);
+        ck_assert_uint_eq(h.nout, 5);
+        /* ACCEPT, DATA (+EOF), EXIT: one write */
+        ck_assert_int_eq(cf.writes - before, 1);
+    } else {
+        /* nothing followed the ACCEPT: its deadline sent it alone */
+        ck_assert(!h.exited);
+        ck_assert_int_eq(cf.writes - before, 1);
+    }
+    rpc_conn_free(a);
+    rpc_conn_free(b);
+    rpc_loop_free(h.loop);
+}
+
+START_TEST(answer_in_one_write)
+{
+    hold_run(true);
+}
+END_TEST
+
+START_TEST(held_accept_deadline)
+{
+    hold_run(false);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("librpc-loop");
@@ -242,6 +373,8 @@ int main(void)
     tcase_add_test(tc, defers);
     tcase_add_test(tc, free_inside_callback);
     tcase_add_test(tc, attached_connections);
+    tcase_add_test(tc, answer_in_one_write);
+    tcase_add_test(tc, held_accept_deadline);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
