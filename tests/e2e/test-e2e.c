@@ -1307,6 +1307,31 @@ START_TEST(direct_third_guest)
 }
 END_TEST
 
+/* A hostile source agent on its own direct channel: a forged token, the right token for
+ * another service, and the right token used twice; only the right use runs, once. */
+START_TEST(direct_forged)
+{
+    direct_setup("dfg", ARGS("work", "vault"));
+    ck_assert_int_eq(kill(g_agent_pid, SIGTERM), 0);
+    ck_assert(wait_gone(g_agent_pid));
+    g_agent_pid = 0;
+    settle_baseline(false);
+    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "work", "--",
+                          FAKE_AGENT_BIN, "--direct", "call", "vault", "test.Exit+5", NULL};
+    VtResult r = vt_run(argv, 120);
+    ck_assert_msg(r.status == 0, "fake-agent: %d %s", r.status, r.err);
+    ck_assert_str_eq(r.out, "forged: refused 1024\n"
+                            "wrong-service: refused 1024\n"
+                            "good: exit 5\n"
+                            "replay: refused 1024\n");
+    vt_result_free(&r);
+    ck_assert_int_eq(audit_wait("test.Exit", "\"exit\":5", 1), 1);
+    ck_assert_int_eq(audit_count("test.Exit", "\"path\":\"direct\""), 1);
+    ck_assert_int_eq(audit_count("test.Other", ""), 0);
+    teardown_check();
+}
+END_TEST
+
 /* The target's agent has no direct channels (--no-direct): calls are relayed, and the audit
  * says why. */
 START_TEST(direct_fallback)
@@ -1372,6 +1397,7 @@ int main(void)
         {"direct_target_killed", direct_target_killed, 600},
         {"direct_third_guest", direct_third_guest, 600},
         {"direct_fallback", direct_fallback, 600},
+        {"direct_forged", direct_forged, 600},
     };
     /* configuration folders of this run that a failed test left behind */
     return vt_main("e2e", cases, sizeof cases / sizeof cases[0], "vrpc-e2e-");
