@@ -82,16 +82,19 @@ void local_forward(Agent *a, RpcStream *s, bool down_eof, uint32_t flags, uint64
         return;
     }
     /* The source is the dispatcher's business: never forwarded from a local client. */
+    /* A call that may end on another guest may be redirected to a direct channel: its
+     * stdin is then held until dom0's answer (one round trip), so not for calls to dom0. */
+    const char *target = call->target ? call->target : "";
+    bool redirectable = !(flags & VRPC_CALL_F_NO_DIRECT) && dom0_has_direct(a) &&
+                        strcmp(target, "dom0") != 0 && strcmp(target, "@adminvm") != 0;
     RpcCall up_call = {.service = call->service,
                        .argument = call->argument,
                        .target = call->target,
                        .source = "",
                        .user = "",
                        .call_id = call_id,
-                       .flags = flags};
-    const RpcRelayOps *ops = !(flags & VRPC_CALL_F_NO_DIRECT) && dom0_has_direct(a)
-                                 ? &local_relay_ops_direct
-                                 : &local_relay_ops;
+                       .flags = flags | (redirectable ? VRPC_CALL_F_DIRECT_OK : 0)};
+    const RpcRelayOps *ops = redirectable ? &local_relay_ops_direct : &local_relay_ops;
     RpcStream *up = NULL;
     RpcRelay *r = NULL;
     int e = rpc_stream_open(a->dom0, &up_call, &up);

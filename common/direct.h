@@ -24,6 +24,8 @@
 /* CALL.flags bits (application-defined for librpc). */
 #define VRPC_CALL_F_NO_DIRECT 0x1u   /* source agent -> dispatcher: relay this one */
 #define VRPC_CALL_F_CONTROL 0x2u     /* a control call between the dispatcher and an agent */
+#define VRPC_CALL_F_DIRECT_OK 0x4u   /* source agent -> dispatcher: may be redirected (the
+                                      * agent holds the caller's stdin until the answer) */
 #define VRPC_CALL_FALLBACK_SHIFT 8   /* NO_DIRECT: why, a VrpcDirectFallback in bits 8..15 */
 #define VRPC_CALL_FALLBACK_MASK 0xff00u
 

@@ -548,7 +548,7 @@ static void route_decided(Call *c, RpcStream *s, const char *why_denied)
         return;
     }
     dst = rpc_valid_domain(c->resolved) ? peer_find_guest(c->d, c->resolved) : NULL;
-    if (dst && !(c->flags & VRPC_CALL_F_NO_DIRECT)) {
+    if (dst && (c->flags & VRPC_CALL_F_DIRECT_OK) && !(c->flags & VRPC_CALL_F_NO_DIRECT)) {
         const char *why_not = NULL;
         if (direct_possible(c->d, c->src, dst, &why_not)) {
             route_direct(c, s, dst);
@@ -740,11 +740,13 @@ void route_call(Peer *src, RpcStream *s, const RpcCall *untrusted_call)
         return;
     }
     c->d = d;
+    if (src->kind == PEER_GUEST && (untrusted_call->flags & VRPC_CALL_F_DIRECT_OK))
+        c->flags |= VRPC_CALL_F_DIRECT_OK;
     /* Only a guest's agent asks for the relay (and says why): from it, the call it falls
      * back from is the direct attempt it names. */
     if (src->kind == PEER_GUEST && (untrusted_call->flags & VRPC_CALL_F_NO_DIRECT)) {
         unsigned fb = (untrusted_call->flags & VRPC_CALL_FALLBACK_MASK) >> VRPC_CALL_FALLBACK_SHIFT;
-        c->flags = VRPC_CALL_F_NO_DIRECT;
+        c->flags |= VRPC_CALL_F_NO_DIRECT;
         c->fallback = vrpc_direct_fallback_name(fb);
         direct_note_fallback(src, untrusted_call->call_id);
     }

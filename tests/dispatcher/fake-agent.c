@@ -284,8 +284,11 @@ static void open_call(void)
     service[sl] = '\0';
     if (plus)
         snprintf(arg, sizeof(arg), "%s", plus + 1);
-    RpcCall call = {
-        .service = service, .argument = arg, .target = g.target, .source = g.forge_source};
+    RpcCall call = {.service = service,
+                    .argument = arg,
+                    .target = g.target,
+                    .source = g.forge_source,
+                    .flags = g.direct ? VRPC_CALL_F_DIRECT_OK : 0};
     if (g.count) {
         for (int i = 0; i < g.count; i++) {
             RpcStream *s;
