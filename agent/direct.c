@@ -205,7 +205,9 @@ static void served_on_call(RpcConn *conn, RpcStream *s, const RpcCall *untrusted
         .services_dir = a->services_dir,
         .service = t->service,
         .argument = t->argument,
-        .where = "this domain",
+        /* worded as on the relay (offer.c): the target the caller named */
+        .where = untrusted_call->target && untrusted_call->target[0] ? untrusted_call->target
+                                                                     : "this domain",
         .call = {.source = t->source,
                  .requested_target = untrusted_call->target,
                  .user = t->user[0] ? t->user : NULL},
