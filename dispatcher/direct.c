@@ -392,6 +392,25 @@ void direct_peer_gone(Peer *p)
     }
 }
 
+/* A dispatcher that was killed left its channels' directories behind (the agents closed
+ * their ends when its connections went): at start no channel exists, so remove them all. */
+static void remove_stale(DirectSet *ds)
+{
+    unsigned n = 0;
+    char **doms = xs_directory(ds->xs, XBT_NULL, "/local/domain", &n);
+    char path[96];
+
+    for (unsigned i = 0; doms && i < n; i++) {
+        char *end;
+        long domid = strtol(doms[i], &end, 10);
+        if (*end || domid <= 0 || domid > 0x7fff ||
+            vrpc_direct_base_path(path, sizeof(path), (int)domid) < 0)
+            continue;
+        xs_rm(ds->xs, XBT_NULL, path); /* fails harmlessly where there is none */
+    }
+    free(doms);
+}
+
 int direct_init(Dispatcher *d)
 {
     DirectSet *ds = calloc(1, sizeof(*ds));
@@ -403,6 +422,8 @@ int direct_init(Dispatcher *d)
         dlog(LOG_WARNING, "direct channels: cannot open xenstore (%s); calls between guests "
                           "are relayed",
              strerror(errno));
+    else
+        remove_stale(ds);
     d->direct = ds;
     return 0;
 }

@@ -38,6 +38,7 @@ typedef struct Out {
 } Out;
 static Out run_call(const char *dom, const char *input, const char *const *args);
 static void out_free(Out *o);
+static int log_count(const char *file, const char *needle);
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 static char g_ns[64];
@@ -1332,6 +1333,46 @@ START_TEST(direct_forged)
 }
 END_TEST
 
+/* The dispatcher is SIGKILLed while a direct channel is open: the handler on the target and
+ * the caller end (the agents close their channels with their dom0 connection), and the next
+ * dispatcher removes the channel's directory it finds at start. */
+static bool xs_exists(const char *key)
+{
+    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "dom0", "--", "xenstore-exists",
+                          key, NULL};
+    VtResult r = vt_run(argv, VT_HANG_S);
+    bool ok = r.status == 0;
+    vt_result_free(&r);
+    return ok;
+}
+
+START_TEST(direct_dispatcher_killed)
+{
+    direct_setup("ddk", ARGS("work", "vault"));
+    Call c = call_start("work", -1, -1, ARGS("vault", "test.Sleep"));
+    pid_t hp = read_handler_pid(&c);
+    ck_assert(xs_exists("/local/domain/2/vrpc-direct/1"));
+    ck_assert_int_eq(kill(g_disp_pid, SIGKILL), 0);
+    ck_assert_msg(wait_gone(hp), "handler %d outlived the direct channel", (int)hp);
+    Out o = call_finish(c, NULL, 0);
+    ck_assert_msg(o.status == 125, "status %d (%s)", o.status, o.err);
+    out_free(&o);
+    ck_assert(xs_exists("/local/domain/2/vrpc-direct"));
+    pid_t d2 = start_dispatcher("dispatcher2.log");
+    ck_assert(!xs_exists("/local/domain/2/vrpc-direct"));
+    g_disp_pid = d2;
+    settle_baseline(false);
+    expect_call("work", "x", ARGS("vault", "demo.Echo"), 0, "x");
+    /* that dispatcher has no --audit: its audit lines go to its log */
+    bool direct = false;
+    for (long long end = now_ms() + VT_HANG_MS; now_ms() < end && !direct; usleep(20000))
+        direct = log_count("dispatcher2.log", "\"path\":\"direct\"") == 1;
+    ck_assert_msg(direct, "the call after the restart did not go direct");
+    teardown_check();
+    waitpid(d2, NULL, 0);
+}
+END_TEST
+
 /* The target's agent has no direct channels (--no-direct): calls are relayed, and the audit
  * says why. */
 START_TEST(direct_fallback)
@@ -1398,6 +1439,7 @@ int main(void)
         {"direct_third_guest", direct_third_guest, 600},
         {"direct_fallback", direct_fallback, 600},
         {"direct_forged", direct_forged, 600},
+        {"direct_dispatcher_killed", direct_dispatcher_killed, 600},
     };
     /* configuration folders of this run that a failed test left behind */
     return vt_main("e2e", cases, sizeof cases / sizeof cases[0], "vrpc-e2e-");
