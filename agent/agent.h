@@ -20,6 +20,7 @@
 
 struct xs_handle;
 typedef struct Client Client;
+typedef struct AgentDirect AgentDirect;
 
 typedef struct Agent {
     RpcLoop *loop;
@@ -49,6 +50,9 @@ typedef struct Agent {
     RpcLoopSource *listen_src;
     Client *clients;
     bool quitting;
+
+    bool no_direct;      /* --no-direct: no direct guest<->guest channels */
+    AgentDirect *direct; /* direct.c; NULL with --no-direct */
 } Agent;
 
 /* One line on stderr, "vrpc-agent: LEVEL: ...", LOG_DEBUG only with --debug (main.c). */

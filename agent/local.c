@@ -16,6 +16,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/direct.h"
+#include "direct.h"
 #include "librpc/relay.h"
 #include "vrpc-services.h"
 #include "common/list.h"
@@ -45,25 +47,59 @@ static const RpcRelayOps local_relay_ops = {
     .abort_reason = relay_abort_reason,
 };
 
-/* A call of a local client: down = the vrpc-call stream (we are HANDLER), up = the dom0
- * stream we open for it (we are CALLER). */
-static void local_call(Agent *a, RpcStream *s, const RpcCall *call)
+/* The dispatcher may answer with a redirect to a direct channel (direct.c): stdin is held
+ * until dom0's side accepts, so that the redirected call starts with all of it. */
+static void relay_redirect(RpcRelay *r, RpcStream *down, bool down_eof, const char *reason,
+                           void *userdata)
 {
+    direct_redirect(userdata, down, down_eof, reason);
+}
+
+static const RpcRelayOps local_relay_ops_direct = {
+    .abort_code = VRPC_SERVICES_EXIT_FRAMEWORK,
+    .cancel_reason = "caller went away",
+    .abort_reason = relay_abort_reason,
+    .hold_until_accept = true,
+    .redirect_code = VRPC_DIRECT_REDIRECT_CODE,
+    .on_redirect = relay_redirect,
+};
+
+static bool dom0_has_direct(const Agent *a)
+{
+    RpcPeerInfo info;
+
+    return a->direct && rpc_conn_peer_info(a->dom0, &info) == 0 &&
+           (info.features & RPC_FEATURE_DIRECT);
+}
+
+void local_forward(Agent *a, RpcStream *s, bool down_eof, uint32_t flags, uint64_t call_id)
+{
+    const RpcCall *call = rpc_stream_call(s);
+
     if (!a->dom0 || !rpc_conn_is_ready(a->dom0)) {
         (void)rpc_stream_refuse(s, VRPC_SERVICES_EXIT_FRAMEWORK,
                                 "vrpc: not connected to dom0 (is vrpc-dispatcher running?)");
         return;
     }
     /* The source is the dispatcher's business: never forwarded from a local client. */
+    /* A call that may end on another guest may be redirected to a direct channel: its
+     * stdin is then held until dom0's answer (one round trip), so not for calls to dom0. */
+    const char *target = call->target ? call->target : "";
+    bool redirectable = !(flags & VRPC_CALL_F_NO_DIRECT) && dom0_has_direct(a) &&
+                        strcmp(target, "dom0") != 0 && strcmp(target, "@adminvm") != 0;
     RpcCall up_call = {.service = call->service,
                        .argument = call->argument,
                        .target = call->target,
                        .source = "",
-                       .user = ""};
+                       .user = "",
+                       .call_id = call_id,
+                       .flags = flags | (redirectable ? VRPC_CALL_F_DIRECT_OK : 0)};
+    const RpcRelayOps *ops = redirectable ? &local_relay_ops_direct : &local_relay_ops;
     RpcStream *up = NULL;
+    RpcRelay *r = NULL;
     int e = rpc_stream_open(a->dom0, &up_call, &up);
     if (e == 0) {
-        e = rpc_relay_new(NULL, s, up, &local_relay_ops, a);
+        e = rpc_relay_new(&r, s, up, ops, a);
         if (e < 0)
             (void)rpc_stream_reset(up, RPC_RESET_CANCEL, "vrpc: out of memory");
     }
@@ -74,9 +110,21 @@ static void local_call(Agent *a, RpcStream *s, const RpcCall *call)
         (void)rpc_stream_refuse(s, VRPC_SERVICES_EXIT_FRAMEWORK, reason);
         return;
     }
-    logmsg(LOG_DEBUG, "local call %s%s%s to '%s' -> dom0 stream %u", call->service,
+    if (down_eof)
+        rpc_relay_note_down_eof(r);
+    if (rpc_stream_is_paused(s))
+        (void)rpc_stream_resume(s); /* stdin held during a redirect */
+    logmsg(LOG_DEBUG, "local call %s%s%s to '%s' -> dom0 stream %u%s", call->service,
            call->argument && call->argument[0] ? "+" : "", call->argument ? call->argument : "",
-           call->target ? call->target : "", rpc_stream_id(up));
+           call->target ? call->target : "", rpc_stream_id(up),
+           flags & VRPC_CALL_F_NO_DIRECT ? " (fallback from a direct channel)" : "");
+}
+
+/* A call of a local client: down = the vrpc-call stream (we are HANDLER), up = the dom0
+ * stream we open for it (we are CALLER). */
+static void local_call(Agent *a, RpcStream *s, const RpcCall *call)
+{
+    local_forward(a, s, false, 0, 0);
 }
 
 /* ---- local connections -------------------------------------------------------------------- */

@@ -15,3 +15,9 @@ int local_listen(Agent *a);
 /* Shutdown: free every client (their calls are reset), stop listening and remove the
  * socket. */
 void local_stop(Agent *a);
+
+/* Forward local call @down (we are its HANDLER, unanswered, no ops) to dom0 as a new stream
+ * with CALL @flags and @call_id (a fallback from a direct channel: VRPC_CALL_F_NO_DIRECT and
+ * the dispatcher's id of the attempt); @down_eof: its stdin EOF already arrived. Answers
+ * @down itself on failure. */
+void local_forward(Agent *a, RpcStream *down, bool down_eof, uint32_t flags, uint64_t call_id);

@@ -21,6 +21,7 @@
 
 #include "agent.h"
 #include "common/escape.h"
+#include "direct.h"
 #include "local.h"
 #include "offer.h"
 #include "vchan/vchan.h"
@@ -45,13 +46,16 @@ static void on_signal(RpcLoopSource *src, const struct signalfd_siginfo *si, voi
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: vrpc-agent [--etc DIR] [--socket PATH] [--ring-size BYTES] [--debug]\n"
+            "Usage: vrpc-agent [--etc DIR] [--socket PATH] [--ring-size BYTES] [--no-direct]\n"
+            "                  [--debug]\n"
             "The guest agent of vrpc: serves dom0's dispatcher over one vchan at\n"
             "/local/domain/N/data/vrpc, runs services from DIR/services and forwards the\n"
             "calls of local vrpc-call clients.\n"
             "  --etc DIR        configuration folder (default %s; services in DIR/services)\n"
             "  --socket PATH    local socket for vrpc-call (default $VRPC_SOCKET, else %s)\n"
             "  --ring-size N    vchan ring size in bytes each way (default 1048576)\n"
+            "  --no-direct      no direct channels to other guests: every call is relayed\n"
+            "                   through dom0\n"
             "  --debug          log every call\n"
             "  --help, --version\n",
             DEFAULT_ETC, DEFAULT_SOCKET);
@@ -78,6 +82,7 @@ int main(int argc, char **argv)
         {"socket", required_argument, NULL, 's'},
         {"ring-size", required_argument, NULL, 'r'},
         {"debug", no_argument, NULL, 'd'},
+        {"no-direct", no_argument, NULL, 'n'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -85,6 +90,7 @@ int main(int argc, char **argv)
     const char *etc = DEFAULT_ETC;
     const char *sock = getenv("VRPC_SOCKET");
     size_t ring = VCHAN_RING_SIZE_MAX;
+    bool no_direct = false;
     int c;
     opterr = 0; /* one line of our own for a bad option */
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -107,6 +113,9 @@ int main(int argc, char **argv)
         }
         case 'd':
             g_debug = true;
+            break;
+        case 'n':
+            no_direct = true;
             break;
         case 'h':
             usage(stdout);
@@ -133,6 +142,7 @@ int main(int argc, char **argv)
     a->listen_fd = -1;
     a->ring_size = ring;
     a->debug = g_debug;
+    a->no_direct = no_direct;
     if ((size_t)snprintf(a->services_dir, sizeof a->services_dir, "%s/services", etc) >=
             sizeof a->services_dir ||
         (size_t)snprintf(a->socket_path, sizeof a->socket_path, "%s", sock) >=
@@ -168,7 +178,7 @@ int main(int argc, char **argv)
     if ((r = rpc_loop_new(&a->loop)) < 0 || (r = vrpc_handler_set_new(&a->handlers, a->loop)) < 0 ||
         (r = rpc_loop_add_signal(a->loop, SIGTERM, on_signal, a, &sig_term)) < 0 ||
         (r = rpc_loop_add_signal(a->loop, SIGINT, on_signal, a, &sig_int)) < 0 ||
-        (r = offer_init(a)) < 0) {
+        (r = offer_init(a)) < 0 || (!a->no_direct && (r = direct_init(a)) < 0)) {
         logmsg(LOG_ERR, "cannot set up the event loop: %s", strerror(-r));
         goto out;
     }
@@ -188,6 +198,7 @@ int main(int argc, char **argv)
 out:
     a->quitting = true;
     local_stop(a);
+    direct_free(a);
     offer_stop(a);
     a->handlers = vrpc_handler_set_free(a->handlers);
     rpc_loop_source_free(sig_term);

@@ -17,6 +17,8 @@
 #include <unistd.h>
 #include <xenstore.h>
 
+#include "common/direct.h"
+#include "direct.h"
 #include "vchan/vchan.h"
 #include "vrpc-services.h"
 
@@ -46,6 +48,8 @@ static int offer(Agent *a)
     cfg.role = RPC_ROLE_ACCEPTOR;
     cfg.hello_timeout_ms = 0; /* the dispatcher connects whenever it comes */
     cfg.accept_hold_ms = RPC_ACCEPT_HOLD_DAEMON_MS; /* ACCEPT leaves with the first output */
+    if (a->direct)
+        cfg.features |= RPC_FEATURE_DIRECT; /* direct.c; not with --no-direct */
     RpcConn *conn = NULL;
     r = rpc_conn_new_vchan(&conn, vc, true, &cfg, &dom0_callbacks, a);
     if (r < 0) {
@@ -170,6 +174,10 @@ static int watch_announcement(Agent *a)
 static void dom0_on_call(RpcConn *conn, RpcStream *s, const RpcCall *call, void *userdata)
 {
     Agent *a = userdata;
+    if (call->flags & VRPC_CALL_F_CONTROL) {
+        direct_control_call(a, s, call); /* the dispatcher's own business */
+        return;
+    }
     /* A call from the dispatcher: its source field is trusted here (dom0 is). */
     const char *source = call->source ? call->source : "";
     if (!source[0]) {
@@ -202,6 +210,8 @@ static void dom0_on_close(RpcConn *conn, int error, const char *reason, void *us
                rpc_error_name(error), reason ? reason : "");
     if (!a->quitting)
         schedule_reoffer(a, conn);
+    /* The dispatcher forgets its direct channels with the connection. */
+    direct_close_all(a);
 }
 
 static void dom0_on_ready(RpcConn *conn, const RpcPeerInfo *peer, void *userdata)

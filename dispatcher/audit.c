@@ -169,6 +169,10 @@ int audit_format(const AuditRecord *rec, char *buf, size_t size)
     out_us(&o, "ask_us", rec->ask_us);
     out_us(&o, "spawn_us", rec->spawn_us);
     out_us(&o, "first_byte_us", rec->first_byte_us);
+    if (rec->path)
+        out_str(&o, "path", rec->path, false);
+    if (rec->fallback)
+        out_str(&o, "fallback", rec->fallback, false);
     out_raw(&o, "}\n", 2);
     return o.overflow ? -ENOBUFS : (int)o.len;
 }

@@ -37,6 +37,10 @@ typedef struct AuditRecord {
     int64_t duration_us; /* arrival to end */
     /* Stages, from the call's arrival: */
     int64_t policy_us, ask_us, spawn_us, first_byte_us;
+    /* Calls to a guest: "relay" (through dom0) or "direct" (a direct channel); NULL: no
+     * field. fallback: why a call that could have gone direct was relayed; NULL: none. */
+    const char *path;
+    const char *fallback;
 } AuditRecord;
 
 /* "exit", "refused", "timeout", "cancelled", "aborted". */

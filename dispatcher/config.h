@@ -16,6 +16,8 @@
 #define DISPATCHER_CONFIG_SIZE_MAX (64 * 1024)
 #define DISPATCHER_CONFIG_ERROR_MAX 512
 #define DISPATCHER_ASK_TIMEOUT_DEFAULT_MS 60000
+/* direct-idle-timeout: a direct guest<->guest channel closes after this long without calls. */
+#define DISPATCHER_DIRECT_IDLE_DEFAULT_MS 30000
 
 #define DISPATCHER_PEERS_MAX 64
 #define DISPATCHER_ADDR_MAX 255 /* the host part of "address:port" */
@@ -51,6 +53,7 @@ typedef struct DispatcherConfig {
     int64_t ask_timeout_ms;        /* how long a prompt may take */
     char *notify_program;          /* NULL: notify: true does nothing */
     HostConfig host;               /* host: (cross-host links) */
+    int64_t direct_idle_ms;        /* direct channels close after this idle; 0: no direct */
 } DispatcherConfig;
 
 /* Parse "address:port" (untrusted text, @len bytes). 0 or -EINVAL. */

@@ -24,6 +24,7 @@ typedef struct AskSet AskSet;
 typedef struct Audit Audit;
 typedef struct Call Call;
 typedef struct Control Control;
+typedef struct DirectSet DirectSet;
 typedef struct Guests Guests;
 typedef struct Links Links;
 typedef struct Peer Peer;
@@ -47,6 +48,7 @@ typedef struct Dispatcher {
     Links *links; /* cross-host links (link.c); NULL without a host: section */
     Peer *peers;  /* every live connection, guests and local callers */
     Call *calls;  /* every call not yet finished */
+    DirectSet *direct; /* direct guest<->guest channels (direct.c) */
     uint64_t next_call_id;
     uint64_t calls_total;   /* calls received */
     uint64_t refused_total; /* calls refused (126) */

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "link.h"
 #include "control.h"
+#include "direct.h"
 #include "dispatcher.h"
 #include "guests.h"
 #include "handler.h"
@@ -305,6 +306,9 @@ int main(int argc, char **argv)
              strerror(-r));
         goto out;
     }
+    r = direct_init(&d);
+    if (r < 0)
+        goto out;
     {
         char lerr[512];
         r = links_new(&d.links, &d, lerr, sizeof(lerr));
@@ -340,6 +344,7 @@ out:
     d.links = links_free(d.links);
     d.handlers = vrpc_handler_set_free(d.handlers);
     route_free_all(&d);
+    direct_deinit(&d);
     d.asks = ask_set_free(d.asks);
     rpc_loop_source_free(policy_src);
     vrpc_policy_watch_free(pw.watch);

@@ -123,6 +123,8 @@ void dispatcher_conn_config(const Dispatcher *d, RpcRole role, RpcConnConfig *cf
     cfg->role = role;
     /* A short call's ACCEPT leaves with its output and EXIT: one wake-up of the peer. */
     cfg->accept_hold_ms = RPC_ACCEPT_HOLD_DAEMON_MS;
+    if (d->config.direct_idle_ms > 0)
+        cfg->features |= RPC_FEATURE_DIRECT; /* direct.c: channels between guests */
     /* Streams a peer may open: the calls-in-flight quota refuses politely first (125);
      * librpc's stream quota (a reset) is the hard stop behind it. */
     cfg->max_streams = d->config.max_calls_per_guest + 16;

@@ -28,6 +28,8 @@
 
 #include "ask.h"
 #include "audit.h"
+#include "common/direct.h"
+#include "direct.h"
 #include "handler.h"
 #include "librpc/relay.h"
 #include "link.h"
@@ -52,6 +54,17 @@ struct Call {
     bool in_eof;   /* the caller's stdin EOF arrived while the prompt was pending */
     bool answered; /* EXIT or REFUSE sent on in (or in aborted) */
     bool finished; /* audit written, counters released */
+    /* Direct guest<->guest path (direct.c): */
+    DirectReq *dreq;      /* the channel and token being set up (the caller's stdin held) */
+    DirectChan *chan;     /* redirected: the channel this call holds until its exit report */
+    uint64_t token;       /* its token */
+    uint32_t flags;       /* the CALL's flags (VRPC_CALL_F_*) */
+    bool direct;          /* redirected to the direct channel: the target reports the end */
+    bool fell_back;       /* the source re-issued it through dom0 (VRPC_CALL_F_NO_DIRECT) */
+    bool revoking;        /* asking the target to drop the unused token */
+    bool quiet;           /* finish without an audit line (the fallback call has one) */
+    const char *path;     /* audit: "relay" or "direct" for calls to guests, else NULL */
+    const char *fallback; /* audit: why a call that could have gone direct was relayed */
     char source[RPC_DOMAIN_MAX + 1];
     char target[RPC_DOMAIN_MAX + 1];
     char resolved[RPC_DOMAIN_MAX + 1];
@@ -108,7 +121,7 @@ static void call_free(Call *c)
 /* Free the record once nothing refers to it any more. */
 static void call_maybe_free(Call *c)
 {
-    if (c->finished && !c->in && !c->relay && !c->handler)
+    if (c->finished && !c->in && !c->relay && !c->handler && !c->dreq && !c->revoking)
         call_free(c);
 }
 
@@ -164,8 +177,13 @@ static void call_finish(Call *c, AuditEnd end, int exit_code)
         .ask_us = c->ask_us,
         .spawn_us = c->spawn_us,
         .first_byte_us = c->first_byte_us,
+        .path = c->path,
+        .fallback = c->fallback,
     };
-    audit_write(d->audit, &rec);
+    direct_chan_release(c->chan);
+    c->chan = NULL;
+    if (!c->quiet)
+        audit_write(d->audit, &rec);
     dlog(LOG_DEBUG, "call %llu: %s -> %s %s%s%s: %s, %s %d%s%s", (unsigned long long)c->id,
          c->source, c->resolved[0] ? c->resolved : c->target, c->service, c->argument[0] ? "+" : "",
          c->argument, c->decision, audit_end_name(end), exit_code, c->reason[0] ? ": " : "",
@@ -367,6 +385,137 @@ static void route_guest(Call *c, RpcStream *s, Peer *dst, const char *remote_tar
     c->dst = dst;
     if (dst->kind == PEER_HOST)
         dst->calls_out++;
+    else
+        c->path = "relay";
+}
+
+/* ---- direct guest<->guest path (direct.c) ---------------------------------------------- */
+
+static const RpcStreamOps ask_stream_ops;
+static void held_hand_over(Call *c, RpcStream *s);
+
+/* The channel could not be set up: relay the call (its stdin was held meanwhile). */
+static void direct_fall_back(Call *c, RpcStream *s, const char *why)
+{
+    Peer *dst = rpc_valid_domain(c->resolved) ? peer_find_guest(c->d, c->resolved) : NULL;
+
+    c->fallback = why;
+    rpc_stream_set_ops(s, NULL, NULL);
+    c->in = NULL;
+    if (dst)
+        route_guest(c, s, dst, NULL);
+    else
+        call_deny(c, s, peer_absent_reason(c->d, c->resolved));
+    held_hand_over(c, s);
+}
+
+static void direct_served(void *userdata, int err, const char *why, DirectChan *chan,
+                          int target_domid, unsigned ch, uint64_t token)
+{
+    Call *c = userdata;
+    RpcStream *s = c->in;
+    char text[RPC_REASON_MAX + 1];
+
+    c->dreq = NULL;
+    if (c->finished || !s) {
+        direct_chan_release(chan); /* the caller went away meanwhile */
+        call_maybe_free(c);
+        return;
+    }
+    if (err < 0) {
+        dlog(LOG_INFO, "call %llu: direct channel: %s; relaying", (unsigned long long)c->id, why);
+        direct_fall_back(c, s, "setup-failed");
+        return;
+    }
+    c->chan = chan;
+    c->token = token;
+    c->direct = true;
+    c->path = "direct";
+    c->spawn_us = now_us() - c->start_us; /* the redirect: the source's agent goes on */
+    vrpc_direct_format_redirect(text, sizeof(text), target_domid, ch, token, c->id);
+    rpc_stream_set_ops(s, NULL, NULL);
+    c->in = NULL;
+    c->answered = true;
+    rpc_stream_refuse(s, VRPC_DIRECT_REDIRECT_CODE, text);
+    call_maybe_free(c);
+}
+
+/* Both agents can: the target's agent gets a token for this call on the channel of the
+ * pair, then the caller's agent is told to go there. Holds the caller's stdin meanwhile. */
+static void route_direct(Call *c, RpcStream *s, Peer *dst)
+{
+    DirectCallInfo info = {.call_id = c->id,
+                           .source = c->source,
+                           .service = c->service,
+                           .argument = c->argument,
+                           .user = c->user};
+    int r;
+
+    c->dst = dst;
+    c->in = s;
+    rpc_stream_set_ops(s, &ask_stream_ops, c);
+    r = direct_request(c->d, c->src, dst, &info, direct_served, c, &c->dreq);
+    if (r < 0) {
+        dlog(LOG_INFO, "call %llu: direct channel: %s; relaying", (unsigned long long)c->id,
+             strerror(-r));
+        direct_fall_back(c, s, "setup-failed");
+    }
+}
+
+static void revoke_done(void *userdata, bool dropped)
+{
+    Call *c = userdata;
+
+    c->revoking = false;
+    if (dropped && !c->finished) {
+        c->quiet = true; /* never ran: the relayed call's audit line tells it */
+        call_finish(c, AUDIT_END_CANCELLED, -1);
+    }
+    call_maybe_free(c);
+}
+
+/* The source agent re-issued call @old_id through dom0: drop the direct attempt. */
+static void direct_note_fallback(Peer *src, uint64_t old_id)
+{
+    for (Call *c = src->d->calls; c; c = c->next) {
+        if (c->id != old_id || c->src != src || !c->direct || c->finished || c->fell_back)
+            continue;
+        c->fell_back = true;
+        if (direct_revoke(c->chan, c->id, c->token, revoke_done, c) == 0)
+            c->revoking = true;
+        return;
+    }
+}
+
+/* A control call from a guest agent: only the exit report of a direct call it served. */
+static void route_control(Peer *src, RpcStream *s, const RpcCall *untrusted_call)
+{
+    int code = -EINVAL;
+    Call *c = NULL;
+
+    if (src->kind == PEER_GUEST && strcmp(untrusted_call->service, VRPC_DIRECT_SVC_EXIT) == 0) {
+        code = vrpc_direct_parse_exit(untrusted_call->argument);
+        for (c = src->d->calls; c; c = c->next)
+            if (c->id == untrusted_call->call_id && c->direct && !c->finished && c->dst == src)
+                break;
+    }
+    if (!c || code == -EINVAL) {
+        rpc_stream_refuse(s, VRPC_SERVICES_EXIT_FRAMEWORK, "vrpc: unknown control call");
+        return;
+    }
+    if (rpc_stream_accept(s) == 0)
+        rpc_stream_exit(s, 0, NULL);
+    if (code >= 0) {
+        call_finish(c, AUDIT_END_EXIT, code);
+    } else if (code == VRPC_DIRECT_EXIT_ABORTED) {
+        set_reason(c, "direct call aborted");
+        call_finish(c, AUDIT_END_ABORTED, VRPC_SERVICES_EXIT_FRAMEWORK);
+    } else {
+        c->quiet = c->fell_back;
+        set_reason(c, "direct token never used");
+        call_finish(c, AUDIT_END_ABORTED, VRPC_SERVICES_EXIT_FRAMEWORK);
+    }
+    call_maybe_free(c);
 }
 
 /* ---- a decided call ----------------------------------------------------------------------- */
@@ -399,6 +548,14 @@ static void route_decided(Call *c, RpcStream *s, const char *why_denied)
         return;
     }
     dst = rpc_valid_domain(c->resolved) ? peer_find_guest(c->d, c->resolved) : NULL;
+    if (dst && (c->flags & VRPC_CALL_F_DIRECT_OK) && !(c->flags & VRPC_CALL_F_NO_DIRECT)) {
+        const char *why_not = NULL;
+        if (direct_possible(c->d, c->src, dst, &why_not)) {
+            route_direct(c, s, dst);
+            return;
+        }
+        c->fallback = why_not;
+    }
     if (dst)
         route_guest(c, s, dst, NULL);
     else
@@ -453,7 +610,15 @@ static void ask_done(const AskAnswer *ans, void *userdata)
     c->snapshot = vrpc_policy_unref(c->snapshot);
     c->dec.user = c->dec.default_target = c->dec.rule_file = NULL;
 
-    /* stdin the caller sent meanwhile was held (ask_on_data returned 0): pass it on. */
+    held_hand_over(c, s);
+}
+
+/* @s was held (ask_stream_ops) and has its new owner now, if any: pass on the stdin the
+ * caller sent meanwhile (ask_on_data returned 0), or its EOF. */
+static void held_hand_over(Call *c, RpcStream *s)
+{
+    if (c->in && c->in == s)
+        return; /* held again (a direct channel being set up) */
     if (c->in_eof) {
         /* and its EOF, to the stream's new owner (the relay or the handler holds @s) */
         const RpcStreamOps *owner = c->relay || c->handler ? rpc_stream_get_ops(s) : NULL;
@@ -565,12 +730,26 @@ void route_call(Peer *src, RpcStream *s, const RpcCall *untrusted_call)
         peer_drop(src, "protocol violation: CALL without a plain source domain");
         return;
     }
+    if (untrusted_call->flags & VRPC_CALL_F_CONTROL) {
+        route_control(src, s, untrusted_call);
+        return;
+    }
     c = calloc(1, sizeof(*c));
     if (!c) {
         rpc_stream_refuse(s, VRPC_SERVICES_EXIT_FRAMEWORK, "vrpc: out of memory");
         return;
     }
     c->d = d;
+    if (src->kind == PEER_GUEST && (untrusted_call->flags & VRPC_CALL_F_DIRECT_OK))
+        c->flags |= VRPC_CALL_F_DIRECT_OK;
+    /* Only a guest's agent asks for the relay (and says why): from it, the call it falls
+     * back from is the direct attempt it names. */
+    if (src->kind == PEER_GUEST && (untrusted_call->flags & VRPC_CALL_F_NO_DIRECT)) {
+        unsigned fb = (untrusted_call->flags & VRPC_CALL_FALLBACK_MASK) >> VRPC_CALL_FALLBACK_SHIFT;
+        c->flags |= VRPC_CALL_F_NO_DIRECT;
+        c->fallback = vrpc_direct_fallback_name(fb);
+        direct_note_fallback(src, untrusted_call->call_id);
+    }
     c->id = ++d->next_call_id;
     c->src = src;
     c->wall_us = wall_us();
@@ -655,12 +834,22 @@ void route_call(Peer *src, RpcStream *s, const RpcCall *untrusted_call)
 
 void route_peer_gone(Peer *p)
 {
-    for (Call *c = p->d->calls; c; c = c->next) {
+    Call *next;
+
+    for (Call *c = p->d->calls; c; c = next) {
+        next = c->next;
         if (c->src == p)
             c->src = NULL;
         if (c->dst == p)
             c->dst = NULL;
+        if (!c->dst && c->direct && !c->finished) {
+            /* The target's agent went away: its exit report never comes. */
+            set_reason(c, "target agent went away");
+            call_finish(c, AUDIT_END_ABORTED, VRPC_SERVICES_EXIT_FRAMEWORK);
+            call_maybe_free(c);
+        }
     }
+    direct_peer_gone(p);
 }
 
 void route_free_all(Dispatcher *d)
@@ -668,6 +857,8 @@ void route_free_all(Dispatcher *d)
     while (d->calls) {
         Call *c = d->calls;
         c->finished = true;
+        direct_req_cancel(c->dreq);
+        c->chan = NULL; /* freed with the channels */
         call_free(c);
     }
 }

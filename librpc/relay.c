@@ -22,6 +22,8 @@ struct RpcRelay {
     bool down_accepted; /* ACCEPT sent on down */
     bool ended;         /* down was answered for good or went away: on_end called */
     bool first_byte;    /* on_first_byte called */
+    bool up_accepted;   /* up's ACCEPT (or EXIT) arrived */
+    bool down_eof;      /* down's stdin EOF held for up (hold_until_accept) */
     unsigned busy;      /* inside one of its events: freeing waits */
 };
 
@@ -101,9 +103,14 @@ static size_t relay_on_data(RpcStream *s, RpcChannel ch, const uint8_t *data, si
     RpcRelay *r = relay_enter(userdata);
     bool from_up = s == r->up;
     RpcStream *other = from_up ? (r->ended ? NULL : r->down) : r->up;
-    ssize_t n = other ? rpc_stream_write(other, ch, data, len) : (ssize_t)len;
+    ssize_t n;
     size_t used;
 
+    if (!from_up && other && r->ops->hold_until_accept && !r->up_accepted) {
+        relay_leave(r);
+        return 0; /* held: delivery pauses until up is accepted (relay_on_accept) */
+    }
+    n = other ? rpc_stream_write(other, ch, data, len) : (ssize_t)len;
     if (n == -EAGAIN)
         used = 0; /* delivery pauses; on_writable of @other resumes it */
     else if (n < 0 || !other)
@@ -135,7 +142,9 @@ static void relay_on_eof(RpcStream *s, RpcChannel ch, void *userdata)
     RpcRelay *r = relay_enter(userdata);
 
     if (s == r->down) {
-        if (r->up)
+        if (r->up && r->ops->hold_until_accept && !r->up_accepted)
+            r->down_eof = true; /* passed on at the accept */
+        else if (r->up)
             (void)rpc_stream_close_write(r->up, RPC_CH_STDIN);
     } else if (r->down && r->down_accepted && !r->ended) {
         (void)rpc_stream_close_write(r->down, ch);
@@ -147,6 +156,13 @@ static void relay_on_accept(RpcStream *s, void *userdata)
 {
     RpcRelay *r = relay_enter(userdata);
 
+    if (s == r->up) {
+        r->up_accepted = true;
+        if (r->down_eof)
+            (void)rpc_stream_close_write(r->up, RPC_CH_STDIN);
+        else if (r->down && rpc_stream_is_paused(r->down))
+            (void)rpc_stream_resume(r->down); /* the stdin held until now */
+    }
     if (s == r->up && r->ops->on_accept)
         r->ops->on_accept(r, r->userdata);
     if (s == r->up && r->down && !r->ended && !r->down_accepted) {
@@ -163,7 +179,15 @@ static void relay_on_exit(RpcStream *s, int32_t code, bool refused, const char *
 {
     RpcRelay *r = relay_enter(userdata);
 
-    if (s == r->up && !r->ended) {
+    if (s == r->up && !r->ended && refused && r->ops->redirect_code &&
+        code == r->ops->redirect_code && r->ops->on_redirect && r->down && !r->down_accepted) {
+        /* Hand down over, unanswered and with its stdin still held. */
+        RpcStream *down = r->down;
+        r->down = NULL;
+        r->ended = true;
+        rpc_stream_set_ops(down, NULL, NULL);
+        r->ops->on_redirect(r, down, r->down_eof, reason, r->userdata);
+    } else if (s == r->up && !r->ended) {
         if (!refused && r->down && !r->down_accepted && rpc_stream_accept(r->down) == 0)
             r->down_accepted = true; /* an EXIT is an answer after an accept */
         relay_answer_down(r, refused ? RPC_RELAY_END_REFUSED : RPC_RELAY_END_EXIT, code, reason);
@@ -229,6 +253,14 @@ int rpc_relay_new(RpcRelay **rp, RpcStream *down, RpcStream *up, const RpcRelayO
     if (rp)
         *rp = r;
     return 0;
+}
+
+void rpc_relay_note_down_eof(RpcRelay *r)
+{
+    if (r->ops->hold_until_accept && !r->up_accepted)
+        r->down_eof = true;
+    else if (r->up)
+        (void)rpc_stream_close_write(r->up, RPC_CH_STDIN);
 }
 
 RpcStream *rpc_relay_down(const RpcRelay *r)

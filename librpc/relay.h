@@ -60,6 +60,18 @@ typedef struct RpcRelayOps {
     void (*on_end)(RpcRelay *r, RpcRelayEnd end, int32_t code, const char *reason, void *userdata);
     /* Both streams are gone; the relay is freed when this returns. */
     void (*on_free)(RpcRelay *r, void *userdata);
+    /* Hold down's stdin (data and EOF) until up is accepted: nothing of it reaches up before
+     * up's handler took the call, so that a redirect can hand down on untouched. */
+    bool hold_until_accept;
+    /* Non-zero with on_redirect: when up is refused with this code before down was
+     * answered, the relay lets go of down (unanswered, no ops, its held stdin still held)
+     * and hands it to on_redirect with up's reason; @down_eof: down's stdin EOF already
+     * arrived (no data is held then). on_redirect must answer down or join it to another
+     * relay (then call rpc_relay_note_down_eof() if @down_eof) before it returns. on_end is
+     * not called for a redirected call. */
+    int32_t redirect_code;
+    void (*on_redirect)(RpcRelay *r, RpcStream *down, bool down_eof, const char *reason,
+                        void *userdata);
 } RpcRelayOps;
 
 /*
@@ -70,6 +82,10 @@ typedef struct RpcRelayOps {
  */
 RPC_EXPORT int rpc_relay_new(RpcRelay **rp, RpcStream *down, RpcStream *up, const RpcRelayOps *ops,
                              void *userdata);
+
+/* down's stdin EOF was delivered before this relay took it (a redirect): pass it on to up
+ * (at once, or when up is accepted with hold_until_accept). */
+RPC_EXPORT void rpc_relay_note_down_eof(RpcRelay *r);
 
 /* The streams (NULL once gone). */
 RPC_EXPORT RpcStream *rpc_relay_down(const RpcRelay *r);

@@ -83,6 +83,10 @@ extern "C" {
 /* Feature bits for HELLO. None is defined in protocol v1; unknown bits are ignored and the
  * negotiated set is the AND of both ends' bits. */
 #define RPC_FEATURES_V1 0u
+/* The end can use direct guest<->guest channels (docs/protocol.md, "Direct channels"): an
+ * agent announces it unless started with --no-direct, the dispatcher when direct channels
+ * are enabled; librpc itself only carries the bit. */
+#define RPC_FEATURE_DIRECT 0x1u
 
 /* ---- outcome codes ----------------------------------------------------------------------- */
 

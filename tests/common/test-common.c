@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/diag.h"
+#include "common/direct.h"
 #include "common/escape.h"
 #include "common/file.h"
 #include "common/names.h"
@@ -375,6 +376,74 @@ START_TEST(quote)
 }
 END_TEST
 
+/* The direct path's texts: formatted and parsed back; anything but the exact form refused. */
+START_TEST(direct_texts)
+{
+    char buf[256];
+    int dom;
+    unsigned ch;
+    uint64_t token, id;
+
+    ck_assert_int_gt(vrpc_direct_format_redirect(buf, sizeof(buf), 7, 3, 0x0123456789abcdefull, 42), 0);
+    ck_assert_str_eq(buf, "direct 7 3 0123456789abcdef 42");
+    ck_assert_int_eq(vrpc_direct_parse_redirect(buf, &dom, &ch, &token, &id), 0);
+    ck_assert_int_eq(dom, 7);
+    ck_assert_uint_eq(ch, 3);
+    ck_assert(token == 0x0123456789abcdefull && id == 42);
+    static const char *const bad_redirect[] = {
+        "", "direct", "direct 7 3 0123456789abcdef", "direct 0 3 0123456789abcdef 42",
+        "direct 07 3 0123456789abcdef 42", "direct 7 3 0123456789ABCDEF 42",
+        "direct 7 3 0123456789abcde 42", "direct 7 3 0123456789abcdef 42 ",
+        "direct 7  3 0123456789abcdef 42", "direct -7 3 0123456789abcdef 42",
+        "direct 99999 3 0123456789abcdef 42", "direct 7 4294967296 0123456789abcdef 42",
+        "direct 7 3 0123456789abcdef 18446744073709551616", "Direct 7 3 0123456789abcdef 42",
+    };
+    for (size_t i = 0; i < sizeof(bad_redirect) / sizeof(bad_redirect[0]); i++)
+        ck_assert_msg(vrpc_direct_parse_redirect(bad_redirect[i], &dom, &ch, &token, &id) ==
+                          -EINVAL,
+                      "accepted '%s'", bad_redirect[i]);
+
+    VrpcDirectServe sv = {.ch = 9, .peer_domid = 4, .token = 1, .call_id = 5}, back;
+    snprintf(sv.source, sizeof(sv.source), "work");
+    snprintf(sv.service, sizeof(sv.service), "demo.Echo");
+    ck_assert_int_gt(vrpc_direct_format_serve(buf, sizeof(buf), &sv), 0);
+    ck_assert_str_eq(buf, "9 4 work 0000000000000001 5 demo.Echo - -\n");
+    ck_assert_int_eq(vrpc_direct_parse_serve(buf, strlen(buf), &back), 0);
+    ck_assert(back.ch == 9 && back.peer_domid == 4 && back.token == 1 && back.call_id == 5);
+    ck_assert_str_eq(back.source, "work");
+    ck_assert_str_eq(back.argument, "");
+    ck_assert_str_eq(back.user, "");
+    snprintf(sv.argument, sizeof(sv.argument), "a+b");
+    snprintf(sv.user, sizeof(sv.user), "user");
+    ck_assert_int_gt(vrpc_direct_format_serve(buf, sizeof(buf), &sv), 0);
+    ck_assert_int_eq(vrpc_direct_parse_serve(buf, strlen(buf), &back), 0);
+    ck_assert_str_eq(back.argument, "a+b");
+    ck_assert_str_eq(back.user, "user");
+    static const char *const bad_serve[] = {
+        "9 4 work 0000000000000001 5 demo.Echo - -",    /* no newline */
+        "9 4 work 0000000000000001 5 demo.Echo - - \n", /* trailing */
+        "9 0 work 0000000000000001 5 demo.Echo - -\n",
+        "9 4 -work 0000000000000001 5 demo.Echo - -\n",
+        "9 4 work 0000000000000001 5 demo/Echo - -\n",
+        "9 4 work 0000000000000001 5 demo.Echo a/b -\n",
+        "9 4 work 0000000000000001 5 demo.Echo - -bad\n",
+    };
+    for (size_t i = 0; i < sizeof(bad_serve) / sizeof(bad_serve[0]); i++)
+        ck_assert_msg(vrpc_direct_parse_serve(bad_serve[i], strlen(bad_serve[i]), &back) == -EINVAL,
+                      "accepted '%s'", bad_serve[i]);
+    ck_assert_int_eq(vrpc_direct_parse_serve("9 4\0x", 5, &back), -EINVAL);
+
+    ck_assert_int_eq(vrpc_direct_parse_exit("0"), 0);
+    ck_assert_int_eq(vrpc_direct_parse_exit("255"), 255);
+    ck_assert_int_eq(vrpc_direct_parse_exit("aborted"), VRPC_DIRECT_EXIT_ABORTED);
+    ck_assert_int_eq(vrpc_direct_parse_exit("expired"), VRPC_DIRECT_EXIT_EXPIRED);
+    ck_assert_int_eq(vrpc_direct_parse_exit("256"), -EINVAL);
+    ck_assert_int_eq(vrpc_direct_parse_exit("01"), -EINVAL);
+    ck_assert_int_eq(vrpc_direct_parse_exit(""), -EINVAL);
+    ck_assert_int_eq(vrpc_direct_parse_exit(NULL), -EINVAL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("common");
@@ -392,6 +461,7 @@ int main(void)
     tcase_add_test(tc, file_read_bounded);
     tcase_add_test(tc, diag_cap);
     tcase_add_test(tc, quote);
+    tcase_add_test(tc, direct_texts);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

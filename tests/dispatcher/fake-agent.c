@@ -15,6 +15,13 @@
  *                                     exit 0 once the dispatcher has closed the vchan,
  *                                     3 if it has not within --wait-ms
  *   fake-agent --socket PATH call ... the same as a dom0 caller on the dispatcher's socket
+ *   fake-agent --direct call TARGET SVC[+ARG]
+ *                                     announce RPC_FEATURE_DIRECT; when the dispatcher
+ *                                     redirects the call to a direct channel, connect to it
+ *                                     and try, in order, a forged token, the right token for
+ *                                     another service, the right token, the same token
+ *                                     again; print "NAME: exit CODE" or "NAME: refused CODE"
+ *                                     per attempt and exit 0 (a hostile source agent)
  * Options: --input STR, --forge-source NAME (call: put NAME in CALL.source),
  *          --wait-ms MS (default 20000), --ready-file PATH (touched when connected),
  *          --count N (call: open N calls at once, print "exit CODE reason R" per call).
@@ -37,6 +44,7 @@
 #include <unistd.h>
 #include <xenstore.h>
 
+#include "common/direct.h"
 #include "frame.h"
 #include "librpc/loop.h"
 #include "librpc/rpc.h"
@@ -50,6 +58,8 @@ static struct {
     int wait_ms;
     int count, finished;
     bool exiting;  /* tearing down: no more reports */
+    bool direct;   /* --direct */
+    char *redirect; /* the redirect the dispatcher answered with */
     bool accepted; /* one of our calls was accepted */
     RpcLoop *loop;
     struct xs_handle *xs;
@@ -207,6 +217,13 @@ static void on_exit_cb(RpcStream *s, int32_t code, bool refused, const char *rea
 {
     if (!is_ours(s))
         return;
+    if (g.direct && refused && code == VRPC_DIRECT_REDIRECT_CODE && reason && !g.redirect) {
+        g.redirect = strdup(reason);
+        g.call_done = true;
+        g.call = NULL;
+        rpc_loop_quit(g.loop, 0);
+        return;
+    }
     if (g.count) {
         printf("exit %d reason %s\n", code, reason ? reason : "");
         fflush(stdout);
@@ -267,8 +284,11 @@ static void open_call(void)
     service[sl] = '\0';
     if (plus)
         snprintf(arg, sizeof(arg), "%s", plus + 1);
-    RpcCall call = {
-        .service = service, .argument = arg, .target = g.target, .source = g.forge_source};
+    RpcCall call = {.service = service,
+                    .argument = arg,
+                    .target = g.target,
+                    .source = g.forge_source,
+                    .flags = g.direct ? VRPC_CALL_F_DIRECT_OK : 0};
     if (g.count) {
         for (int i = 0; i < g.count; i++) {
             RpcStream *s;
@@ -472,6 +492,8 @@ static void offer(void)
     rpc_conn_config_init(&cfg);
     cfg.role = RPC_ROLE_ACCEPTOR;
     cfg.hello_timeout_ms = 0; /* the dispatcher may come much later */
+    if (g.direct)
+        cfg.features |= RPC_FEATURE_DIRECT;
     if (rpc_conn_new_vchan(&g.conn, g.vc, true, &cfg, &callbacks, NULL) < 0 ||
         rpc_conn_attach(g.conn, g.loop) < 0)
         die("cannot set up librpc");
@@ -525,6 +547,100 @@ static int local_call(void)
     return g.exit_code;
 }
 
+/* ---- --direct: a hostile source agent on the direct channel ----------------------------- */
+
+static struct {
+    RpcConn *conn;
+    int attempt;
+    bool done;
+} dp;
+
+static const char *const attempt_names[] = {"forged", "wrong-service", "good", "replay"};
+
+static void dp_next(void);
+
+static void dp_exit(RpcStream *s, int32_t code, bool refused, const char *reason, void *u)
+{
+    printf("%s: %s %d\n", attempt_names[dp.attempt], refused ? "refused" : "exit", code);
+    fflush(stdout);
+    dp.attempt++;
+    dp_next();
+}
+
+static void dp_reset(RpcStream *s, uint32_t code, bool local, const char *reason, void *u)
+{
+    printf("%s: reset %s\n", attempt_names[dp.attempt], reason ? reason : "");
+    fflush(stdout);
+    dp.done = true;
+    rpc_loop_quit(g.loop, 0);
+}
+
+static void dp_close(RpcConn *conn, int error, const char *reason, void *u)
+{
+    if (!dp.done)
+        printf("channel closed: %s\n", reason ? reason : "");
+    dp.done = true;
+    rpc_loop_quit(g.loop, 0);
+}
+
+static const RpcCallbacks dp_callbacks = {
+    .on_exit = dp_exit,
+    .on_reset = dp_reset,
+    .on_close = dp_close,
+};
+
+static uint64_t dp_token;
+static char dp_service[RPC_SERVICE_MAX + 1], dp_arg[RPC_ARG_MAX + 1];
+
+static void dp_next(void)
+{
+    RpcStream *s;
+
+    if (dp.attempt >= 4) {
+        dp.done = true;
+        rpc_loop_quit(g.loop, 0);
+        return;
+    }
+    RpcCall call = {.service = dp.attempt == 1 ? "test.Other" : dp_service,
+                    .argument = dp_arg,
+                    .call_id = dp.attempt == 0 ? dp_token ^ 0x5a5a5a5a5a5a5a5aull : dp_token};
+    if (rpc_stream_open(dp.conn, &call, &s) < 0)
+        die("cannot open a direct call");
+    rpc_stream_close_write(s, RPC_CH_STDIN);
+}
+
+static int run_direct(void)
+{
+    int domid;
+    unsigned ch;
+    uint64_t call_id;
+    char path[96];
+    Vchan *vc = NULL;
+    RpcConnConfig cfg;
+    const char *plus = strchr(g.service_arg, '+');
+
+    if (vrpc_direct_parse_redirect(g.redirect, &domid, &ch, &dp_token, &call_id) < 0)
+        die("malformed redirect");
+    snprintf(dp_service, sizeof(dp_service), "%.*s",
+             (int)(plus ? (size_t)(plus - g.service_arg) : strlen(g.service_arg)), g.service_arg);
+    snprintf(dp_arg, sizeof(dp_arg), "%s", plus ? plus + 1 : "");
+    vrpc_direct_path(path, sizeof(path), domid, ch);
+    int r = vchan_client_new(&vc, domid, path);
+    if (r < 0) {
+        fprintf(stderr, "fake-agent: cannot connect to %s: %s\n", path, strerror(-r));
+        return 1;
+    }
+    rpc_conn_config_init(&cfg);
+    cfg.role = RPC_ROLE_INITIATOR;
+    if (rpc_conn_new_vchan(&dp.conn, vc, true, &cfg, &dp_callbacks, NULL) < 0 ||
+        rpc_conn_attach(dp.conn, g.loop) < 0)
+        die("cannot set up librpc");
+    dp_next();
+    rpc_loop_run(g.loop);
+    dp.conn = rpc_conn_free(dp.conn);
+    return dp.attempt == 4 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     RpcLoopSource *term = NULL, *intr = NULL;
@@ -537,6 +653,8 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "--help") == 0) {
             printf("Usage: fake-agent [OPTIONS] serve | call TARGET SVC[+ARG] | hostile MODE\n");
             return 0;
+        } else if (strcmp(argv[i], "--direct") == 0) {
+            g.direct = true;
         } else if (strcmp(argv[i], "--version") == 0) {
             printf("fake-agent 0.1\n");
             return 0;
@@ -601,6 +719,11 @@ int main(int argc, char **argv)
         ret = 124;
     } else if (g.mode == MODE_HELLO) {
         ret = g.call_done ? 0 : 124;
+    } else if (g.redirect) {
+        rpc_loop_source_free(g.deadline);
+        g.deadline = NULL;
+        ret = run_direct();
+        free(g.redirect);
     } else {
         ret = g.mode == MODE_CALL ? g.exit_code : 0;
     }

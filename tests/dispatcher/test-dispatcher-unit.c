@@ -37,6 +37,7 @@ START_TEST(config_defaults_and_values)
     ck_assert_ptr_null(cfg.ask_program);
     ck_assert_ptr_null(cfg.notify_program);
     ck_assert_int_eq(cfg.ask_timeout_ms, 60000);
+    ck_assert_int_eq(cfg.direct_idle_ms, 30000);
     ck_assert_int_eq(parse(&cfg,
                            "ask-program: /usr/lib/vrpc/ask\nask-timeout: 2.5\n"
                            "notify-program: /usr/lib/vrpc/notify\n",
@@ -50,9 +51,10 @@ START_TEST(config_defaults_and_values)
     ck_assert_int_eq(parse(&cfg,
                            "max-calls-per-guest: 7\nmax-buffer-per-guest: 1048576\n"
                            "keepalive-interval: 2.5\naudit-log: /var/log/vrpc.json\n"
-                           "log-level: debug\n",
+                           "log-level: debug\ndirect-idle-timeout: 0.5\n",
                            err),
                      0);
+    ck_assert_int_eq(cfg.direct_idle_ms, 500);
     ck_assert_uint_eq(cfg.max_calls_per_guest, 7);
     ck_assert_uint_eq(cfg.max_buffer_per_guest, 1048576);
     ck_assert_int_eq(cfg.keepalive_ms, 2500);
@@ -75,6 +77,8 @@ START_TEST(config_errors)
         {"max-buffer-per-guest: 1000\n", "invalid value for max-buffer-per-guest"},
         {"keepalive-interval: forever\n", "invalid value for keepalive-interval"},
         {"audit-log: relative.json\n", "invalid value for audit-log"},
+        {"direct-idle-timeout: never\n", "invalid value for direct-idle-timeout (expected seconds"},
+        {"direct-idle-timeout: -1\n", "invalid value for direct-idle-timeout"},
         {"log-level: loud\n", "invalid value for log-level"},
         {"ask-program: ask.sh\n", "d.yaml:1:14: invalid value for ask-program (expected an "
                                   "absolute path)"},
@@ -190,6 +194,13 @@ START_TEST(audit_format_fields)
     ck_assert_ptr_nonnull(strstr(buf, "\"end\":\"cancelled\",\"exit\":null,"));
     ck_assert_ptr_nonnull(strstr(buf, "\"policy_us\":null,\"ask_us\":null,\"spawn_us\":null"));
     ck_assert_ptr_nonnull(strstr(buf, "\"argument\":\"\""));
+    /* calls to guests say which path they took, and why not direct */
+    rec.path = "relay";
+    rec.fallback = "target-no-direct";
+    ck_assert_int_gt(audit_format(&rec, buf, sizeof(buf)), 0);
+    ck_assert_ptr_nonnull(
+        strstr(buf, "\"first_byte_us\":null,\"path\":\"relay\",\"fallback\":\"target-no-direct\"}"));
+    rec.path = rec.fallback = NULL;
     ck_assert_int_eq(audit_format(&rec, buf, 40), -105 /* -ENOBUFS */);
     ck_assert_str_eq(audit_end_name(AUDIT_END_REFUSED), "refused");
     ck_assert_str_eq(audit_end_name(AUDIT_END_TIMEOUT), "timeout");

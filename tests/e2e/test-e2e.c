@@ -38,6 +38,7 @@ typedef struct Out {
 } Out;
 static Out run_call(const char *dom, const char *input, const char *const *args);
 static void out_free(Out *o);
+static int log_count(const char *file, const char *needle);
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 static char g_ns[64];
@@ -104,12 +105,29 @@ static void settle_baseline(bool agent)
     vt_leak_settle(g_leak);
 }
 
+/* Set by a test before setup(): a line added to dispatcher.yaml, and a policy instead of
+ * test_policy (the direct-path tests). */
+static const char *g_dispatcher_extra;
+static const char *g_policy;
+
 static void setup(const char *tag, const char *const *guests)
 {
     snprintf(g_ns, sizeof g_ns, "%s", vt_ns(tag));
     snprintf(g_etc, sizeof g_etc, "/tmp/vrpc-e2e-%s-XXXXXX", g_ns);
     vt_make_etc(g_etc, VRPC_EXAMPLE_ETC_DIR, test_services,
-                sizeof test_services / sizeof test_services[0], test_policy);
+                sizeof test_services / sizeof test_services[0], g_policy ? g_policy : test_policy);
+    /* Direct guest<->guest channels close 1 s after their last call instead of 30 s, so a
+     * test that made guest->guest calls does not wait out the default at its leak check. */
+    if (!g_dispatcher_extra)
+        g_dispatcher_extra = "direct-idle-timeout: 1";
+    {
+        char path[400];
+        snprintf(path, sizeof path, "%s/dispatcher.yaml", g_etc);
+        FILE *f = fopen(path, "a");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f, "\n%s\n", g_dispatcher_extra);
+        fclose(f);
+    }
 
     vt_sim_up_vrpc(g_ns, g_etc, guests);
     /* One call first: the daemons finish setting up their links (lazily opened fds)
@@ -1148,6 +1166,251 @@ START_TEST(ready_rewritten)
 }
 END_TEST
 
+
+/* ---- direct guest<->guest channels ---------------------------------------------------------- */
+
+/* The audit lines of @service that contain @needle. */
+static int audit_count(const char *service, const char *needle)
+{
+    char path[600], want[128];
+    snprintf(path, sizeof path, "%s/audit.log", vt_instance_dir(g_ns));
+    snprintf(want, sizeof want, "\"service\":\"%s\",", service);
+    char *text = vt_read_file(path);
+    ck_assert_ptr_nonnull(text);
+    int n = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+        n += strstr(line, want) && strstr(line, needle);
+    free(text);
+    return n;
+}
+
+/* Wait (hang guard VT_HANG_MS) until at least @expect audit lines of @service contain
+ * @needle; returns how many do. */
+static int audit_wait(const char *service, const char *needle, int expect)
+{
+    long long end = now_ms() + VT_HANG_MS;
+    int n;
+    while ((n = audit_count(service, needle)) < expect && now_ms() < end)
+        usleep(20000);
+    return n;
+}
+
+static void direct_setup(const char *tag, const char *const *guests)
+{
+    g_dispatcher_extra = "direct-idle-timeout: 1";
+    setup(tag, guests);
+}
+
+/* Streams flow guest -> guest on the direct channel, checksummed; exit codes pass through;
+ * the audit says path direct; the channel closes when idle (teardown: no xenstore node left). */
+START_TEST(direct_data)
+{
+    direct_setup("dd", ARGS("work", "vault"));
+    ck_assert_int_eq(stream_echo("work", "vault", 32u << 20, 7), 0);
+    ck_assert_int_eq(stream_echo("work", "vault", 1u << 20, 8), 0);
+    expect_call("work", NULL, ARGS("vault", "test.Exit+42"), 42, NULL);
+    expect_call("work", NULL, ARGS("vault", "test.Env+x"), 0, "work|test.Env|x|vault\n");
+    expect_call("work", NULL, ARGS("vault", "test.Stderr"), 7, "out-line\n");
+    ck_assert_int_eq(audit_wait("demo.Echo", "\"path\":\"direct\"", 2), 2);
+    ck_assert_int_eq(audit_wait("test.Exit", "\"exit\":42", 1), 1);
+    ck_assert_int_eq(audit_count("test.Exit", "\"path\":\"direct\""), 1);
+    ck_assert_int_eq(audit_count("demo.Echo", "\"exit\":0"), 2);
+    /* the other direction gets its own channel */
+    expect_call("vault", "v\n", ARGS("work", "demo.Uppercase"), 0, "V\n");
+    ck_assert_int_eq(audit_wait("demo.Uppercase", "\"path\":\"direct\"", 1), 1);
+    teardown_check();
+}
+END_TEST
+
+/* Read the pid test.Sleep prints first. */
+static pid_t read_handler_pid(Call *c)
+{
+    char buf[32];
+    size_t got = 0;
+    while (got < sizeof buf - 1) {
+        ssize_t n = read(c->out, buf + got, 1);
+        if (n <= 0 || buf[got] == '\n')
+            break;
+        got++;
+    }
+    buf[got] = '\0';
+    pid_t hp = (pid_t)atoi(buf);
+    ck_assert_msg(hp > 1, "no handler pid: '%s'", buf);
+    return hp;
+}
+
+/* kill -9 of the caller in the source mid-stream: the handler in the target goes away, the
+ * audit gets the call's end, nothing leaks. */
+START_TEST(direct_source_killed)
+{
+    direct_setup("dsk", ARGS("work", "vault"));
+    Call c = call_start("work", -1, -1, ARGS("vault", "test.Sleep"));
+    pid_t hp = read_handler_pid(&c);
+    kill(c.pid, SIGKILL);
+    wait_status(c.pid);
+    close(c.in);
+    close(c.out);
+    close(c.err);
+    ck_assert_msg(wait_gone(hp), "handler %d still running after its caller died", (int)hp);
+    ck_assert_int_eq(audit_wait("test.Sleep", "\"path\":\"direct\"", 1), 1);
+    /* and the pair still works */
+    expect_call("work", "a", ARGS("vault", "demo.Echo"), 0, "a");
+    teardown_check();
+}
+END_TEST
+
+/* kill -9 of the handler in the target mid-stream: the caller gets 128+9, as on the relay. */
+START_TEST(direct_target_killed)
+{
+    direct_setup("dtk", ARGS("work", "vault"));
+    Call c = call_start("work", -1, -1, ARGS("vault", "test.Sleep"));
+    pid_t hp = read_handler_pid(&c);
+    ck_assert_int_eq(kill(hp, SIGKILL), 0);
+    Out o = call_finish(c, NULL, 0);
+    ck_assert_msg(o.status == 128 + SIGKILL, "status %d (%s)", o.status, o.err);
+    out_free(&o);
+    ck_assert_int_eq(audit_wait("test.Sleep", "\"exit\":137", 1), 1);
+    ck_assert_int_eq(audit_count("test.Sleep", "\"path\":\"direct\""), 1);
+    teardown_check();
+}
+END_TEST
+
+/* A third guest cannot reach the work -> vault channel: its xenstore directory is readable by
+ * work only and the ring is granted to work only; and the policy still decides its own
+ * calls (no path around it). */
+static const char third_policy[] =
+    "rules:\n"
+    "  - service: \"*\"\n    source: other\n    target: vault\n    action: deny\n"
+    "  - service: \"*\"\n    source: \"*\"\n    target: \"*\"\n    action: allow\n";
+
+START_TEST(direct_third_guest)
+{
+    g_policy = third_policy;
+    direct_setup("d3", ARGS("work", "vault", "other"));
+    /* a call keeps the channel 1 (work -> vault, domain 2) open */
+    Call c = call_start("work", -1, -1, ARGS("vault", "test.Sleep"));
+    pid_t hp = read_handler_pid(&c);
+    char path[128];
+    snprintf(path, sizeof path, "/local/domain/2/vrpc-direct/1");
+    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "other", "--",
+                          VCHAN_CAT_BIN, "client", "2", path, NULL};
+    VtResult r = vt_run(argv, 60);
+    ck_assert_msg(r.status != 0, "other connected to work's direct channel");
+    vt_result_free(&r);
+    /* nor can work open a second client on it (one client per vchan) while its agent has it */
+    Out o = run_call("other", NULL, ARGS("vault", "test.Exit+0"));
+    ck_assert_int_eq(o.status, 126);
+    out_free(&o);
+    /* other -> work is allowed, and goes on a channel of its own */
+    expect_call("other", "o", ARGS("work", "demo.Echo"), 0, "o");
+    ck_assert_int_eq(kill(hp, SIGKILL), 0);
+    o = call_finish(c, NULL, 0);
+    ck_assert_int_eq(o.status, 128 + SIGKILL);
+    out_free(&o);
+    teardown_check();
+    g_policy = NULL;
+}
+END_TEST
+
+/* A hostile source agent on its own direct channel: a forged token, the right token for
+ * another service, and the right token used twice; only the right use runs, once. */
+START_TEST(direct_forged)
+{
+    direct_setup("dfg", ARGS("work", "vault"));
+    ck_assert_int_eq(kill(g_agent_pid, SIGTERM), 0);
+    ck_assert(wait_gone(g_agent_pid));
+    g_agent_pid = 0;
+    settle_baseline(false);
+    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "work", "--",
+                          FAKE_AGENT_BIN, "--direct", "call", "vault", "test.Exit+5", NULL};
+    VtResult r = vt_run(argv, 120);
+    ck_assert_msg(r.status == 0, "fake-agent: %d %s", r.status, r.err);
+    ck_assert_str_eq(r.out, "forged: refused 1024\n"
+                            "wrong-service: refused 1024\n"
+                            "good: exit 5\n"
+                            "replay: refused 1024\n");
+    vt_result_free(&r);
+    ck_assert_int_eq(audit_wait("test.Exit", "\"exit\":5", 1), 1);
+    ck_assert_int_eq(audit_count("test.Exit", "\"path\":\"direct\""), 1);
+    ck_assert_int_eq(audit_count("test.Other", ""), 0);
+    teardown_check();
+}
+END_TEST
+
+/* The dispatcher is SIGKILLed while a direct channel is open: the handler on the target and
+ * the caller end (the agents close their channels with their dom0 connection), and the next
+ * dispatcher removes the channel's directory it finds at start. */
+static bool xs_exists(const char *key)
+{
+    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "dom0", "--", "xenstore-exists",
+                          key, NULL};
+    VtResult r = vt_run(argv, VT_HANG_S);
+    bool ok = r.status == 0;
+    vt_result_free(&r);
+    return ok;
+}
+
+START_TEST(direct_dispatcher_killed)
+{
+    direct_setup("ddk", ARGS("work", "vault"));
+    Call c = call_start("work", -1, -1, ARGS("vault", "test.Sleep"));
+    pid_t hp = read_handler_pid(&c);
+    ck_assert(xs_exists("/local/domain/2/vrpc-direct/1"));
+    ck_assert_int_eq(kill(g_disp_pid, SIGKILL), 0);
+    ck_assert_msg(wait_gone(hp), "handler %d outlived the direct channel", (int)hp);
+    Out o = call_finish(c, NULL, 0);
+    ck_assert_msg(o.status == 125, "status %d (%s)", o.status, o.err);
+    out_free(&o);
+    ck_assert(xs_exists("/local/domain/2/vrpc-direct"));
+    pid_t d2 = start_dispatcher("dispatcher2.log");
+    ck_assert(!xs_exists("/local/domain/2/vrpc-direct"));
+    g_disp_pid = d2;
+    settle_baseline(false);
+    expect_call("work", "x", ARGS("vault", "demo.Echo"), 0, "x");
+    /* that dispatcher has no --audit: its audit lines go to its log */
+    bool direct = false;
+    for (long long end = now_ms() + VT_HANG_MS; now_ms() < end && !direct; usleep(20000))
+        direct = log_count("dispatcher2.log", "\"path\":\"direct\"") == 1;
+    ck_assert_msg(direct, "the call after the restart did not go direct");
+    teardown_check();
+    waitpid(d2, NULL, 0);
+}
+END_TEST
+
+/* The target's agent has no direct channels (--no-direct): calls are relayed, and the audit
+ * says why. */
+START_TEST(direct_fallback)
+{
+    direct_setup("dfb", ARGS("work", "vault"));
+    pid_t vault_agent = vt_instance_pid(g_ns, "vrpc-agent", 2);
+    ck_assert_int_gt(vault_agent, 0);
+    ck_assert_int_eq(kill(vault_agent, SIGTERM), 0);
+    ck_assert(wait_gone(vault_agent));
+    char log[600];
+    snprintf(log, sizeof log, "%s/agent.vault.2.log", vt_instance_dir(g_ns));
+    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "vault", "--",
+                          VRPC_AGENT_BIN, "--etc", g_etc, "--no-direct", NULL};
+    pid_t a2 = vt_spawn(argv, log);
+    ck_assert_int_gt(a2, 0);
+    ctl_wait_guests(2);
+    settle_baseline(false);
+    ck_assert_int_eq(stream_echo("work", "vault", 4u << 20, 9), 0);
+    expect_call("work", NULL, ARGS("vault", "test.Exit+3"), 3, NULL);
+    ck_assert_int_eq(audit_wait("demo.Echo", "\"path\":\"relay\"", 1), 1);
+    ck_assert_int_eq(audit_count("demo.Echo", "\"fallback\":\"target-no-direct\""), 1);
+    ck_assert_int_eq(audit_wait("test.Exit", "\"exit\":3", 1), 1);
+    /* the other direction: the source has no direct, nothing to fall back from */
+    expect_call("vault", "w", ARGS("work", "demo.Echo"), 0, "w");
+    ck_assert_int_eq(audit_wait("demo.Echo", "\"path\":\"relay\"", 2), 2);
+    ck_assert_int_eq(audit_count("demo.Echo", "\"fallback\""), 1);
+    pid_t a2_agent = vt_instance_pid(g_ns, "vrpc-agent", 2);
+    teardown_check();
+    if (a2_agent > 0)
+        (void)a2_agent;
+    waitpid(a2, NULL, 0);
+}
+END_TEST
+
 int main(void)
 {
     const VtCase cases[] = {
@@ -1174,6 +1437,13 @@ int main(void)
         {"audit_exit", audit_exit, 300},
         {"guest_destroyed", guest_destroyed, 120},
         {"ready_rewritten", ready_rewritten, 600},
+        {"direct_data", direct_data, 600},
+        {"direct_source_killed", direct_source_killed, 600},
+        {"direct_target_killed", direct_target_killed, 600},
+        {"direct_third_guest", direct_third_guest, 600},
+        {"direct_fallback", direct_fallback, 600},
+        {"direct_forged", direct_forged, 600},
+        {"direct_dispatcher_killed", direct_dispatcher_killed, 600},
     };
     /* configuration folders of this run that a failed test left behind */
     return vt_main("e2e", cases, sizeof cases / sizeof cases[0], "vrpc-e2e-");

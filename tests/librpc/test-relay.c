@@ -172,6 +172,9 @@ static const RpcRelayOps test_relay_ops = {
     .on_free = rec_free,
 };
 
+/* The ops rig_up() joins its relay with (test_relay_ops unless a test says otherwise). */
+static const RpcRelayOps *g_rig_ops = &test_relay_ops;
+
 typedef struct Rig {
     RtPair front, back;
     RpcStream *src;    /* the client's stream (front.a) */
@@ -209,10 +212,10 @@ static void rig_up(Rig *g, int transport, bool accept, const RpcConnConfig *cfg)
     RpcRelay *r = NULL;
     /* A stream that is not a fresh HANDLER/CALLER pair is refused: the wrong way round, or
      * with userdata of its own (the test's log). */
-    ck_assert_int_eq(rpc_relay_new(&r, down, up, &test_relay_ops, &g->rec), -EINVAL);
+    ck_assert_int_eq(rpc_relay_new(&r, down, up, g_rig_ops, &g->rec), -EINVAL);
     rpc_stream_set_userdata(down, NULL);
-    ck_assert_int_eq(rpc_relay_new(&r, up, down, &test_relay_ops, &g->rec), -EINVAL);
-    ck_assert_int_eq(rpc_relay_new(&r, down, up, &test_relay_ops, &g->rec), 0);
+    ck_assert_int_eq(rpc_relay_new(&r, up, down, g_rig_ops, &g->rec), -EINVAL);
+    ck_assert_int_eq(rpc_relay_new(&r, down, up, g_rig_ops, &g->rec), 0);
     ck_assert_ptr_eq(rpc_relay_down(r), down);
     ck_assert_ptr_eq(rpc_relay_up(r), up);
     rig_pump(g);
@@ -340,6 +343,94 @@ END_TEST
 
 /* A stalled service holds the client to about the windows along the way; once it reads,
  * everything crosses intact. */
+/* hold_until_accept and the redirect (the agent's move of a call to a direct channel): the
+ * caller's stdin reaches nobody until an up accepts; a refusal with redirect_code hands down
+ * over unanswered, and a second relay delivers all of it; the caller sees one call. */
+static Rig *g_redirect_rig;
+static int g_redirects;
+static RelayRec g_rec2;
+
+static const RpcRelayOps hold_ops = {
+    .abort_code = 125,
+    .cancel_reason = "the caller went away",
+    .on_end = rec_end,
+    .on_free = rec_free,
+    .hold_until_accept = true,
+};
+
+static void on_redirect(RpcRelay *r, RpcStream *down, bool down_eof, const char *reason,
+                        void *ud)
+{
+    Rig *g = g_redirect_rig;
+    RpcStream *up = NULL;
+    RpcRelay *r2 = NULL;
+    RpcCall call = {.service = "svc2"};
+
+    g_redirects++;
+    ck_assert_str_eq(reason, "go elsewhere");
+    ck_assert_ptr_null(rpc_stream_get_ops(down));
+    ck_assert_int_eq(rpc_stream_open(g->back.a.conn, &call, &up), 0);
+    ck_assert_int_eq(rpc_relay_new(&r2, down, up, &hold_ops, &g_rec2), 0);
+    if (down_eof)
+        rpc_relay_note_down_eof(r2);
+    if (rpc_stream_is_paused(down))
+        rpc_stream_resume(down);
+}
+
+static const RpcRelayOps redirect_ops = {
+    .abort_code = 125,
+    .cancel_reason = "the caller went away",
+    .on_end = rec_end,
+    .on_free = rec_free,
+    .hold_until_accept = true,
+    .redirect_code = 1024,
+    .on_redirect = on_redirect,
+};
+
+START_TEST(relay_redirect)
+{
+    Rig g;
+    bool with_data = _i >= RT__COUNT;
+
+    g_rig_ops = &redirect_ops;
+    g_redirect_rig = &g;
+    g_redirects = 0;
+    memset(&g_rec2, 0, sizeof(g_rec2));
+    rig_up(&g, _i % RT__COUNT, false, NULL);
+    g_rig_ops = &test_relay_ops;
+    if (with_data)
+        ck_assert_int_eq(rpc_stream_write(g.src, RPC_CH_STDIN, "held", 4), 4);
+    ck_assert_int_eq(rpc_stream_close_write(g.src, RPC_CH_STDIN), 0);
+    rig_pump(&g);
+    /* held: the first target saw neither the bytes nor the EOF */
+    ck_assert_uint_eq(g.sink->nbytes[RPC_CH_STDIN], 0);
+    ck_assert(!g.sink->eof[RPC_CH_STDIN]);
+    ck_assert_int_eq(rpc_stream_refuse(g.sink->s, 1024, "go elsewhere"), 0);
+    rig_pump(&g);
+    ck_assert_int_eq(g_redirects, 1);
+    ck_assert(!g.cli->exited);
+    ck_assert_int_eq(g.rec.ends, 0); /* a redirected call has no end of its own */
+    ck_assert_int_eq(g.back.b.calls, 2);
+    RtStreamLog *sink2 = &g.back.b.log[1];
+    ck_assert_uint_eq(sink2->nbytes[RPC_CH_STDIN], 0); /* held again until accepted */
+    ck_assert_int_eq(rpc_stream_accept(sink2->s), 0);
+    rig_pump(&g);
+    ck_assert_uint_eq(sink2->nbytes[RPC_CH_STDIN], with_data ? 4 : 0);
+    if (with_data)
+        ck_assert_mem_eq(sink2->buf[RPC_CH_STDIN], "held", 4);
+    ck_assert(sink2->eof[RPC_CH_STDIN]);
+    ck_assert_int_eq(rpc_stream_exit(sink2->s, 0, NULL), 0);
+    rig_pump(&g);
+    ck_assert(g.cli->accepted && g.cli->exited && !g.cli->refused);
+    ck_assert_int_eq(g.cli->exit_code, 0);
+    ck_assert_int_eq(g_rec2.ends, 1);
+    ck_assert_int_eq(g_rec2.end, RPC_RELAY_END_EXIT);
+    ck_assert_int_eq(g.rec.frees, 1);
+    ck_assert_int_eq(g_rec2.frees, 1);
+    rig_down(&g);
+}
+END_TEST
+
 START_TEST(relay_backpressure)
 {
     Rig g;
@@ -389,6 +480,7 @@ int main(void)
     tcase_add_loop_test(tc, relay_up_fails, 0, 2 * RT__COUNT);
     tcase_add_loop_test(tc, relay_caller_gone, 0, RT__COUNT);
     tcase_add_loop_test(tc, relay_backpressure, 0, RT__COUNT);
+    tcase_add_loop_test(tc, relay_redirect, 0, 2 * RT__COUNT);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
