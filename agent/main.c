@@ -21,6 +21,7 @@
 
 #include "agent.h"
 #include "common/escape.h"
+#include "common/memory.h"
 #include "direct.h"
 #include "local.h"
 #include "offer.h"
@@ -92,6 +93,8 @@ int main(int argc, char **argv)
     size_t ring = VCHAN_RING_SIZE_MAX;
     bool no_direct = false;
     int c;
+    /* a relay frees and allocates a buffer per frame: keep it (memory.h) */
+    vrpc_daemon_keep_freed_memory();
     opterr = 0; /* one line of our own for a bad option */
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {

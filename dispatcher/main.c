@@ -18,6 +18,7 @@
 
 #include "ask.h"
 #include "common/escape.h"
+#include "common/memory.h"
 #include "audit.h"
 #include "config.h"
 #include "link.h"
@@ -163,6 +164,8 @@ int main(int argc, char **argv)
     RpcLoopSource *policy_src = NULL, *sigterm = NULL, *sigint = NULL;
     int opt, r, ret = 1;
 
+    /* a relay frees and allocates a buffer per frame: keep it (memory.h) */
+    vrpc_daemon_keep_freed_memory();
     opterr = 0; /* one line of our own for a bad option */
 
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
