@@ -1222,30 +1222,13 @@ START_TEST(direct_data)
 }
 END_TEST
 
-/* Read the pid test.Sleep prints first. */
-static pid_t read_handler_pid(Call *c)
-{
-    char buf[32];
-    size_t got = 0;
-    while (got < sizeof buf - 1) {
-        ssize_t n = read(c->out, buf + got, 1);
-        if (n <= 0 || buf[got] == '\n')
-            break;
-        got++;
-    }
-    buf[got] = '\0';
-    pid_t hp = (pid_t)atoi(buf);
-    ck_assert_msg(hp > 1, "no handler pid: '%s'", buf);
-    return hp;
-}
-
 /* kill -9 of the caller in the source mid-stream: the handler in the target goes away, the
  * audit gets the call's end, nothing leaks. */
 START_TEST(direct_source_killed)
 {
     direct_setup("dsk", ARGS("work", "vault"));
-    Call c = call_start("work", -1, -1, ARGS("vault", "test.Sleep"));
-    pid_t hp = read_handler_pid(&c);
+    Call c;
+    pid_t hp = start_sleeper("work", "vault", &c);
     kill(c.pid, SIGKILL);
     wait_status(c.pid);
     close(c.in);
@@ -1263,8 +1246,8 @@ END_TEST
 START_TEST(direct_target_killed)
 {
     direct_setup("dtk", ARGS("work", "vault"));
-    Call c = call_start("work", -1, -1, ARGS("vault", "test.Sleep"));
-    pid_t hp = read_handler_pid(&c);
+    Call c;
+    pid_t hp = start_sleeper("work", "vault", &c);
     ck_assert_int_eq(kill(hp, SIGKILL), 0);
     Out o = call_finish(c, NULL, 0);
     ck_assert_msg(o.status == 128 + SIGKILL, "status %d (%s)", o.status, o.err);
@@ -1288,8 +1271,8 @@ START_TEST(direct_third_guest)
     g_policy = third_policy;
     direct_setup("d3", ARGS("work", "vault", "other"));
     /* a call keeps the channel 1 (work -> vault, domain 2) open */
-    Call c = call_start("work", -1, -1, ARGS("vault", "test.Sleep"));
-    pid_t hp = read_handler_pid(&c);
+    Call c;
+    pid_t hp = start_sleeper("work", "vault", &c);
     char path[128];
     snprintf(path, sizeof path, "/local/domain/2/vrpc-direct/1");
     const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "other", "--",
@@ -1353,8 +1336,8 @@ static bool xs_exists(const char *key)
 START_TEST(direct_dispatcher_killed)
 {
     direct_setup("ddk", ARGS("work", "vault"));
-    Call c = call_start("work", -1, -1, ARGS("vault", "test.Sleep"));
-    pid_t hp = read_handler_pid(&c);
+    Call c;
+    pid_t hp = start_sleeper("work", "vault", &c);
     ck_assert(xs_exists("/local/domain/2/vrpc-direct/1"));
     ck_assert_int_eq(kill(g_disp_pid, SIGKILL), 0);
     ck_assert_msg(wait_gone(hp), "handler %d outlived the direct channel", (int)hp);
