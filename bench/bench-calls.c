@@ -495,6 +495,7 @@ int bench_calls_main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "__client") == 0)
         return bench_guest_client_main(argc, argv);
     optind = 1;
+    opterr = 0; /* one line of our own: bench_bad_option() */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -516,12 +517,12 @@ int bench_calls_main(int argc, char **argv)
             usage(stdout);
             return 0;
         default:
-            usage(stderr);
-            return 2;
+            return bench_bad_option("calls", argv);
         }
     }
     if (optind != argc || cfg.calls < 1 || cfg.concurrent < 1 || cfg.reps < 1 || cfg.bytes == 0) {
-        usage(stderr);
+        fprintf(stderr, "vrpc-bench calls: no operands; --calls, --concurrent, --reps and "
+                        "--bytes >= 1 (try --help)\n");
         return 2;
     }
     if (bench_self_exe(cfg.self, sizeof(cfg.self)) < 0)

@@ -238,6 +238,7 @@ static int parse(int argc, char **argv, Opts *o)
     int c;
 
     optind = 1;
+    opterr = 0; /* one line of our own: bench_bad_option() */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -256,8 +257,7 @@ static int parse(int argc, char **argv, Opts *o)
             usage(stdout);
             return 0;
         default:
-            usage(stderr);
-            return 2;
+            return bench_bad_option("remote", argv);
         }
     }
     if (optind != argc || o->calls < 1 || o->bytes == 0 || o->reps < 1 || o->reps > REPS_MAX) {

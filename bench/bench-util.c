@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -247,6 +248,13 @@ int bench_sim_down(const char *sim, const char *ns)
     char *argv[] = {(char *)sim, "down", "--ns", (char *)ns, NULL};
 
     return run_quiet(argv);
+}
+
+int bench_bad_option(const char *name, char **argv)
+{
+    fprintf(stderr, "vrpc-bench %s: unknown option or missing value: '%s' (try --help)\n", name,
+            optind > 0 ? argv[optind - 1] : "");
+    return 2;
 }
 
 int bench_parse_opts(const char *name, int argc, char **argv, BenchOpts *o, bool takes_local,

@@ -77,6 +77,11 @@ int bench_sim_up(const char *sim, const char *ns, const char *const *args);
  * -1 otherwise. */
 int bench_sim_down(const char *sim, const char *ns);
 
+/* bench_bad_option() - after getopt_long() (with opterr 0) returned '?' or ':' for
+ * "vrpc-bench @name", prints one line naming the argument it stopped at (argv[optind - 1])
+ * and returns 2, the exit code of a usage error. */
+int bench_bad_option(const char *name, char **argv);
+
 /* The options the sim benchmarks share; the caller fills in the defaults. */
 typedef struct BenchOpts {
     const char *sim;
