@@ -561,8 +561,10 @@ ssize_t rpc_stream_write(RpcStream *s, RpcChannel ch, const void *buf, size_t le
                 break;
         }
     }
-    if (direct && done < take && take - done > c->peer.max_frame)
-        take = done + c->peer.max_frame; /* queue at most one frame (see send_window) */
+    /* What the transport did not take is queued, all of it: the window this write was
+     * measured against is a promise (rpc_stream_send_window), and a writer that read that
+     * much from a pipe has nowhere to keep the rest. The queue stays bounded by the window
+     * (credit and max_tx_queue). */
     if (done < take) {
         int r = tx_append_chunk(c, s, CHUNK_DATA, ch, p + done, take - done);
         if (r < 0 && done == 0)

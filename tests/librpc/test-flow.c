@@ -108,6 +108,39 @@ START_TEST(slow_stream_does_not_block_fast)
 }
 END_TEST
 
+/* rpc_stream_send_window() is a promise: a write of that many bytes is taken whole, even
+ * when the transport fills part way and the rest has to wait in the stream's queue (the
+ * handler reads a pipe up to the window and treats less as a failing stream). */
+START_TEST(send_window_is_taken_whole)
+{
+    RtPair p;
+    rt_pair_init(&p, (RtTransport)_i, NULL, NULL);
+    ck_assert(rt_pump_until(&p, both_ready, RT_HANG_MS));
+    RpcStream *cs = rt_open(&p, &p.a, "whole");
+    RtStreamLog *lc = rt_log(&p.a, cs);
+    rt_pump(&p);
+    RtStreamLog *hs = rt_log_by_id(&p.b, lc->id);
+    size_t total = 0;
+    for (int round = 0; round < 4; round++) {
+        ssize_t w = rpc_stream_send_window(hs->s, RPC_CH_STDOUT);
+        ck_assert_int_gt(w, 0);
+        uint8_t *buf = malloc((size_t)w);
+        ck_assert_ptr_nonnull(buf);
+        pattern(buf, (size_t)w, total, 3);
+        /* nothing pumped in between: the transport fills before the window is used up */
+        ck_assert_int_eq(rpc_stream_write(hs->s, RPC_CH_STDOUT, buf, (size_t)w), w);
+        free(buf);
+        total += (size_t)w;
+        for (int i = 0; i < 10000 && lc->nbytes[RPC_CH_STDOUT] < total; i++)
+            rt_pump(&p);
+        ck_assert_uint_eq(lc->nbytes[RPC_CH_STDOUT], total);
+    }
+    check_pattern(lc->buf[RPC_CH_STDOUT], total, 3);
+    ck_assert(!p.a.closed && !p.b.closed);
+    rt_pair_deinit(&p);
+}
+END_TEST
+
 /* Consumers that take odd amounts: windows stay within bounds and bytes stay in order. */
 START_TEST(partial_consumption_integrity)
 {
@@ -378,6 +411,7 @@ int main(void)
     tcase_add_loop_test(tc, round_robin, 0, RT__COUNT);
     tcase_add_loop_test(tc, relay_backpressure, 0, RT__COUNT);
     tcase_add_loop_test(tc, window_update_batching, 0, RT__COUNT);
+    tcase_add_loop_test(tc, send_window_is_taken_whole, 0, RT__COUNT);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
