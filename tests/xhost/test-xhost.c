@@ -91,21 +91,31 @@ static const char policy_fmt[] =
     "  - {service: \"test.*\", source: \"*@*\", target: \"*\", action: allow}\n"
     "  - {service: \"demo.*\", source: \"*@*\", target: \"*\", action: allow}\n";
 
-/* The dispatcher.yaml of @h with peer @peer; @cert_prefix picks the certificate files
- * ("" for the host's own, "rogue-" for the rogue CA's, or another host's name). */
-static void host_config(Host *h, const Host *peer, const char *cert_name, const char *extra)
+/* The dispatcher.yaml of @h listening on @listen_ip:h->port with one peer @peer_name at
+ * @peer_addr (address:port); @cert_name picks the certificate files (the host's own, the
+ * rogue CA's "rogue-NAME", or another host's name); @extra is appended. */
+static void host_config_at(Host *h, const char *listen_ip, const char *peer_name,
+                           const char *peer_addr, const char *cert_name, const char *extra)
 {
     char y[2048];
     snprintf(y, sizeof y,
              "host:\n"
              "  name: %s\n"
-             "  listen: \"127.0.0.1:%d\"\n"
+             "  listen: \"%s:%d\"\n"
              "  tls: {ca: %s/ca.pem, cert: %s/%s.pem, key: %s/%s.key}\n"
              "  peers:\n"
-             "    %s: \"127.0.0.1:%d\"\n%s",
-             h->name, h->port, g_pki, g_pki, cert_name, g_pki, cert_name, peer->name, peer->port,
-             extra ? extra : "");
+             "    %s: \"%s\"\n%s",
+             h->name, listen_ip, h->port, g_pki, g_pki, cert_name, g_pki, cert_name, peer_name,
+             peer_addr, extra ? extra : "");
     write_file(h->etc, "dispatcher.yaml", y, 0644);
+}
+
+/* The dispatcher.yaml of @h on 127.0.0.1 with @peer as its peer (see host_config_at). */
+static void host_config(Host *h, const Host *peer, const char *cert_name, const char *extra)
+{
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", peer->port);
+    host_config_at(h, "127.0.0.1", peer->name, addr, cert_name, extra);
 }
 
 static void host_prepare(Host *h, const Host *peer, const char *tag)
@@ -620,6 +630,54 @@ START_TEST(hostile_peer)
 }
 END_TEST
 
+/* The dialer tries every address the peer's name resolves to. hosta runs in a private mount
+ * namespace whose /etc/hosts gives hostb's DNS name two addresses, first 127.0.0.1 (nothing
+ * listens on that port: refused) and then 127.0.0.9, where hostb listens. hostb's own address
+ * for hosta is a closed port, so the link can only be hosta's dial to the second address.
+ * Needs root (unshare, mount). */
+START_TEST(multi_address)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "multi_address: needs root for a private /etc/hosts; not run\n");
+        return;
+    }
+    pki();
+    A.port = free_port();
+    B.port = free_port();
+    int closed = free_port();
+    host_prepare(&A, &B, "ma-a");
+    host_prepare(&B, &A, "ma-b");
+    char addr[64], hosts[512];
+    snprintf(addr, sizeof addr, "hostb-multi.test:%d", B.port);
+    host_config_at(&A, "127.0.0.1", "hostb", addr, "hosta", NULL);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", closed);
+    host_config_at(&B, "127.0.0.9", "hosta", addr, "hostb", NULL);
+    write_file(A.etc, "hosts",
+               "127.0.0.1 localhost\n127.0.0.1 hostb-multi.test\n127.0.0.9 hostb-multi.test\n",
+               0644);
+    snprintf(hosts, sizeof hosts, "%s/hosts", A.etc);
+    vt_sim_up_vrpc(B.ns, B.etc, ARGS("vault"));
+    /* hosta's whole instance inherits the namespace; the resolver's order is checked first */
+    static const char script[] =
+        "mount --bind \"$1\" /etc/hosts\n"
+        "first=$(getent ahostsv4 hostb-multi.test | head -n 1)\n"
+        "case \"$first\" in \"127.0.0.1 \"*) ;; *) echo \"first address: $first\" >&2; exit 3;; esac\n"
+        "exec \"$2\" up --ns \"$3\" --vrpc --etc \"$4\" work\n";
+    VtResult r = vt_run(ARGS("unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                             "sh", hosts, VRPC_SIM_BIN, A.ns, A.etc),
+                        VT_HANG_S);
+    ck_assert_msg(r.status == 0, "hosta in its own mount namespace (%d): %s", r.status, r.err);
+    vt_result_free(&r);
+    ck_assert_msg(wait_link(&A, "hostb", "up"), "link hosta -> hostb not up");
+    ck_assert_msg(wait_link(&B, "hosta", "up"), "link hostb -> hosta not up");
+    host_baseline(&A);
+    host_baseline(&B);
+    expect(&A, "work", "over the second address", "vault@hostb", "demo.Echo", 0,
+           "over the second address");
+    teardown_check();
+}
+END_TEST
+
 int main(void)
 {
     const VtCase cases[] = {
@@ -628,6 +686,7 @@ int main(void)
         {"wrong_name", wrong_name, 600},       {"link_killed", link_killed, 600},
         {"peer_restart", peer_restart, 600},   {"concurrent_100", concurrent_100, 900},
         {"config_errors", config_errors, 300}, {"hostile_peer", hostile_peer, 600},
+        {"multi_address", multi_address, 600},
     };
     return vt_main("xhost", cases, sizeof cases / sizeof cases[0], "vrpc-xhost-");
 }
