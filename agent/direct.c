@@ -220,7 +220,7 @@ static void served_on_call(RpcConn *conn, RpcStream *s, const RpcCall *untrusted
         char code[16];
         logmsg(LOG_INFO, "direct call %s from %s: %d %s", t->service, t->source, why.code,
                why.detail);
-        snprintf(code, sizeof(code), "%d", why.code & 0xff);
+        snprintf(code, sizeof(code), VRPC_DIRECT_REFUSED_PREFIX "%d", why.code & 0xff);
         report(a, t->call_id, code);
         free(rn);
     }

@@ -165,19 +165,29 @@ int vrpc_direct_parse_serve(const char *untrusted, size_t len, VrpcDirectServe *
     return 0;
 }
 
-int vrpc_direct_parse_exit(const char *untrusted)
+int vrpc_direct_parse_exit(const char *untrusted, bool *refused)
 {
     const char *s = untrusted;
+    size_t plen = strlen(VRPC_DIRECT_REFUSED_PREFIX);
+    bool ref = false;
     uint64_t v;
 
+    if (refused)
+        *refused = false;
     if (!s)
         return -EINVAL;
-    if (strcmp(s, "aborted") == 0)
+    if (strncmp(s, VRPC_DIRECT_REFUSED_PREFIX, plen) == 0) {
+        ref = true;
+        s += plen;
+    }
+    if (!ref && strcmp(s, "aborted") == 0)
         return VRPC_DIRECT_EXIT_ABORTED;
-    if (strcmp(s, "expired") == 0)
+    if (!ref && strcmp(s, "expired") == 0)
         return VRPC_DIRECT_EXIT_EXPIRED;
     if (take_dec(&s, 255, &v) < 0 || *s)
         return -EINVAL;
+    if (refused)
+        *refused = ref;
     return (int)v;
 }
 

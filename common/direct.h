@@ -77,12 +77,15 @@ int vrpc_direct_format_serve(char *buf, size_t size, const VrpcDirectServe *req)
 /* Returns 0, or -EINVAL (malformed, a name breaking its rule). */
 int vrpc_direct_parse_serve(const char *untrusted, size_t len, VrpcDirectServe *req);
 
-/* Exit reports (CALL.argument of VRPC_DIRECT_SVC_EXIT): the exit code "0".."255" or
- * "aborted" (the call's stream was reset or its channel lost) or "expired" (the token was
- * never used). Parse: returns the code >= 0, -1 for aborted, -2 for expired, -EINVAL. */
+/* Exit reports (CALL.argument of VRPC_DIRECT_SVC_EXIT): the exit code "0".."255", or
+ * "refused-CODE" (the target refused the call, e.g. 127 for no such service: the handler
+ * never ran), or "aborted" (the call's stream was reset or its channel lost) or "expired"
+ * (the token was never used). Parse: returns the code >= 0 (*@refused tells which of the
+ * first two; @refused may be NULL), -1 for aborted, -2 for expired, or -EINVAL. */
 #define VRPC_DIRECT_EXIT_ABORTED (-1)
 #define VRPC_DIRECT_EXIT_EXPIRED (-2)
-int vrpc_direct_parse_exit(const char *untrusted);
+#define VRPC_DIRECT_REFUSED_PREFIX "refused-"
+int vrpc_direct_parse_exit(const char *untrusted, bool *refused);
 
 /* A word for a fallback reason ("connect-failed", ...). */
 const char *vrpc_direct_fallback_name(unsigned reason);

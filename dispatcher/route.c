@@ -491,10 +491,11 @@ static void direct_note_fallback(Peer *src, uint64_t old_id)
 static void route_control(Peer *src, RpcStream *s, const RpcCall *untrusted_call)
 {
     int code = -EINVAL;
+    bool refused = false;
     Call *c = NULL;
 
     if (src->kind == PEER_GUEST && strcmp(untrusted_call->service, VRPC_DIRECT_SVC_EXIT) == 0) {
-        code = vrpc_direct_parse_exit(untrusted_call->argument);
+        code = vrpc_direct_parse_exit(untrusted_call->argument, &refused);
         for (c = src->d->calls; c; c = c->next)
             if (c->id == untrusted_call->call_id && c->direct && !c->finished && c->dst == src)
                 break;
@@ -505,7 +506,13 @@ static void route_control(Peer *src, RpcStream *s, const RpcCall *untrusted_call
     }
     if (rpc_stream_accept(s) == 0)
         rpc_stream_exit(s, 0, NULL);
-    if (code >= 0) {
+    if (code >= 0 && refused) {
+        /* as on the relay (relay_ended): the handler never ran */
+        if (code == VRPC_SERVICES_EXIT_REFUSED)
+            c->d->refused_total++;
+        set_reason(c, "target refused the call (%d)", code);
+        call_finish(c, AUDIT_END_REFUSED, code);
+    } else if (code >= 0) {
         call_finish(c, AUDIT_END_EXIT, code);
     } else if (code == VRPC_DIRECT_EXIT_ABORTED) {
         set_reason(c, "direct call aborted");

@@ -433,14 +433,23 @@ START_TEST(direct_texts)
                       "accepted '%s'", bad_serve[i]);
     ck_assert_int_eq(vrpc_direct_parse_serve("9 4\0x", 5, &back), -EINVAL);
 
-    ck_assert_int_eq(vrpc_direct_parse_exit("0"), 0);
-    ck_assert_int_eq(vrpc_direct_parse_exit("255"), 255);
-    ck_assert_int_eq(vrpc_direct_parse_exit("aborted"), VRPC_DIRECT_EXIT_ABORTED);
-    ck_assert_int_eq(vrpc_direct_parse_exit("expired"), VRPC_DIRECT_EXIT_EXPIRED);
-    ck_assert_int_eq(vrpc_direct_parse_exit("256"), -EINVAL);
-    ck_assert_int_eq(vrpc_direct_parse_exit("01"), -EINVAL);
-    ck_assert_int_eq(vrpc_direct_parse_exit(""), -EINVAL);
-    ck_assert_int_eq(vrpc_direct_parse_exit(NULL), -EINVAL);
+    bool refused = true;
+    ck_assert_int_eq(vrpc_direct_parse_exit("0", &refused), 0);
+    ck_assert(!refused);
+    ck_assert_int_eq(vrpc_direct_parse_exit("refused-127", &refused), 127);
+    /* a report travels as a CALL argument: it must pass the argument rule */
+    ck_assert(vrpc_name_valid_argument("refused-127", strlen("refused-127")));
+    ck_assert(refused);
+    ck_assert_int_eq(vrpc_direct_parse_exit("refused-", NULL), -EINVAL);
+    ck_assert_int_eq(vrpc_direct_parse_exit("refused-aborted", NULL), -EINVAL);
+    ck_assert_int_eq(vrpc_direct_parse_exit("refused-256", NULL), -EINVAL);
+    ck_assert_int_eq(vrpc_direct_parse_exit("255", NULL), 255);
+    ck_assert_int_eq(vrpc_direct_parse_exit("aborted", NULL), VRPC_DIRECT_EXIT_ABORTED);
+    ck_assert_int_eq(vrpc_direct_parse_exit("expired", NULL), VRPC_DIRECT_EXIT_EXPIRED);
+    ck_assert_int_eq(vrpc_direct_parse_exit("256", NULL), -EINVAL);
+    ck_assert_int_eq(vrpc_direct_parse_exit("01", NULL), -EINVAL);
+    ck_assert_int_eq(vrpc_direct_parse_exit("", NULL), -EINVAL);
+    ck_assert_int_eq(vrpc_direct_parse_exit(NULL, NULL), -EINVAL);
 }
 END_TEST
 

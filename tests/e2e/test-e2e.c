@@ -1211,6 +1211,13 @@ START_TEST(direct_data)
     expect_call("work", NULL, ARGS("vault", "test.Exit+42"), 42, NULL);
     expect_call("work", NULL, ARGS("vault", "test.Env+x"), 0, "work|test.Env|x|vault\n");
     expect_call("work", NULL, ARGS("vault", "test.Stderr"), 7, "out-line\n");
+    /* no such service in the target: refused there (127), audited as a refusal as on the
+     * relay, not as an exit */
+    Out nf = run_call("work", NULL, ARGS("vault", "test.Nothing"));
+    ck_assert_int_eq(nf.status, 127);
+    out_free(&nf);
+    ck_assert_int_eq(audit_wait("test.Nothing", "\"end\":\"refused\"", 1), 1);
+    ck_assert_int_eq(audit_count("test.Nothing", "\"path\":\"direct\""), 1);
     ck_assert_int_eq(audit_wait("demo.Echo", "\"path\":\"direct\"", 2), 2);
     ck_assert_int_eq(audit_wait("test.Exit", "\"exit\":42", 1), 1);
     ck_assert_int_eq(audit_count("test.Exit", "\"path\":\"direct\""), 1);
