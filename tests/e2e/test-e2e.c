@@ -65,6 +65,8 @@ static const VtFile test_services[] = {
     {"test.CloseOut",
      "#!/bin/sh\necho early\nexec 1>&-\nn=$(wc -c | tr -d ' ')\necho \"stdin=$n\" >&2\n"
      "exit 3\n"},
+    {"test.CloseAll",
+     "#!/bin/sh\necho early\nexec 1>&- 2>&-\nn=$(wc -c | tr -d ' ')\nexit \"$n\"\n"},
     {"test.Env", "#!/bin/sh\necho \"$VRPC_REMOTE_DOMAIN|$VRPC_SERVICE_NAME|"
                  "$VRPC_SERVICE_ARGUMENT|$VRPC_REQUESTED_TARGET\"\n"},
     {"test.Sleep", "#!/bin/sh\necho $$\nexec sleep 1000\n"},
@@ -516,6 +518,20 @@ START_TEST(exit_codes_and_signals)
 }
 END_TEST
 
+/* Read @fd (blocking) to EOF into @buf, NUL-terminated, at most @size - 1 bytes. */
+static void read_to_eof(int fd, char *buf, size_t size)
+{
+    size_t got = 0;
+
+    for (;;) {
+        ssize_t n = read(fd, buf + got, size - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
+}
+
 START_TEST(stdin_eof_semantics)
 {
     setup("eof", ARGS("work", "vault"));
@@ -529,18 +545,19 @@ START_TEST(stdin_eof_semantics)
          * stdout, the call goes on (stdin still flows), stderr and the status follow */
         Call c = call_start("work", -1, -1, ARGS(targets[t], "test.CloseOut"));
         char buf[64];
-        size_t got = 0;
-        for (;;) {
-            ssize_t n = read(c.out, buf + got, sizeof buf - 1 - got);
-            if (n <= 0)
-                break;
-            got += (size_t)n;
-        }
-        buf[got] = '\0';
+        read_to_eof(c.out, buf, sizeof buf);
         ck_assert_str_eq(buf, "early\n"); /* stdout reached EOF before stdin was sent */
         Out o = call_finish(c, "abcdefgh", 8);
         ck_assert_int_eq(o.status, 3);
         ck_assert_str_eq(o.err, "stdin=8\n");
+        out_free(&o);
+        /* both outputs closed while the handler goes on: the dispatcher's or agent's brief
+         * wait for an exit (services/handler.c) must not hold the EOF until the exit */
+        c = call_start("work", -1, -1, ARGS(targets[t], "test.CloseAll"));
+        read_to_eof(c.out, buf, sizeof buf);
+        ck_assert_str_eq(buf, "early\n"); /* EOF before stdin was sent, the handler runs on */
+        o = call_finish(c, "abcdefgh", 8);
+        ck_assert_int_eq(o.status, 8);
         out_free(&o);
     }
     teardown_check();
