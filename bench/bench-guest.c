@@ -206,13 +206,18 @@ static int client_latency(const char *target, const char *service, int count, si
     for (int i = 0; i < count && !c.closed; i++) {
         CallState cs;
         uint64_t t0 = bench_now_ns();
+        /* The call, its input and EOF leave in one write (rpc_conn_cork), as any client that
+         * has its whole input at hand would send them. */
+        rpc_conn_cork(c.conn);
         RpcStream *s = open_call(&c, target, service, &cs);
 
+        if (s && payload)
+            (void)rpc_stream_write(s, RPC_CH_STDIN, msg, payload < sizeof(msg) ? payload : 64);
+        if (s)
+            rpc_stream_close_write(s, RPC_CH_STDIN);
+        rpc_conn_uncork(c.conn);
         if (!s)
             break;
-        if (payload)
-            (void)rpc_stream_write(s, RPC_CH_STDIN, msg, payload < sizeof(msg) ? payload : 64);
-        rpc_stream_close_write(s, RPC_CH_STDIN);
         if (drive(&c, i + 1) < 0)
             break;
         lat[n++] = bench_now_ns() - t0;

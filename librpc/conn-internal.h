@@ -195,6 +195,7 @@ struct RpcConn {
     RpcLoopSource *flush_src;
     bool flushing;     /* inside the deferred flush: conn_want_flush writes at once */
     bool flush_queued; /* the deferred flush is scheduled */
+    unsigned corked;   /* rpc_conn_cork() depth: API calls queue output without writing it */
     bool gathering;    /* tx_gather: "transport writes" append to the output buffer */
     uint32_t loop_events;
     /* streams with a held ACCEPT, and a deadline no later than the earliest of theirs */

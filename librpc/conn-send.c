@@ -446,7 +446,7 @@ int tx_flush(RpcConn *c)
  * reported by the next dispatch. */
 void tx_flush_soft(RpcConn *c)
 {
-    if (c->state == CONN_CLOSED || c->pending_err)
+    if (c->state == CONN_CLOSED || c->pending_err || c->corked)
         return;
     int r = tx_flush(c);
     if (r < 0)
@@ -537,7 +537,8 @@ ssize_t rpc_stream_write(RpcStream *s, RpcChannel ch, const void *buf, size_t le
         return -ENOMEM;
     if (deferred && !small && !s->txq_head && (c->out_len || c->ready_head))
         tx_flush_soft(c);
-    bool direct = !small && !c->out_len && !c->ready_head && !s->txq_head && !c->pending_err;
+    bool direct = !small && !c->corked && !c->out_len && !c->ready_head && !s->txq_head &&
+                  !c->pending_err;
 
     /* Straight into the transport while nothing else waits: no copy. */
     if (direct) {

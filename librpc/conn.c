@@ -504,12 +504,28 @@ bool conn_flush_deferred(const RpcConn *c)
 
 void conn_want_flush(RpcConn *c)
 {
+    if (c->corked)
+        return; /* rpc_conn_uncork() flushes */
     if (!conn_flush_deferred(c)) {
         tx_flush_soft(c);
         return;
     }
     if (!c->flush_queued && rpc_loop_defer_again(c->flush_src) == 0)
         c->flush_queued = true;
+}
+
+void rpc_conn_cork(RpcConn *c)
+{
+    if (c)
+        c->corked++;
+}
+
+void rpc_conn_uncork(RpcConn *c)
+{
+    if (!c || !c->corked || --c->corked)
+        return;
+    conn_want_flush(c);
+    conn_sync_loop(c);
 }
 
 /* Called at the end of every API entry that may have queued output or work. */

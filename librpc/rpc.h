@@ -424,6 +424,17 @@ RPC_EXPORT int rpc_conn_peer_info(const RpcConn *conn, RpcPeerInfo *peerp);
 RPC_EXPORT void rpc_conn_get_stats(const RpcConn *conn, RpcConnStats *statsp);
 
 /*
+ * Hold the output of API calls: between rpc_conn_cork() and rpc_conn_uncork() (they nest),
+ * what rpc_stream_open(), rpc_stream_write(), rpc_stream_close_write() ... queue is not
+ * written; rpc_conn_uncork() writes it all at once (attached to a loop: in the pass's one
+ * flush). A caller that opens a call and closes its stdin at once sends the CALL and the EOF
+ * in one transport write, so the peer wakes once. Output the connection makes while
+ * dispatching (window updates, replies) still goes out and carries what is held with it.
+ */
+RPC_EXPORT void rpc_conn_cork(RpcConn *conn);
+RPC_EXPORT void rpc_conn_uncork(RpcConn *conn);
+
+/*
  * Register the connection with @loop: its fd (events kept in sync automatically), and a
  * timer for rpc_conn_next_timeout_ms(). The loop then calls rpc_conn_dispatch(). A
  * connection is attached to at most one loop; rpc_conn_free() detaches.

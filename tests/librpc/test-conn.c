@@ -123,6 +123,47 @@ START_TEST(call_lifecycle)
 }
 END_TEST
 
+/* rpc_conn_cork(): a CALL, its stdin (small and a window's worth) and EOF queued under a (nested) cork
+ * are not written until the last rpc_conn_uncork(), then arrive whole. */
+START_TEST(cork_holds_output)
+{
+    RtPair p;
+    pair_up(&p, _i, NULL, NULL);
+    static uint8_t big[200000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (uint8_t)(i * 7u);
+    RpcConnStats st0, st;
+    rpc_conn_get_stats(p.a.conn, &st0);
+    rpc_conn_cork(p.a.conn);
+    rpc_conn_cork(p.a.conn);
+    RpcStream *s = rt_open(&p, &p.a, "demo.Corked");
+    ck_assert_int_eq(rpc_stream_write(s, RPC_CH_STDIN, "hi", 2), 2);
+    /* queued output limits a stream to about one frame: what the window allows is taken */
+    ssize_t w = rpc_stream_send_window(s, RPC_CH_STDIN);
+    ck_assert_int_gt(w, 1000);
+    size_t nbig = (size_t)w < sizeof big ? (size_t)w : sizeof big;
+    ck_assert_int_eq(rpc_stream_write(s, RPC_CH_STDIN, big, nbig), (ssize_t)nbig);
+    ck_assert_int_eq(rpc_stream_close_write(s, RPC_CH_STDIN), 0);
+    rpc_conn_uncork(p.a.conn); /* still corked once */
+    rpc_conn_get_stats(p.a.conn, &st);
+    ck_assert_uint_eq(st.bytes_out, st0.bytes_out);
+    ck_assert_uint_gt(st.tx_queued, nbig); /* all of it held */
+    rpc_conn_uncork(p.a.conn);
+    rpc_conn_uncork(p.a.conn); /* unbalanced: ignored */
+    rpc_conn_get_stats(p.a.conn, &st);
+    ck_assert_uint_gt(st.bytes_out, st0.bytes_out);
+    for (int i = 0; i < 10000 && (p.b.calls < 1 || !p.b.log[0].eof[RPC_CH_STDIN]); i++)
+        rt_pump(&p);
+    ck_assert_int_eq(p.b.calls, 1);
+    RtStreamLog *lb = &p.b.log[0];
+    ck_assert_uint_eq(lb->nbytes[RPC_CH_STDIN], 2 + nbig);
+    ck_assert_mem_eq(lb->buf[RPC_CH_STDIN], "hi", 2);
+    ck_assert(memcmp(lb->buf[RPC_CH_STDIN] + 2, big, nbig) == 0);
+    ck_assert(lb->eof[RPC_CH_STDIN]);
+    rt_pair_deinit(&p);
+}
+END_TEST
+
 /* The handler frees its stream only once the caller's stdin EOF arrives. */
 START_TEST(exit_before_stdin_eof)
 {
@@ -1011,6 +1052,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, handshake, 0, RT__COUNT);
     tcase_add_loop_test(tc, call_lifecycle, 0, RT__COUNT);
+    tcase_add_loop_test(tc, cork_holds_output, 0, RT__COUNT);
     tcase_add_loop_test(tc, exit_before_stdin_eof, 0, RT__COUNT);
     tcase_add_loop_test(tc, refuse, 0, RT__COUNT);
     tcase_add_loop_test(tc, both_ends_open, 0, RT__COUNT);
