@@ -108,6 +108,23 @@ START_TEST(slow_stream_does_not_block_fast)
 }
 END_TEST
 
+/* Write a pattern of @w bytes on @s's stdout (@seed, from offset @total); the window said
+ * that many fit, so all are taken. Returns the new total. */
+static size_t write_window(RpcStream *s, uint8_t *buf, ssize_t w, size_t total, uint32_t seed)
+{
+    pattern(buf, (size_t)w, total, seed);
+    ck_assert_int_eq(rpc_stream_write(s, RPC_CH_STDOUT, buf, (size_t)w), w);
+    return total + (size_t)w;
+}
+
+/* Pump @p until the caller's log @lc has @total stdout bytes, and check it has. */
+static void expect_stdout(RtPair *p, RtStreamLog *lc, size_t total)
+{
+    for (int i = 0; i < 10000 && lc->nbytes[RPC_CH_STDOUT] < total; i++)
+        rt_pump(p);
+    ck_assert_uint_eq(lc->nbytes[RPC_CH_STDOUT], total);
+}
+
 /* rpc_stream_send_window() is a promise: a write of that many bytes is taken whole, even
  * when the transport fills part way and the rest has to wait in the stream's queue (the
  * handler reads a pipe up to the window and treats less as a failing stream). */
@@ -126,14 +143,10 @@ START_TEST(send_window_is_taken_whole)
         ck_assert_int_gt(w, 0);
         uint8_t *buf = malloc((size_t)w);
         ck_assert_ptr_nonnull(buf);
-        pattern(buf, (size_t)w, total, 3);
         /* nothing pumped in between: the transport fills before the window is used up */
-        ck_assert_int_eq(rpc_stream_write(hs->s, RPC_CH_STDOUT, buf, (size_t)w), w);
+        total = write_window(hs->s, buf, w, total, 3);
         free(buf);
-        total += (size_t)w;
-        for (int i = 0; i < 10000 && lc->nbytes[RPC_CH_STDOUT] < total; i++)
-            rt_pump(&p);
-        ck_assert_uint_eq(lc->nbytes[RPC_CH_STDOUT], total);
+        expect_stdout(&p, lc, total);
     }
     check_pattern(lc->buf[RPC_CH_STDOUT], total, 3);
     ck_assert(!p.a.closed && !p.b.closed);
@@ -159,9 +172,7 @@ START_TEST(vchan_window_is_ring_room)
     ssize_t w;
     /* fill the ring: the window closes on the ring, not on credit (1 MiB) */
     while ((w = rpc_stream_send_window(hs->s, RPC_CH_STDOUT)) > 0) {
-        pattern(buf, (size_t)w, total, 5);
-        ck_assert_int_eq(rpc_stream_write(hs->s, RPC_CH_STDOUT, buf, (size_t)w), w);
-        total += (size_t)w;
+        total = write_window(hs->s, buf, w, total, 5);
         ck_assert_uint_lt(total, 1u << 20);
     }
     ck_assert_int_eq(w, 0);
@@ -177,12 +188,8 @@ START_TEST(vchan_window_is_ring_room)
     ck_assert_int_gt(hs->writable, writable);
     w = rpc_stream_send_window(hs->s, RPC_CH_STDOUT);
     ck_assert_int_gt(w, 0);
-    pattern(buf, (size_t)w, total, 5);
-    ck_assert_int_eq(rpc_stream_write(hs->s, RPC_CH_STDOUT, buf, (size_t)w), w);
-    total += (size_t)w;
-    for (int i = 0; i < 10000 && lc->nbytes[RPC_CH_STDOUT] < total; i++)
-        rt_pump(&p);
-    ck_assert_uint_eq(lc->nbytes[RPC_CH_STDOUT], total);
+    total = write_window(hs->s, buf, w, total, 5);
+    expect_stdout(&p, lc, total);
     check_pattern(lc->buf[RPC_CH_STDOUT], total, 5);
     ck_assert(!p.a.closed && !p.b.closed);
     rt_pair_deinit(&p);
