@@ -8,13 +8,13 @@
  * 64 KiB writes, dom0 copies them out, then acknowledges), librpc bulk on one stream (stdin
  * of one call; the handler's exit is the acknowledgement), librpc aggregate over 64
  * concurrent streams, and the 64-byte round trip (raw ping/echo vs stdin/stdout echo on one
- * stream). Both ends spin briefly before sleeping, as the vchan blocking helpers do.
+ * stream). The librpc ends wait in the vchan blocking helpers the raw ends use (pump()).
  */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +36,6 @@
 #define MSG 64
 #define NSTREAMS 64
 #define MAX_REPS 20
-#define SPIN_NS 50000u
 
 enum { M_RAW, M_ONE, M_MANY, M_RAW_RTT, M_RPC_RTT, M_COUNT };
 static const char *const mode_names[M_COUNT] = {"raw", "one", "many", "rawrtt", "rpcrtt"};
@@ -105,6 +104,7 @@ static int raw_echo(Vchan *v, int count)
 
 typedef struct Bench {
     RpcConn *conn;
+    Vchan *vc; /* the conn's transport: the bench waits on it as the raw ends do */
     int mode;
     bool caller;
     int exits;
@@ -116,27 +116,46 @@ typedef struct Bench {
 
 static uint8_t payload[CHUNK];
 
-/* Dispatch, spinning up to SPIN_NS while nothing happens (as the vchan blocking helpers
- * spin before sleeping), then sleep in poll(2). */
-static int pump(Bench *b)
+/* What vchan_write_full() does after it slept on a full ring, for the librpc writer: yield
+ * the CPU (to the reader, if it waits for ours) until half the ring is free, at most 50 us,
+ * instead of writing a little at each of the reader's reads. */
+static void batch_wait(Vchan *v)
 {
-    RpcConnStats st;
-    rpc_conn_get_stats(b->conn, &st);
-    uint64_t before = st.bytes_in + st.bytes_out, t0 = bench_now_ns();
+    uint64_t end = bench_now_ns() + 50000;
+
     for (;;) {
-        if (rpc_conn_dispatch(b->conn) != 0)
-            return -1;
-        rpc_conn_get_stats(b->conn, &st);
-        if (st.bytes_in + st.bytes_out != before)
-            return 0;
-        if (bench_now_ns() - t0 > SPIN_NS)
-            break;
+        ssize_t space = vchan_buffer_space(v);
+        if (space < 0 || (size_t)space >= vchan_write_ring_size(v) / 2 ||
+            vchan_is_open(v) != VCHAN_STATE_OPEN || bench_now_ns() >= end)
+            return;
+        sched_yield();
     }
-    struct pollfd pfd = {.fd = rpc_conn_fd(b->conn), .events = POLLIN};
-    if (rpc_conn_events(b->conn) & 0x004)
-        pfd.events |= POLLOUT;
+}
+
+/* Wait the way the raw ends wait inside vchan_read_full() and vchan_write_full(), then
+ * dispatch: first the vchan's own blocking helper (an adaptive spin on the ring indices
+ * that arms no notification, then arm and sleep in poll(2)), for data, or for ring space
+ * for a 64 KiB write while one of ours was refused (@want_space); it returns at once if there is
+ * some; after a sleep for room, batch_wait() as vchan_write_full() does. Same policy for
+ * both contenders. Not while librpc has work of its own
+ * (a timeout of 0: buffered frames, deferred work). */
+static int pump(Bench *b, bool want_space)
+{
     int to = rpc_conn_next_timeout_ms(b->conn);
-    poll(&pfd, 1, to < 0 || to > 1000 ? 1000 : to);
+    if (to != 0) {
+        if (to < 0 || to > 1000)
+            to = 1000;
+        /* room for one 64 KiB write (one frame): librpc's window opens at a frame's room */
+        VchanStats st0, st1;
+        vchan_get_stats(b->vc, &st0);
+        int r = want_space ? vchan_wait_writable(b->vc, CHUNK + RPC_FRAME_HEADER_SIZE, to)
+                           : vchan_wait_readable(b->vc, 1, to);
+        if (r < 0 && r != -ETIMEDOUT && r != -EPIPE)
+            return -1;
+        vchan_get_stats(b->vc, &st1);
+        if (want_space && r == 0 && st1.sleeps != st0.sleeps)
+            batch_wait(b->vc);
+    }
     return rpc_conn_dispatch(b->conn) != 0 ? -1 : 0;
 }
 
@@ -238,7 +257,7 @@ static int rpc_send(Bench *b, unsigned long long bytes, uint64_t *nsp)
             }
         }
         /* Sleep only when every stream is blocked. */
-        if (moved ? rpc_conn_dispatch(b->conn) != 0 : pump(b) < 0)
+        if (moved ? rpc_conn_dispatch(b->conn) != 0 : pump(b, open > 0) < 0)
             return -1;
         if (b->failed)
             return -1;
@@ -254,7 +273,7 @@ static int rpc_ping(Bench *b, int count, uint64_t *lat)
     if (rpc_stream_open(b->conn, &(RpcCall){.service = "bench.Echo"}, &s) < 0)
         return -1;
     while (rpc_stream_send_window(s, RPC_CH_STDIN) <= 0)
-        if (pump(b) < 0 || b->failed)
+        if (pump(b, false) < 0 || b->failed)
             return -1;
     for (int i = 0; i < count; i++) {
         uint64_t t0 = bench_now_ns();
@@ -262,13 +281,13 @@ static int rpc_ping(Bench *b, int count, uint64_t *lat)
         if (rpc_stream_write(s, RPC_CH_STDIN, msg, MSG) != MSG)
             return -1;
         while (b->got < MSG)
-            if (pump(b) < 0 || b->failed)
+            if (pump(b, false) < 0 || b->failed)
                 return -1;
         lat[i] = bench_now_ns() - t0;
     }
     rpc_stream_close_write(s, RPC_CH_STDIN);
     while (b->exits < 1)
-        if (pump(b) < 0 || b->failed)
+        if (pump(b, false) < 0 || b->failed)
             return -1;
     return 0;
 }
@@ -277,7 +296,7 @@ static int rpc_ping(Bench *b, int count, uint64_t *lat)
 static int rpc_serve(Bench *b)
 {
     while (!rpc_conn_is_closed(b->conn) && !b->failed)
-        if (pump(b) < 0)
+        if (pump(b, false) < 0)
             break;
     return b->failed ? -1 : 0;
 }
@@ -308,7 +327,7 @@ static int run_end(Vchan *v, int mode, bool sender, unsigned long long bytes, in
         vchan_free(v);
         return rc;
     }
-    Bench b = {.mode = mode, .caller = sender};
+    Bench b = {.vc = v, .mode = mode, .caller = sender};
     RpcConnConfig cfg;
     rpc_cfg(&cfg, sender);
     if (rpc_conn_new_vchan(&b.conn, v, true, &cfg, &bench_cb, &b) < 0)

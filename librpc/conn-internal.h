@@ -157,6 +157,12 @@ struct RpcConn {
     uint8_t *out;
     size_t out_cap, out_head, out_len;
     size_t txq_total;    /* bytes in all stream queues */
+    /* vchan: the ring's free space when last looked (tx_room_refresh, at a dispatch), less
+     * what we wrote since. An idle connection's send window is bounded by it. It is not
+     * re-read between two API calls, so that a window rpc_stream_send_window() reported
+     * (0 included) holds for the rpc_stream_write() that follows. */
+    size_t tx_room;
+    bool tx_room_race; /* arming found space freed meanwhile: dispatch again soon */
     int64_t send_credit; /* connection window granted by the peer */
     uint32_t recv_remaining, recv_unreported;
     /* streams */
@@ -358,6 +364,12 @@ int tx_flush(RpcConn *c);
 bool conn_transport_holds(const RpcConn *c);
 /* tx_flush from an API call: a failure is kept in pending_err for the next dispatch. */
 void tx_flush_soft(RpcConn *c);
+/* Re-read the vchan's free space (tx_room); sets writable_check if blocked streams may now
+ * have a window. Only where the application is not between send_window and write. */
+void tx_room_refresh(RpcConn *c);
+/* Streams blocked on ring space (idle output, little tx_room): arm the vchan notification
+ * so that the reader's next read wakes us. */
+void tx_room_arm(RpcConn *c);
 
 /* ---- conn-recv.c: reading, frame validation and handling, delivery ---- */
 

@@ -33,8 +33,12 @@ static ssize_t t_writev(RpcConn *c, const struct iovec *iov, int cnt)
         }
         return (ssize_t)total;
     }
-    if (c->vc)
-        return vchan_writev(c->vc, iov, cnt);
+    if (c->vc) {
+        ssize_t w = vchan_writev(c->vc, iov, cnt);
+        if (w > 0)
+            c->tx_room = (size_t)w < c->tx_room ? c->tx_room - (size_t)w : 0;
+        return w;
+    }
     if (c->tops)
         return c->tops->writev(c->tctx, iov, cnt);
     for (;;) {
@@ -65,6 +69,50 @@ static size_t t_space(RpcConn *c)
         return SIZE_MAX;
     ssize_t r = vchan_buffer_space(c->vc);
     return r > 0 ? (size_t)r : 0;
+}
+
+/* Payload that fits in @room bytes of ring as frames of at most the peer's max_frame. */
+static size_t room_fit(const RpcConn *c, size_t room)
+{
+    size_t per = (size_t)c->peer.max_frame + RPC_FRAME_HEADER_SIZE;
+    size_t rem = room % per;
+
+    return room / per * c->peer.max_frame +
+           (rem > RPC_FRAME_HEADER_SIZE ? rem - RPC_FRAME_HEADER_SIZE : 0);
+}
+
+/* Over a vchan with nothing queued, the send window opens only once the ring has room for
+ * one whole frame (a quarter of a small ring; or all the credit, if less): the write then
+ * goes from the writer's buffer into the ring, and a writer is woken for a useful amount. */
+static size_t room_min(const RpcConn *c)
+{
+    size_t m = c->peer.max_frame, q = vchan_write_ring_size(c->vc) / 4;
+    if (q < m)
+        m = q;
+    return m ? m : 1;
+}
+
+void tx_room_refresh(RpcConn *c)
+{
+    if (!c->vc)
+        return;
+    size_t before = c->tx_room;
+    c->tx_room = t_space(c);
+    c->tx_room_race = false;
+    if (c->blocked_head && c->tx_room > before)
+        c->writable_check = true;
+}
+
+void tx_room_arm(RpcConn *c)
+{
+    if (!c->vc || !c->blocked_head || c->out_len || c->ready_head || c->state != CONN_READY)
+        return; /* queued output: the transport write that found the ring full armed it */
+    size_t min = room_min(c);
+    if (room_fit(c, c->tx_room) >= min)
+        return;
+    ssize_t r = vchan_buffer_space_notify(c->vc, min + RPC_FRAME_HEADER_SIZE);
+    if (r > 0 && room_fit(c, (size_t)r) >= min)
+        c->tx_room_race = true; /* no event will come for that space */
 }
 
 /* ---- output buffer ---------------------------------------------------------------------- */
@@ -499,6 +547,17 @@ ssize_t rpc_stream_send_window(const RpcStream *s, RpcChannel ch)
     int64_t room = queued >= c->cfg.max_tx_queue ? 0 : (int64_t)(c->cfg.max_tx_queue - queued);
     if (room < w)
         w = room;
+    /* Idle vchan: what the ring takes now, so that the write goes straight in (no copy into
+     * the stream queue); below room_min(), wait for the reader (tx_room_arm). */
+    if (c->vc && !c->out_len && !c->ready_head) {
+        size_t fit = room_fit(c, c->tx_room);
+        if ((int64_t)fit < w)
+            w = fit < room_min(c) ? 0 : (int64_t)fit;
+        /* With other streams, one frame per write: the first writer of each turn must not
+         * fill the ring every time (round robin, as the stream queues do). */
+        if (c->nstreams > 1 && w > (int64_t)c->peer.max_frame)
+            w = c->peer.max_frame;
+    }
     /* While the transport is busy, a stream may queue one frame's worth: enough for round
      * robin, and the rest of the backpressure reaches the writer instead of our memory. */
     if (c->out_len || c->ready_head) {
@@ -523,6 +582,7 @@ ssize_t rpc_stream_write(RpcStream *s, RpcChannel ch, const void *buf, size_t le
         return 0;
     if (win == 0) {
         LIST_ADD(&c->blocked_head, s, blocked);
+        tx_room_arm(c);
         return -EAGAIN;
     }
     size_t take = len < (size_t)win ? len : (size_t)win;
@@ -583,6 +643,7 @@ ssize_t rpc_stream_write(RpcStream *s, RpcChannel ch, const void *buf, size_t le
         conn_want_flush(c);
     else if (c->out_len)
         tx_flush_soft(c);
+    tx_room_arm(c);
     conn_sync_loop(c);
     return (ssize_t)done;
 }

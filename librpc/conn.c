@@ -233,7 +233,7 @@ int rpc_conn_next_timeout_ms(const RpcConn *c)
 {
     if (!c || c->state == CONN_CLOSED)
         return -1;
-    if (c->pending_err || c->more_rx || c->work_head)
+    if (c->pending_err || c->more_rx || c->work_head || c->tx_room_race)
         return 0;
     if (c->tops && c->tops->pending && c->tops->pending(c->tctx) > 0)
         return 0; /* bytes inside the transport that polling the fd cannot see */
@@ -259,8 +259,10 @@ int rpc_conn_next_timeout_ms(const RpcConn *c)
 
 void conn_notify_writable(RpcConn *c)
 {
-    if (!c->writable_check)
+    if (!c->writable_check) {
+        tx_room_arm(c);
         return;
+    }
     c->writable_check = false;
     uint64_t round = ++c->notify_round;
     /* Callbacks may block, unblock or finish any stream: after each one, rescan from the
@@ -280,6 +282,7 @@ void conn_notify_writable(RpcConn *c)
             STREAM_CB(c, s, on_writable)(s, STREAM_UD(c, s));
         s = c->blocked_head;
     }
+    tx_room_arm(c);
 }
 
 void conn_run_work(RpcConn *c)
@@ -334,6 +337,7 @@ static int dispatch_inner(RpcConn *c)
             conn_fail(c, RPC_E_PROTO, "vchan broken by the peer");
             return RPC_E_CLOSED;
         }
+        tx_room_refresh(c);
     }
     /* Output left over because the transport was full (its space may be why we run). What
      * this loop pass queued waits for the pass's deferred flush instead, to go out in one
@@ -362,6 +366,7 @@ static int dispatch_inner(RpcConn *c)
             conn_fail(c, r, "transport write failed: %s", strerror(-r));
             break;
         }
+        tx_room_refresh(c);
         conn_notify_writable(c);
         if (!c->work_head && !c->writable_check)
             break;
@@ -640,6 +645,7 @@ int rpc_conn_new_vchan(RpcConn **connp, Vchan *vc, bool own, const RpcConnConfig
      * waiting for an event that will not come. */
     c->more_rx = true;
     tx_flush_soft(c);
+    tx_room_refresh(c);
     *connp = c;
     return 0;
 }

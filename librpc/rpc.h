@@ -266,7 +266,7 @@ typedef struct RpcCallbacks {
     void (*on_reset)(RpcStream *s, uint32_t code, bool local, const char *reason, void *userdata);
 
     /* rpc_stream_write() returned -EAGAIN or a short count on @s earlier, and credit (or
-     * queue space) is available again. */
+     * queue space, or vchan ring room) is available again. */
     void (*on_writable)(RpcStream *s, void *userdata);
 
     /* The stream handle is about to be freed: drop every reference to it. Called exactly
@@ -470,14 +470,17 @@ RPC_EXPORT int rpc_stream_refuse(RpcStream *s, int32_t exit_code, const char *re
  * send queue bound allows; written straight to the transport when possible, else copied
  * into the stream's queue (sent in frames of at most the peer's max_frame, round-robin with
  * the other streams). While the transport is busy a stream queues at most one max_frame of
- * bytes, so a short count or -EAGAIN can come with credit left: wait for on_writable. Returns the bytes accepted (1..@len; 0 only for @len 0), -EAGAIN if
+ * bytes, and over a vchan with nothing queued it takes what the ring has room for (as of the
+ * last dispatch; once a whole frame fits), so a short count or -EAGAIN can come with credit
+ * left: wait for on_writable. Returns the bytes accepted (1..@len; 0 only for @len 0), -EAGAIN if
  * none could be (on_writable fires when some can), -EBADF (@ch is not ours to send on this
  * side), -EPROTO (handler has not accepted yet), -EPIPE (@ch already half-closed, or the
  * exit was sent), -ENOTCONN (stream reset or connection closed), -EINVAL (bad @ch).
  */
 RPC_EXPORT ssize_t rpc_stream_write(RpcStream *s, RpcChannel ch, const void *buf, size_t len);
 
-/* Bytes rpc_stream_write() on @ch would accept now (0 when blocked), or -errno as there. */
+/* Bytes rpc_stream_write() on @ch would accept now (0 when blocked), or -errno as there. A
+ * write right after it (no dispatch between) takes that many whole, or gets -EAGAIN for 0. */
 RPC_EXPORT ssize_t rpc_stream_send_window(const RpcStream *s, RpcChannel ch);
 
 /* Half-close @ch (EOF after everything written on it). Idempotent: 0 if already closed.

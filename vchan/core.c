@@ -236,6 +236,11 @@ ssize_t vchan_buffer_space(Vchan *c)
     return check_error(c, vchan_ring_buffer_space(&c->ring));
 }
 
+ssize_t vchan_buffer_space_notify(Vchan *c, size_t min)
+{
+    return check_error(c, vchan_ring_buffer_space_notify(&c->ring, min));
+}
+
 size_t vchan_read_ring_size(const Vchan *c)
 {
     return c->ring.rsize;

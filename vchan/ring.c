@@ -339,3 +339,13 @@ ssize_t vchan_ring_buffer_space(VchanRing *r)
     rc = write_free(r, &space);
     return rc < 0 ? rc : (ssize_t)space;
 }
+
+ssize_t vchan_ring_buffer_space_notify(VchanRing *r, size_t min)
+{
+    ssize_t space = vchan_ring_buffer_space(r);
+
+    if (space < 0 || (size_t)space >= min)
+        return space;
+    vchan_ring_request_notify(r, VCHAN_NOTIFY_READ_BIT);
+    return vchan_ring_buffer_space(r);
+}

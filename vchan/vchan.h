@@ -18,6 +18,7 @@
  *
  * Changelog of this interface:
  *   v1 (vrpc 0.1): initial API.
+ *   v1.1: vchan_buffer_space_notify().
  */
 #pragma once
 
@@ -184,6 +185,12 @@ VCHAN_EXPORT ssize_t vchan_data_ready(Vchan *c);
 
 /* Bytes writable now without blocking, or -EPROTO. Never arms a notification. */
 VCHAN_EXPORT ssize_t vchan_buffer_space(Vchan *c);
+
+/* vchan_buffer_space(), but if fewer than @min bytes are free a notification is armed first
+ * (vchan_fd() fires when the reader frees space, as after a write that found the ring full),
+ * then the space is read again and returned. For a non-blocking writer that wants room for
+ * a whole record before writing any of it. -EPROTO as there. */
+VCHAN_EXPORT ssize_t vchan_buffer_space_notify(Vchan *c, size_t min);
 
 /* Ring sizes in bytes, fixed at connect. */
 VCHAN_EXPORT size_t vchan_read_ring_size(const Vchan *c);

@@ -172,6 +172,37 @@ START_TEST(test_fd_semantics)
 }
 END_TEST
 
+/* vchan_buffer_space_notify(): with room enough nothing is armed (a read fires nothing);
+ * short of @min the request is armed, and the reader's next read fires the writer's fd. */
+START_TEST(test_space_notify)
+{
+    struct pollfd pfd;
+    uint8_t buf[4096];
+    Vchan *s, *c;
+
+    ck_assert_int_eq(vchan_pair_new(&s, &c, 4096, 4096), 0);
+    while (vchan_dispatch(s) > 0 || vchan_dispatch(c) > 0)
+        ; /* the connect event */
+    size_t ws = vchan_write_ring_size(s);
+    pfd = (struct pollfd){.fd = vchan_fd(s), .events = POLLIN};
+    ck_assert_int_eq(vchan_buffer_space_notify(s, 1), (ssize_t)ws);
+    ck_assert_int_eq(vchan_write(s, buf, 100), 100);
+    ck_assert_int_eq(vchan_read(c, buf, 100), 100);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+    /* fill the ring: short of room, armed */
+    memset(buf, 7, sizeof(buf));
+    ck_assert_int_eq(vchan_write(s, buf, ws - 10), (ssize_t)(ws - 10));
+    ck_assert_int_eq(vchan_buffer_space_notify(s, 100), 10);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+    ck_assert_int_eq(vchan_read(c, buf, 50), 50);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 1);
+    ck_assert_int_ge(vchan_dispatch(s), 1);
+    ck_assert_int_eq(vchan_buffer_space(s), 60);
+    vchan_free(c);
+    vchan_free(s);
+}
+END_TEST
+
 /* Edge case 18: spurious events neither corrupt data nor make a wait spin hot. */
 START_TEST(test_spurious_events)
 {
@@ -821,6 +852,7 @@ int main(void)
     tcase_add_test(tc, test_argument_semantics);
     tcase_add_test(tc, test_readv_writev);
     tcase_add_test(tc, test_fd_semantics);
+    tcase_add_test(tc, test_space_notify);
     tcase_add_test(tc, test_spurious_events);
     tcase_add_test(tc, test_blocking_timeouts_and_counts);
     tcase_add_test(tc, test_blocked_reader_sees_close);
