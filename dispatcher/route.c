@@ -304,6 +304,14 @@ static void relay_abort_reason(RpcRelay *r, bool reset, uint32_t code, const cha
                  code == RPC_RESET_CONN_CLOSED ? "connection lost" : rpc_reset_code_name(code));
 }
 
+/* The target refused the call (relayed or direct): counted like a local refusal. */
+static void call_finish_refused(Call *c, int code)
+{
+    if (code == VRPC_SERVICES_EXIT_REFUSED)
+        c->d->refused_total++;
+    call_finish(c, AUDIT_END_REFUSED, code);
+}
+
 static void relay_ended(RpcRelay *r, RpcRelayEnd end, int32_t code, const char *reason,
                         void *userdata)
 {
@@ -315,11 +323,9 @@ static void relay_ended(RpcRelay *r, RpcRelayEnd end, int32_t code, const char *
         call_finish(c, AUDIT_END_EXIT, code);
         break;
     case RPC_RELAY_END_REFUSED:
-        if (code == VRPC_SERVICES_EXIT_REFUSED)
-            c->d->refused_total++;
         /* The target's own words (untrusted; the audit escapes them), marked as such. */
         set_reason(c, "target: %s", reason ? reason : "");
-        call_finish(c, AUDIT_END_REFUSED, code);
+        call_finish_refused(c, code);
         break;
     case RPC_RELAY_END_ABORTED:
         set_reason(c, "%s", reason + strlen("vrpc: "));
@@ -508,10 +514,8 @@ static void route_control(Peer *src, RpcStream *s, const RpcCall *untrusted_call
         rpc_stream_exit(s, 0, NULL);
     if (code >= 0 && refused) {
         /* as on the relay (relay_ended): the handler never ran */
-        if (code == VRPC_SERVICES_EXIT_REFUSED)
-            c->d->refused_total++;
         set_reason(c, "target refused the call (%d)", code);
-        call_finish(c, AUDIT_END_REFUSED, code);
+        call_finish_refused(c, code);
     } else if (code >= 0) {
         call_finish(c, AUDIT_END_EXIT, code);
     } else if (code == VRPC_DIRECT_EXIT_ABORTED) {

@@ -327,6 +327,17 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+bool rt_both_ready(RtPair *p)
+{
+    return p->a.ready && p->b.ready;
+}
+
+void rt_pair_up(RtPair *p, RtTransport t, const RpcConnConfig *cfg_a, const RpcConnConfig *cfg_b)
+{
+    rt_pair_init(p, t, cfg_a, cfg_b);
+    ck_assert(rt_pump_until(p, rt_both_ready, RT_HANG_MS));
+}
+
 bool rt_pump_until(RtPair *p, bool (*cond)(RtPair *p), int max_ms)
 {
     int64_t end = mono_ms() + max_ms;

@@ -85,6 +85,10 @@ int rt_pump(RtPair *p);
 
 /* Pump, waiting in poll(2) for fds and timers, until @cond(p) or @max_ms elapsed. */
 bool rt_pump_until(RtPair *p, bool (*cond)(RtPair *p), int max_ms);
+/* Both ends have exchanged HELLO. */
+bool rt_both_ready(RtPair *p);
+/* rt_pair_init(), then pump until both ends are ready (asserted). */
+void rt_pair_up(RtPair *p, RtTransport t, const RpcConnConfig *cfg_a, const RpcConnConfig *cfg_b);
 
 /* The log slot of stream @s on side @side (adds one if new). */
 RtStreamLog *rt_log(RtSide *side, RpcStream *s);

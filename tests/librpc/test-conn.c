@@ -21,17 +21,6 @@
 #include "rpctest.h"
 #include "leak.h"
 
-static bool both_ready(RtPair *p)
-{
-    return p->a.ready && p->b.ready;
-}
-
-static void pair_up(RtPair *p, int transport, const RpcConnConfig *ca, const RpcConnConfig *cb)
-{
-    rt_pair_init(p, (RtTransport)transport, ca, cb);
-    ck_assert(rt_pump_until(p, both_ready, RT_HANG_MS));
-}
-
 START_TEST(handshake)
 {
     RtPair p;
@@ -41,7 +30,7 @@ START_TEST(handshake)
     cb.max_frame = 8192;
     cb.stream_window = 4096;
     cb.conn_window = 8192;
-    pair_up(&p, _i, NULL, &cb);
+    rt_pair_up(&p, (RtTransport)_i, NULL, &cb);
     ck_assert_int_eq(p.a.ready, 1);
     ck_assert_int_eq(p.b.ready, 1);
     ck_assert_uint_eq(p.a.peer.version, 1);
@@ -64,7 +53,7 @@ END_TEST
 START_TEST(call_lifecycle)
 {
     RtPair p;
-    pair_up(&p, _i, NULL, NULL);
+    rt_pair_up(&p, (RtTransport)_i, NULL, NULL);
     RpcCall call = {.service = "demo.Echo",
                     .argument = "+x",
                     .target = "@dispvm:work",
@@ -128,7 +117,7 @@ END_TEST
 START_TEST(cork_holds_output)
 {
     RtPair p;
-    pair_up(&p, _i, NULL, NULL);
+    rt_pair_up(&p, (RtTransport)_i, NULL, NULL);
     static uint8_t big[200000];
     for (size_t i = 0; i < sizeof big; i++)
         big[i] = (uint8_t)(i * 7u);
@@ -168,7 +157,7 @@ END_TEST
 START_TEST(exit_before_stdin_eof)
 {
     RtPair p;
-    pair_up(&p, _i, NULL, NULL);
+    rt_pair_up(&p, (RtTransport)_i, NULL, NULL);
     RpcStream *s = rt_open(&p, &p.a, "svc");
     RtStreamLog *la = rt_log(&p.a, s);
     rt_pump(&p);
@@ -185,7 +174,7 @@ END_TEST
 START_TEST(refuse)
 {
     RtPair p;
-    pair_up(&p, _i, NULL, NULL);
+    rt_pair_up(&p, (RtTransport)_i, NULL, NULL);
     p.b.auto_accept = false;
     RpcStream *s = rt_open(&p, &p.a, "svc");
     RtStreamLog *la = rt_log(&p.a, s);
@@ -210,7 +199,7 @@ END_TEST
 START_TEST(both_ends_open)
 {
     RtPair p;
-    pair_up(&p, _i, NULL, NULL);
+    rt_pair_up(&p, (RtTransport)_i, NULL, NULL);
     RpcStream *sa[5], *sb[5];
     for (int i = 0; i < 5; i++) {
         sa[i] = rt_open(&p, &p.a, "from.a");
@@ -232,7 +221,7 @@ END_TEST
 START_TEST(reset_leaves_others)
 {
     RtPair p;
-    pair_up(&p, _i, NULL, NULL);
+    rt_pair_up(&p, (RtTransport)_i, NULL, NULL);
     RpcStream *s[3];
     RtStreamLog *la[3];
     for (int i = 0; i < 3; i++) {
@@ -272,7 +261,7 @@ END_TEST
 START_TEST(reset_crossing)
 {
     RtPair p;
-    pair_up(&p, _i, NULL, NULL);
+    rt_pair_up(&p, (RtTransport)_i, NULL, NULL);
     RpcStream *s = rt_open(&p, &p.a, "svc");
     RtStreamLog *la = rt_log(&p.a, s);
     rt_pump(&p);
@@ -306,7 +295,7 @@ START_TEST(open_before_hello)
     ck_assert_int_eq(rpc_stream_write(s, RPC_CH_STDIN, "x", 1), -EAGAIN);
     ck_assert_int_eq(rpc_stream_close_write(s, RPC_CH_STDIN), 0);
     rt_pump(&p);
-    ck_assert(both_ready(&p));
+    ck_assert(rt_both_ready(&p));
     ck_assert(la->accepted);
     ck_assert_int_eq(la->writable, 0); /* EOF was queued: nothing more to send */
     RtStreamLog *lb = &p.b.log[0];
@@ -325,7 +314,7 @@ START_TEST(reset_before_hello)
     RpcStream *s = rt_open(&p, &p.a, "early");
     RtStreamLog *la = rt_log(&p.a, s);
     ck_assert_int_eq(rpc_stream_reset(s, RPC_RESET_CANCEL, "changed my mind"), 0);
-    ck_assert(rt_pump_until(&p, both_ready, RT_HANG_MS));
+    ck_assert(rt_pump_until(&p, rt_both_ready, RT_HANG_MS));
     ck_assert(la->freed);
     ck_assert_int_eq(la->ready_at_free, 0);
     ck_assert(!la->accepted);
@@ -355,7 +344,7 @@ START_TEST(stream_quota_local)
     RpcConnConfig cb;
     rpc_conn_config_init(&cb);
     cb.max_streams = 4;
-    pair_up(&p, _i, NULL, &cb);
+    rt_pair_up(&p, (RtTransport)_i, NULL, &cb);
     RpcCall call = {.service = "svc"};
     RpcStream *s[4], *x;
     for (int i = 0; i < 4; i++)
@@ -379,7 +368,7 @@ END_TEST
 START_TEST(thousand_concurrent)
 {
     RtPair p;
-    pair_up(&p, _i, NULL, NULL);
+    rt_pair_up(&p, (RtTransport)_i, NULL, NULL);
     enum { N = 1000 };
     RpcStream *s[N];
     for (int i = 0; i < N; i++) {
@@ -417,7 +406,7 @@ static bool a_closed(RtPair *p)
 START_TEST(peer_gone)
 {
     RtPair p;
-    pair_up(&p, _i, NULL, NULL);
+    rt_pair_up(&p, (RtTransport)_i, NULL, NULL);
     RpcStream *s = rt_open(&p, &p.a, "svc");
     RtStreamLog *la = rt_log(&p.a, s);
     rt_pump(&p);
@@ -439,7 +428,7 @@ END_TEST
 START_TEST(close_with_goaway)
 {
     RtPair p;
-    pair_up(&p, _i, NULL, NULL);
+    rt_pair_up(&p, (RtTransport)_i, NULL, NULL);
     ck_assert_int_eq(rpc_conn_close(p.b.conn, "shutting down"), 0);
     ck_assert(p.b.closed);
     ck_assert_int_eq(p.b.close_error, RPC_E_LOCAL);
@@ -466,7 +455,7 @@ START_TEST(keepalive_alive)
     rpc_conn_config_init(&ca);
     ca.keepalive_ms = 20;
     ca.dead_peer_ms = 2000;
-    pair_up(&p, _i, &ca, NULL);
+    rt_pair_up(&p, (RtTransport)_i, &ca, NULL);
     ck_assert(rt_pump_until(&p, pinged_twice, RT_HANG_MS));
     ck_assert(!p.a.closed && !p.b.closed);
     rt_pair_deinit(&p);
@@ -492,7 +481,7 @@ static bool ponged(RtPair *p)
 START_TEST(ping_rtt)
 {
     RtPair p;
-    pair_up(&p, _i, NULL, NULL);
+    rt_pair_up(&p, (RtTransport)_i, NULL, NULL);
     pongs_seen = 0;
     pong_rtt = UINT64_MAX;
     ck_assert_int_eq(rpc_conn_ping(p.a.conn, on_pong, &pongs_seen), 0);
@@ -518,7 +507,7 @@ START_TEST(keepalive_dead_peer)
     rpc_conn_config_init(&ca);
     ca.keepalive_ms = 20;
     ca.dead_peer_ms = 40;
-    pair_up(&p, _i, &ca, NULL);
+    rt_pair_up(&p, (RtTransport)_i, &ca, NULL);
     RpcStream *s = rt_open(&p, &p.a, "svc");
     RtStreamLog *la = rt_log(&p.a, s);
     rt_pump(&p);
@@ -797,7 +786,7 @@ START_TEST(violation_closes_only_that_connection)
     c.conn_window = 65536;
     rt_raw_init(&r, RPC_ROLE_ACCEPTOR, &c);
     /* A healthy connection in the same process, with a call in progress. */
-    pair_up(&good, RT_SOCKET, NULL, NULL);
+    rt_pair_up(&good, RT_SOCKET, NULL, NULL);
     RpcStream *gs = rt_open(&good, &good.a, "svc");
     rt_pump(&good);
     if (v->send != v_before_hello)
@@ -922,7 +911,7 @@ START_TEST(tx_queue_bound)
     ca.max_tx_queue = 256 << 10;
     cb.stream_window = 16 << 20;
     cb.conn_window = 64 << 20;
-    pair_up(&p, _i, &ca, &cb);
+    rt_pair_up(&p, (RtTransport)_i, &ca, &cb);
     RpcStream *s = rt_open(&p, &p.a, "svc");
     rt_pump(&p);
     static uint8_t chunk[65536];

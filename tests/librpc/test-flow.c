@@ -14,11 +14,6 @@
 #include "rpctest.h"
 #include "leak.h"
 
-static bool both_ready(RtPair *p)
-{
-    return p->a.ready && p->b.ready;
-}
-
 static void pattern(uint8_t *b, size_t n, size_t off, uint32_t seed)
 {
     for (size_t i = 0; i < n; i++)
@@ -62,8 +57,7 @@ START_TEST(slow_stream_does_not_block_fast)
      * test stays fast on a busy machine (it tests backpressure, not throughput). */
     ca.stream_window = WIN;
     ca.conn_window = 16 * WIN;
-    rt_pair_init(&p, (RtTransport)_i, &ca, NULL);
-    ck_assert(rt_pump_until(&p, both_ready, RT_HANG_MS));
+    rt_pair_up(&p, (RtTransport)_i, &ca, NULL);
     RpcStream *slow = rt_open(&p, &p.a, "slow"), *fast = rt_open(&p, &p.a, "fast");
     RtStreamLog *ls = rt_log(&p.a, slow), *lf = rt_log(&p.a, fast);
     ls->consume_limit = 0; /* the slow consumer takes nothing */
@@ -108,6 +102,16 @@ START_TEST(slow_stream_does_not_block_fast)
 }
 END_TEST
 
+/* A pair over @t with one call of @service open: returns the handler's log, *@lcp the
+ * caller's. */
+static RtStreamLog *one_call(RtPair *p, RtTransport t, const char *service, RtStreamLog **lcp)
+{
+    rt_pair_up(p, t, NULL, NULL);
+    *lcp = rt_log(&p->a, rt_open(p, &p->a, service));
+    rt_pump(p);
+    return rt_log_by_id(&p->b, (*lcp)->id);
+}
+
 /* Write a pattern of @w bytes on @s's stdout (@seed, from offset @total); the window said
  * that many fit, so all are taken. Returns the new total. */
 static size_t write_window(RpcStream *s, uint8_t *buf, ssize_t w, size_t total, uint32_t seed)
@@ -131,12 +135,7 @@ static void expect_stdout(RtPair *p, RtStreamLog *lc, size_t total)
 START_TEST(send_window_is_taken_whole)
 {
     RtPair p;
-    rt_pair_init(&p, (RtTransport)_i, NULL, NULL);
-    ck_assert(rt_pump_until(&p, both_ready, RT_HANG_MS));
-    RpcStream *cs = rt_open(&p, &p.a, "whole");
-    RtStreamLog *lc = rt_log(&p.a, cs);
-    rt_pump(&p);
-    RtStreamLog *hs = rt_log_by_id(&p.b, lc->id);
+    RtStreamLog *lc, *hs = one_call(&p, (RtTransport)_i, "whole", &lc);
     size_t total = 0;
     for (int round = 0; round < 4; round++) {
         ssize_t w = rpc_stream_send_window(hs->s, RPC_CH_STDOUT);
@@ -161,12 +160,7 @@ END_TEST
 START_TEST(vchan_window_is_ring_room)
 {
     RtPair p;
-    rt_pair_init(&p, RT_VCHAN, NULL, NULL);
-    ck_assert(rt_pump_until(&p, both_ready, RT_HANG_MS));
-    RpcStream *cs = rt_open(&p, &p.a, "room");
-    RtStreamLog *lc = rt_log(&p.a, cs);
-    rt_pump(&p);
-    RtStreamLog *hs = rt_log_by_id(&p.b, lc->id);
+    RtStreamLog *lc, *hs = one_call(&p, RT_VCHAN, "room", &lc);
     static uint8_t buf[1 << 20];
     size_t total = 0;
     ssize_t w;
@@ -204,8 +198,7 @@ START_TEST(partial_consumption_integrity)
     rpc_conn_config_init(&ca);
     ca.stream_window = 4096;
     ca.conn_window = 16384;
-    rt_pair_init(&p, (RtTransport)_i, &ca, NULL);
-    ck_assert(rt_pump_until(&p, both_ready, RT_HANG_MS));
+    rt_pair_up(&p, (RtTransport)_i, &ca, NULL);
     enum { NS = 4 };
     RpcStream *s[NS];
     RtStreamLog *la[NS], *lb[NS];
@@ -251,8 +244,7 @@ END_TEST
 START_TEST(exit_after_held_data)
 {
     RtPair p;
-    rt_pair_init(&p, (RtTransport)_i, NULL, NULL);
-    ck_assert(rt_pump_until(&p, both_ready, RT_HANG_MS));
+    rt_pair_up(&p, (RtTransport)_i, NULL, NULL);
     RpcStream *s = rt_open(&p, &p.a, "svc");
     RtStreamLog *la = rt_log(&p.a, s);
     la->consume_limit = 0;
@@ -288,8 +280,7 @@ START_TEST(round_robin)
     cfg.stream_window = 1 << 20;
     cfg.conn_window = 16 << 20;
     cfg.max_frame = RPC_FRAME_MAX_MIN; /* many frames per stream from little data */
-    rt_pair_init(&p, (RtTransport)_i, &cfg, &cfg);
-    ck_assert(rt_pump_until(&p, both_ready, RT_HANG_MS));
+    rt_pair_up(&p, (RtTransport)_i, &cfg, &cfg);
     if (_i != RT_VCHAN) {
         /* A socket buffer the size of a small ring, so that the transport is busy after a
          * few frames as a vchan is, and the test needs little data. */
@@ -381,8 +372,8 @@ START_TEST(relay_backpressure)
     small.conn_window = 16384;
     rt_pair_init(&up, (RtTransport)_i, NULL, &small);
     rt_pair_init(&down, (RtTransport)_i, NULL, &small);
-    ck_assert(rt_pump_until(&up, both_ready, RT_HANG_MS));
-    ck_assert(rt_pump_until(&down, both_ready, RT_HANG_MS));
+    ck_assert(rt_pump_until(&up, rt_both_ready, RT_HANG_MS));
+    ck_assert(rt_pump_until(&down, rt_both_ready, RT_HANG_MS));
     memset(&relay, 0, sizeof(relay));
     RpcStream *src = rt_open(&up, &up.a, "svc");
     relay.out = rt_open(&down, &down.a, "svc");
@@ -432,8 +423,7 @@ START_TEST(window_update_batching)
     RpcConnConfig ca;
     rpc_conn_config_init(&ca);
     ca.stream_window = 65536;
-    rt_pair_init(&p, (RtTransport)_i, &ca, NULL);
-    ck_assert(rt_pump_until(&p, both_ready, RT_HANG_MS));
+    rt_pair_up(&p, (RtTransport)_i, &ca, NULL);
     RpcStream *s = rt_open(&p, &p.a, "svc");
     rt_pump(&p);
     RtStreamLog *lb = &p.b.log[0];
