@@ -390,9 +390,10 @@ static ssize_t t_read(void *ctx, void *buf, size_t n)
     return (ssize_t)total;
 }
 
-/* Records out: obuf to the socket, then the batch through SSL_write_ex into obuf and that
- * to the socket too. 0 when all of it went out, -EAGAIN when the socket is full (the rest is
- * kept: obuf's records, or the batch from woff, retried with the same bytes), or -errno. */
+/* Records out: obuf to the socket, then the whole batch through SSL_write_ex into obuf (one
+ * call per record: partial writes are on) and that to the socket in one go. 0 when all of it
+ * went out, -EAGAIN when the socket is full (the rest is kept: obuf's records, or the batch
+ * from woff, retried with the same bytes), or -errno. */
 static ssize_t wbuf_push(Tls *t)
 {
     for (;;) {
@@ -401,14 +402,16 @@ static ssize_t wbuf_push(Tls *t)
             return r;
         if (t->woff == t->wlen)
             break;
-        size_t done = 0;
-        if (SSL_write_ex(t->ssl, t->wbuf + t->woff, t->wlen - t->woff, &done) != 1) {
-            r = io_result(t, 0, 0);
-            t->wblocked = r == -EAGAIN;
-            return r == 0 ? -EPIPE : r;
+        while (t->woff < t->wlen) {
+            size_t done = 0;
+            if (SSL_write_ex(t->ssl, t->wbuf + t->woff, t->wlen - t->woff, &done) != 1) {
+                r = io_result(t, 0, 0);
+                t->wblocked = r == -EAGAIN;
+                return r == 0 ? -EPIPE : r;
+            }
+            t->wblocked = false;
+            t->woff += done;
         }
-        t->wblocked = false;
-        t->woff += done;
     }
     t->wlen = t->woff = 0;
     return 0;
