@@ -15,7 +15,7 @@
  * SSL_write_ex together at the end of the flush (or when the batch is full), so that small
  * frames share records and a frame's header does not cost a record of its own. The records
  * go to our own buffer (a BIO of ours replaces the socket as OpenSSL's writer once the
- * handshake is done), and that buffer goes to the socket in one write(2), not one per 16 KiB
+ * handshake is done), and that buffer goes to the socket in one send(2), not one per 16 KiB
  * record. The bytes are librpc's no longer once copied (wpending()). Both buffers are bounded:
  * at most one plaintext batch and the records of one batch (plus a few bytes of TLS's own
  * messages) are held; more breaks the link.
@@ -47,6 +47,8 @@ struct TlsCtx {
 #define TLS_OBUF_MAX (TLS_WBUF_SIZE + TLS_WBUF_SIZE / 256u + 16u * 1024u)
 /* OpenSSL's read-ahead buffer: one read(2) takes up to this many bytes of records. */
 #define TLS_RBUF_SIZE (256u * 1024u)
+/* Records one t_read() takes at most (16 full ones fill TLS_RBUF_SIZE). */
+#define TLS_READ_RECORDS 64u
 
 struct Tls {
     SSL *ssl;
@@ -368,15 +370,18 @@ static ssize_t io_result(Tls *t, int r, size_t done)
     }
 }
 
-/* As many records as fit in @buf: one SSL_read_ex returns one record at most. */
+/* As many records as fit in @buf (one SSL_read_ex returns one record at most), and at most
+ * TLS_READ_RECORDS of them, so that a peer's tiny records cost a bounded amount per call. */
 static ssize_t t_read(void *ctx, void *buf, size_t n)
 {
     Tls *t = ctx;
     size_t total = 0;
 
     t->rmore = false;
-    while (total < n) {
+    for (unsigned i = 0; total < n; i++) {
         size_t got = 0;
+        if (i == TLS_READ_RECORDS)
+            break;
         if (SSL_read_ex(t->ssl, (uint8_t *)buf + total, n - total, &got) != 1) {
             if (total) {
                 ERR_clear_error(); /* an error comes back on the next read */
@@ -386,7 +391,7 @@ static ssize_t t_read(void *ctx, void *buf, size_t n)
         }
         total += got;
     }
-    t->rmore = true; /* @buf is full: OpenSSL may hold more (decrypted or read ahead) */
+    t->rmore = true; /* stopped early: OpenSSL may hold more (decrypted or read ahead) */
     return (ssize_t)total;
 }
 
