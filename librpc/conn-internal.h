@@ -195,6 +195,13 @@ struct RpcConn {
     /* loop */
     RpcLoop *loop;
     RpcLoopSource *fd_src, *timer_src;
+    /* vchan only: before the loop sleeps, ask for the peer's next write to fire the fd
+     * (reads find data with checks that arm nothing: rpc_conn_prepare_wait) */
+    RpcLoopSource *prepare_src;
+    /* vchan only: an event may be pending on its fd (we asked the peer for one since the
+     * last vchan_dispatch(), or the loop saw the fd fire). Without it a dispatch skips
+     * vchan_dispatch(), a system call that would find nothing. */
+    bool vc_event;
     /* Attached to a loop, output is written once per loop pass: what the application and the
      * dispatches of one pass queue goes out together from this deferred source, at the start
      * of the next iteration (conn_want_flush). */

@@ -18,8 +18,17 @@
 
 static ssize_t t_read(RpcConn *c, void *buf, size_t n)
 {
-    if (c->vc)
+    if (c->vc) {
+        /* An empty ring is left without arming its notification (vchan_read() would arm
+         * it): the peer's writes cost it no event while we are awake anyway. Before a
+         * sleep, rpc_conn_prepare_wait() arms it. */
+        if (vchan_data_ready(c->vc) == 0) {
+            VchanState vs = vchan_is_open(c->vc);
+            if (vs == VCHAN_STATE_OPEN || vs == VCHAN_STATE_WAITING)
+                return -EAGAIN;
+        }
         return vchan_read(c->vc, buf, n);
+    }
     if (c->tops)
         return c->tops->read(c->tctx, buf, n);
     for (;;) {

@@ -35,6 +35,8 @@ static ssize_t t_writev(RpcConn *c, const struct iovec *iov, int cnt)
     }
     if (c->vc) {
         ssize_t w = vchan_writev(c->vc, iov, cnt);
+        if (w == -EAGAIN)
+            c->vc_event = true; /* the full ring armed the space notification */
         if (w > 0)
             c->tx_room = (size_t)w < c->tx_room ? c->tx_room - (size_t)w : 0;
         return w;
@@ -110,6 +112,7 @@ void tx_room_arm(RpcConn *c)
     size_t min = room_min(c);
     if (room_fit(c, c->tx_room) >= min)
         return;
+    c->vc_event = true;
     ssize_t r = vchan_buffer_space_notify(c->vc, min + RPC_FRAME_HEADER_SIZE);
     if (r > 0 && room_fit(c, (size_t)r) >= min)
         c->tx_room_race = true; /* no event will come for that space */

@@ -57,6 +57,7 @@ const char *rpc_error_name(int error)
 static void conn_detach_fd(RpcConn *c)
 {
     c->fd_src = rpc_loop_source_free(c->fd_src);
+    c->prepare_src = rpc_loop_source_free(c->prepare_src);
 }
 
 /* Close the connection: log once, GOAWAY when it is our decision, on_close, then reset
@@ -331,7 +332,10 @@ static int dispatch_inner(RpcConn *c)
         return RPC_E_CLOSED;
     }
     if (c->vc) {
-        vchan_dispatch(c->vc);
+        if (c->vc_event) {
+            c->vc_event = false;
+            vchan_dispatch(c->vc);
+        }
         VchanState vs = vchan_is_open(c->vc);
         if (vs == VCHAN_STATE_BROKEN) {
             conn_fail(c, RPC_E_PROTO, "vchan broken by the peer");
@@ -405,9 +409,34 @@ uint32_t rpc_conn_events(const RpcConn *c)
     return ev;
 }
 
+int rpc_conn_prepare_wait(RpcConn *c)
+{
+    if (!c || c->state == CONN_CLOSED || !c->vc)
+        return 0;
+    /* Input that was not read (a dispatch stops at its budget) or that came since. */
+    if (c->more_rx)
+        return 1;
+    c->vc_event = true;
+    return vchan_data_ready_notify(c->vc) != 0 ? 1 : 0; /* < 0: broken, dispatch says so */
+}
+
+static int conn_prepare_cb(RpcLoopSource *src, void *userdata)
+{
+    RpcConn *c = userdata;
+
+    (void)src;
+    if (rpc_conn_prepare_wait(c) == 0)
+        return 0;
+    rpc_conn_dispatch(c);
+    return 1;
+}
+
 static void conn_fd_cb(RpcLoopSource *src, int fd, uint32_t events, void *userdata)
 {
-    rpc_conn_dispatch(userdata);
+    RpcConn *c = userdata;
+
+    c->vc_event = true;
+    rpc_conn_dispatch(c);
 }
 
 static void conn_timer_cb(RpcLoopSource *src, void *userdata)
@@ -465,8 +494,12 @@ int rpc_conn_attach(RpcConn *c, RpcLoop *loop)
     if (c->state != CONN_CLOSED) {
         c->loop_events = rpc_conn_events(c);
         r = rpc_loop_add_fd(loop, rpc_conn_fd(c), c->loop_events, conn_fd_cb, c, &c->fd_src);
-        if (r < 0)
+        if (r == 0 && c->vc)
+            r = rpc_loop_add_prepare(loop, conn_prepare_cb, c, &c->prepare_src);
+        if (r < 0) {
+            conn_detach_fd(c);
             return r;
+        }
     }
     r = rpc_loop_add_timer(loop, -1, conn_timer_cb, c, &c->timer_src);
     if (r < 0) {
@@ -639,6 +672,7 @@ int rpc_conn_new_vchan(RpcConn **connp, Vchan *vc, bool own, const RpcConnConfig
         return r;
     }
     c->vc = vc;
+    c->vc_event = true; /* the connect event, or one its previous user asked for */
     c->own = own;
     /* The peer may have written (its HELLO) before we mapped the ring, and the event it
      * sent then reached nobody: read the ring once at the first dispatch instead of

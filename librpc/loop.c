@@ -26,6 +26,7 @@ typedef enum SourceKind {
     SRC_TIMER,
     SRC_SIGNAL,
     SRC_DEFER,
+    SRC_PREPARE,
     SRC_SIGFD, /* internal: the signalfd */
 } SourceKind;
 
@@ -42,6 +43,7 @@ struct RpcLoopSource {
         RpcLoopTimerFn timer_fn;
         RpcLoopSignalFn signal_fn;
         RpcLoopDeferFn defer_fn;
+        RpcLoopPrepareFn prepare_fn;
     };
     int fd;
     uint32_t events;
@@ -343,6 +345,18 @@ int rpc_loop_add_defer(RpcLoop *l, RpcLoopDeferFn fn, void *userdata, RpcLoopSou
     return 0;
 }
 
+int rpc_loop_add_prepare(RpcLoop *l, RpcLoopPrepareFn fn, void *userdata, RpcLoopSource **srcp)
+{
+    if (!fn || !srcp)
+        return -EINVAL;
+    RpcLoopSource *s = source_new(l, SRC_PREPARE, userdata);
+    if (!s)
+        return -ENOMEM;
+    s->prepare_fn = fn;
+    *srcp = s;
+    return 0;
+}
+
 int rpc_loop_defer_again(RpcLoopSource *s)
 {
     if (!s || s->kind != SRC_DEFER || s->dead)
@@ -396,6 +410,27 @@ static int run_defers(RpcLoop *l)
     return ran;
 }
 
+/* Each prepare source once (marked first: a callback may add or free sources). Returns the
+ * number of callbacks that did work. */
+static int run_prepares(RpcLoop *l)
+{
+    int busy = 0;
+
+    for (RpcLoopSource *s = l->sources; s; s = s->next)
+        if (s->kind == SRC_PREPARE)
+            s->events = 1;
+    for (RpcLoopSource *s = l->sources, *next; s; s = next) {
+        next = s->next;
+        if (s->kind != SRC_PREPARE || s->dead || s->events != 1)
+            continue;
+        s->events = 0;
+        if (s->prepare_fn(s, s->userdata) > 0)
+            busy++;
+        next = l->sources; /* the callback may have changed the list */
+    }
+    return busy;
+}
+
 static int64_t next_deadline(RpcLoop *l)
 {
     int64_t d = -1;
@@ -430,6 +465,12 @@ int rpc_loop_run_once(RpcLoop *l, int timeout_ms)
 
     if (l->ndefer_pending || ran)
         timeout_ms = 0;
+    if (timeout_ms != 0) {
+        int busy = run_prepares(l);
+        ran += busy;
+        if (busy || l->ndefer_pending)
+            timeout_ms = 0;
+    }
     int64_t d = next_deadline(l);
     if (d >= 0) {
         int64_t left = d - rpc_loop_now_ms();

@@ -14,6 +14,7 @@
  *
  * Changelog of this interface:
  *   v1 (vrpc 0.1): initial API.
+ *   v1.1: rpc_loop_add_prepare().
  */
 #pragma once
 
@@ -40,6 +41,10 @@ typedef void (*RpcLoopSignalFn)(RpcLoopSource *src, const struct signalfd_siginf
                                 void *userdata);
 /* A deferred callback runs once, at the start of the next iteration. */
 typedef void (*RpcLoopDeferFn)(RpcLoopSource *src, void *userdata);
+/* A prepare callback runs each time the loop is about to sleep: it arms whatever wake-up
+ * its source needs and returns > 0 if it found (and did) work instead, so that the loop
+ * does not sleep in that iteration; 0 to let it sleep. */
+typedef int (*RpcLoopPrepareFn)(RpcLoopSource *src, void *userdata);
 
 /* Create a loop. Returns 0 and sets *@loopp, or -ENOMEM / -errno of epoll_create1(). */
 RPC_EXPORT int rpc_loop_new(RpcLoop **loopp);
@@ -83,6 +88,12 @@ RPC_EXPORT int rpc_loop_add_defer(RpcLoop *loop, RpcLoopDeferFn fn, void *userda
 /* Schedule a deferred source again. Returns 0 or -EINVAL (not a defer source). */
 RPC_EXPORT int rpc_loop_defer_again(RpcLoopSource *src);
 
+/* Call @fn before every sleep of the loop (an iteration whose wait is not 0), after the
+ * deferred callbacks. For fds whose readiness must be requested first, like a vchan's
+ * (vchan_data_ready_notify()). Returns 0 and sets *@srcp, or -EINVAL, -ENOMEM. */
+RPC_EXPORT int rpc_loop_add_prepare(RpcLoop *loop, RpcLoopPrepareFn fn, void *userdata,
+                                    RpcLoopSource **srcp);
+
 /* Remove and free a source. Safe inside callbacks. Accepts NULL. Returns NULL. */
 RPC_EXPORT RpcLoopSource *rpc_loop_source_free(RpcLoopSource *src);
 RPC_EXPORT void rpc_loop_source_freep(RpcLoopSource **srcp);
@@ -92,8 +103,9 @@ RPC_EXPORT RpcLoop *rpc_loop_source_loop(const RpcLoopSource *src);
 /* Monotonic time in milliseconds (CLOCK_MONOTONIC), as the timers use it. */
 RPC_EXPORT int64_t rpc_loop_now_ms(void);
 
-/* One iteration: run deferred callbacks, wait up to @timeout_ms (-1: until something
- * happens; capped by the nearest timer; 0 when deferred work is pending), dispatch fd,
+/* One iteration: run deferred callbacks, then, unless that leaves nothing to wait for, the
+ * prepare callbacks; wait up to @timeout_ms (-1: until something happens; capped by the
+ * nearest timer; 0 when deferred work is pending or a prepare callback did work), dispatch fd,
  * signal and timer events. Returns the number of callbacks run (>= 0), or -errno of
  * epoll_wait() (-EINTR is retried, never returned). */
 RPC_EXPORT int rpc_loop_run_once(RpcLoop *loop, int timeout_ms);

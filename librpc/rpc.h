@@ -13,9 +13,10 @@
  * relays. Quotas, lengths, names and states are validated; a violation by the peer closes
  * only that connection (or resets only that stream), with a logged reason.
  *
- * Everything is non-blocking. Either drive a connection yourself (poll rpc_conn_fd() for
- * rpc_conn_events(), call rpc_conn_dispatch() when it fires or when rpc_conn_next_timeout_ms()
- * expires) or attach it to an RpcLoop (librpc/loop.h) with rpc_conn_attach(), which does that.
+ * Everything is non-blocking. Either drive a connection yourself (call
+ * rpc_conn_prepare_wait() before each sleep, poll rpc_conn_fd() for rpc_conn_events(), call
+ * rpc_conn_dispatch() when it fires or when rpc_conn_next_timeout_ms() expires) or attach it
+ * to an RpcLoop (librpc/loop.h) with rpc_conn_attach(), which does that.
  *
  * Callbacks run only from rpc_conn_dispatch(), rpc_stream_resume() called outside a dispatch,
  * rpc_conn_close() and rpc_conn_free(); never from the other calls (a transport failure met
@@ -34,6 +35,7 @@
  *
  * Changelog of this interface:
  *   v1 (vrpc 0.1): initial API (wire protocol version 1).
+ *   v1.1: rpc_conn_prepare_wait() (required before sleeping on a vchan connection's fd).
  */
 #pragma once
 
@@ -391,6 +393,15 @@ RPC_EXPORT int rpc_conn_fd(const RpcConn *conn);
  * with output queued (a vchan signals write space on its one fd). Re-read after every
  * dispatch and every API call that may queue output (writes, accept, exit, reset, open). */
 RPC_EXPORT uint32_t rpc_conn_events(const RpcConn *conn);
+
+/*
+ * Call right before sleeping on rpc_conn_fd() (a loop attached with rpc_conn_attach() does).
+ * A dispatch reads a vchan without asking the peer for events (so that a peer writing while
+ * we are awake anyway wakes no one); this asks for the event the sleep needs. Returns 1 if
+ * the connection has input now (dispatch instead of sleeping), else 0. A no-op returning 0
+ * for sockets, and for a caller that waits in vchan_wait_readable(), which arms by itself.
+ */
+RPC_EXPORT int rpc_conn_prepare_wait(RpcConn *conn);
 
 /* Milliseconds until the connection needs rpc_conn_dispatch() for a timer (keepalive,
  * dead-peer and HELLO timeouts, or deferred work: 0), or -1 if none. */

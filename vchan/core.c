@@ -241,6 +241,11 @@ ssize_t vchan_buffer_space_notify(Vchan *c, size_t min)
     return check_error(c, vchan_ring_buffer_space_notify(&c->ring, min));
 }
 
+ssize_t vchan_data_ready_notify(Vchan *c)
+{
+    return check_error(c, vchan_ring_data_ready_notify(&c->ring));
+}
+
 size_t vchan_read_ring_size(const Vchan *c)
 {
     return c->ring.rsize;

@@ -340,6 +340,25 @@ ssize_t vchan_ring_buffer_space(VchanRing *r)
     return rc < 0 ? rc : (ssize_t)space;
 }
 
+ssize_t vchan_ring_data_ready_notify(VchanRing *r)
+{
+    ssize_t ready = vchan_ring_data_ready(r);
+
+    if (ready != 0)
+        return ready;
+    switch (vchan_ring_peer_state(r)) {
+    case VCHAN_PEER_BROKEN:
+        return r->error;
+    case VCHAN_PEER_CLOSED:
+        return 0; /* nothing more will come: no event to ask for */
+    case VCHAN_PEER_OPEN:
+    case VCHAN_PEER_WAITING:
+        break;
+    }
+    vchan_ring_request_notify(r, VCHAN_NOTIFY_WRITE_BIT);
+    return vchan_ring_data_ready(r);
+}
+
 ssize_t vchan_ring_buffer_space_notify(VchanRing *r, size_t min)
 {
     ssize_t space = vchan_ring_buffer_space(r);

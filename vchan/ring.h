@@ -153,6 +153,7 @@ ssize_t vchan_ring_data_ready(VchanRing *r);
 ssize_t vchan_ring_buffer_space(VchanRing *r);
 /* Space free; if under @min, NOTIFY_READ is armed first and the space read again. */
 ssize_t vchan_ring_buffer_space_notify(VchanRing *r, size_t min);
+ssize_t vchan_ring_data_ready_notify(VchanRing *r);
 
 /*
  * Arm a notification request (NOTIFY_WRITE when waiting to read, NOTIFY_READ when waiting

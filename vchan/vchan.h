@@ -19,6 +19,7 @@
  * Changelog of this interface:
  *   v1 (vrpc 0.1): initial API.
  *   v1.1: vchan_buffer_space_notify().
+ *   v1.2: vchan_data_ready_notify().
  */
 #pragma once
 
@@ -182,6 +183,16 @@ VCHAN_EXPORT ssize_t vchan_send(Vchan *c, const void *buf, size_t size);
 
 /* Bytes ready to read now, or -EPROTO. Never arms a notification. */
 VCHAN_EXPORT ssize_t vchan_data_ready(Vchan *c);
+
+/*
+ * Before sleeping on vchan_fd() for data, without having read the ring empty: if no data is
+ * ready, ask the peer for an event on its next write (vchan_read() does so when it finds
+ * the ring empty), then look again. Returns the bytes ready (> 0: read them instead of
+ * sleeping), 0 (sleep: the peer's next write or its close fires vchan_fd()), or -EPROTO.
+ * With it a reader can read with vchan_data_ready() checks that arm nothing, so a peer that
+ * writes while the reader is busy anyway is not made to send an event for it.
+ */
+VCHAN_EXPORT ssize_t vchan_data_ready_notify(Vchan *c);
 
 /* Bytes writable now without blocking, or -EPROTO. Never arms a notification. */
 VCHAN_EXPORT ssize_t vchan_buffer_space(Vchan *c);

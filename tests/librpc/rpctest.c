@@ -352,6 +352,8 @@ bool rt_pump_until(RtPair *p, bool (*cond)(RtPair *p), int max_ms)
         for (int i = 0; i < 2; i++) {
             if (!cs[i] || rpc_conn_is_closed(cs[i]))
                 continue;
+            if (rpc_conn_prepare_wait(cs[i]) > 0)
+                t = 0;
             pf[n].fd = rpc_conn_fd(cs[i]);
             pf[n].events = (short)((rpc_conn_events(cs[i]) & 0x4) ? POLLIN | POLLOUT : POLLIN);
             n++;

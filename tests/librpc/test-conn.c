@@ -153,6 +153,51 @@ START_TEST(cork_holds_output)
 }
 END_TEST
 
+static bool fd_readable(RpcConn *c)
+{
+    struct pollfd pf = {.fd = rpc_conn_fd(c), .events = POLLIN};
+    return poll(&pf, 1, 0) == 1;
+}
+
+/* Over a vchan, a dispatch reads without asking the peer for events: a peer that writes
+ * while we are awake fires nothing. rpc_conn_prepare_wait() asks, before a sleep: then
+ * the next write fires the fd; with input already there it says so instead. */
+START_TEST(reads_arm_no_event)
+{
+    RtPair p;
+    rt_pair_up(&p, RT_VCHAN, NULL, NULL);
+    RpcStream *s = rt_open(&p, &p.a, "demo.Quiet");
+    for (int i = 0; i < 10000 && p.b.calls < 1; i++)
+        rt_pump(&p);
+    ck_assert_int_eq(p.b.calls, 1);
+    /* a known start: b armed and empty, a's write fires it, b consumes the event */
+    while (rpc_conn_prepare_wait(p.b.conn) > 0)
+        rpc_conn_dispatch(p.b.conn);
+    ck_assert_int_eq(rpc_stream_write(s, RPC_CH_STDIN, "zero", 4), 4);
+    rpc_conn_dispatch(p.a.conn);
+    ck_assert(fd_readable(p.b.conn));
+    rpc_conn_dispatch(p.b.conn);
+    ck_assert(!fd_readable(p.b.conn));
+    ck_assert_int_eq(rpc_stream_write(s, RPC_CH_STDIN, "one", 3), 3);
+    rpc_conn_dispatch(p.a.conn);
+    ck_assert(!fd_readable(p.b.conn)); /* b did not ask */
+    ck_assert_int_eq(rpc_conn_prepare_wait(p.b.conn), 1); /* but it is there */
+    rpc_conn_dispatch(p.b.conn);
+    ck_assert_uint_eq(p.b.log[0].nbytes[RPC_CH_STDIN], 7);
+    ck_assert(!fd_readable(p.b.conn));
+    ck_assert_int_eq(rpc_conn_prepare_wait(p.b.conn), 0); /* armed: sleep */
+    ck_assert_int_eq(rpc_stream_write(s, RPC_CH_STDIN, "two", 3), 3);
+    rpc_conn_dispatch(p.a.conn);
+    ck_assert(fd_readable(p.b.conn));
+    rpc_conn_dispatch(p.b.conn);
+    ck_assert_uint_eq(p.b.log[0].nbytes[RPC_CH_STDIN], 10);
+    ck_assert_mem_eq(p.b.log[0].buf[RPC_CH_STDIN], "zeroonetwo", 10);
+    ck_assert(!fd_readable(p.b.conn)); /* the event was consumed */
+    ck_assert_int_eq(rpc_conn_prepare_wait(p.a.conn), 0);
+    rt_pair_deinit(&p);
+}
+END_TEST
+
 /* The handler frees its stream only once the caller's stdin EOF arrives. */
 START_TEST(exit_before_stdin_eof)
 {
@@ -1042,6 +1087,7 @@ int main(void)
     tcase_add_loop_test(tc, handshake, 0, RT__COUNT);
     tcase_add_loop_test(tc, call_lifecycle, 0, RT__COUNT);
     tcase_add_loop_test(tc, cork_holds_output, 0, RT__COUNT);
+    tcase_add_test(tc, reads_arm_no_event);
     tcase_add_loop_test(tc, exit_before_stdin_eof, 0, RT__COUNT);
     tcase_add_loop_test(tc, refuse, 0, RT__COUNT);
     tcase_add_loop_test(tc, both_ends_open, 0, RT__COUNT);

@@ -24,6 +24,7 @@ typedef struct Ctx {
     RpcLoopSource *src, *other;
     uint32_t events;
     int signo;
+    int prepares;
 } Ctx;
 
 static void fd_cb(RpcLoopSource *src, int fd, uint32_t events, void *ud)
@@ -152,6 +153,49 @@ static void fd_free_cb(RpcLoopSource *src, int fd, uint32_t events, void *ud)
     rpc_loop_source_free(c->other);
     c->src = c->other = NULL;
 }
+
+/* A prepare callback: counts, frees its source once other_hits says so, and reports work
+ * on its first call. */
+static int prepare_cb(RpcLoopSource *src, void *ud)
+{
+    Ctx *c = ud;
+    c->prepares++;
+    if (c->other_hits) {
+        c->src = rpc_loop_source_free(c->src);
+        return 0;
+    }
+    return c->prepares == 1;
+}
+
+/* Prepare callbacks run before a sleep only (not when the wait is 0 or deferred work is
+ * pending); one that reports work keeps the loop from sleeping; freeing inside works. */
+START_TEST(prepares)
+{
+    Ctx c = {0};
+    ck_assert_int_eq(rpc_loop_new(&c.loop), 0);
+    ck_assert_int_eq(rpc_loop_add_prepare(c.loop, prepare_cb, &c, NULL), -EINVAL);
+    ck_assert_int_eq(rpc_loop_add_prepare(c.loop, prepare_cb, &c, &c.src), 0);
+    ck_assert_int_eq(rpc_loop_run_once(c.loop, 0), 0); /* no sleep: not called */
+    ck_assert_int_eq(c.prepares, 0);
+    ck_assert_int_eq(rpc_loop_add_defer(c.loop, defer_cb, &c, NULL), 0);
+    ck_assert_int_eq(rpc_loop_run_once(c.loop, -1), 1); /* the defer: no sleep, no prepare */
+    ck_assert_int_eq(c.hits, 1);
+    ck_assert_int_eq(c.prepares, 0);
+    /* would sleep forever: the prepare says it did work, so the wait is 0 */
+    ck_assert_int_eq(rpc_loop_run_once(c.loop, -1), 1);
+    ck_assert_int_eq(c.prepares, 1);
+    /* no work: it sleeps, up to the timeout */
+    ck_assert_int_eq(rpc_loop_run_once(c.loop, 10), 0);
+    ck_assert_int_eq(c.prepares, 2);
+    c.other_hits = 1;
+    ck_assert_int_eq(rpc_loop_run_once(c.loop, 10), 0);
+    ck_assert_int_eq(c.prepares, 3);
+    ck_assert_ptr_null(c.src);
+    ck_assert_int_eq(rpc_loop_run_once(c.loop, 10), 0);
+    ck_assert_int_eq(c.prepares, 3);
+    rpc_loop_free(c.loop);
+}
+END_TEST
 
 START_TEST(free_inside_callback)
 {
@@ -371,6 +415,7 @@ int main(void)
     tcase_add_test(tc, timers);
     tcase_add_test(tc, signals);
     tcase_add_test(tc, defers);
+    tcase_add_test(tc, prepares);
     tcase_add_test(tc, free_inside_callback);
     tcase_add_test(tc, attached_connections);
     tcase_add_test(tc, answer_in_one_write);

@@ -203,6 +203,51 @@ START_TEST(test_space_notify)
 }
 END_TEST
 
+/* vchan_data_ready_notify(): data ready is reported without arming; an empty ring arms the
+ * data event, so the peer's next write (and only then) fires the fd; data_ready() never arms. */
+START_TEST(test_data_notify)
+{
+    struct pollfd pfd;
+    uint8_t buf[64] = {0};
+    Vchan *s, *c;
+
+    ck_assert_int_eq(vchan_pair_new(&s, &c, 4096, 4096), 0);
+    while (vchan_dispatch(s) > 0 || vchan_dispatch(c) > 0)
+        ; /* the connect event */
+    pfd = (struct pollfd){.fd = vchan_fd(c), .events = POLLIN};
+    /* the bit armed at connect (the protocol's initial state) takes the first write */
+    ck_assert_int_eq(vchan_write(s, buf, 1), 1);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 1);
+    ck_assert_int_ge(vchan_dispatch(c), 1);
+    ck_assert_int_eq(vchan_recv(c, buf, 1), 1);
+    /* not armed: a write fires nothing */
+    ck_assert_int_eq(vchan_data_ready(c), 0);
+    ck_assert_int_eq(vchan_write(s, buf, 10), 10);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+    /* data there: reported, nothing armed */
+    ck_assert_int_eq(vchan_data_ready_notify(c), 10);
+    ck_assert_int_eq(vchan_read(c, buf, 10), 10);
+    ck_assert_int_eq(vchan_write(s, buf, 5), 5);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+    ck_assert_int_eq(vchan_recv(c, buf, 5), 5); /* exactly what was there: arms nothing */
+    /* empty: armed, the next write fires the fd once */
+    ck_assert_int_eq(vchan_data_ready_notify(c), 0);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+    ck_assert_int_eq(vchan_write(s, buf, 7), 7);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 1);
+    ck_assert_int_ge(vchan_dispatch(c), 1);
+    ck_assert_int_eq(vchan_write(s, buf, 7), 7);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+    ck_assert_int_eq(vchan_data_ready_notify(c), 14);
+    /* the peer gone: 0, and the close itself fires the fd */
+    ck_assert_int_eq(vchan_recv(c, buf, 14), 14);
+    vchan_free(s);
+    ck_assert_int_eq(vchan_data_ready_notify(c), 0);
+    ck_assert_int_eq(vchan_is_open(c), VCHAN_STATE_CLOSED);
+    vchan_free(c);
+}
+END_TEST
+
 /* Edge case 18: spurious events neither corrupt data nor make a wait spin hot. */
 START_TEST(test_spurious_events)
 {
@@ -853,6 +898,7 @@ int main(void)
     tcase_add_test(tc, test_readv_writev);
     tcase_add_test(tc, test_fd_semantics);
     tcase_add_test(tc, test_space_notify);
+    tcase_add_test(tc, test_data_notify);
     tcase_add_test(tc, test_spurious_events);
     tcase_add_test(tc, test_blocking_timeouts_and_counts);
     tcase_add_test(tc, test_blocked_reader_sees_close);
