@@ -15,7 +15,10 @@
  * SOURCE (connects): when the dispatcher answers a local call with the redirect, connect to
  * the channel (or reuse the connection to it: many calls share one channel), open the call
  * there with the token, and relay the local caller to it; if the channel cannot be reached
- * or the target refuses, re-issue the call through dom0 with VRPC_CALL_F_NO_DIRECT.
+ * or the target refuses, re-issue the call through dom0 with VRPC_CALL_F_NO_DIRECT. When the
+ * call ends on the channel, report that end to the dispatcher as well (vrpc-direct.exit, as
+ * our caller saw it): it closes its record when either side reported and the other did not
+ * within its bound, so a target that never reports cannot pin it.
  */
 #include "direct.h"
 
@@ -530,6 +533,22 @@ static void hop_redirect(RpcRelay *r, RpcStream *down, bool down_eof, const char
                   h->call_id);
 }
 
+/* The call ended on the channel as our caller saw it: tell dom0 too, so that a target that
+ * never reports cannot keep the dispatcher's record of it (and our calls quota) open. */
+static void hop_ended(RpcRelay *r, RpcRelayEnd end, int32_t code, const char *reason,
+                      void *userdata)
+{
+    Hop *h = userdata;
+    char what[24];
+
+    if ((end == RPC_RELAY_END_EXIT || end == RPC_RELAY_END_REFUSED) && code >= 0 && code <= 255)
+        snprintf(what, sizeof(what), "%s%d",
+                 end == RPC_RELAY_END_REFUSED ? VRPC_DIRECT_REFUSED_PREFIX : "", (int)code);
+    else
+        snprintf(what, sizeof(what), "aborted"); /* reset, lost, or our caller went away */
+    report(h->a, h->call_id, what);
+}
+
 static void hop_free(RpcRelay *r, void *userdata)
 {
     free(userdata);
@@ -539,6 +558,7 @@ static const RpcRelayOps hop_ops = {
     .abort_code = VRPC_SERVICES_EXIT_FRAMEWORK,
     .cancel_reason = "caller went away",
     .abort_reason = hop_abort_reason,
+    .on_end = hop_ended,
     .on_free = hop_free,
     .hold_until_accept = true,
     .redirect_code = VRPC_DIRECT_REDIRECT_CODE,

@@ -39,7 +39,8 @@ typedef enum VrpcDirectFallback {
 /* The control services (CALL.service with VRPC_CALL_F_CONTROL). */
 #define VRPC_DIRECT_SVC_SERVE "vrpc-direct.serve" /* dispatcher -> target: serve, token */
 #define VRPC_DIRECT_SVC_CLOSE "vrpc-direct.close" /* dispatcher -> target: close channel */
-#define VRPC_DIRECT_SVC_EXIT "vrpc-direct.exit"   /* target -> dispatcher: a call ended */
+#define VRPC_DIRECT_SVC_EXIT "vrpc-direct.exit"   /* target or source -> dispatcher: a call
+                                                    * ended (each end reports it) */
 #define VRPC_DIRECT_SVC_REVOKE "vrpc-direct.revoke" /* dispatcher -> target: drop a token */
 
 /* Most channels one agent serves at once, and most tokens it keeps. */
@@ -77,7 +78,8 @@ int vrpc_direct_format_serve(char *buf, size_t size, const VrpcDirectServe *req)
 /* Returns 0, or -EINVAL (malformed, a name breaking its rule). */
 int vrpc_direct_parse_serve(const char *untrusted, size_t len, VrpcDirectServe *req);
 
-/* Exit reports (CALL.argument of VRPC_DIRECT_SVC_EXIT): the exit code "0".."255", or
+/* Exit reports (CALL.argument of VRPC_DIRECT_SVC_EXIT, from the target and from the source
+ * agent; the source never sends "expired"): the exit code "0".."255", or
  * "refused-CODE" (the target refused the call, e.g. 127 for no such service: the handler
  * never ran), or "aborted" (the call's stream was reset or its channel lost) or "expired"
  * (the token was never used). Parse: returns the code >= 0 (*@refused tells which of the

@@ -3,7 +3,8 @@
  * audit.c - the dispatcher's audit log. Each finished call becomes one JSON object on one
  * line with always the same fields, in this order: time (RFC 3339, UTC, microseconds),
  * source, target, resolved_target, service, argument, policy, answer, decision, reason,
- * rule, end, exit, duration_ms, policy_us, ask_us, spawn_us, first_byte_us (the format and
+ * rule, end, exit, duration_ms, policy_us, ask_us, spawn_us, first_byte_us, then path,
+ * fallback and reported_by where they apply (the format and
  * every value are documented in vrpc-dispatcher(8), AUDIT LOG). Strings are escaped
  * completely (every byte outside printable ASCII as \u00XX), so that a line is always valid
  * JSON whatever a name holds. Lines go to --audit FILE (appended with one write(2) each) or
@@ -69,6 +70,10 @@ const char *audit_end_name(AuditEnd end)
         return "cancelled";
     case AUDIT_END_ABORTED:
         return "aborted";
+    case AUDIT_END_UNCONFIRMED:
+        return "unconfirmed";
+    case AUDIT_END_MISMATCH:
+        return "mismatch";
     }
     return "unknown";
 }
@@ -173,6 +178,8 @@ int audit_format(const AuditRecord *rec, char *buf, size_t size)
         out_str(&o, "path", rec->path, false);
     if (rec->fallback)
         out_str(&o, "fallback", rec->fallback, false);
+    if (rec->reported_by)
+        out_str(&o, "reported_by", rec->reported_by, false);
     out_raw(&o, "}\n", 2);
     return o.overflow ? -ENOBUFS : (int)o.len;
 }

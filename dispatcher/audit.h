@@ -17,6 +17,9 @@ typedef enum AuditEnd {
     AUDIT_END_TIMEOUT,   /* the service's timeout killed the handler (exit 125) */
     AUDIT_END_CANCELLED, /* the caller went away first: no exit status (null) */
     AUDIT_END_ABORTED,   /* the target side failed mid-call: exit 125 */
+    /* Direct calls only (the agents report the end, route.c): */
+    AUDIT_END_UNCONFIRMED, /* only the source's agent reported the end: exit is its word */
+    AUDIT_END_MISMATCH,    /* the two agents' reports differ: exit is the source's word */
 } AuditEnd;
 
 /* One finished call. Strings may be NULL (written as ""). Timings < 0 are written null. */
@@ -41,9 +44,12 @@ typedef struct AuditRecord {
      * field. fallback: why a call that could have gone direct was relayed; NULL: none. */
     const char *path;
     const char *fallback;
+    /* Direct calls: whose end report the line rests on, "both", "target", "source" or
+     * "none"; NULL: no field. */
+    const char *reported_by;
 } AuditRecord;
 
-/* "exit", "refused", "timeout", "cancelled", "aborted". */
+/* "exit", "refused", "timeout", "cancelled", "aborted", "unconfirmed", "mismatch". */
 const char *audit_end_name(AuditEnd end);
 
 /* Open the audit sink: append to @path (created 0600), or the stderr log when NULL.

@@ -2,7 +2,7 @@
 /*
  * config.c - dispatcher.yaml: a mapping with the optional keys max-calls-per-guest,
  * max-buffer-per-guest, keepalive-interval, audit-log, log-level, ask-program, ask-timeout
- * notify-program, direct-idle-timeout and host (cross-host links: name, listen, tls {ca, cert, key}, peers). The file is read with
+ * notify-program, direct-idle-timeout, direct-report-timeout and host (cross-host links: name, listen, tls {ca, cert, key}, peers). The file is read with
  * the bounded single-document YAML reader of common/yaml.h (no anchors, aliases or tags) and checked strictly:
  * an unknown or duplicate key, a wrong type or an out-of-range value is an error that stops
  * the dispatcher at start, naming the file, line and column.
@@ -35,13 +35,14 @@ enum {
     KEY_NOTIFY_PROGRAM,
     KEY_HOST,
     KEY_DIRECT_IDLE,
+    KEY_DIRECT_REPORT,
     N_KEYS,
 };
 
 static const char *const key_names[N_KEYS] = {
     "max-calls-per-guest", "max-buffer-per-guest", "keepalive-interval", "audit-log", "log-level",
     "ask-program",         "ask-timeout",          "notify-program",     "host",
-    "direct-idle-timeout",
+    "direct-idle-timeout", "direct-report-timeout",
 };
 
 void dispatcher_config_init(DispatcherConfig *cfg)
@@ -52,6 +53,7 @@ void dispatcher_config_init(DispatcherConfig *cfg)
         .log_level = -1,
         .ask_timeout_ms = DISPATCHER_ASK_TIMEOUT_DEFAULT_MS,
         .direct_idle_ms = DISPATCHER_DIRECT_IDLE_DEFAULT_MS,
+        .direct_report_ms = DISPATCHER_DIRECT_REPORT_DEFAULT_MS,
     };
 }
 
@@ -394,6 +396,12 @@ static int set_value(DispatcherConfig *cfg, int k, const VrpcYamlNode *v, const 
             goto bad;
         cfg->direct_idle_ms = (int64_t)llround(secs * 1000.0);
         return 0;
+    case KEY_DIRECT_REPORT:
+        /* Never 0: the second report of a call always gets a chance to arrive. */
+        if (node_seconds(v, &secs) < 0 || secs < 0.1)
+            goto bad;
+        cfg->direct_report_ms = (int64_t)llround(secs * 1000.0);
+        return 0;
     case KEY_ASK_TIMEOUT:
         /* A prompt needs a human: at least a tenth of a second, at most a day. */
         if (node_seconds(v, &secs) < 0 || secs < 0.1)
@@ -416,7 +424,7 @@ bad:
             k == KEY_MAX_CALLS     ? "an integer 1..1048576"
             : k == KEY_MAX_BUFFER  ? "a byte count 262144..1073741824"
             : k == KEY_KEEPALIVE || k == KEY_DIRECT_IDLE ? "seconds 0..86400 (0 = off)"
-            : k == KEY_ASK_TIMEOUT ? "seconds 0.1..86400"
+            : k == KEY_ASK_TIMEOUT || k == KEY_DIRECT_REPORT ? "seconds 0.1..86400"
             : k == KEY_LOG_LEVEL   ? "error, warning, info or debug"
                                    : "an absolute path");
     return -EINVAL;
@@ -437,7 +445,7 @@ static int parse_root(DispatcherConfig *cfg, const VrpcYamlNode *root, const cha
         int k = mapping_key(root->children[i], key_names, N_KEYS, seen, "",
                             "max-calls-per-guest, max-buffer-per-guest, keepalive-interval, "
                             "audit-log, log-level, ask-program, ask-timeout, notify-program, "
-                            "direct-idle-timeout or host",
+                            "direct-idle-timeout, direct-report-timeout or host",
                             file, err);
         int r;
 

@@ -18,6 +18,9 @@
 #define DISPATCHER_ASK_TIMEOUT_DEFAULT_MS 60000
 /* direct-idle-timeout: a direct guest<->guest channel closes after this long without calls. */
 #define DISPATCHER_DIRECT_IDLE_DEFAULT_MS 30000
+/* direct-report-timeout: once one agent reported the end of a direct call, how long the
+ * dispatcher waits for the other's report before it closes the call with what it has. */
+#define DISPATCHER_DIRECT_REPORT_DEFAULT_MS 5000
 
 #define DISPATCHER_PEERS_MAX 64
 #define DISPATCHER_ADDR_MAX 255 /* the host part of "address:port" */
@@ -54,6 +57,7 @@ typedef struct DispatcherConfig {
     char *notify_program;          /* NULL: notify: true does nothing */
     HostConfig host;               /* host: (cross-host links) */
     int64_t direct_idle_ms;        /* direct channels close after this idle; 0: no direct */
+    int64_t direct_report_ms;      /* wait for the second end report of a direct call */
 } DispatcherConfig;
 
 /* Parse "address:port" (untrusted text, @len bytes). 0 or -EINVAL. */

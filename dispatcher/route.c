@@ -39,6 +39,13 @@
 #include "vrpc-services.h"
 #include "common/list.h"
 
+/* One agent's report of how a direct call ended (vrpc_direct_parse_exit()). */
+typedef struct DirectEnd {
+    bool has;
+    bool refused;
+    int code; /* >= 0, VRPC_DIRECT_EXIT_ABORTED or VRPC_DIRECT_EXIT_EXPIRED */
+} DirectEnd;
+
 struct Call {
     Dispatcher *d;
     Call *prev, *next;
@@ -63,6 +70,13 @@ struct Call {
     bool fell_back;       /* the source re-issued it through dom0 (VRPC_CALL_F_NO_DIRECT) */
     bool revoking;        /* asking the target to drop the unused token */
     bool quiet;           /* finish without an audit line (the fallback call has one) */
+    /* The end of a direct call as each agent reported it (route_control): the record closes
+     * when both did, or direct-report-timeout after the first (the other may be hostile). */
+    DirectEnd end_target, end_source;
+    bool source_done;          /* the source's side is over: its report, its fallback to the
+                                * relay, or its connection gone */
+    RpcLoopSource *report_due; /* armed at the first end report */
+    const char *reported_by;   /* audit: whose report the line rests on (direct calls) */
     const char *path;     /* audit: "relay" or "direct" for calls to guests, else NULL */
     const char *fallback; /* audit: why a call that could have gone direct was relayed */
     char source[RPC_DOMAIN_MAX + 1];
@@ -114,6 +128,7 @@ static void call_unlink(Call *c)
 static void call_free(Call *c)
 {
     call_unlink(c);
+    rpc_loop_source_free(c->report_due);
     vrpc_policy_unref(c->snapshot);
     free(c);
 }
@@ -179,6 +194,7 @@ static void call_finish(Call *c, AuditEnd end, int exit_code)
         .first_byte_us = c->first_byte_us,
         .path = c->path,
         .fallback = c->fallback,
+        .reported_by = c->reported_by,
     };
     direct_chan_release(c->chan);
     c->chan = NULL;
@@ -468,6 +484,8 @@ static void route_direct(Call *c, RpcStream *s, Peer *dst)
     }
 }
 
+static void direct_end_noted(Call *c);
+
 static void revoke_done(void *userdata, bool dropped)
 {
     Call *c = userdata;
@@ -487,13 +505,113 @@ static void direct_note_fallback(Peer *src, uint64_t old_id)
         if (c->id != old_id || c->src != src || !c->direct || c->finished || c->fell_back)
             continue;
         c->fell_back = true;
+        c->source_done = true; /* the source's report of the direct attempt */
         if (direct_revoke(c->chan, c->id, c->token, revoke_done, c) == 0)
             c->revoking = true;
+        direct_end_noted(c);
         return;
     }
 }
 
-/* A control call from a guest agent: only the exit report of a direct call it served. */
+/* The target's end report decides the audit line (it ran the handler): as on the relay. */
+static void direct_finish_reported(Call *c, const DirectEnd *e)
+{
+    if (e->code >= 0 && e->refused) {
+        /* as on the relay (relay_ended): the handler never ran */
+        set_reason(c, "target refused the call (%d)", e->code);
+        call_finish_refused(c, e->code);
+    } else if (e->code >= 0) {
+        call_finish(c, AUDIT_END_EXIT, e->code);
+    } else if (e->code == VRPC_DIRECT_EXIT_ABORTED) {
+        set_reason(c, "direct call aborted");
+        call_finish(c, AUDIT_END_ABORTED, VRPC_SERVICES_EXIT_FRAMEWORK);
+    } else {
+        c->quiet = c->fell_back;
+        set_reason(c, "direct token never used");
+        call_finish(c, AUDIT_END_ABORTED, VRPC_SERVICES_EXIT_FRAMEWORK);
+    }
+}
+
+/* An end report as the protocol writes it, for a reason text. */
+static const char *direct_end_word(const DirectEnd *e, char *buf, size_t size)
+{
+    if (e->code == VRPC_DIRECT_EXIT_ABORTED)
+        return "aborted";
+    if (e->code == VRPC_DIRECT_EXIT_EXPIRED)
+        return "expired";
+    snprintf(buf, size, "%s%d", e->refused ? VRPC_DIRECT_REFUSED_PREFIX : "", e->code);
+    return buf;
+}
+
+/* The exit code the source's agent says its caller was given. */
+static int direct_end_exit(const DirectEnd *e)
+{
+    return e->code >= 0 ? e->code : VRPC_SERVICES_EXIT_FRAMEWORK;
+}
+
+/* Close a direct call with the reports that came: both (agreeing or not), the target's only,
+ * the source's only (unconfirmed), or none. */
+static void direct_conclude(Call *c)
+{
+    const DirectEnd *t = &c->end_target, *s = &c->end_source;
+    char tw[24], sw[24];
+
+    if (c->finished)
+        return;
+    if (c->report_due)
+        rpc_loop_timer_set(c->report_due, -1);
+    c->reported_by = t->has && s->has ? "both" : t->has ? "target" : s->has ? "source" : "none";
+    if (t->has && s->has && (t->code != s->code || t->refused != s->refused)) {
+        set_reason(c, "the agents' reports differ: target %s, source %s",
+                   direct_end_word(t, tw, sizeof(tw)), direct_end_word(s, sw, sizeof(sw)));
+        call_finish(c, AUDIT_END_MISMATCH, direct_end_exit(s));
+    } else if (t->has) {
+        direct_finish_reported(c, t);
+    } else if (!c->dst && !s->has) {
+        /* The target's agent went away: its exit report never comes. */
+        set_reason(c, "target agent went away");
+        call_finish(c, AUDIT_END_ABORTED, VRPC_SERVICES_EXIT_FRAMEWORK);
+    } else if (s->has) {
+        set_reason(c, "%s; the source reported %s",
+                   c->dst ? "the target agent did not report the end" : "target agent went away",
+                   direct_end_word(s, sw, sizeof(sw)));
+        call_finish(c, AUDIT_END_UNCONFIRMED, direct_end_exit(s));
+    } else {
+        set_reason(c, "%s; the target agent did not report the end",
+                   c->fell_back ? "the source fell back to the relay" : "source agent went away");
+        call_finish(c, AUDIT_END_UNCONFIRMED, -1);
+    }
+}
+
+static void direct_report_due(RpcLoopSource *src, void *userdata)
+{
+    Call *c = userdata;
+
+    direct_conclude(c);
+    call_maybe_free(c);
+}
+
+/* One side of a direct call is over: close it when both are, else give the other side
+ * direct-report-timeout to say so (a legitimate report follows the first within
+ * milliseconds; a hostile or dead agent's never comes, and must not pin the record or the
+ * source's calls quota). Not a bound on the call itself: that may run for hours. */
+static void direct_end_noted(Call *c)
+{
+    if (c->finished)
+        return;
+    if ((c->end_target.has && c->source_done) || !c->dst) {
+        direct_conclude(c);
+        return;
+    }
+    if (c->report_due)
+        return; /* the first report armed it */
+    if (rpc_loop_add_timer(c->d->loop, c->d->config.direct_report_ms, direct_report_due, c,
+                           &c->report_due) < 0)
+        direct_conclude(c);
+}
+
+/* A control call from a guest agent: only the end report of a direct call, from its target
+ * (it served it) or its source (it relayed its caller to it). */
 static void route_control(Peer *src, RpcStream *s, const RpcCall *untrusted_call)
 {
     int code = -EINVAL;
@@ -503,29 +621,25 @@ static void route_control(Peer *src, RpcStream *s, const RpcCall *untrusted_call
     if (src->kind == PEER_GUEST && strcmp(untrusted_call->service, VRPC_DIRECT_SVC_EXIT) == 0) {
         code = vrpc_direct_parse_exit(untrusted_call->argument, &refused);
         for (c = src->d->calls; c; c = c->next)
-            if (c->id == untrusted_call->call_id && c->direct && !c->finished && c->dst == src)
+            if (c->id == untrusted_call->call_id && c->direct && !c->finished &&
+                (c->dst == src || c->src == src))
                 break;
     }
     if (!c || code == -EINVAL) {
         rpc_stream_refuse(s, VRPC_SERVICES_EXIT_FRAMEWORK, "vrpc: unknown control call");
         return;
     }
+    DirectEnd *e = c->dst == src ? &c->end_target : &c->end_source;
+    if (e->has) {
+        rpc_stream_refuse(s, VRPC_SERVICES_EXIT_FRAMEWORK, "vrpc: end reported already");
+        return;
+    }
     if (rpc_stream_accept(s) == 0)
         rpc_stream_exit(s, 0, NULL);
-    if (code >= 0 && refused) {
-        /* as on the relay (relay_ended): the handler never ran */
-        set_reason(c, "target refused the call (%d)", code);
-        call_finish_refused(c, code);
-    } else if (code >= 0) {
-        call_finish(c, AUDIT_END_EXIT, code);
-    } else if (code == VRPC_DIRECT_EXIT_ABORTED) {
-        set_reason(c, "direct call aborted");
-        call_finish(c, AUDIT_END_ABORTED, VRPC_SERVICES_EXIT_FRAMEWORK);
-    } else {
-        c->quiet = c->fell_back;
-        set_reason(c, "direct token never used");
-        call_finish(c, AUDIT_END_ABORTED, VRPC_SERVICES_EXIT_FRAMEWORK);
-    }
+    *e = (DirectEnd){.has = true, .refused = refused, .code = code};
+    if (e == &c->end_source)
+        c->source_done = true;
+    direct_end_noted(c);
     call_maybe_free(c);
 }
 
@@ -849,14 +963,15 @@ void route_peer_gone(Peer *p)
 
     for (Call *c = p->d->calls; c; c = next) {
         next = c->next;
-        if (c->src == p)
+        bool was_end = c->direct && (c->src == p || c->dst == p);
+        if (c->src == p) {
             c->src = NULL;
+            c->source_done = true; /* its channels close: the call is over on its side */
+        }
         if (c->dst == p)
-            c->dst = NULL;
-        if (!c->dst && c->direct && !c->finished) {
-            /* The target's agent went away: its exit report never comes. */
-            set_reason(c, "target agent went away");
-            call_finish(c, AUDIT_END_ABORTED, VRPC_SERVICES_EXIT_FRAMEWORK);
+            c->dst = NULL; /* its report never comes */
+        if (was_end && !c->finished) {
+            direct_end_noted(c);
             call_maybe_free(c);
         }
     }

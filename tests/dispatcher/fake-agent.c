@@ -22,6 +22,11 @@
  *                                     another service, the right token, the same token
  *                                     again; print "NAME: exit CODE" or "NAME: refused CODE"
  *                                     per attempt and exit 0 (a hostile source agent)
+ *   fake-agent --direct serve         also a direct target: take vrpc-direct.serve, serve the
+ *                                     channel and run the canned services there for any
+ *                                     token, but never report a call's end to dom0 (but for
+ *                                     fake.Lie+N, which exits N and reports N+1) and claim
+ *                                     every token used when dom0 revokes it (a hostile target)
  * Options: --input STR, --forge-source NAME (call: put NAME in CALL.source),
  *          --wait-ms MS (default 20000), --ready-file PATH (touched when connected),
  *          --count N (call: open N calls at once, print "exit CODE reason R" per call).
@@ -78,9 +83,21 @@ static struct {
 
 typedef struct Served {
     RpcStream *s;
-    int kind; /* 0 echo, 1 sleep */
+    int kind; /* 0 echo, 1 sleep, 2 vrpc-direct.serve (its request line in line[]) */
     bool eof;
+    size_t len;
+    char line[256];
 } Served;
+
+/* --direct serve: the one direct channel we serve (a new serve request replaces it). */
+static struct {
+    RpcConn *conn;
+    unsigned ch;
+    uint64_t token, call_id; /* of the last serve request */
+} dt;
+
+static void direct_control(RpcStream *s, const RpcCall *call);
+static void direct_serve_eof(Served *sv);
 
 /* The userdata of the streams we opened (served streams hold a Served). */
 static int our_call_tag;
@@ -129,13 +146,29 @@ static void on_call(RpcConn *conn, RpcStream *s, const RpcCall *call, void *u)
     Served *sv;
     char line[512];
 
-    if (strcmp(call->service, "fake.Who") == 0) {
+    if (g.direct && g.mode == MODE_SERVE && (call->flags & VRPC_CALL_F_CONTROL)) {
+        direct_control(s, call);
+    } else if (strcmp(call->service, "fake.Who") == 0) {
         rpc_stream_accept(s);
         snprintf(line, sizeof(line), "source=%s target=%s service=%s arg=%s\n",
                  call->source ? call->source : "", call->target ? call->target : "", call->service,
                  call->argument ? call->argument : "");
         rpc_stream_write(s, RPC_CH_STDOUT, line, strlen(line));
         rpc_stream_exit(s, 0, NULL);
+    } else if (strcmp(call->service, "fake.Lie") == 0 && conn == dt.conn && dt.conn &&
+               call->call_id == dt.token) {
+        /* a direct call: exit N, tell dom0 it was N+1 */
+        int n = atoi(call->argument ? call->argument : "0");
+        RpcCall rep = {.service = VRPC_DIRECT_SVC_EXIT,
+                       .argument = line,
+                       .call_id = dt.call_id,
+                       .flags = VRPC_CALL_F_CONTROL};
+        RpcStream *r = NULL;
+        snprintf(line, sizeof(line), "%d", (n + 1) & 0xff);
+        if (rpc_stream_open(g.conn, &rep, &r) == 0)
+            rpc_stream_close_write(r, RPC_CH_STDIN);
+        rpc_stream_accept(s);
+        rpc_stream_exit(s, n, NULL);
     } else if (strcmp(call->service, "fake.Exit") == 0) {
         rpc_stream_accept(s);
         rpc_stream_write(s, RPC_CH_STDERR, "bye\n", 4);
@@ -175,6 +208,12 @@ static size_t on_data(RpcStream *s, RpcChannel ch, const uint8_t *data, size_t l
         return len;
     if (sv->kind == 1)
         return len; /* sleep: swallow */
+    if (sv->kind == 2) {
+        size_t n = len < sizeof(sv->line) - 1 - sv->len ? len : sizeof(sv->line) - 1 - sv->len;
+        memcpy(sv->line + sv->len, data, n);
+        sv->len += n;
+        return len;
+    }
     ssize_t n = rpc_stream_write(s, RPC_CH_STDOUT, data, len);
     if (n == -EAGAIN)
         return 0;
@@ -188,6 +227,8 @@ static void on_eof(RpcStream *s, RpcChannel ch, void *u)
     Served *sv = rpc_stream_get_userdata(s);
     if (sv && sv->kind == 0)
         rpc_stream_exit(s, 0, NULL);
+    else if (sv && sv->kind == 2)
+        direct_serve_eof(sv);
 }
 
 static void on_writable(RpcStream *s, void *u)
@@ -500,6 +541,73 @@ static void offer(void)
     announce();
 }
 
+/* ---- --direct serve: a hostile direct target ---------------------------------------------- */
+
+static void dt_on_close(RpcConn *conn, int error, const char *reason, void *u)
+{
+    /* the source went away: the conn is freed at the next serve, close or exit */
+}
+
+static const RpcCallbacks dt_callbacks = {
+    .on_call = on_call,
+    .on_data = on_data,
+    .on_eof = on_eof,
+    .on_writable = on_writable,
+    .on_stream_free = on_stream_free,
+    .on_close = dt_on_close,
+};
+
+static void direct_control(RpcStream *s, const RpcCall *call)
+{
+    if (strcmp(call->service, VRPC_DIRECT_SVC_SERVE) == 0) {
+        Served *sv = calloc(1, sizeof(*sv));
+        if (!sv) {
+            rpc_stream_refuse(s, 125, "oom");
+            return;
+        }
+        sv->s = s;
+        sv->kind = 2;
+        rpc_stream_set_userdata(s, sv); /* answered at its stdin's EOF */
+        return;
+    }
+    if (strcmp(call->service, VRPC_DIRECT_SVC_CLOSE) == 0) {
+        dt.conn = rpc_conn_free(dt.conn);
+        rpc_stream_accept(s);
+        rpc_stream_exit(s, 0, NULL);
+        return;
+    }
+    /* vrpc-direct.revoke: "used already" (it will never be reported) */
+    rpc_stream_refuse(s, 125, "vrpc: no such token (used already?)");
+}
+
+static void direct_serve_eof(Served *sv)
+{
+    VrpcDirectServe req;
+    char path[96];
+    Vchan *vc = NULL;
+    RpcConnConfig cfg;
+
+    if (vrpc_direct_parse_serve(sv->line, sv->len, &req) < 0)
+        die("malformed serve request");
+    if (!dt.conn || dt.ch != req.ch || rpc_conn_is_closed(dt.conn)) {
+        dt.conn = rpc_conn_free(dt.conn);
+        vrpc_direct_path(path, sizeof(path), g.domid, req.ch);
+        if (vchan_server_new(&vc, req.peer_domid, path, 1 << 16, 1 << 16) < 0)
+            die("cannot offer the direct vchan");
+        rpc_conn_config_init(&cfg);
+        cfg.role = RPC_ROLE_ACCEPTOR;
+        cfg.hello_timeout_ms = 0;
+        if (rpc_conn_new_vchan(&dt.conn, vc, true, &cfg, &dt_callbacks, NULL) < 0 ||
+            rpc_conn_attach(dt.conn, g.loop) < 0)
+            die("cannot serve the direct vchan");
+        dt.ch = req.ch;
+    }
+    dt.token = req.token;
+    dt.call_id = req.call_id;
+    rpc_stream_accept(sv->s);
+    rpc_stream_exit(sv->s, 0, NULL);
+}
+
 static void on_term(RpcLoopSource *src, const struct signalfd_siginfo *si, void *u)
 {
     rpc_loop_quit(g.loop, 0);
@@ -733,6 +841,7 @@ int main(int argc, char **argv)
     rpc_loop_source_free(g.deadline);
     rpc_loop_source_free(term);
     rpc_loop_source_free(intr);
+    dt.conn = rpc_conn_free(dt.conn);
     g.conn = rpc_conn_free(g.conn);
     unannounce();
     rpc_loop_free(g.loop);

@@ -38,6 +38,7 @@ START_TEST(config_defaults_and_values)
     ck_assert_ptr_null(cfg.notify_program);
     ck_assert_int_eq(cfg.ask_timeout_ms, 60000);
     ck_assert_int_eq(cfg.direct_idle_ms, 30000);
+    ck_assert_int_eq(cfg.direct_report_ms, 5000);
     ck_assert_int_eq(parse(&cfg,
                            "ask-program: /usr/lib/vrpc/ask\nask-timeout: 2.5\n"
                            "notify-program: /usr/lib/vrpc/notify\n",
@@ -51,10 +52,12 @@ START_TEST(config_defaults_and_values)
     ck_assert_int_eq(parse(&cfg,
                            "max-calls-per-guest: 7\nmax-buffer-per-guest: 1048576\n"
                            "keepalive-interval: 2.5\naudit-log: /var/log/vrpc.json\n"
-                           "log-level: debug\ndirect-idle-timeout: 0.5\n",
+                           "log-level: debug\ndirect-idle-timeout: 0.5\n"
+                           "direct-report-timeout: 0.25\n",
                            err),
                      0);
     ck_assert_int_eq(cfg.direct_idle_ms, 500);
+    ck_assert_int_eq(cfg.direct_report_ms, 250);
     ck_assert_uint_eq(cfg.max_calls_per_guest, 7);
     ck_assert_uint_eq(cfg.max_buffer_per_guest, 1048576);
     ck_assert_int_eq(cfg.keepalive_ms, 2500);
@@ -79,6 +82,9 @@ START_TEST(config_errors)
         {"audit-log: relative.json\n", "invalid value for audit-log"},
         {"direct-idle-timeout: never\n", "invalid value for direct-idle-timeout (expected seconds"},
         {"direct-idle-timeout: -1\n", "invalid value for direct-idle-timeout"},
+        {"direct-report-timeout: 0\n",
+         "invalid value for direct-report-timeout (expected seconds 0.1..86400)"},
+        {"direct-report-timeout: later\n", "invalid value for direct-report-timeout"},
         {"log-level: loud\n", "invalid value for log-level"},
         {"ask-program: ask.sh\n", "d.yaml:1:14: invalid value for ask-program (expected an "
                                   "absolute path)"},
@@ -200,8 +206,18 @@ START_TEST(audit_format_fields)
     ck_assert_int_gt(audit_format(&rec, buf, sizeof(buf)), 0);
     ck_assert_ptr_nonnull(
         strstr(buf, "\"first_byte_us\":null,\"path\":\"relay\",\"fallback\":\"target-no-direct\"}"));
-    rec.path = rec.fallback = NULL;
+    /* a direct call says whose end report the line rests on */
+    rec.path = "direct";
+    rec.fallback = NULL;
+    rec.reported_by = "source";
+    rec.end = AUDIT_END_UNCONFIRMED;
+    rec.exit_code = 3;
+    ck_assert_int_gt(audit_format(&rec, buf, sizeof(buf)), 0);
+    ck_assert_ptr_nonnull(strstr(buf, "\"end\":\"unconfirmed\",\"exit\":3,"));
+    ck_assert_ptr_nonnull(strstr(buf, "\"path\":\"direct\",\"reported_by\":\"source\"}"));
+    rec.path = rec.reported_by = NULL;
     ck_assert_int_eq(audit_format(&rec, buf, 40), -105 /* -ENOBUFS */);
+    ck_assert_str_eq(audit_end_name(AUDIT_END_MISMATCH), "mismatch");
     ck_assert_str_eq(audit_end_name(AUDIT_END_REFUSED), "refused");
     ck_assert_str_eq(audit_end_name(AUDIT_END_TIMEOUT), "timeout");
     ck_assert_str_eq(audit_end_name(AUDIT_END_ABORTED), "aborted");

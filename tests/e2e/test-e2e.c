@@ -1239,6 +1239,11 @@ START_TEST(direct_data)
     ck_assert_int_eq(audit_wait("test.Exit", "\"exit\":42", 1), 1);
     ck_assert_int_eq(audit_count("test.Exit", "\"path\":\"direct\""), 1);
     ck_assert_int_eq(audit_count("demo.Echo", "\"exit\":0"), 2);
+    /* both agents reported the end, and their reports agree */
+    ck_assert_int_eq(audit_count("demo.Echo", "\"end\":\"exit\""), 2);
+    ck_assert_int_eq(audit_count("demo.Echo", "\"reported_by\":\"both\""), 2);
+    ck_assert_int_eq(audit_count("test.Exit", "\"reported_by\":\"both\""), 1);
+    ck_assert_int_eq(audit_count("test.Nothing", "\"reported_by\":\"both\""), 1);
     /* the other direction gets its own channel */
     expect_call("vault", "v\n", ARGS("work", "demo.Uppercase"), 0, "V\n");
     ck_assert_int_eq(audit_wait("demo.Uppercase", "\"path\":\"direct\"", 1), 1);
@@ -1344,6 +1349,100 @@ START_TEST(direct_forged)
 }
 END_TEST
 
+/* Stop vault's agent (domain 2) and run @cmd in vault instead (its output to @logname in the
+ * instance's folder); wait until the dispatcher has it, then take the baselines. */
+static pid_t replace_vault_agent(const char *logname, const char *const *cmd)
+{
+    pid_t vault_agent = vt_instance_pid(g_ns, "vrpc-agent", 2);
+    ck_assert_int_gt(vault_agent, 0);
+    ck_assert_int_eq(kill(vault_agent, SIGTERM), 0);
+    ck_assert(wait_gone(vault_agent));
+    char log[600];
+    snprintf(log, sizeof log, "%s/%s", vt_instance_dir(g_ns), logname);
+    const char *argv[16] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "vault", "--"};
+    int n = 6;
+    for (; *cmd && n < 15; cmd++)
+        argv[n++] = *cmd;
+    argv[n] = NULL;
+    pid_t pid = vt_spawn(argv, log);
+    ck_assert_int_gt(pid, 0);
+    ctl_wait_guests(2);
+    settle_baseline(false);
+    return pid;
+}
+
+/* A hostile target agent (fake-agent --direct serve in vault) runs direct calls but never
+ * reports their end to dom0, and claims every token used: the source's agent's own end
+ * report closes the dispatcher's record direct-report-timeout later, as "unconfirmed", and
+ * so does the source agent's connection going away; the calls quota is given back
+ * (vrpc-ctl status: 0 calls in flight). A report that differs from the source's is audited
+ * as "mismatch". Regression test: the record and the source's quota
+ * were kept for ever. */
+static const char allow_all_policy[] =
+    "rules:\n"
+    "  - service: \"*\"\n    source: \"*\"\n    target: \"*\"\n    action: allow\n";
+
+static int wait_in_flight(int want)
+{
+    int n = -1;
+    for (long long end = now_ms() + VT_HANG_MS; now_ms() < end; usleep(50000))
+        if ((n = ctl_in_flight()) == want)
+            break;
+    return n;
+}
+
+START_TEST(direct_target_silent)
+{
+    g_policy = allow_all_policy;
+    direct_setup("dts", ARGS("work", "vault"));
+    pid_t fake = replace_vault_agent("fake-agent.vault.log",
+                                     ARGS(FAKE_AGENT_BIN, "--direct", "serve"));
+
+    /* the call itself works: the caller gets the target's exit status */
+    expect_call("work", NULL, ARGS("vault", "fake.Exit+3"), 3, NULL);
+    ck_assert_int_eq(audit_wait("fake.Exit", "\"end\":\"unconfirmed\"", 1), 1);
+    ck_assert_int_eq(audit_count("fake.Exit", "\"exit\":3,"), 1);
+    ck_assert_int_eq(audit_count("fake.Exit", "\"path\":\"direct\",\"reported_by\":\"source\""),
+                     1);
+    ck_assert_int_eq(audit_count("fake.Exit", "the target agent did not report the end"), 1);
+    ck_assert_int_eq(wait_in_flight(0), 0);
+    /* both report, and they differ: the audit says so */
+    expect_call("work", NULL, ARGS("vault", "fake.Lie+4"), 4, NULL);
+    ck_assert_int_eq(audit_wait("fake.Lie", "\"end\":\"mismatch\"", 1), 1);
+    ck_assert_int_eq(audit_count("fake.Lie", "\"exit\":4,"), 1);
+    ck_assert_int_eq(audit_count("fake.Lie", "\"reported_by\":\"both\""), 1);
+    ck_assert_int_eq(audit_count("fake.Lie", "reports differ: target 5, source 4"), 1);
+    ck_assert_int_eq(wait_in_flight(0), 0);
+    vt_leak_check(g_leak); /* the channel closed when idle: no node, grant or fd left */
+
+    /* the source agent goes away mid-call: the call is over on its side */
+    Call c = call_start("work", -1, -1, ARGS("vault", "fake.Echo"));
+    ck_assert_int_eq(write(c.in, "ping\n", 5), 5);
+    char buf[8] = "";
+    size_t got = 0;
+    while (got < 5) {
+        ssize_t n = read(c.out, buf + got, 5 - got);
+        ck_assert_int_gt(n, 0);
+        got += (size_t)n;
+    }
+    ck_assert(memcmp(buf, "ping\n", 5) == 0);
+    ck_assert_int_eq(ctl_in_flight(), 1);
+    ck_assert_int_eq(kill(g_agent_pid, SIGTERM), 0);
+    ck_assert(wait_gone(g_agent_pid));
+    g_agent_pid = 0;
+    Out o = call_finish(c, NULL, 0);
+    ck_assert_msg(o.status == 125, "status %d (%s)", o.status, o.err);
+    out_free(&o);
+    ck_assert_int_eq(audit_wait("fake.Echo", "\"end\":\"unconfirmed\"", 1), 1);
+    ck_assert_int_eq(audit_count("fake.Echo", "\"path\":\"direct\""), 1);
+    ck_assert_int_eq(wait_in_flight(0), 0);
+    settle_baseline(false);
+    teardown_check();
+    waitpid(fake, NULL, 0);
+    g_policy = NULL;
+}
+END_TEST
+
 /* The dispatcher is SIGKILLed while a direct channel is open: the handler on the target and
  * the caller end (the agents close their channels with their dom0 connection), and the next
  * dispatcher removes the channel's directory it finds at start. */
@@ -1389,18 +1488,8 @@ END_TEST
 START_TEST(direct_fallback)
 {
     direct_setup("dfb", ARGS("work", "vault"));
-    pid_t vault_agent = vt_instance_pid(g_ns, "vrpc-agent", 2);
-    ck_assert_int_gt(vault_agent, 0);
-    ck_assert_int_eq(kill(vault_agent, SIGTERM), 0);
-    ck_assert(wait_gone(vault_agent));
-    char log[600];
-    snprintf(log, sizeof log, "%s/agent.vault.2.log", vt_instance_dir(g_ns));
-    const char *argv[] = {VRPC_SIM_BIN, "exec", "--ns", g_ns, "vault", "--",
-                          VRPC_AGENT_BIN, "--etc", g_etc, "--no-direct", NULL};
-    pid_t a2 = vt_spawn(argv, log);
-    ck_assert_int_gt(a2, 0);
-    ctl_wait_guests(2);
-    settle_baseline(false);
+    pid_t a2 = replace_vault_agent("agent.vault.2.log",
+                                   ARGS(VRPC_AGENT_BIN, "--etc", g_etc, "--no-direct"));
     ck_assert_int_eq(stream_echo("work", "vault", 4u << 20, 9), 0);
     expect_call("work", NULL, ARGS("vault", "test.Exit+3"), 3, NULL);
     ck_assert_int_eq(audit_wait("demo.Echo", "\"path\":\"relay\"", 1), 1);
@@ -1450,6 +1539,7 @@ int main(void)
         {"direct_third_guest", direct_third_guest, 600},
         {"direct_fallback", direct_fallback, 600},
         {"direct_forged", direct_forged, 600},
+        {"direct_target_silent", direct_target_silent, 600},
         {"direct_dispatcher_killed", direct_dispatcher_killed, 600},
     };
     /* configuration folders of this run that a failed test left behind */
