@@ -549,7 +549,8 @@ void rx_pump(RpcConn *c)
             conn_fail(c, RPC_E_PROTO, "receive buffer full without a complete frame");
             return;
         }
-        ssize_t n = t_read(c, c->rx + c->rx_fill, room < budget ? room : budget);
+        size_t want = room < budget ? room : budget;
+        ssize_t n = t_read(c, c->rx + c->rx_fill, want);
         if (n == -EAGAIN)
             return;
         if (n == 0) {
@@ -571,5 +572,10 @@ void rx_pump(RpcConn *c)
          * bounded number of bytes: the loop's other connections get their turn. */
         size_t cost = (size_t)n + rx_process(c) * RX_FRAME_COST;
         budget = cost >= budget ? 0 : budget - cost;
+        /* A vchan read that got less than it asked for emptied the ring: what comes later
+         * is for the next dispatch (the loop's rpc_conn_prepare_wait() looks before any
+         * sleep), not worth another look at the peer's index now. */
+        if (c->vc && (size_t)n < want)
+            return;
     }
 }
