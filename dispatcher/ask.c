@@ -46,6 +46,8 @@ struct Ask {
     size_t line_len;
     bool line_done; /* a '\n' was read, or the line overflowed */
     bool overflow;
+    char *what;        /* asks: "SOURCE CALL TARGET", for ask_set_status() */
+    int64_t start_ms;
 };
 
 struct AskSet {
@@ -105,6 +107,7 @@ static void proc_free(Ask *a)
     rpc_loop_source_free(a->timer);
     if (a->pidfd >= 0)
         close(a->pidfd);
+    free(a->what);
     free(a);
 }
 
@@ -353,8 +356,22 @@ int ask_start(AskSet *set, const AskArgs *args, AskDoneFn fn, void *userdata, As
         return r;
     a->fn = fn;
     a->userdata = userdata;
+    a->start_ms = rpc_loop_now_ms();
+    /* best effort: without it the status line shows "?" */
+    if (asprintf(&a->what, "%s %s %s", args->source, args->call, args->target) < 0)
+        a->what = NULL;
     *askp = a;
     return 0;
+}
+
+void ask_set_status(const AskSet *set, FILE *f)
+{
+    int64_t now = rpc_loop_now_ms();
+
+    for (const Ask *a = set ? set->procs : NULL; a; a = a->next)
+        if (!a->is_notify && a->fn)
+            fprintf(f, "ask %s pending-ms %lld pid %d\n", a->what ? a->what : "? ? ?",
+                    (long long)(now - a->start_ms), (int)a->pid);
 }
 
 void ask_cancel(Ask *a)

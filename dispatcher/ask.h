@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "librpc/loop.h"
 #include "vrpc-policy.h"
@@ -73,6 +74,10 @@ bool ask_set_has_program(const AskSet *set);
  * running and @fn is not called).
  */
 int ask_start(AskSet *set, const AskArgs *args, AskDoneFn fn, void *userdata, Ask **askp);
+
+/* One line per ask still waiting for its answer, for `vrpc-ctl status`:
+ * "ask SOURCE CALL TARGET pending-ms MS pid PID". */
+void ask_set_status(const AskSet *set, FILE *f);
 
 /* The call is gone: kill the program's process group; it is reaped when it has died. @fn
  * is never called. Accepts NULL. */

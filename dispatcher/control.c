@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "librpc/loop.h"
+#include "ask.h"
 #include "link.h"
 #include "log.h"
 #include "peer.h"
@@ -105,6 +106,7 @@ static char *format_status(Dispatcher *d)
                 p->calls_in_flight, (unsigned long long)p->calls_total);
     }
     links_status(d->links, f);
+    ask_set_status(d->asks, f);
     fprintf(f, "total guests %u calls-in-flight %u calls-total %llu refused %llu\n", guests,
             d->calls_in_flight, (unsigned long long)d->calls_total,
             (unsigned long long)d->refused_total);

@@ -471,10 +471,18 @@ START_TEST(ask_hang)
     ck_assert_ptr_null(line);
     char *s = ctl_status(&a.e);
     ck_assert_msg(s && strstr(s, "calls-in-flight 1 "), "%s", s);
+    /* vrpc-ctl status lists the pending prompt: who asks for what, since when, its pid */
+    char want[64];
+    snprintf(want, sizeof(want), " pid %d\n", (int)prog);
+    const char *ask = strstr(s, "\nask dom0 demo.Echo dom0 pending-ms ");
+    ck_assert_msg(ask && strstr(ask, want), "%s", s);
     free(s);
 
     /* Past the timeout: denied, the program killed and reaped. */
     ck_assert_int_eq(vt_wait(asker, 120000), 126);
+    s = ctl_status(&a.e);
+    ck_assert_msg(s && !strstr(s, "\nask "), "%s", s);
+    free(s);
     ck_assert_msg(now_ms() - t0 >= 14000, "denied before the timeout");
     assert_audit(&a.e, "dom0", "demo.Echo",
                  NEEDLES("\"policy\":\"ask\"", "\"answer\":\"\"", "\"decision\":\"deny\"",
