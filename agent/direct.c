@@ -213,7 +213,8 @@ static void served_on_call(RpcConn *conn, RpcStream *s, const RpcCall *untrusted
                                                                      : "this domain",
         .call = {.source = t->source,
                  .requested_target = untrusted_call->target,
-                 .user = t->user[0] ? t->user : NULL},
+                 .user = t->user[0] ? t->user : NULL,
+                 .daemon_socket = a->socket_path},
     };
     VrpcHandlerRefusal why;
     VrpcHandler *h = NULL;

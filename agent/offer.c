@@ -189,7 +189,10 @@ static void dom0_on_call(RpcConn *conn, RpcStream *s, const RpcCall *call, void 
         .service = call->service,
         .argument = call->argument,
         .where = call->target && call->target[0] ? call->target : "this domain",
-        .call = {.source = source, .requested_target = call->target, .user = call->user},
+        .call = {.source = source,
+                 .requested_target = call->target,
+                 .user = call->user,
+                 .daemon_socket = a->socket_path},
     };
     VrpcHandlerRefusal why;
     VrpcHandler *h = NULL;

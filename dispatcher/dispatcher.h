@@ -37,6 +37,7 @@ typedef struct Dispatcher {
     RpcLoop *loop;
     char *etc_dir;
     char *services_dir;
+    const char *socket_path; /* dom0 callers' socket; handlers get it as VRPC_SOCKET */
     DispatcherConfig config;
     bool debug;
     VrpcPolicyHolder *policy;

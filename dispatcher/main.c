@@ -226,6 +226,7 @@ int main(int argc, char **argv)
         audit_path = d.config.audit_log;
 
     d.etc_dir = strdup(etc);
+    d.socket_path = socket_path;
     if (!d.etc_dir || asprintf(&d.services_dir, "%s/services", etc) < 0) {
         d.services_dir = NULL;
         dlog(LOG_ERR, "out of memory");

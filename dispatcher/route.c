@@ -262,7 +262,8 @@ static void route_dom0(Call *c, RpcStream *s)
         .where = c->target,
         .call = {.source = c->source,
                  .requested_target = c->target,
-                 .user = c->user[0] ? c->user : NULL},
+                 .user = c->user[0] ? c->user : NULL,
+                 .daemon_socket = c->d->socket_path},
     };
     VrpcHandlerRefusal why;
     int64_t resolve_us = 0;

@@ -564,6 +564,7 @@ int vrpc_handler_start(VrpcHandlerSet *set, RpcStream *s, const VrpcService *ser
         .requested_target = call->requested_target ? call->requested_target : "",
         .user = call->user,
         .base_env = call->base_env,
+        .daemon_socket = call->daemon_socket,
     };
     r = vrpc_service_start(service, &sc, &h->proc, err);
     if (r != 0) {

@@ -88,6 +88,9 @@ typedef struct VrpcHandlerCall {
     const char *user;
     /* The environment the handler starts from (VRPC_* dropped); NULL: the daemon's. */
     char *const *base_env;
+    /* The socket of the daemon starting the handler: VRPC_SOCKET, so that the handler's
+     * own calls (vrpc-call, libvrpc) reach it. NULL or "": not set. */
+    const char *daemon_socket;
 } VrpcHandlerCall;
 
 /* Create the set of handlers of a daemon, bound to @loop. Returns 0 and sets *@setp, or

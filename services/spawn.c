@@ -110,7 +110,7 @@ static void big_release(pid_t pid)
 
 typedef struct Env {
     char **vec; /* NULL-terminated; points into the base and into extra */
-    char *extra[8];
+    char *extra[10];
     size_t n_extra;
 } Env;
 
@@ -143,7 +143,8 @@ static int env_add(Env *env, size_t *np, const char *name, const char *value)
 }
 
 /* The handler's environment: BASE minus every VRPC_* variable (and minus
- * HOME, USER and LOGNAME when PW switches users), plus the call's variables. */
+ * HOME, USER and LOGNAME when PW switches users), plus the call's variables and
+ * the daemon's socket. */
 static int env_build(Env *env, char *const *base, const VrpcService *s, const VrpcServiceCall *call,
                      const struct passwd *pw)
 {
@@ -152,7 +153,7 @@ static int env_build(Env *env, char *const *base, const VrpcService *s, const Vr
 
     while (base[n_base])
         n_base++;
-    env->vec = calloc(n_base + 8, sizeof(*env->vec));
+    env->vec = calloc(n_base + sizeof(env->extra) / sizeof(env->extra[0]) + 1, sizeof(*env->vec));
     if (!env->vec)
         return -ENOMEM;
     for (size_t i = 0; i < n_base; i++) {
@@ -171,6 +172,8 @@ static int env_build(Env *env, char *const *base, const VrpcService *s, const Vr
     r = r
             ?: env_add(env, &n, "VRPC_REQUESTED_TARGET",
                        call->requested_target ? call->requested_target : "");
+    if (call->daemon_socket && call->daemon_socket[0] == '/') /* the handler runs in / */
+        r = r ?: env_add(env, &n, "VRPC_SOCKET", call->daemon_socket);
     if (pw) {
         r = r ?: env_add(env, &n, "HOME", pw->pw_dir);
         r = r ?: env_add(env, &n, "USER", pw->pw_name);

@@ -119,6 +119,10 @@ typedef struct VrpcServiceCall {
     /* The environment to start from (VRPC_* entries are dropped); NULL: the
      * daemon's environ. */
     char *const *base_env;
+    /* The socket of the daemon starting the handler: VRPC_SOCKET, so that calls the
+     * handler makes (vrpc-call, libvrpc) reach that daemon. NULL or "": not set (they
+     * use the default socket); only an absolute path is passed (a handler runs in /). */
+    const char *daemon_socket;
 } VrpcServiceCall;
 
 /*

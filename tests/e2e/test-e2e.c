@@ -69,6 +69,9 @@ static const VtFile test_services[] = {
      "#!/bin/sh\necho early\nexec 1>&- 2>&-\nn=$(wc -c | tr -d ' ')\nexit \"$n\"\n"},
     {"test.Env", "#!/bin/sh\necho \"$VRPC_REMOTE_DOMAIN|$VRPC_SERVICE_NAME|"
                  "$VRPC_SERVICE_ARGUMENT|$VRPC_REQUESTED_TARGET\"\n"},
+    /* A call from inside a handler, to the target named by the argument: it must reach
+     * the daemon that started the handler (VRPC_SOCKET), whatever socket that listens on. */
+    {"test.Nested", "#!/bin/sh\nexec \"$E2E_VRPC_CALL\" \"$1\" test.Env\n"},
     {"test.Sleep", "#!/bin/sh\necho $$\nexec sleep 1000\n"},
     {"test.Denied", "#!/bin/sh\necho should-never-run\n"},
     {"test.Slow", "#!/bin/sh\nexec sleep 1000\n"},
@@ -448,6 +451,9 @@ START_TEST(guest_to_guest)
     expect_call("work", "to vault\n", ARGS("vault", "demo.Uppercase"), 0, "TO VAULT\n");
     expect_call("work", NULL, ARGS("vault", "test.Env+a+b"), 0, "work|test.Env|a+b|vault\n");
     expect_call("vault", NULL, ARGS("work", "test.Env"), 0, "vault|test.Env||work\n");
+    /* handlers calling out: through vault's agent, and through the dispatcher in dom0 */
+    expect_call("work", NULL, ARGS("vault", "test.Nested+dom0"), 0, "vault|test.Env||dom0\n");
+    expect_call("work", NULL, ARGS("dom0", "test.Nested+vault"), 0, "dom0|test.Env||vault\n");
     teardown_check();
 }
 END_TEST
@@ -1509,6 +1515,8 @@ END_TEST
 
 int main(void)
 {
+    /* for test.Nested: the daemons pass it on to their handlers (not a VRPC_* name) */
+    setenv("E2E_VRPC_CALL", VRPC_CALL_BIN, 1);
     const VtCase cases[] = {
         {"guest_to_dom0", guest_to_dom0, 120},
         {"dom0_to_guest", dom0_to_guest, 120},
