@@ -75,9 +75,14 @@ int vrpc_call_buffer(const char *target, const char *service, const void *in, si
     int r = vrpc_client_new(&client, NULL);
     if (r < 0)
         goto out;
+    /* CALL, the input that fits and its EOF leave in one write: the agent wakes once */
+    vrpc_client_cork(client);
+    bool corked = true;
     r = vrpc_call_open(client, target, service, &call);
-    if (r < 0)
+    if (r < 0) {
+        vrpc_client_uncork(client);
         goto out;
+    }
     bool in_closed = false;
     for (;;) {
         while (!in_closed) {
@@ -95,6 +100,10 @@ int vrpc_call_buffer(const char *target, const char *service, const void *in, si
                 break;
             }
             sent += (size_t)n;
+        }
+        if (corked) {
+            vrpc_client_uncork(client);
+            corked = false;
         }
         r = drain(call, &buf, &len, &cap);
         if (r < 0) {

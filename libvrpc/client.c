@@ -363,6 +363,18 @@ VrpcClient *vrpc_client_free(VrpcClient *c)
     return NULL;
 }
 
+void vrpc_client_cork(VrpcClient *c)
+{
+    if (c && c->conn)
+        rpc_conn_cork(c->conn);
+}
+
+void vrpc_client_uncork(VrpcClient *c)
+{
+    if (c && c->conn)
+        rpc_conn_uncork(c->conn);
+}
+
 int vrpc_client_fd(const VrpcClient *c)
 {
     return c ? c->epfd : -EINVAL;

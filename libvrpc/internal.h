@@ -9,3 +9,8 @@
 #include <stdint.h>
 
 #include "vrpc/vrpc.h"
+
+/* Hold the client connection's output (rpc_conn_cork) until the matching uncork writes it
+ * all at once: vrpc_call() opens a call, writes its input and closes it in one write. */
+void vrpc_client_cork(VrpcClient *c);
+void vrpc_client_uncork(VrpcClient *c);
