@@ -420,12 +420,19 @@ int rpc_conn_prepare_wait(RpcConn *c)
     return vchan_data_ready_notify(c->vc) != 0 ? 1 : 0; /* < 0: broken, dispatch says so */
 }
 
-static int conn_prepare_cb(RpcLoopSource *src, void *userdata)
+/* Before the loop sleeps, arm; while it is busy (deferred work, other fds), look at the
+ * ring without arming: data the peer wrote sends no event, so no fd would report it. */
+static int conn_prepare_cb(RpcLoopSource *src, bool will_sleep, void *userdata)
 {
     RpcConn *c = userdata;
+    int work;
 
     (void)src;
-    if (rpc_conn_prepare_wait(c) == 0)
+    if (will_sleep)
+        work = rpc_conn_prepare_wait(c);
+    else
+        work = c->state != CONN_CLOSED && (c->more_rx || vchan_data_ready(c->vc) != 0);
+    if (!work)
         return 0;
     rpc_conn_dispatch(c);
     return 1;

@@ -412,7 +412,7 @@ static int run_defers(RpcLoop *l)
 
 /* Each prepare source once (marked first: a callback may add or free sources). Returns the
  * number of callbacks that did work. */
-static int run_prepares(RpcLoop *l)
+static int run_prepares(RpcLoop *l, bool will_sleep)
 {
     int busy = 0;
 
@@ -424,7 +424,7 @@ static int run_prepares(RpcLoop *l)
         if (s->kind != SRC_PREPARE || s->dead || s->events != 1)
             continue;
         s->events = 0;
-        if (s->prepare_fn(s, s->userdata) > 0)
+        if (s->prepare_fn(s, will_sleep, s->userdata) > 0)
             busy++;
         next = l->sources; /* the callback may have changed the list */
     }
@@ -465,12 +465,10 @@ int rpc_loop_run_once(RpcLoop *l, int timeout_ms)
 
     if (l->ndefer_pending || ran)
         timeout_ms = 0;
-    if (timeout_ms != 0) {
-        int busy = run_prepares(l);
-        ran += busy;
-        if (busy || l->ndefer_pending)
-            timeout_ms = 0;
-    }
+    int busy = run_prepares(l, timeout_ms != 0);
+    ran += busy;
+    if (busy || l->ndefer_pending)
+        timeout_ms = 0;
     int64_t d = next_deadline(l);
     if (d >= 0) {
         int64_t left = d - rpc_loop_now_ms();

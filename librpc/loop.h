@@ -41,10 +41,11 @@ typedef void (*RpcLoopSignalFn)(RpcLoopSource *src, const struct signalfd_siginf
                                 void *userdata);
 /* A deferred callback runs once, at the start of the next iteration. */
 typedef void (*RpcLoopDeferFn)(RpcLoopSource *src, void *userdata);
-/* A prepare callback runs each time the loop is about to sleep: it arms whatever wake-up
- * its source needs and returns > 0 if it found (and did) work instead, so that the loop
- * does not sleep in that iteration; 0 to let it sleep. */
-typedef int (*RpcLoopPrepareFn)(RpcLoopSource *src, void *userdata);
+/* A prepare callback runs before every poll of the loop. When @will_sleep, the loop is about
+ * to sleep: arm whatever wake-up the source needs. Either way, look for work that no fd
+ * would report and do it: return > 0 if there was some (then the loop does not sleep in
+ * that iteration), 0 otherwise. */
+typedef int (*RpcLoopPrepareFn)(RpcLoopSource *src, bool will_sleep, void *userdata);
 
 /* Create a loop. Returns 0 and sets *@loopp, or -ENOMEM / -errno of epoll_create1(). */
 RPC_EXPORT int rpc_loop_new(RpcLoop **loopp);
@@ -88,9 +89,11 @@ RPC_EXPORT int rpc_loop_add_defer(RpcLoop *loop, RpcLoopDeferFn fn, void *userda
 /* Schedule a deferred source again. Returns 0 or -EINVAL (not a defer source). */
 RPC_EXPORT int rpc_loop_defer_again(RpcLoopSource *src);
 
-/* Call @fn before every sleep of the loop (an iteration whose wait is not 0), after the
- * deferred callbacks. For fds whose readiness must be requested first, like a vchan's
- * (vchan_data_ready_notify()). Returns 0 and sets *@srcp, or -EINVAL, -ENOMEM. */
+/* Call @fn before every poll of the loop, after the deferred callbacks, with will_sleep true
+ * when the poll may block. For fds whose readiness must be requested first, like a vchan's
+ * (vchan_data_ready_notify()): armed only before a sleep, and looked at without arming
+ * while the loop is busy, so that a busy loop never leaves such a source unserved. Returns 0
+ * and sets *@srcp, or -EINVAL, -ENOMEM. */
 RPC_EXPORT int rpc_loop_add_prepare(RpcLoop *loop, RpcLoopPrepareFn fn, void *userdata,
                                     RpcLoopSource **srcp);
 
@@ -103,8 +106,7 @@ RPC_EXPORT RpcLoop *rpc_loop_source_loop(const RpcLoopSource *src);
 /* Monotonic time in milliseconds (CLOCK_MONOTONIC), as the timers use it. */
 RPC_EXPORT int64_t rpc_loop_now_ms(void);
 
-/* One iteration: run deferred callbacks, then, unless that leaves nothing to wait for, the
- * prepare callbacks; wait up to @timeout_ms (-1: until something happens; capped by the
+/* One iteration: run deferred callbacks, then the prepare callbacks; wait up to @timeout_ms (-1: until something happens; capped by the
  * nearest timer; 0 when deferred work is pending or a prepare callback did work), dispatch fd,
  * signal and timer events. Returns the number of callbacks run (>= 0), or -errno of
  * epoll_wait() (-EINTR is retried, never returned). */

@@ -15,6 +15,7 @@
 
 #include "loop.h"
 #include "rpc.h"
+#include "vchan/vchan.h"
 #include "leak.h"
 
 typedef struct Ctx {
@@ -154,45 +155,53 @@ static void fd_free_cb(RpcLoopSource *src, int fd, uint32_t events, void *ud)
     c->src = c->other = NULL;
 }
 
-/* A prepare callback: counts, frees its source once other_hits says so, and reports work
- * on its first call. */
-static int prepare_cb(RpcLoopSource *src, void *ud)
+/* A prepare callback: counts its calls and remembers will_sleep (in events), frees its
+ * source once other_hits says so, and reports work on its first call and while signo. */
+static int prepare_cb(RpcLoopSource *src, bool will_sleep, void *ud)
 {
     Ctx *c = ud;
     c->prepares++;
+    c->events = will_sleep;
     if (c->other_hits) {
         c->src = rpc_loop_source_free(c->src);
         return 0;
     }
-    return c->prepares == 1;
+    return c->prepares == 1 || c->signo;
 }
 
-/* Prepare callbacks run before a sleep only (not when the wait is 0 or deferred work is
- * pending); one that reports work keeps the loop from sleeping; freeing inside works. */
+/* Prepare callbacks run before every poll, told whether it may sleep (not when the wait is 0
+ * or deferred work ran); one that reports work keeps the loop from sleeping; freeing inside
+ * works. */
 START_TEST(prepares)
 {
     Ctx c = {0};
     ck_assert_int_eq(rpc_loop_new(&c.loop), 0);
     ck_assert_int_eq(rpc_loop_add_prepare(c.loop, prepare_cb, &c, NULL), -EINVAL);
     ck_assert_int_eq(rpc_loop_add_prepare(c.loop, prepare_cb, &c, &c.src), 0);
-    ck_assert_int_eq(rpc_loop_run_once(c.loop, 0), 0); /* no sleep: not called */
-    ck_assert_int_eq(c.prepares, 0);
-    ck_assert_int_eq(rpc_loop_add_defer(c.loop, defer_cb, &c, NULL), 0);
-    ck_assert_int_eq(rpc_loop_run_once(c.loop, -1), 1); /* the defer: no sleep, no prepare */
-    ck_assert_int_eq(c.hits, 1);
-    ck_assert_int_eq(c.prepares, 0);
-    /* would sleep forever: the prepare says it did work, so the wait is 0 */
-    ck_assert_int_eq(rpc_loop_run_once(c.loop, -1), 1);
+    ck_assert_int_eq(rpc_loop_run_once(c.loop, 0), 1); /* a poll without sleep: work found */
     ck_assert_int_eq(c.prepares, 1);
+    ck_assert_uint_eq(c.events, 0);
+    ck_assert_int_eq(rpc_loop_add_defer(c.loop, defer_cb, &c, NULL), 0);
+    ck_assert_int_eq(rpc_loop_run_once(c.loop, -1), 1); /* the defer ran: no sleep */
+    ck_assert_int_eq(c.hits, 1);
+    ck_assert_int_eq(c.prepares, 2);
+    ck_assert_uint_eq(c.events, 0);
     /* no work: it sleeps, up to the timeout */
     ck_assert_int_eq(rpc_loop_run_once(c.loop, 10), 0);
-    ck_assert_int_eq(c.prepares, 2);
+    ck_assert_int_eq(c.prepares, 3);
+    ck_assert_uint_eq(c.events, 1);
+    /* would sleep forever: the prepare says it did work, so the wait is 0 */
+    c.signo = 1;
+    ck_assert_int_eq(rpc_loop_run_once(c.loop, -1), 1);
+    ck_assert_int_eq(c.prepares, 4);
+    ck_assert_uint_eq(c.events, 1);
+    c.signo = 0;
     c.other_hits = 1;
     ck_assert_int_eq(rpc_loop_run_once(c.loop, 10), 0);
-    ck_assert_int_eq(c.prepares, 3);
+    ck_assert_int_eq(c.prepares, 5);
     ck_assert_ptr_null(c.src);
     ck_assert_int_eq(rpc_loop_run_once(c.loop, 10), 0);
-    ck_assert_int_eq(c.prepares, 3);
+    ck_assert_int_eq(c.prepares, 5);
     rpc_loop_free(c.loop);
 }
 END_TEST
@@ -246,6 +255,57 @@ static void p_exit(RpcStream *s, int32_t code, bool refused, const char *reason,
     p->exit_code = code;
     rpc_loop_quit(p->loop, 0);
 }
+
+static void busy_defer(RpcLoopSource *src, void *ud)
+{
+    (void)ud;
+    rpc_loop_defer_again(src); /* every iteration: the loop never sleeps */
+}
+
+static void hang_guard(RpcLoopSource *src, void *ud)
+{
+    rpc_loop_quit(((Pair *)ud)->loop, 1);
+}
+
+/* Over a vchan a dispatch reads without arming the peer's event, and the loop arms only
+ * before it sleeps. A loop that never sleeps (deferred work in every iteration, as while
+ * it relays a stream) must still serve such a connection: a whole call goes through. */
+START_TEST(busy_loop_serves_vchan)
+{
+    Pair p = {0};
+    Vchan *vs, *vcl;
+    RpcConnConfig ca, cb;
+    RpcCallbacks cbs = {.on_call = p_call, .on_data = p_data, .on_exit = p_exit};
+    RpcLoopSource *busy, *guard;
+    rpc_conn_config_init(&ca);
+    rpc_conn_config_init(&cb);
+    cb.role = RPC_ROLE_ACCEPTOR;
+    ck_assert_int_eq(rpc_loop_new(&p.loop), 0);
+    ck_assert_int_eq(vchan_pair_new(&vs, &vcl, 0, 0), 0);
+    ck_assert_int_eq(rpc_conn_new_vchan(&p.a, vcl, true, &ca, &cbs, &p), 0);
+    ck_assert_int_eq(rpc_conn_new_vchan(&p.b, vs, true, &cb, &cbs, &p), 0);
+    ck_assert_int_eq(rpc_conn_attach(p.a, p.loop), 0);
+    ck_assert_int_eq(rpc_conn_attach(p.b, p.loop), 0);
+    ck_assert_int_eq(rpc_loop_add_defer(p.loop, busy_defer, NULL, &busy), 0);
+    ck_assert_int_eq(rpc_loop_add_timer(p.loop, 120000, hang_guard, &p, &guard), 0);
+    for (int i = 0; i < 3; i++) { /* three calls: each more than the connect's first events */
+        RpcStream *s;
+        p.nout = 0;
+        p.exit_code = -1;
+        ck_assert_int_eq(rpc_stream_open(p.a, &(RpcCall){.service = "busy.Test"}, &s), 0);
+        ck_assert_int_eq(rpc_stream_close_write(s, RPC_CH_STDIN), 0);
+        ck_assert_int_eq(rpc_loop_run(p.loop), 0);
+        ck_assert_int_eq(p.exit_code, 5);
+        ck_assert_uint_eq(p.nout, 9);
+        ck_assert_mem_eq(p.out, "busy.Test", 9);
+    }
+    rpc_loop_source_free(busy);
+    rpc_loop_source_free(guard);
+    rpc_conn_free(p.a);
+    rpc_conn_free(p.b);
+    rpc_loop_free(p.loop);
+}
+END_TEST
 
 START_TEST(attached_connections)
 {
@@ -411,6 +471,7 @@ int main(void)
     Suite *s = suite_create("librpc-loop");
     TCase *tc = tcase_create("loop");
     vt_leak_fixture(tc);
+    tcase_set_timeout(tc, 600); /* a hang guard for a busy machine, not a budget */
     tcase_add_test(tc, fd_source);
     tcase_add_test(tc, timers);
     tcase_add_test(tc, signals);
@@ -418,6 +479,7 @@ int main(void)
     tcase_add_test(tc, prepares);
     tcase_add_test(tc, free_inside_callback);
     tcase_add_test(tc, attached_connections);
+    tcase_add_test(tc, busy_loop_serves_vchan);
     tcase_add_test(tc, answer_in_one_write);
     tcase_add_test(tc, held_accept_deadline);
     suite_add_tcase(s, tc);
