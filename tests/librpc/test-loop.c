@@ -256,6 +256,21 @@ static void p_exit(RpcStream *s, int32_t code, bool refused, const char *reason,
     rpc_loop_quit(p->loop, 0);
 }
 
+/* One call on the pair, driven by the loop: the handler echoes the service name, exits 5. */
+static void pair_call(Pair *p, const char *service)
+{
+    RpcStream *s;
+    size_t n = strlen(service);
+    p->nout = 0;
+    p->exit_code = -1;
+    ck_assert_int_eq(rpc_stream_open(p->a, &(RpcCall){.service = service}, &s), 0);
+    ck_assert_int_eq(rpc_stream_close_write(s, RPC_CH_STDIN), 0);
+    ck_assert_int_eq(rpc_loop_run(p->loop), 0);
+    ck_assert_int_eq(p->exit_code, 5);
+    ck_assert_uint_eq(p->nout, n);
+    ck_assert_mem_eq(p->out, service, n);
+}
+
 static void busy_defer(RpcLoopSource *src, void *ud)
 {
     (void)ud;
@@ -288,17 +303,8 @@ START_TEST(busy_loop_serves_vchan)
     ck_assert_int_eq(rpc_conn_attach(p.b, p.loop), 0);
     ck_assert_int_eq(rpc_loop_add_defer(p.loop, busy_defer, NULL, &busy), 0);
     ck_assert_int_eq(rpc_loop_add_timer(p.loop, 120000, hang_guard, &p, &guard), 0);
-    for (int i = 0; i < 3; i++) { /* three calls: each more than the connect's first events */
-        RpcStream *s;
-        p.nout = 0;
-        p.exit_code = -1;
-        ck_assert_int_eq(rpc_stream_open(p.a, &(RpcCall){.service = "busy.Test"}, &s), 0);
-        ck_assert_int_eq(rpc_stream_close_write(s, RPC_CH_STDIN), 0);
-        ck_assert_int_eq(rpc_loop_run(p.loop), 0);
-        ck_assert_int_eq(p.exit_code, 5);
-        ck_assert_uint_eq(p.nout, 9);
-        ck_assert_mem_eq(p.out, "busy.Test", 9);
-    }
+    for (int i = 0; i < 3; i++) /* three calls: each more than the connect's first events */
+        pair_call(&p, "busy.Test");
     rpc_loop_source_free(busy);
     rpc_loop_source_free(guard);
     rpc_conn_free(p.a);
@@ -323,13 +329,7 @@ START_TEST(attached_connections)
     ck_assert_int_eq(rpc_conn_attach(p.a, p.loop), 0);
     ck_assert_int_eq(rpc_conn_attach(p.a, p.loop), -EBUSY);
     ck_assert_int_eq(rpc_conn_attach(p.b, p.loop), 0);
-    RpcStream *s;
-    ck_assert_int_eq(rpc_stream_open(p.a, &(RpcCall){.service = "loop.Test"}, &s), 0);
-    ck_assert_int_eq(rpc_stream_close_write(s, RPC_CH_STDIN), 0);
-    ck_assert_int_eq(rpc_loop_run(p.loop), 0);
-    ck_assert_int_eq(p.exit_code, 5);
-    ck_assert_uint_eq(p.nout, 9);
-    ck_assert_mem_eq(p.out, "loop.Test", 9);
+    pair_call(&p, "loop.Test");
     rpc_conn_free(p.a);
     rpc_conn_free(p.b);
     rpc_loop_free(p.loop);
