@@ -71,8 +71,11 @@ extern "C" {
 #define RPC_FRAME_MAX_HARD ((uint32_t)1 << 20)
 /* Smallest max-frame an end may announce (every control message fits in it). */
 #define RPC_FRAME_MAX_MIN 4096u
-/* Default max-frame announced in HELLO. */
-#define RPC_FRAME_MAX_DEFAULT ((uint32_t)64 << 10)
+/* Default max-frame announced in HELLO. 256 KiB: a streaming relay moves a quarter of a
+ * 1 MiB ring per frame, a write to a handler's pipe and a sendmsg to a local caller per
+ * 256 KiB instead of per 64 KiB (issue 13), while the receive buffer stays 1 MiB
+ * (4 frames). */
+#define RPC_FRAME_MAX_DEFAULT ((uint32_t)256 << 10)
 
 /* Field limits, in bytes (all checked on send and on receive). */
 /* The name limits are the ones of common/names.h (VRPC_NAME_MAX, VRPC_USER_MAX). */
@@ -320,7 +323,8 @@ RPC_EXPORT int rpc_conn_new_vchan(RpcConn **connp, Vchan *vc, bool own, const Rp
 
 /*
  * Create a connection over a connected stream socket (AF_UNIX SOCK_STREAM, or any
- * stream fd such as one end of a socketpair). @fd is made non-blocking. If @own, it is
+ * stream fd such as one end of a socketpair). @fd is made non-blocking; an AF_UNIX stream
+ * socket's send buffer is enlarged to 1 MiB where the system allows it. If @own, it is
  * closed by rpc_conn_free() (also on failure of this call). Returns 0 and sets *@connp, or
  * -EINVAL (fd < 0, bad config), -ENOMEM, -errno of fcntl(2).
  */
