@@ -178,6 +178,7 @@ static int connect_agent(Caller *c)
     cfg.role = RPC_ROLE_INITIATOR;
     cfg.max_streams = 4096;
     cfg.keepalive_ms = 0;
+    cfg.max_frame = RPC_FRAME_MAX_LOCAL; /* as libvrpc's callers */
     if (rpc_conn_new_fd(&c->conn, fd, true, &cfg, &cb, c) < 0)
         return -1;
     return 0;

@@ -71,11 +71,13 @@ extern "C" {
 #define RPC_FRAME_MAX_HARD ((uint32_t)1 << 20)
 /* Smallest max-frame an end may announce (every control message fits in it). */
 #define RPC_FRAME_MAX_MIN 4096u
-/* Default max-frame announced in HELLO. 256 KiB: a streaming relay moves a quarter of a
- * 1 MiB ring per frame, a write to a handler's pipe and a sendmsg to a local caller per
- * 256 KiB instead of per 64 KiB (issue 13), while the receive buffer stays 1 MiB
- * (4 frames). */
-#define RPC_FRAME_MAX_DEFAULT ((uint32_t)256 << 10)
+/* Default max-frame announced in HELLO. */
+#define RPC_FRAME_MAX_DEFAULT ((uint32_t)64 << 10)
+/* The max-frame that the ends of a local Unix socket (a caller and its agent or the
+ * dispatcher) announce: one sendmsg and one read per 256 KiB of a stream instead of per
+ * 64 KiB (issue 13), with the receive buffer still 1 MiB. Not over a vchan: 256 KiB frames
+ * in a 1 MiB ring cut librpc's vchan throughput (vrpc-bench rpc-mux) to a third. */
+#define RPC_FRAME_MAX_LOCAL ((uint32_t)256 << 10)
 
 /* Field limits, in bytes (all checked on send and on receive). */
 /* The name limits are the ones of common/names.h (VRPC_NAME_MAX, VRPC_USER_MAX). */
