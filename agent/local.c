@@ -174,6 +174,7 @@ static void on_listen(RpcLoopSource *src, int fd, uint32_t events, void *userdat
         cfg.role = RPC_ROLE_ACCEPTOR;
         cfg.keepalive_ms = 0;
         cfg.accept_hold_ms = RPC_ACCEPT_HOLD_DAEMON_MS; /* ACCEPT leaves with the first output */
+        cfg.max_frame = RPC_FRAME_MAX_LOCAL;
         int r = rpc_conn_new_fd(&c->conn, cfd, true, &cfg, &client_callbacks, c);
         if (r == 0)
             r = rpc_conn_attach(c->conn, a->loop);

@@ -23,7 +23,10 @@
 /* The stream's bytes: byte i is pattern[i % PATTERN_PERIOD]. A prime period, so that a lost,
  * repeated or reordered chunk of any size below it shows. */
 #define PATTERN_PERIOD 65521u
-static uint8_t pattern[2 * PATTERN_PERIOD];
+/* Bytes per rpc_stream_write() of the stream: as much as a client with its input at hand
+ * offers at once (librpc cuts it into frames of the peer's max_frame), not one period. */
+#define STREAM_WRITE_MAX (1024u * 1024u)
+static uint8_t pattern[PATTERN_PERIOD + STREAM_WRITE_MAX];
 
 static void pattern_init(void)
 {
@@ -33,8 +36,10 @@ static void pattern_init(void)
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
-        pattern[i] = pattern[i + PATTERN_PERIOD] = (uint8_t)x;
+        pattern[i] = (uint8_t)x;
     }
+    for (size_t i = PATTERN_PERIOD; i < sizeof(pattern); i++)
+        pattern[i] = pattern[i - PATTERN_PERIOD];
 }
 
 /* Whether @len bytes at stream offset @off are the pattern's. */
@@ -173,6 +178,7 @@ static int connect_agent(Caller *c)
     cfg.role = RPC_ROLE_INITIATOR;
     cfg.max_streams = 4096;
     cfg.keepalive_ms = 0;
+    cfg.max_frame = RPC_FRAME_MAX_LOCAL; /* as libvrpc's callers */
     if (rpc_conn_new_fd(&c->conn, fd, true, &cfg, &cb, c) < 0)
         return -1;
     return 0;
@@ -275,7 +281,8 @@ static int client_stream(const char *target, unsigned long long bytes)
     while (!c.closed && c.done == 0) {
         while (s && sent < bytes) {
             size_t at = (size_t)(sent % PATTERN_PERIOD);
-            size_t want = bytes - sent < PATTERN_PERIOD ? (size_t)(bytes - sent) : PATTERN_PERIOD;
+            size_t want =
+                bytes - sent < STREAM_WRITE_MAX ? (size_t)(bytes - sent) : STREAM_WRITE_MAX;
             ssize_t n = rpc_stream_write(s, RPC_CH_STDIN, pattern + at, want);
 
             if (n <= 0)

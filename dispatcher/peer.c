@@ -217,6 +217,7 @@ int peer_new_local(Dispatcher *d, int fd, Peer **peerp)
     }
     snprintf(p->name, sizeof(p->name), "dom0");
     dispatcher_conn_config(d, RPC_ROLE_ACCEPTOR, &cfg);
+    cfg.max_frame = RPC_FRAME_MAX_LOCAL;
     r = rpc_conn_new_fd(&p->conn, fd, true, &cfg, &peer_callbacks, p);
     if (r < 0) {
         free(p);

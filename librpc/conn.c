@@ -691,6 +691,27 @@ int rpc_conn_new_vchan(RpcConn **connp, Vchan *vc, bool own, const RpcConnConfig
     return 0;
 }
 
+/* A Unix stream socket's send buffer (about 208 KiB by default) held less than one stream
+ * window, so a streaming peer woke for every ~180 KiB. Enlarged to UNIX_SNDBUF, bytes that
+ * the windows let through already wait in the kernel instead of in our send queue, and each
+ * side moves about half a MiB per wake-up (issue 13). Best effort: SO_SNDBUFFORCE needs
+ * CAP_NET_ADMIN; SO_SNDBUF is capped by net.core.wmem_max (often the default itself). The
+ * windows, not this buffer, bound what a peer can make us hold. Other sockets (TCP tunes
+ * its own buffers) are left alone. */
+#define UNIX_SNDBUF (1 << 20)
+
+static void unix_sndbuf_enlarge(int fd)
+{
+    int domain = 0, type = 0, size = UNIX_SNDBUF;
+    socklen_t dl = sizeof(domain), tl = sizeof(type);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) < 0 || domain != AF_UNIX ||
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM)
+        return;
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+}
+
 int rpc_conn_new_fd(RpcConn **connp, int fd, bool own, const RpcConnConfig *cfg,
                     const RpcCallbacks *cb, void *userdata)
 {
@@ -716,6 +737,8 @@ int rpc_conn_new_fd(RpcConn **connp, int fd, bool own, const RpcConnConfig *cfg,
     c->fd = fd;
     c->own = own;
     c->is_socket = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0;
+    if (c->is_socket)
+        unix_sndbuf_enlarge(fd);
     tx_flush_soft(c);
     *connp = c;
     return 0;

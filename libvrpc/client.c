@@ -313,6 +313,7 @@ int vrpc_client_new(VrpcClient **clientp, const char *socket_path)
     rpc_conn_config_init(&cfg);
     cfg.role = RPC_ROLE_INITIATOR;
     cfg.keepalive_ms = 0; /* a local socket: the kernel tells us when the daemon dies */
+    cfg.max_frame = RPC_FRAME_MAX_LOCAL;
     r = rpc_conn_new_fd(&c->conn, fd, true, &cfg, &callbacks, c);
     if (r < 0)
         goto fail;

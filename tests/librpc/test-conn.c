@@ -737,7 +737,7 @@ static void v_too_long(RtRaw *r)
 {
     /* Only the header: the length is refused before any body is awaited. */
     uint8_t h[12];
-    RpcFrameHeader fh = {.type = RPC_FT_STDIN, .stream = 1, .length = 65537};
+    RpcFrameHeader fh = {.type = RPC_FT_STDIN, .stream = 1, .length = RPC_FRAME_MAX_DEFAULT + 1};
     rpc_frame_header_encode(h, &fh);
     rt_raw_call(r, 1, "svc");
     rt_raw_bytes(r, h, sizeof(h));
