@@ -7,8 +7,8 @@
  * without paying a process start per call. Each figure is printed with its ratio to the
  * floor: spawning the same service binary locally (posix_spawn + wait, stdio on pipes) in
  * the same run, in the sim's dom0 (under `vrpc-sim exec`, so with the environment the
- * dispatcher's handlers inherit), re-measured in every rep right before the call rows. Measured: call latency
- * p50/p99 of vrpc.Ping and demo.Echo (64 bytes) guest to dom0, guest to guest, and a denied
+ * dispatcher's handlers inherit), re-measured in every rep right before the call rows.
+ * Measured: call latency p50/p99 of vrpc.Ping and demo.Echo (64 bytes) guest to dom0, guest to guest, and a denied
  * call; the vchan events (both directions) between the dispatcher and bencha's agent per
  * vrpc.Ping, from the dispatcher's counters (`stats` on its control socket); streaming
  * throughput through demo.Echo guest to dom0 and guest to guest beside a local `cat | cat`
@@ -196,8 +196,9 @@ static void usage(FILE *f)
                "  End-to-end vrpc calls on a private vrpc-sim instance (guests bencha and\n"
                "  benchb with the dispatcher and agents), each figure with its ratio to\n"
                "  spawning the same service binary locally (posix_spawn + wait) in the sim's\n"
-               "  dom0, re-measured in every rep; streams beside a local `cat | cat` of the same bytes; vchan\n"
-               "  events per vrpc.Ping from the dispatcher's counters (vrpc-ctl stats).\n"
+               "  dom0, re-measured in every rep; streams beside a local `cat | cat` of the\n"
+               "  same bytes; vchan events per vrpc.Ping from the dispatcher's counters\n"
+               "  (vrpc-ctl stats).\n"
                "  --json rows: floor_p50_us ping_g2d_p50_us ping_g2g_p50_us\n"
                "  ping_events_per_call stream_g2d_gbps stream_g2g_gbps pipeline_gbps\n"
                "  --calls N       sequential calls per latency row (default 1000)\n"

@@ -108,9 +108,12 @@ static void big_release(pid_t pid)
 
 /* ---- environment ------------------------------------------------------- */
 
+/* The handler's own variables (VRPC_*, VRPC_SOCKET, HOME, USER, LOGNAME) at most. */
+#define ENV_EXTRA_MAX 10
+
 typedef struct Env {
     char **vec; /* NULL-terminated; points into the base and into extra */
-    char *extra[10];
+    char *extra[ENV_EXTRA_MAX];
     size_t n_extra;
 } Env;
 
@@ -133,7 +136,7 @@ static int env_add(Env *env, size_t *np, const char *name, const char *value)
 {
     char *s;
 
-    if (env->n_extra == sizeof(env->extra) / sizeof(env->extra[0]))
+    if (env->n_extra == ENV_EXTRA_MAX)
         return -ENOBUFS; /* a bug: more variables than planned for */
     if (asprintf(&s, "%s=%s", name, value) < 0)
         return -ENOMEM;
@@ -153,7 +156,7 @@ static int env_build(Env *env, char *const *base, const VrpcService *s, const Vr
 
     while (base[n_base])
         n_base++;
-    env->vec = calloc(n_base + sizeof(env->extra) / sizeof(env->extra[0]) + 1, sizeof(*env->vec));
+    env->vec = calloc(n_base + ENV_EXTRA_MAX + 1, sizeof(*env->vec));
     if (!env->vec)
         return -ENOMEM;
     for (size_t i = 0; i < n_base; i++) {
