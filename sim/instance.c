@@ -278,9 +278,8 @@ static bool spared(pid_t pid, pid_t spare)
     return false;
 }
 
-static int scan(uint32_t domid, int sig, pid_t spare)
+static int scan(const char *inst, uint32_t domid, int sig, pid_t spare)
 {
-    const char *inst = sim_instance_dir();
     struct dirent *de;
     int count = 0;
     DIR *d = opendir("/proc");
@@ -312,12 +311,17 @@ static int scan(uint32_t domid, int sig, pid_t spare)
 
 int sim_kill_instance_procs(uint32_t domid, int sig, pid_t spare)
 {
-    return scan(domid, sig, spare);
+    return scan(sim_instance_dir(), domid, sig, spare);
 }
 
 int sim_count_instance_procs(uint32_t domid)
 {
-    return scan(domid, 0, 0);
+    return scan(sim_instance_dir(), domid, 0, 0);
+}
+
+int sim_count_procs_of(const char *inst)
+{
+    return scan(inst, SIM_DOMID_INVALID, 0, 0);
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)

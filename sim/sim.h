@@ -54,6 +54,8 @@ int sim_control(uint32_t type, uint32_t a, uint32_t b, char *reply, size_t len);
  */
 int sim_kill_instance_procs(uint32_t domid, int sig, pid_t spare);
 int sim_count_instance_procs(uint32_t domid);
+/* Live processes of the instance whose folder is @inst (any instance, not only the current). */
+int sim_count_procs_of(const char *inst);
 /* Remove the instance folder recursively. */
 int sim_remove_tree(const char *dir);
 

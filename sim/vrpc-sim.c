@@ -7,6 +7,7 @@
 #include "common/escape.h"
 #include "sim.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -188,6 +189,46 @@ static void cleanup_stale(void)
     sim_remove_tree(sim_instance_dir());
 }
 
+/*
+ * An instance whose daemon died without `down` (SIGKILL of the whole tree, a crash, the OOM
+ * killer) keeps its folder: the shared memory of its grants, its sockets and logs. `up`
+ * removes such folders next to its own: those that hold a daemon.pid (a daemon once ran
+ * there) while no live process belongs to the instance any more. A folder without
+ * daemon.pid may be an `up` in progress, and one with a live process is in use: both are
+ * left alone, as is anything that is not a directory. Nothing is swept with VRPCSIM_KEEP set.
+ */
+static void sweep_dead_instances(void)
+{
+    char root[PATH_MAX], dir[PATH_MAX], pidf[PATH_MAX + 16];
+    const char *self = sim_instance_dir(), *slash = strrchr(self, '/');
+    struct dirent *de;
+    struct stat st;
+    DIR *d;
+
+    const char *keep = getenv("VRPCSIM_KEEP");
+    if ((keep && *keep) || !slash || slash == self || (size_t)(slash - self) >= sizeof(root))
+        return; /* VRPCSIM_KEEP: the remains are kept for inspection */
+    memcpy(root, self, (size_t)(slash - self));
+    root[slash - self] = '\0';
+    if (!(d = opendir(root)))
+        return;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.' || strcmp(de->d_name, slash + 1) == 0)
+            continue;
+        if ((size_t)snprintf(dir, sizeof(dir), "%s/%s", root, de->d_name) >= sizeof(dir))
+            continue;
+        snprintf(pidf, sizeof(pidf), "%s/daemon.pid", dir);
+        if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || access(pidf, F_OK) < 0 ||
+            sim_count_procs_of(dir) != 0)
+            continue;
+        if (sim_remove_tree(dir) == 0)
+            fprintf(stderr, "vrpc-sim: removed the folder of instance '%s': its processes are "
+                            "gone\n",
+                    VRPC_ESC(de->d_name));
+    }
+    closedir(d);
+}
+
 static int cmd_down(int argc, char **argv);
 
 static int cmd_up(int argc, char **argv)
@@ -219,6 +260,7 @@ static int cmd_up(int argc, char **argv)
         return fail("instance '%s' is already up (vrpc-sim down first)", ns);
     if (access(sim_instance_dir(), F_OK) == 0)
         cleanup_stale();
+    sweep_dead_instances();
     if (mkdir_p(sim_instance_dir()) < 0)
         return fail("cannot create %s", sim_instance_dir());
     if (pipe2(p, O_CLOEXEC) < 0)

@@ -295,6 +295,73 @@ START_TEST(cli_parallel_instances)
 }
 END_TEST
 
+/* An instance killed with SIGKILL (daemon and all) leaves its folder; the next `up` of any
+ * other instance under the same root removes it, and leaves alone a live instance, a folder
+ * that never had a daemon (an `up` in progress) and a plain file. */
+static void kill_one(pid_t pid, const char *comm, int domid, void *arg)
+{
+    (void)comm;
+    (void)domid;
+    (void)arg;
+    kill(pid, SIGKILL);
+}
+
+START_TEST(cli_up_sweeps_dead_instances)
+{
+    char root[64], dead[64], live[64], fresh[64], path[600], keep_dir[600], keep_file[600];
+    VtResult r;
+
+    /* a root of its own, inside the usual one under this run's prefix: if the test fails,
+     * vt_cleanup_instances() downs it as an instance's remains */
+    snprintf(root, sizeof(root), "/dev/shm/vrpc-sim/%s", vt_ns("sweep"));
+    ck_assert(mkdir("/dev/shm/vrpc-sim", 0755) == 0 || errno == EEXIST);
+    ck_assert_int_eq(mkdir(root, 0755), 0);
+    setenv("VRPCSIM_ROOT", root, 1);
+    snprintf(dead, sizeof(dead), "%s", vt_ns("dead"));
+    snprintf(live, sizeof(live), "%s", vt_ns("live"));
+    snprintf(fresh, sizeof(fresh), "%s", vt_ns("fresh"));
+
+    vt_sim_up(dead, two_guests);
+    vt_sim_up(live, two_guests);
+    snprintf(path, sizeof(path), "%s/daemon.pid", vt_instance_dir(dead));
+    ck_assert_int_eq(access(path, F_OK), 0);
+    /* kill -9 of the whole tree: nothing runs `down` */
+    for (long long n = 0; vt_instance_each(dead, kill_one, NULL) > 0; n++) {
+        ck_assert_msg(n < VT_HANG_MS / 10, "the instance's processes do not die");
+        usleep(10000);
+    }
+    ck_assert_int_eq(access(vt_instance_dir(dead), F_OK), 0); /* left behind */
+    snprintf(keep_dir, sizeof(keep_dir), "%s/starting", root);
+    ck_assert_int_eq(mkdir(keep_dir, 0755), 0);
+    snprintf(keep_file, sizeof(keep_file), "%s/a-file", root);
+    FILE *f = fopen(keep_file, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+
+    const char *up[] = {VRPC_SIM_BIN, "up", "--ns", fresh, "work", NULL};
+    r = vt_run(up, VT_HANG_S);
+    ck_assert_msg(r.status == 0, "up: %s", r.err);
+    ck_assert_msg(strstr(r.err, "removed the folder of instance") && strstr(r.err, dead),
+                  "up said: %s", r.err);
+    ck_assert_ptr_null(strstr(r.err, live));
+    vt_result_free(&r);
+    ck_assert_int_ne(access(vt_instance_dir(dead), F_OK), 0);
+    ck_assert_int_eq(access(keep_dir, F_OK), 0);
+    ck_assert_int_eq(access(keep_file, F_OK), 0);
+
+    /* the live instance still works */
+    r = sim("exec", "--ns", live, "vault", "--", "xenstore-read", "name");
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_str_eq(r.out, "vault\n");
+    vt_result_free(&r);
+    vt_sim_down(live);
+    vt_sim_down(fresh);
+    ck_assert_int_eq(rmdir(keep_dir), 0);
+    ck_assert_int_eq(unlink(keep_file), 0);
+    ck_assert_int_eq(rmdir(root), 0);
+}
+END_TEST
+
 /* ---- xenstore as dom0 and as a guest -------------------------------------- */
 
 START_TEST(xs_guest_identity)
@@ -892,6 +959,7 @@ static Suite *sim_suite(void)
     tcase_add_test(cli, cli_exec_xenstore_tools);
     tcase_add_test(cli, cli_destroy);
     tcase_add_test(cli, cli_parallel_instances);
+    tcase_add_test(cli, cli_up_sweeps_dead_instances);
     tcase_add_test(xs, xs_guest_identity);
     tcase_add_test(xs, xs_watches);
     tcase_add_test(hv, grant_semantics);
