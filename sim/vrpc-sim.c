@@ -195,7 +195,7 @@ static void cleanup_stale(void)
  * removes such folders next to its own: those that hold a daemon.pid (a daemon once ran
  * there) while no live process belongs to the instance any more. A folder without
  * daemon.pid may be an `up` in progress, and one with a live process is in use: both are
- * left alone, as is anything that is not a directory. Nothing is swept with VRPCSIM_KEEP set.
+ * left alone, as is anything that is not a directory. Nothing is swept with VRPCSIM_KEEP=1.
  */
 static void sweep_dead_instances(void)
 {
@@ -206,7 +206,7 @@ static void sweep_dead_instances(void)
     DIR *d;
 
     const char *keep = getenv("VRPCSIM_KEEP");
-    if ((keep && *keep) || !slash || slash == self || (size_t)(slash - self) >= sizeof(root))
+    if ((keep && strcmp(keep, "1") == 0) || !slash || slash == self || (size_t)(slash - self) >= sizeof(root))
         return; /* VRPCSIM_KEEP: the remains are kept for inspection */
     memcpy(root, self, (size_t)(slash - self));
     root[slash - self] = '\0';
