@@ -162,7 +162,6 @@ struct RpcConn {
      * re-read between two API calls, so that a window rpc_stream_send_window() reported
      * (0 included) holds for the rpc_stream_write() that follows. */
     size_t tx_room;
-    bool tx_room_race; /* arming found space freed meanwhile: dispatch again soon */
     int64_t send_credit; /* connection window granted by the peer */
     uint32_t recv_remaining, recv_unreported;
     /* streams */
@@ -374,9 +373,12 @@ void tx_flush_soft(RpcConn *c);
 /* Re-read the vchan's free space (tx_room); sets writable_check if blocked streams may now
  * have a window. Only where the application is not between send_window and write. */
 void tx_room_refresh(RpcConn *c);
-/* Streams blocked on ring space (idle output, little tx_room): arm the vchan notification
- * so that the reader's next read wakes us. */
-void tx_room_arm(RpcConn *c);
+/* Streams blocked on ring space (idle output, little tx_room): has the reader freed room
+ * for them since the last refresh (true: dispatch)? With @arm, right before a sleep, the
+ * vchan notification is armed first, so that the reader's next read wakes us. Never armed on
+ * the busy path: each arming is a locked write to the ring's shared page, and it makes the
+ * reader send an event (a system call on each side) while we are awake anyway. */
+bool tx_room_wait(RpcConn *c, bool arm);
 
 /* ---- conn-recv.c: reading, frame validation and handling, delivery ---- */
 

@@ -100,22 +100,25 @@ void tx_room_refresh(RpcConn *c)
         return;
     size_t before = c->tx_room;
     c->tx_room = t_space(c);
-    c->tx_room_race = false;
     if (c->blocked_head && c->tx_room > before)
         c->writable_check = true;
 }
 
-void tx_room_arm(RpcConn *c)
+bool tx_room_wait(RpcConn *c, bool arm)
 {
     if (!c->vc || !c->blocked_head || c->out_len || c->ready_head || c->state != CONN_READY)
-        return; /* queued output: the transport write that found the ring full armed it */
+        return false; /* queued output: the transport write that found the ring full armed it */
     size_t min = room_min(c);
     if (room_fit(c, c->tx_room) >= min)
-        return;
-    c->vc_event = true;
-    ssize_t r = vchan_buffer_space_notify(c->vc, min + RPC_FRAME_HEADER_SIZE);
-    if (r > 0 && room_fit(c, (size_t)r) >= min)
-        c->tx_room_race = true; /* no event will come for that space */
+        return false; /* the streams wait for credit, not for the ring */
+    ssize_t r;
+    if (arm) {
+        c->vc_event = true;
+        r = vchan_buffer_space_notify(c->vc, min + RPC_FRAME_HEADER_SIZE);
+    } else {
+        r = vchan_buffer_space(c->vc);
+    }
+    return r > 0 && room_fit(c, (size_t)r) >= min;
 }
 
 /* ---- output buffer ---------------------------------------------------------------------- */
@@ -551,7 +554,7 @@ ssize_t rpc_stream_send_window(const RpcStream *s, RpcChannel ch)
     if (room < w)
         w = room;
     /* Idle vchan: what the ring takes now, so that the write goes straight in (no copy into
-     * the stream queue); below room_min(), wait for the reader (tx_room_arm). */
+     * the stream queue); below room_min(), wait for the reader (tx_room_wait). */
     if (c->vc && !c->out_len && !c->ready_head) {
         size_t fit = room_fit(c, c->tx_room);
         if ((int64_t)fit < w)
@@ -585,7 +588,6 @@ ssize_t rpc_stream_write(RpcStream *s, RpcChannel ch, const void *buf, size_t le
         return 0;
     if (win == 0) {
         LIST_ADD(&c->blocked_head, s, blocked);
-        tx_room_arm(c);
         return -EAGAIN;
     }
     size_t take = len < (size_t)win ? len : (size_t)win;
@@ -646,7 +648,6 @@ ssize_t rpc_stream_write(RpcStream *s, RpcChannel ch, const void *buf, size_t le
         conn_want_flush(c);
     else if (c->out_len)
         tx_flush_soft(c);
-    tx_room_arm(c);
     conn_sync_loop(c);
     return (ssize_t)done;
 }

@@ -234,7 +234,7 @@ int rpc_conn_next_timeout_ms(const RpcConn *c)
 {
     if (!c || c->state == CONN_CLOSED)
         return -1;
-    if (c->pending_err || c->more_rx || c->work_head || c->tx_room_race)
+    if (c->pending_err || c->more_rx || c->work_head)
         return 0;
     if (c->tops && c->tops->pending && c->tops->pending(c->tctx) > 0)
         return 0; /* bytes inside the transport that polling the fd cannot see */
@@ -260,10 +260,8 @@ int rpc_conn_next_timeout_ms(const RpcConn *c)
 
 void conn_notify_writable(RpcConn *c)
 {
-    if (!c->writable_check) {
-        tx_room_arm(c);
+    if (!c->writable_check)
         return;
-    }
     c->writable_check = false;
     uint64_t round = ++c->notify_round;
     /* Callbacks may block, unblock or finish any stream: after each one, rescan from the
@@ -283,7 +281,6 @@ void conn_notify_writable(RpcConn *c)
             STREAM_CB(c, s, on_writable)(s, STREAM_UD(c, s));
         s = c->blocked_head;
     }
-    tx_room_arm(c);
 }
 
 void conn_run_work(RpcConn *c)
@@ -416,6 +413,8 @@ int rpc_conn_prepare_wait(RpcConn *c)
     /* Input that was not read (a dispatch stops at its budget) or that came since. */
     if (c->more_rx)
         return 1;
+    if (tx_room_wait(c, true))
+        return 1; /* blocked streams have ring space after all */
     c->vc_event = true;
     return vchan_data_ready_notify(c->vc) != 0 ? 1 : 0; /* < 0: broken, dispatch says so */
 }
@@ -431,7 +430,8 @@ static int conn_prepare_cb(RpcLoopSource *src, bool will_sleep, void *userdata)
     if (will_sleep)
         work = rpc_conn_prepare_wait(c);
     else
-        work = c->state != CONN_CLOSED && (c->more_rx || vchan_data_ready(c->vc) != 0);
+        work = c->state != CONN_CLOSED &&
+               (c->more_rx || vchan_data_ready(c->vc) != 0 || tx_room_wait(c, false));
     if (!work)
         return 0;
     rpc_conn_dispatch(c);

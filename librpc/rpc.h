@@ -402,10 +402,12 @@ RPC_EXPORT uint32_t rpc_conn_events(const RpcConn *conn);
 
 /*
  * Call right before sleeping on rpc_conn_fd() (a loop attached with rpc_conn_attach() does).
- * A dispatch reads a vchan without asking the peer for events (so that a peer writing while
- * we are awake anyway wakes no one); this asks for the event the sleep needs. Returns 1 if
- * the connection has input now (dispatch instead of sleeping), else 0. A no-op returning 0
- * for sockets, and for a caller that waits in vchan_wait_readable(), which arms by itself.
+ * A dispatch reads a vchan, and a write finds its ring full, without asking the peer for
+ * events (so that a peer reading or writing while we are awake anyway wakes no one); this
+ * asks for the events the sleep needs: input, and ring space for streams that wait for it.
+ * Returns 1 if the connection has work now (input, or space for a blocked stream: dispatch
+ * instead of sleeping), else 0. A no-op returning 0 for sockets; a caller that waits in
+ * vchan_wait_readable() or vchan_wait_writable() instead is armed by them.
  */
 RPC_EXPORT int rpc_conn_prepare_wait(RpcConn *conn);
 

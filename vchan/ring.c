@@ -366,5 +366,10 @@ ssize_t vchan_ring_buffer_space_notify(VchanRing *r, size_t min)
     if (space < 0 || (size_t)space >= min)
         return space;
     vchan_ring_request_notify(r, VCHAN_NOTIFY_READ_BIT);
-    return vchan_ring_buffer_space(r);
+    space = vchan_ring_buffer_space(r);
+    /* The reader freed enough meanwhile: withdraw the request, or its next read would send an
+     * event that nobody waits for (a system call on each side). */
+    if (space > 0 && (size_t)space >= min)
+        vchan_ring_cancel_notify(r, VCHAN_NOTIFY_READ_BIT);
+    return space;
 }

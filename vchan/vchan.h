@@ -199,8 +199,9 @@ VCHAN_EXPORT ssize_t vchan_buffer_space(Vchan *c);
 
 /* vchan_buffer_space(), but if fewer than @min bytes are free a notification is armed first
  * (vchan_fd() fires when the reader frees space, as after a write that found the ring full),
- * then the space is read again and returned. For a non-blocking writer that wants room for
- * a whole record before writing any of it. -EPROTO as there. */
+ * then the space is read again and returned; if that finds @min bytes free after all, the
+ * notification is withdrawn (at worst one spurious event still comes). For a non-blocking
+ * writer that wants room for a whole record before writing any of it. -EPROTO as there. */
 VCHAN_EXPORT ssize_t vchan_buffer_space_notify(Vchan *c, size_t min);
 
 /* Ring sizes in bytes, fixed at connect. */

@@ -198,6 +198,55 @@ START_TEST(reads_arm_no_event)
 }
 END_TEST
 
+/* Over a vchan, a writer that finds the ring full does not ask the reader for an event
+ * either: the reader's reads fire nothing while the writer is awake. rpc_conn_prepare_wait()
+ * says that the space is there already, or, with none, asks; then the reader's next read
+ * fires the fd, and the dispatch tells the blocked stream. */
+START_TEST(ring_space_arms_before_sleep)
+{
+    static uint8_t chunk[4096];
+    RtPair p;
+    ssize_t w;
+    size_t total = 0;
+
+    rt_pair_up(&p, RT_VCHAN, NULL, NULL); /* 64 KiB rings, 1 MiB stream window */
+    RpcStream *s = rt_open(&p, &p.a, "demo.Quiet");
+    for (int i = 0; i < 10000 && p.b.calls < 1; i++)
+        rt_pump(&p);
+    ck_assert_int_eq(p.b.calls, 1);
+    RtStreamLog *la = rt_log(&p.a, s);
+
+    while ((w = rpc_stream_write(s, RPC_CH_STDIN, chunk, sizeof(chunk))) > 0)
+        total += (size_t)w;
+    ck_assert_int_eq(w, -EAGAIN);
+    ck_assert_uint_lt(total, 65536); /* the ring stopped it, not the window */
+    for (int i = 0; i < 8; i++)
+        rpc_conn_dispatch(p.b.conn);
+    ck_assert_uint_eq(p.b.log[0].nbytes[RPC_CH_STDIN], total);
+    ck_assert(!fd_readable(p.a.conn)); /* a did not ask */
+    int told = la->writable;
+    ck_assert_int_eq(rpc_conn_prepare_wait(p.a.conn), 1); /* but the space is there */
+    rpc_conn_dispatch(p.a.conn);
+    ck_assert_int_gt(la->writable, told);
+
+    while ((w = rpc_stream_write(s, RPC_CH_STDIN, chunk, sizeof(chunk))) > 0)
+        total += (size_t)w;
+    ck_assert_int_eq(w, -EAGAIN);
+    ck_assert_int_eq(rpc_conn_prepare_wait(p.a.conn), 0); /* armed: sleep */
+    ck_assert(!fd_readable(p.a.conn));
+    for (int i = 0; i < 8; i++)
+        rpc_conn_dispatch(p.b.conn);
+    ck_assert_uint_eq(p.b.log[0].nbytes[RPC_CH_STDIN], total);
+    ck_assert(fd_readable(p.a.conn)); /* b's read woke a */
+    told = la->writable;
+    rpc_conn_dispatch(p.a.conn);
+    ck_assert_int_gt(la->writable, told);
+    ck_assert(!fd_readable(p.a.conn)); /* the event was consumed */
+    ck_assert_int_gt(rpc_stream_write(s, RPC_CH_STDIN, chunk, sizeof(chunk)), 0);
+    rt_pair_deinit(&p);
+}
+END_TEST
+
 /* The handler frees its stream only once the caller's stdin EOF arrives. */
 START_TEST(exit_before_stdin_eof)
 {
@@ -1088,6 +1137,7 @@ int main(void)
     tcase_add_loop_test(tc, call_lifecycle, 0, RT__COUNT);
     tcase_add_loop_test(tc, cork_holds_output, 0, RT__COUNT);
     tcase_add_test(tc, reads_arm_no_event);
+    tcase_add_test(tc, ring_space_arms_before_sleep);
     tcase_add_loop_test(tc, exit_before_stdin_eof, 0, RT__COUNT);
     tcase_add_loop_test(tc, refuse, 0, RT__COUNT);
     tcase_add_loop_test(tc, both_ends_open, 0, RT__COUNT);
