@@ -201,12 +201,13 @@ static void sweep_dead_instances(void)
 {
     char root[PATH_MAX], dir[PATH_MAX], pidf[PATH_MAX + 16];
     const char *self = sim_instance_dir(), *slash = strrchr(self, '/');
+    const char *keep = getenv("VRPCSIM_KEEP");
     struct dirent *de;
     struct stat st;
     DIR *d;
 
-    const char *keep = getenv("VRPCSIM_KEEP");
-    if ((keep && strcmp(keep, "1") == 0) || !slash || slash == self || (size_t)(slash - self) >= sizeof(root))
+    if ((keep && strcmp(keep, "1") == 0) || !slash || slash == self ||
+        (size_t)(slash - self) >= sizeof(root))
         return; /* VRPCSIM_KEEP: the remains are kept for inspection */
     memcpy(root, self, (size_t)(slash - self));
     root[slash - self] = '\0';
@@ -222,8 +223,7 @@ static void sweep_dead_instances(void)
             sim_count_procs_of(dir) != 0)
             continue;
         if (sim_remove_tree(dir) == 0)
-            fprintf(stderr, "vrpc-sim: removed the folder of instance '%s': its processes are "
-                            "gone\n",
+            fprintf(stderr, "vrpc-sim: removed instance '%s': its processes are gone\n",
                     VRPC_ESC(de->d_name));
     }
     closedir(d);

@@ -341,7 +341,7 @@ START_TEST(cli_up_sweeps_dead_instances)
     const char *up[] = {VRPC_SIM_BIN, "up", "--ns", fresh, "work", NULL};
     r = vt_run(up, VT_HANG_S);
     ck_assert_msg(r.status == 0, "up: %s", r.err);
-    ck_assert_msg(strstr(r.err, "removed the folder of instance") && strstr(r.err, dead),
+    ck_assert_msg(strstr(r.err, "removed instance") && strstr(r.err, dead),
                   "up said: %s", r.err);
     ck_assert_ptr_null(strstr(r.err, live));
     vt_result_free(&r);
