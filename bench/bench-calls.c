@@ -8,8 +8,8 @@
  * floor: spawning the same service binary locally (posix_spawn + wait, stdio on pipes) in
  * the same run, in the sim's dom0 (under `vrpc-sim exec`, so with the environment the
  * dispatcher's handlers inherit), re-measured in every rep right before the call rows.
- * Measured: call latency p50/p99 of vrpc.Ping and demo.Echo (64 bytes) guest to dom0, guest to guest, and a denied
- * call; the vchan events (both directions) between the dispatcher and bencha's agent per
+ * Measured: call latency p50/p99 of vrpc.Ping and demo.Echo (64 bytes) guest to dom0, guest
+ * to guest, and a denied call; the vchan events (both directions) between the dispatcher and bencha's agent per
  * vrpc.Ping, from the dispatcher's counters (`stats` on its control socket); streaming
  * throughput through demo.Echo guest to dom0 and guest to guest beside a local `cat | cat`
  * pipeline of the same bytes; and N concurrent calls on one connection.

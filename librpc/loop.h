@@ -108,8 +108,8 @@ RPC_EXPORT int64_t rpc_loop_now_ms(void);
 
 /* One iteration: run deferred callbacks, then the prepare callbacks; wait up to @timeout_ms
  * (-1: until something happens; capped by the nearest timer; 0 when deferred work is pending
- * or a prepare callback did work), dispatch fd, signal and timer events. Returns the number of callbacks run (>= 0), or -errno of
- * epoll_wait() (-EINTR is retried, never returned). */
+ * or a prepare callback did work), dispatch fd, signal and timer events. Returns the number
+ * of callbacks run (>= 0), or -errno of epoll_wait() (-EINTR is retried, never returned). */
 RPC_EXPORT int rpc_loop_run_once(RpcLoop *loop, int timeout_ms);
 
 /* Iterate until rpc_loop_quit(). Returns the code given to rpc_loop_quit(), or -errno. */
