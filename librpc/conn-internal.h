@@ -17,6 +17,7 @@
 #include "frame.h"
 #include "log.h"
 #include "loop.h"
+#include "loop-internal.h"
 #include "rpc.h"
 #include "stream-sm.h"
 
@@ -201,6 +202,13 @@ struct RpcConn {
      * last vchan_dispatch(), or the loop saw the fd fire). Without it a dispatch skips
      * vchan_dispatch(), a system call that would find nothing. */
     bool vc_event;
+    /* vchan only: the loop reported the fd readable, and no dispatch took an event since the
+     * poll that said so, so taking one cannot block: vchan_dispatch_ready(), one system call
+     * instead of vchan_dispatch()'s poll-guarded ones */
+    bool vc_fired;
+    /* vchan only: rpc_loop_poll_count() when a dispatch last took events (0: never). A fd
+     * callback of the same poll may carry a report that this dispatch made stale. */
+    uint64_t vc_taken_poll;
     /* Attached to a loop, output is written once per loop pass: what the application and the
      * dispatches of one pass queue goes out together from this deferred source, at the start
      * of the next iteration (conn_want_flush). */

@@ -572,10 +572,12 @@ void rx_pump(RpcConn *c)
          * bounded number of bytes: the loop's other connections get their turn. */
         size_t cost = (size_t)n + rx_process(c) * RX_FRAME_COST;
         budget = cost >= budget ? 0 : budget - cost;
-        /* A vchan read that got less than it asked for emptied the ring: what comes later
-         * is for the next dispatch (the loop's rpc_conn_prepare_wait() looks before any
-         * sleep), not worth another look at the peer's index now. */
-        if (c->vc && (size_t)n < want)
+        /* A read that got less than it asked for emptied the ring or the socket: what comes
+         * later is for the next dispatch, not worth another look (or a read(2) that would
+         * say EAGAIN) now. A vchan's rpc_conn_prepare_wait() looks before any sleep; a
+         * socket stays readable for a level-triggered poll. Not a transport of tops: it may
+         * hold decrypted bytes that no poll reports. */
+        if (!c->tops && (size_t)n < want)
             return;
     }
 }

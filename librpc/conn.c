@@ -329,9 +329,15 @@ static int dispatch_inner(RpcConn *c)
         return RPC_E_CLOSED;
     }
     if (c->vc) {
-        if (c->vc_event) {
-            c->vc_event = false;
-            vchan_dispatch(c->vc);
+        if (c->vc_fired || c->vc_event) {
+            bool ready = c->vc_fired;
+            c->vc_fired = c->vc_event = false;
+            if (c->loop)
+                c->vc_taken_poll = rpc_loop_poll_count(c->loop);
+            if (ready)
+                vchan_dispatch_ready(c->vc);
+            else
+                vchan_dispatch(c->vc);
         }
         VchanState vs = vchan_is_open(c->vc);
         if (vs == VCHAN_STATE_BROKEN) {
@@ -443,6 +449,9 @@ static void conn_fd_cb(RpcLoopSource *src, int fd, uint32_t events, void *userda
     RpcConn *c = userdata;
 
     c->vc_event = true;
+    /* Unless a dispatch since this poll took events: the report may be stale, and taking an
+     * event that is not there would block on the event channel. */
+    c->vc_fired = c->vc && (events & EPOLLIN) && c->vc_taken_poll != rpc_loop_poll_count(c->loop);
     rpc_conn_dispatch(c);
 }
 

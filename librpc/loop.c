@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "loop-internal.h"
 #include "common/list.h"
 
 #define MAX_EVENTS 64
@@ -60,6 +61,7 @@ struct RpcLoop {
     RpcLoopSource *by_signal[NSIG_MAX];
     sigset_t sigmask;
     int ndefer_pending;
+    uint64_t polls; /* epoll_wait() calls that returned: rpc_loop_poll_count() */
     bool quit;
     int quit_code;
 };
@@ -457,13 +459,17 @@ static int run_timers(RpcLoop *l)
     return ran;
 }
 
-int rpc_loop_run_once(RpcLoop *l, int timeout_ms)
+/* One pass. @settle: after deferred callbacks ran, look once more without sleeping (what
+ * rpc_loop_run_once() promises its caller, who may test a condition a callback set); without
+ * it (rpc_loop_run(), which tests only quit) the pass goes on to sleep right away, its prepare
+ * callbacks saying whether there is work: one epoll_wait() and one pass fewer per wake-up. */
+static int run_pass(RpcLoop *l, int timeout_ms, bool settle)
 {
     struct epoll_event evs[MAX_EVENTS];
     int ran = run_defers(l);
     int n;
 
-    if (l->ndefer_pending || ran)
+    if (l->ndefer_pending || (ran && (settle || l->quit)))
         timeout_ms = 0;
     int busy = run_prepares(l, timeout_ms != 0);
     ran += busy;
@@ -482,6 +488,7 @@ int rpc_loop_run_once(RpcLoop *l, int timeout_ms)
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return -errno;
+    l->polls++;
     for (int i = 0; i < n; i++) {
         RpcLoopSource *s = evs[i].data.ptr;
         if (s->dead)
@@ -497,11 +504,21 @@ int rpc_loop_run_once(RpcLoop *l, int timeout_ms)
     return ran;
 }
 
+uint64_t rpc_loop_poll_count(const RpcLoop *l)
+{
+    return l->polls;
+}
+
+int rpc_loop_run_once(RpcLoop *l, int timeout_ms)
+{
+    return run_pass(l, timeout_ms, true);
+}
+
 int rpc_loop_run(RpcLoop *l)
 {
     l->quit = false;
     while (!l->quit) {
-        int r = rpc_loop_run_once(l, -1);
+        int r = run_pass(l, -1, false);
         if (r < 0)
             return r;
     }

@@ -249,15 +249,15 @@ static void out_eof(VrpcHandler *h, int i)
      * (EXIT_WAIT_MS), then look at the other output and the process now rather than on their
      * own wake-ups, so that the EOFs and the EXIT of a finished call leave in this loop pass,
      * in one write (issue 13). An exiting process releases its files in reverse order, stderr
-     * before stdout, a few microseconds before its pidfd turns readable; reading the other
-     * output and reaping are non-blocking: what is not there yet comes through the loop as
-     * before. */
-    if (!h->done && !h->reaped && h->pid_src)
+     * before stdout, a few microseconds before its pidfd turns readable; reaping and reading
+     * the other output are non-blocking: what is not there yet comes through the loop as
+     * before. Reaped first, the other output's EOF does not wait again. */
+    if (!h->done && !h->reaped && h->pid_src) {
         wait_exit(h);
+        try_reap(h);
+    }
     if (!h->done && !h->out[!i].eof && h->out[!i].src)
         pump_out(h, !i);
-    if (!h->done && !h->reaped && h->pid_src)
-        try_reap(h);
     check_complete(h);
 }
 

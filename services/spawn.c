@@ -7,9 +7,9 @@
  * PR_SET_PDEATHSIG = SIGKILL: a handler dies with the daemon that started it,
  * even when the daemon is SIGKILLed (docs/services.md). Switching to another
  * user goes through fork(): glibc's set*id() is not safe in a child that
- * shares our memory. The
- * child reports a failed setgroups/setgid/setuid/exec through a CLOEXEC pipe,
- * so exec errors are clean errors of the start. There is no shell, the child
+ * shares our memory. A child that fails before exec says why, so exec errors
+ * are clean errors of the start: the CLONE_VM child in a record it leaves in
+ * our (suspended) frame, the forked one through a CLOEXEC pipe. There is no shell, the child
  * leads a new session (its own process group, no controlling terminal), runs
  * as another user when the service says so, its signal mask is empty and
  * every disposition is the default, it keeps no fd but 0, 1 and 2, and its
@@ -282,13 +282,10 @@ static int fd_above_stdio(int *fdp)
     return 0;
 }
 
+/* A new pipe end has no status flag to keep (F_SETFL ignores the access mode). */
 static int set_nonblock(int fd)
 {
-    int flags = fcntl(fd, F_GETFL);
-
-    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-        return -errno;
-    return 0;
+    return fcntl(fd, F_SETFL, O_NONBLOCK) < 0 ? -errno : 0;
 }
 
 /* A pipe whose child end is blocking and >= 3 and whose parent end is
@@ -336,7 +333,7 @@ static bool is_resource_error(int e)
     return e == ENOMEM || e == EAGAIN || e == EMFILE || e == ENFILE;
 }
 
-/* What the forked child reports when it fails before exec. */
+/* What the child reports when it fails before exec. */
 typedef struct ChildFailure {
     int32_t stage;
     int32_t error;
@@ -364,11 +361,12 @@ static void close_from(int from, int to, int max_fd)
 }
 
 /* In the forked child: only async-signal-safe calls from here to exec. @u NULL:
- * keep the daemon's user. */
+ * keep the daemon's user. A failure goes to @shared where the child shares our memory
+ * (CLONE_VM: @report_fd is -1), else as a record on @report_fd. */
 __attribute__((noreturn)) static void child_run(const char *path, char *const argv[],
                                                 char *const envp[], const int child[3],
-                                                int report_fd, int max_fd, const User *u,
-                                                pid_t parent)
+                                                int report_fd, volatile ChildFailure *shared,
+                                                int max_fd, const User *u, pid_t parent)
 {
     ChildFailure f = {STAGE_SETUP, 0};
     struct sigaction dfl = {.sa_handler = SIG_DFL};
@@ -387,8 +385,12 @@ __attribute__((noreturn)) static void child_run(const char *path, char *const ar
     for (int i = 0; i < 3; i++)
         if (dup2(child[i], i) < 0)
             goto fail;
-    close_from(3, report_fd - 1, max_fd);
-    close_from(report_fd + 1, INT32_MAX, max_fd);
+    if (report_fd < 0) {
+        close_from(3, INT32_MAX, max_fd);
+    } else {
+        close_from(3, report_fd - 1, max_fd);
+        close_from(report_fd + 1, INT32_MAX, max_fd);
+    }
     f.stage = STAGE_GROUPS;
     if (u && setgroups((size_t)u->n_groups, u->groups) < 0)
         goto fail;
@@ -413,7 +415,12 @@ __attribute__((noreturn)) static void child_run(const char *path, char *const ar
     execve(path, argv, envp);
 fail:
     f.error = errno;
-    (void)!write(report_fd, &f, sizeof(f));
+    if (shared) {
+        shared->error = f.error;
+        shared->stage = f.stage;
+    } else {
+        (void)!write(report_fd, &f, sizeof(f));
+    }
     _exit(127);
 }
 
@@ -422,7 +429,7 @@ typedef struct ChildArgs {
     char *const *argv;
     char *const *envp;
     const int *child;
-    int report_fd;
+    volatile ChildFailure *failure;
     int max_fd;
     pid_t parent;
 } ChildArgs;
@@ -433,26 +440,69 @@ static int child_entry(void *p)
 {
     const ChildArgs *a = p;
 
-    child_run(a->path, a->argv, a->envp, a->child, a->report_fd, a->max_fd, NULL, a->parent);
+    child_run(a->path, a->argv, a->envp, a->child, -1, a->failure, a->max_fd, NULL, a->parent);
 }
 
-/* Start @path as a handler (as user @u, or NULL: ours). */
-static int spawn_child(const char *path, char *const argv[], char *const envp[], const int child[3],
-                       const User *u, pid_t *pidp, char *err)
+/* Wait for the child that reported failure @f, and say why; returns the error to return. */
+static int child_failed(pid_t pid, ChildFailure f, const char *path, const User *u, char *err)
 {
     static const char *const stages[] = {
         [STAGE_SETUP] = "set up", [STAGE_GROUPS] = "setgroups", [STAGE_GID] = "setgid",
         [STAGE_UID] = "setuid",   [STAGE_EXEC] = "exec",
     };
+
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    if (f.stage < STAGE_SETUP || f.stage > STAGE_EXEC)
+        f.stage = STAGE_SETUP;
+    services_err(err, "cannot %s %s%s%s: %s", stages[f.stage], path, u ? " as user " : "",
+                 u ? u->pw.pw_name : "", strerror(f.error));
+    if (f.stage == STAGE_EXEC)
+        return VRPC_SERVICES_E_EXEC;
+    if (f.stage == STAGE_SETUP || is_resource_error(f.error))
+        return f.error > 0 ? -f.error : -EIO;
+    return VRPC_SERVICES_E_USER;
+}
+
+/* Our user: clone(CLONE_VM|CLONE_VFORK), the child sharing our memory until its exec, so that
+ * a failure before exec is a record it leaves in our frame (no report pipe). */
+static int spawn_shared(const char *path, char *const argv[], char *const envp[],
+                        const int child[3], int max_fd, pid_t *pidp, char *err)
+{
+    /* The child's stack: ours is suspended and this frame outlives the child's use. */
+    _Alignas(16) char stack[64 << 10];
+    volatile ChildFailure f = {.stage = -1, .error = 0};
+    ChildArgs a = {path, argv, envp, child, &f, max_fd, getpid()};
+    sigset_t all, saved;
+    pid_t pid;
+    int r;
+
+    /* No daemon signal handler may run in the child before it resets them. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    pid = clone(child_entry, stack + sizeof(stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+    r = pid < 0 ? -errno : 0;
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    if (r < 0)
+        return r;
+    /* The child has exec'ed (f untouched) or exited (f says why, unless it was killed). */
+    if (f.stage >= 0)
+        return child_failed(pid, (ChildFailure){f.stage, f.error}, path, NULL, err);
+    *pidp = pid;
+    return 0;
+}
+
+/* Another user: fork(), the child switching user before exec; a failure comes as a record
+ * on a CLOEXEC pipe whose EOF says the exec succeeded. */
+static int spawn_forked(const char *path, char *const argv[], char *const envp[],
+                        const int child[3], int max_fd, const User *u, pid_t *pidp, char *err)
+{
     int report[2], r = 0;
-    int max_fd = (int)sysconf(_SC_OPEN_MAX);
     sigset_t all, saved;
     ChildFailure f;
     ssize_t n;
     pid_t pid, parent = getpid();
 
-    if (max_fd < 0 || max_fd > 65536)
-        max_fd = 65536;
     if (pipe2(report, O_CLOEXEC) < 0)
         return -errno;
     if ((r = fd_above_stdio(&report[1])) < 0) {
@@ -460,20 +510,11 @@ static int spawn_child(const char *path, char *const argv[], char *const envp[],
         close(report[1]);
         return r;
     }
-    /* No daemon signal handler may run in the child before it resets them. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved);
-    if (u) {
-        pid = fork();
-        if (pid == 0)
-            child_run(path, argv, envp, child, report[1], max_fd, u, parent);
-    } else {
-        /* The child's stack: ours is suspended and this frame outlives the child's use. */
-        _Alignas(16) char stack[64 << 10];
-        ChildArgs a = {path, argv, envp, child, report[1], max_fd, parent};
-
-        pid = clone(child_entry, stack + sizeof(stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
-    }
+    pid = fork();
+    if (pid == 0)
+        child_run(path, argv, envp, child, report[1], NULL, max_fd, u, parent);
     r = pid < 0 ? -errno : 0;
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     close(report[1]);
@@ -481,26 +522,27 @@ static int spawn_child(const char *path, char *const argv[], char *const envp[],
         close(report[0]);
         return r;
     }
-    /* EOF: exec succeeded (the CLOEXEC end closed). A record: it failed. */
     do
         n = read(report[0], &f, sizeof(f));
     while (n < 0 && errno == EINTR);
     close(report[0]);
-    if (n == (ssize_t)sizeof(f)) {
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        if (f.stage < STAGE_SETUP || f.stage > STAGE_EXEC)
-            f.stage = STAGE_SETUP;
-        services_err(err, "cannot %s %s%s%s: %s", stages[f.stage], path, u ? " as user " : "",
-                     u ? u->pw.pw_name : "", strerror(f.error));
-        if (f.stage == STAGE_EXEC)
-            return VRPC_SERVICES_E_EXEC;
-        if (f.stage == STAGE_SETUP || is_resource_error(f.error))
-            return f.error > 0 ? -f.error : -EIO;
-        return VRPC_SERVICES_E_USER;
-    }
+    if (n == (ssize_t)sizeof(f))
+        return child_failed(pid, f, path, u, err);
     *pidp = pid;
     return 0;
+}
+
+/* Start @path as a handler (as user @u, or NULL: ours). */
+static int spawn_child(const char *path, char *const argv[], char *const envp[], const int child[3],
+                       const User *u, pid_t *pidp, char *err)
+{
+    int max_fd = (int)sysconf(_SC_OPEN_MAX);
+
+    if (max_fd < 0 || max_fd > 65536)
+        max_fd = 65536;
+    if (u)
+        return spawn_forked(path, argv, envp, child, max_fd, u, pidp, err);
+    return spawn_shared(path, argv, envp, child, max_fd, pidp, err);
 }
 
 static int start_executable(const VrpcService *s, const VrpcServiceCall *call,

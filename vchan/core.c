@@ -270,6 +270,17 @@ int vchan_dispatch(Vchan *c)
     return n;
 }
 
+int vchan_dispatch_ready(Vchan *c)
+{
+    int n = c->backend->consume_ready(c);
+
+    if (n > 0)
+        c->stats.events_consumed += (uint64_t)n;
+    else if (n == 0)
+        c->stats.ready_empty++;
+    return n;
+}
+
 VchanState vchan_is_open(Vchan *c)
 {
     switch (vchan_ring_peer_state(&c->ring)) {

@@ -77,7 +77,9 @@ typedef struct VchanOptions {
 /* Counters, for benchmarks and tests. */
 typedef struct VchanStats {
     uint64_t events_sent;     /* event-channel notifications sent to the peer */
-    uint64_t events_consumed; /* events consumed by vchan_dispatch() */
+    uint64_t events_consumed; /* events consumed by vchan_dispatch() and _ready() */
+    uint64_t ready_empty;     /* vchan_dispatch_ready() calls that found no event: a stale
+                                 readiness report (on a blocking event fd they would sleep) */
     uint64_t spin_wins;       /* waits satisfied while spinning */
     uint64_t sleeps;          /* waits that went to sleep in poll(2) */
     uint64_t spin_losses;     /* of those, waits that spun first (the spin was wasted) */
@@ -220,6 +222,14 @@ VCHAN_EXPORT int vchan_fd(const Vchan *c);
  * events consumed (>= 0) or the -errno of the event-channel driver.
  */
 VCHAN_EXPORT int vchan_dispatch(Vchan *c);
+
+/*
+ * vchan_dispatch() for a caller whose poll(2) or epoll just reported vchan_fd() readable, and
+ * which is the fd's only reader: consumes one event in one system call instead of checking
+ * readiness around it (events are merged; a further pending one keeps the fd readable for the
+ * next poll). Returns 1, 0 (nothing pending after all) or -errno.
+ */
+VCHAN_EXPORT int vchan_dispatch_ready(Vchan *c);
 
 /* The peer's state, normalised (a live byte other than 0, 1 or 2 latches BROKEN). */
 VCHAN_EXPORT VchanState vchan_is_open(Vchan *c);

@@ -7,6 +7,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -26,6 +27,7 @@ typedef struct Ctx {
     uint32_t events;
     int signo;
     int prepares;
+    bool will_sleep[8]; /* what the first prepare calls were told */
 } Ctx;
 
 static void fd_cb(RpcLoopSource *src, int fd, uint32_t events, void *ud)
@@ -206,6 +208,59 @@ START_TEST(prepares)
 }
 END_TEST
 
+/* Logs what each prepare call is told. */
+static int sleep_log_prepare(RpcLoopSource *src, bool will_sleep, void *ud)
+{
+    Ctx *c = ud;
+    if (c->prepares < 8)
+        c->will_sleep[c->prepares] = will_sleep;
+    c->prepares++;
+    return 0;
+}
+
+/* Counts; quits the loop when signo says so. */
+static void quit_defer_cb(RpcLoopSource *src, void *ud)
+{
+    Ctx *c = ud;
+    c->hits++;
+    if (c->signo)
+        rpc_loop_quit(c->loop, 5);
+}
+
+static void quit_timer_cb(RpcLoopSource *src, void *ud)
+{
+    Ctx *c = ud;
+    c->other_hits++;
+    rpc_loop_quit(c->loop, 9);
+}
+
+/* rpc_loop_run(): a pass whose deferred callbacks ran goes on to sleep, its prepare callbacks
+ * told so, without first polling with a wait of 0 (one epoll_wait() and one pass fewer per
+ * wake-up); a deferred callback that quits still ends the run at once. */
+START_TEST(run_sleeps_after_defers)
+{
+    Ctx c = {0};
+    RpcLoopSource *t;
+    ck_assert_int_eq(rpc_loop_new(&c.loop), 0);
+    ck_assert_int_eq(rpc_loop_add_prepare(c.loop, sleep_log_prepare, &c, &c.src), 0);
+    ck_assert_int_eq(rpc_loop_add_defer(c.loop, quit_defer_cb, &c, NULL), 0);
+    ck_assert_int_eq(rpc_loop_add_timer(c.loop, 1, quit_timer_cb, &c, &t), 0);
+    ck_assert_int_eq(rpc_loop_run(c.loop), 9);
+    ck_assert_int_eq(c.hits, 1);
+    ck_assert_int_ge(c.prepares, 1);
+    ck_assert_msg(c.will_sleep[0], "the pass that ran the defer polled before sleeping");
+
+    /* a defer that quits: the run ends before the (hang guard) timer */
+    c.signo = 1;
+    ck_assert_int_eq(rpc_loop_add_defer(c.loop, quit_defer_cb, &c, NULL), 0);
+    ck_assert_int_eq(rpc_loop_timer_set(t, 600000), 0);
+    ck_assert_int_eq(rpc_loop_run(c.loop), 5);
+    ck_assert_int_eq(c.hits, 2);
+    ck_assert_int_eq(c.other_hits, 1);
+    rpc_loop_free(c.loop);
+}
+END_TEST
+
 START_TEST(free_inside_callback)
 {
     Ctx c = {0};
@@ -285,20 +340,27 @@ static void hang_guard(RpcLoopSource *src, void *ud)
 /* Over a vchan a dispatch reads without arming the peer's event, and the loop arms only
  * before it sleeps. A loop that never sleeps (deferred work in every iteration, as while
  * it relays a stream) must still serve such a connection: a whole call goes through. */
-START_TEST(busy_loop_serves_vchan)
+/* @p's a (caller) and b (acceptor) over a new vchan pair, not attached; b's end is *@vsp. */
+static void pair_new_vchan(Pair *p, Vchan **vsp)
 {
-    Pair p = {0};
-    Vchan *vs, *vcl;
+    static const RpcCallbacks cbs = {.on_call = p_call, .on_data = p_data, .on_exit = p_exit};
     RpcConnConfig ca, cb;
-    RpcCallbacks cbs = {.on_call = p_call, .on_data = p_data, .on_exit = p_exit};
-    RpcLoopSource *busy, *guard;
+    Vchan *vcl;
     rpc_conn_config_init(&ca);
     rpc_conn_config_init(&cb);
     cb.role = RPC_ROLE_ACCEPTOR;
+    ck_assert_int_eq(vchan_pair_new(vsp, &vcl, 0, 0), 0);
+    ck_assert_int_eq(rpc_conn_new_vchan(&p->a, vcl, true, &ca, &cbs, p), 0);
+    ck_assert_int_eq(rpc_conn_new_vchan(&p->b, *vsp, true, &cb, &cbs, p), 0);
+}
+
+START_TEST(busy_loop_serves_vchan)
+{
+    Pair p = {0};
+    Vchan *vs;
+    RpcLoopSource *busy, *guard;
     ck_assert_int_eq(rpc_loop_new(&p.loop), 0);
-    ck_assert_int_eq(vchan_pair_new(&vs, &vcl, 0, 0), 0);
-    ck_assert_int_eq(rpc_conn_new_vchan(&p.a, vcl, true, &ca, &cbs, &p), 0);
-    ck_assert_int_eq(rpc_conn_new_vchan(&p.b, vs, true, &cb, &cbs, &p), 0);
+    pair_new_vchan(&p, &vs);
     ck_assert_int_eq(rpc_conn_attach(p.a, p.loop), 0);
     ck_assert_int_eq(rpc_conn_attach(p.b, p.loop), 0);
     ck_assert_int_eq(rpc_loop_add_defer(p.loop, busy_defer, NULL, &busy), 0);
@@ -310,6 +372,86 @@ START_TEST(busy_loop_serves_vchan)
     rpc_conn_free(p.a);
     rpc_conn_free(p.b);
     rpc_loop_free(p.loop);
+}
+END_TEST
+
+/* stale_vchan_report: b is attached to the loop, a is driven by hand. */
+typedef struct Stale {
+    Pair p;
+    int pfd[2];
+    bool fire;
+} Stale;
+
+/* Reads its pipe, then dispatches b before b's own callback of the same poll runs. */
+static void dispatch_first_cb(RpcLoopSource *src, int fd, uint32_t events, void *ud)
+{
+    Stale *st = ud;
+    char b[8];
+    ck_assert_int_gt(read(fd, b, sizeof(b)), 0);
+    rpc_conn_dispatch(st->p.b);
+}
+
+/* Runs after b's prepare (it was added before b was attached): b is asleep-ready, armed.
+ * Makes the pipe readable, then has a send a call, which fires b's event: both are reported
+ * by the coming poll, the pipe first. */
+static int fire_prepare(RpcLoopSource *src, bool will_sleep, void *ud)
+{
+    Stale *st = ud;
+    RpcStream *s;
+    if (!st->fire || !will_sleep)
+        return 0;
+    st->fire = false;
+    ck_assert_int_eq(write(st->pfd[1], "x", 1), 1);
+    ck_assert_int_eq(rpc_stream_open(st->p.a, &(RpcCall){.service = "stale.Test"}, &s), 0);
+    ck_assert_int_eq(rpc_stream_close_write(s, RPC_CH_STDIN), 0);
+    return 0;
+}
+
+/* Drive the loop (b) and a by hand until a's call has its exit. */
+static void stale_run(Stale *st)
+{
+    uint64_t end = (uint64_t)rpc_loop_now_ms() + 120000; /* hang guard */
+    st->p.exit_code = -1;
+    while (st->p.exit_code < 0) {
+        ck_assert_uint_lt((uint64_t)rpc_loop_now_ms(), end);
+        ck_assert_int_ge(rpc_loop_run_once(st->p.loop, 10), 0);
+        rpc_conn_dispatch(st->p.a);
+    }
+}
+
+/* Two reports of one poll: another fd's callback dispatches the vchan connection first, which
+ * takes the event, so the connection's own report is stale by the time its callback runs. Its
+ * dispatch must look before taking an event (vchan_dispatch()), not take one on trust
+ * (vchan_dispatch_ready()): on Xen's blocking event fd, that would sleep for ever. */
+START_TEST(stale_vchan_report)
+{
+    Stale st = {0};
+    Vchan *vs;
+    RpcLoopSource *first, *fire;
+    VchanStats vst;
+    ck_assert_int_eq(rpc_loop_new(&st.p.loop), 0);
+    ck_assert_int_eq(pipe2(st.pfd, O_NONBLOCK | O_CLOEXEC), 0);
+    ck_assert_int_eq(rpc_loop_add_prepare(st.p.loop, fire_prepare, &st, &fire), 0);
+    pair_new_vchan(&st.p, &vs);
+    ck_assert_int_eq(rpc_conn_attach(st.p.b, st.p.loop), 0);
+    ck_assert_int_eq(rpc_loop_add_fd(st.p.loop, st.pfd[0], EPOLLIN, dispatch_first_cb, &st, &first),
+                     0);
+    for (int i = 0; i < 3; i++) {
+        st.fire = true;
+        stale_run(&st);
+        ck_assert_int_eq(st.p.exit_code, 5);
+        ck_assert(!st.fire);
+    }
+    vchan_get_stats(vs, &vst);
+    ck_assert_uint_ge(vst.events_consumed, 3); /* b was woken by events */
+    ck_assert_uint_eq(vst.ready_empty, 0);
+    rpc_loop_source_free(first);
+    rpc_loop_source_free(fire);
+    close(st.pfd[0]);
+    close(st.pfd[1]);
+    rpc_conn_free(st.p.a);
+    rpc_conn_free(st.p.b);
+    rpc_loop_free(st.p.loop);
 }
 END_TEST
 
@@ -477,9 +619,11 @@ int main(void)
     tcase_add_test(tc, signals);
     tcase_add_test(tc, defers);
     tcase_add_test(tc, prepares);
+    tcase_add_test(tc, run_sleeps_after_defers);
     tcase_add_test(tc, free_inside_callback);
     tcase_add_test(tc, attached_connections);
     tcase_add_test(tc, busy_loop_serves_vchan);
+    tcase_add_test(tc, stale_vchan_report);
     tcase_add_test(tc, answer_in_one_write);
     tcase_add_test(tc, held_accept_deadline);
     suite_add_tcase(s, tc);

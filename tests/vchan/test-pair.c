@@ -156,6 +156,13 @@ START_TEST(test_fd_semantics)
     ck_assert_int_eq(poll(&pfd, 1, 0), 1);
     ck_assert_int_ge(vchan_dispatch(s), 1);
     ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+    /* after poll(2) said readable, vchan_dispatch_ready() takes the event in one call */
+    ck_assert_int_eq(vchan_read(s, buf, sizeof(buf)), 2);
+    ck_assert_int_eq(vchan_read(s, buf, sizeof(buf)), -EAGAIN);
+    ck_assert_int_eq(vchan_write(c, "hi", 2), 2);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 1);
+    ck_assert_int_eq(vchan_dispatch_ready(s), 1);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 0);
     /* readable fd: the wait does not block */
     ck_assert_int_eq(vchan_wait_readable(s, 1, 0), 0);
     ck_assert_int_eq(vchan_read(s, buf, sizeof(buf)), 2);
