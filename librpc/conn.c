@@ -320,8 +320,13 @@ bool conn_unbusy(RpcConn *c)
     return false;
 }
 
-static int dispatch_inner(RpcConn *c)
+/* @timer: the loop's timer runs this dispatch (deferred stream work, timeouts), not a poll of
+ * the fd: a socket's input is then left to the fd callback, which a level-triggered poll
+ * calls while there is any, instead of a read(2) that would find nothing. */
+static int dispatch_inner(RpcConn *c, bool timer)
 {
+    bool skip_read = timer && !c->vc && !c->tops;
+
     if (c->state == CONN_CLOSED)
         return RPC_E_CLOSED;
     if (c->pending_err) {
@@ -355,7 +360,8 @@ static int dispatch_inner(RpcConn *c)
         return RPC_E_CLOSED;
     }
     for (int round = 0; round < 4 && c->state != CONN_CLOSED; round++) {
-        rx_pump(c);
+        if (!skip_read || c->more_rx)
+            rx_pump(c);
         conn_run_work(c);
         if (c->state == CONN_CLOSED)
             break;
@@ -382,21 +388,26 @@ static int dispatch_inner(RpcConn *c)
 }
 
 /* Returns the dispatch result; *@gonep tells whether @c was freed meanwhile. */
-static int dispatch_checked(RpcConn *c, bool *gonep)
+static int dispatch_checked(RpcConn *c, bool timer, bool *gonep)
 {
     c->busy++;
-    int r = dispatch_inner(c);
+    int r = dispatch_inner(c, timer);
     *gonep = conn_unbusy(c);
     return r;
 }
 
-int rpc_conn_dispatch(RpcConn *c)
+static int conn_dispatch(RpcConn *c, bool timer)
 {
     bool gone;
-    int r = dispatch_checked(c, &gone);
+    int r = dispatch_checked(c, timer, &gone);
     if (!gone)
         conn_sync_loop(c);
     return gone ? RPC_E_CLOSED : r;
+}
+
+int rpc_conn_dispatch(RpcConn *c)
+{
+    return conn_dispatch(c, false);
 }
 
 /* ---- loop attachment -------------------------------------------------------------------- */
@@ -457,7 +468,7 @@ static void conn_fd_cb(RpcLoopSource *src, int fd, uint32_t events, void *userda
 
 static void conn_timer_cb(RpcLoopSource *src, void *userdata)
 {
-    rpc_conn_dispatch(userdata);
+    conn_dispatch(userdata, true);
 }
 
 /* The end of a loop pass (the start of the next iteration): write what the pass queued, in
