@@ -11,7 +11,6 @@
 #include "common/list.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,13 +25,13 @@
 #define OUT_CHUNK (1024u * 1024u)
 /* Reads per wakeup and channel, so that one busy handler cannot starve the loop. */
 #define OUT_BURST 4
-/* Once an output reached EOF and the process is still there, how long to wait for its exit
- * inside the same loop pass. A process closes its files a few microseconds before its pidfd
- * becomes readable; waiting for that lets the EOFs and the EXIT leave in one write and one
- * vchan event instead of two or three (issue 13). It only applies to a process that closed
- * an output, which almost always means it is exiting; one that keeps running costs the loop
- * this much at most once per output. Nothing is held: output read before goes out as
- * always. */
+/* Once an output reached EOF and the process is still there, how long its EOF waits for the
+ * exit. A process closes its files a few microseconds before its pidfd becomes readable;
+ * holding the EOF until then lets the EOFs and the EXIT leave in one write and one vchan
+ * event instead of two or three (issue 13). The wait is the loop's (a timer and the pidfd),
+ * not a blocking one: a process that closes its outputs and runs on delays its own EOF by
+ * this much, and nobody else's traffic. Only the EOF is held: output read before goes out
+ * as always. */
 #define EXIT_WAIT_MS 2
 
 enum { OUT_STDOUT = 0, OUT_STDERR = 1 };
@@ -40,6 +39,7 @@ enum { OUT_STDOUT = 0, OUT_STDERR = 1 };
 typedef struct HandlerOut {
     RpcLoopSource *src; /* registered only while we want to read */
     bool eof;
+    bool eof_held; /* reached, not sent yet: waits for the exit (EXIT_WAIT_MS) */
 } HandlerOut;
 
 struct VrpcHandler {
@@ -53,6 +53,7 @@ struct VrpcHandler {
     RpcLoopSource *pid_src;
     RpcLoopSource *stdin_src; /* EPOLLOUT watch while stdin is blocked */
     RpcLoopSource *timer;
+    RpcLoopSource *hold_timer; /* ends the wait of held EOFs for the exit */
     HandlerOut out[2];
 
     char entry[2 * VRPC_SERVICES_NAME_MAX + 2];
@@ -117,6 +118,8 @@ static void close_all(VrpcHandler *h)
     close_out(h, OUT_STDOUT);
     close_out(h, OUT_STDERR);
     h->timer = rpc_loop_source_free(h->timer);
+    h->hold_timer = rpc_loop_source_free(h->hold_timer);
+    h->out[OUT_STDOUT].eof_held = h->out[OUT_STDERR].eof_held = false;
 }
 
 static void kill_group(VrpcHandler *h, int sig)
@@ -166,8 +169,11 @@ static void report(VrpcHandler *h, int exit_code, bool aborted)
 }
 
 /* The call is over from the stream's point of view: send EXIT and stop bridging. */
+static void release_eofs(VrpcHandler *h);
+
 static void finish(VrpcHandler *h, int code, const char *reason)
 {
+    release_eofs(h);
     close_all(h);
     if (h->stream) {
         /* When the caller's stdin EOF has already arrived, rpc_stream_exit() completes the
@@ -220,41 +226,67 @@ static void watch_out(VrpcHandler *h, int i)
 }
 
 static void pump_out(VrpcHandler *h, int i);
-static void try_reap(VrpcHandler *h);
 
-/* Wait up to EXIT_WAIT_MS for the process to exit (its pidfd readable). */
-static void wait_exit(VrpcHandler *h)
+/* Send the EOFs that wait for the exit: the process is gone, or it ran on for EXIT_WAIT_MS. */
+static void release_eofs(VrpcHandler *h)
 {
-    struct pollfd p = {.fd = h->pidfd, .events = POLLIN};
-    int64_t end = now_us() + EXIT_WAIT_MS * 1000;
-
-    for (;;) {
-        int64_t left = end - now_us();
-        if (left <= 0 || poll(&p, 1, (int)((left + 999) / 1000)) >= 0 || errno != EINTR)
-            return;
+    if (h->hold_timer)
+        (void)rpc_loop_timer_set(h->hold_timer, -1);
+    for (int i = 0; i < 2; i++) {
+        if (!h->out[i].eof_held)
+            continue;
+        h->out[i].eof_held = false;
+        if (h->stream)
+            (void)rpc_stream_close_write(h->stream, out_channel(i));
     }
+}
+
+static void on_hold_timeout(RpcLoopSource *src, void *userdata)
+{
+    VrpcHandler *h = userdata;
+
+    h->refs++;
+    release_eofs(h);
+    unref(h);
+}
+
+/* Output @i reached EOF while the process is there: its EOF waits for the exit (pidfd), at
+ * most EXIT_WAIT_MS from the first output's EOF. Sent at once if no timer can be had. */
+static void hold_eof(VrpcHandler *h, int i)
+{
+    bool first = !h->out[!i].eof_held;
+
+    if (!h->hold_timer &&
+        rpc_loop_add_timer(h->set->loop, -1, on_hold_timeout, h, &h->hold_timer) < 0) {
+        (void)rpc_stream_close_write(h->stream, out_channel(i));
+        return;
+    }
+    h->out[i].eof_held = true;
+    if (first)
+        (void)rpc_loop_timer_set(h->hold_timer, EXIT_WAIT_MS);
 }
 
 static void out_eof(VrpcHandler *h, int i)
 {
     close_out(h, i);
-    if (h->stream)
-        (void)rpc_stream_close_write(h->stream, out_channel(i));
     if (i == OUT_STDOUT && h->exit_on_service_eof && !h->done) {
+        if (h->stream)
+            (void)rpc_stream_close_write(h->stream, out_channel(i));
         kill_group(h, SIGTERM);
         finish(h, h->reaped ? h->exit_code : 0, NULL);
         return;
     }
-    /* An output closes most often because the process is exiting: wait briefly for the exit
-     * (EXIT_WAIT_MS), then look at the other output and the process now rather than on their
-     * own wake-ups, so that the EOFs and the EXIT of a finished call leave in this loop pass,
-     * in one write (issue 13). An exiting process releases its files in reverse order, stderr
-     * before stdout, a few microseconds before its pidfd turns readable; reaping and reading
-     * the other output are non-blocking: what is not there yet comes through the loop as
-     * before. Reaped first, the other output's EOF does not wait again. */
-    if (!h->done && !h->reaped && h->pid_src) {
-        wait_exit(h);
-        try_reap(h);
+    /* An output closes most often because the process is exiting: its EOF waits for the exit
+     * (hold_eof), and the other output is read now rather than on its own wake-up, so that
+     * the EOFs and the EXIT of a finished call leave in one loop pass, in one write (issue
+     * 13). An exiting process releases its files in reverse order, stderr before stdout, a
+     * few microseconds before its pidfd turns readable; the reads are non-blocking: what is
+     * not there yet comes through the loop as before. */
+    if (h->stream) {
+        if (!h->done && !h->reaped && h->pid_src)
+            hold_eof(h, i);
+        else
+            (void)rpc_stream_close_write(h->stream, out_channel(i));
     }
     if (!h->done && !h->out[!i].eof && h->out[!i].src)
         pump_out(h, !i);
@@ -344,6 +376,12 @@ static void try_reap(VrpcHandler *h)
             h->stdin_blocked = false;
             (void)rpc_stream_resume(h->stream);
         }
+        /* What the process left in its outputs, and their EOFs, in this pass with the EXIT. */
+        for (int i = 0; i < 2 && !h->done; i++)
+            if (!h->out[i].eof && h->out[i].src)
+                pump_out(h, i);
+        if (!h->done)
+            release_eofs(h);
         check_complete(h);
     }
     unref(h);
