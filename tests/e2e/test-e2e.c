@@ -557,8 +557,8 @@ START_TEST(stdin_eof_semantics)
         ck_assert_int_eq(o.status, 3);
         ck_assert_str_eq(o.err, "stdin=8\n");
         out_free(&o);
-        /* both outputs closed while the handler goes on: the dispatcher's or agent's brief
-         * wait for an exit (services/handler.c) must not hold the EOF until the exit */
+        /* both outputs closed while the handler goes on: an EOF held for the exit
+         * (services/handler.c, EXIT_WAIT_MS) must not wait for the exit itself */
         c = call_start("work", -1, -1, ARGS(targets[t], "test.CloseAll"));
         read_to_eof(c.out, buf, sizeof buf);
         ck_assert_str_eq(buf, "early\n"); /* EOF before stdin was sent, the handler runs on */
