@@ -112,18 +112,41 @@ static void out_fmt(Out *o, const char *fmt, ...)
     out_raw(o, tmp, (size_t)n);
 }
 
+/* Printable ASCII that JSON takes as it is. */
+static bool json_plain(unsigned char c)
+{
+    return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\';
+}
+
+/* ,"KEY":"VALUE" (no comma if @first), VALUE escaped; runs of plain characters are copied
+ * whole (one line per call: the dispatcher writes it before the call's EXIT leaves). */
 static void out_str(Out *o, const char *key, const char *s, bool first)
 {
-    out_fmt(o, "%s\"%s\":\"", first ? "" : ",", key);
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+
+    if (!first)
+        out_raw(o, ",", 1);
+    out_raw(o, "\"", 1);
+    out_raw(o, key, strlen(key));
+    out_raw(o, "\":\"", 3);
+    while (*p) {
+        size_t n = 0;
+        while (json_plain(p[n]))
+            n++;
+        if (n) {
+            out_raw(o, (const char *)p, n);
+            p += n;
+            continue;
+        }
         if (*p == '"' || *p == '\\') {
             char e[2] = {'\\', (char)*p};
             out_raw(o, e, 2);
-        } else if (*p < 0x20 || *p > 0x7e) {
-            out_fmt(o, "\\u%04x", *p);
         } else {
-            out_raw(o, (const char *)p, 1);
+            char u[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+            out_raw(o, u, 6);
         }
+        p++;
     }
     out_raw(o, "\"", 1);
 }
