@@ -56,6 +56,7 @@ static struct {
     struct xs_handle *xs;
     bool dead_dom[SIM_MAX_DOMAINS];
     bool quit;
+    bool downed; /* stopping for `down`, which removes every file */
     char xs_socket[PATH_MAX];
 } hv;
 
@@ -308,6 +309,7 @@ static void handle_msg(Conn *c, const SimMsg *m, size_t n)
     case SIM_MSG_CMD_DOWN:
         sim_log("down requested by pid %u", c->pid);
         hv.quit = true; /* from now on a dying xenbus is no domain death */
+        hv.downed = true;
         sim_kill_instance_procs(SIM_DOMID_INVALID, SIGTERM, (pid_t)c->pid);
         {
             uint64_t deadline = now_ms() + 1000;
@@ -703,7 +705,8 @@ static void shutdown_all(void)
     hv.nconns = 0;
     if (hv.listen_fd >= 0)
         close(hv.listen_fd);
-    if (!getenv("VRPCSIM_KEEP")) /* debugging aid: keep the logs */
+    /* VRPCSIM_KEEP=1 keeps a failed instance's logs; `down` removes every file */
+    if (hv.downed || !sim_keep_remains())
         sim_remove_tree(sim_instance_dir());
 }
 

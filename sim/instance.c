@@ -319,6 +319,13 @@ int sim_count_instance_procs(uint32_t domid)
     return scan(sim_instance_dir(), domid, 0, 0);
 }
 
+bool sim_keep_remains(void)
+{
+    const char *keep = getenv("VRPCSIM_KEEP");
+
+    return keep && strcmp(keep, "1") == 0;
+}
+
 int sim_count_procs_of(const char *inst)
 {
     return scan(inst, SIM_DOMID_INVALID, 0, 0);

@@ -56,6 +56,9 @@ int sim_kill_instance_procs(uint32_t domid, int sig, pid_t spare);
 int sim_count_instance_procs(uint32_t domid);
 /* Live processes of the instance whose folder is @inst (any instance, not only the current). */
 int sim_count_procs_of(const char *inst);
+/* VRPCSIM_KEEP=1 (that value only): what a failed, killed or downed instance leaves is kept
+ * for inspection. */
+bool sim_keep_remains(void);
 /* Remove the instance folder recursively. */
 int sim_remove_tree(const char *dir);
 

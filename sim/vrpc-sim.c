@@ -171,14 +171,6 @@ static int mkdir_p(const char *path)
     return mkdir(tmp, 0700) < 0 && errno != EEXIST ? -errno : 0;
 }
 
-/* VRPCSIM_KEEP=1: what a failed or killed instance leaves is kept for inspection. */
-static bool keep_remains(void)
-{
-    const char *keep = getenv("VRPCSIM_KEEP");
-
-    return keep && strcmp(keep, "1") == 0;
-}
-
 static void cleanup_stale(void)
 {
     char path[PATH_MAX];
@@ -213,7 +205,7 @@ static void sweep_dead_instances(void)
     struct stat st;
     DIR *d;
 
-    if (keep_remains() || !slash || slash == self || (size_t)(slash - self) >= sizeof(root))
+    if (sim_keep_remains() || !slash || slash == self || (size_t)(slash - self) >= sizeof(root))
         return;
     memcpy(root, self, (size_t)(slash - self));
     root[slash - self] = '\0';
@@ -330,7 +322,7 @@ static int cmd_up(int argc, char **argv)
 
             fail("up --vrpc failed: %s", err);
             /* leave nothing behind; keep the instance for inspection with VRPCSIM_KEEP=1 */
-            if (!keep_remains()) {
+            if (!sim_keep_remains()) {
                 if (devnull >= 0)
                     dup2(devnull, 1);
                 cmd_down(3, down_argv);

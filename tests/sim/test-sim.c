@@ -362,6 +362,41 @@ START_TEST(cli_up_sweeps_dead_instances)
 }
 END_TEST
 
+/* VRPCSIM_KEEP=1 keeps a failed instance's folder, and no other value does (the daemon kept
+ * it for any value, 0 included); `down` removes every file, whatever VRPCSIM_KEEP says. */
+START_TEST(cli_keep_only_when_1)
+{
+    const char *ns = vt_ns("keep");
+    const char *up[] = {VRPC_SIM_BIN, "up", "--ns", ns, "work", NULL};
+    const char *down[] = {VRPC_SIM_BIN, "down", "--ns", ns, NULL};
+    char log[600];
+    VtResult r;
+
+    snprintf(log, sizeof(log), "%s/daemon.log", vt_instance_dir(ns));
+    setenv("VRPCSIM_XENSTORED", "/nonexistent/xenstored", 1); /* the start fails */
+    setenv("VRPCSIM_KEEP", "0", 1);
+    r = vt_run(up, VT_HANG_S);
+    ck_assert_int_ne(r.status, 0);
+    vt_result_free(&r);
+    ck_assert_int_ne(access(vt_instance_dir(ns), F_OK), 0); /* nothing left */
+    setenv("VRPCSIM_KEEP", "1", 1);
+    r = vt_run(up, VT_HANG_S);
+    ck_assert_int_ne(r.status, 0);
+    vt_result_free(&r);
+    ck_assert_int_eq(access(log, F_OK), 0); /* kept for inspection */
+    unsetenv("VRPCSIM_XENSTORED");
+    r = vt_run(down, VT_HANG_S);
+    ck_assert_msg(r.status == 0 && strstr(r.out, "removed the remains"), "down: %s %s", r.out,
+                  r.err);
+    vt_result_free(&r);
+    ck_assert_int_ne(access(vt_instance_dir(ns), F_OK), 0);
+    /* a running instance downed with VRPCSIM_KEEP=1 */
+    vt_sim_up(ns, two_guests);
+    vt_sim_down(ns); /* asserts that the folder is gone */
+    unsetenv("VRPCSIM_KEEP");
+}
+END_TEST
+
 /* ---- xenstore as dom0 and as a guest -------------------------------------- */
 
 START_TEST(xs_guest_identity)
@@ -960,6 +995,7 @@ static Suite *sim_suite(void)
     tcase_add_test(cli, cli_destroy);
     tcase_add_test(cli, cli_parallel_instances);
     tcase_add_test(cli, cli_up_sweeps_dead_instances);
+    tcase_add_test(cli, cli_keep_only_when_1);
     tcase_add_test(xs, xs_guest_identity);
     tcase_add_test(xs, xs_watches);
     tcase_add_test(hv, grant_semantics);
