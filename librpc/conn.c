@@ -199,6 +199,10 @@ void conn_handle_hello(RpcConn *c, const uint8_t *untrusted_p, size_t len)
 
 static void run_timers(RpcConn *c)
 {
+    /* Every dispatch comes here: read the clock only for a deadline there is. */
+    if (!c->accepts_held && !(c->state == CONN_HELLO_WAIT && c->cfg.hello_timeout_ms) &&
+        !(c->state == CONN_READY && c->cfg.keepalive_ms))
+        return;
     int64_t now = now_ms();
 
     if (c->accepts_held && now >= c->accept_deadline_ms)
@@ -238,7 +242,7 @@ int rpc_conn_next_timeout_ms(const RpcConn *c)
         return 0;
     if (c->tops && c->tops->pending && c->tops->pending(c->tctx) > 0)
         return 0; /* bytes inside the transport that polling the fd cannot see */
-    int64_t now = now_ms(), when = INT64_MAX;
+    int64_t when = INT64_MAX;
     if (c->state == CONN_HELLO_WAIT && c->cfg.hello_timeout_ms)
         when = c->created_ms + c->cfg.hello_timeout_ms;
     if (c->state == CONN_READY && c->cfg.keepalive_ms) {
@@ -251,6 +255,7 @@ int rpc_conn_next_timeout_ms(const RpcConn *c)
         when = c->accept_deadline_ms;
     if (when == INT64_MAX)
         return -1;
+    int64_t now = now_ms();
     if (when <= now)
         return 0;
     return when - now > INT_MAX ? INT_MAX : (int)(when - now);
