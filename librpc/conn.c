@@ -725,13 +725,14 @@ int rpc_conn_new_vchan(RpcConn **connp, Vchan *vc, bool own, const RpcConnConfig
  * its own buffers) are left alone. */
 #define UNIX_SNDBUF (1 << 20)
 
-static void unix_sndbuf_enlarge(int fd)
+/* @type: the socket's SO_TYPE, already asked. */
+static void unix_sndbuf_enlarge(int fd, int type)
 {
-    int domain = 0, type = 0, size = UNIX_SNDBUF;
-    socklen_t dl = sizeof(domain), tl = sizeof(type);
+    int domain = 0, size = UNIX_SNDBUF;
+    socklen_t dl = sizeof(domain);
 
-    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) < 0 || domain != AF_UNIX ||
-        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM)
+    if (type != SOCK_STREAM || getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) < 0 ||
+        domain != AF_UNIX)
         return;
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0)
         (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
@@ -746,8 +747,9 @@ int rpc_conn_new_fd(RpcConn **connp, int fd, bool own, const RpcConnConfig *cfg,
 
     if (fd < 0)
         return -EINVAL;
+    /* (an fd from accept4(SOCK_NONBLOCK) needs no second system call) */
     int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+    if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) {
         r = -errno;
         if (own)
             close(fd);
@@ -763,7 +765,7 @@ int rpc_conn_new_fd(RpcConn **connp, int fd, bool own, const RpcConnConfig *cfg,
     c->own = own;
     c->is_socket = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0;
     if (c->is_socket)
-        unix_sndbuf_enlarge(fd);
+        unix_sndbuf_enlarge(fd, type);
     tx_flush_soft(c);
     *connp = c;
     return 0;
