@@ -168,9 +168,9 @@ static void report(VrpcHandler *h, int exit_code, bool aborted)
     }
 }
 
-/* The call is over from the stream's point of view: send EXIT and stop bridging. */
 static void release_eofs(VrpcHandler *h);
 
+/* The call is over from the stream's point of view: send EXIT and stop bridging. */
 static void finish(VrpcHandler *h, int code, const char *reason)
 {
     release_eofs(h);
