@@ -35,23 +35,14 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+/* the compiler's own header: ASAN_UNPOISON_MEMORY_REGION() is a no-op without ASan */
+#include <sanitizer/asan_interface.h>
 
 #include "common/cleanup.h"
 #include "common/names.h"
 #include "errbuf.h"
 #include "vrpc-services.h"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) && !defined(__SANITIZE_ADDRESS__)
-#define __SANITIZE_ADDRESS__ 1
-#endif
-#endif
-#ifdef __SANITIZE_ADDRESS__
-#include <sanitizer/asan_interface.h>
-#define UNPOISON_STACK(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
-#else
-#define UNPOISON_STACK(p, n) ((void)(p), (void)(n))
-#endif
 
 extern char **environ;
 
@@ -497,7 +488,7 @@ static int spawn_shared(const char *path, char *const argv[], char *const envp[]
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     /* The child's frames never returned: under AddressSanitizer their redzones would stay
      * poisoned in our frame, where the next child's frames land. */
-    UNPOISON_STACK(stack, sizeof(stack));
+    ASAN_UNPOISON_MEMORY_REGION(stack, sizeof(stack));
     if (r < 0)
         return r;
     /* The child has exec'ed (f untouched) or exited (f says why, unless it was killed). */

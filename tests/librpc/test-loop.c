@@ -337,9 +337,6 @@ static void hang_guard(RpcLoopSource *src, void *ud)
     rpc_loop_quit(((Pair *)ud)->loop, 1);
 }
 
-/* Over a vchan a dispatch reads without arming the peer's event, and the loop arms only
- * before it sleeps. A loop that never sleeps (deferred work in every iteration, as while
- * it relays a stream) must still serve such a connection: a whole call goes through. */
 /* @p's a (caller) and b (acceptor) over a new vchan pair, not attached; b's end is *@vsp. */
 static void pair_new_vchan(Pair *p, Vchan **vsp)
 {
@@ -354,6 +351,9 @@ static void pair_new_vchan(Pair *p, Vchan **vsp)
     ck_assert_int_eq(rpc_conn_new_vchan(&p->b, *vsp, true, &cb, &cbs, p), 0);
 }
 
+/* Over a vchan a dispatch reads without arming the peer's event, and the loop arms only
+ * before it sleeps. A loop that never sleeps (deferred work in every iteration, as while
+ * it relays a stream) must still serve such a connection: a whole call goes through. */
 START_TEST(busy_loop_serves_vchan)
 {
     Pair p = {0};
