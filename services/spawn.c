@@ -43,7 +43,6 @@
 #include "errbuf.h"
 #include "vrpc-services.h"
 
-
 extern char **environ;
 
 #define ENV_PREFIX "VRPC_"
