@@ -76,7 +76,21 @@ struct VrpcHandlerSet {
     RpcLoop *loop;
     VrpcHandler *head;
     size_t count;
+    RpcLoopSource *pipes_src; /* remakes the spare pipes before the loop sleeps */
 };
+
+/* Before the loop sleeps: the pipes of the next start, made now rather than on its path
+ * (see vrpc_services_prepare_pipes()). After the pass's frames went out (the connections
+ * flush in deferred callbacks, which run first). One set is always kept, so a daemon's fd
+ * count between calls stays the same. A failure only means the next start makes its own. */
+static int on_prepare_pipes(RpcLoopSource *src, bool will_sleep, void *userdata)
+{
+    (void)src;
+    (void)userdata;
+    if (will_sleep)
+        (void)vrpc_services_prepare_pipes();
+    return 0;
+}
 
 static int64_t now_us(void)
 {
@@ -683,6 +697,12 @@ int vrpc_handler_set_new(VrpcHandlerSet **setp, RpcLoop *loop)
     if (!set)
         return -ENOMEM;
     set->loop = loop;
+    int r = rpc_loop_add_prepare(loop, on_prepare_pipes, set, &set->pipes_src);
+    if (r < 0) {
+        free(set);
+        return r;
+    }
+    (void)vrpc_services_prepare_pipes();
     signal(SIGPIPE, SIG_IGN);
     *setp = set;
     return 0;
@@ -710,6 +730,8 @@ VrpcHandlerSet *vrpc_handler_set_free(VrpcHandlerSet *set)
         h->refs = 0;
         handler_free(h);
     }
+    set->pipes_src = rpc_loop_source_free(set->pipes_src);
+    vrpc_services_drop_pipes();
     free(set);
     return NULL;
 }

@@ -24,6 +24,8 @@
  *     code if it has already been reaped, else 0, and the handler group gets SIGTERM.
  *   - vrpc_handler_set_new() sets SIGPIPE to SIG_IGN (a handler closing its stdin must not
  *     kill the daemon); handlers start with default dispositions anyway.
+ *   - the set keeps the pipes of the next executable's start made ahead (six fds, remade
+ *     before the loop sleeps; vrpc_services_prepare_pipes()): a start does not wait for them.
  *   - stream reset (by the caller, the library, or the connection closing) => SIGKILL of the
  *     handler's process group; the handler is reaped in the background.
  *

@@ -190,6 +190,20 @@ VRPC_SERVICES_EXPORT int vrpc_service_start(const VrpcService *service, const Vr
                                             VrpcServiceProcess *procp, char *err);
 
 /*
+ * vrpc_services_prepare_pipes() - make the pipes of the next vrpc_service_start() of an
+ * executable now, while the daemon has nothing else to do, so that the start does not wait
+ * for them. One set is kept (six O_CLOEXEC fds); a no-op when it exists. The next start
+ * takes it if it has the pipe size that start gets, else closes it and makes its own.
+ * Returns 0 or -errno (-EMFILE, -ENFILE, -ENOMEM) with nothing kept.
+ */
+VRPC_SERVICES_EXPORT int vrpc_services_prepare_pipes(void);
+
+/*
+ * vrpc_services_drop_pipes() - close the set vrpc_services_prepare_pipes() made, if any.
+ */
+VRPC_SERVICES_EXPORT void vrpc_services_drop_pipes(void);
+
+/*
  * vrpc_service_process_close_stdin() - signal EOF to the handler's stdin: close
  * the pipe, or shut the socket down for writing and close that descriptor.
  * Sets stdin_fd to -1; a no-op when it already is. No error return.

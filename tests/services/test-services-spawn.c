@@ -3,10 +3,11 @@
  * Starting handlers: argv, the exact environment (VRPC_* of the daemon
  * stripped, VRPCSIM_* kept), no inherited fds, a fresh session and process
  * group, default signals, exit codes and 128+signal, exec failures reported
- * cleanly on both spawn paths, user switching, socket services with and
+ * cleanly on both spawn paths, pipes made ahead, user switching, socket services with and
  * without the descriptor, and the pidfd/reap/kill helpers.
  */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -178,10 +179,10 @@ START_TEST(test_no_fd_leak)
 }
 END_TEST
 
-START_TEST(test_stdio_closed_in_parent)
+/* Run the probe's "stderr" with 0, 1 and 2 closed in this process (the pipes made then,
+ * at the start or, with PREPARE, ahead of it, get those numbers) and check its output. */
+static void run_stdio_closed(bool prepare)
 {
-    /* A daemon with 0, 1 and 2 closed: the pipes then get low numbers, which
-     * must not clobber each other in the child. */
     int saved[3];
     SvcOutput o;
 
@@ -190,6 +191,8 @@ START_TEST(test_stdio_closed_in_parent)
         ck_assert_int_ge(saved[i], 0);
         close(i);
     }
+    if (prepare)
+        ck_assert_int_eq(vrpc_services_prepare_pipes(), 0);
     o = svc_run(dir, "probe", "stderr", NULL);
     for (int i = 0; i < 3; i++) {
         dup2(saved[i], i);
@@ -199,6 +202,70 @@ START_TEST(test_stdio_closed_in_parent)
     ck_assert_str_eq(o.out, "to stdout\n");
     ck_assert_str_eq(o.err, "to stderr\n");
     svc_output_free(&o);
+}
+
+START_TEST(test_stdio_closed_in_parent)
+{
+    /* A daemon with 0, 1 and 2 closed: the pipes then get low numbers, which
+     * must not clobber each other in the child. */
+    run_stdio_closed(false);
+}
+END_TEST
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    for (struct dirent *de; (de = readdir(d));)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the listing's own fd */
+}
+
+/* Pipes made ahead (vrpc_services_prepare_pipes()): kept as one set of six fds, taken by the
+ * next start (whose child still holds only 0, 1 and 2, and whose data flows), and dropped
+ * without a trace. Also made while 0, 1 and 2 were closed, so that the spare set holds
+ * them: the child's ends must not clobber each other. */
+START_TEST(test_prepared_pipes)
+{
+    static const char data[] = "through prepared pipes\n";
+    VtLeak *fds = vt_leak_new();
+    int base;
+    VrpcService *s;
+    VrpcServiceProcess proc;
+    SvcOutput o;
+
+    vt_leak_fds(fds, "fds", 0, 0);
+    base = count_fds();
+    ck_assert_int_eq(vrpc_services_prepare_pipes(), 0);
+    ck_assert_int_eq(count_fds(), base + 6);
+    ck_assert_int_eq(vrpc_services_prepare_pipes(), 0); /* one set only */
+    ck_assert_int_eq(count_fds(), base + 6);
+    o = svc_run(dir, "probe", "fds", NULL);
+    ck_assert_int_eq(o.exit_code, 0);
+    ck_assert_str_eq(o.out, "0\n1\n2\n");
+    svc_output_free(&o);
+    ck_assert_int_eq(count_fds(), base); /* the start took the set */
+
+    ck_assert_int_eq(vrpc_services_prepare_pipes(), 0);
+    s = svc_resolve_ok(dir, "probe", "cat");
+    svc_start_ok(s, NULL, &proc);
+    o = svc_finish(&proc, data, sizeof(data) - 1);
+    ck_assert_int_eq(o.exit_code, 0);
+    ck_assert_str_eq(o.out, data);
+    svc_output_free(&o);
+    vrpc_service_free(s);
+
+    ck_assert_int_eq(vrpc_services_prepare_pipes(), 0);
+    vrpc_services_drop_pipes();
+    vrpc_services_drop_pipes(); /* nothing left to drop */
+    ck_assert_int_eq(count_fds(), base);
+
+    run_stdio_closed(true);
+    vt_leak_check(fds);
+    vt_leak_free(fds);
 }
 END_TEST
 
@@ -638,6 +705,7 @@ int main(void)
     tcase_add_test(tc, test_env_base_and_empty_argument);
     tcase_add_test(tc, test_no_fd_leak);
     tcase_add_test(tc, test_stdio_closed_in_parent);
+    tcase_add_test(tc, test_prepared_pipes);
     tcase_add_test(tc, test_stdin_stdout_stderr);
     tcase_add_test(tc, test_exit_codes);
     tcase_add_test(tc, test_session_and_signals);
