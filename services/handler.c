@@ -31,7 +31,8 @@
  * event instead of two or three (issue 13). The wait is the loop's (a timer and the pidfd),
  * not a blocking one: a process that closes its outputs and runs on delays its own EOF by
  * this much, and nobody else's traffic. Only the EOF is held: output read before goes out
- * as always. */
+ * as always. Meanwhile the other output is parked (see out_eof()): read at the exit, its EOF
+ * does not wake the daemon on its own; data it gets meanwhile waits this much at most. */
 #define EXIT_WAIT_MS 2
 
 enum { OUT_STDOUT = 0, OUT_STDERR = 1 };
@@ -40,6 +41,7 @@ typedef struct HandlerOut {
     RpcLoopSource *src; /* registered only while we want to read */
     bool eof;
     bool eof_held; /* reached, not sent yet: waits for the exit (EXIT_WAIT_MS) */
+    bool parked;   /* not watched while the other output's EOF waits for the exit */
 } HandlerOut;
 
 struct VrpcHandler {
@@ -134,6 +136,7 @@ static void close_all(VrpcHandler *h)
     h->timer = rpc_loop_source_free(h->timer);
     h->hold_timer = rpc_loop_source_free(h->hold_timer);
     h->out[OUT_STDOUT].eof_held = h->out[OUT_STDERR].eof_held = false;
+    h->out[OUT_STDOUT].parked = h->out[OUT_STDERR].parked = false;
 }
 
 static void kill_group(VrpcHandler *h, int sig)
@@ -229,7 +232,7 @@ static void on_out_ready(RpcLoopSource *src, int fd, uint32_t events, void *user
 
 static void watch_out(VrpcHandler *h, int i)
 {
-    if (h->out[i].src || h->out[i].eof)
+    if (h->out[i].src || h->out[i].eof || h->out[i].parked)
         return;
     int r = rpc_loop_add_fd(h->set->loop, out_fd(h, i), EPOLLIN, on_out_ready, h, &h->out[i].src);
     if (r < 0) {
@@ -241,7 +244,8 @@ static void watch_out(VrpcHandler *h, int i)
 
 static void pump_out(VrpcHandler *h, int i);
 
-/* Send the EOFs that wait for the exit: the process is gone, or it ran on for EXIT_WAIT_MS. */
+/* Send the EOFs that wait for the exit: the process is gone, or it ran on for EXIT_WAIT_MS.
+ * A parked output is watched again. */
 static void release_eofs(VrpcHandler *h)
 {
     if (h->hold_timer)
@@ -252,6 +256,12 @@ static void release_eofs(VrpcHandler *h)
         h->out[i].eof_held = false;
         if (h->stream)
             (void)rpc_stream_close_write(h->stream, out_channel(i));
+    }
+    for (int i = 0; i < 2 && !h->done; i++) {
+        if (!h->out[i].parked)
+            continue;
+        h->out[i].parked = false;
+        watch_out(h, i);
     }
 }
 
@@ -265,19 +275,21 @@ static void on_hold_timeout(RpcLoopSource *src, void *userdata)
 }
 
 /* Output @i reached EOF while the process is there: its EOF waits for the exit (pidfd), at
- * most EXIT_WAIT_MS from the first output's EOF. Sent at once if no timer can be had. */
-static void hold_eof(VrpcHandler *h, int i)
+ * most EXIT_WAIT_MS from the first output's EOF. Sent at once if no timer can be had.
+ * Returns whether it waits. */
+static bool hold_eof(VrpcHandler *h, int i)
 {
     bool first = !h->out[!i].eof_held;
 
     if (!h->hold_timer &&
         rpc_loop_add_timer(h->set->loop, -1, on_hold_timeout, h, &h->hold_timer) < 0) {
         (void)rpc_stream_close_write(h->stream, out_channel(i));
-        return;
+        return false;
     }
     h->out[i].eof_held = true;
     if (first)
         (void)rpc_loop_timer_set(h->hold_timer, EXIT_WAIT_MS);
+    return true;
 }
 
 static void out_eof(VrpcHandler *h, int i)
@@ -296,14 +308,25 @@ static void out_eof(VrpcHandler *h, int i)
      * 13). An exiting process releases its files in reverse order, stderr before stdout, a
      * few microseconds before its pidfd turns readable; the reads are non-blocking: what is
      * not there yet comes through the loop as before. */
+    bool held = false;
     if (h->stream) {
         if (!h->done && !h->reaped && h->pid_src)
-            hold_eof(h, i);
+            held = hold_eof(h, i);
         else
             (void)rpc_stream_close_write(h->stream, out_channel(i));
     }
-    if (!h->done && !h->out[!i].eof && h->out[!i].src)
+    if (!h->done && !h->out[!i].eof && h->out[!i].src) {
+        /* While the EOF waits, the other output is parked: not watched, read when the pidfd
+         * turns readable (or the wait ends). Its EOF, a few microseconds away, would
+         * otherwise wake the daemon once more, preempting the exiting process. A process
+         * that closes one output and runs on delays the other's data by at most
+         * EXIT_WAIT_MS, once. */
+        if (held) {
+            h->out[!i].parked = true;
+            h->out[!i].src = rpc_loop_source_free(h->out[!i].src);
+        }
         pump_out(h, !i);
+    }
     check_complete(h);
 }
 
@@ -392,7 +415,7 @@ static void try_reap(VrpcHandler *h)
         }
         /* What the process left in its outputs, and their EOFs, in this pass with the EXIT. */
         for (int i = 0; i < 2 && !h->done; i++)
-            if (!h->out[i].eof && h->out[i].src)
+            if (!h->out[i].eof && (h->out[i].src || h->out[i].parked))
                 pump_out(h, i);
         if (!h->done)
             release_eofs(h);

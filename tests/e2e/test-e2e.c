@@ -65,6 +65,8 @@ static const VtFile test_services[] = {
     {"test.CloseOut",
      "#!/bin/sh\necho early\nexec 1>&-\nn=$(wc -c | tr -d ' ')\necho \"stdin=$n\" >&2\n"
      "exit 3\n"},
+    {"test.CloseErr",
+     "#!/bin/sh\nexec 2>&-\necho now\nn=$(wc -c | tr -d ' ')\necho \"stdin=$n\"\nexit 4\n"},
     {"test.CloseAll",
      "#!/bin/sh\necho early\nexec 1>&- 2>&-\nn=$(wc -c | tr -d ' ')\nexit \"$n\"\n"},
     {"test.Env", "#!/bin/sh\necho \"$VRPC_REMOTE_DOMAIN|$VRPC_SERVICE_NAME|"
@@ -538,6 +540,19 @@ static void read_to_eof(int fd, char *buf, size_t size)
     buf[got] = '\0';
 }
 
+/* Read exactly @len bytes of @fd (blocking) into @buf, NUL-terminated. */
+static void read_exact(int fd, char *buf, size_t len)
+{
+    size_t got = 0;
+
+    while (got < len) {
+        ssize_t n = read(fd, buf + got, len - got);
+        ck_assert_int_gt(n, 0);
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
+}
+
 START_TEST(stdin_eof_semantics)
 {
     setup("eof", ARGS("work", "vault"));
@@ -556,6 +571,17 @@ START_TEST(stdin_eof_semantics)
         Out o = call_finish(c, "abcdefgh", 8);
         ck_assert_int_eq(o.status, 3);
         ck_assert_str_eq(o.err, "stdin=8\n");
+        out_free(&o);
+        /* stderr closed while the handler goes on: stdout, not watched while stderr's EOF
+         * waits for the exit (services/handler.c), still delivers what it writes then and
+         * later; "now" arrives before stdin was sent */
+        c = call_start("work", -1, -1, ARGS(targets[t], "test.CloseErr"));
+        read_exact(c.out, buf, 4);
+        ck_assert_str_eq(buf, "now\n");
+        o = call_finish(c, "abcdefgh", 8);
+        ck_assert_int_eq(o.status, 4);
+        ck_assert_str_eq(o.out, "stdin=8\n");
+        ck_assert_str_eq(o.err, "");
         out_free(&o);
         /* both outputs closed while the handler goes on: an EOF held for the exit
          * (services/handler.c, EXIT_WAIT_MS) must not wait for the exit itself */
