@@ -349,8 +349,8 @@ static void out_eof(VrpcHandler *h, int i)
          * turns readable (or the wait ends). Its EOF, a few microseconds away, would
          * otherwise wake the daemon once more, preempting the exiting process. A process
          * that closes one output and runs on delays the other's data by at most
-         * EXIT_WAIT_MS, once. */
-        if (held) {
+         * EXIT_WAIT_MS, once. Not stdout when its EOF ends the call (exit-on-service-eof). */
+        if (held && !(h->exit_on_service_eof && i == OUT_STDERR)) {
             h->out[!i].parked = true;
             h->out[!i].src = rpc_loop_source_free(h->out[!i].src);
         }

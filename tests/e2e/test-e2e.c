@@ -67,6 +67,8 @@ static const VtFile test_services[] = {
      "exit 3\n"},
     {"test.CloseErr",
      "#!/bin/sh\nexec 2>&-\necho now\nn=$(wc -c | tr -d ' ')\necho \"stdin=$n\"\nexit 4\n"},
+    {"test.Linger", "#!/bin/sh\necho hi\nexec 2>&-\nexec 1>&-\nexec sleep 1000\n"},
+    {"test.Linger.yaml", "exit-on-service-eof: true\n"},
     {"test.CloseAll",
      "#!/bin/sh\necho early\nexec 1>&- 2>&-\nn=$(wc -c | tr -d ' ')\nexit \"$n\"\n"},
     {"test.Env", "#!/bin/sh\necho \"$VRPC_REMOTE_DOMAIN|$VRPC_SERVICE_NAME|"
@@ -583,6 +585,9 @@ START_TEST(stdin_eof_semantics)
         ck_assert_str_eq(o.out, "stdin=8\n");
         ck_assert_str_eq(o.err, "");
         out_free(&o);
+        /* exit-on-service-eof: stdout's EOF ends the call at once (code 0, the handler group
+         * gets SIGTERM), also when stderr closed first and its EOF waits for the exit */
+        expect_call("work", NULL, ARGS(targets[t], "test.Linger"), 0, "hi\n");
         /* both outputs closed while the handler goes on: an EOF held for the exit
          * (services/handler.c, EXIT_WAIT_MS) must not wait for the exit itself */
         c = call_start("work", -1, -1, ARGS(targets[t], "test.CloseAll"));
