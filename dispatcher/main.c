@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +56,7 @@ static void on_guests_changed(Dispatcher *d)
 static void usage(FILE *f)
 {
     fprintf(f, "Usage: vrpc-dispatcher [--etc DIR] [--socket PATH] [--control PATH]\n"
-               "                       [--audit FILE] [--debug]\n"
+               "                       [--audit FILE] [--sched-batch] [--debug]\n"
                "The vrpc dom0 daemon: connects to every guest's vrpc-agent, decides calls with\n"
                "the policy in DIR/policy.d, runs dom0 services from DIR/services.\n"
                "\n"
@@ -65,6 +66,9 @@ static void usage(FILE *f)
                "  --control PATH  control socket for vrpc-ctl (default $VRPC_CONTROL, else\n"
                "                  " DEFAULT_CONTROL ")\n"
                "  --audit FILE    append the audit log (JSON lines) to FILE (default: the log)\n"
+               "  --sched-batch   run as SCHED_BATCH: a wake-up of the daemon does not preempt\n"
+               "                  the running task (handlers still start as SCHED_OTHER);\n"
+               "                  shorter calls, fewer events, slower streams on a busy host\n"
                "  --debug         log at debug level\n"
                "  --help, --version\n");
 }
@@ -147,10 +151,15 @@ static void on_signal(RpcLoopSource *src, const struct signalfd_siginfo *si, voi
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"etc", required_argument, NULL, 'e'},     {"socket", required_argument, NULL, 's'},
-        {"control", required_argument, NULL, 'c'}, {"audit", required_argument, NULL, 'a'},
-        {"debug", no_argument, NULL, 'd'},         {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},       {0},
+        {"etc", required_argument, NULL, 'e'},
+        {"socket", required_argument, NULL, 's'},
+        {"control", required_argument, NULL, 'c'},
+        {"audit", required_argument, NULL, 'a'},
+        {"debug", no_argument, NULL, 'd'},
+        {"sched-batch", no_argument, NULL, 'b'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {0},
     };
     const char *etc = VRPC_POLICY_DEFAULT_ETC, *socket_path = NULL, *control_path = NULL;
     const char *audit_path = NULL;
@@ -163,6 +172,7 @@ int main(int argc, char **argv)
     PolicyWatchCtx pw = {0};
     RpcLoopSource *policy_src = NULL, *sigterm = NULL, *sigint = NULL;
     int opt, r, ret = 1;
+    bool sched_batch = false;
 
     /* a relay frees and allocates a buffer per frame: keep it (memory.h) */
     vrpc_daemon_keep_freed_memory();
@@ -185,6 +195,9 @@ int main(int argc, char **argv)
         case 'd':
             d.debug = true;
             break;
+        case 'b':
+            sched_batch = true;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -201,6 +214,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "vrpc-dispatcher: unexpected argument '%s' (try --help)\n",
                 VRPC_ESC(argv[optind]));
         return 2;
+    }
+    /* SCHED_BATCH: woken by a handler's output or exit, the daemon waits for the handler to
+     * sleep or exit instead of preempting it, and then finds more to do in one pass
+     * (docs/performance.md, "The dispatcher as SCHED_BATCH"). */
+    if (sched_batch && sched_setscheduler(0, SCHED_BATCH, &(struct sched_param){0}) < 0) {
+        fprintf(stderr, "vrpc-dispatcher: cannot run as SCHED_BATCH: %s\n", strerror(errno));
+        return 1;
     }
     if (!socket_path) {
         const char *env = getenv("VRPC_SOCKET");

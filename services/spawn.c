@@ -463,6 +463,11 @@ __attribute__((noreturn)) static void child_run(const char *path, char *const ar
 
     if (setsid() < 0)
         goto fail;
+    /* The default scheduling policy, whatever the daemon runs as (vrpc-dispatcher
+     * --sched-batch): a handler is not a batch job. */
+    if (sched_getscheduler(0) == SCHED_BATCH &&
+        sched_setscheduler(0, SCHED_OTHER, &(struct sched_param){0}) < 0)
+        goto fail;
     for (int sig = 1; sig < NSIG; sig++)
         sigaction(sig, &dfl, NULL); /* fails harmlessly for SIGKILL, SIGSTOP */
     for (int sig = 32; sig < SIGRTMIN; sig++) {

@@ -123,11 +123,28 @@ bool wait_status(Env *e, const char *needle, bool present)
     return false;
 }
 
+const char *dtest_disp_option;
+
 void disp_start(Env *e)
 {
-    const char *argv[] = {VRPC_SIM_BIN,    "exec",    "--ns",   e->ns,      "dom0",  "--",
-                          VRPC_DISPATCHER, "--etc",   e->etc,   "--socket", e->sock, "--control",
-                          e->control,      "--audit", e->audit, "--debug",  NULL};
+    const char *argv[] = {VRPC_SIM_BIN,
+                          "exec",
+                          "--ns",
+                          e->ns,
+                          "dom0",
+                          "--",
+                          VRPC_DISPATCHER,
+                          "--etc",
+                          e->etc,
+                          "--socket",
+                          e->sock,
+                          "--control",
+                          e->control,
+                          "--audit",
+                          e->audit,
+                          "--debug",
+                          dtest_disp_option,
+                          NULL};
     char *s = NULL;
     long long end = now_ms() + VT_HANG_MS;
 

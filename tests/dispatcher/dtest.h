@@ -41,6 +41,8 @@ void wait_guests(Env *e, int n);
 /* Poll until `vrpc-ctl status` has @needle (@present) or not; false after 20 s. */
 bool wait_status(Env *e, const char *needle, bool present);
 
+/* One more dispatcher option for the next disp_start() (env_up() included), or NULL. */
+extern const char *dtest_disp_option;
 void disp_start(Env *e);
 void disp_stop(Env *e);
 pid_t agent_serve(Env *e, const char *dom);

@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -791,6 +792,25 @@ START_TEST(real_agent)
 }
 END_TEST
 
+/* --sched-batch: the daemon runs as SCHED_BATCH and calls work as ever (that a handler
+ * starts as SCHED_OTHER nevertheless is services-spawn's sched_reset). */
+START_TEST(sched_batch)
+{
+    Env e;
+    const char *guests[] = {"work", NULL};
+
+    dtest_disp_option = "--sched-batch";
+    env_up(&e, "batch", NULL, guests);
+    dtest_disp_option = NULL;
+    ck_assert_int_eq(sched_getscheduler(e.disp), SCHED_BATCH);
+    VtResult r = guest_call(&e, "work", "batch\n", "dom0", "demo.Uppercase");
+    ck_assert_msg(r.status == 0, "status %d err %s (log %s)", r.status, r.err, e.log);
+    ck_assert_str_eq(r.out, "BATCH\n");
+    vt_result_free(&r);
+    env_down(&e);
+}
+END_TEST
+
 int main(void)
 {
     const VtCase cases[] = {
@@ -812,6 +832,7 @@ int main(void)
         {"ctl", ctl_cmds, 300},
         {"cli", cli, 300},
         {"real_agent", real_agent, 300},
+        {"sched_batch", sched_batch, 300},
     };
     return vt_main("dispatcher", cases, sizeof(cases) / sizeof(cases[0]), NULL);
 }

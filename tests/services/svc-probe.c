@@ -21,6 +21,7 @@
 
 #include <dirent.h>
 #include <grp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +122,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(a, "fds") == 0)
         return list_fds();
+    if (strcmp(a, "sched") == 0) {
+        printf("%d\n", sched_getscheduler(0));
+        return 0;
+    }
     if (strcmp(a, "proc") == 0) {
         printf("%d %d %d\n", (int)getpid(), (int)getpgid(0), (int)getsid(0));
         return 0;

@@ -3,7 +3,7 @@
  * Starting handlers: argv, the exact environment (VRPC_* of the daemon
  * stripped, VRPCSIM_* kept), no inherited fds, a fresh session and process
  * group, default signals, exit codes and 128+signal, exec failures reported
- * cleanly on both spawn paths, pipes made ahead, user switching, socket services with and
+ * cleanly on both spawn paths, pipes made ahead, the default scheduling policy, user switching, socket services with and
  * without the descriptor, and the pidfd/reap/kill helpers.
  */
 
@@ -13,6 +13,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,6 +267,23 @@ START_TEST(test_prepared_pipes)
     run_stdio_closed(true);
     vt_leak_check(fds);
     vt_leak_free(fds);
+}
+END_TEST
+
+/* A daemon running as SCHED_BATCH (vrpc-dispatcher --sched-batch) starts its handlers with
+ * the default policy. */
+START_TEST(test_sched_reset)
+{
+    SvcOutput o;
+    char want[16];
+
+    ck_assert_int_eq(sched_setscheduler(0, SCHED_BATCH, &(struct sched_param){0}), 0);
+    o = svc_run(dir, "probe", "sched", NULL);
+    ck_assert_int_eq(sched_setscheduler(0, SCHED_OTHER, &(struct sched_param){0}), 0);
+    ck_assert_int_eq(o.exit_code, 0);
+    snprintf(want, sizeof want, "%d\n", SCHED_OTHER);
+    ck_assert_str_eq(o.out, want);
+    svc_output_free(&o);
 }
 END_TEST
 
@@ -706,6 +724,7 @@ int main(void)
     tcase_add_test(tc, test_no_fd_leak);
     tcase_add_test(tc, test_stdio_closed_in_parent);
     tcase_add_test(tc, test_prepared_pipes);
+    tcase_add_test(tc, test_sched_reset);
     tcase_add_test(tc, test_stdin_stdout_stderr);
     tcase_add_test(tc, test_exit_codes);
     tcase_add_test(tc, test_session_and_signals);
