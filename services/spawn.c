@@ -70,18 +70,23 @@ static inline int take_fd(int *fdp)
 static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;
 static pid_t big_pids[BIG_PIPE_SLOTS]; /* 0: free; -1: reserved, spawn pending */
 
+/* A free slot's index, or -1. Under big_lock. */
+static int big_free_slot(void)
+{
+    for (int i = 0; i < BIG_PIPE_SLOTS; i++)
+        if (big_pids[i] == 0)
+            return i;
+    return -1;
+}
+
 /* Reserve a slot for a handler about to start: its index, or -1 if none is
  * free. */
 static int big_reserve(void)
 {
-    int slot = -1;
-
     pthread_mutex_lock(&big_lock);
-    for (int i = 0; i < BIG_PIPE_SLOTS && slot < 0; i++)
-        if (big_pids[i] == 0) {
-            big_pids[i] = -1;
-            slot = i;
-        }
+    int slot = big_free_slot();
+    if (slot >= 0)
+        big_pids[slot] = -1;
     pthread_mutex_unlock(&big_lock);
     return slot;
 }
@@ -380,7 +385,7 @@ static int pipes_take(PipeSet *ps, bool big)
 int vrpc_services_prepare_pipes(void)
 {
     PipeSet ps;
-    bool big = false;
+    bool big;
     int r;
 
     pthread_mutex_lock(&big_lock);
@@ -388,8 +393,7 @@ int vrpc_services_prepare_pipes(void)
         pthread_mutex_unlock(&big_lock);
         return 0;
     }
-    for (int i = 0; i < BIG_PIPE_SLOTS && !big; i++)
-        big = big_pids[i] == 0;
+    big = big_free_slot() >= 0;
     pthread_mutex_unlock(&big_lock);
     r = pipes_make(&ps, big);
     if (r < 0)
