@@ -110,15 +110,18 @@ static void close_pending(VrpcHandlerSet *set)
 
 /* Before every poll, after the pass's frames went out (the connections flush in deferred
  * callbacks, which run first): the closes of the pass; before a sleep also the pipes of the
- * next start, made now rather than on its path (see vrpc_services_prepare_pipes()). One set
+ * next start and the list of signals its child resets, made now rather than on its path
+ * (vrpc_services_prepare_pipes(), vrpc_services_prepare_signals()). One set
  * is always kept, so a daemon's fd count between calls stays the same. A failure only means
  * the next start makes its own. */
 static int on_prepare(RpcLoopSource *src, bool will_sleep, void *userdata)
 {
     (void)src;
     close_pending(userdata);
-    if (will_sleep)
+    if (will_sleep) {
         (void)vrpc_services_prepare_pipes();
+        vrpc_services_prepare_signals();
+    }
     return 0;
 }
 
@@ -754,8 +757,9 @@ int vrpc_handler_set_new(VrpcHandlerSet **setp, RpcLoop *loop)
         free(set);
         return r;
     }
-    (void)vrpc_services_prepare_pipes();
     signal(SIGPIPE, SIG_IGN);
+    (void)vrpc_services_prepare_pipes();
+    vrpc_services_prepare_signals();
     *setp = set;
     return 0;
 }
@@ -785,6 +789,7 @@ VrpcHandlerSet *vrpc_handler_set_free(VrpcHandlerSet *set)
     set->pipes_src = rpc_loop_source_free(set->pipes_src);
     close_pending(set);
     vrpc_services_drop_pipes();
+    vrpc_services_drop_signals();
     free(set);
     return NULL;
 }

@@ -204,6 +204,21 @@ VRPC_SERVICES_EXPORT int vrpc_services_prepare_pipes(void);
 VRPC_SERVICES_EXPORT void vrpc_services_drop_pipes(void);
 
 /*
+ * vrpc_services_prepare_signals() - list now, for the next vrpc_service_start() of an
+ * executable, the signals whose disposition is not SIG_DFL (handled or ignored), so that its
+ * child resets just those instead of every signal, while the caller waits for its exec. The
+ * list is used by that one start; a no-op while one is kept. The caller must not change a
+ * disposition between this call and that start (else: vrpc_services_drop_signals(), or
+ * prepare after the change); a start without a list resets every signal.
+ */
+VRPC_SERVICES_EXPORT void vrpc_services_prepare_signals(void);
+
+/*
+ * vrpc_services_drop_signals() - forget the list vrpc_services_prepare_signals() made.
+ */
+VRPC_SERVICES_EXPORT void vrpc_services_drop_signals(void);
+
+/*
  * vrpc_service_process_close_stdin() - signal EOF to the handler's stdin: close
  * the pipe, or shut the socket down for writing and close that descriptor.
  * Sets stdin_fd to -1; a no-op when it already is. No error return.

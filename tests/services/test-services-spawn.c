@@ -270,6 +270,55 @@ START_TEST(test_prepared_pipes)
 }
 END_TEST
 
+static void on_usr1(int sig)
+{
+    (void)sig;
+}
+
+/* Signals listed ahead (vrpc_services_prepare_signals()): the child resets the ones listed,
+ * handled and ignored alike, and a start without a list resets them all. */
+START_TEST(test_prepared_signals)
+{
+    static const char none[] = "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n";
+    sigset_t block;
+    SvcOutput o;
+
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    ck_assert_int_eq(sigprocmask(SIG_BLOCK, &block, NULL), 0);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGRTMIN + 3, SIG_IGN);
+    signal(SIGUSR1, on_usr1);
+    vrpc_services_prepare_signals();
+    vrpc_services_prepare_signals(); /* one list only */
+    o = svc_run(dir, "probe", "sigs", NULL);
+    ck_assert_int_eq(o.exit_code, 0);
+    ck_assert_str_eq(o.out, none);
+    svc_output_free(&o);
+
+    /* The list is what the child resets: a disposition changed after it was made stays
+     * (hence the rule in vrpc-services.h) ... */
+    vrpc_services_prepare_signals();
+    signal(SIGQUIT, SIG_IGN);
+    o = svc_run(dir, "probe", "sigs", NULL);
+    ck_assert_str_eq(o.out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000004\n");
+    svc_output_free(&o);
+    /* ... and the start used it up: the next one, without a list, resets every signal. */
+    o = svc_run(dir, "probe", "sigs", NULL);
+    ck_assert_str_eq(o.out, none);
+    svc_output_free(&o);
+
+    /* A dropped list is not used. */
+    signal(SIGQUIT, SIG_DFL);
+    vrpc_services_prepare_signals();
+    signal(SIGUSR2, SIG_IGN);
+    vrpc_services_drop_signals();
+    o = svc_run(dir, "probe", "sigs", NULL);
+    ck_assert_str_eq(o.out, none);
+    svc_output_free(&o);
+}
+END_TEST
+
 /* A daemon running as SCHED_BATCH (vrpc-dispatcher --sched-batch) starts its handlers with
  * the default policy. */
 START_TEST(test_sched_reset)
@@ -510,6 +559,11 @@ START_TEST(test_user_switch)
     o = svc_run(dir, "probe", "sigs", NULL);
     ck_assert_str_eq(o.out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
     svc_output_free(&o);
+    signal(SIGHUP, SIG_IGN); /* and with the signals listed ahead */
+    vrpc_services_prepare_signals();
+    o = svc_run(dir, "probe", "sigs", NULL);
+    ck_assert_str_eq(o.out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+    svc_output_free(&o);
     o = svc_run(dir, "probe", "signal.15", NULL);
     ck_assert_int_eq(o.exit_code, 143);
     svc_output_free(&o);
@@ -724,6 +778,7 @@ int main(void)
     tcase_add_test(tc, test_no_fd_leak);
     tcase_add_test(tc, test_stdio_closed_in_parent);
     tcase_add_test(tc, test_prepared_pipes);
+    tcase_add_test(tc, test_prepared_signals);
     tcase_add_test(tc, test_sched_reset);
     tcase_add_test(tc, test_stdin_stdout_stderr);
     tcase_add_test(tc, test_exit_codes);
