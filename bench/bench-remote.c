@@ -365,6 +365,8 @@ int bench_remote_main(int argc, char **argv)
         fprintf(stderr, "vrpc-bench remote: mkdtemp: %s\n", strerror(errno));
         return 1;
     }
+    const char *rm_dir[] = {"/bin/rm", "-rf", dir, NULL};
+    int undo_dir = bench_undo_add(rm_dir);
     snprintf(pki, sizeof(pki), "%s/pki", dir);
     snprintf(a.ns, sizeof(a.ns), "bench-ra-%d", (int)getpid());
     snprintf(b.ns, sizeof(b.ns), "bench-rb-%d", (int)getpid());
@@ -394,6 +396,7 @@ out:
     if (b.up)
         bench_sim_down(VRPC_SIM_BIN, b.ns);
     char *rm[] = {"/bin/rm", "-rf", dir, NULL};
+    bench_undo_drop(undo_dir);
     run(rm);
     return ret;
 }

@@ -4,7 +4,8 @@
  * monotonic nanosecond clock, qsort() comparisons, medians and percentiles, and the process
  * plumbing of a benchmark that re-executes itself inside a private vrpc-sim instance:
  * starting a child with its stdout on a pipe, reading that to EOF, waiting for a clean exit,
- * and bringing the instance up and down with vrpc-sim's output discarded.
+ * and bringing the instance up and down with vrpc-sim's output discarded; and what a run
+ * leaves behind while it runs (instances, temporary directories) undone on a fatal signal too.
  */
 #include "bench-util.h"
 
@@ -12,6 +13,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,9 +231,119 @@ static int run_quiet(char *const *argv)
     return bench_wait_ok(pid);
 }
 
+/* ---- undone on a fatal signal ------------------------------------------------------------ */
+
+/* Commands that undo what a run has set up, run from the handler of SIGINT, SIGTERM, SIGHUP
+ * and SIGPIPE (fork, execv and waitpid are async-signal-safe), newest first; then the signal
+ * takes its default course. An entry is filled before it is marked used, and unmarked before
+ * the normal path undoes it itself. */
+#define UNDO_MAX 8
+#define UNDO_ARGS 6
+
+typedef struct Undo {
+    char buf[1024];
+    char *argv[UNDO_ARGS + 1];
+    volatile sig_atomic_t used;
+} Undo;
+
+static Undo undos[UNDO_MAX];
+
+static void undo_run(char *const argv[])
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+        if (devnull >= 0) {
+            dup2(devnull, 1);
+            dup2(devnull, 2);
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    if (pid > 0)
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+}
+
+static void on_fatal_signal(int sig)
+{
+    int saved = errno;
+
+    for (int i = UNDO_MAX - 1; i >= 0; i--)
+        if (undos[i].used) {
+            undos[i].used = 0;
+            undo_run(undos[i].argv);
+        }
+    signal(sig, SIG_DFL);
+    raise(sig);
+    errno = saved;
+}
+
+static void undo_handlers(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+    static bool installed;
+    struct sigaction sa = {.sa_handler = on_fatal_signal}, old;
+
+    if (installed)
+        return;
+    installed = true;
+    sigfillset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        /* a signal the caller ignores (SIGPIPE, say) stays ignored */
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+            sigaction(sigs[i], &sa, NULL);
+}
+
+int bench_undo_add(const char *const *argv)
+{
+    for (int i = 0; i < UNDO_MAX; i++) {
+        Undo *u = &undos[i];
+        size_t off = 0, n = 0;
+
+        if (u->used)
+            continue;
+        for (; argv[n]; n++) {
+            size_t len = strlen(argv[n]) + 1;
+
+            if (n == UNDO_ARGS || off + len > sizeof(u->buf))
+                return -1;
+            memcpy(u->buf + off, argv[n], len);
+            u->argv[n] = u->buf + off;
+            off += len;
+        }
+        if (n == 0)
+            return -1;
+        u->argv[n] = NULL;
+        undo_handlers();
+        u->used = 1;
+        return i;
+    }
+    return -1;
+}
+
+void bench_undo_drop(int id)
+{
+    if (id >= 0 && id < UNDO_MAX)
+        undos[id].used = 0;
+}
+
+/* The entry that downs instance @ns, or -1. */
+static int undo_find_sim(const char *ns)
+{
+    for (int i = 0; i < UNDO_MAX; i++)
+        if (undos[i].used && undos[i].argv[1] && strcmp(undos[i].argv[1], "down") == 0 &&
+            undos[i].argv[3] && strcmp(undos[i].argv[3], ns) == 0)
+            return i;
+    return -1;
+}
+
 int bench_sim_up(const char *sim, const char *ns, const char *const *args)
 {
     char *argv[SIM_MAX_ARGS] = {(char *)sim, "up", "--ns", (char *)ns};
+    const char *down[] = {sim, "down", "--ns", ns, NULL};
     size_t n = 4;
 
     for (; args && *args; args++) {
@@ -240,6 +352,8 @@ int bench_sim_up(const char *sim, const char *ns, const char *const *args)
         argv[n++] = (char *)*args;
     }
     argv[n] = NULL;
+    if (undo_find_sim(ns) < 0)
+        (void)bench_undo_add(down); /* even a half-started instance is taken down */
     return run_quiet(argv);
 }
 
@@ -247,6 +361,7 @@ int bench_sim_down(const char *sim, const char *ns)
 {
     char *argv[] = {(char *)sim, "down", "--ns", (char *)ns, NULL};
 
+    bench_undo_drop(undo_find_sim(ns));
     return run_quiet(argv);
 }
 

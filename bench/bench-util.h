@@ -69,6 +69,15 @@ int bench_run_pair(char *const *argv_a, char *const *argv_b, char **out_ap, char
  * or -errno from poll(2). */
 int bench_vchan_wait_client(Vchan *v, int timeout_ms);
 
+/* bench_undo_add() - run @argv (NULL-terminated: a program's path and at most 5 arguments)
+ * if the benchmark dies of SIGINT, SIGTERM, SIGHUP or SIGPIPE before bench_undo_drop() of the
+ * returned id; newest first, output discarded. Returns the id, or -1 if it cannot be kept
+ * (too many entries, too long). bench_sim_up() and bench_sim_down() keep their own entry. */
+int bench_undo_add(const char *const *argv);
+
+/* bench_undo_drop() - forget entry @id (a no-op for -1). */
+void bench_undo_drop(int id);
+
 /* bench_sim_up() - `SIM up --ns NS ARGS...` (@args NULL-terminated: options and guest names)
  * with stdout discarded. Returns 0 if it succeeded, -1 otherwise. */
 int bench_sim_up(const char *sim, const char *ns, const char *const *args);

@@ -8,14 +8,8 @@
 # no process of it still running.
 #
 # Usage: test-bench-json.sh BUILD-DIR
-set -u
 b=$1
-fail=0
-root=$(mktemp -d /tmp/vbj.XXXXXX)
-trap 'rm -rf "$root"' EXIT
-export VRPCSIM_ROOT="$root"
-
-bad() { echo "FAIL: $*"; fail=1; }
+. "$(dirname "$0")/common.sh"
 
 # check BENCH FILE ROWS...: each row appears exactly once with a finite numeric value
 check() {
@@ -50,11 +44,7 @@ check rpc-mux "$root/mux.out" raw_gbps mux1_gbps mux64_gbps rtt64_raw_p50_us rtt
 grep -q '^measurement ' "$root/mux.err" || bad "rpc-mux: no human table on stderr"
 
 # no instance and no process left behind
-left=$(ls -A "$root" | grep -v '\.\(out\|err\)$')
-[ -z "$left" ] || bad "instance left behind under $root: $left"
-if pgrep -f "$root" >/dev/null; then
-    bad "processes left behind: $(pgrep -af "$root")"
-fi
+left_behind "calls and rpc-mux"
 
 [ "$fail" -eq 0 ] && echo "ok"
 exit "$fail"
