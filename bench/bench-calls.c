@@ -204,7 +204,7 @@ static void usage(FILE *f)
                "  --calls N       sequential calls per latency row (default 1000)\n"
                "  --concurrent N  calls opened at once on one connection (default 1000)\n"
                "  --bytes N       bytes streamed through demo.Echo (default 1 GiB)\n"
-               "  --reps N        repetitions; medians are printed (default 3)\n"
+               "  --reps N        repetitions; medians are printed (default 5)\n"
                "  --etc DIR       configuration (default: the build's example etc)\n");
 }
 
@@ -532,7 +532,7 @@ int bench_calls_main(int argc, char **argv)
                .etc = VRPC_EXAMPLE_ETC,
                .calls = 1000,
                .concurrent = 1000,
-               .reps = 3,
+               .reps = 5,
                .bytes = 1ull << 30};
     char ping[PATH_MAX], echo[PATH_MAX];
     int c;
