@@ -32,6 +32,7 @@
 #include "log.h"
 #include "peer.h"
 #include "route.h"
+#include "sched-mode.h"
 #include "vrpc-policy.h"
 
 #ifndef VRPC_VERSION
@@ -56,7 +57,7 @@ static void on_guests_changed(Dispatcher *d)
 static void usage(FILE *f)
 {
     fprintf(f, "Usage: vrpc-dispatcher [--etc DIR] [--socket PATH] [--control PATH]\n"
-               "                       [--audit FILE] [--sched-batch] [--debug]\n"
+               "                       [--audit FILE] [--sched MODE] [--debug]\n"
                "The vrpc dom0 daemon: connects to every guest's vrpc-agent, decides calls with\n"
                "the policy in DIR/policy.d, runs dom0 services from DIR/services.\n"
                "\n"
@@ -66,9 +67,12 @@ static void usage(FILE *f)
                "  --control PATH  control socket for vrpc-ctl (default $VRPC_CONTROL, else\n"
                "                  " DEFAULT_CONTROL ")\n"
                "  --audit FILE    append the audit log (JSON lines) to FILE (default: the log)\n"
-               "  --sched-batch   run as SCHED_BATCH: a wake-up of the daemon does not preempt\n"
-               "                  the running task (handlers still start as SCHED_OTHER);\n"
-               "                  shorter calls, fewer events, slower streams on a busy host\n"
+               "  --sched MODE    scheduling policy: auto (the default: SCHED_BATCH, so that a\n"
+               "                  wake-up of the daemon does not preempt the handler that woke\n"
+               "                  it, and SCHED_OTHER while its connections carry bulk data,\n"
+               "                  which SCHED_BATCH slows on a busy host), batch or other;\n"
+               "                  handlers always start as SCHED_OTHER\n"
+               "  --sched-batch   the same as --sched batch\n"
                "  --debug         log at debug level\n"
                "  --help, --version\n");
 }
@@ -151,15 +155,11 @@ static void on_signal(RpcLoopSource *src, const struct signalfd_siginfo *si, voi
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"etc", required_argument, NULL, 'e'},
-        {"socket", required_argument, NULL, 's'},
-        {"control", required_argument, NULL, 'c'},
-        {"audit", required_argument, NULL, 'a'},
-        {"debug", no_argument, NULL, 'd'},
-        {"sched-batch", no_argument, NULL, 'b'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {0},
+        {"etc", required_argument, NULL, 'e'},     {"socket", required_argument, NULL, 's'},
+        {"control", required_argument, NULL, 'c'}, {"audit", required_argument, NULL, 'a'},
+        {"debug", no_argument, NULL, 'd'},         {"sched-batch", no_argument, NULL, 'b'},
+        {"sched", required_argument, NULL, 'S'},   {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},       {0},
     };
     const char *etc = VRPC_POLICY_DEFAULT_ETC, *socket_path = NULL, *control_path = NULL;
     const char *audit_path = NULL;
@@ -172,7 +172,8 @@ int main(int argc, char **argv)
     PolicyWatchCtx pw = {0};
     RpcLoopSource *policy_src = NULL, *sigterm = NULL, *sigint = NULL;
     int opt, r, ret = 1;
-    bool sched_batch = false;
+    int sched_mode = SCHED_MODE_AUTO;
+    SchedAuto *sched = NULL;
 
     /* a relay frees and allocates a buffer per frame: keep it (memory.h) */
     vrpc_daemon_keep_freed_memory();
@@ -196,7 +197,17 @@ int main(int argc, char **argv)
             d.debug = true;
             break;
         case 'b':
-            sched_batch = true;
+            sched_mode = SCHED_MODE_BATCH;
+            break;
+        case 'S':
+            sched_mode = sched_mode_parse(optarg);
+            if (sched_mode < 0) {
+                fprintf(stderr,
+                        "vrpc-dispatcher: --sched: '%s' is not other, batch or auto (try "
+                        "--help)\n",
+                        VRPC_ESC(optarg));
+                return 2;
+            }
             break;
         case 'h':
             usage(stdout);
@@ -214,13 +225,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "vrpc-dispatcher: unexpected argument '%s' (try --help)\n",
                 VRPC_ESC(argv[optind]));
         return 2;
-    }
-    /* SCHED_BATCH: woken by a handler's output or exit, the daemon waits for the handler to
-     * sleep or exit instead of preempting it, and then finds more to do in one pass
-     * (docs/performance.md, "The dispatcher as SCHED_BATCH"). */
-    if (sched_batch && sched_setscheduler(0, SCHED_BATCH, &(struct sched_param){0}) < 0) {
-        fprintf(stderr, "vrpc-dispatcher: cannot run as SCHED_BATCH: %s\n", strerror(errno));
-        return 1;
     }
     if (!socket_path) {
         const char *env = getenv("VRPC_SOCKET");
@@ -302,6 +306,13 @@ int main(int argc, char **argv)
         dlog(LOG_ERR, "handlers: %s", strerror(-r));
         goto out;
     }
+    /* The policy (sched-mode.c): SCHED_BATCH shortens calls, SCHED_OTHER keeps streams fast on a
+     * busy host. */
+    r = sched_start(&d, (SchedMode)sched_mode, &sched);
+    if (r < 0) {
+        dlog(LOG_ERR, "--sched: cannot run as SCHED_BATCH: %s", strerror(-r));
+        goto out;
+    }
 
     local.d = &d;
     r = rpc_unix_listen(socket_path, 0666, 128);
@@ -366,6 +377,7 @@ out:
     if (d.loop)
         rpc_loop_run_once(d.loop, 0);
     d.links = links_free(d.links);
+    sched = sched_free(sched);
     d.handlers = vrpc_handler_set_free(d.handlers);
     route_free_all(&d);
     direct_deinit(&d);

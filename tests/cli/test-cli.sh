@@ -82,6 +82,7 @@ check_escaped "vrpc-bench benchmark" "$b/bench/vrpc-bench" "$esc"
 check_escaped "vchan-cat domid" "$b/vchan/vchan-cat" server "$esc" /x
 check_escaped "vrpc-agent argument" "$b/agent/vrpc-agent" "$esc"
 check_escaped "vrpc-dispatcher argument" "$b/dispatcher/vrpc-dispatcher" "$esc"
+check_escaped "vrpc-dispatcher --sched" "$b/dispatcher/vrpc-dispatcher" --sched "$esc"
 
 # Without a xenstore the daemons say what is missing, the cause first.
 XENSTORED_PATH="$tmp/no-xenstore" run "$b/agent/vrpc-agent" --socket "$tmp/agent.sock"

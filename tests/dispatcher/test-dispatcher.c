@@ -792,8 +792,9 @@ START_TEST(real_agent)
 }
 END_TEST
 
-/* --sched-batch: the daemon runs as SCHED_BATCH and calls work as ever (that a handler
- * starts as SCHED_OTHER nevertheless is services-spawn's sched_reset). */
+/* --sched-batch (--sched batch): the daemon runs as SCHED_BATCH and calls work as ever (that
+ * a handler starts as SCHED_OTHER nevertheless is services-spawn's sched_reset); --sched other
+ * leaves it SCHED_OTHER. */
 START_TEST(sched_batch)
 {
     Env e;
@@ -807,6 +808,63 @@ START_TEST(sched_batch)
     ck_assert_msg(r.status == 0, "status %d err %s (log %s)", r.status, r.err, e.log);
     ck_assert_str_eq(r.out, "BATCH\n");
     vt_result_free(&r);
+    env_down(&e);
+
+    dtest_disp_option = "--sched=other";
+    env_up(&e, "other", NULL, guests);
+    dtest_disp_option = NULL;
+    ck_assert_int_eq(sched_getscheduler(e.disp), SCHED_OTHER);
+    r = guest_call(&e, "work", "other\n", "dom0", "demo.Uppercase");
+    ck_assert_msg(r.status == 0, "status %d err %s (log %s)", r.status, r.err, e.log);
+    ck_assert_str_eq(r.out, "OTHER\n");
+    vt_result_free(&r);
+    env_down(&e);
+}
+END_TEST
+
+/* --sched auto, the default: SCHED_BATCH while the daemon serves calls, SCHED_OTHER while a
+ * stream moves bulk data through it, SCHED_BATCH again once that stopped. Waits on the
+ * daemon's state. */
+START_TEST(sched_auto)
+{
+    Env e;
+    const char *guests[] = {"work", NULL};
+    char sock[160], cmd[1024], log[160];
+    long long deadline;
+    int pol;
+
+    env_up(&e, "auto", NULL, guests);
+    real_agent_start(&e, "work");
+    wait_guests(&e, 1);
+    ck_assert_int_eq(sched_getscheduler(e.disp), SCHED_BATCH);
+
+    /* zeros through demo.Echo in dom0 until stopped: DATA both ways on the guest's vchan */
+    snprintf(sock, sizeof(sock), "%s/run/work.sock", e.dir);
+    snprintf(log, sizeof(log), "%s/flood.log", e.dir);
+    snprintf(cmd, sizeof(cmd),
+             "exec %s exec --ns %s work -- %s --socket %s dom0 demo.Echo "
+             "</dev/zero >/dev/null",
+             VRPC_SIM_BIN, e.ns, VRPC_CALL, sock);
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    pid_t flood = vt_spawn(argv, log);
+    deadline = now_ms() + VT_HANG_MS;
+    while ((pol = sched_getscheduler(e.disp)) == SCHED_BATCH && now_ms() < deadline) {
+        ck_assert_msg(vt_wait(flood, 0) == -1, "the stream ended (log %s)", log);
+        sleep_ms(10);
+    }
+    ck_assert_int_eq(pol, SCHED_OTHER);
+    kill(flood, SIGTERM);
+    ck_assert_int_ge(vt_wait(flood, VT_HANG_MS), 0);
+
+    /* calls only: back to SCHED_BATCH (looked at in the daemon's passes, hence the calls) */
+    deadline = now_ms() + VT_HANG_MS;
+    while ((pol = sched_getscheduler(e.disp)) == SCHED_OTHER && now_ms() < deadline) {
+        VtResult r = real_call(&e, "work", "", "dom0", "vrpc.Ping");
+        ck_assert_msg(r.status == 0, "status %d err %s (log %s)", r.status, r.err, e.log);
+        vt_result_free(&r);
+        sleep_ms(20);
+    }
+    ck_assert_int_eq(pol, SCHED_BATCH);
     env_down(&e);
 }
 END_TEST
@@ -833,6 +891,7 @@ int main(void)
         {"cli", cli, 300},
         {"real_agent", real_agent, 300},
         {"sched_batch", sched_batch, 300},
+        {"sched_auto", sched_auto, 300},
     };
     return vt_main("dispatcher", cases, sizeof(cases) / sizeof(cases[0]), NULL);
 }
