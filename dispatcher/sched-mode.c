@@ -125,8 +125,14 @@ int sched_start(Dispatcher *d, SchedMode mode, SchedAuto **sp)
     if (mode == SCHED_MODE_OTHER)
         return 0;
     r = set_policy(true);
-    if (r < 0 || mode == SCHED_MODE_BATCH)
+    if (mode == SCHED_MODE_BATCH)
         return r;
+    if (r < 0) {
+        /* the default: a daemon that may not change its policy runs as it is */
+        dlog(LOG_WARNING, "--sched auto: cannot run as SCHED_BATCH (%s): staying as it is",
+             strerror(-r));
+        return 0;
+    }
     s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;

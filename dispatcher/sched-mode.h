@@ -21,7 +21,8 @@ int sched_mode_parse(const char *name);
 /* Set the policy of @mode for this process (auto starts as SCHED_BATCH) and, for auto, watch
  * the bytes @d's connections carry from a prepare source of @d->loop: SCHED_OTHER while they
  * carry bulk data, SCHED_BATCH again once they have not for a while. Returns 0 (*@sp NULL
- * unless auto) or -errno. */
+ * unless auto) or -errno; auto where the policy cannot be changed logs that and returns 0
+ * with *@sp NULL (the daemon keeps the policy it has). */
 int sched_start(Dispatcher *d, SchedMode mode, SchedAuto **sp);
 
 SchedAuto *sched_free(SchedAuto *s);

@@ -3,10 +3,12 @@
  * test-dispatcher-unit - unit tests of the dispatcher's dispatcher.yaml parser (strict keys,
  * ranges, positions in errors), of the audit line formatter (escaping, fields, timings,
  * null for what did not happen) and of the ask answers (parsing the program's line, and
- * checking "allow NAME" against the deciding rule).
+ * checking "allow NAME" against the deciding rule), and of --sched (modes, and what happens
+ * where the policy cannot be changed: sched_setscheduler() is wrapped at link time).
  */
 #include <check.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,8 @@
 #include "ask.h"
 #include "audit.h"
 #include "config.h"
+#include "librpc/loop.h"
+#include "sched-mode.h"
 #include "vrpc-policy.h"
 #include "leak.h"
 
@@ -382,6 +386,56 @@ START_TEST(ask_decisions)
 }
 END_TEST
 
+/* sched_setscheduler() as the daemon sees it (-Wl,--wrap): EPERM while refuse_sched. */
+static bool refuse_sched;
+int __real_sched_setscheduler(pid_t pid, int policy, const struct sched_param *param);
+int __wrap_sched_setscheduler(pid_t pid, int policy, const struct sched_param *param);
+int __wrap_sched_setscheduler(pid_t pid, int policy, const struct sched_param *param)
+{
+    if (refuse_sched) {
+        errno = EPERM;
+        return -1;
+    }
+    return __real_sched_setscheduler(pid, policy, param);
+}
+
+START_TEST(sched_modes)
+{
+    Dispatcher d = {0};
+    SchedAuto *s = NULL;
+
+    ck_assert_int_eq(sched_mode_parse("other"), SCHED_MODE_OTHER);
+    ck_assert_int_eq(sched_mode_parse("batch"), SCHED_MODE_BATCH);
+    ck_assert_int_eq(sched_mode_parse("auto"), SCHED_MODE_AUTO);
+    ck_assert_int_eq(sched_mode_parse("Auto"), -1);
+    ck_assert_int_eq(sched_mode_parse(""), -1);
+    ck_assert_int_eq(rpc_loop_new(&d.loop), 0);
+
+    /* other: nothing changes, nothing watches */
+    ck_assert_int_eq(sched_start(&d, SCHED_MODE_OTHER, &s), 0);
+    ck_assert_ptr_null(s);
+    ck_assert_int_eq(sched_getscheduler(0), SCHED_OTHER);
+    /* auto: SCHED_BATCH and a watcher; with nothing carried it stays so through passes */
+    ck_assert_int_eq(sched_start(&d, SCHED_MODE_AUTO, &s), 0);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(sched_getscheduler(0), SCHED_BATCH);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_ge(rpc_loop_run_once(d.loop, 30), 0);
+    ck_assert_int_eq(sched_getscheduler(0), SCHED_BATCH);
+    s = sched_free(s);
+    ck_assert_int_eq(sched_setscheduler(0, SCHED_OTHER, &(struct sched_param){0}), 0);
+
+    /* where the policy cannot be changed: batch fails, auto (the default) goes on as is */
+    refuse_sched = true;
+    ck_assert_int_eq(sched_start(&d, SCHED_MODE_BATCH, &s), -EPERM);
+    ck_assert_int_eq(sched_start(&d, SCHED_MODE_AUTO, &s), 0);
+    ck_assert_ptr_null(s);
+    ck_assert_int_eq(sched_getscheduler(0), SCHED_OTHER);
+    refuse_sched = false;
+    d.loop = rpc_loop_free(d.loop);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("dispatcher-unit");
@@ -396,6 +450,7 @@ int main(void)
     tcase_add_test(tc, audit_format_fields);
     tcase_add_test(tc, ask_answers);
     tcase_add_test(tc, ask_decisions);
+    tcase_add_test(tc, sched_modes);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
