@@ -37,7 +37,7 @@ stop() {
 }
 
 stop calls TERM 15 bench-calls-PID/audit.log \
-    "$b/bench/vrpc-bench" calls --calls 5000 --reps 1 --bytes 65536
+    "$b/bench/vrpc-bench" calls --calls 300 --reps 2 --bytes 65536
 stop remote HUP 1 bench-ra-PID/audit.log \
     "$b/bench/vrpc-bench" remote --calls 5000 --reps 1 --bytes 65536
 
