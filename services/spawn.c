@@ -428,6 +428,15 @@ struct kernel_sigaction {
     unsigned long mask;
 };
 
+/* @sig to SIG_DFL through the kernel directly: glibc's sigaction() refuses its internal
+ * signals (32, 33), which may be ignored since our own start. Async-signal-safe. */
+static void sig_default(int sig)
+{
+    struct kernel_sigaction ksa = {.handler = SIG_DFL};
+
+    (void)syscall(SYS_rt_sigaction, sig, &ksa, NULL, sizeof(ksa.mask));
+}
+
 /* The signals a child resets to SIG_DFL before exec: those whose disposition was not the
  * default when the list was made. */
 typedef struct SigList {
@@ -523,8 +532,6 @@ __attribute__((noreturn)) static void child_run(const char *path, char *const ar
                                                 const SigList *reset)
 {
     ChildFailure f = {STAGE_SETUP, 0};
-    struct sigaction dfl = {.sa_handler = SIG_DFL};
-    struct kernel_sigaction kdfl = {.handler = SIG_DFL};
     sigset_t none;
 
     if (setsid() < 0)
@@ -538,13 +545,10 @@ __attribute__((noreturn)) static void child_run(const char *path, char *const ar
      * an ignored signal would stay ignored through exec. All signals are blocked so far. */
     if (reset) {
         for (int i = 0; i < reset->n; i++)
-            syscall(SYS_rt_sigaction, reset->sig[i], &kdfl, NULL, sizeof(kdfl.mask));
+            sig_default(reset->sig[i]);
     } else {
         for (int sig = 1; sig < NSIG; sig++)
-            sigaction(sig, &dfl, NULL); /* fails harmlessly for SIGKILL, SIGSTOP */
-        /* glibc's internal signals, possibly ignored since our own start. */
-        for (int sig = 32; sig < SIGRTMIN; sig++)
-            syscall(SYS_rt_sigaction, sig, &kdfl, NULL, sizeof(kdfl.mask));
+            sig_default(sig); /* fails harmlessly for SIGKILL, SIGSTOP */
     }
     for (int i = 0; i < 3; i++)
         if (dup2(child[i], i) < 0)
