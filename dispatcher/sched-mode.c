@@ -15,7 +15,6 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "librpc/loop.h"
 #include "librpc/rpc.h"
@@ -23,29 +22,21 @@
 #include "peer.h"
 
 /* A window: the bytes of this long are summed (the first pass after it ends looks). */
-#define WINDOW_NS (20 * 1000 * 1000LL)
+#define WINDOW_MS 20
 /* Bulk: DATA bytes in and out of all connections at this rate or more over a window (a window
- * ends at the first pass after WINDOW_NS, which may come much later when the daemon slept); a
+ * ends at the first pass after WINDOW_MS, which may come much later when the daemon slept); a
  * stream moves 0.3-1.5 GB/s on the machines measured, calls a few bytes each. */
 #define BULK_BYTES_PER_S (50ull * 1000 * 1000)
 /* SCHED_BATCH again only this long after the last window of bulk. */
-#define QUIET_NS (100 * 1000 * 1000LL)
+#define QUIET_MS 100
 
 struct SchedAuto {
     Dispatcher *d;
     RpcLoopSource *src;
     bool batch;
-    int64_t window_start, last_bulk;
+    int64_t window_start, last_bulk; /* rpc_loop_now_ms() */
     uint64_t window_bytes; /* the sum when the window started */
 };
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 int sched_mode_parse(const char *name)
 {
@@ -84,30 +75,29 @@ static uint64_t carried(const Dispatcher *d)
 static int on_prepare(RpcLoopSource *src, bool will_sleep, void *userdata)
 {
     SchedAuto *s = userdata;
-    int64_t now = mono_ns();
+    int64_t now = rpc_loop_now_ms();
     uint64_t bytes;
     bool batch;
 
     (void)src;
     (void)will_sleep;
-    if (now - s->window_start < WINDOW_NS)
+    if (now - s->window_start < WINDOW_MS)
         return 0;
     /* A peer that left takes its count along: a sum lower than before is a new start. */
     bytes = carried(s->d);
     if (bytes >= s->window_bytes &&
-        (bytes - s->window_bytes) * 1000 >=
-            BULK_BYTES_PER_S * (uint64_t)((now - s->window_start) / 1000000))
+        (bytes - s->window_bytes) * 1000 >= BULK_BYTES_PER_S * (uint64_t)(now - s->window_start))
         s->last_bulk = now;
     s->window_start = now;
     s->window_bytes = bytes;
-    batch = now - s->last_bulk >= QUIET_NS;
+    batch = now - s->last_bulk >= QUIET_MS;
     if (batch != s->batch) {
         int r = set_policy(batch);
 
         if (r < 0) {
             dlog(LOG_WARNING, "--sched auto: cannot switch to %s: %s",
                  batch ? "SCHED_BATCH" : "SCHED_OTHER", strerror(-r));
-            s->last_bulk = now; /* try again in QUIET_NS at the earliest */
+            s->last_bulk = now; /* try again in QUIET_MS at the earliest */
             return 0;
         }
         s->batch = batch;
@@ -138,8 +128,8 @@ int sched_start(Dispatcher *d, SchedMode mode, SchedAuto **sp)
         return -ENOMEM;
     s->d = d;
     s->batch = true;
-    s->window_start = mono_ns();
-    s->last_bulk = s->window_start - QUIET_NS;
+    s->window_start = rpc_loop_now_ms();
+    s->last_bulk = s->window_start - QUIET_MS;
     r = rpc_loop_add_prepare(d->loop, on_prepare, s, &s->src);
     if (r < 0) {
         free(s);
