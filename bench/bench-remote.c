@@ -365,8 +365,8 @@ int bench_remote_main(int argc, char **argv)
         fprintf(stderr, "vrpc-bench remote: mkdtemp: %s\n", strerror(errno));
         return 1;
     }
-    const char *rm_dir[] = {"/bin/rm", "-rf", dir, NULL};
-    int undo_dir = bench_undo_add(rm_dir);
+    char *rm[] = {"/bin/rm", "-rf", dir, NULL};
+    int undo_dir = bench_undo_add((const char *const *)rm);
     snprintf(pki, sizeof(pki), "%s/pki", dir);
     snprintf(a.ns, sizeof(a.ns), "bench-ra-%d", (int)getpid());
     snprintf(b.ns, sizeof(b.ns), "bench-rb-%d", (int)getpid());
@@ -395,7 +395,6 @@ out:
         bench_sim_down(VRPC_SIM_BIN, a.ns);
     if (b.up)
         bench_sim_down(VRPC_SIM_BIN, b.ns);
-    char *rm[] = {"/bin/rm", "-rf", dir, NULL};
     bench_undo_drop(undo_dir);
     run(rm);
     return ret;

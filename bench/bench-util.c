@@ -215,7 +215,7 @@ int bench_vchan_wait_client(Vchan *v, int timeout_ms)
 }
 
 /* Run @argv with stdout to /dev/null (vrpc-sim's daemons must not hold a pipe of ours
- * open) and wait: 0 if it exited with status 0, else -1. */
+ * open) and wait: 0 if it exited with status 0, else -1. Async-signal-safe. */
 static int run_quiet(char *const *argv)
 {
     pid_t pid = fork();
@@ -234,8 +234,8 @@ static int run_quiet(char *const *argv)
 /* ---- undone on a fatal signal ------------------------------------------------------------ */
 
 /* Commands that undo what a run has set up, run from the handler of SIGINT, SIGTERM, SIGHUP
- * and SIGPIPE (fork, execv and waitpid are async-signal-safe), newest first; then the signal
- * takes its default course. An entry is filled before it is marked used, and unmarked before
+ * and SIGPIPE with run_quiet() (fork, open, dup2, execv and waitpid: async-signal-safe),
+ * newest first; then the signal takes its default course. An entry is filled before it is marked used, and unmarked before
  * the normal path undoes it itself. */
 #define UNDO_MAX 8
 #define UNDO_ARGS 6
@@ -248,25 +248,6 @@ typedef struct Undo {
 
 static Undo undos[UNDO_MAX];
 
-static void undo_run(char *const argv[])
-{
-    pid_t pid = fork();
-
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
-
-        if (devnull >= 0) {
-            dup2(devnull, 1);
-            dup2(devnull, 2);
-        }
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    if (pid > 0)
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-}
-
 static void on_fatal_signal(int sig)
 {
     int saved = errno;
@@ -274,7 +255,7 @@ static void on_fatal_signal(int sig)
     for (int i = UNDO_MAX - 1; i >= 0; i--)
         if (undos[i].used) {
             undos[i].used = 0;
-            undo_run(undos[i].argv);
+            (void)run_quiet(undos[i].argv);
         }
     signal(sig, SIG_DFL);
     raise(sig);

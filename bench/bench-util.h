@@ -71,7 +71,7 @@ int bench_vchan_wait_client(Vchan *v, int timeout_ms);
 
 /* bench_undo_add() - run @argv (NULL-terminated: a program's path and at most 5 arguments)
  * if the benchmark dies of SIGINT, SIGTERM, SIGHUP or SIGPIPE before bench_undo_drop() of the
- * returned id; newest first, output discarded. Returns the id, or -1 if it cannot be kept
+ * returned id; newest first, stdout discarded. Returns the id, or -1 if it cannot be kept
  * (too many entries, too long). bench_sim_up() and bench_sim_down() keep their own entry. */
 int bench_undo_add(const char *const *argv);
 
