@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "bench-policy.h"
+#include "bench-util.h"
 #include "vrpc-policy.h"
 
 #ifndef VRPC_VERSION
@@ -51,28 +52,6 @@ static uint64_t bench_rand(uint64_t *state)
     x ^= x >> 27;
     *state = x;
     return x * 0x2545F4914F6CDD1DULL;
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-    return x < y ? -1 : x > y;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return x < y ? -1 : x > y;
 }
 
 static size_t n_services(size_t n_rules)
@@ -202,9 +181,9 @@ static int bench_one(size_t n_rules, size_t n_calls, unsigned rounds, BenchResul
     file.data = rules_text;
     domains.data = domains_text;
 
-    t0 = now_ns();
+    t0 = bench_now_ns();
     r = vrpc_policy_load_texts(&file, 1, &domains, &policy);
-    res->load_ms = (double)(now_ns() - t0) / 1e6;
+    res->load_ms = (double)(bench_now_ns() - t0) / 1e6;
     if (r != 0) {
         fprintf(stderr, "vrpc-bench policy: generated policy is invalid: %s\n",
                 r > 0 ? vrpc_policy_get_error(policy, 0) : strerror(-r));
@@ -217,7 +196,7 @@ static int bench_one(size_t n_rules, size_t n_calls, unsigned rounds, BenchResul
         for (size_t i = 0; i < n_calls; i++) {
             const BenchCall *c = &calls[i % BENCH_QUERIES];
             VrpcPolicyDecision d;
-            uint64_t start = now_ns();
+            uint64_t start = bench_now_ns();
 
             vrpc_policy_evaluate(policy,
                                  &(VrpcPolicyRequest){
@@ -227,16 +206,16 @@ static int bench_one(size_t n_rules, size_t n_calls, unsigned rounds, BenchResul
                                      .untrusted_argument = c->argument,
                                  },
                                  &d);
-            samples[i] = now_ns() - start;
+            samples[i] = bench_now_ns() - start;
             if (round == 0)
                 counts[d.action]++;
         }
-        qsort(samples, n_calls, sizeof(*samples), cmp_u64);
+        qsort(samples, n_calls, sizeof(*samples), bench_cmp_u64);
         p50[round] = (double)samples[n_calls / 2];
         p99[round] = (double)samples[(n_calls * 99) / 100];
     }
-    qsort(p50, rounds, sizeof(double), cmp_double);
-    qsort(p99, rounds, sizeof(double), cmp_double);
+    qsort(p50, rounds, sizeof(double), bench_cmp_double);
+    qsort(p99, rounds, sizeof(double), bench_cmp_double);
     res->p50_ns = p50[rounds / 2];
     res->p99_ns = p99[rounds / 2];
     for (int i = 0; i < 3; i++)
@@ -313,7 +292,8 @@ static int reload_tick(VrpcPolicyHolder *holder, VrpcPolicyWatch *watch)
 
 static int bench_reload(unsigned rounds)
 {
-    char dir[] = "/tmp/vrpc-bench-policy.XXXXXX", sub[600], name[32];
+    const char *tmp = getenv("TMPDIR");
+    char dir[512], sub[600], name[32];
     char *rules = NULL, *domains = NULL, *edit;
     size_t rules_size = 0, domains_size = 0, total;
     VrpcPolicyHolder *holder = NULL;
@@ -321,10 +301,15 @@ static int bench_reload(unsigned rounds)
     VrpcPolicy *policy = NULL;
     uint64_t t0;
     double sync_ms;
-    int r = -ENOMEM;
+    int r = -ENOMEM, undo;
 
+    if ((size_t)snprintf(dir, sizeof(dir), "%s/vrpc-bench-policy.XXXXXX",
+                         tmp && *tmp ? tmp : "/tmp") >= sizeof(dir))
+        return -ENAMETOOLONG;
     if (!mkdtemp(dir))
         return -errno;
+    /* a run killed mid-reload (^C) leaves no folder behind */
+    undo = bench_undo_add((const char *const[]){"/bin/rm", "-rf", dir, NULL});
     snprintf(sub, sizeof(sub), "%s/policy.d", dir);
     rules = generate_rules(20000, &rules_size);
     domains = generate_domains(&domains_size);
@@ -347,9 +332,9 @@ static int bench_reload(unsigned rounds)
     if ((r = write_text(dir, "domains.yaml", domains, domains_size)) < 0)
         goto out;
 
-    t0 = now_ns();
+    t0 = bench_now_ns();
     r = vrpc_policy_load(dir, &policy);
-    sync_ms = (double)(now_ns() - t0) / 1e6;
+    sync_ms = (double)(bench_now_ns() - t0) / 1e6;
     if (r != 0) {
         fprintf(stderr, "vrpc-bench policy: generated policy is invalid: %s\n",
                 r > 0 ? vrpc_policy_get_error(policy, 0) : strerror(-r));
@@ -359,11 +344,11 @@ static int bench_reload(unsigned rounds)
     printf("policy of %zu bytes (%d files of %zu bytes, %zu rules, and domains.yaml)\n", total,
            RELOAD_FILES, rules_size, vrpc_policy_get_n_rules(policy));
     printf("loading it on the caller's thread: %.1f ms\n", sync_ms);
-    t0 = now_ns();
+    t0 = bench_now_ns();
     policy = vrpc_policy_unref(policy);
     printf("freeing it (the last reference to an old snapshot, e.g. a call that ends): %.1f "
            "ms\n",
-           (double)(now_ns() - t0) / 1e6);
+           (double)(bench_now_ns() - t0) / 1e6);
     r = vrpc_policy_holder_new(&holder, dir);
     if (r == 0)
         r = vrpc_policy_watch_new(&watch, holder);
@@ -371,9 +356,9 @@ static int bench_reload(unsigned rounds)
         goto out;
     {
         /* the same loop with nothing to reload: the machine's own tick jitter */
-        uint64_t start = now_ns(), last = start, gap = 0, t;
+        uint64_t start = bench_now_ns(), last = start, gap = 0, t;
 
-        while ((t = now_ns()) - start < 400000000u) {
+        while ((t = bench_now_ns()) - start < 400000000u) {
             if (t - last > gap)
                 gap = t - last;
             last = t;
@@ -391,7 +376,7 @@ static int bench_reload(unsigned rounds)
         edit[2] = round % 2 ? 'c' : 'd'; /* bench.Svc0 <-> bench.Svd0 */
         if ((r = write_text(sub, "10.yaml", rules, rules_size)) < 0)
             goto out;
-        start = last = now_ns();
+        start = last = bench_now_ns();
         while (!done) {
             uint64_t t;
 
@@ -400,7 +385,7 @@ static int bench_reload(unsigned rounds)
                 r = done;
                 goto out;
             }
-            t = now_ns();
+            t = bench_now_ns();
             if (t - last > gap)
                 gap = t - last;
             last = t;
@@ -416,6 +401,7 @@ out:
     free(rules);
     free(domains);
     remove_tree(dir);
+    bench_undo_drop(undo);
     return r;
 }
 
@@ -424,11 +410,11 @@ static double timer_overhead_ns(void)
     uint64_t samples[10001];
 
     for (size_t i = 0; i < 10001; i++) {
-        uint64_t a = now_ns();
+        uint64_t a = bench_now_ns();
 
-        samples[i] = now_ns() - a;
+        samples[i] = bench_now_ns() - a;
     }
-    qsort(samples, 10001, sizeof(*samples), cmp_u64);
+    qsort(samples, 10001, sizeof(*samples), bench_cmp_u64);
     return (double)samples[5000];
 }
 

@@ -309,7 +309,11 @@ int main(int argc, char **argv)
      * busy host. */
     r = sched_start(&d, (SchedMode)sched_mode, &sched);
     if (r < 0) {
-        dlog(LOG_ERR, "--sched: cannot run as SCHED_BATCH: %s", strerror(-r));
+        /* batch: the policy was refused; auto: only its watch could not be set up */
+        dlog(LOG_ERR, "--sched %s: %s",
+             sched_mode == SCHED_MODE_BATCH ? "batch: cannot run as SCHED_BATCH"
+                                            : "auto: cannot watch the connections",
+             strerror(-r));
         goto out;
     }
 
