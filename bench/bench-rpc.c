@@ -170,16 +170,21 @@ static int pump(Bench *b, bool want_space)
     if (to != 0) {
         if (to < 0 || to > 1000)
             to = 1000;
-        /* room for one 64 KiB write (one frame): librpc's window opens at a frame's room */
-        VchanStats st0, st1;
-        vchan_get_stats(b->vc, &st0);
-        int r = want_space ? vchan_wait_writable(b->vc, CHUNK + RPC_FRAME_HEADER_SIZE, to)
-                           : vchan_wait_readable(b->vc, 1, to);
-        if (r < 0 && r != -ETIMEDOUT && r != -EPIPE)
-            return -1;
-        vchan_get_stats(b->vc, &st1);
-        if (want_space && r == 0 && st1.sleeps != st0.sleeps)
-            batch_wait(b->vc);
+        if (!want_space) {
+            int r = vchan_wait_readable(b->vc, 1, to);
+            if (r < 0 && r != -ETIMEDOUT && r != -EPIPE)
+                return -1;
+        } else {
+            /* room for one 64 KiB write (one frame): librpc's window opens at a frame's room */
+            VchanStats st0, st1;
+            vchan_get_stats(b->vc, &st0);
+            int r = vchan_wait_writable(b->vc, CHUNK + RPC_FRAME_HEADER_SIZE, to);
+            if (r < 0 && r != -ETIMEDOUT && r != -EPIPE)
+                return -1;
+            vchan_get_stats(b->vc, &st1);
+            if (r == 0 && st1.sleeps != st0.sleeps)
+                batch_wait(b->vc);
+        }
     }
     return rpc_conn_dispatch(b->conn) != 0 ? -1 : 0;
 }
