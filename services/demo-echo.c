@@ -3,12 +3,16 @@
  * demo.Echo: copy stdin to stdout until EOF, byte for byte, then exit 0. When
  * both ends are pipes (as vrpc wires them) the bytes move with splice(2), so
  * they never pass through user space; otherwise a 256 KiB read/write loop.
- * Exits 1 on a read or write error (or dies of SIGPIPE when the reader left).
+ * Exits 1 on a read or write error, and dies of SIGPIPE when the reader left
+ * before all of stdin was written out; a reader that left once it had it all
+ * is no error (splice(2) at EOF reports the missing reader before the EOF).
  */
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +22,31 @@
 #include "service-cli.h"
 
 #define CHUNK (256 * 1024)
+
+/* Whether stdin is at its end: no data left and no writer (poll says POLLHUP
+ * without POLLIN). */
+static bool stdin_at_eof(void)
+{
+    struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+
+    return poll(&p, 1, 0) == 1 && !(p.revents & POLLIN) && (p.revents & POLLHUP);
+}
+
+/* Bytes could not be written: the reader left early. Die as a write with
+ * SIGPIPE's default disposition would have. */
+static int die_of_sigpipe(void)
+{
+    signal(SIGPIPE, SIG_DFL);
+    raise(SIGPIPE);
+    return -1;
+}
+
+/* splice(2) found the reader of stdout gone: done if nothing was left to give
+ * it (stdin at its end), else bytes are lost. */
+static int reader_gone(void)
+{
+    return stdin_at_eof() ? 1 : die_of_sigpipe();
+}
 
 /* Returns 1 when done (EOF), 0 when splice does not apply, -1 on error. */
 static int copy_splice(void)
@@ -31,6 +60,8 @@ static int copy_splice(void)
             return 1;
         if (errno == EINTR)
             continue;
+        if (errno == EPIPE)
+            return reader_gone();
         if (errno == EAGAIN) {
             /* Non-blocking fds: wait for whichever side is not ready. */
             struct pollfd p[2] = {{.fd = STDIN_FILENO, .events = POLLIN},
@@ -62,7 +93,7 @@ static int copy_rw(void)
         if (n == 0)
             return 0;
         if (write_all(STDOUT_FILENO, buf, (size_t)n) < 0)
-            return -1;
+            return errno == EPIPE ? die_of_sigpipe() : -1;
     }
 }
 
@@ -71,6 +102,8 @@ int main(int argc, char **argv)
     int r;
 
     service_cli(argc, argv, "demo.Echo", "Copy stdin to stdout until EOF.");
+    /* EPIPE instead, so that a reader gone at our EOF is told apart (reader_gone) */
+    signal(SIGPIPE, SIG_IGN);
     r = copy_splice();
     if (r == 0)
         r = copy_rw() == 0 ? 1 : -1;

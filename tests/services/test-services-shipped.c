@@ -2,7 +2,8 @@
 /*
  * The shipped services, run through the library from the example
  * configuration folder the build assembles (VRPC_EXAMPLE_ETC_DIR/services):
- * demo.Echo is binary-safe (every byte value, a large checksummed stream),
+ * demo.Echo is binary-safe (every byte value, a large checksummed stream) and
+ * exits 0 when its reader leaves after its last byte (dies of SIGPIPE before),
  * demo.Uppercase streams line by line (a line's answer arrives before the
  * next line is written), and vrpc.Ping answers without reading stdin. Also
  * checks that an argument of "--help" is data under vrpc, not an option.
@@ -11,10 +12,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "svc-test-util.h"
@@ -87,6 +91,52 @@ START_TEST(test_echo_large)
     svc_output_free(&o);
     vrpc_service_free(s);
     free(data);
+}
+END_TEST
+
+/* demo.Echo with @len bytes of @data on a closed stdin pipe and a stdout pipe whose reader is
+ * already gone; returns its wait status. */
+static int echo_to_gone_reader(const char *data, size_t len)
+{
+    char *argv[] = {SERVICES_DIR "/demo.Echo", NULL};
+    int in[2], out[2], st;
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    sigset_t def;
+    pid_t pid;
+
+    ck_assert_int_eq(pipe(in), 0);
+    ck_assert_int_eq(pipe(out), 0);
+    ck_assert_int_eq(write(in[1], data, len), (ssize_t)len);
+    close(in[1]);
+    close(out[0]);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawnattr_init(&at);
+    sigemptyset(&def);
+    sigaddset(&def, SIGPIPE);
+    posix_spawnattr_setsigdefault(&at, &def);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF);
+    ck_assert_int_eq(posix_spawn(&pid, argv[0], &fa, &at, argv, NULL), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    close(in[0]);
+    close(out[1]);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    return st;
+}
+
+/* Nothing left to echo when the reader went: no error (splice(2) at the end of stdin reports
+ * the missing reader first, and demo.Echo used to die of that SIGPIPE). Bytes it could not
+ * deliver: SIGPIPE, as a plain write would get. */
+START_TEST(test_echo_reader_gone)
+{
+    int st = echo_to_gone_reader("", 0);
+
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "empty stdin: wait status %#x", st);
+    st = echo_to_gone_reader("abc", 3);
+    ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGPIPE, "bytes lost: wait status %#x", st);
 }
 END_TEST
 
@@ -232,6 +282,7 @@ int main(void)
     tcase_add_test(tc, test_example_etc);
     tcase_add_test(tc, test_echo_all_bytes);
     tcase_add_test(tc, test_echo_large);
+    tcase_add_test(tc, test_echo_reader_gone);
     tcase_add_test(tc, test_uppercase_streams);
     tcase_add_test(tc, test_uppercase_long_line);
     tcase_add_test(tc, test_ping);
