@@ -70,6 +70,7 @@ void dispatcher_config_deinit(DispatcherConfig *cfg)
     free(cfg->host.ca);
     free(cfg->host.cert);
     free(cfg->host.key);
+    free(cfg->host.file);
     cfg->host = (HostConfig){0};
 }
 
@@ -244,6 +245,8 @@ static int parse_tls(HostConfig *h, const VrpcYamlNode *m, const char *file, cha
         }
         if (r < 0)
             return r;
+        h->tls_line[k] = v->line;
+        h->tls_col[k] = v->col;
         if (access(*dst[k], R_OK) < 0) {
             set_err(err, "%s:%u:%u: host.tls.%s: %s: %s", file, v->line, v->col, names[k], *dst[k],
                     strerror(errno));
@@ -348,6 +351,8 @@ static int parse_host(HostConfig *h, const VrpcYamlNode *m, const char *file, ch
     int r = parse_tls(h, vals[2], file, err);
     if (r < 0)
         return r;
+    if (!(h->file = strdup(file)))
+        return -ENOMEM;
     if (vals[3] && !vrpc_yaml_node_is_null(vals[3])) {
         r = parse_peers(h, vals[3], file, err);
         if (r < 0)

@@ -42,6 +42,10 @@ typedef struct HostConfig {
     char name[64];
     HostAddr listen;
     char *ca, *cert, *key;
+    /* where they are given, for messages: the configuration file and each value's line and
+     * column (ca, cert, key in that order) */
+    char *file;
+    unsigned tls_line[3], tls_col[3];
     HostPeerConfig peers[DISPATCHER_PEERS_MAX];
     size_t n_peers;
 } HostConfig;

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -481,7 +482,42 @@ static int listen_on(Links *ls, const HostAddr *a, char *err, size_t errsize)
 
 /* ---- lifetime ------------------------------------------------------------------------------- */
 
-int links_new(Links **lsp, Dispatcher *d, char *err, size_t errsize)
+int links_load_tls(const HostConfig *h, TlsCtx **tlsp, char *err, size_t errsize)
+{
+    static const char *const what[3] = {"ca", "cert", "key"};
+    char why[400];
+    struct stat st;
+    int which, r;
+
+    *tlsp = NULL;
+    if (!h->enabled)
+        return 0;
+    r = tls_ctx_new(tlsp, h->ca, h->cert, h->key, &which, why, sizeof(why));
+    if (r < 0) {
+        if (which < 0)
+            snprintf(err, errsize, "%s", why);
+        else
+            snprintf(err, errsize, "%s:%u:%u: host.tls.%s: %s", h->file, h->tls_line[which],
+                     h->tls_col[which], what[which], why);
+        return r;
+    }
+    if (!tls_ctx_cert_has_name(*tlsp, h->name)) {
+        snprintf(err, errsize,
+                 "%s:%u:%u: host.tls.cert: %s does not name host %s (a subjectAltName DNS "
+                 "entry)",
+                 h->file, h->tls_line[1], h->tls_col[1], h->cert, h->name);
+        *tlsp = tls_ctx_free(*tlsp);
+        return -EINVAL;
+    }
+    if (stat(h->key, &st) == 0 && (st.st_mode & 077))
+        dlog(LOG_WARNING,
+             "%s:%u:%u: host.tls.key: %s may be read by others (mode %04o): "
+             "make it 0600",
+             h->file, h->tls_line[2], h->tls_col[2], h->key, (unsigned)(st.st_mode & 07777));
+    return 0;
+}
+
+int links_new(Links **lsp, Dispatcher *d, TlsCtx *tls, char *err, size_t errsize)
 {
     const HostConfig *h = &d->config.host;
     Links *ls;
@@ -491,19 +527,13 @@ int links_new(Links **lsp, Dispatcher *d, char *err, size_t errsize)
     if (!h->enabled)
         return 0;
     ls = calloc(1, sizeof(*ls));
-    if (!ls)
+    if (!ls) {
+        tls_ctx_free(tls);
         return -ENOMEM;
+    }
     ls->d = d;
     ls->listen_fd = -1;
-    r = tls_ctx_new(&ls->tls, h->ca, h->cert, h->key, err, errsize);
-    if (r < 0)
-        goto fail;
-    if (!tls_ctx_cert_has_name(ls->tls, h->name)) {
-        snprintf(err, errsize, "host.tls.cert %s does not name host %s (subjectAltName DNS)",
-                 h->cert, h->name);
-        r = -EINVAL;
-        goto fail;
-    }
+    ls->tls = tls;
     r = listen_on(ls, &h->listen, err, errsize);
     if (r < 0)
         goto fail;

@@ -10,12 +10,19 @@
 #include <stdio.h>
 
 #include "dispatcher.h"
+#include "tls.h"
 
 typedef struct Links Links;
 
-/* Start listening and dialling per d->config.host (nothing if it is not enabled).
- * Returns 0, or -errno with a reason in @err. */
-int links_new(Links **lsp, Dispatcher *d, char *err, size_t errsize);
+/* The TLS context of host @h (*@tlsp NULL if it is not enabled): CA, certificate and key
+ * loaded, the certificate naming the host; a key others may read is warned about. At start,
+ * before anything else: a bad value is refused with FILE:LINE:COL. Returns 0, or -errno with
+ * a reason in @err. */
+int links_load_tls(const HostConfig *h, TlsCtx **tlsp, char *err, size_t errsize);
+/* Start listening and dialling per d->config.host with @tls from links_load_tls() (taken,
+ * also on failure; nothing if it is not enabled). Returns 0, or -errno with a reason in
+ * @err. */
+int links_new(Links **lsp, Dispatcher *d, TlsCtx *tls, char *err, size_t errsize);
 Links *links_free(Links *ls);
 
 /* The up link to host @name, or NULL. */

@@ -163,6 +163,7 @@ int main(int argc, char **argv)
     const char *etc = VRPC_POLICY_DEFAULT_ETC, *socket_path = NULL, *control_path = NULL;
     const char *audit_path = NULL;
     char err[DISPATCHER_CONFIG_ERROR_MAX];
+    TlsCtx *tls = NULL; /* host.tls, until links_new() takes it */
     Dispatcher d = {.guests_changed = on_guests_changed,
                     .peer_call = route_call,
                     .peer_gone = route_peer_gone,
@@ -247,6 +248,12 @@ int main(int argc, char **argv)
         dlog_set_level(d.config.log_level);
     if (!audit_path)
         audit_path = d.config.audit_log;
+    /* host.tls (cross-host links): refused now, before anything starts, if it will not do */
+    r = links_load_tls(&d.config.host, &tls, err, sizeof(err));
+    if (r < 0) {
+        dlog(LOG_ERR, "%s", err);
+        goto out;
+    }
 
     d.etc_dir = strdup(etc);
     d.socket_path = socket_path;
@@ -349,7 +356,8 @@ int main(int argc, char **argv)
         goto out;
     {
         char lerr[512];
-        r = links_new(&d.links, &d, lerr, sizeof(lerr));
+        r = links_new(&d.links, &d, tls, lerr, sizeof(lerr));
+        tls = NULL; /* taken */
         if (r < 0) {
             dlog(LOG_ERR, "%s", lerr);
             goto out;
@@ -380,6 +388,7 @@ out:
     if (d.loop)
         rpc_loop_run_once(d.loop, 0);
     d.links = links_free(d.links);
+    tls_ctx_free(tls);
     sched = sched_free(sched);
     d.handlers = vrpc_handler_set_free(d.handlers);
     route_free_all(&d);

@@ -76,11 +76,12 @@ static void ssl_reason(char *err, size_t errsize, const char *what)
     ERR_clear_error();
 }
 
-int tls_ctx_new(TlsCtx **ctxp, const char *ca, const char *cert, const char *key, char *err,
-                size_t errsize)
+int tls_ctx_new(TlsCtx **ctxp, const char *ca, const char *cert, const char *key, int *whichp,
+                char *err, size_t errsize)
 {
     TlsCtx *c = calloc(1, sizeof(*c));
 
+    *whichp = -1;
     if (!c)
         return -ENOMEM;
     c->ssl = SSL_CTX_new(TLS_method());
@@ -104,14 +105,17 @@ int tls_ctx_new(TlsCtx **ctxp, const char *ca, const char *cert, const char *key
     /* No session tickets: every link authenticates with its certificate. */
     SSL_CTX_set_num_tickets(c->ssl, 0);
     SSL_CTX_set_verify(c->ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    *whichp = 0;
     if (SSL_CTX_load_verify_locations(c->ssl, ca, NULL) != 1) {
         ssl_reason(err, errsize, ca);
         goto fail;
     }
+    *whichp = 1;
     if (SSL_CTX_use_certificate_chain_file(c->ssl, cert) != 1) {
         ssl_reason(err, errsize, cert);
         goto fail;
     }
+    *whichp = 2;
     if (SSL_CTX_use_PrivateKey_file(c->ssl, key, SSL_FILETYPE_PEM) != 1) {
         ssl_reason(err, errsize, key);
         goto fail;
@@ -120,6 +124,7 @@ int tls_ctx_new(TlsCtx **ctxp, const char *ca, const char *cert, const char *key
         ssl_reason(err, errsize, "key does not match the certificate");
         goto fail;
     }
+    *whichp = -1;
     c->own = SSL_CTX_get0_certificate(c->ssl);
     *ctxp = c;
     return 0;

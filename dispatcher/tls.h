@@ -15,9 +15,10 @@
 typedef struct TlsCtx TlsCtx;
 typedef struct Tls Tls;
 
-/* Load CA, certificate and key (PEM files). Returns 0 or -EINVAL with a reason in @err. */
-int tls_ctx_new(TlsCtx **ctxp, const char *ca, const char *cert, const char *key, char *err,
-                size_t errsize);
+/* Load CA, certificate and key (PEM files). Returns 0 or -EINVAL with a reason in @err and in
+ * *@whichp the file it is about: 0 the CA, 1 the certificate, 2 the key, -1 none. */
+int tls_ctx_new(TlsCtx **ctxp, const char *ca, const char *cert, const char *key, int *whichp,
+                char *err, size_t errsize);
 TlsCtx *tls_ctx_free(TlsCtx *ctx);
 /* Whether @name is one of the certificate's own subjectAltName DNS entries. */
 bool tls_ctx_cert_has_name(const TlsCtx *ctx, const char *name);

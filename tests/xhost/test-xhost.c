@@ -560,6 +560,16 @@ START_TEST(config_errors)
          "  tls: {ca: PKI/ca.pem, cert: PKI/hosta.pem, key: PKI/hosta.key}\n"
          "  peers:\n    hosta: \"127.0.0.1:7002\"\n",
          ":6:5:", "this host's own name"},
+        /* the files themselves, checked before anything starts (no sim needed) */
+        {"host:\n  name: hosta\n  listen: \"127.0.0.1:7001\"\n  tls:\n    ca: PKI/ca.pem\n"
+         "    cert: PKI/hostb.pem\n    key: PKI/hostb.key\n",
+         ":6:11: host.tls.cert:", "does not name host hosta"},
+        {"host:\n  name: hosta\n  listen: \"127.0.0.1:7001\"\n  tls:\n    ca: PKI/ca.pem\n"
+         "    cert: PKI/hosta.pem\n    key: PKI/hostb.key\n",
+         ":7:10: host.tls.key:", "mismatch"},
+        {"host:\n  name: hosta\n  listen: \"127.0.0.1:7001\"\n  tls:\n    ca: PKI/hosta.key\n"
+         "    cert: PKI/hosta.pem\n    key: PKI/hosta.key\n",
+         ":5:9: host.tls.ca:", "hosta.key"},
     };
     char dir[256];
     snprintf(dir, sizeof dir, "/tmp/vrpc-xhost-cfg-%d", (int)getpid());
@@ -582,6 +592,25 @@ START_TEST(config_errors)
         ck_assert_msg(strstr(r.err, "dispatcher.yaml") && strstr(r.err, bad[i].where) &&
                           strstr(r.err, bad[i].what),
                       "case %zu: '%s'", i, r.err);
+        vt_result_free(&r);
+    }
+    /* A key others may read: a warning, with where it is configured (the run then fails at
+     * its socket, as above). */
+    {
+        char y[2048], cmd[1200];
+        snprintf(cmd, sizeof cmd, "cp %s/hosta.key %s/open.key && chmod 0644 %s/open.key", g_pki,
+                 dir, dir);
+        ck_assert_int_eq(system(cmd), 0);
+        snprintf(y, sizeof y,
+                 "host:\n  name: hosta\n  listen: \"127.0.0.1:7001\"\n  tls:\n    ca: %s/ca.pem\n"
+                 "    cert: %s/hosta.pem\n    key: %s/open.key\n",
+                 g_pki, g_pki, dir);
+        write_file(dir, "dispatcher.yaml", y, 0644);
+        VtResult r = vt_run(ARGS(VRPC_DISPATCHER_BIN, "--etc", dir, "--socket", "/nonexistent/s"),
+                            60);
+        ck_assert_msg(strstr(r.err, ":7:10: host.tls.key:") && strstr(r.err, "mode 0644") &&
+                          strstr(r.err, "make it 0600"),
+                      "no warning for a key of mode 0644: '%s'", r.err);
         vt_result_free(&r);
     }
     VtResult r = vt_run(ARGS("rm", "-rf", dir, g_pki), 60);
