@@ -413,6 +413,9 @@ static int cmd_exec(int argc, char **argv)
         sim_path(path, sizeof(path), "dom0/control.sock");
         setenv("VRPC_CONTROL", path, 1);
     }
+    /* vrpc's programs by name (`exec work -- vrpc-call ...`), from a build tree too */
+    if (sim_vrpc_path(path, sizeof(path)) == 0)
+        prepend_env("PATH", path, ':');
     prepend_env("LD_LIBRARY_PATH", sim_libdir(), ':');
     snprintf(path, sizeof(path), "%s/libvrpcsim-xc.so", sim_libdir());
     prepend_env("LD_PRELOAD", path, ':');

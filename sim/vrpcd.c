@@ -73,6 +73,32 @@ static int find_program(char *buf, size_t len, const char *subdir, const char *n
     return -1;
 }
 
+int sim_vrpc_path(char *buf, size_t len)
+{
+    static const char *const subdirs[] = {"agent", "dispatcher", "policy"};
+    const char *env = getenv("VRPCSIM_VRPC_BINDIR");
+    char dir[PATH_MAX], cand[PATH_MAX + 32];
+    size_t used = 0;
+
+    if (env && *env)
+        return (size_t)snprintf(buf, len, "%s", env) < len ? 0 : -1;
+    if (self_dir(dir, sizeof(dir)) < 0)
+        return -1;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
+        snprintf(cand, sizeof(cand), "%s/../%s", dir, subdirs[i]);
+        char *real = realpath(cand, NULL);
+        if (!real)
+            continue;
+        int n = snprintf(buf + used, len - used, "%s%s", used ? ":" : "", real);
+        free(real);
+        if (n < 0 || (size_t)n >= len - used)
+            return -1;
+        used += (size_t)n;
+    }
+    return used ? 0 : -1;
+}
+
 /* The configuration folder: @etc as given (made absolute), else the example one that the
  * build assembles next to sim/ (build/etc), else /etc/vrpc. */
 static int find_etc(char *buf, size_t len, const char *etc, char *err, size_t errlen)
