@@ -137,9 +137,10 @@ VRPC_EXPORT int vrpc_client_wait(VrpcClient *client, int timeout_ms);
 
 /*
  * Open a call of @service ("NAME" or "NAME+ARG") in @target on @client. Stdin may be
- * written at once. Returns 0 and sets *@callp, or -EINVAL (a name breaks the rules of
- * vrpc-call(1)), -ENOTCONN (the connection is gone), -EBUSY (as many calls open as the
- * daemon allows), -ENOMEM.
+ * written once the daemon's greeting is in (the call's first notify; before it,
+ * vrpc_call_write() returns -EAGAIN). Returns 0 and sets *@callp, or -EINVAL (a name
+ * breaks the rules of vrpc-call(1)), -ENOTCONN (the connection is gone), -EBUSY (as many
+ * calls open as the daemon allows), -ENOMEM.
  */
 VRPC_EXPORT int vrpc_call_open(VrpcClient *client, const char *target, const char *service,
                                VrpcCall **callp);
@@ -205,7 +206,8 @@ typedef struct VrpcServerCall VrpcServerCall;
 /*
  * Listen for calls on the Unix socket @path (usually /etc/vrpc/services/NAME), created with
  * permissions @mode (0600 or 0660 is right: whoever can connect can claim any source). A
- * stale socket file is replaced, a live one is an error. The fd is non-blocking.
+ * stale socket file is replaced, a live one is an error (found by connecting to it: that
+ * server's vrpc_server_accept() drops the probe with -EPROTO). The fd is non-blocking.
  * Returns 0 and sets *@serverp, or -EADDRINUSE (another server listens there),
  * -ENAMETOOLONG, -ENOMEM, -errno of socket/bind/listen.
  */
