@@ -70,10 +70,20 @@ static int report_parser_error(VrpcYaml *y)
         line = (unsigned)p->problem_mark.line + 1;
         col = (unsigned)p->problem_mark.column + 1;
     }
+    /* An unquoted @anyvm or * is the usual cause: '@' and '`' cannot start a plain value,
+     * '*' starts an alias. Say so. */
+    const char *hint = "";
+    if (p->error == YAML_SCANNER_ERROR) {
+        size_t at[2] = {p->problem_mark.index, p->context_mark.index};
+        for (int i = 0; i < 2 && !*hint; i++)
+            if (at[i] < y->size && strchr("@`*", y->data[at[i]]) && y->data[at[i]])
+                hint = " (quote a value that starts with @ or *: \"@anyvm\", \"*\")";
+    }
     if (p->context)
-        vrpc_diag_add(y->diag, y->file, line, col, "invalid YAML: %s %s", problem, p->context);
+        vrpc_diag_add(y->diag, y->file, line, col, "invalid YAML: %s %s%s", problem, p->context,
+                      hint);
     else
-        vrpc_diag_add(y->diag, y->file, line, col, "invalid YAML: %s", problem);
+        vrpc_diag_add(y->diag, y->file, line, col, "invalid YAML: %s%s", problem, hint);
     y->failed = true;
     return -EBADMSG;
 }

@@ -106,7 +106,8 @@ int policy_token_parse(const char *s, size_t len, PolicyToken *tokenp, const cha
         *errp = "a token such as @adminvm cannot name a host (another host's dom0 is dom0@HOST)";
         return -EINVAL;
     } else if (s[0] == '@' || s[0] == '$') {
-        *errp = "unknown token (expected @anyvm, @adminvm, @tag:T, @type:T, @default or \"*\")";
+        *errp = "unknown token (expected @anyvm, @adminvm, @tag:T, @type:T or \"*\"; in a "
+                "target also @default)";
         return -EINVAL;
     } else {
         t.kind = POLICY_TOKEN_NAME;

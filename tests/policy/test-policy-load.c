@@ -104,6 +104,13 @@ static const LoadCase load_cases[] = {
      "t.yaml:2:26: source: unknown token (expected @anyvm"},
     {"old $anyvm", FLOW("service: a, source: $anyvm, target: c, action: allow"), NULL, NULL, 1,
      "t.yaml:2:26: source: unknown token"},
+    /* unquoted: YAML's own message, and what to do */
+    {"unquoted @anyvm", FLOW("service: a, source: @anyvm, target: c, action: allow"), NULL, NULL, 1,
+     "t.yaml:2:26: invalid YAML: found character that cannot start any token while scanning "
+     "for the next token (quote a value that starts with @ or *: \"@anyvm\", \"*\")"},
+    {"unquoted *", RULE("    action: allow\n    argument: *\n"), NULL, NULL, 1,
+     "t.yaml:6:16: invalid YAML: did not find expected alphabetic or numeric character while "
+     "scanning an alias (quote a value that starts with @ or *: \"@anyvm\", \"*\")"},
     {"empty @tag:", FLOW("service: a, source: '@tag:', target: c, action: allow"), NULL, NULL, 1,
      "t.yaml:2:26: source: @tag: needs a tag name"},
     {"bad @type:", FLOW("service: a, source: b, target: '@type:a b', action: allow"), NULL, NULL, 1,
