@@ -6,7 +6,7 @@
  * Unix socket, local.c) to the dispatcher as streams of that vchan, with credit propagated
  * end to end. When the dispatcher goes away the agent fails the calls in flight and offers a
  * new vchan. This file holds the command line, the logger and the process's lifetime.
- * Foreground, logs to stderr, SIGTERM/SIGINT end it cleanly.
+ * Foreground, logs to stderr, SIGTERM/SIGINT/SIGHUP end it cleanly.
  */
 
 #include <errno.h>
@@ -160,7 +160,7 @@ int main(int argc, char **argv)
     vchan_set_log(vrpc_log_sink, NULL);
 
     int ret = 1, r;
-    RpcLoopSource *sig_term = NULL, *sig_int = NULL;
+    RpcLoopSource *sig_term = NULL, *sig_int = NULL, *sig_hup = NULL;
     a->xs = xs_open(0);
     if (!a->xs) {
         logmsg(LOG_ERR,
@@ -181,6 +181,7 @@ int main(int argc, char **argv)
     if ((r = rpc_loop_new(&a->loop)) < 0 || (r = vrpc_handler_set_new(&a->handlers, a->loop)) < 0 ||
         (r = rpc_loop_add_signal(a->loop, SIGTERM, on_signal, a, &sig_term)) < 0 ||
         (r = rpc_loop_add_signal(a->loop, SIGINT, on_signal, a, &sig_int)) < 0 ||
+        (r = rpc_loop_add_signal(a->loop, SIGHUP, on_signal, a, &sig_hup)) < 0 ||
         (r = offer_init(a)) < 0 || (!a->no_direct && (r = direct_init(a)) < 0)) {
         logmsg(LOG_ERR, "cannot set up the event loop: %s", strerror(-r));
         goto out;
@@ -206,6 +207,7 @@ out:
     a->handlers = vrpc_handler_set_free(a->handlers);
     rpc_loop_source_free(sig_term);
     rpc_loop_source_free(sig_int);
+    rpc_loop_source_free(sig_hup);
     a->loop = rpc_loop_free(a->loop);
     xs_close(a->xs);
     return ret;

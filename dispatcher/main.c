@@ -4,8 +4,8 @@
  * xenstore and keeps one librpc connection over one vchan to each, accepts dom0 callers on a
  * local Unix socket, decides every call with the compiled policy (reloaded when policy.d or
  * domains.yaml change), runs dom0 services and relays calls between guests, and writes one
- * audit line per call. It runs in the foreground, logs to stderr, and on SIGTERM closes
- * every connection, kills its handlers and exits 0.
+ * audit line per call. It runs in the foreground, logs to stderr, and on SIGTERM (SIGINT,
+ * SIGHUP) closes every connection, kills its handlers and exits 0.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -170,7 +170,7 @@ int main(int argc, char **argv)
                     .peer_lost = on_peer_lost};
     Listener local = {.fd = -1};
     PolicyWatchCtx pw = {0};
-    RpcLoopSource *policy_src = NULL, *sigterm = NULL, *sigint = NULL;
+    RpcLoopSource *policy_src = NULL, *sigterm = NULL, *sigint = NULL, *sighup = NULL;
     int opt, r, ret = 1;
     int sched_mode = SCHED_MODE_AUTO;
     SchedAuto *sched = NULL;
@@ -284,8 +284,11 @@ int main(int argc, char **argv)
              strerror(errno));
     if (d.config.notify_program && access(d.config.notify_program, X_OK) < 0)
         dlog(LOG_WARNING, "notify-program %s: %s", d.config.notify_program, strerror(errno));
+    /* SIGHUP too (its terminal went away): the same clean end. The policy reloads by
+     * itself (inotify), so there is nothing for SIGHUP to re-read. */
     if (rpc_loop_add_signal(d.loop, SIGTERM, on_signal, &d, &sigterm) < 0 ||
-        rpc_loop_add_signal(d.loop, SIGINT, on_signal, &d, &sigint) < 0) {
+        rpc_loop_add_signal(d.loop, SIGINT, on_signal, &d, &sigint) < 0 ||
+        rpc_loop_add_signal(d.loop, SIGHUP, on_signal, &d, &sighup) < 0) {
         dlog(LOG_ERR, "cannot handle signals");
         goto out;
     }
@@ -399,6 +402,7 @@ out:
     vrpc_policy_holder_free(d.policy);
     rpc_loop_source_free(sigterm);
     rpc_loop_source_free(sigint);
+    rpc_loop_source_free(sighup);
     d.loop = rpc_loop_free(d.loop);
     audit_free(d.audit);
     dispatcher_config_deinit(&d.config);

@@ -135,13 +135,16 @@ static int cmd_wait_guests(const char *control, unsigned count, double timeout_s
 {
     long long deadline = now_ms() + (long long)(timeout_s * 1000.0);
 
-    for (;;) {
+    /* At least one look, also with --timeout 0 (whether the guests are there now). */
+    for (bool first = true;; first = false) {
         long long left = deadline - now_ms();
         char cmd[64], *answer = NULL;
         int fd, r;
 
-        if (left <= 0)
+        if (left <= 0 && !first)
             break;
+        if (left < 0)
+            left = 0;
         fd = rpc_unix_connect(control);
         if (fd < 0) {
             /* Not listening yet (or restarting): try again shortly. */

@@ -594,8 +594,14 @@ START_TEST(ctl_cmds)
     ck_assert_msg(strstr(s, "total guests 2 calls-in-flight 0 calls-total 3 refused 1\n"), "%s", s);
     free(s);
 
-    /* wait-guests: 1 on timeout; usage errors 2. */
+    /* wait-guests: 1 on timeout; usage errors 2. --timeout 0 looks once. */
     r = ctl(&e, "wait-guests", "3", "--timeout", "0.5");
+    ck_assert_int_eq(r.status, 1);
+    vt_result_free(&r);
+    r = ctl(&e, "wait-guests", "2", "--timeout", "0");
+    ck_assert_msg(r.status == 0, "wait-guests 2 --timeout 0 with 2 guests: %d %s", r.status, r.err);
+    vt_result_free(&r);
+    r = ctl(&e, "wait-guests", "3", "--timeout", "0");
     ck_assert_int_eq(r.status, 1);
     vt_result_free(&r);
     r = ctl(&e, "wait-guests", "many", NULL, NULL);

@@ -1022,9 +1022,18 @@ static pid_t start_dispatcher(const char *logname)
 START_TEST(dispatcher_restart)
 {
     setup("drst", ARGS("work", "vault"));
-    ck_assert_int_eq(kill(g_disp_pid, SIGTERM), 0);
+    /* SIGHUP (its terminal gone) ends it cleanly, as SIGTERM does (dtest.c's disp_stop) */
+    ck_assert_int_eq(kill(g_disp_pid, SIGHUP), 0);
     for (long long end = now_ms() + VT_HANG_MS; now_ms() < end && kill(g_disp_pid, 0) == 0;)
         usleep(20000);
+    {
+        char log[600];
+        snprintf(log, sizeof log, "%s/dispatcher.log", vt_instance_dir(g_ns));
+        char *text = vt_read_file(log);
+        ck_assert_msg(text && strstr(text, "signal 1: shutting down"), "no clean end on SIGHUP: %s",
+                      text ? text : "(no log)");
+        free(text);
+    }
     /* while dom0 is away, local calls fail at once with 125 and a reason */
     Out o = run_call("work", "x", ARGS("dom0", "demo.Echo"));
     ck_assert_msg(o.status == 125, "status %d", o.status);
