@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sched.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -292,9 +293,14 @@ static int proc_spawn(AskSet *set, const char *path, char *const argv[], bool no
         r = posix_spawnattr_setsigmask(&attr, &none);
     if (!r)
         r = posix_spawnattr_setsigdefault(&attr, &all);
+    /* SCHED_OTHER, as handlers start: not the dispatcher's SCHED_BATCH (--sched) */
+    if (!r)
+        r = posix_spawnattr_setschedpolicy(&attr, SCHED_OTHER);
+    if (!r)
+        r = posix_spawnattr_setschedparam(&attr, &(struct sched_param){0});
     if (!r)
         r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-                                                POSIX_SPAWN_SETSIGDEF);
+                                                POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSCHEDULER);
     if (!r)
         r = posix_spawn(&a->pid, path, &fa, &attr, argv, envp);
     posix_spawn_file_actions_destroy(&fa);

@@ -26,13 +26,15 @@
 /* The ask program. mode: answer (print the file "answer", exit 0), fail (print allow, exit
  * 3), kill (print allow, die of SIGKILL), hang (sleep for good), junk-hang (print "maybe",
  * then sleep), wait (wait for the file "release", then answer). It appends its pid to
- * "pids" and "N|SOURCE|CALL|TARGET|DEFAULT" to "args", and its environment to "env". */
+ * "pids" and "N|SOURCE|CALL|TARGET|DEFAULT" to "args", and its environment to "env", its
+ * scheduling policy (/proc/PID/stat field 41) to "sched". */
 static const char ask_script[] =
     "#!/bin/sh\n"
     "d=${0%/*}\n"
     "echo $$ >> \"$d/pids\"\n"
     "printf '%s|%s|%s|%s|%s\\n' \"$#\" \"$1\" \"$2\" \"$3\" \"$4\" >> \"$d/args\"\n"
     "env > \"$d/env\"\n"
+    "cut -d' ' -f41 /proc/$$/stat > \"$d/sched\"\n"
     "read mode < \"$d/mode\"\n"
     "case $mode in\n"
     "answer) cat \"$d/answer\"; exit 0 ;;\n"
@@ -243,6 +245,11 @@ START_TEST(ask_allow)
     ck_assert_msg(strstr(env, "PATH=") && !strstr(env, "VRPCSIM") && !strstr(env, "HOME="),
                   "environment: %s", env);
     free(env);
+    /* SCHED_OTHER (0), as handlers: not the dispatcher's SCHED_BATCH of --sched auto */
+    char *sched = get(&a, "sched");
+    ck_assert_ptr_nonnull(sched);
+    ck_assert_str_eq(sched, "0\n");
+    free(sched);
     assert_audit(&a.e, "work", "demo.Uppercase",
                  NEEDLES("\"resolved_target\":\"dom0\"", "\"policy\":\"ask\"",
                          "\"answer\":\"allow\"", "\"decision\":\"allow\"", "\"reason\":\"\"",
