@@ -837,8 +837,6 @@ void route_call(Peer *src, RpcStream *s, const RpcCall *untrusted_call)
     Call *c;
     int r;
 
-    d->calls_total++;
-    src->calls_total++;
     /* librpc has checked every field's charset and length. The source field is for the
      * dispatcher -> agent direction only: a guest that sets it is trying to impersonate. */
     if (src->kind == PEER_GUEST && untrusted_call->source && untrusted_call->source[0]) {
@@ -860,6 +858,9 @@ void route_call(Peer *src, RpcStream *s, const RpcCall *untrusted_call)
         route_control(src, s, untrusted_call);
         return;
     }
+    /* A call (not an agent's control message, such as a direct call's end report). */
+    d->calls_total++;
+    src->calls_total++;
     c = calloc(1, sizeof(*c));
     if (!c) {
         rpc_stream_refuse(s, VRPC_SERVICES_EXIT_FRAMEWORK, "vrpc: out of memory");

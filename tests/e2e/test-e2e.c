@@ -642,6 +642,24 @@ START_TEST(binary_small)
 }
 END_TEST
 
+/* calls-total of guest @name in `vrpc-ctl status`, or -1. */
+static long ctl_calls_total(const char *name)
+{
+    char control[600], key[80];
+    snprintf(control, sizeof control, "%s/dom0/control.sock", vt_instance_dir(g_ns));
+    const char *argv[] = {VRPC_SIM_BIN, "exec",      "--ns",  g_ns,     "dom0", "--",
+                          VRPC_CTL_BIN, "--control", control, "status", NULL};
+    VtResult r = vt_run(argv, VT_HANG_S);
+    long n = -1;
+    snprintf(key, sizeof key, "guest %s ", name);
+    const char *t = strstr(r.out, key);
+    const char *k = t ? strstr(t, "calls-total ") : NULL;
+    if (k)
+        n = atol(k + strlen("calls-total "));
+    vt_result_free(&r);
+    return n;
+}
+
 static int ctl_in_flight(void)
 {
     char control[600];
@@ -1293,6 +1311,13 @@ START_TEST(direct_data)
     /* the other direction gets its own channel */
     expect_call("vault", "v\n", ARGS("work", "demo.Uppercase"), 0, "V\n");
     ck_assert_int_eq(audit_wait("demo.Uppercase", "\"path\":\"direct\"", 1), 1);
+    /* vrpc-ctl status counts a direct call once, for its caller: the agents' end reports
+     * are not calls */
+    long work0 = ctl_calls_total("work"), vault0 = ctl_calls_total("vault");
+    expect_call("work", NULL, ARGS("vault", "test.Exit+3"), 3, NULL);
+    ck_assert_int_eq(audit_wait("test.Exit", "\"exit\":3", 1), 1);
+    ck_assert_int_eq(ctl_calls_total("work"), work0 + 1);
+    ck_assert_int_eq(ctl_calls_total("vault"), vault0);
     teardown_check();
 }
 END_TEST
