@@ -40,6 +40,7 @@ typedef struct Dispatcher {
     const char *socket_path; /* dom0 callers' socket; handlers get it as VRPC_SOCKET */
     DispatcherConfig config;
     bool debug;
+    bool stopping; /* the daemon is shutting down: the calls it cuts are its doing */
     VrpcPolicyHolder *policy;
     VrpcHandlerSet *handlers;
     Audit *audit;

@@ -372,6 +372,7 @@ int main(int argc, char **argv)
     ret = r < 0 ? 1 : 0;
 
 out:
+    d.stopping = true;
     d.guests = guests_free(d.guests);
     d.control = control_free(d.control);
     local.src = rpc_loop_source_free(local.src);

@@ -171,6 +171,12 @@ static void call_finish(Call *c, AuditEnd end, int exit_code)
         c->dst->calls_out--;
     if (d->calls_in_flight)
         d->calls_in_flight--;
+    if (end == AUDIT_END_CANCELLED && d->stopping) {
+        /* We cut it, not the caller: it gets 125 (its connection to us lost). */
+        end = AUDIT_END_ABORTED;
+        exit_code = VRPC_SERVICES_EXIT_FRAMEWORK;
+        set_reason(c, "vrpc-dispatcher stopped");
+    }
     if (end == AUDIT_END_CANCELLED && !c->reason[0])
         set_reason(c, "the caller went away");
     AuditRecord rec = {

@@ -1037,13 +1037,26 @@ static pid_t start_dispatcher(const char *logname)
     return pid;
 }
 
+static int audit_count(const char *service, const char *needle);
+static int audit_wait(const char *service, const char *needle, int expect);
+
 START_TEST(dispatcher_restart)
 {
     setup("drst", ARGS("work", "vault"));
+    /* a call running in dom0 when the dispatcher stops */
+    Call running = call_start("work", -1, -1, ARGS("dom0", "test.Sleep"));
+    char pid[32] = "";
+    ck_assert_int_gt(read(running.out, pid, sizeof pid - 1), 0);
     /* SIGHUP (its terminal gone) ends it cleanly, as SIGTERM does (dtest.c's disp_stop) */
     ck_assert_int_eq(kill(g_disp_pid, SIGHUP), 0);
     for (long long end = now_ms() + VT_HANG_MS; now_ms() < end && kill(g_disp_pid, 0) == 0;)
         usleep(20000);
+    /* the caller gets 125, and the audit says the dispatcher cut the call (not its caller) */
+    Out ro = call_finish(running, NULL, 0);
+    ck_assert_msg(ro.status == 125, "running call: status %d (%s)", ro.status, ro.err);
+    out_free(&ro);
+    ck_assert_int_eq(audit_wait("test.Sleep", "\"reason\":\"vrpc-dispatcher stopped\"", 1), 1);
+    ck_assert_int_eq(audit_count("test.Sleep", "\"end\":\"aborted\",\"exit\":125"), 1);
     {
         char log[600];
         snprintf(log, sizeof log, "%s/dispatcher.log", vt_instance_dir(g_ns));
