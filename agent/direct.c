@@ -545,8 +545,10 @@ static void hop_ended(RpcRelay *r, RpcRelayEnd end, int32_t code, const char *re
     if ((end == RPC_RELAY_END_EXIT || end == RPC_RELAY_END_REFUSED) && code >= 0 && code <= 255)
         snprintf(what, sizeof(what), "%s%d",
                  end == RPC_RELAY_END_REFUSED ? VRPC_DIRECT_REFUSED_PREFIX : "", (int)code);
+    else if (end == RPC_RELAY_END_CANCELLED && !h->a->quitting)
+        snprintf(what, sizeof(what), "cancelled"); /* our caller went away (or gave up) */
     else
-        snprintf(what, sizeof(what), "aborted"); /* reset, lost, or our caller went away */
+        snprintf(what, sizeof(what), "aborted"); /* reset, lost, or we are stopping */
     report(h->a, h->call_id, what);
 }
 

@@ -184,6 +184,8 @@ int vrpc_direct_parse_exit(const char *untrusted, bool *refused)
         return VRPC_DIRECT_EXIT_ABORTED;
     if (!ref && strcmp(s, "expired") == 0)
         return VRPC_DIRECT_EXIT_EXPIRED;
+    if (!ref && strcmp(s, "cancelled") == 0)
+        return VRPC_DIRECT_EXIT_CANCELLED;
     if (take_dec(&s, 255, &v) < 0 || *s)
         return -EINVAL;
     if (refused)

@@ -79,13 +79,15 @@ int vrpc_direct_format_serve(char *buf, size_t size, const VrpcDirectServe *req)
 int vrpc_direct_parse_serve(const char *untrusted, size_t len, VrpcDirectServe *req);
 
 /* Exit reports (CALL.argument of VRPC_DIRECT_SVC_EXIT, from the target and from the source
- * agent; the source never sends "expired"): the exit code "0".."255", or
- * "refused-CODE" (the target refused the call, e.g. 127 for no such service: the handler
- * never ran), or "aborted" (the call's stream was reset or its channel lost) or "expired"
- * (the token was never used). Parse: returns the code >= 0 (*@refused tells which of the
- * first two; @refused may be NULL), -1 for aborted, -2 for expired, or -EINVAL. */
+ * agent; the source never sends "expired", the target never "cancelled"): the exit code
+ * "0".."255", or "refused-CODE" (the target refused the call, e.g. 127 for no such service:
+ * the handler never ran), or "aborted" (the call's stream was reset or its channel lost),
+ * "expired" (the token was never used) or "cancelled" (the source's caller went away
+ * before the end). Parse: returns the code >= 0 (*@refused tells which of the first two;
+ * @refused may be NULL), -1 for aborted, -2 for expired, -3 for cancelled, or -EINVAL. */
 #define VRPC_DIRECT_EXIT_ABORTED (-1)
 #define VRPC_DIRECT_EXIT_EXPIRED (-2)
+#define VRPC_DIRECT_EXIT_CANCELLED (-3)
 #define VRPC_DIRECT_REFUSED_PREFIX "refused-"
 int vrpc_direct_parse_exit(const char *untrusted, bool *refused);
 

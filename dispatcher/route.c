@@ -546,6 +546,8 @@ static const char *direct_end_word(const DirectEnd *e, char *buf, size_t size)
         return "aborted";
     if (e->code == VRPC_DIRECT_EXIT_EXPIRED)
         return "expired";
+    if (e->code == VRPC_DIRECT_EXIT_CANCELLED)
+        return "cancelled";
     snprintf(buf, size, "%s%d", e->refused ? VRPC_DIRECT_REFUSED_PREFIX : "", e->code);
     return buf;
 }
@@ -568,7 +570,16 @@ static void direct_conclude(Call *c)
     if (c->report_due)
         rpc_loop_timer_set(c->report_due, -1);
     c->reported_by = t->has && s->has ? "both" : t->has ? "target" : s->has ? "source" : "none";
-    if (t->has && s->has && (t->code != s->code || t->refused != s->refused)) {
+    if (s->has && s->code == VRPC_DIRECT_EXIT_CANCELLED) {
+        /* The caller gave up or went away: it was given no exit status, whatever the target
+         * then saw (its stream reset, or an exit that came too late). */
+        if (t->has && t->code != VRPC_DIRECT_EXIT_ABORTED)
+            set_reason(c, "the caller went away; the target reported %s",
+                       direct_end_word(t, tw, sizeof(tw)));
+        else if (!t->has && c->dst)
+            set_reason(c, "the caller went away; the target agent did not report the end");
+        call_finish(c, AUDIT_END_CANCELLED, -1);
+    } else if (t->has && s->has && (t->code != s->code || t->refused != s->refused)) {
         set_reason(c, "the agents' reports differ: target %s, source %s",
                    direct_end_word(t, tw, sizeof(tw)), direct_end_word(s, sw, sizeof(sw)));
         call_finish(c, AUDIT_END_MISMATCH, direct_end_exit(s));
@@ -632,7 +643,8 @@ static void route_control(Peer *src, RpcStream *s, const RpcCall *untrusted_call
                 (c->dst == src || c->src == src))
                 break;
     }
-    if (!c || code == -EINVAL) {
+    /* Only the source's agent knows whether its caller went away. */
+    if (!c || code == -EINVAL || (code == VRPC_DIRECT_EXIT_CANCELLED && c->src != src)) {
         rpc_stream_refuse(s, VRPC_SERVICES_EXIT_FRAMEWORK, "vrpc: unknown control call");
         return;
     }

@@ -446,6 +446,8 @@ START_TEST(direct_texts)
     ck_assert_int_eq(vrpc_direct_parse_exit("255", NULL), 255);
     ck_assert_int_eq(vrpc_direct_parse_exit("aborted", NULL), VRPC_DIRECT_EXIT_ABORTED);
     ck_assert_int_eq(vrpc_direct_parse_exit("expired", NULL), VRPC_DIRECT_EXIT_EXPIRED);
+    ck_assert_int_eq(vrpc_direct_parse_exit("cancelled", NULL), VRPC_DIRECT_EXIT_CANCELLED);
+    ck_assert_int_eq(vrpc_direct_parse_exit("refused-cancelled", NULL), -EINVAL);
     ck_assert_int_eq(vrpc_direct_parse_exit("256", NULL), -EINVAL);
     ck_assert_int_eq(vrpc_direct_parse_exit("01", NULL), -EINVAL);
     ck_assert_int_eq(vrpc_direct_parse_exit("", NULL), -EINVAL);

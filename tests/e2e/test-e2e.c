@@ -1349,6 +1349,10 @@ START_TEST(direct_source_killed)
     close(c.err);
     ck_assert_msg(wait_gone(hp), "handler %d still running after its caller died", (int)hp);
     ck_assert_int_eq(audit_wait("test.Sleep", "\"path\":\"direct\"", 1), 1);
+    /* the caller went away: cancelled, no exit status given (the source's agent says so; the
+     * target saw its stream reset) */
+    ck_assert_int_eq(audit_count("test.Sleep", "\"end\":\"cancelled\",\"exit\":null"), 1);
+    ck_assert_int_eq(audit_count("test.Sleep", "\"reason\":\"the caller went away\""), 1);
     /* and the pair still works */
     expect_call("work", "a", ARGS("vault", "demo.Echo"), 0, "a");
     teardown_check();
