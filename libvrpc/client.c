@@ -437,6 +437,16 @@ int vrpc_client_wait(VrpcClient *c, int timeout_ms)
 
 /* Split "NAME+ARG" into @name (of RPC_SERVICE_MAX + RPC_ARG_MAX + 2 bytes) and *@argp, and
  * check both. */
+/* Whether @s ends in ".yaml" (a configuration file's name: never a service's). */
+static bool yaml_suffix(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 5 && memcmp(s + n - 5, ".yaml", 5) == 0;
+}
+
+/* Split "NAME[+ARG]" into @name and *@argp and check both against the rules of
+ * docs/services.md: the charsets and lengths, NAME not starting with '.', neither ending in
+ * ".yaml" (such a name could never name a service: the daemons answer 127). */
 static bool split_service(const char *service, char *name, const char **argp)
 {
     if (!service || strlen(service) > RPC_SERVICE_MAX + RPC_ARG_MAX + 1)
@@ -448,7 +458,8 @@ static bool split_service(const char *service, char *name, const char **argp)
         *plus = '\0';
         *argp = plus + 1;
     }
-    return rpc_valid_service(name) && rpc_valid_argument(*argp);
+    return rpc_valid_service(name) && rpc_valid_argument(*argp) && name[0] != '.' &&
+           !yaml_suffix(name) && !yaml_suffix(*argp);
 }
 
 bool vrpc_service_valid(const char *service)

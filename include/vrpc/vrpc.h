@@ -63,8 +63,9 @@ VRPC_EXPORT const char *vrpc_version(void);
  * exists, else VRPC_DISPATCHER_SOCKET. The string is static or the environment's. */
 VRPC_EXPORT const char *vrpc_default_socket(void);
 
-/* True if @service is a valid "NAME" or "NAME+ARG" for a call: NAME [A-Za-z0-9._-]{1,64},
- * ARG [A-Za-z0-9._+-]{0,64} (the first '+' separates them). */
+/* True if @service is a valid "NAME" or "NAME+ARG" for a call: NAME [A-Za-z0-9._-]{1,64}
+ * not starting with '.', ARG [A-Za-z0-9._+-]{0,64} (the first '+' separates them), neither
+ * ending in ".yaml" (docs/services.md: such a name never names a service). */
 VRPC_EXPORT bool vrpc_service_valid(const char *service);
 
 /* True if @target is a valid target: [A-Za-z0-9._:@-]{1,64} ("dom0", "work", "@default",

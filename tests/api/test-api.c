@@ -153,6 +153,13 @@ START_TEST(no_daemon)
     ck_assert(!vrpc_service_valid("bad/name"));
     ck_assert(!vrpc_service_valid(""));
     ck_assert(vrpc_service_valid("demo.Echo+a+b"));
+    /* names that can never name a service (docs/services.md): refused here already */
+    ck_assert(!vrpc_service_valid(".hidden"));
+    ck_assert(!vrpc_service_valid("t.x.yaml"));
+    ck_assert(!vrpc_service_valid("t.Arg+cfg.yaml"));
+    ck_assert(vrpc_service_valid("t.Arg+.."));
+    ck_assert(vrpc_service_valid("t.yaml2+x"));
+    ck_assert_int_eq(vrpc_call_buffer("dom0", ".hidden", NULL, 0, &out, &len, &code), -EINVAL);
     ck_assert(!vrpc_target_valid(""));
     ck_assert(vrpc_target_valid("@dispvm:work"));
     unlink(sock);

@@ -84,6 +84,14 @@ check_escaped "vrpc-agent argument" "$b/agent/vrpc-agent" "$esc"
 check_escaped "vrpc-dispatcher argument" "$b/dispatcher/vrpc-dispatcher" "$esc"
 check_escaped "vrpc-dispatcher --sched" "$b/dispatcher/vrpc-dispatcher" --sched "$esc"
 
+# Service names that can never name a service (docs/services.md) are usage errors of
+# vrpc-call, found before it connects anywhere.
+for svc in .hidden t.x.yaml t.Arg+cfg.yaml; do
+    VRPC_SOCKET="$tmp/nowhere.sock" run "$b/agent/vrpc-call" dom0 "$svc"
+    [ "$rc" -eq 2 ] || bad "vrpc-call dom0 $svc: exit $rc, want 2"
+    grep -q "invalid service name" "$tmp/err" || bad "vrpc-call dom0 $svc: $(cat "$tmp/err")"
+done
+
 # Without a xenstore the daemons say what is missing, the cause first.
 XENSTORED_PATH="$tmp/no-xenstore" run "$b/agent/vrpc-agent" --socket "$tmp/agent.sock"
 [ "$rc" -eq 1 ] || bad "vrpc-agent without xenstore: exit $rc"
