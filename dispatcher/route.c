@@ -343,6 +343,10 @@ static void relay_ended(RpcRelay *r, RpcRelayEnd end, int32_t code, const char *
     c->answered = true;
     switch (end) {
     case RPC_RELAY_END_EXIT:
+        /* An exit with words (the target's 125 for a timeout or a broken service): its own
+         * words, marked as such, as for a refusal. */
+        if (reason && reason[0])
+            set_reason(c, "target: %s", reason);
         call_finish(c, AUDIT_END_EXIT, code);
         break;
     case RPC_RELAY_END_REFUSED:

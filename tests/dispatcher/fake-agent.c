@@ -173,6 +173,10 @@ static void on_call(RpcConn *conn, RpcStream *s, const RpcCall *call, void *u)
         rpc_stream_accept(s);
         rpc_stream_write(s, RPC_CH_STDERR, "bye\n", 4);
         rpc_stream_exit(s, atoi(call->argument ? call->argument : "0"), NULL);
+    } else if (strcmp(call->service, "fake.TimedOut") == 0) {
+        /* as an agent's handler set ends a call its service's timeout cut */
+        rpc_stream_accept(s);
+        rpc_stream_exit(s, 125, "vrpc: fake.TimedOut timed out after 0.3 s");
     } else if (strcmp(call->service, "fake.Echo") == 0 ||
                strcmp(call->service, "fake.Sleep") == 0) {
         sv = calloc(1, sizeof(*sv));

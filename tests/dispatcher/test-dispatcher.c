@@ -170,6 +170,19 @@ START_TEST(guest_to_guest)
     ck_assert_ptr_nonnull(strstr(line, "\"resolved_target\":\"vault\""));
     ck_assert_ptr_nonnull(strstr(line, "\"argument\":\"7\""));
     ck_assert_ptr_nonnull(strstr(line, "\"exit\":7,"));
+    ck_assert_ptr_nonnull(strstr(line, "\"reason\":\"\""));
+    free(line);
+    /* An exit with the target's words (its service timed out): they reach the audit line,
+     * marked as the target's. */
+    r = guest_call(&e, "work", NULL, "vault", "fake.TimedOut");
+    ck_assert_int_eq(r.status, 125);
+    vt_result_free(&r);
+    line = wait_audit_line(&e, "work", "fake.TimedOut");
+    ck_assert_ptr_nonnull(line);
+    ck_assert_msg(strstr(line, "\"reason\":\"target: vrpc: fake.TimedOut timed out after 0.3 "
+                               "s\"") &&
+                      strstr(line, "\"end\":\"exit\",\"exit\":125,"),
+                  "%s", line);
     free(line);
     env_down(&e);
 }
