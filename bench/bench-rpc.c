@@ -479,7 +479,8 @@ static int run_bulk(Vchan **vs, bool sender, unsigned long long bytes, char *out
     }
     if (rpc_conn_new_vchan(&bb[1].conn, vs[2], true, &cfg, &bench_cb, &bb[1]) < 0)
         goto out;
-    memset(payload, 0x5a, sizeof(payload));
+    if (sender) /* (--local: the other end is a thread of this process) */
+        memset(payload, 0x5a, sizeof(payload));
     for (int k = 0; sender && k < 2; k++)
         for (int i = 0; i < bb[k].nstreams; i++)
             if (rpc_stream_open(bb[k].conn, &(RpcCall){.service = "bench.Sink"},

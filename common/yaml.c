@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "common/yaml.h"
@@ -53,6 +54,24 @@ static void offset_to_position(const VrpcYaml *y, size_t offset, unsigned *linep
     *colp = col;
 }
 
+/* The byte a libyaml mark points at: its index counts characters, not bytes, so walk to the
+ * mark's line and then over its column's characters (UTF-8). SIZE_MAX if past the end. */
+static size_t mark_byte(const VrpcYaml *y, const yaml_mark_t *m)
+{
+    size_t i = 0, line = 0, col = 0;
+
+    while (i < y->size && line < m->line)
+        if (y->data[i++] == '\n')
+            line++;
+    while (i < y->size && col < m->column && y->data[i] != '\n') {
+        i++;
+        while (i < y->size && ((unsigned char)y->data[i] & 0xc0) == 0x80)
+            i++; /* continuation bytes */
+        col++;
+    }
+    return i < y->size ? i : SIZE_MAX;
+}
+
 static int report_parser_error(VrpcYaml *y)
 {
     const yaml_parser_t *p = &y->parser;
@@ -74,9 +93,9 @@ static int report_parser_error(VrpcYaml *y)
      * '*' starts an alias. Say so. */
     const char *hint = "";
     if (p->error == YAML_SCANNER_ERROR) {
-        size_t at[2] = {p->problem_mark.index, p->context_mark.index};
+        size_t at[2] = {mark_byte(y, &p->problem_mark), mark_byte(y, &p->context_mark)};
         for (int i = 0; i < 2 && !*hint; i++)
-            if (at[i] < y->size && strchr("@`*", y->data[at[i]]) && y->data[at[i]])
+            if (at[i] < y->size && y->data[at[i]] && strchr("@`*", y->data[at[i]]))
                 hint = " (quote a value that starts with @ or *: \"@anyvm\", \"*\")";
     }
     if (p->context)

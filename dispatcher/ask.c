@@ -293,14 +293,17 @@ static int proc_spawn(AskSet *set, const char *path, char *const argv[], bool no
         r = posix_spawnattr_setsigmask(&attr, &none);
     if (!r)
         r = posix_spawnattr_setsigdefault(&attr, &all);
-    /* SCHED_OTHER, as handlers start: not the dispatcher's SCHED_BATCH (--sched) */
-    if (!r)
+    /* As handlers start (services/spawn.c): SCHED_OTHER instead of the dispatcher's
+     * SCHED_BATCH (--sched); a policy an administrator gave the daemon is kept. */
+    bool batch = sched_getscheduler(0) == SCHED_BATCH;
+    if (!r && batch)
         r = posix_spawnattr_setschedpolicy(&attr, SCHED_OTHER);
-    if (!r)
+    if (!r && batch)
         r = posix_spawnattr_setschedparam(&attr, &(struct sched_param){0});
     if (!r)
         r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-                                                POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSCHEDULER);
+                                                POSIX_SPAWN_SETSIGDEF |
+                                                (batch ? POSIX_SPAWN_SETSCHEDULER : 0));
     if (!r)
         r = posix_spawn(&a->pid, path, &fa, &attr, argv, envp);
     posix_spawn_file_actions_destroy(&fa);

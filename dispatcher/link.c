@@ -485,7 +485,7 @@ static int listen_on(Links *ls, const HostAddr *a, char *err, size_t errsize)
 int links_load_tls(const HostConfig *h, TlsCtx **tlsp, char *err, size_t errsize)
 {
     static const char *const what[3] = {"ca", "cert", "key"};
-    char why[400];
+    char why[400] = "out of memory";
     struct stat st;
     int which, r;
 

@@ -171,7 +171,8 @@ static void call_finish(Call *c, AuditEnd end, int exit_code)
         c->dst->calls_out--;
     if (d->calls_in_flight)
         d->calls_in_flight--;
-    if (end == AUDIT_END_CANCELLED && d->stopping) {
+    if (end == AUDIT_END_CANCELLED && d->stopping &&
+        !(c->direct && c->end_source.has && c->end_source.code == VRPC_DIRECT_EXIT_CANCELLED)) {
         /* We cut it, not the caller: it gets 125 (its connection to us lost). */
         end = AUDIT_END_ABORTED;
         exit_code = VRPC_SERVICES_EXIT_FRAMEWORK;
@@ -556,9 +557,11 @@ static const char *direct_end_word(const DirectEnd *e, char *buf, size_t size)
     return buf;
 }
 
-/* The exit code the source's agent says its caller was given. */
+/* The exit code the source's agent says its caller was given (-1: none, it went away). */
 static int direct_end_exit(const DirectEnd *e)
 {
+    if (e->code == VRPC_DIRECT_EXIT_CANCELLED)
+        return -1;
     return e->code >= 0 ? e->code : VRPC_SERVICES_EXIT_FRAMEWORK;
 }
 
@@ -574,13 +577,11 @@ static void direct_conclude(Call *c)
     if (c->report_due)
         rpc_loop_timer_set(c->report_due, -1);
     c->reported_by = t->has && s->has ? "both" : t->has ? "target" : s->has ? "source" : "none";
-    if (s->has && s->code == VRPC_DIRECT_EXIT_CANCELLED) {
-        /* The caller gave up or went away: it was given no exit status, whatever the target
-         * then saw (its stream reset, or an exit that came too late). */
-        if (t->has && t->code != VRPC_DIRECT_EXIT_ABORTED)
-            set_reason(c, "the caller went away; the target reported %s",
-                       direct_end_word(t, tw, sizeof(tw)));
-        else if (!t->has && c->dst)
+    if (s->has && s->code == VRPC_DIRECT_EXIT_CANCELLED &&
+        (!t->has || t->code == VRPC_DIRECT_EXIT_ABORTED)) {
+        /* The caller gave up or went away, and the target saw its stream reset (or said
+         * nothing): no exit status was given. */
+        if (!t->has && c->dst)
             set_reason(c, "the caller went away; the target agent did not report the end");
         call_finish(c, AUDIT_END_CANCELLED, -1);
     } else if (t->has && s->has && (t->code != s->code || t->refused != s->refused)) {

@@ -435,8 +435,6 @@ int vrpc_client_wait(VrpcClient *c, int timeout_ms)
 
 /* ---- calls ---------------------------------------------------------------------------------- */
 
-/* Split "NAME+ARG" into @name (of RPC_SERVICE_MAX + RPC_ARG_MAX + 2 bytes) and *@argp, and
- * check both. */
 /* Whether @s ends in ".yaml" (a configuration file's name: never a service's). */
 static bool yaml_suffix(const char *s)
 {
@@ -444,7 +442,8 @@ static bool yaml_suffix(const char *s)
     return n >= 5 && memcmp(s + n - 5, ".yaml", 5) == 0;
 }
 
-/* Split "NAME[+ARG]" into @name and *@argp and check both against the rules of
+/* Split "NAME[+ARG]" into @name (of RPC_SERVICE_MAX + RPC_ARG_MAX + 2 bytes) and *@argp and
+ * check both against the rules of
  * docs/services.md: the charsets and lengths, NAME not starting with '.', neither ending in
  * ".yaml" (such a name could never name a service: the daemons answer 127). */
 static bool split_service(const char *service, char *name, const char **argp)

@@ -24,12 +24,16 @@
 #define CHUNK (256 * 1024)
 
 /* Whether stdin is at its end: no data left and no writer (poll says POLLHUP
- * without POLLIN). */
+ * without POLLIN). Waits until it knows: the writer of stdin may close a moment
+ * after the reader of stdout did. */
 static bool stdin_at_eof(void)
 {
     struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
 
-    return poll(&p, 1, 0) == 1 && !(p.revents & POLLIN) && (p.revents & POLLHUP);
+    while (poll(&p, 1, -1) < 0)
+        if (errno != EINTR)
+            return false;
+    return !(p.revents & POLLIN) && (p.revents & POLLHUP);
 }
 
 /* Bytes could not be written: the reader left early. Die as a write with

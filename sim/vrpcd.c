@@ -75,7 +75,9 @@ static int find_program(char *buf, size_t len, const char *subdir, const char *n
 
 int sim_vrpc_path(char *buf, size_t len)
 {
+    /* each folder counts only with the program that is looked for there */
     static const char *const subdirs[] = {"agent", "dispatcher", "policy"};
+    static const char *const progs[] = {"vrpc-call", "vrpc-ctl", "vrpc-policy"};
     const char *env = getenv("VRPCSIM_VRPC_BINDIR");
     char dir[PATH_MAX], cand[PATH_MAX + 32];
     size_t used = 0;
@@ -86,6 +88,9 @@ int sim_vrpc_path(char *buf, size_t len)
         return -1;
     buf[0] = '\0';
     for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
+        snprintf(cand, sizeof(cand), "%s/../%s/%s", dir, subdirs[i], progs[i]);
+        if (access(cand, X_OK) < 0)
+            continue;
         snprintf(cand, sizeof(cand), "%s/../%s", dir, subdirs[i]);
         char *real = realpath(cand, NULL);
         if (!real)

@@ -173,6 +173,26 @@ static void on_call(RpcConn *conn, RpcStream *s, const RpcCall *call, void *u)
         rpc_stream_accept(s);
         rpc_stream_write(s, RPC_CH_STDERR, "bye\n", 4);
         rpc_stream_exit(s, atoi(call->argument ? call->argument : "0"), NULL);
+    } else if (strcmp(call->service, "fake.Boast") == 0 && conn == dt.conn && dt.conn &&
+               call->call_id == dt.token) {
+        /* a direct call: tell dom0 at once that it exited 0, but keep it running */
+        RpcCall rep = {.service = VRPC_DIRECT_SVC_EXIT,
+                       .argument = "0",
+                       .call_id = dt.call_id,
+                       .flags = VRPC_CALL_F_CONTROL};
+        RpcStream *r = NULL;
+        if (rpc_stream_open(g.conn, &rep, &r) == 0)
+            rpc_stream_close_write(r, RPC_CH_STDIN);
+        sv = calloc(1, sizeof(*sv));
+        if (!sv) {
+            rpc_stream_refuse(s, 125, "oom");
+            return;
+        }
+        sv->s = s;
+        sv->kind = 1; /* as fake.Sleep: reads, never ends by itself */
+        rpc_stream_set_userdata(s, sv);
+        rpc_stream_accept(s);
+        rpc_stream_write(s, RPC_CH_STDOUT, "running\n", 8);
     } else if (strcmp(call->service, "fake.TimedOut") == 0) {
         /* as an agent's handler set ends a call its service's timeout cut */
         rpc_stream_accept(s);

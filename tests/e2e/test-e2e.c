@@ -820,11 +820,12 @@ START_TEST(service_config)
         out_free(&o);
         /* the audit says why: in dom0 the end is a timeout; a guest's agent timed it out
          * and gave its 125 (on the relay with its words: "target: vrpc: ... timed out") */
-        ck_assert_int_eq(
-            audit_wait("test.Slow",
-                       t == 0 ? "\"reason\":\"the service timed out\"" : "\"exit\":125",
-                       t == 0 ? 1 : 1),
-            1);
+        if (t == 0) {
+            ck_assert_int_eq(audit_wait("test.Slow", "\"reason\":\"the service timed out\"", 1), 1);
+        } else {
+            ck_assert_int_eq(audit_wait("test.Slow", "\"resolved_target\":\"vault\"", 1), 1);
+            ck_assert_int_eq(audit_count("test.Slow", "\"exit\":125"), 2);
+        }
         /* exit-on-client-eof: our EOF ends the call although the handler never exits */
         o = run_call("work", "bye", ARGS(targets[t], "test.Forever"));
         ck_assert_msg(o.status == 0, "%s: %d %s", targets[t], o.status, o.err);
@@ -1508,6 +1509,27 @@ START_TEST(direct_target_silent)
     ck_assert_int_eq(audit_count("fake.Lie", "\"reported_by\":\"both\""), 1);
     ck_assert_int_eq(audit_count("fake.Lie", "reports differ: target 5, source 4"), 1);
     ck_assert_int_eq(wait_in_flight(0), 0);
+    /* the target says "exit 0" while the call runs, then the caller goes away: the source's
+     * "cancelled" does not outrank the target's word, the reports differ, no exit given */
+    {
+        Call b = call_start("work", -1, -1, ARGS("vault", "fake.Boast"));
+        char line[8];
+        size_t have = 0;
+        while (have < sizeof line) { /* "running\n": the call is up on the channel */
+            ssize_t n = read(b.out, line + have, sizeof line - have);
+            ck_assert_int_gt(n, 0);
+            have += (size_t)n;
+        }
+        kill(b.pid, SIGKILL);
+        wait_status(b.pid);
+        close(b.in);
+        close(b.out);
+        close(b.err);
+        ck_assert_int_eq(audit_wait("fake.Boast", "\"end\":\"mismatch\",\"exit\":null", 1), 1);
+        ck_assert_int_eq(audit_count("fake.Boast", "reports differ: target 0, source cancelled"),
+                         1);
+        ck_assert_int_eq(wait_in_flight(0), 0);
+    }
     vt_leak_check(g_leak); /* the channel closed when idle: no node, grant or fd left */
 
     /* the source agent goes away mid-call: the call is over on its side */

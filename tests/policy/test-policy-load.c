@@ -108,6 +108,11 @@ static const LoadCase load_cases[] = {
     {"unquoted @anyvm", FLOW("service: a, source: @anyvm, target: c, action: allow"), NULL, NULL, 1,
      "t.yaml:2:26: invalid YAML: found character that cannot start any token while scanning "
      "for the next token (quote a value that starts with @ or *: \"@anyvm\", \"*\")"},
+    {"unquoted @anyvm after UTF-8",
+     "# \xc3\xa9t\xc3\xa9\nrules:\n  - {service: a, source: @anyvm, target: c, action: allow}\n",
+     NULL, NULL, 1,
+     "t.yaml:3:26: invalid YAML: found character that cannot start any token while scanning "
+     "for the next token (quote a value that starts with @ or *: \"@anyvm\", \"*\")"},
     {"unquoted *", RULE("    action: allow\n    argument: *\n"), NULL, NULL, 1,
      "t.yaml:6:16: invalid YAML: did not find expected alphabetic or numeric character while "
      "scanning an alias (quote a value that starts with @ or *: \"@anyvm\", \"*\")"},
