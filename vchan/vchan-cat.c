@@ -327,8 +327,19 @@ static int run_cat(const Args *a, Vchan *c)
                 fail_io(a, "write", (int)n);
                 return 1;
             }
-            if (in_off == in_len)
+            if (in_off == in_len) {
                 in_off = in_len = 0;
+            } else {
+                /* The ring took part of it (or nothing): have the reader's next read wake
+                 * us (a partial write arms nothing), unless there is room already. */
+                n = vchan_buffer_space_notify(c, 1);
+                if (n > 0)
+                    continue;
+                if (n < 0 && n != -EPIPE) {
+                    fail_io(a, "write", (int)n);
+                    return 1;
+                }
+            }
         }
 
         if (stdin_eof && in_len == 0) {

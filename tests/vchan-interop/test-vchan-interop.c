@@ -476,6 +476,56 @@ START_TEST(vchan_cat_uppercase_persist)
 END_TEST
 
 /*
+ * vchan-cat to vchan-cat between two guests, 1 MiB one way with nothing coming back, then 1
+ * MiB the other way: many times the rings (1 KiB by default), so the writer must be woken
+ * by the reader's reads. (A partial write used to arm no wake-up: the writer slept for good
+ * after the first ring full, and the reader, idle, lingered out with exit 0 on 1 KiB.)
+ */
+START_TEST(vchan_cat_both_ways)
+{
+    const char *ns = vt_ns("cat2");
+    char *in = tmpname("in"), *out = tmpname("out");
+    const char *cmp[] = {"cmp", in, out, NULL};
+    char script[1024];
+    VtResult r;
+
+    vt_sim_up(ns, two_guests);
+    snprintf(script, sizeof(script), "head -c 1048576 /dev/urandom > %s", in);
+    r = sh_as(ns, "dom0", script, 60);
+    ck_assert_int_eq(r.status, 0);
+    vt_result_free(&r);
+    for (int dir = 0; dir < 2; dir++) {
+        char path[64], sargs[600];
+        /* dir 0: the client (vault) sends; dir 1: the server (work) sends */
+        snprintf(path, sizeof(path), "data/vchan/2/bw%d", dir);
+        snprintf(sargs, sizeof(sargs), "exec %s server 2 %s %s %s", VCHAN_CAT, path,
+                 dir ? "<" : ">", dir ? in : out);
+        const char *srv[] = {VRPC_SIM_BIN, "exec", "--ns", ns,    "work",
+                             "--",         "sh",   "-c",   sargs, NULL};
+        pid_t pid = vt_spawn(srv, NULL);
+        char full[96];
+        snprintf(full, sizeof(full), "/local/domain/1/%s", path);
+        vt_wait_vchan_server(ns, full);
+        snprintf(script, sizeof(script), "%s client 1 %s %s %s", VCHAN_CAT, full, dir ? ">" : "<",
+                 dir ? out : in);
+        r = sh_as(ns, "vault", script, 120);
+        ck_assert_msg(r.status == 0, "direction %d: client failed (%d): %s", dir, r.status, r.err);
+        vt_result_free(&r);
+        ck_assert_msg(vt_wait(pid, VT_HANG_MS) == 0, "direction %d: server did not end with 0",
+                      dir);
+        r = vt_run(cmp, VT_HANG_S);
+        ck_assert_msg(r.status == 0, "direction %d: the bytes differ: %s", dir, r.out);
+        vt_result_free(&r);
+        unlink(out);
+    }
+    unlink(in);
+    free(in);
+    free(out);
+    vt_sim_down(ns);
+}
+END_TEST
+
+/*
  * vchan-cat client (dom0) -> vchan-socket-proxy server mode (guest work) -> Unix echo
  * socket: 1 MiB of random data must come back unchanged. vchan-cat's stdin is held back
  * until the proxy has connected its socket (the proxy strands earlier data, docs/sim.md).
@@ -728,7 +778,7 @@ static Suite *interop_suite(void)
          300,
          {destroy_server_domain_seen_by_our_client, destroy_client_domain_seen_by_our_dom0_server,
           kill_real_client_seen_by_our_dom0_server}},
-        {"vchan-cat", 300, {vchan_cat_uppercase, vchan_cat_uppercase_persist}},
+        {"vchan-cat", 300, {vchan_cat_uppercase, vchan_cat_uppercase_persist, vchan_cat_both_ways}},
         {"socket-proxy", 300, {vchan_cat_client_to_proxy_server, proxy_client_to_vchan_cat_server}},
         {"hostile-server", 600, {hostile_server_attacks_our_client}},
         {"hostile-client", 600, {hostile_client_attacks_our_server}},
