@@ -74,8 +74,9 @@ int sim_xenbus_main(uint32_t domid, int ready_fd);
 int sim_vrpc_start(const char *ns, const char *etc, const char *const *guests, int n, char *err,
                    size_t errlen);
 
-/* vrpcd.c: where vrpc's own programs are for `exec` (vrpc-call, vrpc-ctl, vrpc-policy ...):
- * $VRPCSIM_VRPC_BINDIR, or the build tree's agent/, dispatcher/ and policy/ next to sim/, as a
+/* vrpcd.c: where vrpc's own programs are for `exec` (vrpc-call, vrpc-ctl, vrpc-policy,
+ * vchan-cat): $VRPCSIM_VRPC_BINDIR, or the build tree's agent/, dispatcher/, policy/ and vchan/
+ * next to sim/, as a
  * PATH prefix ("DIR:DIR:DIR") in @buf. Returns 0, or -1 when there is none (an installed
  * layout, whose programs are on PATH already). */
 int sim_vrpc_path(char *buf, size_t len);

@@ -76,8 +76,8 @@ static int find_program(char *buf, size_t len, const char *subdir, const char *n
 int sim_vrpc_path(char *buf, size_t len)
 {
     /* each folder counts only with the program that is looked for there */
-    static const char *const subdirs[] = {"agent", "dispatcher", "policy"};
-    static const char *const progs[] = {"vrpc-call", "vrpc-ctl", "vrpc-policy"};
+    static const char *const subdirs[] = {"agent", "dispatcher", "policy", "vchan"};
+    static const char *const progs[] = {"vrpc-call", "vrpc-ctl", "vrpc-policy", "vchan-cat"};
     const char *env = getenv("VRPCSIM_VRPC_BINDIR");
     char dir[PATH_MAX], cand[PATH_MAX + 32];
     size_t used = 0;

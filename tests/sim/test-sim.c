@@ -215,8 +215,8 @@ START_TEST(cli_exec_xenstore_tools)
     vt_result_free(&r);
     /* vrpc's programs run by name from the build tree (docs/cross-host.md, docs/sim.md) */
     {
-        const char *tools[] = {"vrpc-call", "vrpc-ctl", "vrpc-policy"};
-        for (int i = 0; i < 3; i++) {
+        const char *tools[] = {"vrpc-call", "vrpc-ctl", "vrpc-policy", "vchan-cat"};
+        for (int i = 0; i < 4; i++) {
             r = sim("exec", "--ns", ns, "dom0", "--", tools[i], "--help");
             ck_assert_msg(r.status == 0 && strstr(r.out, tools[i]), "%s --help: %d '%s' '%s'",
                           tools[i], r.status, r.out, r.err);
