@@ -310,7 +310,10 @@ static int cmd_up(int argc, char **argv)
         if (nl)
             *nl = '\0';
         waitpid(pid, NULL, 0);
-        return fail("up failed: %s", got ? buf : "the daemon exited");
+        /* the logs a message names go with the instance unless VRPCSIM_KEEP=1 */
+        return fail("up failed: %s%s", got ? buf : "the daemon exited",
+                    sim_keep_remains() ? ""
+                                       : " (removed with the instance: VRPCSIM_KEEP=1 keeps it)");
     }
     if (opt_vrpc) {
         char err[512];
@@ -320,7 +323,10 @@ static int cmd_up(int argc, char **argv)
             char *down_argv[] = {"down", "--ns", (char *)ns, NULL};
             int saved_stdout = dup(1), devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
 
-            fail("up --vrpc failed: %s", err);
+            fail("up --vrpc failed: %s%s", err,
+                 sim_keep_remains() ? ""
+                                    : " (the instance was taken down: VRPCSIM_KEEP=1 keeps it, "
+                                      "running, with its logs)");
             /* leave nothing behind; keep the instance for inspection with VRPCSIM_KEEP=1 */
             if (!sim_keep_remains()) {
                 if (devnull >= 0)
