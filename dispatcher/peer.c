@@ -126,7 +126,7 @@ void dispatcher_conn_config(const Dispatcher *d, RpcRole role, RpcConnConfig *cf
     if (d->config.direct_idle_ms > 0)
         cfg->features |= RPC_FEATURE_DIRECT; /* direct.c: channels between guests */
     /* Streams a peer may open: the calls-in-flight quota refuses politely first (125);
-     * librpc's stream quota (a reset) is the hard stop behind it. */
+     * librpc's stream quota (the connection closed, RPC_E_QUOTA) is the hard stop behind it. */
     cfg->max_streams = d->config.max_calls_per_guest + 16;
     if (d->config.max_buffer_per_guest) {
         uint64_t b = d->config.max_buffer_per_guest;

@@ -87,8 +87,8 @@ extern "C" {
 #define RPC_USER_MAX ((unsigned)VRPC_USER_MAX)    /* user */
 #define RPC_REASON_MAX 256u                       /* reasons: printable ASCII 0x20..0x7e, {0,256} */
 
-/* Feature bits for HELLO. None is defined in protocol v1; unknown bits are ignored and the
- * negotiated set is the AND of both ends' bits. */
+/* Feature bits for HELLO. Version 1 started with none (RPC_FEATURES_V1); unknown bits are
+ * ignored and the negotiated set is the AND of both ends' bits. */
 #define RPC_FEATURES_V1 0u
 /* The end can use direct guest<->guest channels (docs/protocol.md, "Direct channels"): an
  * agent announces it unless started with --no-direct, the dispatcher when direct channels
@@ -182,7 +182,7 @@ typedef struct RpcPeerInfo {
  * Connection configuration; get the defaults from rpc_conn_config_init().
  * role:           RPC_ROLE_INITIATOR or RPC_ROLE_ACCEPTOR (default INITIATOR).
  * max_streams:    concurrent streams the PEER may open on this connection (default 1024,
- *                 1..1<<20). One more is reset with RPC_RESET_REFUSED_STREAM (stream-level).
+ *                 1..1<<20). One more closes the connection (RPC_E_QUOTA).
  * max_frame:      largest frame payload we accept (default RPC_FRAME_MAX_DEFAULT,
  *                 RPC_FRAME_MAX_MIN..RPC_FRAME_MAX_HARD).
  * stream_window:  per-stream, per-direction receive window = the most bytes the peer may have
