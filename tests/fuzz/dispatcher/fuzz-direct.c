@@ -61,9 +61,12 @@ static void exit_report(const char *text)
         assert(!refused);
         return;
     }
-    if (r == VRPC_DIRECT_EXIT_ABORTED || r == VRPC_DIRECT_EXIT_EXPIRED) {
+    if (r == VRPC_DIRECT_EXIT_ABORTED || r == VRPC_DIRECT_EXIT_EXPIRED ||
+        r == VRPC_DIRECT_EXIT_CANCELLED) {
         assert(!refused);
-        assert(strcmp(text, r == VRPC_DIRECT_EXIT_ABORTED ? "aborted" : "expired") == 0);
+        assert(strcmp(text, r == VRPC_DIRECT_EXIT_ABORTED   ? "aborted"
+                            : r == VRPC_DIRECT_EXIT_EXPIRED ? "expired"
+                                                            : "cancelled") == 0);
         return;
     }
     assert(r >= 0 && r <= 255);
