@@ -29,6 +29,7 @@
 #include "ask.h"
 #include "audit.h"
 #include "common/direct.h"
+#include "common/escape.h"
 #include "direct.h"
 #include "handler.h"
 #include "librpc/relay.h"
@@ -750,7 +751,7 @@ static void ask_done(const AskAnswer *ans, void *userdata)
     }
     dlog(LOG_INFO, "call %llu: ask: %s -> %s %s%s%s: answer \"%s\": %s", (unsigned long long)c->id,
          c->source, c->dec.target, c->service, c->argument[0] ? "+" : "", c->argument,
-         ans->verdict ? ans->text : "", why ? why : c->resolved);
+         VRPC_ESC(ans->text), why ? why : c->resolved); /* escaped: any line may come */
     /* Hand the stream over as if the call had just arrived. */
     rpc_stream_set_ops(s, NULL, NULL);
     c->in = NULL;

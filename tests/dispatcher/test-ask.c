@@ -360,9 +360,16 @@ START_TEST(ask_junk)
                       "%zu: %s", i, line);
         free(line);
     }
-    /* Escapes from the program reach the audit escaped. */
+    /* Escapes from the program reach the audit escaped, and the dispatcher's log too, where
+     * every answer is shown (a deny as much as junk) */
     char *text = vt_read_file(a.e.audit);
     ck_assert_ptr_nonnull(strstr(text, "\"answer\":\"\\u001b]0;pwned\\u0007\""));
+    free(text);
+    text = vt_read_file(a.e.log);
+    ck_assert_msg(text && strstr(text, "answer \"deny\": ask: answered deny") &&
+                      strstr(text, "answer \"\\x1b]0;pwned\\x07\": ask: unrecognised answer") &&
+                      !strstr(text, "\x1b"),
+                  "dispatcher log: %s", text ? text : "(none)");
     free(text);
     /* A line that can never allow denies at once; the program is killed, not waited for. */
     put(&a, "mode", "junk-hang\n");
