@@ -51,7 +51,8 @@ static const char usage_text[] =
     "  -h, --help     show this help\n"
     "  --version      show the version\n"
     "\n"
-    "environment: VRPCSIM_ROOT (default /dev/shm/vrpc-sim), VRPCSIM_XENSTORED, VRPCSIM_LIBDIR\n";
+    "environment: VRPCSIM_ROOT (default /dev/shm/vrpc-sim), VRPCSIM_NS, VRPCSIM_KEEP=1,\n"
+    "  VRPCSIM_XENSTORED, VRPCSIM_LIBDIR, VRPCSIM_VRPC_BINDIR (see vrpc-sim(1))\n";
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...)

@@ -198,9 +198,16 @@ int sim_vrpc_start(const char *ns, const char *etc, const char *const *guests, i
     if (find_program(dispatcher, sizeof(dispatcher), "dispatcher", "vrpc-dispatcher") < 0 ||
         find_program(ctl, sizeof(ctl), "dispatcher", "vrpc-ctl") < 0 ||
         find_program(agent, sizeof(agent), "agent", "vrpc-agent") < 0) {
-        set_err(err, errlen,
-                "vrpc-dispatcher, vrpc-ctl or vrpc-agent not found next to "
-                "vrpc-sim (set VRPCSIM_VRPC_BINDIR)");
+        const char *bindir = getenv("VRPCSIM_VRPC_BINDIR");
+        if (bindir && *bindir)
+            set_err(err, errlen,
+                    "vrpc-dispatcher, vrpc-ctl or vrpc-agent not found in %s "
+                    "(VRPCSIM_VRPC_BINDIR)",
+                    bindir);
+        else
+            set_err(err, errlen,
+                    "vrpc-dispatcher, vrpc-ctl or vrpc-agent not found next to "
+                    "vrpc-sim (set VRPCSIM_VRPC_BINDIR)");
         return -1;
     }
     if (find_etc(etcdir, sizeof(etcdir), etc, err, errlen) < 0)
