@@ -47,6 +47,13 @@ bool vrpc_name_valid_argument(const char *s, size_t len)
     return name_valid(s, len, 0, VRPC_NAME_MAX, "+");
 }
 
+bool vrpc_name_can_name_service(const char *s, size_t len, bool argument)
+{
+    if (!argument && len > 0 && s[0] == '.')
+        return false;
+    return !(len >= 5 && memcmp(s + len - 5, ".yaml", 5) == 0);
+}
+
 bool vrpc_name_valid_domain(const char *s, size_t len)
 {
     return name_valid(s, len, 1, VRPC_NAME_MAX, NULL) && is_alnum(s[0]);

@@ -31,6 +31,11 @@ enum {
 bool vrpc_name_valid_service(const char *s, size_t len);
 /* Argument: [A-Za-z0-9._+-]{0,64} (empty: no argument). */
 bool vrpc_name_valid_argument(const char *s, size_t len);
+/* Whether a valid service name (@argument false) or argument (true) can name an entry of a
+ * services folder: never a configuration file (ending in ".yaml") and, a name, never a
+ * hidden one (starting with '.'). An argument may start with '.': it always follows
+ * "NAME+". */
+bool vrpc_name_can_name_service(const char *s, size_t len, bool argument);
 /* Domain name: [A-Za-z0-9._-]{1,64} starting with a letter or digit, so that it never looks
  * like an option, a hidden file or a policy token. */
 bool vrpc_name_valid_domain(const char *s, size_t len);

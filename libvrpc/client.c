@@ -435,17 +435,9 @@ int vrpc_client_wait(VrpcClient *c, int timeout_ms)
 
 /* ---- calls ---------------------------------------------------------------------------------- */
 
-/* Whether @s ends in ".yaml" (a configuration file's name: never a service's). */
-static bool yaml_suffix(const char *s)
-{
-    size_t n = strlen(s);
-    return n >= 5 && memcmp(s + n - 5, ".yaml", 5) == 0;
-}
-
 /* Split "NAME[+ARG]" into @name (of RPC_SERVICE_MAX + RPC_ARG_MAX + 2 bytes) and *@argp and
- * check both against the rules of
- * docs/services.md: the charsets and lengths, NAME not starting with '.', neither ending in
- * ".yaml" (such a name could never name a service: the daemons answer 127). */
+ * check both against the rules of docs/services.md: the charsets and lengths, and what can
+ * name a service at all (vrpc_name_can_name_service(): such a name the daemons answer 127). */
 static bool split_service(const char *service, char *name, const char **argp)
 {
     if (!service || strlen(service) > RPC_SERVICE_MAX + RPC_ARG_MAX + 1)
@@ -457,8 +449,9 @@ static bool split_service(const char *service, char *name, const char **argp)
         *plus = '\0';
         *argp = plus + 1;
     }
-    return rpc_valid_service(name) && rpc_valid_argument(*argp) && name[0] != '.' &&
-           !yaml_suffix(name) && !yaml_suffix(*argp);
+    return rpc_valid_service(name) && rpc_valid_argument(*argp) &&
+           vrpc_name_can_name_service(name, strlen(name), false) &&
+           vrpc_name_can_name_service(*argp, strlen(*argp), true);
 }
 
 bool vrpc_service_valid(const char *service)

@@ -24,11 +24,6 @@
 #include "errbuf.h"
 #include "vrpc-services.h"
 
-static bool has_yaml_suffix(const char *s, size_t len)
-{
-    return len >= 5 && memcmp(s + len - 5, ".yaml", 5) == 0;
-}
-
 int vrpc_services_validate(const char *untrusted_service, size_t service_len,
                            const char *untrusted_argument, size_t argument_len, char *err)
 {
@@ -40,7 +35,7 @@ int vrpc_services_validate(const char *untrusted_service, size_t service_len,
                                        : "(null)");
         return VRPC_SERVICES_E_NAME;
     }
-    if (untrusted_service[0] == '.' || has_yaml_suffix(untrusted_service, service_len)) {
+    if (!vrpc_name_can_name_service(untrusted_service, service_len, false)) {
         services_err(err, "service name %s cannot name a service",
                      vrpc_quote(q, sizeof(q), untrusted_service, service_len));
         return VRPC_SERVICES_E_NAME;
@@ -52,7 +47,7 @@ int vrpc_services_validate(const char *untrusted_service, size_t service_len,
                                         : "(null)");
         return VRPC_SERVICES_E_NAME;
     }
-    if (argument_len > 0 && has_yaml_suffix(untrusted_argument, argument_len)) {
+    if (argument_len > 0 && !vrpc_name_can_name_service(untrusted_argument, argument_len, true)) {
         services_err(err, "service argument %s cannot name a service",
                      vrpc_quote(q, sizeof(q), untrusted_argument, argument_len));
         return VRPC_SERVICES_E_NAME;

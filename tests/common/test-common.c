@@ -42,6 +42,14 @@ START_TEST(rules_at_limits)
     ck_assert(valid(vrpc_name_valid_argument, ""));
     ck_assert(valid(vrpc_name_valid_argument, "+a+b"));
     ck_assert(!valid(vrpc_name_valid_argument, S65));
+    /* what can name an entry of a services folder (services/lookup.c and libvrpc) */
+    ck_assert(vrpc_name_can_name_service("demo.Echo", 9, false));
+    ck_assert(!vrpc_name_can_name_service(".hidden", 7, false));
+    ck_assert(vrpc_name_can_name_service(".hidden", 7, true)); /* an argument may */
+    ck_assert(!vrpc_name_can_name_service("svc.yaml", 8, false));
+    ck_assert(!vrpc_name_can_name_service("x.yaml", 6, true));
+    ck_assert(vrpc_name_can_name_service("t.yaml2", 7, false));
+    ck_assert(vrpc_name_can_name_service("", 0, true));
     ck_assert(valid(vrpc_name_valid_domain, "9lives"));
     ck_assert(!valid(vrpc_name_valid_domain, ""));
     ck_assert(!valid(vrpc_name_valid_domain, ".work"));
