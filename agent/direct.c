@@ -75,14 +75,17 @@ struct AgentDirect {
     RpcLoopSource *expiry; /* the earliest token expiry */
 };
 
-static void report(Agent *a, uint64_t call_id, const char *what)
+/* Tell dom0 how call @call_id ended: @code as vrpc_direct_parse_exit() gives it back. */
+static void report(Agent *a, uint64_t call_id, int code, bool refused)
 {
+    char what[VRPC_DIRECT_EXIT_WORD_MAX];
     RpcCall call = {.service = VRPC_DIRECT_SVC_EXIT,
                     .argument = what,
                     .call_id = call_id,
                     .flags = VRPC_CALL_F_CONTROL};
     RpcStream *s = NULL;
 
+    vrpc_direct_format_exit(what, sizeof(what), code, refused);
     if (!a->dom0 || !rpc_conn_is_ready(a->dom0) || rpc_stream_open(a->dom0, &call, &s) < 0) {
         logmsg(LOG_INFO, "direct call %" PRIu64 ": cannot report its end (%s) to dom0", call_id,
                what);
@@ -117,7 +120,7 @@ static void token_drop(AgentDirect *ad, Token **tp, bool report_it)
     *tp = t->next;
     ad->n_tokens--;
     if (report_it)
-        report(ad->a, t->call_id, "expired");
+        report(ad->a, t->call_id, VRPC_DIRECT_EXIT_EXPIRED, false);
     free(t);
 }
 
@@ -158,13 +161,11 @@ typedef struct Ran {
 static void ran_done(VrpcHandler *h, const VrpcHandlerResult *res, void *userdata)
 {
     Ran *rn = userdata;
-    char code[16];
 
-    if (res->aborted)
-        snprintf(code, sizeof(code), "aborted");
-    else
-        snprintf(code, sizeof(code), "%d", res->exit_code < 0 ? 125 : res->exit_code & 0xff);
-    report(rn->a, rn->call_id, code);
+    report(rn->a, rn->call_id,
+           res->aborted ? VRPC_DIRECT_EXIT_ABORTED
+                        : (res->exit_code < 0 ? 125 : res->exit_code & 0xff),
+           false);
     free(rn);
 }
 
@@ -198,7 +199,7 @@ static void served_on_call(RpcConn *conn, RpcStream *s, const RpcCall *untrusted
     Ran *rn = calloc(1, sizeof(*rn));
     if (!rn) {
         (void)rpc_stream_refuse(s, VRPC_SERVICES_EXIT_FRAMEWORK, "vrpc: out of memory");
-        report(a, t->call_id, "125");
+        report(a, t->call_id, VRPC_SERVICES_EXIT_FRAMEWORK, false);
         free(t);
         return;
     }
@@ -221,11 +222,9 @@ static void served_on_call(RpcConn *conn, RpcStream *s, const RpcCall *untrusted
     if (vrpc_handler_serve(a->handlers, s, &req, ran_done, rn, &h, NULL, &why) == 0) {
         logmsg(LOG_DEBUG, "direct call %s from %s started", vrpc_handler_service(h), t->source);
     } else {
-        char code[16];
         logmsg(LOG_INFO, "direct call %s from %s: %d %s", t->service, t->source, why.code,
                why.detail);
-        snprintf(code, sizeof(code), VRPC_DIRECT_REFUSED_PREFIX "%d", why.code & 0xff);
-        report(a, t->call_id, code);
+        report(a, t->call_id, why.code & 0xff, true);
         free(rn);
     }
     free(t);
@@ -540,16 +539,13 @@ static void hop_ended(RpcRelay *r, RpcRelayEnd end, int32_t code, const char *re
                       void *userdata)
 {
     Hop *h = userdata;
-    char what[24];
 
     if ((end == RPC_RELAY_END_EXIT || end == RPC_RELAY_END_REFUSED) && code >= 0 && code <= 255)
-        snprintf(what, sizeof(what), "%s%d",
-                 end == RPC_RELAY_END_REFUSED ? VRPC_DIRECT_REFUSED_PREFIX : "", (int)code);
+        report(h->a, h->call_id, (int)code, end == RPC_RELAY_END_REFUSED);
     else if (end == RPC_RELAY_END_CANCELLED && !h->a->quitting)
-        snprintf(what, sizeof(what), "cancelled"); /* our caller went away (or gave up) */
+        report(h->a, h->call_id, VRPC_DIRECT_EXIT_CANCELLED, false); /* our caller went away */
     else
-        snprintf(what, sizeof(what), "aborted"); /* reset, lost, or we are stopping */
-    report(h->a, h->call_id, what);
+        report(h->a, h->call_id, VRPC_DIRECT_EXIT_ABORTED, false); /* reset, lost, stopping */
 }
 
 static void hop_free(RpcRelay *r, void *userdata)

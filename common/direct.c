@@ -165,6 +165,21 @@ int vrpc_direct_parse_serve(const char *untrusted, size_t len, VrpcDirectServe *
     return 0;
 }
 
+/* The words of the negative codes: exit_words[-1 - code]. */
+static const char *const exit_words[] = {"aborted", "expired", "cancelled"};
+#define N_EXIT_WORDS ((int)(sizeof(exit_words) / sizeof(exit_words[0])))
+
+const char *vrpc_direct_format_exit(char *buf, size_t size, int code, bool refused)
+{
+    if (code > 255 || code < -N_EXIT_WORDS)
+        snprintf(buf, size, "%s", "");
+    else if (code < 0)
+        snprintf(buf, size, "%s", exit_words[-1 - code]);
+    else
+        snprintf(buf, size, "%s%d", refused ? VRPC_DIRECT_REFUSED_PREFIX : "", code);
+    return buf;
+}
+
 int vrpc_direct_parse_exit(const char *untrusted, bool *refused)
 {
     const char *s = untrusted;
@@ -180,12 +195,9 @@ int vrpc_direct_parse_exit(const char *untrusted, bool *refused)
         ref = true;
         s += plen;
     }
-    if (!ref && strcmp(s, "aborted") == 0)
-        return VRPC_DIRECT_EXIT_ABORTED;
-    if (!ref && strcmp(s, "expired") == 0)
-        return VRPC_DIRECT_EXIT_EXPIRED;
-    if (!ref && strcmp(s, "cancelled") == 0)
-        return VRPC_DIRECT_EXIT_CANCELLED;
+    for (int i = 0; !ref && i < N_EXIT_WORDS; i++)
+        if (strcmp(s, exit_words[i]) == 0)
+            return -1 - i;
     if (take_dec(&s, 255, &v) < 0 || *s)
         return -EINVAL;
     if (refused)

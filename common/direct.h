@@ -90,6 +90,10 @@ int vrpc_direct_parse_serve(const char *untrusted, size_t len, VrpcDirectServe *
 #define VRPC_DIRECT_EXIT_CANCELLED (-3)
 #define VRPC_DIRECT_REFUSED_PREFIX "refused-"
 int vrpc_direct_parse_exit(const char *untrusted, bool *refused);
+/* The report for @code (as vrpc_direct_parse_exit() returns it; @refused for a code >= 0)
+ * into @buf (VRPC_DIRECT_EXIT_WORD_MAX bytes suffice); returns @buf, "" for an unknown code. */
+#define VRPC_DIRECT_EXIT_WORD_MAX 16
+const char *vrpc_direct_format_exit(char *buf, size_t size, int code, bool refused);
 
 /* A word for a fallback reason ("connect-failed", ...). */
 const char *vrpc_direct_fallback_name(unsigned reason);

@@ -548,14 +548,7 @@ static void direct_finish_reported(Call *c, const DirectEnd *e)
 /* An end report as the protocol writes it, for a reason text. */
 static const char *direct_end_word(const DirectEnd *e, char *buf, size_t size)
 {
-    if (e->code == VRPC_DIRECT_EXIT_ABORTED)
-        return "aborted";
-    if (e->code == VRPC_DIRECT_EXIT_EXPIRED)
-        return "expired";
-    if (e->code == VRPC_DIRECT_EXIT_CANCELLED)
-        return "cancelled";
-    snprintf(buf, size, "%s%d", e->refused ? VRPC_DIRECT_REFUSED_PREFIX : "", e->code);
-    return buf;
+    return vrpc_direct_format_exit(buf, size, e->code, e->refused);
 }
 
 /* The exit code the source's agent says its caller was given (-1: none, it went away). */

@@ -455,6 +455,29 @@ START_TEST(direct_texts)
     ck_assert_int_eq(vrpc_direct_parse_exit("aborted", NULL), VRPC_DIRECT_EXIT_ABORTED);
     ck_assert_int_eq(vrpc_direct_parse_exit("expired", NULL), VRPC_DIRECT_EXIT_EXPIRED);
     ck_assert_int_eq(vrpc_direct_parse_exit("cancelled", NULL), VRPC_DIRECT_EXIT_CANCELLED);
+    /* the reports the agents write: each parses back to what it was made from */
+    {
+        static const struct {
+            int code;
+            bool refused;
+            const char *text;
+        } reports[] = {{0, false, "0"},
+                       {255, false, "255"},
+                       {127, true, "refused-127"},
+                       {VRPC_DIRECT_EXIT_ABORTED, false, "aborted"},
+                       {VRPC_DIRECT_EXIT_EXPIRED, false, "expired"},
+                       {VRPC_DIRECT_EXIT_CANCELLED, false, "cancelled"}};
+        char w[VRPC_DIRECT_EXIT_WORD_MAX];
+        for (size_t i = 0; i < sizeof(reports) / sizeof(reports[0]); i++) {
+            ck_assert_str_eq(
+                vrpc_direct_format_exit(w, sizeof(w), reports[i].code, reports[i].refused),
+                reports[i].text);
+            ck_assert_int_eq(vrpc_direct_parse_exit(w, &refused), reports[i].code);
+            ck_assert(refused == reports[i].refused);
+        }
+        ck_assert_str_eq(vrpc_direct_format_exit(w, sizeof(w), -4, false), "");
+        ck_assert_str_eq(vrpc_direct_format_exit(w, sizeof(w), 256, false), "");
+    }
     ck_assert_int_eq(vrpc_direct_parse_exit("refused-cancelled", NULL), -EINVAL);
     ck_assert_int_eq(vrpc_direct_parse_exit("256", NULL), -EINVAL);
     ck_assert_int_eq(vrpc_direct_parse_exit("01", NULL), -EINVAL);
