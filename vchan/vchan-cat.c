@@ -335,7 +335,7 @@ static int run_cat(const Args *a, Vchan *c)
                 n = vchan_buffer_space_notify(c, 1);
                 if (n > 0)
                     continue;
-                if (n < 0 && n != -EPIPE) {
+                if (n < 0) { /* -EPROTO: the peer broke the ring */
                     fail_io(a, "write", (int)n);
                     return 1;
                 }

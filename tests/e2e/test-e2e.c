@@ -642,40 +642,36 @@ START_TEST(binary_small)
 }
 END_TEST
 
-/* calls-total of guest @name in `vrpc-ctl status`, or -1. */
-static long ctl_calls_total(const char *name)
+/* The number after "@field " in the line of `vrpc-ctl status` that starts with @line (a
+ * guest's "guest NAME ", or "total guests"), or -1. */
+static long ctl_status_value(const char *line, const char *field)
 {
-    char control[600], key[80];
+    char control[600], key[64];
     snprintf(control, sizeof control, "%s/dom0/control.sock", vt_instance_dir(g_ns));
     const char *argv[] = {VRPC_SIM_BIN, "exec",      "--ns",  g_ns,     "dom0", "--",
                           VRPC_CTL_BIN, "--control", control, "status", NULL};
     VtResult r = vt_run(argv, VT_HANG_S);
     long n = -1;
-    snprintf(key, sizeof key, "guest %s ", name);
-    const char *t = strstr(r.out, key);
-    const char *k = t ? strstr(t, "calls-total ") : NULL;
+    snprintf(key, sizeof key, "%s ", field);
+    const char *t = strstr(r.out, line);
+    const char *k = t ? strstr(t, key) : NULL;
     if (k)
-        n = atol(k + strlen("calls-total "));
+        n = atol(k + strlen(key));
     vt_result_free(&r);
     return n;
 }
 
+/* calls-total of guest @name, or -1. */
+static long ctl_calls_total(const char *name)
+{
+    char line[80];
+    snprintf(line, sizeof line, "guest %s ", name);
+    return ctl_status_value(line, "calls-total");
+}
+
 static int ctl_in_flight(void)
 {
-    char control[600];
-    snprintf(control, sizeof control, "%s/dom0/control.sock", vt_instance_dir(g_ns));
-    const char *argv[] = {VRPC_SIM_BIN, "exec",      "--ns",  g_ns,     "dom0", "--",
-                          VRPC_CTL_BIN, "--control", control, "status", NULL};
-    VtResult r = vt_run(argv, VT_HANG_S);
-    int n = -1;
-    const char *t = strstr(r.out, "total guests");
-    if (t) {
-        const char *k = strstr(t, "calls-in-flight ");
-        if (k)
-            n = atoi(k + strlen("calls-in-flight "));
-    }
-    vt_result_free(&r);
-    return n;
+    return (int)ctl_status_value("total guests", "calls-in-flight");
 }
 
 START_TEST(concurrent_200)
